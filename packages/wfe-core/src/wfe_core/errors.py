@@ -1,0 +1,68 @@
+"""The exception tree every WFE package raises from.
+
+Providers wrap their driver's exceptions in these, so users never see a driver exception.
+"""
+
+from __future__ import annotations
+
+
+class WfeError(Exception):
+    """Base class of every error WFE raises on purpose."""
+
+
+class ConfigurationError(WfeError):
+    """Settings are invalid; the message names the field path and the problem."""
+
+
+class ProviderNotFoundError(ConfigurationError):
+    """No installed plugin provides the requested provider name or URL scheme."""
+
+
+class PluginError(WfeError):
+    """A plugin failed to load or registered something invalid."""
+
+
+class DefinitionError(WfeError):
+    """A workflow definition is malformed (raised at build or load time)."""
+
+
+class DefinitionNotFoundError(WfeError):
+    """No registered definition matches the requested id (and version)."""
+
+
+class WorkflowNotFoundError(WfeError):
+    """No stored workflow instance has the requested id."""
+
+
+class EventNotFoundError(WfeError):
+    """No stored event has the requested id."""
+
+
+class SubscriptionNotFoundError(WfeError):
+    """No stored subscription has the requested id."""
+
+
+class ConcurrencyError(WfeError):
+    """A write was refused because the stored revision is newer than the writer's.
+
+    A stale worker that lost its lease gets this instead of overwriting newer state.
+    """
+
+
+class LockError(WfeError):
+    """Base class of lock failures."""
+
+
+class LockNotHeldError(LockError):
+    """The lease being renewed or released is not (or no longer) the current holder's."""
+
+
+class ProviderError(WfeError):
+    """A provider's backend failed (connection lost, server error, ...).
+
+    The original driver exception is chained as ``__cause__``.
+    """
+
+
+class WorkflowTimeoutError(WfeError, TimeoutError):
+    """Waiting for a workflow to finish took longer than the given timeout."""

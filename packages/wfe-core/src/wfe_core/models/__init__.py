@@ -1,0 +1,23 @@
+"""The attrs models of WFE. Serialize them only through :mod:`wfe_core.serialization`."""
+
+from __future__ import annotations
+
+from wfe_core.models.event import Event, EventSubscription
+from wfe_core.models.instance import ExecutionError, ExecutionPointer, WorkflowInstance, new_id
+from wfe_core.models.lifecycle import LifecycleEvent, LifecycleEventType
+from wfe_core.models.page import Page
+from wfe_core.models.status import PointerStatus, WorkflowStatus
+
+__all__ = [
+    "Event",
+    "EventSubscription",
+    "ExecutionError",
+    "ExecutionPointer",
+    "LifecycleEvent",
+    "LifecycleEventType",
+    "Page",
+    "PointerStatus",
+    "WorkflowInstance",
+    "WorkflowStatus",
+    "new_id",
+]

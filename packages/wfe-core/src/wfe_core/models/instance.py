@@ -1,0 +1,100 @@
+"""A running (or finished) workflow: its data and its execution pointers."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from wfe_core.models.status import PointerStatus, WorkflowStatus
+
+
+def new_id() -> str:
+    """A new random id (UUID4 hex) for instances, pointers, events and subscriptions."""
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@attrs.define
+class ExecutionPointer:
+    """Where execution stands on one step: one pointer per step visit (and per branch item).
+
+    ``scope`` is the stack of container pointer ids this pointer runs inside (innermost
+    first); ``children`` the ids of the pointers a container started.
+    """
+
+    step_id: int
+    id: str = attrs.field(factory=new_id)
+    step_name: str | None = None
+    status: PointerStatus = PointerStatus.PENDING
+    active: bool = True
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    sleep_until: datetime | None = None
+    persistence_data: Any = None
+    event_name: str | None = None
+    event_key: str | None = None
+    event_effective_date: datetime | None = None
+    event_published: bool = False
+    event_data: Any = None
+    outcome: Any = None
+    attempt: int = 0
+    predecessor_id: str | None = None
+    context_item: Any = None
+    children: list[str] = attrs.field(factory=list)
+    scope: list[str] = attrs.field(factory=list)
+    error: str | None = None
+    extensions: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.define
+class WorkflowInstance:
+    """One run of a workflow definition.
+
+    ``revision`` is the optimistic-concurrency token: persistence bumps it on every write and
+    refuses a write whose ``revision`` is not the stored one. ``next_execution`` is when the
+    instance next has work (``None``: nothing scheduled; it waits for an event or a child).
+    ``data`` is the workflow data as the definition's data type; providers store it through the
+    converter and the host restores the type on load.
+    """
+
+    definition_id: str
+    version: int
+    id: str = attrs.field(factory=new_id)
+    status: WorkflowStatus = WorkflowStatus.RUNNABLE
+    data: Any = None
+    reference: str | None = None
+    description: str | None = None
+    pointers: list[ExecutionPointer] = attrs.field(factory=list)
+    next_execution: datetime | None = None
+    create_time: datetime = attrs.field(factory=utcnow)
+    complete_time: datetime | None = None
+    revision: int = 0
+    parent_workflow_id: str | None = None
+    parent_pointer_id: str | None = None
+
+    def pointer(self, pointer_id: str) -> ExecutionPointer:
+        """The pointer with ``pointer_id`` (``KeyError`` when there is none)."""
+        for pointer in self.pointers:
+            if pointer.id == pointer_id:
+                return pointer
+        raise KeyError(pointer_id)
+
+
+@attrs.define
+class ExecutionError:
+    """A failure of one step run, kept for diagnosis (the workflow may retry past it)."""
+
+    workflow_id: str
+    pointer_id: str
+    message: str
+    step_id: int | None = None
+    step_name: str | None = None
+    error_type: str | None = None
+    traceback: str | None = None
+    time: datetime = attrs.field(factory=utcnow)

@@ -1,0 +1,25 @@
+"""Plugin hooks and the records plugins register (see :mod:`wfe_core.plugins.hookspecs`)."""
+
+from __future__ import annotations
+
+from wfe_core.plugins import hookspecs
+from wfe_core.plugins.markers import PROJECT_NAME, hookimpl, hookspec
+from wfe_core.plugins.specs import (
+    DefinitionFormatSpec,
+    DefinitionLoader,
+    ProviderKind,
+    ProviderSpec,
+    StepExecutorSpec,
+)
+
+__all__ = [
+    "PROJECT_NAME",
+    "DefinitionFormatSpec",
+    "DefinitionLoader",
+    "ProviderKind",
+    "ProviderSpec",
+    "StepExecutorSpec",
+    "hookimpl",
+    "hookspec",
+    "hookspecs",
+]

@@ -1,0 +1,27 @@
+"""Provider contracts: the ABCs every persistence, lock, queue, search and lifecycle provider
+implements, and the step-executor contract behind YAML step types."""
+
+from __future__ import annotations
+
+from wfe_core.providers import capabilities
+from wfe_core.providers.base import Provider
+from wfe_core.providers.lifecycle import LifecyclePublisher
+from wfe_core.providers.lock import Lease, LockProvider
+from wfe_core.providers.persistence import PersistenceProvider
+from wfe_core.providers.queue import QueueMessage, QueueName, QueueProvider
+from wfe_core.providers.search import SearchIndex
+from wfe_core.providers.step_executor import StepExecutor
+
+__all__ = [
+    "Lease",
+    "LifecyclePublisher",
+    "LockProvider",
+    "PersistenceProvider",
+    "Provider",
+    "QueueMessage",
+    "QueueName",
+    "QueueProvider",
+    "SearchIndex",
+    "StepExecutor",
+    "capabilities",
+]

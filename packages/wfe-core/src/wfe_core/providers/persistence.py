@@ -1,0 +1,137 @@
+"""The persistence contract: workflow instances, events, subscriptions and errors."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from wfe_core.providers.base import Provider
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from wfe_core.models import (
+        Event,
+        EventSubscription,
+        ExecutionError,
+        Page,
+        WorkflowInstance,
+        WorkflowStatus,
+    )
+
+
+class PersistenceProvider(Provider):
+    """Durable store of everything the engine needs to resume after a restart.
+
+    Rules every implementation keeps (checked by ``wfe_core.testing.PersistenceSuite``):
+
+    * Instances come back equal to what was stored, except ``data``, which comes back in its
+      unstructured (JSON-compatible) form; the host restores the definition's data type.
+      Stored objects never share state with the caller's objects.
+    * :meth:`persist_workflow` is atomic and optimistic: it succeeds only when the stored
+      ``revision`` equals ``instance.revision``, then stores ``revision + 1`` and sets it on
+      ``instance``; otherwise it raises :class:`~wfe_core.errors.ConcurrencyError` and stores
+      nothing. The subscriptions and errors passed with it are written in the same transaction.
+    * Unknown ids raise the matching ``*NotFoundError`` from :mod:`wfe_core.errors`.
+    * Times are timezone-aware UTC datetimes, stored with at least millisecond precision.
+    """
+
+    # -- workflow instances ----------------------------------------------------------------
+    @abstractmethod
+    async def create_workflow(self, instance: WorkflowInstance) -> None:
+        """Store a new instance (its ``id`` is already set; ``revision`` becomes 1)."""
+
+    @abstractmethod
+    async def persist_workflow(
+        self,
+        instance: WorkflowInstance,
+        *,
+        subscriptions: Iterable[EventSubscription] = (),
+        errors: Iterable[ExecutionError] = (),
+    ) -> None:
+        """Write ``instance`` (checking its revision) with new subscriptions and errors."""
+
+    @abstractmethod
+    async def get_workflow(self, workflow_id: str) -> WorkflowInstance:
+        """The stored instance."""
+
+    @abstractmethod
+    async def get_workflows(self, workflow_ids: Iterable[str]) -> Sequence[WorkflowInstance]:
+        """The stored instances among ``workflow_ids`` (unknown ids are left out)."""
+
+    @abstractmethod
+    async def get_runnable_instances(self, as_of: datetime) -> Sequence[str]:
+        """Ids of runnable instances whose ``next_execution`` is at or before ``as_of``."""
+
+    @abstractmethod
+    async def next_execution_time(self) -> datetime | None:
+        """The earliest ``next_execution`` of any runnable instance (drives the scheduler)."""
+
+    @abstractmethod
+    async def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        definition_id: str | None = None,
+        reference: str | None = None,
+        skip: int = 0,
+        take: int = 100,
+    ) -> Page[WorkflowInstance]:
+        """Instances matching every given filter, newest ``create_time`` first."""
+
+    @abstractmethod
+    async def purge_workflows(
+        self, *, older_than: datetime, statuses: Iterable[WorkflowStatus]
+    ) -> int:
+        """Delete instances in ``statuses`` finished (``complete_time``) before ``older_than``,
+        with their subscriptions and errors. Returns how many instances were deleted."""
+
+    # -- events ----------------------------------------------------------------------------
+    @abstractmethod
+    async def create_event(self, event: Event) -> None:
+        """Store a new event."""
+
+    @abstractmethod
+    async def get_event(self, event_id: str) -> Event:
+        """The stored event."""
+
+    @abstractmethod
+    async def get_runnable_events(self, as_of: datetime) -> Sequence[str]:
+        """Ids of unprocessed events whose ``time`` is at or before ``as_of``, oldest first."""
+
+    @abstractmethod
+    async def get_events(self, name: str, key: str, as_of: datetime) -> Sequence[str]:
+        """Ids of events of ``name`` and ``key`` whose ``time`` is at or after ``as_of``,
+        processed or not, oldest first (lets a new subscription see earlier events)."""
+
+    @abstractmethod
+    async def mark_event_processed(self, event_id: str) -> None: ...
+
+    @abstractmethod
+    async def mark_event_unprocessed(self, event_id: str) -> None: ...
+
+    # -- subscriptions ---------------------------------------------------------------------
+    @abstractmethod
+    async def create_subscription(self, subscription: EventSubscription) -> None:
+        """Store a subscription on its own (the engine usually passes them to
+        :meth:`persist_workflow`)."""
+
+    @abstractmethod
+    async def get_subscription(self, subscription_id: str) -> EventSubscription: ...
+
+    @abstractmethod
+    async def get_subscriptions(
+        self, name: str, key: str, as_of: datetime
+    ) -> Sequence[EventSubscription]:
+        """Open (not terminated) subscriptions to ``name``/``key`` whose ``subscribe_as_of``
+        is at or before ``as_of``, oldest first."""
+
+    @abstractmethod
+    async def terminate_subscription(self, subscription_id: str) -> None:
+        """Close a subscription (it matches no more events). Idempotent."""
+
+    # -- errors ----------------------------------------------------------------------------
+    @abstractmethod
+    async def get_errors(self, workflow_id: str) -> Sequence[ExecutionError]:
+        """Errors recorded for ``workflow_id``, oldest first."""

@@ -1,0 +1,3 @@
+"""PostgreSQL persistence, queue and lock for WFE."""
+
+from __future__ import annotations
