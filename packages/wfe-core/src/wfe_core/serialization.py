@@ -9,7 +9,7 @@ dicts and lists until the host restores the definition's data type.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
 from cattrs.preconf.json import make_converter
@@ -27,9 +27,9 @@ def _structure_datetime(value: Any, _: type) -> datetime:
 
 converter.register_structure_hook(datetime, _structure_datetime)
 # Plain values, not enum members, so what is stored is the same builtins in every provider.
-converter.register_unstructure_hook_func(
-    lambda cls: isinstance(cls, type) and issubclass(cls, Enum), lambda member: member.value
-)
+# (StrEnum is registered on its own: its MRO puts ``str``, whose hook is identity, before Enum.)
+for _enum_base in (Enum, StrEnum):
+    converter.register_unstructure_hook(_enum_base, lambda member: member.value)
 
 
 def to_primitive(value: Any) -> Any:
