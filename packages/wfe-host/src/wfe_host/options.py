@@ -1,0 +1,27 @@
+"""Options of the host itself (the ``[host]`` table of the settings)."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.define
+class HostOptions:
+    """How a :class:`~wfe_host.WorkflowHost` runs its work.
+
+    Every field can be set in settings as ``host.<field>`` (``[host]`` in ``wfe.toml``) or as
+    ``WFE_HOST_<FIELD>`` in the environment.
+    """
+
+    #: Workflow passes (one instance each) run at the same time by this host.
+    concurrency: int = attrs.field(default=32, validator=attrs.validators.ge(1))
+    #: Steps run at the same time within one pass (parallel branches, parallel for_each).
+    max_parallel_steps: int = attrs.field(default=64, validator=attrs.validators.ge(1))
+    #: Seconds a worker's lease on an instance lasts before another worker may take it over;
+    #: renewed while a pass runs.
+    lease_seconds: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    #: Run background consumers (execute workflows). A host that only starts workflows and
+    #: reads their state (the CLI's ``wfe workflows ...``) sets this to false.
+    run_workers: bool = True
+    #: Name of this worker in leases and logs; a random one when unset.
+    worker_id: str | None = None
