@@ -1,0 +1,103 @@
+"""Developer and CI tasks. ``nox`` runs the default sessions: lint, types, every package's tests
+(each in its own environment with only that package and what it declares), the repository
+checks, and the coverage report.
+
+Versions are pinned by uv.lock: each session installs with a constraints file exported from it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["lint", "types", "tests", "repository", "coverage"]
+
+ROOT = Path(__file__).parent
+CONSTRAINTS = ROOT / ".nox" / "constraints.txt"
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+TEST_DEPS = nox.project.dependency_groups(PYPROJECT, "test")
+LINT_DEPS = nox.project.dependency_groups(PYPROJECT, "lint")
+
+# Every package that has tests gets a session holding that package (installed from source, with
+# the wfe-core and wfe-host it is tested through) and nothing else of the workspace, so a
+# dependency missing from its pyproject fails here. Packages whose provider is not built yet
+# have no tests; the `repository` session checks their packaging.
+PACKAGES = sorted(
+    p.name for p in (ROOT / "packages").iterdir() if any((p / "tests").glob("**/test_*.py"))
+)
+EXAMPLE_PLUGIN = "examples/wfe-example-plugin"
+
+
+def _constraints() -> Path:
+    """Export uv.lock as a constraints file once per nox run (third-party pins only)."""
+    if not CONSTRAINTS.exists():
+        CONSTRAINTS.parent.mkdir(exist_ok=True)
+        subprocess.run(
+            ["uv", "export", "--locked", "--all-packages", "--all-groups", "--all-extras",
+             "--no-hashes", "--no-emit-workspace", "--no-header", "--quiet",
+             "-o", str(CONSTRAINTS)],
+            check=True, cwd=ROOT,
+        )
+    return CONSTRAINTS
+
+
+def _install(session: nox.Session, *requirements: str) -> None:
+    session.install("-c", str(_constraints()), *requirements)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint rules and formatting."""
+    _install(session, *LINT_DEPS)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def types(session: nox.Session) -> None:
+    """mypy --strict over every package's sources."""
+    sources = [str(p) for p in sorted(ROOT.glob("packages/*/src"))]
+    sources.append(f"{EXAMPLE_PLUGIN}/src")
+    _install(session, *LINT_DEPS, *TEST_DEPS, "-e", "packages/wfe-core[testing]",
+             "-e", "packages/wfe-host", "-e", EXAMPLE_PLUGIN)
+    session.run("mypy", *sources)
+
+
+@nox.session
+@nox.parametrize("package", PACKAGES)
+def tests(session: nox.Session, package: str) -> None:
+    """One package's tests, in an environment holding only that package and its needs."""
+    needs = {"packages/wfe-core[testing]", f"packages/{package}"}
+    if package != "wfe-core":
+        needs.add("packages/wfe-host")
+    _install(session, *TEST_DEPS, *(arg for req in sorted(needs) for arg in ("-e", req)))
+    if package == "wfe-host":
+        _install(session, "-e", EXAMPLE_PLUGIN)
+        test_paths = [f"packages/{package}/tests", f"{EXAMPLE_PLUGIN}/tests"]
+    else:
+        test_paths = [f"packages/{package}/tests"]
+    session.run(
+        "pytest", *test_paths, "--cov", "--cov-report=", "-p", "no:cacheprovider",
+        *session.posargs,
+        env={"COVERAGE_FILE": str(ROOT / f".coverage.{package}")},
+    )
+
+
+@nox.session
+def repository(session: nox.Session) -> None:
+    """Checks over the whole repository: lockstep versions, packaging, layering rules."""
+    _install(session, *TEST_DEPS, "uv")
+    session.run("pytest", "tests", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    """Combine the test sessions' coverage and report it for wfe-core and wfe-host."""
+    _install(session, "coverage[toml]")
+    session.run("coverage", "combine", "--keep", *map(str, ROOT.glob(".coverage.wfe-*")))
+    session.run("coverage", "report", "--fail-under=80")

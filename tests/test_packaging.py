@@ -1,0 +1,106 @@
+"""Repository rules every release relies on: lockstep versions, complete packaging, and the
+dependency rule (wfe-core imports no provider and no host; providers import only wfe-core)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = sorted(p for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").exists())
+DISTRIBUTIONS = [p.name for p in PACKAGES]
+WORKSPACE_IMPORTS = {name.replace("-", "_") for name in DISTRIBUTIONS}
+
+
+def _project(package: Path) -> dict[str, object]:
+    with (package / "pyproject.toml").open("rb") as f:
+        project: dict[str, object] = tomllib.load(f)["project"]
+    return project
+
+
+def test_every_distribution_is_there() -> None:
+    assert DISTRIBUTIONS == sorted(
+        f"wfe-{n}" for n in ("core", "host", "yaml", "sqlite", "postgres", "valkey", "opensearch")
+    )
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=DISTRIBUTIONS)
+def test_package_layout(package: Path) -> None:
+    module = package.name.replace("-", "_")
+    assert (package / "src" / module / "__init__.py").is_file()
+    assert (package / "src" / module / "py.typed").is_file(), "typed packages ship py.typed"
+    assert (package / "README.md").is_file()
+    assert (package / "tests").is_dir()
+
+
+def test_versions_move_in_lockstep() -> None:
+    versions = {package.name: _project(package)["version"] for package in PACKAGES}
+    assert len(set(versions.values())) == 1, versions
+    (version,) = set(versions.values())
+    # Workspace packages pin each other to exactly the shared version.
+    for package in PACKAGES:
+        for requirement in _project(package).get("dependencies", []):  # type: ignore[attr-defined]
+            name = requirement.split("=")[0].split(">")[0].split("[")[0].strip()
+            if name in DISTRIBUTIONS:
+                assert requirement == f"{name}=={version}", (package.name, requirement)
+
+
+def _imported_top_levels(source: Path) -> set[str]:
+    tree = ast.parse(source.read_text(), filename=str(source))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=DISTRIBUTIONS)
+def test_dependency_rule(package: Path) -> None:
+    """wfe-core imports no other workspace package; the rest import only wfe-core (and the
+    host, which finds providers through entry points, imports none of them)."""
+    own = package.name.replace("-", "_")
+    allowed = {own} if own == "wfe_core" else {own, "wfe_core"}
+    for source in (package / "src").rglob("*.py"):
+        offending = (_imported_top_levels(source) & WORKSPACE_IMPORTS) - allowed
+        assert not offending, f"{source.relative_to(ROOT)} imports {sorted(offending)}"
+
+
+def test_unbuilt_providers_register_no_plugin() -> None:
+    """A distribution holds only its packaging until its provider works: no entry point."""
+    for package in PACKAGES:
+        module = package.name.replace("-", "_")
+        has_plugin = (package / "src" / module / "plugin.py").exists()
+        entry_points = _project(package).get("entry-points", {})
+        registered = "wfe" in entry_points  # type: ignore[operator]
+        assert has_plugin == registered, f"{package.name}: plugin.py and entry point disagree"
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("dist")
+    for package in PACKAGES:
+        subprocess.run(
+            [sys.executable, "-m", "uv", "build", "--wheel", "--out-dir", str(out), str(package)],
+            check=True, capture_output=True,
+        )
+    return {w.name.split("-")[0].replace("_", "-"): w for w in out.glob("*.whl")}
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=DISTRIBUTIONS)
+def test_wheel_builds_from_a_clone_without_tags(package: Path, wheels: dict[str, Path]) -> None:
+    wheel = wheels[package.name]
+    module = package.name.replace("-", "_")
+    version = _project(package)["version"]
+    assert wheel.name.startswith(f"{module}-{version}-")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    assert f"{module}/py.typed" in names
+    assert f"{module}/__init__.py" in names
