@@ -1,0 +1,19 @@
+"""In-memory providers of every kind (named ``memory``): product code for tests, scripts and
+single-process hosts, and the model the conformance suites compare other providers with."""
+
+from __future__ import annotations
+
+from wfe_core.memory.lifecycle import LifecycleSubscription, MemoryLifecycle
+from wfe_core.memory.lock import MemoryLock
+from wfe_core.memory.persistence import MemoryPersistence
+from wfe_core.memory.queue import MemoryQueue
+from wfe_core.memory.search import MemorySearch
+
+__all__ = [
+    "LifecycleSubscription",
+    "MemoryLifecycle",
+    "MemoryLock",
+    "MemoryPersistence",
+    "MemoryQueue",
+    "MemorySearch",
+]

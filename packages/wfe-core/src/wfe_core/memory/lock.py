@@ -1,0 +1,112 @@
+"""In-memory lock: leases with expiry and fencing tokens, between tasks of one process."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import anyio
+import attrs
+from anyio.lowlevel import checkpoint
+
+from wfe_core.errors import LockNotHeldError
+from wfe_core.models.instance import utcnow
+from wfe_core.providers import capabilities as cap
+from wfe_core.providers.lock import Lease, LockProvider
+
+__all__ = ["MemoryLock"]
+
+
+@attrs.define
+class _Held:
+    owner: str
+    token: int
+    #: On the event loop's monotonic clock (``anyio.current_time()``), immune to wall-clock
+    #: jumps; the lease's ``expires_at`` is only informative.
+    deadline: float
+
+
+class MemoryLock(LockProvider):
+    """Leases over named keys, shared by the tasks of one event loop.
+
+    Expiry is measured on the event loop's monotonic clock. A waiting :meth:`acquire` sleeps
+    until the key is released or the current lease's expiry, whichever comes first (no polling).
+    A lease that has expired is no longer the current one: :meth:`renew` and :meth:`release`
+    refuse it even when no other owner has taken the key yet.
+    """
+
+    capabilities = frozenset({cap.LEASE_RENEWAL})
+
+    def __init__(self) -> None:
+        self._held: dict[str, _Held] = {}
+        # Fencing tokens keep growing per key even after a key is released and forgotten.
+        self._tokens: dict[str, int] = {}
+        # Created lazily: anyio events need a running event loop. Set (and dropped) on release.
+        self._released: dict[str, anyio.Event] = {}
+
+    def _current(self, key: str, now: float) -> _Held | None:
+        held = self._held.get(key)
+        if held is not None and held.deadline <= now:
+            # Expired: forget it so the key is free.
+            del self._held[key]
+            return None
+        return held
+
+    def _grant(self, key: str, owner: str, ttl: float, now: float) -> Lease:
+        token = self._tokens.get(key, 0) + 1
+        self._tokens[key] = token
+        self._held[key] = _Held(owner, token, now + ttl)
+        return Lease(key=key, owner=owner, token=token, expires_at=_wall(ttl))
+
+    async def acquire(self, key: str, *, owner: str, ttl: float, wait: float = 0.0) -> Lease | None:
+        """Take ``key`` for ``owner`` for ``ttl`` seconds, waiting up to ``wait`` seconds for
+        it to become free. ``None`` when it stayed held (or ``owner`` already holds it)."""
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        await checkpoint()
+        deadline = anyio.current_time() + max(wait, 0.0)
+        while True:
+            now = anyio.current_time()
+            held = self._current(key, now)
+            if held is None:
+                return self._grant(key, owner, ttl, now)
+            if held.owner == owner or now >= deadline:
+                # Not re-entrant: waiting for one's own lease to lapse makes no sense.
+                return None
+            released = self._released.get(key)
+            if released is None:
+                released = self._released[key] = anyio.Event()
+            # Wake on release, or when the current lease lapses, or at the caller's deadline.
+            with anyio.move_on_after(min(deadline, held.deadline) - now):
+                await released.wait()
+
+    async def renew(self, lease: Lease, *, ttl: float) -> Lease:
+        """Extend the current ``lease`` to ``ttl`` seconds from now (same token)."""
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        await checkpoint()
+        now = anyio.current_time()
+        held = self._check(lease, now)
+        held.deadline = now + ttl
+        return attrs.evolve(lease, expires_at=_wall(ttl))
+
+    async def release(self, lease: Lease) -> None:
+        """Free the key of the current ``lease`` at once and wake its waiters."""
+        await checkpoint()
+        self._check(lease, anyio.current_time())
+        del self._held[lease.key]
+        released = self._released.pop(lease.key, None)
+        if released is not None:
+            released.set()
+
+    def _check(self, lease: Lease, now: float) -> _Held:
+        held = self._current(lease.key, now)
+        if held is None or held.token != lease.token or held.owner != lease.owner:
+            raise LockNotHeldError(
+                f"lease {lease.token} of {lease.key!r} by {lease.owner!r} is not current"
+            )
+        return held
+
+
+def _wall(ttl: float) -> datetime:
+    """The wall-clock time ``ttl`` seconds from now, for :attr:`Lease.expires_at`."""
+    return utcnow() + timedelta(seconds=ttl)

@@ -1,0 +1,415 @@
+"""In-memory persistence: the reference implementation of :class:`PersistenceProvider`.
+
+Everything is kept as JSON text (what :func:`~wfe_core.serialization.to_primitive` gives,
+serialized), next to the few columns the queries need, much as a database table keeps them.
+Reads decode the text again, so callers always get fresh objects that share nothing with the
+store, and ``data`` comes back unstructured exactly as a database provider returns it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+from anyio.lowlevel import checkpoint
+
+from wfe_core.errors import (
+    ConcurrencyError,
+    EventNotFoundError,
+    SubscriptionNotFoundError,
+    WorkflowNotFoundError,
+)
+from wfe_core.models import (
+    Event,
+    EventSubscription,
+    ExecutionError,
+    Page,
+    WorkflowInstance,
+    WorkflowStatus,
+)
+from wfe_core.providers.persistence import PersistenceProvider
+from wfe_core.serialization import from_primitive, to_primitive
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from datetime import datetime
+
+__all__ = ["MemoryPersistence"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _encode(value: Any) -> str:
+    # ensure_ascii=False keeps unicode as it is; the text never leaves this module.
+    return json.dumps(to_primitive(value), ensure_ascii=False)
+
+
+def _decode(document: str, cls: type[T]) -> T:
+    return from_primitive(json.loads(document), cls)
+
+
+@attrs.define
+class _InstanceRow:
+    document: str
+    status: WorkflowStatus
+    definition_id: str
+    reference: str | None
+    next_execution: datetime | None
+    create_time: datetime
+    complete_time: datetime | None
+    revision: int
+    seq: int
+
+
+@attrs.define
+class _EventRow:
+    document: str
+    name: str
+    key: str
+    time: datetime
+    is_processed: bool
+    seq: int
+
+
+@attrs.define
+class _SubscriptionRow:
+    document: str
+    workflow_id: str
+    event_name: str
+    event_key: str
+    subscribe_as_of: datetime
+    create_time: datetime
+    terminated: bool
+    seq: int
+
+
+@attrs.define
+class _ErrorRow:
+    document: str
+    time: datetime
+    seq: int
+
+
+class MemoryPersistence(PersistenceProvider):
+    """Workflow instances, events, subscriptions and errors in this process's memory.
+
+    Not durable: everything is lost when the process exits. Every method completes without
+    awaiting between its checks and its writes, so each call is atomic with respect to other
+    tasks (there is nothing to lock).
+    """
+
+    capabilities = frozenset[str]()
+
+    def __init__(self) -> None:
+        self._instances: dict[str, _InstanceRow] = {}
+        self._events: dict[str, _EventRow] = {}
+        self._subscriptions: dict[str, _SubscriptionRow] = {}
+        self._errors: dict[str, list[_ErrorRow]] = {}
+        # Insertion order breaks ties between equal timestamps, so orders are stable.
+        self._seq = itertools.count()
+
+    # -- rows ------------------------------------------------------------------------------
+    def _instance_row(self, instance: WorkflowInstance, revision: int, seq: int) -> _InstanceRow:
+        stored = attrs.evolve(instance, revision=revision)
+        document = _encode(stored)
+        # Columns come from the decoded document, so naive datetimes are read as UTC the same
+        # way they will be when the instance is loaded.
+        decoded = _decode(document, WorkflowInstance)
+        return _InstanceRow(
+            document=document,
+            status=decoded.status,
+            definition_id=decoded.definition_id,
+            reference=decoded.reference,
+            next_execution=decoded.next_execution,
+            create_time=decoded.create_time,
+            complete_time=decoded.complete_time,
+            revision=revision,
+            seq=seq,
+        )
+
+    def _subscription_row(self, subscription: EventSubscription, seq: int) -> _SubscriptionRow:
+        document = _encode(subscription)
+        decoded = _decode(document, EventSubscription)
+        return _SubscriptionRow(
+            document=document,
+            workflow_id=decoded.workflow_id,
+            event_name=decoded.event_name,
+            event_key=decoded.event_key,
+            subscribe_as_of=decoded.subscribe_as_of,
+            create_time=decoded.create_time,
+            terminated=decoded.terminated,
+            seq=seq,
+        )
+
+    def _error_row(self, error: ExecutionError) -> tuple[str, _ErrorRow]:
+        document = _encode(error)
+        decoded = _decode(document, ExecutionError)
+        return decoded.workflow_id, _ErrorRow(document, decoded.time, next(self._seq))
+
+    # -- workflow instances ----------------------------------------------------------------
+    async def create_workflow(self, instance: WorkflowInstance) -> None:
+        """Store a new instance with revision 1 (set on ``instance`` too).
+
+        Raises :class:`~wfe_core.errors.ConcurrencyError` when the id is already stored.
+        """
+        await checkpoint()
+        if instance.id in self._instances:
+            raise ConcurrencyError(f"workflow {instance.id} already exists")
+        row = self._instance_row(instance, 1, next(self._seq))
+        self._instances[instance.id] = row
+        instance.revision = 1
+
+    async def persist_workflow(
+        self,
+        instance: WorkflowInstance,
+        *,
+        subscriptions: Iterable[EventSubscription] = (),
+        errors: Iterable[ExecutionError] = (),
+    ) -> None:
+        """Write ``instance`` when its revision is the stored one, with its subscriptions
+        (added, or replaced by id) and errors (appended), all or nothing."""
+        await checkpoint()
+        current = self._instances.get(instance.id)
+        if current is None:
+            raise WorkflowNotFoundError(instance.id)
+        if current.revision != instance.revision:
+            raise ConcurrencyError(
+                f"workflow {instance.id}: revision {instance.revision} is stale "
+                f"(stored: {current.revision})"
+            )
+        # Build every row before writing any, so a value that fails to serialize stores nothing.
+        new_revision = current.revision + 1
+        row = self._instance_row(instance, new_revision, current.seq)
+        sub_rows = []
+        for subscription in subscriptions:
+            existing = self._subscriptions.get(subscription.id)
+            seq = existing.seq if existing is not None else next(self._seq)
+            sub_rows.append((subscription.id, self._subscription_row(subscription, seq)))
+        error_rows = [self._error_row(error) for error in errors]
+
+        self._instances[instance.id] = row
+        self._subscriptions.update(sub_rows)
+        for workflow_id, error_row in error_rows:
+            self._errors.setdefault(workflow_id, []).append(error_row)
+        instance.revision = new_revision
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowInstance:
+        """The stored instance (``WorkflowNotFoundError`` when unknown)."""
+        await checkpoint()
+        row = self._instances.get(workflow_id)
+        if row is None:
+            raise WorkflowNotFoundError(workflow_id)
+        return _decode(row.document, WorkflowInstance)
+
+    async def get_workflows(self, workflow_ids: Iterable[str]) -> Sequence[WorkflowInstance]:
+        """The stored instances among ``workflow_ids``, in the order asked, each once."""
+        await checkpoint()
+        result: list[WorkflowInstance] = []
+        seen: set[str] = set()
+        for workflow_id in workflow_ids:
+            row = self._instances.get(workflow_id)
+            if row is not None and workflow_id not in seen:
+                seen.add(workflow_id)
+                result.append(_decode(row.document, WorkflowInstance))
+        return result
+
+    async def get_runnable_instances(self, as_of: datetime) -> Sequence[str]:
+        """Ids of runnable instances due at or before ``as_of``, earliest due first."""
+        await checkpoint()
+        due = [
+            (row.next_execution, row.seq, workflow_id)
+            for workflow_id, row in self._instances.items()
+            if row.status == WorkflowStatus.RUNNABLE
+            and row.next_execution is not None
+            and row.next_execution <= as_of
+        ]
+        return [workflow_id for _, _, workflow_id in sorted(due)]
+
+    async def next_execution_time(self) -> datetime | None:
+        """The earliest ``next_execution`` of a runnable instance, ``None`` when there is none."""
+        await checkpoint()
+        times = [
+            row.next_execution
+            for row in self._instances.values()
+            if row.status == WorkflowStatus.RUNNABLE and row.next_execution is not None
+        ]
+        return min(times, default=None)
+
+    async def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        definition_id: str | None = None,
+        reference: str | None = None,
+        skip: int = 0,
+        take: int = 100,
+    ) -> Page[WorkflowInstance]:
+        """Instances matching every given filter, newest ``create_time`` first, with the
+        total count of matches."""
+        await checkpoint()
+        rows = [
+            row
+            for row in self._instances.values()
+            if (status is None or row.status == status)
+            and (definition_id is None or row.definition_id == definition_id)
+            and (reference is None or row.reference == reference)
+        ]
+        # Newest first; among equal times the later stored comes first.
+        rows.sort(key=lambda row: (row.create_time, row.seq), reverse=True)
+        skip = max(skip, 0)
+        take = max(take, 0)
+        items = [_decode(row.document, WorkflowInstance) for row in rows[skip : skip + take]]
+        return Page(items=items, total=len(rows), skip=skip, take=take)
+
+    async def purge_workflows(
+        self, *, older_than: datetime, statuses: Iterable[WorkflowStatus]
+    ) -> int:
+        """Delete instances in ``statuses`` completed before ``older_than`` with their
+        subscriptions and errors; returns how many instances went."""
+        await checkpoint()
+        wanted = {WorkflowStatus(status) for status in statuses}
+        doomed = [
+            workflow_id
+            for workflow_id, row in self._instances.items()
+            if row.status in wanted
+            and row.complete_time is not None
+            and row.complete_time < older_than
+        ]
+        doomed_set = set(doomed)
+        for workflow_id in doomed:
+            del self._instances[workflow_id]
+            self._errors.pop(workflow_id, None)
+        for subscription_id in [
+            sid for sid, row in self._subscriptions.items() if row.workflow_id in doomed_set
+        ]:
+            del self._subscriptions[subscription_id]
+        if doomed:
+            logger.debug("purged %d workflow instances", len(doomed))
+        return len(doomed)
+
+    # -- events ----------------------------------------------------------------------------
+    async def create_event(self, event: Event) -> None:
+        """Store a new event (``ConcurrencyError`` when its id is already stored)."""
+        await checkpoint()
+        if event.id in self._events:
+            raise ConcurrencyError(f"event {event.id} already exists")
+        document = _encode(event)
+        decoded = _decode(document, Event)
+        self._events[event.id] = _EventRow(
+            document,
+            decoded.name,
+            decoded.key,
+            decoded.time,
+            decoded.is_processed,
+            next(self._seq),
+        )
+
+    async def get_event(self, event_id: str) -> Event:
+        """The stored event (``EventNotFoundError`` when unknown)."""
+        await checkpoint()
+        return _decode(self._event_row(event_id).document, Event)
+
+    def _event_row(self, event_id: str) -> _EventRow:
+        row = self._events.get(event_id)
+        if row is None:
+            raise EventNotFoundError(event_id)
+        return row
+
+    async def get_runnable_events(self, as_of: datetime) -> Sequence[str]:
+        """Ids of unprocessed events effective at or before ``as_of``, oldest first."""
+        await checkpoint()
+        rows = [
+            (row.time, row.seq, event_id)
+            for event_id, row in self._events.items()
+            if not row.is_processed and row.time <= as_of
+        ]
+        return [event_id for _, _, event_id in sorted(rows)]
+
+    async def get_events(self, name: str, key: str, as_of: datetime) -> Sequence[str]:
+        """Ids of events of ``name``/``key`` effective at or after ``as_of``, oldest first."""
+        await checkpoint()
+        rows = [
+            (row.time, row.seq, event_id)
+            for event_id, row in self._events.items()
+            if row.name == name and row.key == key and row.time >= as_of
+        ]
+        return [event_id for _, _, event_id in sorted(rows)]
+
+    async def mark_event_processed(self, event_id: str) -> None:
+        """Flag the event processed (``EventNotFoundError`` when unknown)."""
+        await checkpoint()
+        self._set_processed(event_id, True)
+
+    async def mark_event_unprocessed(self, event_id: str) -> None:
+        """Flag the event unprocessed again (``EventNotFoundError`` when unknown)."""
+        await checkpoint()
+        self._set_processed(event_id, False)
+
+    def _set_processed(self, event_id: str, processed: bool) -> None:
+        row = self._event_row(event_id)
+        event = _decode(row.document, Event)
+        event.is_processed = processed
+        row.document = _encode(event)
+        row.is_processed = processed
+
+    # -- subscriptions ---------------------------------------------------------------------
+    async def create_subscription(self, subscription: EventSubscription) -> None:
+        """Store a new subscription (``ConcurrencyError`` when its id is already stored)."""
+        await checkpoint()
+        if subscription.id in self._subscriptions:
+            raise ConcurrencyError(f"subscription {subscription.id} already exists")
+        self._subscriptions[subscription.id] = self._subscription_row(subscription, next(self._seq))
+
+    async def get_subscription(self, subscription_id: str) -> EventSubscription:
+        """The stored subscription (``SubscriptionNotFoundError`` when unknown)."""
+        await checkpoint()
+        return _decode(self._subscription(subscription_id).document, EventSubscription)
+
+    def _subscription(self, subscription_id: str) -> _SubscriptionRow:
+        row = self._subscriptions.get(subscription_id)
+        if row is None:
+            raise SubscriptionNotFoundError(subscription_id)
+        return row
+
+    async def get_subscriptions(
+        self, name: str, key: str, as_of: datetime
+    ) -> Sequence[EventSubscription]:
+        """Open subscriptions to ``name``/``key`` subscribed as of ``as_of`` or earlier,
+        oldest ``subscribe_as_of`` first."""
+        await checkpoint()
+        rows = sorted(
+            (
+                row
+                for row in self._subscriptions.values()
+                if not row.terminated
+                and row.event_name == name
+                and row.event_key == key
+                and row.subscribe_as_of <= as_of
+            ),
+            key=lambda row: (row.subscribe_as_of, row.create_time, row.seq),
+        )
+        return [_decode(row.document, EventSubscription) for row in rows]
+
+    async def terminate_subscription(self, subscription_id: str) -> None:
+        """Close the subscription; closing a closed one is a no-op
+        (``SubscriptionNotFoundError`` when unknown)."""
+        await checkpoint()
+        row = self._subscription(subscription_id)
+        if row.terminated:
+            return
+        subscription = _decode(row.document, EventSubscription)
+        subscription.terminated = True
+        row.document = _encode(subscription)
+        row.terminated = True
+
+    # -- errors ----------------------------------------------------------------------------
+    async def get_errors(self, workflow_id: str) -> Sequence[ExecutionError]:
+        """Errors recorded for ``workflow_id``, oldest first (empty for an unknown id)."""
+        await checkpoint()
+        rows = sorted(self._errors.get(workflow_id, ()), key=lambda row: (row.time, row.seq))
+        return [_decode(row.document, ExecutionError) for row in rows]
