@@ -1,0 +1,28 @@
+"""Conformance suites every WFE provider runs, and Hypothesis strategies for the models.
+
+A provider package subclasses a suite in its tests, sets ``__test__ = True`` and supplies an
+async fixture yielding an entered provider (``lock``, ``queue``, ``persistence``, ``search``
+or ``lifecycle``); see ``docs/providers.md``. Needs the ``testing`` extra
+(``pip install wfe-core[testing]``: pytest, hypothesis).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+# Before the suites are imported, so their plain ``assert``s report values like tests do.
+pytest.register_assert_rewrite(
+    "wfe_core.testing._support",
+    "wfe_core.testing.lifecycle",
+    "wfe_core.testing.lock",
+    "wfe_core.testing.persistence",
+    "wfe_core.testing.queue",
+    "wfe_core.testing.search",
+)
+
+from wfe_core.testing.lock import LockSuite, lock_state_machine  # noqa: E402
+
+__all__ = [
+    "LockSuite",
+    "lock_state_machine",
+]

@@ -1,0 +1,45 @@
+"""Helpers shared by the conformance suites."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from wfe_core.serialization import from_primitive, to_primitive
+
+if TYPE_CHECKING:
+    from wfe_core.providers import Provider
+
+T = TypeVar("T")
+
+#: Settings of the model-based (state machine) tests: few, short runs, no deadline (the
+#: machine is shared and noisy), and no health checks that trip on fixtures or slow backends.
+MACHINE_SETTINGS = settings(
+    max_examples=15,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def require(provider: Provider, capability: str) -> None:
+    """Skip the running test, naming ``capability``, when ``provider`` does not declare it."""
+    if capability not in type(provider).capabilities:
+        pytest.skip(f"{type(provider).__name__} lacks the {capability!r} capability")
+
+
+def now_ms() -> datetime:
+    """Now (aware UTC) truncated to milliseconds, the least precision providers must keep."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def as_stored(value: T) -> T:
+    """``value`` as a provider gives it back: through the converter and JSON, so ``Any`` fields
+    (workflow data, outcomes, ...) come back unstructured and datetimes aware."""
+    primitive: Any = json.loads(json.dumps(to_primitive(value)))
+    return from_primitive(primitive, type(value))
