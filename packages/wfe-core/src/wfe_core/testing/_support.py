@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio.from_thread
 import pytest
 from hypothesis import HealthCheck, settings
 
 from wfe_core.serialization import from_primitive, to_primitive
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
     from wfe_core.providers import Provider
 
 T = TypeVar("T")
@@ -43,3 +47,12 @@ def as_stored(value: T) -> T:
     (workflow data, outcomes, ...) come back unstructured and datetimes aware."""
     primitive: Any = json.loads(json.dumps(to_primitive(value)))
     return from_primitive(primitive, type(value))
+
+
+def call(func: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+    """Run ``func(*args, **kwargs)`` on the event loop from one of its worker threads.
+
+    State machines run in a worker thread (``anyio.to_thread.run_sync``) so that the provider
+    stays on the loop that owns it (connections are often bound to one loop).
+    """
+    return anyio.from_thread.run(functools.partial(func, *args, **kwargs))

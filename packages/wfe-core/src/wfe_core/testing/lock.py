@@ -5,10 +5,8 @@ from __future__ import annotations
 import functools
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.from_thread
 import anyio.to_thread
 import pytest
 from hypothesis import strategies as st
@@ -22,10 +20,7 @@ from hypothesis.stateful import (
 from wfe_core.errors import LockNotHeldError
 from wfe_core.providers import Lease, LockProvider
 from wfe_core.providers import capabilities as cap
-from wfe_core.testing._support import MACHINE_SETTINGS, require
-
-if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+from wfe_core.testing._support import MACHINE_SETTINGS, call, require
 
 __all__ = ["LockSuite", "lock_state_machine"]
 
@@ -282,9 +277,6 @@ def lock_state_machine(lock: LockProvider) -> type[RuleBasedStateMachine]:
     (``anyio.to_thread.run_sync``); it calls the provider through ``anyio.from_thread.run``.
     """
     renewal = cap.LEASE_RENEWAL in type(lock).capabilities
-
-    def call(func: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
-        return anyio.from_thread.run(functools.partial(func, *args, **kwargs))
 
     class LockMachine(RuleBasedStateMachine):
         leases = Bundle("leases")
