@@ -6,6 +6,7 @@ import functools
 import uuid
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import pytest
 from hypothesis import strategies as st
@@ -35,8 +36,8 @@ def _ids(count: int) -> list[str]:
     return [f"{prefix}-{index:03d}" for index in range(count)]
 
 
-async def _take(queue: QueueProvider, name: QueueName = W, timeout: float = 0.0) -> QueueMessage:
-    message = await queue.dequeue(name, timeout=timeout, visibility_timeout=LONG_VISIBILITY)
+async def _take(queue: QueueProvider, name: QueueName = W, wait: float = 0.0) -> QueueMessage:
+    message = await queue.dequeue(name, timeout=wait, visibility_timeout=LONG_VISIBILITY)
     assert message is not None, f"{name} should have had an item"
     return message
 
@@ -143,7 +144,7 @@ class QueueSuite:
         assert (await _take(queue)).item_id == b
         assert (await _take(queue)).item_id == c
         assert await queue.dequeue(W) is None
-        later = await _take(queue, timeout=5.0)
+        later = await _take(queue, wait=5.0)
         assert later.item_id == a
         assert anyio.current_time() - started >= 0.4
 
@@ -203,7 +204,7 @@ class QueueSuite:
                 if message is None:
                     return
                 delivered.append(message.item_id)
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
                 await queue.ack(message)
 
         with anyio.fail_after(30):
@@ -328,7 +329,7 @@ def queue_state_machine(queue: QueueProvider) -> type[RuleBasedStateMachine]:
             for message in self.in_flight.values():
                 call(queue.ack, message)
             for name in names:
-                while (message := call(queue.dequeue, name)) is not None:
-                    call(queue.ack, message)
+                while (leftover := call(queue.dequeue, name)) is not None:
+                    call(queue.ack, leftover)
 
     return QueueMachine
