@@ -1,0 +1,201 @@
+"""The ``wfe`` command line.
+
+Built-in commands live in this package; plugins add more through the
+``register_cli_commands`` hook (:mod:`wfe_host.hookspecs`). Every failure WFE raises on purpose
+(:class:`~wfe_core.errors.WfeError`) ends the command with one ``Error: ...`` line and exit
+status 1; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from wfe_core.errors import PluginError, WfeError
+from wfe_host.cli.info import plugins_command, providers_command
+from wfe_host.cli.state import CliState, cli_state
+from wfe_host.plugins import ENV_TRACE_PLUGINS, env_flag
+from wfe_host.settings import CONCERNS, ENV_CONFIG
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CliState", "WfeGroup", "cli_state", "main"]
+
+
+def _versions() -> list[tuple[str, str]]:
+    found = []
+    for dist in ("wfe-host", "wfe-core"):
+        try:
+            found.append((dist, version(dist)))
+        except PackageNotFoundError:  # a source tree that is not installed
+            found.append((dist, "unknown"))
+    return found
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    for dist, ver in _versions():
+        click.echo(f"{dist} {ver}")
+    ctx.exit()
+
+
+def _configure_logging(debug: bool) -> None:
+    if debug:
+        logging.basicConfig(
+            level=logging.DEBUG, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+        )
+    if env_flag(os.environ, ENV_TRACE_PLUGINS):
+        # Tracing was asked for explicitly: show it even without --debug.
+        plugins_logger = logging.getLogger("wfe_host.plugins")
+        plugins_logger.setLevel(logging.DEBUG)
+        if not logging.getLogger().handlers and not plugins_logger.handlers:
+            plugins_logger.addHandler(logging.StreamHandler(sys.stderr))
+
+
+class WfeGroup(click.Group):
+    """The ``wfe`` group: adds the plugins' commands and turns errors into one line."""
+
+    def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
+        cached = ctx.meta.get("wfe.plugin_commands")
+        if isinstance(cached, dict):
+            return cached
+        registry = cli_state(ctx).get_registry()
+        commands: dict[str, click.Command] = {}
+        owners: dict[str, str] = {}
+        for plugin, command in registry.collect("register_cli_commands", click.Command):
+            name = command.name
+            if not name:
+                raise PluginError(
+                    f"{registry.manager.describe(plugin)}: a command from "
+                    "register_cli_commands has no name"
+                )
+            if name in self.commands:
+                raise PluginError(
+                    f"{registry.manager.describe(plugin)} adds command {name!r}, which is a "
+                    "built-in wfe command"
+                )
+            if name in commands:
+                raise PluginError(
+                    f"command {name!r} is added twice: by "
+                    f"{registry.manager.describe(owners[name])} and by "
+                    f"{registry.manager.describe(plugin)}"
+                )
+            commands[name] = command
+            owners[name] = plugin
+        ctx.meta["wfe.plugin_commands"] = commands
+        return commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Built-in and plugin commands; a broken plugin only leaves its commands out of
+        the help (with a warning), so ``wfe --help`` always works."""
+        names = set(super().list_commands(ctx))
+        try:
+            names.update(self._plugin_commands(ctx))
+        except WfeError as exc:
+            click.echo(f"Warning: plugin commands are unavailable: {exc}", err=True)
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A built-in command, else a plugin's."""
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        return self._plugin_commands(ctx).get(cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a :class:`~wfe_core.errors.WfeError` becomes one error line."""
+        debug = bool(ctx.params.get("debug"))
+        _configure_logging(debug)
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except WfeError as exc:
+            if debug:
+                raise
+            raise click.ClickException(str(exc)) from exc
+        except Exception as exc:
+            if debug:
+                raise
+            logger.debug("unexpected error", exc_info=True)
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+            ) from exc
+
+
+def _concern_option(concern: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    variable = f"WFE_{concern.upper()}"
+    # The variable is read by the settings loader (with the other WFE_* variables), not by
+    # click, so that it keeps its place below explicit values; the help still names it.
+    return click.option(
+        f"--{concern}",
+        metavar="URL|NAME",
+        default=None,
+        help=f"The {concern} provider: a URL or a provider name.  [env var: {variable}]",
+    )
+
+
+@click.group(
+    cls=WfeGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the versions of wfe-host and wfe-core and exit.",
+)
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="WFE_DEBUG",
+    show_envvar=True,
+    help="Show tracebacks and debug logs instead of one error line.",
+)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"Settings file (TOML); default: wfe.toml, else [tool.wfe] in pyproject.toml.  "
+    f"[env var: {ENV_CONFIG}]",
+)
+@_concern_option("persistence")
+@_concern_option("lock")
+@_concern_option("queue")
+@_concern_option("search")
+@_concern_option("lifecycle")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    /,
+    debug: bool,
+    config: Path | None,
+    **concerns: str | None,
+) -> None:
+    """WFE: a persistent, embeddable workflow engine.
+
+    Settings come from these options, WFE_* environment variables, a wfe.toml file and
+    defaults, in that order of priority.
+    """
+    state = cli_state(ctx)
+    state.debug = debug
+    state.config = config
+    state.overrides.update(
+        {name: value for name, value in concerns.items() if name in CONCERNS and value}
+    )
+
+
+main.add_command(plugins_command)
+main.add_command(providers_command)
