@@ -21,10 +21,12 @@ pytest.register_assert_rewrite(
 )
 
 from wfe_core.testing.lock import LockSuite, lock_state_machine  # noqa: E402
+from wfe_core.testing.persistence import PersistenceSuite  # noqa: E402
 from wfe_core.testing.queue import QueueSuite, queue_state_machine  # noqa: E402
 
 __all__ = [
     "LockSuite",
+    "PersistenceSuite",
     "QueueSuite",
     "lock_state_machine",
     "queue_state_machine",

@@ -1,0 +1,624 @@
+"""The conformance suite of :class:`~wfe_core.providers.PersistenceProvider`."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wfe_core.errors import (
+    ConcurrencyError,
+    EventNotFoundError,
+    SubscriptionNotFoundError,
+    WfeError,
+    WorkflowNotFoundError,
+)
+from wfe_core.models import (
+    Event,
+    EventSubscription,
+    ExecutionError,
+    ExecutionPointer,
+    PointerStatus,
+    WorkflowInstance,
+    WorkflowStatus,
+    new_id,
+)
+from wfe_core.testing import strategies
+from wfe_core.testing._support import as_stored, call, now_ms
+
+if TYPE_CHECKING:
+    from wfe_core.providers import PersistenceProvider
+
+__all__ = ["PersistenceSuite"]
+
+#: Settings of the property tests: a few dozen examples, no deadline on a noisy machine.
+PROPERTY_SETTINGS = settings(
+    max_examples=30, deadline=None, suppress_health_check=list(HealthCheck)
+)
+
+
+@attrs.define
+class Order:
+    """Workflow data of an attrs class: the provider gives it back as a plain dict."""
+
+    items: list[str] = attrs.Factory(list)
+    total: int = 0
+    placed: datetime | None = None
+    notes: dict[str, Any] = attrs.Factory(dict)
+
+
+def make_instance(**fields: Any) -> WorkflowInstance:
+    """An instance with millisecond-precision times and some data; ``fields`` override."""
+    values: dict[str, Any] = {
+        "definition_id": "wfe-test",
+        "version": 1,
+        "create_time": now_ms(),
+        "data": {"count": 1, "nested": {"list": [1, 2.5, "três", None, True]}},
+    }
+    values.update(fields)
+    return WorkflowInstance(**values)
+
+
+def make_subscription(workflow_id: str, **fields: Any) -> EventSubscription:
+    values: dict[str, Any] = {
+        "workflow_id": workflow_id,
+        "pointer_id": new_id(),
+        "step_id": 1,
+        "event_name": "approval",
+        "event_key": "42",
+        "subscribe_as_of": now_ms(),
+        "create_time": now_ms(),
+    }
+    values.update(fields)
+    return EventSubscription(**values)
+
+
+def make_error(workflow_id: str, **fields: Any) -> ExecutionError:
+    values: dict[str, Any] = {
+        "workflow_id": workflow_id,
+        "pointer_id": new_id(),
+        "message": "boom",
+        "step_id": 1,
+        "step_name": "Charge",
+        "error_type": "RuntimeError",
+        "traceback": "Traceback ...",
+        "time": now_ms(),
+    }
+    values.update(fields)
+    return ExecutionError(**values)
+
+
+def _ids(items: Any) -> list[str]:
+    return [item.id for item in items]
+
+
+class PersistenceSuite:
+    """Contract tests every :class:`~wfe_core.providers.PersistenceProvider` must pass.
+
+    Subclass it in a test module, set ``__test__ = True`` and supply an async ``persistence``
+    fixture that yields an entered provider over an empty store (fresh per test)::
+
+        class TestMyPersistence(PersistenceSuite):
+            __test__ = True
+
+            @pytest.fixture
+            async def persistence(self):
+                async with MyPersistence(...) as provider:
+                    yield provider
+    """
+
+    __test__ = False
+
+    # -- instances: round trip -------------------------------------------------------------
+    @pytest.mark.anyio
+    async def test_create_sets_revision_one_and_round_trips(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        started = now_ms()
+        instance = make_instance(
+            data=Order(
+                items=["ä", "🚀"],
+                total=3,
+                placed=started,
+                notes={"deep": {"deeper": [1, {"x": None}]}, "flag": False},
+            ),
+            reference="order-ü-1",
+            description="A test order — with unicode",
+            next_execution=started,
+            pointers=[
+                ExecutionPointer(
+                    step_id=0,
+                    step_name="Validate",
+                    status=PointerStatus.COMPLETE,
+                    start_time=started,
+                    end_time=started + timedelta(milliseconds=5),
+                    outcome={"ok": True},
+                    children=[new_id()],
+                    extensions={"k": [1, "v"]},
+                ),
+                ExecutionPointer(
+                    step_id=1,
+                    status=PointerStatus.WAITING_FOR_EVENT,
+                    event_name="approval",
+                    event_key="42",
+                    event_effective_date=started,
+                    persistence_data={"state": [1, 2]},
+                    scope=[new_id(), new_id()],
+                    attempt=2,
+                ),
+            ],
+        )
+        await persistence.create_workflow(instance)
+        assert instance.revision == 1
+        got = await persistence.get_workflow(instance.id)
+        assert got == as_stored(instance)
+        assert got.revision == 1
+        assert got.data == {
+            "items": ["ä", "🚀"],
+            "total": 3,
+            "placed": started.isoformat(),
+            "notes": {"deep": {"deeper": [1, {"x": None}]}, "flag": False},
+        }
+        for moment in (got.create_time, got.next_execution, got.pointers[0].start_time):
+            assert moment is not None
+            assert moment.utcoffset() == timedelta(0)
+
+    @pytest.mark.anyio
+    async def test_create_of_an_existing_id_is_refused(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        with pytest.raises(WfeError):
+            await persistence.create_workflow(make_instance(id=instance.id))
+
+    @pytest.mark.anyio
+    async def test_get_unknown_workflow(self, persistence: PersistenceProvider) -> None:
+        with pytest.raises(WorkflowNotFoundError):
+            await persistence.get_workflow(new_id())
+
+    @pytest.mark.anyio
+    async def test_get_workflows_leaves_out_unknown_ids(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        first, second = make_instance(), make_instance()
+        await persistence.create_workflow(first)
+        await persistence.create_workflow(second)
+        got = await persistence.get_workflows([first.id, new_id(), second.id])
+        assert sorted(_ids(got)) == sorted([first.id, second.id])
+        assert {item.id: item for item in got}[first.id] == as_stored(first)
+        assert list(await persistence.get_workflows([])) == []
+
+    # -- instances: isolation --------------------------------------------------------------
+    @pytest.mark.anyio
+    async def test_changing_the_passed_instance_changes_nothing_stored(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        instance = make_instance(pointers=[ExecutionPointer(step_id=0)])
+        await persistence.create_workflow(instance)
+        expected = as_stored(instance)
+        instance.data["nested"]["list"].append("more")
+        instance.data["count"] = 99
+        instance.pointers[0].children.append(new_id())
+        instance.pointers.append(ExecutionPointer(step_id=1))
+        instance.status = WorkflowStatus.SUSPENDED
+        assert await persistence.get_workflow(instance.id) == expected
+
+    @pytest.mark.anyio
+    async def test_changing_a_returned_instance_changes_nothing_stored(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        instance = make_instance(pointers=[ExecutionPointer(step_id=0)])
+        await persistence.create_workflow(instance)
+        expected = as_stored(instance)
+        got = await persistence.get_workflow(instance.id)
+        got.data["nested"]["list"].clear()
+        got.pointers[0].status = PointerStatus.FAILED
+        got.pointers[0].scope.append("x")
+        (listed,) = (await persistence.list_workflows()).items
+        listed.data["count"] = 7
+        assert await persistence.get_workflow(instance.id) == expected
+
+    # -- instances: optimistic writes ------------------------------------------------------
+    @pytest.mark.anyio
+    async def test_persist_bumps_the_revision_and_stores(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        instance = make_instance(pointers=[ExecutionPointer(step_id=0)])
+        await persistence.create_workflow(instance)
+        loaded = await persistence.get_workflow(instance.id)
+        loaded.data["count"] = 2
+        loaded.pointers[0].status = PointerStatus.COMPLETE
+        loaded.pointers.append(ExecutionPointer(step_id=1, sleep_until=now_ms()))
+        loaded.next_execution = now_ms()
+        loaded.status = WorkflowStatus.SUSPENDED
+        await persistence.persist_workflow(loaded)
+        assert loaded.revision == 2
+        assert await persistence.get_workflow(instance.id) == as_stored(loaded)
+        loaded.status = WorkflowStatus.COMPLETE
+        loaded.complete_time = now_ms()
+        await persistence.persist_workflow(loaded)
+        assert loaded.revision == 3
+        assert await persistence.get_workflow(instance.id) == as_stored(loaded)
+
+    @pytest.mark.anyio
+    async def test_stale_write_is_refused_and_stores_nothing(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        winner = await persistence.get_workflow(instance.id)
+        loser = await persistence.get_workflow(instance.id)
+        winner.data["count"] = 2
+        await persistence.persist_workflow(winner)
+
+        loser.data["count"] = 3
+        loser.status = WorkflowStatus.TERMINATED
+        subscription = make_subscription(instance.id)
+        error = make_error(instance.id)
+        with pytest.raises(ConcurrencyError):
+            await persistence.persist_workflow(loser, subscriptions=[subscription], errors=[error])
+        assert loser.revision == 1
+        assert await persistence.get_workflow(instance.id) == as_stored(winner)
+        with pytest.raises(SubscriptionNotFoundError):
+            await persistence.get_subscription(subscription.id)
+        later = subscription.subscribe_as_of + timedelta(seconds=1)
+        assert list(await persistence.get_subscriptions("approval", "42", later)) == []
+        assert list(await persistence.get_errors(instance.id)) == []
+        # The original creator's revision is stale as well.
+        with pytest.raises(ConcurrencyError):
+            await persistence.persist_workflow(instance)
+
+    @pytest.mark.anyio
+    async def test_persist_of_an_unknown_instance_is_refused(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        instance = make_instance(revision=1)
+        with pytest.raises((WorkflowNotFoundError, ConcurrencyError)):
+            await persistence.persist_workflow(instance)
+        with pytest.raises(WorkflowNotFoundError):
+            await persistence.get_workflow(instance.id)
+
+    @pytest.mark.anyio
+    async def test_persist_stores_subscriptions_and_errors(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        subscription = make_subscription(instance.id, expires_at=now_ms() + timedelta(hours=1))
+        error = make_error(instance.id)
+        await persistence.persist_workflow(instance, subscriptions=[subscription], errors=[error])
+        assert instance.revision == 2
+        assert await persistence.get_subscription(subscription.id) == as_stored(subscription)
+        assert list(await persistence.get_errors(instance.id)) == [as_stored(error)]
+
+    # -- instances: queries ----------------------------------------------------------------
+    @pytest.mark.anyio
+    async def test_runnable_instances_by_time(self, persistence: PersistenceProvider) -> None:
+        now = now_ms()
+        due = make_instance(next_execution=now - timedelta(seconds=5))
+        due_now = make_instance(next_execution=now)
+        future = make_instance(next_execution=now + timedelta(hours=1))
+        unscheduled = make_instance(next_execution=None)
+        suspended = make_instance(
+            status=WorkflowStatus.SUSPENDED, next_execution=now - timedelta(seconds=5)
+        )
+        complete = make_instance(
+            status=WorkflowStatus.COMPLETE,
+            next_execution=now - timedelta(seconds=5),
+            complete_time=now,
+        )
+        for instance in (due, due_now, future, unscheduled, suspended, complete):
+            await persistence.create_workflow(instance)
+        assert set(await persistence.get_runnable_instances(now)) == {due.id, due_now.id}
+        later = now + timedelta(hours=2)
+        assert set(await persistence.get_runnable_instances(later)) == {
+            due.id,
+            due_now.id,
+            future.id,
+        }
+        assert list(await persistence.get_runnable_instances(now - timedelta(minutes=1))) == []
+
+    @pytest.mark.anyio
+    async def test_next_execution_time(self, persistence: PersistenceProvider) -> None:
+        assert await persistence.next_execution_time() is None
+        now = now_ms()
+        await persistence.create_workflow(
+            make_instance(status=WorkflowStatus.SUSPENDED, next_execution=now - timedelta(hours=1))
+        )
+        await persistence.create_workflow(make_instance(next_execution=None))
+        assert await persistence.next_execution_time() is None
+        soon = make_instance(next_execution=now + timedelta(seconds=10))
+        later = make_instance(next_execution=now + timedelta(seconds=20))
+        await persistence.create_workflow(later)
+        await persistence.create_workflow(soon)
+        assert await persistence.next_execution_time() == now + timedelta(seconds=10)
+        soon.status = WorkflowStatus.COMPLETE
+        soon.complete_time = now
+        await persistence.persist_workflow(soon)
+        assert await persistence.next_execution_time() == now + timedelta(seconds=20)
+
+    @pytest.mark.anyio
+    async def test_list_workflows_filters_pages_and_orders(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        base = now_ms()
+        specs = [
+            ("alpha", WorkflowStatus.RUNNABLE, "r-0"),
+            ("beta", WorkflowStatus.COMPLETE, "r-1"),
+            ("alpha", WorkflowStatus.COMPLETE, "r-2"),
+            ("beta", WorkflowStatus.RUNNABLE, None),
+            ("alpha", WorkflowStatus.SUSPENDED, "r-0"),
+        ]
+        # Created out of time order: the listing orders by create_time, newest first.
+        created = []
+        for index in (3, 0, 4, 1, 2):
+            definition_id, status, reference = specs[index]
+            instance = make_instance(
+                definition_id=definition_id,
+                status=status,
+                reference=reference,
+                create_time=base - timedelta(minutes=index),
+            )
+            await persistence.create_workflow(instance)
+            created.append((index, instance))
+        newest_first = [instance for _, instance in sorted(created, key=lambda pair: pair[0])]
+
+        page = await persistence.list_workflows()
+        assert page.total == 5
+        assert _ids(page.items) == _ids(newest_first)
+        assert list(page.items) == [as_stored(instance) for instance in newest_first]
+
+        page = await persistence.list_workflows(skip=1, take=2)
+        assert page.total == 5
+        assert _ids(page.items) == _ids(newest_first[1:3])
+        page = await persistence.list_workflows(skip=10)
+        assert (list(page.items), page.total) == ([], 5)
+
+        def expected(**match: Any) -> list[str]:
+            return [
+                instance.id
+                for instance in newest_first
+                if all(getattr(instance, key) == value for key, value in match.items())
+            ]
+
+        for match in (
+            {"status": WorkflowStatus.COMPLETE},
+            {"definition_id": "alpha"},
+            {"reference": "r-0"},
+            {"definition_id": "alpha", "status": WorkflowStatus.COMPLETE},
+            {"definition_id": "beta", "reference": "r-0"},
+        ):
+            page = await persistence.list_workflows(**match)
+            assert _ids(page.items) == expected(**match), match
+            assert page.total == len(expected(**match)), match
+        page = await persistence.list_workflows(definition_id="alpha", take=1, skip=1)
+        assert _ids(page.items) == expected(definition_id="alpha")[1:2]
+        assert page.total == 3
+
+    @pytest.mark.anyio
+    async def test_purge_by_age_and_status(self, persistence: PersistenceProvider) -> None:
+        now = now_ms()
+        old = now - timedelta(days=10)
+
+        async def finished(status: WorkflowStatus, at: datetime) -> WorkflowInstance:
+            instance = make_instance(create_time=at - timedelta(hours=1))
+            await persistence.create_workflow(instance)
+            instance.status = status
+            instance.complete_time = at
+            await persistence.persist_workflow(
+                instance,
+                subscriptions=[
+                    make_subscription(instance.id, event_key=instance.id, subscribe_as_of=old)
+                ],
+                errors=[make_error(instance.id)],
+            )
+            return instance
+
+        old_complete = await finished(WorkflowStatus.COMPLETE, old)
+        old_terminated = await finished(WorkflowStatus.TERMINATED, old)
+        old_failed = await finished(WorkflowStatus.FAILED, old)
+        recent_complete = await finished(WorkflowStatus.COMPLETE, now)
+        running = make_instance(create_time=old)
+        await persistence.create_workflow(running)
+
+        purged = await persistence.purge_workflows(
+            older_than=now - timedelta(days=1),
+            statuses=[WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED],
+        )
+        assert purged == 2
+        for gone in (old_complete, old_terminated):
+            with pytest.raises(WorkflowNotFoundError):
+                await persistence.get_workflow(gone.id)
+            assert list(await persistence.get_errors(gone.id)) == []
+            assert list(await persistence.get_subscriptions("approval", gone.id, now)) == []
+        for kept in (old_failed, recent_complete, running):
+            assert (await persistence.get_workflow(kept.id)).id == kept.id
+        for kept in (old_failed, recent_complete):
+            assert len(await persistence.get_errors(kept.id)) == 1
+            assert len(await persistence.get_subscriptions("approval", kept.id, now)) == 1
+        assert (await persistence.list_workflows()).total == 3
+        assert (
+            await persistence.purge_workflows(
+                older_than=now - timedelta(days=1), statuses=[WorkflowStatus.COMPLETE]
+            )
+            == 0
+        )
+
+    # -- events ----------------------------------------------------------------------------
+    @pytest.mark.anyio
+    async def test_event_round_trip(self, persistence: PersistenceProvider) -> None:
+        event = Event(
+            name="approval",
+            key="42",
+            data={"ok": True, "by": "zoë", "when": [1, 2.5]},
+            time=now_ms(),
+        )
+        await persistence.create_event(event)
+        assert await persistence.get_event(event.id) == as_stored(event)
+        with pytest.raises(EventNotFoundError):
+            await persistence.get_event(new_id())
+
+    @pytest.mark.anyio
+    async def test_runnable_events_and_processed_flags(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        now = now_ms()
+        first = Event("approval", "1", time=now - timedelta(seconds=2))
+        second = Event("approval", "2", time=now - timedelta(seconds=1))
+        exactly_now = Event("other", "3", time=now)
+        future = Event("approval", "4", time=now + timedelta(hours=1))
+        processed = Event("approval", "5", time=now - timedelta(seconds=3), is_processed=True)
+        for event in (future, second, processed, exactly_now, first):
+            await persistence.create_event(event)
+        assert list(await persistence.get_runnable_events(now)) == _ids(
+            [first, second, exactly_now]
+        )
+        await persistence.mark_event_processed(first.id)
+        assert (await persistence.get_event(first.id)).is_processed
+        assert list(await persistence.get_runnable_events(now)) == _ids([second, exactly_now])
+        await persistence.mark_event_processed(first.id)  # twice: still processed
+        await persistence.mark_event_unprocessed(first.id)
+        assert not (await persistence.get_event(first.id)).is_processed
+        assert list(await persistence.get_runnable_events(now)) == _ids(
+            [first, second, exactly_now]
+        )
+        assert list(await persistence.get_runnable_events(now + timedelta(hours=2))) == _ids(
+            [first, second, exactly_now, future]
+        )
+
+    @pytest.mark.anyio
+    async def test_get_events_by_name_key_and_time(self, persistence: PersistenceProvider) -> None:
+        t0 = now_ms() - timedelta(minutes=10)
+        t1, t2 = t0 + timedelta(minutes=1), t0 + timedelta(minutes=2)
+        early = Event("approval", "k", time=t0)
+        processed = Event("approval", "k", time=t1, is_processed=True)
+        other_key = Event("approval", "other", time=t1)
+        other_name = Event("rejection", "k", time=t1)
+        late = Event("approval", "k", time=t2)
+        for event in (late, other_name, processed, early, other_key):
+            await persistence.create_event(event)
+        assert list(await persistence.get_events("approval", "k", t1)) == _ids([processed, late])
+        assert list(await persistence.get_events("approval", "k", t0)) == _ids(
+            [early, processed, late]
+        )
+        assert list(await persistence.get_events("approval", "k", t2 + timedelta(seconds=1))) == []
+        assert list(await persistence.get_events("approval", "missing", t0)) == []
+
+    @pytest.mark.anyio
+    async def test_marking_an_unknown_event(self, persistence: PersistenceProvider) -> None:
+        with pytest.raises(EventNotFoundError):
+            await persistence.mark_event_processed(new_id())
+        with pytest.raises(EventNotFoundError):
+            await persistence.mark_event_unprocessed(new_id())
+
+    # -- subscriptions ---------------------------------------------------------------------
+    @pytest.mark.anyio
+    async def test_subscription_round_trip(self, persistence: PersistenceProvider) -> None:
+        subscription = make_subscription(
+            new_id(), expires_at=now_ms() + timedelta(minutes=5), event_id=None
+        )
+        await persistence.create_subscription(subscription)
+        assert await persistence.get_subscription(subscription.id) == as_stored(subscription)
+        with pytest.raises(SubscriptionNotFoundError):
+            await persistence.get_subscription(new_id())
+
+    @pytest.mark.anyio
+    async def test_subscriptions_match_by_name_key_and_as_of(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        t0 = now_ms() - timedelta(minutes=10)
+        t1, t2, t3 = (t0 + timedelta(minutes=n) for n in (1, 2, 3))
+        workflow_id = new_id()
+        oldest = make_subscription(workflow_id, subscribe_as_of=t0)
+        newer = make_subscription(workflow_id, subscribe_as_of=t1)
+        at_as_of = make_subscription(workflow_id, subscribe_as_of=t2)
+        future = make_subscription(workflow_id, subscribe_as_of=t3)
+        other_key = make_subscription(workflow_id, subscribe_as_of=t0, event_key="other")
+        other_name = make_subscription(workflow_id, subscribe_as_of=t0, event_name="other")
+        closed = make_subscription(workflow_id, subscribe_as_of=t0, terminated=True)
+        for subscription in (future, at_as_of, other_key, newer, closed, other_name, oldest):
+            await persistence.create_subscription(subscription)
+
+        got = await persistence.get_subscriptions("approval", "42", t2)
+        assert _ids(got) == _ids([oldest, newer, at_as_of])
+        assert got[0] == as_stored(oldest)
+
+        await persistence.terminate_subscription(oldest.id)
+        assert (await persistence.get_subscription(oldest.id)).terminated
+        assert _ids(await persistence.get_subscriptions("approval", "42", t2)) == _ids(
+            [newer, at_as_of]
+        )
+        await persistence.terminate_subscription(oldest.id)  # idempotent
+        assert (await persistence.get_subscription(oldest.id)).terminated
+        with pytest.raises(SubscriptionNotFoundError):
+            await persistence.terminate_subscription(new_id())
+
+    # -- errors ----------------------------------------------------------------------------
+    @pytest.mark.anyio
+    async def test_errors_oldest_first(self, persistence: PersistenceProvider) -> None:
+        instance = make_instance()
+        other = make_instance()
+        await persistence.create_workflow(instance)
+        await persistence.create_workflow(other)
+        now = now_ms()
+        late = make_error(instance.id, message="late", time=now)
+        early = make_error(instance.id, message="early", time=now - timedelta(seconds=5))
+        middle = make_error(instance.id, message="middle", time=now - timedelta(seconds=2))
+        await persistence.persist_workflow(instance, errors=[late])
+        await persistence.persist_workflow(instance, errors=[early, middle])
+        await persistence.persist_workflow(other, errors=[make_error(other.id)])
+        assert list(await persistence.get_errors(instance.id)) == [
+            as_stored(error) for error in (early, middle, late)
+        ]
+        assert len(await persistence.get_errors(other.id)) == 1
+        assert list(await persistence.get_errors(new_id())) == []
+
+    # -- properties ------------------------------------------------------------------------
+    @pytest.mark.anyio
+    async def test_any_instance_round_trips(self, persistence: PersistenceProvider) -> None:
+        """Property: whatever the strategies generate comes back as stored (data unstructured),
+        with its subscriptions, errors and events."""
+
+        @PROPERTY_SETTINGS
+        @given(
+            instance=strategies.workflow_instances(),
+            subscriptions=st.lists(strategies.event_subscriptions(), max_size=2),
+            errors=st.lists(strategies.execution_errors(), max_size=2),
+            event=strategies.events(),
+        )
+        def check(
+            instance: WorkflowInstance,
+            subscriptions: list[EventSubscription],
+            errors: list[ExecutionError],
+            event: Event,
+        ) -> None:
+            # Fresh ids: shrinking reuses values, and the store outlives one example.
+            instance = attrs.evolve(instance, id=new_id())
+            subscriptions = [
+                attrs.evolve(sub, id=new_id(), workflow_id=instance.id) for sub in subscriptions
+            ]
+            errors = [attrs.evolve(error, workflow_id=instance.id) for error in errors]
+            event = attrs.evolve(event, id=new_id())
+
+            call(persistence.create_workflow, instance)
+            assert call(persistence.get_workflow, instance.id) == as_stored(instance)
+            call(persistence.persist_workflow, instance, subscriptions=subscriptions, errors=errors)
+            assert instance.revision == 2
+            assert call(persistence.get_workflow, instance.id) == as_stored(instance)
+            for subscription in subscriptions:
+                got = call(persistence.get_subscription, subscription.id)
+                assert got == as_stored(subscription)
+            stored_errors = call(persistence.get_errors, instance.id)
+            assert sorted(stored_errors, key=repr) == sorted(map(as_stored, errors), key=repr)
+            assert [error.time for error in stored_errors] == sorted(e.time for e in errors)
+            call(persistence.create_event, event)
+            assert call(persistence.get_event, event.id) == as_stored(event)
+
+        await anyio.to_thread.run_sync(check)
