@@ -20,14 +20,18 @@ pytest.register_assert_rewrite(
     "wfe_core.testing.search",
 )
 
+from wfe_core.testing.lifecycle import LifecycleSuite  # noqa: E402
 from wfe_core.testing.lock import LockSuite, lock_state_machine  # noqa: E402
 from wfe_core.testing.persistence import PersistenceSuite  # noqa: E402
 from wfe_core.testing.queue import QueueSuite, queue_state_machine  # noqa: E402
+from wfe_core.testing.search import SearchSuite  # noqa: E402
 
 __all__ = [
+    "LifecycleSuite",
     "LockSuite",
     "PersistenceSuite",
     "QueueSuite",
+    "SearchSuite",
     "lock_state_machine",
     "queue_state_machine",
 ]
