@@ -179,8 +179,10 @@ class PluginManager(pluggy.PluginManager):
         try:
             registered = self.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
+            # pluggy's message spans lines; errors here are one line (the CLI prints one).
+            detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
             raise PluginError(
-                f"{_describe(name, distribution, version)} is invalid: {exc}"
+                f"{_describe(name, distribution, version)} is invalid: {detail}"
             ) from exc
         except ValueError as exc:  # the same object registered twice under another name
             raise PluginError(f"{_describe(name, distribution, version)}: {exc}") from exc

@@ -529,6 +529,17 @@ def default_registry() -> PluginRegistry:
         return _default
 
 
+def set_default_registry(registry: PluginRegistry | None) -> None:
+    """Make ``registry`` the process's registry (``None``: rebuild on next use).
+
+    For tests and embedders that build their own registry, e.g. with a plugin object
+    registered for one test; :func:`wfe_host.bootstrap.resolve` and ``wfe`` then use it.
+    """
+    global _default
+    with _default_lock:
+        _default = registry
+
+
 def reset_default_registry() -> None:
     """Forget the process's registry, so the next :func:`default_registry` rebuilds it
     (for tests that change installed plugins or the ``WFE_*`` plugin switches)."""

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from wfe_host.plugins import PluginLoadOptions, PluginManager, make_plugin_manager
+from wfe_host.registry import PluginRegistry, reset_default_registry, set_default_registry
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def _load_fakes() -> ModuleType:
+    name = "wfe_host_tests_fakes"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "_fakes.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture
+def fakes() -> ModuleType:
+    return _load_fakes()
+
+
+@pytest.fixture
+def plugin_manager() -> PluginManager:
+    """A manager with only the built-in plugin (no entry points), for one test."""
+    return make_plugin_manager(options=PluginLoadOptions(autoload=False))
+
+
+@pytest.fixture
+def register_plugin(plugin_manager: PluginManager):
+    """Register a plugin object for this test only; returns the registry that sees it and
+    makes that registry the process default (so resolve() and wfe use it) until the test ends.
+    """
+
+    def register(plugin: object, name: str) -> PluginRegistry:
+        plugin_manager.register_plugin(plugin, name)
+        registry = PluginRegistry(plugin_manager)
+        set_default_registry(registry)
+        return registry
+
+    yield register
+    reset_default_registry()

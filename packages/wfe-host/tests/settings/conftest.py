@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def _load_fakes() -> ModuleType:
+    # Shared with tests/plugins; loaded by path since test directories are not packages.
+    name = "wfe_host_tests_fakes"
+    if name not in sys.modules:
+        path = Path(__file__).parent.parent / "plugins" / "_fakes.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture
+def fakes() -> ModuleType:
+    return _load_fakes()
