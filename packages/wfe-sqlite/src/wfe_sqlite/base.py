@@ -1,0 +1,52 @@
+"""What the three SQLite providers share: the URL, the options and the shared store."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wfe_core.errors import ProviderError
+from wfe_sqlite.engine import acquire_store, release_store
+from wfe_sqlite.options import DEFAULT_URL, parse_url
+
+if TYPE_CHECKING:
+    from wfe_sqlite.engine import Store
+    from wfe_sqlite.options import DatabaseTarget, SqliteOptions
+
+__all__ = ["SqliteProviderMixin"]
+
+
+class SqliteProviderMixin:
+    """Opens and closes the shared :class:`~wfe_sqlite.engine.Store` of the provider's URL.
+
+    The URL is checked when the provider is built, so a bad one fails at configuration time
+    with a :class:`~wfe_core.errors.ConfigurationError`, not at the first use.
+    """
+
+    def __init__(self, url: str | None = DEFAULT_URL, options: SqliteOptions | None = None) -> None:
+        self.target: DatabaseTarget = parse_url(url, options)
+        self.url = url if url is not None else DEFAULT_URL
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        """The open store (``ProviderError`` when the provider is not open)."""
+        store = self._store
+        if store is None:
+            raise ProviderError(
+                f"{type(self).__name__}({self.url!r}) is not open; use it as 'async with'"
+            )
+        return store
+
+    async def open(self) -> None:
+        """Open the database (creating and migrating it as needed). Idempotent."""
+        if self._store is None:
+            self._store = await acquire_store(self.target)
+
+    async def close(self) -> None:
+        """Release the database (the last provider to close it closes it). Idempotent."""
+        store, self._store = self._store, None
+        if store is not None:
+            await release_store(store)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"

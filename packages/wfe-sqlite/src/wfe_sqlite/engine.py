@@ -1,0 +1,417 @@
+"""Connections, threads and transactions shared by the SQLite persistence, queue and lock.
+
+One :class:`Store` per database file (per event-loop thread) is shared by every provider that
+opens it, so the persistence, queue and lock of a host use one writer connection between them
+and an in-memory database is one database for all three.
+
+Blocking SQLite calls never run on the event loop:
+
+* **Writes** go to one connection. Callers put their operation in a pending list; one of them
+  (the *leader*) takes everything pending, runs it in a worker thread as ONE transaction
+  (``BEGIN IMMEDIATE``) and commits once: operations arriving while a transaction is being
+  written share the next commit and its sync ("group commit"), which is what makes
+  ``synchronous=FULL`` fast under load. An operation that fails does not fail the others of its
+  group (see :meth:`Store.write`). No caller returns before the commit that holds its write is
+  durable.
+* **Reads** run on a small pool of reader connections in worker threads, bounded by a
+  :class:`anyio.CapacityLimiter`; in WAL mode they do not wait for writers.
+
+In-memory databases have a single connection (SQLite gives each connection its own in-memory
+database), so their reads go through the writer too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import QueuePool, StaticPool
+
+from wfe_core.errors import ConfigurationError, ProviderError, WfeError
+from wfe_sqlite.schema import migrate
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy import Connection, Engine
+
+    from wfe_sqlite.options import DatabaseTarget, SqliteOptions
+
+__all__ = ["Store", "acquire_store", "from_us", "now_us", "release_store", "to_us"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_us(value: datetime) -> int:
+    """``value`` as integer microseconds since the epoch (naive datetimes are taken as UTC,
+    as :mod:`wfe_core.serialization` does)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def from_us(value: int) -> datetime:
+    """The aware UTC datetime of ``value`` microseconds since the epoch."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def now_us() -> int:
+    """The wall clock now, in microseconds since the epoch.
+
+    Wall-clock time (not a monotonic clock) because leases and visibility deadlines are shared
+    with other processes through the file; processes on one machine share the clock.
+    """
+    return time.time_ns() // 1000
+
+
+def wrap_error(exc: BaseException, what: str) -> BaseException:
+    """The exception to raise for ``exc``: WFE errors as they are, anything from SQLite or
+    SQLAlchemy as a :class:`~wfe_core.errors.ProviderError` chained to it."""
+    if isinstance(exc, WfeError):
+        return exc
+    if isinstance(exc, (SQLAlchemyError, sqlite3.Error)):
+        cause = getattr(exc, "orig", None) or exc
+        message = str(cause)
+        if "locked" in message or "busy" in message:
+            message += " (another process held the write lock longer than busy_timeout)"
+        error = ProviderError(f"SQLite {what} failed: {message}")
+        error.__cause__ = exc
+        return error
+    return exc
+
+
+class _Job(Generic[T]):
+    """One write operation waiting for (or done by) a leader."""
+
+    __slots__ = ("done", "error", "fn", "result", "wake")
+
+    def __init__(self, fn: Callable[[Connection], T]) -> None:
+        self.fn = fn
+        self.result: T | None = None
+        self.error: BaseException | None = None
+        self.done = False
+        self.wake = anyio.Event()
+
+
+class _GroupFailure(Exception):
+    """An operation of a group failed in a way that may have spoiled the whole transaction."""
+
+
+class Store:
+    """The engines and connections of one database, shared by the providers that open it.
+
+    Reference-counted by :func:`acquire_store` / :func:`release_store`; everything here is
+    used from one event-loop thread (plus the worker threads it starts).
+    """
+
+    def __init__(self, target: DatabaseTarget) -> None:
+        self.target = target
+        self.options: SqliteOptions = target.options
+        self.refs = 0
+        self._open_lock = threading.Lock()
+        self._opened = False
+        self._closed = False
+        self._write_engine: Engine | None = None
+        self._read_engine: Engine | None = None
+        self._writer: Connection | None = None
+        # Group commit state (touched only on the event loop thread).
+        self._pending: list[_Job[Any]] = []
+        self._leading = False
+        # Created on first use: anyio primitives need a running event loop.
+        self._read_limiter: anyio.CapacityLimiter | None = None
+        # In-process wake-ups: channel name -> events of the tasks waiting on it.
+        self._waiters: dict[str, set[anyio.Event]] = {}
+
+    @property
+    def where(self) -> str:
+        return "in-memory database" if self.target.is_memory else f"database {self.target.path}"
+
+    # -- opening and closing (blocking; called in worker threads) ---------------------------
+    def _connect(self, *, writer: bool) -> sqlite3.Connection:
+        opts = self.options
+        path = self.target.path
+        conn = sqlite3.connect(
+            path,
+            timeout=opts.busy_timeout,
+            # Transactions are begun explicitly (see the "begin" listeners): the sqlite3
+            # module's implicit transactions do not mix with savepoints.
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=256,
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(opts.busy_timeout * 1000)}")
+            if not self.target.is_memory:
+                if writer:
+                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                    if mode is None or str(mode[0]).lower() != "wal":
+                        raise ProviderError(
+                            f"{self.where}: could not switch to WAL mode (got {mode!r}); "
+                            "is it on a network file system?"
+                        )
+                else:
+                    conn.execute("PRAGMA query_only = ON")
+            conn.execute(f"PRAGMA synchronous = {opts.synchronous.upper()}")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def open_blocking(self) -> None:
+        """Connect and migrate (once; later calls return at once)."""
+        with self._open_lock:
+            if self._opened:
+                return
+            if self._closed:
+                raise ProviderError(f"{self.where} is closed")
+            try:
+                self._open_engines()
+            except BaseException as exc:
+                self._dispose()
+                raise wrap_error(exc, f"opening {self.where}") from None
+            self._opened = True
+
+    def _open_engines(self) -> None:
+        if not self.target.is_memory:
+            parent = Path(self.target.path).parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"sqlite: cannot create the directory {parent} of {self.where}: {exc}"
+                ) from exc
+        self._write_engine = create_engine(
+            "sqlite://",
+            creator=lambda: self._connect(writer=True),
+            poolclass=StaticPool,
+        )
+        event.listen(self._write_engine, "begin", _begin_immediate)
+        self._writer = self._write_engine.connect()
+        migrate(self._writer, where=self.where)
+        if not self.target.is_memory:
+            size = self.options.read_connections
+            self._read_engine = create_engine(
+                "sqlite://",
+                creator=lambda: self._connect(writer=False),
+                poolclass=QueuePool,
+                pool_size=size,
+                max_overflow=0,
+                pool_reset_on_return="rollback",
+            )
+            event.listen(self._read_engine, "begin", _begin_deferred)
+        logger.debug("opened %s", self.where)
+
+    def _dispose(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        for engine in (self._read_engine, self._write_engine):
+            if engine is not None:
+                engine.dispose()
+        self._read_engine = self._write_engine = None
+
+    def close_blocking(self) -> None:
+        """Close every connection (the in-memory database is gone afterwards)."""
+        with self._open_lock:
+            self._closed = True
+            self._opened = False
+            self._dispose()
+        logger.debug("closed %s", self.where)
+
+    # -- writes -----------------------------------------------------------------------------
+    async def write(self, fn: Callable[[Connection], T], what: str = "write") -> T:
+        """Run ``fn(connection)`` in a write transaction and return its result once committed.
+
+        ``fn`` runs in a worker thread inside a transaction it may share with other
+        operations; it must not commit. It should check before it writes: a WFE error raised
+        before any write fails only this operation (and reaches the caller as it is); any
+        other exception, or a WFE error after a write, makes the whole group run again one
+        operation per transaction, so ``fn`` may run twice and must depend only on its inputs
+        and the database.
+        """
+        job: _Job[T] = _Job(fn)
+        self._pending.append(job)
+        # Shielded: once queued, the write happens (as a database call in a thread would), and
+        # the leader must finish its group for the others even when its own caller is cancelled.
+        with anyio.CancelScope(shield=True):
+            if self._leading:
+                await job.wake.wait()
+            if not job.done:
+                # Leader now (first in line, or handed the lead by the previous leader).
+                self._leading = True
+                batch = self._pending[: self.options.max_batch_size]
+                del self._pending[: len(batch)]
+                try:
+                    await anyio.to_thread.run_sync(self._run_batch, batch)
+                except BaseException as exc:  # pragma: no cover - thread start failures
+                    for other in batch:
+                        if not other.done and other.error is None:
+                            other.error = exc
+                finally:
+                    for other in batch:
+                        other.done = True
+                        other.wake.set()
+                    if self._pending:
+                        # Hand over: the first in line leads the next group.
+                        self._pending[0].wake.set()
+                    else:
+                        self._leading = False
+        if job.error is not None:
+            raise wrap_error(job.error, what) from None
+        return job.result  # type: ignore[return-value]
+
+    def _run_batch(self, batch: list[_Job[Any]]) -> None:
+        conn = self._writer
+        if conn is None:
+            error = ProviderError(f"{self.where} is closed")
+            for job in batch:
+                job.error = error
+            return
+        if len(batch) == 1:
+            self._run_alone(conn, batch[0])
+            return
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
+        try:
+            with conn.begin():
+                for job in batch:
+                    before = raw.total_changes
+                    try:
+                        job.result = job.fn(conn)
+                    except WfeError as exc:
+                        if raw.total_changes != before:
+                            # It wrote, then refused: its writes must not commit with the
+                            # others (savepoints would allow that, at four times the cost).
+                            raise _GroupFailure from exc
+                        job.error = exc
+                    except Exception as exc:
+                        # A database error may have rolled the whole transaction back
+                        # (SQLite does that for some errors), so trust nothing of this group.
+                        raise _GroupFailure from exc
+        except Exception:
+            # Run every operation of the group on its own, so only the guilty one fails.
+            for job in batch:
+                job.result = None
+                job.error = None
+                self._run_alone(conn, job)
+
+    @staticmethod
+    def _run_alone(conn: Connection, job: _Job[Any]) -> None:
+        try:
+            with conn.begin():
+                job.result = job.fn(conn)
+        except Exception as exc:
+            job.result = None
+            job.error = exc
+
+    # -- reads ------------------------------------------------------------------------------
+    async def read(self, fn: Callable[[Connection], T], what: str = "read") -> T:
+        """Run ``fn(connection)`` in a read transaction (one consistent snapshot) in a worker
+        thread and return its result."""
+        if self._read_engine is None:
+            # In-memory: the single connection serves reads as well.
+            return await self.write(fn, what)
+        if self._read_limiter is None:
+            self._read_limiter = anyio.CapacityLimiter(self.options.read_connections)
+        try:
+            return await anyio.to_thread.run_sync(self._run_read, fn, limiter=self._read_limiter)
+        except Exception as exc:
+            raise wrap_error(exc, what) from None
+
+    def _run_read(self, fn: Callable[[Connection], T]) -> T:
+        engine = self._read_engine
+        if engine is None:
+            raise ProviderError(f"{self.where} is closed")
+        with engine.connect() as conn:
+            return fn(conn)
+
+    # -- in-process wake-ups ------------------------------------------------------------------
+    def notify(self, channel: str) -> None:
+        """Wake every task of this process waiting on ``channel``."""
+        waiters = self._waiters.pop(channel, None)
+        if waiters:
+            for waiter in waiters:
+                waiter.set()
+
+    async def wait(self, channel: str, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait up to ``timeout`` seconds for :meth:`notify` on ``channel``; True when woken."""
+        if timeout <= 0:
+            return False
+        waiter = anyio.Event()
+        self._waiters.setdefault(channel, set()).add(waiter)
+        try:
+            with anyio.move_on_after(timeout):
+                await waiter.wait()
+        finally:
+            waiters = self._waiters.get(channel)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[channel]
+        return waiter.is_set()
+
+
+def _begin_immediate(conn: Connection) -> None:
+    # Take the write lock when the transaction starts, not at its first write: a deferred
+    # transaction that read first could not upgrade without a SQLITE_BUSY_SNAPSHOT error.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _begin_deferred(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+# -- the registry of open stores ---------------------------------------------------------------
+_registry_lock = threading.Lock()
+_registry: dict[tuple[DatabaseTarget, int], Store] = {}
+
+
+def _registry_key(target: DatabaseTarget) -> tuple[DatabaseTarget, int]:
+    # Per event-loop thread: the group-commit state and wake-ups belong to one event loop.
+    return (target, threading.get_ident())
+
+
+async def acquire_store(target: DatabaseTarget) -> Store:
+    """The open store of ``target`` shared in this thread, opening it on first use."""
+    key = _registry_key(target)
+    with _registry_lock:
+        store = _registry.get(key)
+        if store is None:
+            store = _registry[key] = Store(target)
+        store.refs += 1
+    try:
+        await anyio.to_thread.run_sync(store.open_blocking)
+    except BaseException:
+        await release_store(store)
+        raise
+    return store
+
+
+async def release_store(store: Store) -> None:
+    """Drop one reference to ``store``; the last one closes it."""
+    key = _registry_key(store.target)
+    with _registry_lock:
+        store.refs -= 1
+        if store.refs > 0:
+            return
+        if _registry.get(key) is store:
+            del _registry[key]
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(store.close_blocking)

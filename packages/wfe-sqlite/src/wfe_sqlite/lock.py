@@ -1,0 +1,159 @@
+"""SQLite lock: leases with expiry and fencing tokens, shared by the processes using a file."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import TYPE_CHECKING, NamedTuple
+
+import anyio
+import attrs
+from sqlalchemy import text
+
+from wfe_core.errors import LockNotHeldError
+from wfe_core.providers import capabilities as cap
+from wfe_core.providers.lock import Lease, LockProvider
+from wfe_sqlite.base import SqliteProviderMixin
+from wfe_sqlite.engine import from_us, now_us
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+__all__ = ["SqliteLock"]
+
+logger = logging.getLogger(__name__)
+
+_SECOND = 1_000_000
+
+_HELD = text("SELECT owner, expires_at FROM wfe_locks WHERE key = :key")
+_NEXT_TOKEN = text("UPDATE wfe_lock_tokens SET value = value + 1 WHERE id = 1 RETURNING value")
+# Take the key when it is free or its lease has expired (the row of an expired lease stays
+# until the key is taken again).
+_TAKE = text(
+    "INSERT INTO wfe_locks (key, owner, token, expires_at) VALUES (:key, :owner, :token, :exp)"
+    " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, token = excluded.token,"
+    " expires_at = excluded.expires_at WHERE wfe_locks.expires_at <= :now"
+)
+_RENEW = text(
+    "UPDATE wfe_locks SET expires_at = :exp"
+    " WHERE key = :key AND token = :token AND owner = :owner AND expires_at > :now"
+)
+_RELEASE = text(
+    "DELETE FROM wfe_locks"
+    " WHERE key = :key AND token = :token AND owner = :owner AND expires_at > :now"
+)
+
+
+class _Attempt(NamedTuple):
+    #: The new lease's token, or None when the key is held.
+    token: int | None
+    #: The new lease's expiry, or the current holder's (µs since the epoch).
+    expires_at: int
+    #: The owner of the lease (the new one, or the current holder).
+    owner: str
+
+
+def _acquire(conn: Connection, *, key: str, owner: str, ttl_us: int) -> _Attempt:
+    now = now_us()
+    held = conn.execute(_HELD, {"key": key}).first()
+    if held is not None and held.expires_at > now:
+        return _Attempt(None, int(held.expires_at), str(held.owner))
+    token = int(conn.execute(_NEXT_TOKEN).scalar_one())
+    expires = now + ttl_us
+    conn.execute(_TAKE, {"key": key, "owner": owner, "token": token, "exp": expires, "now": now})
+    return _Attempt(token, expires, owner)
+
+
+def _channel(key: str) -> str:
+    return f"lock:{key}"
+
+
+class SqliteLock(SqliteProviderMixin, LockProvider):
+    """Leases kept in the SQLite file, so every process using the file is excluded.
+
+    Expiry is a wall-clock deadline stored in the file (processes on one machine share the
+    clock), so the lease of a process that crashed lapses after its ``ttl``. Fencing tokens
+    come from one counter in the file and grow with every acquisition. A lease that has
+    expired is no longer current: :meth:`renew` and :meth:`release` refuse it even when no
+    other owner has taken the key yet.
+
+    A waiting :meth:`acquire` wakes at once when the key is released in this process, and
+    otherwise looks again with a bounded backoff (``poll_interval`` to ``max_poll_interval``)
+    or when the current lease expires.
+    """
+
+    capabilities = frozenset({cap.DURABLE, cap.DISTRIBUTED, cap.LEASE_RENEWAL})
+
+    async def acquire(self, key: str, *, owner: str, ttl: float, wait: float = 0.0) -> Lease | None:
+        """Take ``key`` for ``owner`` for ``ttl`` seconds, waiting up to ``wait`` seconds for
+        it to become free. ``None`` when it stayed held (or ``owner`` already holds it)."""
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        store = self.store
+        ttl_us = max(int(ttl * _SECOND), 1)
+        deadline = anyio.current_time() + max(wait, 0.0)
+        interval = store.options.poll_interval
+        channel = _channel(key)
+        while True:
+            attempt = await store.write(
+                partial(_acquire, key=key, owner=owner, ttl_us=ttl_us), "acquire"
+            )
+            if attempt.token is not None:
+                return Lease(
+                    key=key,
+                    owner=owner,
+                    token=attempt.token,
+                    expires_at=from_us(attempt.expires_at),
+                )
+            remaining = deadline - anyio.current_time()
+            # Not re-entrant: waiting for one's own lease to lapse makes no sense.
+            if remaining <= 0 or attempt.owner == owner:
+                return None
+            until_expiry = max((attempt.expires_at - now_us()) / _SECOND, 0.0)
+            woken = await store.wait(channel, min(interval, remaining, until_expiry))
+            interval = (
+                store.options.poll_interval
+                if woken
+                else min(interval * 2, store.options.max_poll_interval)
+            )
+
+    async def renew(self, lease: Lease, *, ttl: float) -> Lease:
+        """Extend the current ``lease`` to ``ttl`` seconds from now (same token)."""
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        ttl_us = max(int(ttl * _SECOND), 1)
+
+        def run(conn: Connection) -> int:
+            now = now_us()
+            expires = now + ttl_us
+            params = {
+                "key": lease.key,
+                "token": lease.token,
+                "owner": lease.owner,
+                "now": now,
+                "exp": expires,
+            }
+            if conn.execute(_RENEW, params).rowcount == 0:
+                raise _not_current(lease)
+            return expires
+
+        expires = await self.store.write(run, "renew")
+        return attrs.evolve(lease, expires_at=from_us(expires))
+
+    async def release(self, lease: Lease) -> None:
+        """Free the key of the current ``lease`` at once and wake its waiters."""
+
+        def run(conn: Connection) -> None:
+            params = {"key": lease.key, "token": lease.token, "owner": lease.owner, "now": now_us()}
+            if conn.execute(_RELEASE, params).rowcount == 0:
+                raise _not_current(lease)
+
+        store = self.store
+        await store.write(run, "release")
+        store.notify(_channel(lease.key))
+
+
+def _not_current(lease: Lease) -> LockNotHeldError:
+    return LockNotHeldError(
+        f"lease {lease.token} of {lease.key!r} by {lease.owner!r} is not current"
+    )

@@ -1,0 +1,186 @@
+"""Options and URL parsing of the SQLite providers.
+
+This module imports nothing heavy (no SQLAlchemy): the plugin imports it to name the options
+class, and listing providers must stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import attrs
+
+from wfe_core.errors import ConfigurationError
+
+__all__ = ["DEFAULT_URL", "MEMORY", "DatabaseTarget", "SqliteOptions", "parse_url"]
+
+#: The database used when no URL is given: ``wfe.db`` in the working directory.
+DEFAULT_URL = "sqlite:///wfe.db"
+
+#: The :attr:`DatabaseTarget.path` of an in-memory database.
+MEMORY = ":memory:"
+
+Synchronous = Literal["full", "normal", "extra"]
+_SYNCHRONOUS: tuple[str, ...] = ("full", "normal", "extra")
+
+
+def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigurationError(
+            f"sqlite option {attribute.name} must be a positive number, got {value!r}"
+        )
+
+
+def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(
+            f"sqlite option {attribute.name} must be an integer of at least 1, got {value!r}"
+        )
+
+
+def _synchronous(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value not in _SYNCHRONOUS:
+        raise ConfigurationError(
+            f"sqlite option synchronous must be one of {', '.join(_SYNCHRONOUS)}, got {value!r}"
+        )
+
+
+@attrs.frozen
+class SqliteOptions:
+    """Tunables shared by the SQLite persistence, queue and lock.
+
+    Invalid values raise :class:`~wfe_core.errors.ConfigurationError` naming the field.
+
+    Every field can also be given as a query parameter of the URL
+    (``sqlite:///wfe.db?synchronous=normal&busy_timeout=5``); the URL wins over these options.
+    """
+
+    #: SQLite's ``PRAGMA synchronous`` in WAL mode. ``full`` (the default) syncs the WAL on
+    #: every commit, so a transition that was acknowledged survives a power loss or an OS crash.
+    #: ``normal`` syncs only at checkpoints: about ten times faster, still safe against a crash
+    #: of the process, but the last transactions before a power loss may be lost. ``extra``
+    #: also syncs the directory after the WAL is reset.
+    synchronous: Synchronous = attrs.field(default="full", validator=_synchronous)
+    #: Seconds a connection waits for another process's write transaction before giving up
+    #: with :class:`~wfe_core.errors.ProviderError`.
+    busy_timeout: float = attrs.field(default=30.0, validator=_positive)
+    #: Reader connections (and worker threads for reads). WAL lets them read while a write is
+    #: under way. In-memory databases always use one connection for everything.
+    read_connections: int = attrs.field(default=4, validator=_positive_int)
+    #: Most write operations committed together in one transaction ("group commit": writes
+    #: that arrive while one transaction is being written share the next one's sync).
+    max_batch_size: int = attrs.field(default=256, validator=_positive_int)
+    #: First and longest pause (seconds) between two looks at the queue or a lock for changes
+    #: made by another process. Changes made in this process wake waiters at once; the pause
+    #: doubles from ``poll_interval`` up to ``max_poll_interval`` while nothing happens.
+    poll_interval: float = attrs.field(default=0.005, validator=_positive)
+    max_poll_interval: float = attrs.field(default=0.1, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_poll_interval < self.poll_interval:
+            raise ConfigurationError(
+                "sqlite option max_poll_interval must not be smaller than poll_interval"
+            )
+
+
+@attrs.frozen
+class DatabaseTarget:
+    """Where a URL points: an absolute file path, or :data:`MEMORY`."""
+
+    path: str
+    options: SqliteOptions
+
+    @property
+    def is_memory(self) -> bool:
+        return self.path == MEMORY
+
+
+def _coerce(name: str, raw: str, kind: type) -> Any:
+    if kind is int:
+        return int(raw)
+    if kind is float:
+        return float(raw)
+    return raw
+
+
+_FIELD_KINDS: dict[str, type] = {
+    "synchronous": str,
+    "busy_timeout": float,
+    "read_connections": int,
+    "max_batch_size": int,
+    "poll_interval": float,
+    "max_poll_interval": float,
+}
+
+
+def parse_url(url: str | None, options: SqliteOptions | None = None) -> DatabaseTarget:
+    """Resolve a ``sqlite:`` URL (and options) to a :class:`DatabaseTarget`.
+
+    Accepted forms: ``sqlite:///relative/path.db`` (relative to the working directory at the
+    time of the call), ``sqlite:////absolute/path.db``, ``sqlite:///:memory:`` (or
+    ``sqlite://``). Query parameters override fields of ``options``.
+    Raises :class:`~wfe_core.errors.ConfigurationError` with the reason for anything else.
+    """
+    if options is None:
+        options = SqliteOptions()
+    elif not isinstance(options, SqliteOptions):
+        raise ConfigurationError(
+            f"sqlite options must be a SqliteOptions, got {type(options).__name__}"
+        )
+    if url is None:
+        url = DEFAULT_URL
+    if not isinstance(url, str):
+        raise ConfigurationError(f"sqlite url must be a string, got {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "sqlite":
+        raise ConfigurationError(
+            f"sqlite url {url!r}: the scheme must be 'sqlite' "
+            "(sqlite:///relative.db, sqlite:////absolute.db or sqlite:///:memory:)"
+        )
+    if parts.netloc:
+        raise ConfigurationError(
+            f"sqlite url {url!r}: a host ({parts.netloc!r}) is not allowed; use three slashes "
+            "for a relative path (sqlite:///wfe.db) or four for an absolute one "
+            "(sqlite:////var/lib/wfe.db)"
+        )
+    if parts.fragment:
+        raise ConfigurationError(f"sqlite url {url!r}: a fragment ('#...') is not allowed")
+
+    # urlsplit keeps the leading slash of the path: "/relative.db" or "//absolute.db".
+    raw_path = unquote(parts.path)
+    path = raw_path[1:] if raw_path.startswith("/") else raw_path
+    if path in ("", MEMORY):
+        resolved = MEMORY
+    else:
+        if "\x00" in path:
+            raise ConfigurationError(f"sqlite url {url!r}: the path contains a NUL character")
+        file = Path(os.path.expanduser(path))
+        if path.endswith("/"):
+            raise ConfigurationError(f"sqlite url {url!r}: the path names a directory")
+        # Resolved now, so the same file named two ways is one database, and a later change of
+        # working directory does not move it.
+        resolved = str(file.resolve())
+
+    overrides: dict[str, Any] = {}
+    for name, raw in parse_qsl(parts.query, keep_blank_values=True):
+        kind = _FIELD_KINDS.get(name)
+        if kind is None:
+            raise ConfigurationError(
+                f"sqlite url {url!r}: unknown parameter {name!r} "
+                f"(known: {', '.join(sorted(_FIELD_KINDS))})"
+            )
+        try:
+            overrides[name] = _coerce(name, raw, kind)
+        except ValueError:
+            raise ConfigurationError(
+                f"sqlite url {url!r}: parameter {name}={raw!r} is not a valid {kind.__name__}"
+            ) from None
+    if overrides:
+        try:
+            options = attrs.evolve(options, **overrides)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"sqlite url {url!r}: {exc}") from None
+    return DatabaseTarget(resolved, options)

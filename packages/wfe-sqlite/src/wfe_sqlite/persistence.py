@@ -1,0 +1,515 @@
+"""SQLite persistence: workflow instances, events, subscriptions and errors in one file."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from wfe_core.errors import (
+    ConcurrencyError,
+    EventNotFoundError,
+    SubscriptionNotFoundError,
+    WorkflowNotFoundError,
+)
+from wfe_core.models import (
+    Event,
+    EventSubscription,
+    ExecutionError,
+    Page,
+    WorkflowInstance,
+    WorkflowStatus,
+)
+from wfe_core.providers import capabilities as cap
+from wfe_core.providers.persistence import PersistenceProvider
+from wfe_core.serialization import from_primitive, to_primitive
+from wfe_sqlite.base import SqliteProviderMixin
+from wfe_sqlite.engine import from_us, to_us
+from wfe_sqlite.schema import errors, events, subscriptions, workflows
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from datetime import datetime
+
+    from sqlalchemy import Connection
+
+__all__ = ["SqlitePersistence"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_RUNNABLE = WorkflowStatus.RUNNABLE.value
+# SQLite allows 32766 bound parameters per statement; stay well below.
+_CHUNK = 500
+
+
+def _dumps(document: Any) -> str:
+    # Compact, and unicode kept as it is: the text is read back only by this module.
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def _maybe_us(value: datetime | None) -> int | None:
+    return None if value is None else to_us(value)
+
+
+def _instance_row(instance: WorkflowInstance, revision: int) -> dict[str, Any]:
+    document = to_primitive(instance)
+    document["revision"] = revision
+    return {
+        "id": instance.id,
+        "definition_id": instance.definition_id,
+        "version": instance.version,
+        "status": str(document["status"]),
+        "reference": instance.reference,
+        "next_execution": _maybe_us(instance.next_execution),
+        "create_time": to_us(instance.create_time),
+        "complete_time": _maybe_us(instance.complete_time),
+        "revision": revision,
+        "document": _dumps(document),
+    }
+
+
+def _subscription_row(subscription: EventSubscription) -> dict[str, Any]:
+    return {
+        "id": subscription.id,
+        "workflow_id": subscription.workflow_id,
+        "event_name": subscription.event_name,
+        "event_key": subscription.event_key,
+        "subscribe_as_of": to_us(subscription.subscribe_as_of),
+        "create_time": to_us(subscription.create_time),
+        "terminated": int(bool(subscription.terminated)),
+        "document": _dumps(to_primitive(subscription)),
+    }
+
+
+def _error_row(error: ExecutionError) -> dict[str, Any]:
+    return {
+        "workflow_id": error.workflow_id,
+        "time": to_us(error.time),
+        "document": _dumps(to_primitive(error)),
+    }
+
+
+def _load_instance(document: str) -> WorkflowInstance:
+    return from_primitive(json.loads(document), WorkflowInstance)
+
+
+def _load_event(document: str, is_processed: int) -> Event:
+    # The column is the truth: marking an event (un)processed updates only the column.
+    primitive = json.loads(document)
+    primitive["is_processed"] = bool(is_processed)
+    return from_primitive(primitive, Event)
+
+
+def _load_subscription(document: str, terminated: int) -> EventSubscription:
+    primitive = json.loads(document)
+    primitive["terminated"] = bool(terminated)
+    return from_primitive(primitive, EventSubscription)
+
+
+# Statements are built once: building one per call costs several times what SQLite spends
+# running it.
+_update_workflow = (
+    update(workflows)
+    .where(workflows.c.id == bindparam("p_id"), workflows.c.revision == bindparam("p_expected"))
+    .values(
+        {
+            name: bindparam(f"p_{name}")
+            for name in (
+                "status",
+                "reference",
+                "next_execution",
+                "complete_time",
+                "revision",
+                "document",
+            )
+        }
+    )
+)
+_stored_revision = select(workflows.c.revision).where(workflows.c.id == bindparam("p_id"))
+_workflow_document = select(workflows.c.document).where(workflows.c.id == bindparam("p_id"))
+_due_workflows = (
+    select(workflows.c.id)
+    .where(
+        workflows.c.status == _RUNNABLE,
+        workflows.c.next_execution.is_not(None),
+        workflows.c.next_execution <= bindparam("p_limit"),
+    )
+    .order_by(workflows.c.next_execution, workflows.c.seq)
+)
+_next_execution = select(func.min(workflows.c.next_execution)).where(
+    workflows.c.status == _RUNNABLE
+)
+_event_document = select(events.c.document, events.c.is_processed).where(
+    events.c.id == bindparam("p_id")
+)
+_due_events = (
+    select(events.c.id)
+    .where(events.c.is_processed == 0, events.c.time <= bindparam("p_limit"))
+    .order_by(events.c.time, events.c.seq)
+)
+_matching_events = (
+    select(events.c.id)
+    .where(
+        events.c.name == bindparam("p_name"),
+        events.c.key == bindparam("p_key"),
+        events.c.time >= bindparam("p_since"),
+    )
+    .order_by(events.c.time, events.c.seq)
+)
+_set_processed = (
+    update(events)
+    .where(events.c.id == bindparam("p_id"))
+    .values(is_processed=bindparam("p_processed"))
+)
+_subscription_document = select(subscriptions.c.document, subscriptions.c.terminated).where(
+    subscriptions.c.id == bindparam("p_id")
+)
+_open_subscriptions = (
+    select(subscriptions.c.document, subscriptions.c.terminated)
+    .where(
+        subscriptions.c.event_name == bindparam("p_name"),
+        subscriptions.c.event_key == bindparam("p_key"),
+        subscriptions.c.subscribe_as_of <= bindparam("p_limit"),
+        subscriptions.c.terminated == 0,
+    )
+    .order_by(subscriptions.c.subscribe_as_of, subscriptions.c.create_time, subscriptions.c.seq)
+)
+_terminate_subscription = (
+    update(subscriptions).where(subscriptions.c.id == bindparam("p_id")).values(terminated=1)
+)
+_workflow_errors = (
+    select(errors.c.document)
+    .where(errors.c.workflow_id == bindparam("p_id"))
+    .order_by(errors.c.time, errors.c.seq)
+)
+_insert_error = errors.insert()
+
+_upsert_subscription = sqlite_insert(subscriptions)
+_upsert_subscription = _upsert_subscription.on_conflict_do_update(
+    index_elements=[subscriptions.c.id],
+    # Replaced by id, keeping its place (seq) among equal times.
+    set_={
+        name: _upsert_subscription.excluded[name]
+        for name in (
+            "workflow_id",
+            "event_name",
+            "event_key",
+            "subscribe_as_of",
+            "create_time",
+            "terminated",
+            "document",
+        )
+    },
+)
+_insert_workflow = sqlite_insert(workflows).on_conflict_do_nothing(index_elements=[workflows.c.id])
+_insert_event = sqlite_insert(events).on_conflict_do_nothing(index_elements=[events.c.id])
+_insert_subscription = sqlite_insert(subscriptions).on_conflict_do_nothing(
+    index_elements=[subscriptions.c.id]
+)
+
+
+class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
+    """Durable persistence in a SQLite file (or an in-memory database).
+
+    ``SqlitePersistence("sqlite:///wfe.db", SqliteOptions(...))``; use it as
+    ``async with``. Instances, events, subscriptions and errors are stored as JSON documents
+    next to indexed columns for the queries. :meth:`persist_workflow` is one transaction:
+    the revision-checked update of the instance with its subscriptions and errors.
+    Several processes may share one file; SQLite serializes their writes.
+    """
+
+    capabilities = frozenset({cap.DURABLE})
+
+    # -- workflow instances ----------------------------------------------------------------
+    async def create_workflow(self, instance: WorkflowInstance) -> None:
+        """Store a new instance with revision 1 (set on ``instance`` too).
+
+        Raises :class:`~wfe_core.errors.ConcurrencyError` when the id is already stored.
+        """
+        row = _instance_row(instance, 1)
+
+        def run(conn: Connection) -> None:
+            if conn.execute(_insert_workflow, row).rowcount == 0:
+                raise ConcurrencyError(f"workflow {row['id']} already exists")
+
+        await self.store.write(run, "create_workflow")
+        instance.revision = 1
+
+    async def persist_workflow(
+        self,
+        instance: WorkflowInstance,
+        *,
+        subscriptions: Iterable[EventSubscription] = (),
+        errors: Iterable[ExecutionError] = (),
+    ) -> None:
+        """Write ``instance`` when its revision is the stored one, with its subscriptions
+        (added, or replaced by id) and errors (appended), in one transaction.
+
+        Raises :class:`~wfe_core.errors.ConcurrencyError` (stale revision) or
+        :class:`~wfe_core.errors.WorkflowNotFoundError`; then nothing is stored.
+        """
+        expected = instance.revision
+        row = _instance_row(instance, expected + 1)
+        # Serialized here, before anything is written: a value that fails stores nothing.
+        sub_rows = [_subscription_row(s) for s in subscriptions]
+        error_rows = [_error_row(e) for e in errors]
+        workflow_id = instance.id
+
+        params = {f"p_{name}": value for name, value in row.items()}
+        params["p_expected"] = expected
+
+        def run(conn: Connection) -> None:
+            if conn.execute(_update_workflow, params).rowcount == 0:
+                stored = conn.execute(_stored_revision, {"p_id": workflow_id}).scalar()
+                if stored is None:
+                    raise WorkflowNotFoundError(workflow_id)
+                raise ConcurrencyError(
+                    f"workflow {workflow_id}: revision {expected} is stale (stored: {stored})"
+                )
+            if sub_rows:
+                conn.execute(_upsert_subscription, sub_rows)
+            if error_rows:
+                conn.execute(_insert_error, error_rows)
+
+        await self.store.write(run, "persist_workflow")
+        instance.revision = expected + 1
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowInstance:
+        """The stored instance (``WorkflowNotFoundError`` when unknown)."""
+
+        def run(conn: Connection) -> WorkflowInstance:
+            document = conn.execute(_workflow_document, {"p_id": workflow_id}).scalar()
+            if document is None:
+                raise WorkflowNotFoundError(workflow_id)
+            return _load_instance(document)
+
+        return await self.store.read(run, "get_workflow")
+
+    async def get_workflows(self, workflow_ids: Iterable[str]) -> Sequence[WorkflowInstance]:
+        """The stored instances among ``workflow_ids``, in the order asked, each once."""
+        wanted = list(dict.fromkeys(workflow_ids))
+        if not wanted:
+            return []
+
+        def run(conn: Connection) -> list[WorkflowInstance]:
+            found: dict[str, str] = {}
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                for row in conn.execute(
+                    select(workflows.c.id, workflows.c.document).where(workflows.c.id.in_(chunk))
+                ):
+                    found[row.id] = row.document
+            return [_load_instance(found[i]) for i in wanted if i in found]
+
+        return await self.store.read(run, "get_workflows")
+
+    async def get_runnable_instances(self, as_of: datetime) -> Sequence[str]:
+        """Ids of runnable instances due at or before ``as_of``, earliest due first."""
+        limit = to_us(as_of)
+
+        def run(conn: Connection) -> list[str]:
+            return list(conn.execute(_due_workflows, {"p_limit": limit}).scalars())
+
+        return await self.store.read(run, "get_runnable_instances")
+
+    async def next_execution_time(self) -> datetime | None:
+        """The earliest ``next_execution`` of a runnable instance, ``None`` when there is none."""
+
+        def run(conn: Connection) -> int | None:
+            value: int | None = conn.execute(
+                select(func.min(workflows.c.next_execution)).where(workflows.c.status == _RUNNABLE)
+            ).scalar()
+            return value
+
+        value = await self.store.read(run, "next_execution_time")
+        return None if value is None else from_us(value)
+
+    async def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        definition_id: str | None = None,
+        reference: str | None = None,
+        skip: int = 0,
+        take: int = 100,
+    ) -> Page[WorkflowInstance]:
+        """Instances matching every given filter, newest ``create_time`` first (the later
+        stored first among equal times), with the total count of matches."""
+        skip = max(skip, 0)
+        take = max(take, 0)
+        conditions = []
+        if status is not None:
+            conditions.append(workflows.c.status == WorkflowStatus(status).value)
+        if definition_id is not None:
+            conditions.append(workflows.c.definition_id == definition_id)
+        if reference is not None:
+            conditions.append(workflows.c.reference == reference)
+
+        def run(conn: Connection) -> Page[WorkflowInstance]:
+            # One read transaction: the count and the page come from the same snapshot.
+            total = conn.execute(
+                select(func.count()).select_from(workflows).where(*conditions)
+            ).scalar_one()
+            documents = conn.execute(
+                select(workflows.c.document)
+                .where(*conditions)
+                .order_by(workflows.c.create_time.desc(), workflows.c.seq.desc())
+                .limit(take)
+                .offset(skip)
+            ).scalars()
+            items = [_load_instance(d) for d in documents]
+            return Page(items=items, total=total, skip=skip, take=take)
+
+        return await self.store.read(run, "list_workflows")
+
+    async def purge_workflows(
+        self, *, older_than: datetime, statuses: Iterable[WorkflowStatus]
+    ) -> int:
+        """Delete instances in ``statuses`` completed before ``older_than`` with their
+        subscriptions and errors; returns how many instances went."""
+        wanted = sorted({WorkflowStatus(s).value for s in statuses})
+        if not wanted:
+            return 0
+        limit = to_us(older_than)
+        doomed = select(workflows.c.id).where(
+            workflows.c.status.in_(wanted),
+            workflows.c.complete_time.is_not(None),
+            workflows.c.complete_time < limit,
+        )
+
+        def run(conn: Connection) -> int:
+            conn.execute(delete(subscriptions).where(subscriptions.c.workflow_id.in_(doomed)))
+            conn.execute(delete(errors).where(errors.c.workflow_id.in_(doomed)))
+            count: int = conn.execute(delete(workflows).where(workflows.c.id.in_(doomed))).rowcount
+            return count
+
+        count = await self.store.write(run, "purge_workflows")
+        if count:
+            logger.debug("purged %d workflow instances", count)
+        return count
+
+    # -- events ----------------------------------------------------------------------------
+    async def create_event(self, event: Event) -> None:
+        """Store a new event (``ConcurrencyError`` when its id is already stored)."""
+        row = {
+            "id": event.id,
+            "name": event.name,
+            "key": event.key,
+            "time": to_us(event.time),
+            "is_processed": int(bool(event.is_processed)),
+            "document": _dumps(to_primitive(event)),
+        }
+
+        def run(conn: Connection) -> None:
+            if conn.execute(_insert_event, row).rowcount == 0:
+                raise ConcurrencyError(f"event {row['id']} already exists")
+
+        await self.store.write(run, "create_event")
+
+    async def get_event(self, event_id: str) -> Event:
+        """The stored event (``EventNotFoundError`` when unknown)."""
+
+        def run(conn: Connection) -> Event:
+            row = conn.execute(_event_document, {"p_id": event_id}).first()
+            if row is None:
+                raise EventNotFoundError(event_id)
+            return _load_event(row.document, row.is_processed)
+
+        return await self.store.read(run, "get_event")
+
+    async def get_runnable_events(self, as_of: datetime) -> Sequence[str]:
+        """Ids of unprocessed events effective at or before ``as_of``, oldest first."""
+        limit = to_us(as_of)
+
+        def run(conn: Connection) -> list[str]:
+            return list(conn.execute(_due_events, {"p_limit": limit}).scalars())
+
+        return await self.store.read(run, "get_runnable_events")
+
+    async def get_events(self, name: str, key: str, as_of: datetime) -> Sequence[str]:
+        """Ids of events of ``name``/``key`` effective at or after ``as_of``, processed or
+        not, oldest first."""
+        since = to_us(as_of)
+
+        def run(conn: Connection) -> list[str]:
+            params = {"p_name": name, "p_key": key, "p_since": since}
+            return list(conn.execute(_matching_events, params).scalars())
+
+        return await self.store.read(run, "get_events")
+
+    async def mark_event_processed(self, event_id: str) -> None:
+        """Flag the event processed (``EventNotFoundError`` when unknown)."""
+        await self._set_processed(event_id, True)
+
+    async def mark_event_unprocessed(self, event_id: str) -> None:
+        """Flag the event unprocessed again (``EventNotFoundError`` when unknown)."""
+        await self._set_processed(event_id, False)
+
+    async def _set_processed(self, event_id: str, processed: bool) -> None:
+        def run(conn: Connection) -> None:
+            params = {"p_id": event_id, "p_processed": int(processed)}
+            if conn.execute(_set_processed, params).rowcount == 0:
+                raise EventNotFoundError(event_id)
+
+        await self.store.write(run, "mark_event_processed")
+
+    # -- subscriptions ---------------------------------------------------------------------
+    async def create_subscription(self, subscription: EventSubscription) -> None:
+        """Store a new subscription (``ConcurrencyError`` when its id is already stored)."""
+        row = _subscription_row(subscription)
+
+        def run(conn: Connection) -> None:
+            if conn.execute(_insert_subscription, row).rowcount == 0:
+                raise ConcurrencyError(f"subscription {row['id']} already exists")
+
+        await self.store.write(run, "create_subscription")
+
+    async def get_subscription(self, subscription_id: str) -> EventSubscription:
+        """The stored subscription (``SubscriptionNotFoundError`` when unknown)."""
+
+        def run(conn: Connection) -> EventSubscription:
+            row = conn.execute(_subscription_document, {"p_id": subscription_id}).first()
+            if row is None:
+                raise SubscriptionNotFoundError(subscription_id)
+            return _load_subscription(row.document, row.terminated)
+
+        return await self.store.read(run, "get_subscription")
+
+    async def get_subscriptions(
+        self, name: str, key: str, as_of: datetime
+    ) -> Sequence[EventSubscription]:
+        """Open subscriptions to ``name``/``key`` subscribed as of ``as_of`` or earlier,
+        oldest ``subscribe_as_of`` first."""
+        limit = to_us(as_of)
+
+        def run(conn: Connection) -> list[EventSubscription]:
+            params = {"p_name": name, "p_key": key, "p_limit": limit}
+            rows = conn.execute(_open_subscriptions, params)
+            return [_load_subscription(r.document, r.terminated) for r in rows]
+
+        return await self.store.read(run, "get_subscriptions")
+
+    async def terminate_subscription(self, subscription_id: str) -> None:
+        """Close the subscription; closing a closed one is a no-op
+        (``SubscriptionNotFoundError`` when unknown)."""
+
+        def run(conn: Connection) -> None:
+            if conn.execute(_terminate_subscription, {"p_id": subscription_id}).rowcount == 0:
+                raise SubscriptionNotFoundError(subscription_id)
+
+        await self.store.write(run, "terminate_subscription")
+
+    # -- errors ----------------------------------------------------------------------------
+    async def get_errors(self, workflow_id: str) -> Sequence[ExecutionError]:
+        """Errors recorded for ``workflow_id``, oldest first (empty for an unknown id)."""
+
+        def run(conn: Connection) -> list[ExecutionError]:
+            documents = conn.execute(_workflow_errors, {"p_id": workflow_id}).scalars()
+            return [from_primitive(json.loads(d), ExecutionError) for d in documents]
+
+        return await self.store.read(run, "get_errors")

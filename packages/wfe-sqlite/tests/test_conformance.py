@@ -1,0 +1,69 @@
+"""The wfe_core conformance suites, run on a SQLite file (and on an in-memory database)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from wfe_core.testing import LockSuite, PersistenceSuite, QueueSuite
+from wfe_sqlite import SqliteLock, SqlitePersistence, SqliteQueue
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+
+class TestSqlitePersistence(PersistenceSuite):
+    __test__ = True
+
+    @pytest.fixture
+    async def persistence(self, db_url: str) -> AsyncIterator[SqlitePersistence]:
+        async with SqlitePersistence(db_url) as provider:
+            yield provider
+
+
+class TestSqliteQueue(QueueSuite):
+    __test__ = True
+
+    @pytest.fixture
+    async def queue(self, db_url: str) -> AsyncIterator[SqliteQueue]:
+        async with SqliteQueue(db_url) as provider:
+            yield provider
+
+
+class TestSqliteLock(LockSuite):
+    __test__ = True
+
+    @pytest.fixture
+    async def lock(self, db_url: str) -> AsyncIterator[SqliteLock]:
+        async with SqliteLock(db_url) as provider:
+            yield provider
+
+
+class TestInMemoryPersistence(PersistenceSuite):
+    """``sqlite:///:memory:``: the same behaviour without a file."""
+
+    __test__ = True
+
+    @pytest.fixture
+    async def persistence(self) -> AsyncIterator[SqlitePersistence]:
+        async with SqlitePersistence("sqlite:///:memory:") as provider:
+            yield provider
+
+
+class TestInMemoryQueue(QueueSuite):
+    __test__ = True
+
+    @pytest.fixture
+    async def queue(self) -> AsyncIterator[SqliteQueue]:
+        async with SqliteQueue("sqlite:///:memory:") as provider:
+            yield provider
+
+
+class TestInMemoryLock(LockSuite):
+    __test__ = True
+
+    @pytest.fixture
+    async def lock(self) -> AsyncIterator[SqliteLock]:
+        async with SqliteLock("sqlite:///:memory:") as provider:
+            yield provider
