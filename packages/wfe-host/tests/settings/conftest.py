@@ -28,3 +28,27 @@ def _load_fakes() -> ModuleType:
 @pytest.fixture
 def fakes() -> ModuleType:
     return _load_fakes()
+
+
+@pytest.fixture(autouse=True)
+def _in_empty_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Settings files are discovered in the current directory; start every test without one.
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def register_plugin():
+    """Register a plugin object for this test only (see tests/plugins/conftest.py)."""
+    from wfe_host.plugins import PluginLoadOptions, make_plugin_manager
+    from wfe_host.registry import PluginRegistry, reset_default_registry, set_default_registry
+
+    manager = make_plugin_manager(options=PluginLoadOptions(autoload=False))
+
+    def register(plugin: object, name: str) -> PluginRegistry:
+        manager.register_plugin(plugin, name)
+        registry = PluginRegistry(manager)
+        set_default_registry(registry)
+        return registry
+
+    yield register
+    reset_default_registry()
