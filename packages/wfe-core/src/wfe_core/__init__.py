@@ -5,11 +5,54 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from wfe_core.builder import ParallelBuilder, WorkflowBuilder
+from wfe_core.engine import StepMiddleware, WorkflowExecutor, WorkflowMiddleware
+from wfe_core.models import (
+    ErrorBehavior,
+    Event,
+    ExecutionPointer,
+    LifecycleEvent,
+    LifecycleEventType,
+    Page,
+    PointerStatus,
+    StepDefinition,
+    WorkflowDefinition,
+    WorkflowInstance,
+    WorkflowStatus,
+)
 from wfe_core.plugins import hookimpl
+from wfe_core.primitives import ChildWorkflowError
+from wfe_core.results import ExecutionResult
+from wfe_core.runtime import HostContext
+from wfe_core.step import StepBody, StepContext
 
 try:
     __version__ = version("wfe-core")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["__version__", "hookimpl"]
+__all__ = [
+    "ChildWorkflowError",
+    "ErrorBehavior",
+    "Event",
+    "ExecutionPointer",
+    "ExecutionResult",
+    "HostContext",
+    "LifecycleEvent",
+    "LifecycleEventType",
+    "Page",
+    "ParallelBuilder",
+    "PointerStatus",
+    "StepBody",
+    "StepContext",
+    "StepDefinition",
+    "StepMiddleware",
+    "WorkflowBuilder",
+    "WorkflowDefinition",
+    "WorkflowExecutor",
+    "WorkflowInstance",
+    "WorkflowMiddleware",
+    "WorkflowStatus",
+    "__version__",
+    "hookimpl",
+]

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from wfe_core.models.definition import (
+    ErrorBehavior,
+    ErrorBehaviorKind,
+    OutcomeRoute,
+    StepDefinition,
+    WorkflowDefinition,
+)
 from wfe_core.models.event import Event, EventSubscription
 from wfe_core.models.instance import ExecutionError, ExecutionPointer, WorkflowInstance, new_id
 from wfe_core.models.lifecycle import LifecycleEvent, LifecycleEventType
@@ -9,14 +16,19 @@ from wfe_core.models.page import Page
 from wfe_core.models.status import PointerStatus, WorkflowStatus
 
 __all__ = [
+    "ErrorBehavior",
+    "ErrorBehaviorKind",
     "Event",
     "EventSubscription",
     "ExecutionError",
     "ExecutionPointer",
     "LifecycleEvent",
     "LifecycleEventType",
+    "OutcomeRoute",
     "Page",
     "PointerStatus",
+    "StepDefinition",
+    "WorkflowDefinition",
     "WorkflowInstance",
     "WorkflowStatus",
     "new_id",

@@ -1,0 +1,525 @@
+"""The workflow executor: runs one pass over an instance.
+
+A pass runs every runnable pointer; pointers that become runnable while it goes (the next
+step of a sequence, the branches a container starts, a container whose branches finished)
+run in the same pass. Pointers runnable at the same time run concurrently, bounded by
+``max_parallel_steps``. Every state change is persisted (with the revision check) before the
+steps it makes runnable start, so a crash loses at most the steps that were running.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+import attrs
+
+from wfe_core.engine import failures as fx
+from wfe_core.engine import pointers as px
+from wfe_core.engine.data import call_flexible, merge_into, set_field
+from wfe_core.engine.middleware import StepMiddleware, run_step_middleware
+from wfe_core.models.definition import ErrorBehaviorKind
+from wfe_core.models.event import EventSubscription
+from wfe_core.models.instance import ExecutionError, ExecutionPointer, utcnow
+from wfe_core.models.lifecycle import LifecycleEvent, LifecycleEventType
+from wfe_core.models.status import PointerStatus, WorkflowStatus
+from wfe_core.results import ExecutionResult
+from wfe_core.step import StepContext
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from anyio.abc import TaskGroup
+
+    from wfe_core.models.definition import StepDefinition, WorkflowDefinition
+    from wfe_core.models.instance import WorkflowInstance
+    from wfe_core.runtime import HostContext
+    from wfe_core.step import StepBody
+
+logger = logging.getLogger("wfe_core.engine")
+
+#: ``pointer.extensions`` key: the id of the pointer's open event subscription.
+SUBSCRIPTION_ID = "subscription_id"
+#: Subscriptions with no effective date see every stored event of their name and key.
+_BEGINNING = datetime.min.replace(tzinfo=UTC)
+
+
+class PassEnvironment(Protocol):
+    """What the executor needs from the host running it."""
+
+    @property
+    def host_context(self) -> HostContext:
+        """Given to steps as ``ctx.host``."""
+        ...
+
+    async def persist(
+        self,
+        instance: WorkflowInstance,
+        *,
+        subscriptions: Sequence[EventSubscription],
+        errors: Sequence[ExecutionError],
+        closed_subscriptions: Sequence[str],
+    ) -> None:
+        """Store ``instance`` (revision-checked) with new subscriptions and errors, then close
+        ``closed_subscriptions``. Raises ConcurrencyError for a stale writer."""
+        ...
+
+    async def publish(self, event: LifecycleEvent) -> None:
+        """Publish a lifecycle event."""
+        ...
+
+    def create_body(self, step: StepDefinition) -> StepBody:
+        """A new body for one run of ``step`` (hosts may inject dependencies)."""
+        ...
+
+
+@attrs.frozen
+class _Failure:
+    error: BaseException
+    trace: str
+
+
+class WorkflowExecutor:
+    """Runs passes over workflow instances for a host."""
+
+    def __init__(
+        self,
+        environment: PassEnvironment,
+        *,
+        max_parallel_steps: int = 64,
+        step_middleware: Sequence[StepMiddleware] = (),
+    ) -> None:
+        self.environment = environment
+        self.max_parallel_steps = max_parallel_steps
+        self.step_middleware = step_middleware
+
+    async def run_pass(
+        self,
+        instance: WorkflowInstance,
+        definition: WorkflowDefinition,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Run everything runnable in ``instance`` until nothing is, or ``should_stop()``
+        (then running steps finish and nothing new starts). ``instance`` is updated in place
+        and persisted; its ``next_execution`` says when it next has work."""
+        await _Pass(self, instance, definition, should_stop).run()
+
+
+class _Pass:
+    def __init__(
+        self,
+        executor: WorkflowExecutor,
+        instance: WorkflowInstance,
+        definition: WorkflowDefinition,
+        should_stop: Callable[[], bool],
+    ) -> None:
+        self.env = executor.environment
+        self.middleware = executor.step_middleware
+        self.instance = instance
+        self.definition = definition
+        self.should_stop = should_stop
+        self.limiter = anyio.CapacityLimiter(executor.max_parallel_steps)
+        self.lock = anyio.Lock()
+        self.running: dict[str, anyio.CancelScope] = {}
+        self.dirty = False
+        self.subscriptions: list[EventSubscription] = []
+        self.errors: list[ExecutionError] = []
+        self.closed_subscriptions: list[str] = []
+        self.events: list[LifecycleEvent] = []
+        self.log_extra = {"workflow_id": instance.id, "definition_id": definition.id}
+
+    # -- the pass ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        if self.instance.status != WorkflowStatus.RUNNABLE:
+            return
+        if not self.instance.pointers:
+            self._new_pointer(self.definition.start_step, scope=[], item=None, predecessor=None)
+            self.dirty = True
+        while True:
+            async with anyio.create_task_group() as tg, self.lock:
+                await self._start_runnable(tg)
+            # Something may have become due while the last steps ran (a short retry).
+            if not self._may_continue() or next(px.runnable(self.instance, utcnow()), None) is None:
+                break
+        async with self.lock:
+            self._settle()
+            due = (
+                px.next_execution(self.instance, utcnow())
+                if self.instance.status == WorkflowStatus.RUNNABLE
+                else None
+            )
+            if due != self.instance.next_execution:
+                self.instance.next_execution = due
+                self.dirty = True
+            await self._flush()
+
+    def _may_continue(self) -> bool:
+        return self.instance.status == WorkflowStatus.RUNNABLE and not self.should_stop()
+
+    async def _start_runnable(self, tg: TaskGroup) -> None:
+        """Start every runnable pointer not running yet (call with the lock held)."""
+        self._settle()
+        started: list[tuple[ExecutionPointer, anyio.CancelScope]] = []
+        if self._may_continue():
+            now = utcnow()
+            for pointer in px.runnable(self.instance, now):
+                if pointer.id in self.running:
+                    continue
+                pointer.status = PointerStatus.RUNNING
+                pointer.sleep_until = None
+                pointer.attempt += 1
+                if pointer.start_time is None:
+                    pointer.start_time = now
+                scope = anyio.CancelScope()
+                self.running[pointer.id] = scope
+                started.append((pointer, scope))
+                self._emit(LifecycleEventType.STEP_STARTED, pointer)
+            if started:
+                # Due now while steps run: a crash mid-pass leaves the instance due, so the
+                # scheduler picks it up again.
+                self.instance.next_execution = now
+                self.dirty = True
+        await self._flush()
+        for pointer, scope in started:
+            tg.start_soon(self._run_pointer, tg, pointer, scope)
+
+    def _settle(self) -> None:
+        """Complete the workflow when no pointer is active any more."""
+        if self.instance.status != WorkflowStatus.RUNNABLE:
+            return
+        if any(p.active for p in self.instance.pointers):
+            return
+        failed = [p for p in self.instance.pointers if fx.FAIL_AFTER_COMPENSATION in p.extensions]
+        if failed:
+            self._finish(WorkflowStatus.FAILED, LifecycleEventType.WORKFLOW_FAILED, failed[0].error)
+        else:
+            self._finish(WorkflowStatus.COMPLETE, LifecycleEventType.WORKFLOW_COMPLETED, None)
+
+    async def _flush(self) -> None:
+        if not self.dirty:
+            return
+        subscriptions, self.subscriptions = self.subscriptions, []
+        errors, self.errors = self.errors, []
+        closed, self.closed_subscriptions = self.closed_subscriptions, []
+        events, self.events = self.events, []
+        await self.env.persist(
+            self.instance,
+            subscriptions=subscriptions,
+            errors=errors,
+            closed_subscriptions=closed,
+        )
+        self.dirty = False
+        for event in events:
+            await self.env.publish(event)
+
+    # -- one step run ------------------------------------------------------------------------
+    async def _run_pointer(
+        self, tg: TaskGroup, pointer: ExecutionPointer, scope: anyio.CancelScope
+    ) -> None:
+        step = self.definition.step(pointer.step_id)
+        async with self.limiter:
+            outcome = await self._execute(pointer, step, scope)
+        async with self.lock:
+            self.running.pop(pointer.id, None)
+            if outcome is not None and pointer.active and pointer.status == PointerStatus.RUNNING:
+                self._apply(pointer, step, outcome)
+                self.dirty = True
+            await self._start_runnable(tg)
+
+    async def _execute(
+        self, pointer: ExecutionPointer, step: StepDefinition, scope: anyio.CancelScope
+    ) -> ExecutionResult | _Failure | None:
+        """Run the step; ``None`` when it was cancelled (abandoned by the workflow)."""
+        extra = {**self.log_extra, "step_id": step.id, "pointer_id": pointer.id}
+        with scope:
+            try:
+                body = self.env.create_body(step)
+                ctx = StepContext(
+                    workflow=self.instance,
+                    definition=self.definition,
+                    step=step,
+                    pointer=pointer,
+                    host=self.env.host_context,
+                    cancellation=scope,
+                    attempt=pointer.attempt,
+                )
+                for name, mapping in step.inputs.items():
+                    setattr(body, name, call_flexible(mapping, self.instance.data, ctx))
+                logger.debug("running step %s", step.display_name, extra=extra)
+                result = await run_step_middleware(self.middleware, ctx, lambda: body.run(ctx))
+                if not isinstance(result, ExecutionResult):
+                    raise TypeError(
+                        f"step {step.display_name} returned {type(result).__name__}, "
+                        "not an ExecutionResult"
+                    )
+                if result.proceed:
+                    self._apply_outputs(body, step, result)
+                return result
+            except Exception as exc:
+                logger.warning(
+                    "step %s failed: %s", step.display_name, exc, extra=extra, exc_info=True
+                )
+                return _Failure(exc, traceback.format_exc())
+        return None
+
+    def _apply_outputs(self, body: StepBody, step: StepDefinition, result: ExecutionResult) -> None:
+        if self.instance.data is None and (step.outputs or result.output):
+            self.instance.data = {}
+        for name, mapping in step.outputs.items():
+            set_field(self.instance.data, name, call_flexible(mapping, body, self.instance.data))
+        if result.output:
+            merge_into(self.instance.data, result.output)
+
+    # -- applying a result -------------------------------------------------------------------
+    def _apply(
+        self, pointer: ExecutionPointer, step: StepDefinition, outcome: ExecutionResult | _Failure
+    ) -> None:
+        if isinstance(outcome, _Failure):
+            self._fail_step(pointer, step, outcome)
+            return
+        result = outcome
+        now = utcnow()
+        pointer.error = None
+        if result.event_name is None:
+            self._close_subscription(pointer)
+        if result.end_workflow_requested:
+            self._complete_pointer(pointer, result, now)
+            for other in self.instance.pointers:
+                if other.active:
+                    self._cancel(other, now)
+            self._finish(WorkflowStatus.COMPLETE, LifecycleEventType.WORKFLOW_COMPLETED, None)
+        elif result.proceed:
+            self._complete_pointer(pointer, result, now)
+            self._after_complete(pointer, step, result)
+        elif result.branch_values is not None:
+            pointer.attempt = 0
+            pointer.persistence_data = result.persistence_data
+            scope = [pointer.id, *pointer.scope]
+            for value in result.branch_values:
+                for child in step.children:
+                    self._new_pointer(child, scope=scope, item=value, predecessor=None)
+        elif result.event_name is not None:
+            pointer.attempt = 0
+            self._subscribe(pointer, result, now)
+        elif result.sleep_for is not None:
+            pointer.attempt = 0
+            pointer.status = PointerStatus.SLEEPING
+            pointer.sleep_until = now + result.sleep_for
+            pointer.persistence_data = result.persistence_data
+        else:
+            pointer.attempt = 0
+            pointer.status = PointerStatus.PENDING
+            pointer.persistence_data = result.persistence_data
+
+    def _complete_pointer(
+        self, pointer: ExecutionPointer, result: ExecutionResult, now: datetime
+    ) -> None:
+        pointer.status = (
+            PointerStatus.COMPENSATED
+            if pointer.extensions.get(fx.COMPENSATED)
+            else PointerStatus.COMPLETE
+        )
+        pointer.active = False
+        pointer.end_time = now
+        pointer.outcome = result.outcome_value
+        self._emit(LifecycleEventType.STEP_COMPLETED, pointer)
+
+    def _after_complete(
+        self, pointer: ExecutionPointer, step: StepDefinition, result: ExecutionResult
+    ) -> None:
+        target_id = pointer.extensions.get(fx.COMPENSATES)
+        if target_id is not None:
+            # A compensation finished: mark what it undid, then undo the next one.
+            self.instance.pointer(target_id).status = PointerStatus.COMPENSATED
+            self._start_compensation(list(pointer.extensions.get(fx.CHAIN, [])), pointer.scope)
+            return
+        for route in step.outcomes:
+            if route.matches(result.outcome_value):
+                self._new_pointer(
+                    route.next_step,
+                    scope=list(pointer.scope),
+                    item=pointer.context_item,
+                    predecessor=pointer.id,
+                )
+
+    def _subscribe(self, pointer: ExecutionPointer, result: ExecutionResult, now: datetime) -> None:
+        self._close_subscription(pointer)
+        assert result.event_name is not None
+        assert result.event_key is not None
+        pointer.status = PointerStatus.WAITING_FOR_EVENT
+        pointer.event_name = result.event_name
+        pointer.event_key = result.event_key
+        pointer.event_effective_date = result.event_effective_date
+        pointer.event_published = False
+        pointer.event_data = None
+        pointer.sleep_until = None if result.event_timeout is None else now + result.event_timeout
+        subscription = EventSubscription(
+            workflow_id=self.instance.id,
+            pointer_id=pointer.id,
+            step_id=pointer.step_id,
+            event_name=result.event_name,
+            event_key=result.event_key,
+            subscribe_as_of=result.event_effective_date or _BEGINNING,
+            expires_at=pointer.sleep_until,
+        )
+        pointer.extensions[SUBSCRIPTION_ID] = subscription.id
+        self.subscriptions.append(subscription)
+
+    def _close_subscription(self, pointer: ExecutionPointer) -> None:
+        subscription_id = pointer.extensions.pop(SUBSCRIPTION_ID, None)
+        if subscription_id is not None:
+            self.closed_subscriptions.append(subscription_id)
+
+    # -- failures ----------------------------------------------------------------------------
+    def _fail_step(
+        self, pointer: ExecutionPointer, step: StepDefinition, failure: _Failure
+    ) -> None:
+        now = utcnow()
+        error = failure.error
+        message = f"{type(error).__name__}: {error}"
+        self.errors.append(
+            ExecutionError(
+                workflow_id=self.instance.id,
+                pointer_id=pointer.id,
+                message=message,
+                step_id=step.id,
+                step_name=step.display_name,
+                error_type=f"{type(error).__module__}.{type(error).__qualname__}",
+                traceback=failure.trace,
+                time=now,
+            )
+        )
+        pointer.error = message
+        failures = int(pointer.extensions.get(fx.FAILURES, 0)) + 1
+        pointer.extensions[fx.FAILURES] = failures
+        # A re-run subscribes afresh (a retried sub-workflow starts a new child).
+        self._close_subscription(pointer)
+        pointer.event_name = pointer.event_key = None
+        pointer.event_published = False
+        pointer.event_data = None
+        self._emit(LifecycleEventType.WORKFLOW_ERROR, pointer, message)
+
+        in_saga = fx.saga_of(self.instance, self.definition, pointer) is not None
+        is_compensation = fx.COMPENSATES in pointer.extensions
+        behavior = fx.chosen_behavior(self.definition, step, in_saga, is_compensation)
+        if behavior.kind == ErrorBehaviorKind.RETRY:
+            if behavior.max_retries is None or failures <= behavior.max_retries:
+                pointer.status = PointerStatus.SLEEPING
+                pointer.sleep_until = now + behavior.retry_delay(failures)
+                return
+            behavior = fx.fallback_behavior(self.definition, in_saga, is_compensation)
+        kind = behavior.kind
+        if kind == ErrorBehaviorKind.SUSPEND:
+            pointer.status = PointerStatus.PENDING
+            self.instance.status = WorkflowStatus.SUSPENDED
+            self._emit(LifecycleEventType.WORKFLOW_SUSPENDED, None, message)
+        elif kind == ErrorBehaviorKind.COMPENSATE:
+            self._compensate(pointer, now)
+        else:
+            self._end_failed_pointer(pointer, now)
+            for other in self.instance.pointers:
+                if other.active:
+                    self._cancel(other, now)
+            if kind == ErrorBehaviorKind.TERMINATE:
+                self._finish(
+                    WorkflowStatus.TERMINATED, LifecycleEventType.WORKFLOW_TERMINATED, message
+                )
+            else:
+                self._finish(WorkflowStatus.FAILED, LifecycleEventType.WORKFLOW_FAILED, message)
+
+    def _end_failed_pointer(self, pointer: ExecutionPointer, now: datetime) -> None:
+        pointer.status = PointerStatus.FAILED
+        pointer.active = False
+        pointer.end_time = now
+
+    def _compensate(self, failed: ExecutionPointer, now: datetime) -> None:
+        saga = fx.saga_of(self.instance, self.definition, failed)
+        if saga is not None:
+            members = px.in_scope(self.instance, saga.id)
+            scope = [saga.id, *saga.scope]
+            saga.extensions[fx.COMPENSATED] = True
+        else:
+            members = list(self.instance.pointers)
+            scope = []
+            failed.extensions[fx.FAIL_AFTER_COMPENSATION] = True
+        self._end_failed_pointer(failed, now)
+        for member in members:
+            if member.active:
+                self._cancel(member, now)
+        targets = fx.compensation_targets(self.instance, self.definition, failed, members)
+        logger.info(
+            "compensating %d step(s) after %s failed",
+            len(targets),
+            failed.step_name,
+            extra={**self.log_extra, "pointer_id": failed.id},
+        )
+        self._start_compensation(targets, scope)
+
+    def _start_compensation(self, targets: list[str], scope: list[str]) -> None:
+        if not targets:
+            return
+        target = self.instance.pointer(targets[0])
+        compensation_step = self.definition.step(target.step_id).compensation_step_id
+        assert compensation_step is not None
+        pointer = self._new_pointer(
+            compensation_step, scope=list(scope), item=target.context_item, predecessor=target.id
+        )
+        pointer.extensions[fx.COMPENSATES] = target.id
+        pointer.extensions[fx.CHAIN] = targets[1:]
+
+    def _cancel(self, pointer: ExecutionPointer, now: datetime) -> None:
+        pointer.status = PointerStatus.CANCELLED
+        pointer.active = False
+        pointer.end_time = now
+        self._close_subscription(pointer)
+        scope = self.running.get(pointer.id)
+        if scope is not None:
+            scope.cancel()
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _finish(self, status: WorkflowStatus, event: LifecycleEventType, message: Any) -> None:
+        self.instance.status = status
+        self.instance.complete_time = utcnow()
+        self.instance.next_execution = None
+        self._emit(event, None, None if message is None else str(message))
+        logger.info("workflow %s", status, extra=self.log_extra)
+
+    def _new_pointer(
+        self, step_id: int, *, scope: list[str], item: Any, predecessor: str | None
+    ) -> ExecutionPointer:
+        step = self.definition.step(step_id)
+        pointer = ExecutionPointer(
+            step_id=step_id,
+            step_name=step.display_name,
+            scope=list(scope),
+            context_item=item,
+            predecessor_id=predecessor,
+        )
+        self.instance.pointers.append(pointer)
+        if scope:
+            self.instance.pointer(scope[0]).children.append(pointer.id)
+        return pointer
+
+    def _emit(
+        self,
+        event_type: LifecycleEventType,
+        pointer: ExecutionPointer | None,
+        message: str | None = None,
+    ) -> None:
+        self.events.append(
+            LifecycleEvent(
+                type=event_type,
+                workflow_id=self.instance.id,
+                definition_id=self.instance.definition_id,
+                version=self.instance.version,
+                reference=self.instance.reference,
+                step_id=None if pointer is None else pointer.step_id,
+                step_name=None if pointer is None else pointer.step_name,
+                pointer_id=None if pointer is None else pointer.id,
+                message=message,
+            )
+        )

@@ -1,0 +1,47 @@
+"""Middleware: code wrapped around every step run, and around every workflow."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wfe_core.models.instance import WorkflowInstance
+    from wfe_core.results import ExecutionResult
+    from wfe_core.step import StepContext
+
+#: Runs the rest of the chain (further middleware, then the step) and returns its result.
+CallNext = Callable[[], Awaitable["ExecutionResult"]]
+
+#: ``async def mw(ctx, call_next) -> ExecutionResult``: wraps every step run. It may act
+#: before and after ``await call_next()``, replace the result, or raise.
+StepMiddleware = Callable[["StepContext", CallNext], Awaitable["ExecutionResult"]]
+
+
+class WorkflowMiddleware:
+    """Hooks around a whole workflow; override either method.
+
+    :meth:`before_workflow` runs when a workflow is started, before it is stored (it may
+    change ``instance.data`` or ``instance.reference``); :meth:`after_workflow` runs once the
+    workflow has finished (complete, failed or terminated). An exception in ``before`` stops
+    the start; one in ``after`` is logged.
+    """
+
+    async def before_workflow(self, instance: WorkflowInstance) -> None:
+        """Called before ``instance`` is first stored."""
+
+    async def after_workflow(self, instance: WorkflowInstance) -> None:
+        """Called after ``instance`` finished."""
+
+
+async def run_step_middleware(
+    middleware: Sequence[StepMiddleware], ctx: StepContext, step: CallNext
+) -> ExecutionResult:
+    """Run ``step`` inside ``middleware`` (the first one outermost)."""
+
+    async def call(index: int) -> ExecutionResult:
+        if index == len(middleware):
+            return await step()
+        return await middleware[index](ctx, lambda: call(index + 1))
+
+    return await call(0)

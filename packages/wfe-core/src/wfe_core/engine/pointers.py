@@ -1,0 +1,58 @@
+"""Pure functions over an instance's execution pointers: which can run, when next."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wfe_core.models.status import PointerStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from datetime import datetime
+
+    from wfe_core.models.instance import ExecutionPointer, WorkflowInstance
+
+
+def busy_containers(instance: WorkflowInstance) -> set[str]:
+    """Ids of container pointers that still have an active pointer inside them."""
+    return {container for p in instance.pointers if p.active for container in p.scope}
+
+
+def ready_time(pointer: ExecutionPointer, busy: set[str], now: datetime) -> datetime | None:
+    """When ``pointer`` can next run (``now`` when it can run at once), ``None`` when only
+    something outside the workflow (an event) or its branches finishing can wake it."""
+    if not pointer.active or pointer.id in busy:
+        return None
+    if pointer.status == PointerStatus.WAITING_FOR_EVENT:
+        if pointer.event_published:
+            return now
+        return pointer.sleep_until
+    if pointer.sleep_until is not None and pointer.sleep_until > now:
+        return pointer.sleep_until
+    return now
+
+
+def runnable(instance: WorkflowInstance, now: datetime) -> Iterator[ExecutionPointer]:
+    """The pointers that can run at ``now``."""
+    busy = busy_containers(instance)
+    for pointer in instance.pointers:
+        at = ready_time(pointer, busy, now)
+        if at is not None and at <= now:
+            yield pointer
+
+
+def next_execution(instance: WorkflowInstance, now: datetime) -> datetime | None:
+    """The earliest time any pointer can run, ``None`` when none can without outside help."""
+    busy = busy_containers(instance)
+    times = [t for p in instance.pointers if (t := ready_time(p, busy, now)) is not None]
+    return min(times, default=None)
+
+
+def innermost(instance: WorkflowInstance, pointer: ExecutionPointer) -> ExecutionPointer | None:
+    """The container pointer ``pointer`` runs directly inside (``None`` at the top level)."""
+    return instance.pointer(pointer.scope[0]) if pointer.scope else None
+
+
+def in_scope(instance: WorkflowInstance, container_id: str) -> list[ExecutionPointer]:
+    """Every pointer started inside the container pointer ``container_id``, at any depth."""
+    return [p for p in instance.pointers if container_id in p.scope]

@@ -1,0 +1,789 @@
+"""End-to-end workflow scenarios every host/provider combination must pass.
+
+Subclass :class:`WorkflowScenarios` in a test module, set ``__test__ = True`` and supply an
+async ``host`` fixture yielding an entered host (``wfe_host.WorkflowHost``) built on the
+providers under test, plus an ``anyio_backend`` fixture::
+
+    class TestMemoryScenarios(WorkflowScenarios):
+        __test__ = True
+
+        @pytest.fixture
+        async def host(self):
+            async with WorkflowHost() as host:
+                yield host
+
+wfe-core never imports the host: :class:`ScenarioHost` types what the scenarios use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+import attrs
+import pytest
+
+from wfe_core.builder import WorkflowBuilder
+from wfe_core.models import (
+    ErrorBehavior,
+    LifecycleEvent,
+    LifecycleEventType,
+    PointerStatus,
+    WorkflowDefinition,
+    WorkflowInstance,
+    WorkflowStatus,
+)
+from wfe_core.results import ExecutionResult
+from wfe_core.step import StepBody, StepContext
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+__all__ = ["ScenarioHost", "WorkflowScenarios"]
+
+#: Generous bound for one scenario; the machines tests run on are shared and noisy.
+TIMEOUT = 30.0
+
+
+class ScenarioHost(Protocol):
+    """What the scenarios need of a host (``wfe_host.WorkflowHost`` has all of it)."""
+
+    def register(self, definition: WorkflowDefinition) -> Any: ...
+
+    async def start_workflow(
+        self,
+        definition_id: str,
+        data: Any = None,
+        version: int | None = None,
+        reference: str | None = None,
+    ) -> str: ...
+
+    async def wait_for_workflow(
+        self,
+        workflow_id: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - mirrors the host's API
+    ) -> WorkflowInstance: ...
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowInstance: ...
+
+    async def publish_event(
+        self, name: str, key: str, data: Any = None, effective_date: datetime | None = None
+    ) -> str: ...
+
+    async def suspend_workflow(self, workflow_id: str) -> bool: ...
+
+    async def resume_workflow(self, workflow_id: str) -> bool: ...
+
+    async def terminate_workflow(self, workflow_id: str) -> bool: ...
+
+    def lifecycle_events(self) -> AsyncIterator[LifecycleEvent]: ...
+
+
+def _unique(name: str) -> str:
+    # Unique per test, so hosts sharing a database across tests never mix definitions.
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+@attrs.define
+class Journal:
+    """attrs workflow data the scenarios record into."""
+
+    log: list[str] = attrs.Factory(list)
+    count: int = 0
+    items: list[int] = attrs.Factory(list)
+    kind: str = ""
+    flag: bool = False
+    payload: Any = None
+
+
+@dataclasses.dataclass
+class Point:
+    """dataclass workflow data."""
+
+    x: int = 0
+    y: int = 0
+    tags: list[str] = dataclasses.field(default_factory=list)
+
+
+@attrs.define
+class ChildInput:
+    """Typed data of the child workflow in the sub-workflow scenarios."""
+
+    numbers: list[int] = attrs.Factory(list)
+    total: int = 0
+
+
+@attrs.define
+class ParentData:
+    numbers: list[int] = attrs.Factory(list)
+    total: int = 0
+    log: list[str] = attrs.Factory(list)
+
+
+def record(label: str) -> Any:
+    """An inline step appending ``label`` to ``data.log``."""
+
+    def step(ctx: StepContext) -> None:
+        ctx.data.log.append(label)
+
+    return step
+
+
+class Fail(StepBody):
+    """Always raises."""
+
+    async def run(self, ctx: StepContext) -> ExecutionResult:
+        raise RuntimeError("boom")
+
+
+class FlakyTwice(StepBody):
+    """Fails on its first two attempts, then succeeds."""
+
+    async def run(self, ctx: StepContext) -> ExecutionResult:
+        ctx.data.count += 1
+        if ctx.attempt < 3:
+            raise RuntimeError(f"attempt {ctx.attempt} fails")
+        return ExecutionResult.next()
+
+
+class SleepOneSecond(StepBody):
+    async def run(self, ctx: StepContext) -> ExecutionResult:
+        await anyio.sleep(1)
+        return ExecutionResult.next()
+
+
+class WorkflowScenarios:
+    """End-to-end scenarios; see the module docstring for how to run them."""
+
+    __test__ = False
+
+    async def _run(
+        self, host: ScenarioHost, definition: WorkflowDefinition, data: Any = None
+    ) -> WorkflowInstance:
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id, data)
+        return await host.wait_for_workflow(workflow_id, timeout=TIMEOUT)
+
+    async def _wait_until(self, host: ScenarioHost, workflow_id: str, predicate: Any) -> None:
+        """Wait until ``predicate(instance)`` holds (for states without a lifecycle event)."""
+        with anyio.fail_after(TIMEOUT):
+            # No lifecycle event marks these states, so the test looks (tests only).
+            while not predicate(await host.get_workflow(workflow_id)):  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+
+    @staticmethod
+    def _waiting(instance: WorkflowInstance) -> bool:
+        return any(p.status == PointerStatus.WAITING_FOR_EVENT for p in instance.pointers)
+
+    # -- sequence and data -------------------------------------------------------------------
+    @pytest.mark.anyio
+    async def test_sequence_runs_steps_in_order(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .start_with(record("a"))
+            .then(record("b"))
+            .then_fn(record("c"))
+            .build(_unique("sequence"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert instance.data.log == ["a", "b", "c"]
+        assert instance.complete_time is not None
+        assert all(not p.active for p in instance.pointers)
+
+    @pytest.mark.anyio
+    async def test_attrs_data_round_trips(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .start_with(lambda ctx: ExecutionResult.next(output={"count": 41}))
+            .delay(timedelta(milliseconds=50))  # forces a second pass that reloads the data
+            .then_fn(lambda ctx: setattr(ctx.data, "count", ctx.data.count + 1))
+            .build(_unique("attrs-data"))
+        )
+        instance = await self._run(host, definition, Journal(log=["start"]))
+        assert isinstance(instance.data, Journal)
+        assert instance.data == Journal(log=["start"], count=42)
+
+    @pytest.mark.anyio
+    async def test_dataclass_data_round_trips(self, host: ScenarioHost) -> None:
+        def move(ctx: StepContext) -> None:
+            ctx.data.x += 1
+            ctx.data.tags.append("moved")
+
+        definition = (
+            WorkflowBuilder(Point)
+            .start_with(move)
+            .delay(timedelta(milliseconds=50))
+            .then(move)
+            .build(_unique("dataclass-data"))
+        )
+        instance = await self._run(host, definition, Point(x=1, y=2))
+        assert instance.data == Point(x=3, y=2, tags=["moved", "moved"])
+
+    @pytest.mark.anyio
+    async def test_dict_data_round_trips(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(dict)
+            .start_with(lambda ctx: ExecutionResult.next(output={"greeting": "hello"}))
+            .delay(timedelta(milliseconds=50))
+            .then_fn(lambda ctx: ctx.data.update(name=ctx.data["greeting"] + " world"))
+            .build(_unique("dict-data"))
+        )
+        instance = await self._run(host, definition, {"n": 1})
+        assert instance.data == {"n": 1, "greeting": "hello", "name": "hello world"}
+
+    @pytest.mark.anyio
+    async def test_inputs_and_outputs_map_data(self, host: ScenarioHost) -> None:
+        class Double(StepBody):
+            value: int = 0
+
+            async def run(self, ctx: StepContext) -> ExecutionResult:
+                self.doubled = self.value * 2
+                return ExecutionResult.next()
+
+        definition = (
+            WorkflowBuilder(Journal)
+            .start_with(Double)
+            .input(value=lambda data: data.count)
+            .output(count=lambda step: step.doubled)
+            .build(_unique("mapping"))
+        )
+        instance = await self._run(host, definition, Journal(count=21))
+        assert instance.data.count == 42
+
+    # -- control flow ------------------------------------------------------------------------
+    @pytest.mark.anyio
+    async def test_parallel_branches_run_concurrently(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .start_with(record("start"))
+            .parallel(
+                lambda p: (
+                    p.branch(lambda b: b.start_with(SleepOneSecond).then(record("a")))
+                    .branch(lambda b: b.start_with(SleepOneSecond).then(record("b")))
+                    .branch(lambda b: b.start_with(SleepOneSecond).then(record("c")))
+                )
+            )
+            .then(record("joined"))
+            .build(_unique("parallel"))
+        )
+        started = time.monotonic()
+        instance = await self._run(host, definition)
+        elapsed = time.monotonic() - started
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert elapsed < 2.5, f"three 1 s branches took {elapsed:.2f} s"
+        assert instance.data.log[0] == "start"
+        assert sorted(instance.data.log[1:4]) == ["a", "b", "c"]
+        assert instance.data.log[4] == "joined"
+
+    @pytest.mark.anyio
+    async def test_for_each_parallel_visits_every_item(self, host: ScenarioHost) -> None:
+        async def visit(ctx: StepContext) -> None:
+            await anyio.sleep(0.3)
+            ctx.data.items.append(ctx.item)
+
+        definition = (
+            WorkflowBuilder(Journal)
+            .start_with(record("start"))
+            .for_each(lambda data: [1, 2, 3, 4, 5], lambda b: b.start_with(visit))
+            .then(record("done"))
+            .build(_unique("foreach-parallel"))
+        )
+        started = time.monotonic()
+        instance = await self._run(host, definition)
+        assert time.monotonic() - started < 1.4  # five 0.3 s items at once, not one by one
+        assert sorted(instance.data.items) == [1, 2, 3, 4, 5]
+        assert instance.data.log == ["start", "done"]
+
+    @pytest.mark.anyio
+    async def test_for_each_sequential_keeps_order(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .for_each(
+                lambda data: [3, 1, 2],
+                lambda b: b.start_with(lambda ctx: ctx.data.items.append(ctx.item)).then(
+                    lambda ctx: ctx.data.log.append(f"after {ctx.item}")
+                ),
+                parallel=False,
+            )
+            .build(_unique("foreach-sequential"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.data.items == [3, 1, 2]
+        assert instance.data.log == ["after 3", "after 1", "after 2"]
+
+    @pytest.mark.anyio
+    async def test_for_each_over_nothing_goes_on(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .for_each(lambda data: [], lambda b: b.start_with(record("never")))
+            .then(record("after"))
+            .build(_unique("foreach-empty"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.data.log == ["after"]
+
+    @pytest.mark.anyio
+    async def test_while_loops_until_condition_is_false(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .while_do(
+                lambda data: data.count < 5,
+                lambda b: b.start_with(lambda ctx: setattr(ctx.data, "count", ctx.data.count + 1)),
+            )
+            .then(record("after"))
+            .build(_unique("while"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.data.count == 5
+        assert instance.data.log == ["after"]
+
+    @pytest.mark.anyio
+    async def test_if_runs_branch_only_when_true(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .if_do(lambda data: data.count > 10, lambda b: b.start_with(record("big")))
+            .if_do(lambda data: data.count <= 10, lambda b: b.start_with(record("small")))
+            .then(record("after"))
+            .build(_unique("if"))
+        )
+        instance = await self._run(host, definition, Journal(count=3))
+        assert instance.data.log == ["small", "after"]
+
+    @pytest.mark.anyio
+    async def test_decide_runs_the_matching_case(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .decide(
+                lambda data: data.kind,
+                {
+                    "x": lambda b: b.start_with(record("x")),
+                    "y": lambda b: b.start_with(record("y")).then(record("y2")),
+                },
+            )
+            .then(record("after"))
+            .build(_unique("decide"))
+        )
+        host.register(definition)
+        first = await host.start_workflow(definition.id, Journal(kind="y"))
+        second = await host.start_workflow(definition.id, Journal(kind="none"))
+        assert (await host.wait_for_workflow(first, TIMEOUT)).data.log == ["y", "y2", "after"]
+        assert (await host.wait_for_workflow(second, TIMEOUT)).data.log == ["after"]
+
+    @pytest.mark.anyio
+    async def test_outcomes_route_by_value(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .start_with(lambda ctx: ExecutionResult.outcome("left"))
+            .then(record("always"))
+            .build(_unique("outcome"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.data.log == ["always"]
+        assert instance.pointers[0].outcome == "left"
+
+    @pytest.mark.anyio
+    async def test_delay_waits_then_goes_on(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .start_with(record("before"))
+            .delay(lambda data: timedelta(seconds=0.5))
+            .then(record("after"))
+            .build(_unique("delay"))
+        )
+        started = time.monotonic()
+        instance = await self._run(host, definition)
+        assert time.monotonic() - started >= 0.45
+        assert instance.data.log == ["before", "after"]
+
+    @pytest.mark.anyio
+    async def test_schedule_runs_branch_later_in_background(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .schedule(lambda data: timedelta(seconds=0.3), lambda b: b.start_with(record("later")))
+            .then(record("now"))
+            .build(_unique("schedule"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.data.log == ["now", "later"]
+
+    @pytest.mark.anyio
+    async def test_recur_repeats_until_done(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .recur(
+                lambda data: timedelta(milliseconds=50),
+                until=lambda data: data.count >= 3,
+                body=lambda b: b.start_with(
+                    lambda ctx: setattr(ctx.data, "count", ctx.data.count + 1)
+                ),
+            )
+            .then(record("main"))
+            .build(_unique("recur"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.data.count == 3
+        assert instance.data.log == ["main"]
+
+    @pytest.mark.anyio
+    async def test_end_workflow_completes_at_once(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .start_with(record("a"))
+            .end_workflow()
+            .then(record("never"))
+            .build(_unique("end"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert instance.data.log == ["a"]
+
+    # -- errors ------------------------------------------------------------------------------
+    @pytest.mark.anyio
+    async def test_unhandled_error_fails_the_workflow(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal).start_with(Fail).then(record("never")).build(_unique("fails"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.status == WorkflowStatus.FAILED
+        assert instance.data.log == []
+        failed = [p for p in instance.pointers if p.status == PointerStatus.FAILED]
+        assert failed
+        assert "boom" in (failed[0].error or "")
+
+    @pytest.mark.anyio
+    async def test_retry_then_success(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .start_with(FlakyTwice)
+            .on_error(ErrorBehavior.retry(interval=timedelta(milliseconds=50), max_retries=5))
+            .then(record("after"))
+            .build(_unique("retry"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert instance.data.count == 3
+        assert instance.data.log == ["after"]
+
+    @pytest.mark.anyio
+    async def test_retry_exhausted_fails(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .start_with(FlakyTwice)
+            .on_error(ErrorBehavior.retry(interval=0.02, max_retries=1))
+            .build(_unique("retry-out"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.status == WorkflowStatus.FAILED
+        assert instance.data.count == 2
+
+    @pytest.mark.anyio
+    async def test_terminate_behavior_terminates(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .start_with(Fail)
+            .on_error(ErrorBehavior.terminate())
+            .build(_unique("terminate-on-error"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.status == WorkflowStatus.TERMINATED
+
+    @pytest.mark.anyio
+    async def test_suspend_behavior_suspends_and_resume_reruns(self, host: ScenarioHost) -> None:
+        class FailOnce(StepBody):
+            async def run(self, ctx: StepContext) -> ExecutionResult:
+                ctx.data.count += 1
+                if ctx.data.count == 1:
+                    raise RuntimeError("first run fails")
+                return ExecutionResult.next()
+
+        definition = (
+            WorkflowBuilder(Journal)
+            .start_with(FailOnce)
+            .on_error(ErrorBehavior.suspend())
+            .then(record("after"))
+            .build(_unique("suspend-on-error"))
+        )
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id)
+        await self._wait_until(host, workflow_id, lambda i: i.status == WorkflowStatus.SUSPENDED)
+        assert await host.resume_workflow(workflow_id)
+        instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert instance.data.log == ["after"]
+
+    @pytest.mark.anyio
+    async def test_saga_compensates_in_reverse_order(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .saga(
+                lambda b: (
+                    b.start_with(record("book"))
+                    .compensate_with(record("unbook"))
+                    .then(record("charge"))
+                    .compensate_with(record("refund"))
+                    .then(record("ship"))
+                    .compensate_with(record("recall"))
+                    .then(Fail)
+                    .then(record("never"))
+                )
+            )
+            .then(record("after saga"))
+            .build(_unique("saga"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert instance.data.log == [
+            "book",
+            "charge",
+            "ship",
+            "recall",
+            "refund",
+            "unbook",
+            "after saga",
+        ]
+        statuses = {p.step_name: p.status for p in instance.pointers}
+        assert statuses["Saga"] == PointerStatus.COMPENSATED
+
+    @pytest.mark.anyio
+    async def test_saga_without_failure_does_not_compensate(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .saga(lambda b: b.start_with(record("book")).compensate_with(record("unbook")))
+            .build(_unique("saga-ok"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.data.log == ["book"]
+
+    # -- control from outside ----------------------------------------------------------------
+    @pytest.mark.anyio
+    async def test_suspend_resume_terminate(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal).wait_for("never-published", key="k").build(_unique("control"))
+        )
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id)
+        await self._wait_until(host, workflow_id, self._waiting)
+        assert await host.suspend_workflow(workflow_id)
+        assert (await host.get_workflow(workflow_id)).status == WorkflowStatus.SUSPENDED
+        assert await host.resume_workflow(workflow_id)
+        assert (await host.get_workflow(workflow_id)).status == WorkflowStatus.RUNNABLE
+        assert await host.terminate_workflow(workflow_id)
+        instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
+        assert instance.status == WorkflowStatus.TERMINATED
+        assert not await host.terminate_workflow(workflow_id)
+
+    @pytest.mark.anyio
+    async def test_terminate_cancels_a_running_step(self, host: ScenarioHost) -> None:
+        class Forever(StepBody):
+            async def run(self, ctx: StepContext) -> ExecutionResult:
+                ctx.data.flag = True
+                await anyio.sleep_forever()
+                raise AssertionError("unreachable")  # pragma: no cover
+
+        definition = WorkflowBuilder(Journal).start_with(Forever).build(_unique("forever"))
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id)
+        await self._wait_until(
+            host,
+            workflow_id,
+            lambda i: any(p.status == PointerStatus.RUNNING for p in i.pointers),
+        )
+        started = time.monotonic()
+        assert await host.terminate_workflow(workflow_id)
+        assert time.monotonic() - started < 10
+        instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
+        assert instance.status == WorkflowStatus.TERMINATED
+
+    # -- events ------------------------------------------------------------------------------
+    def _event_flow(self, name: str) -> WorkflowDefinition:
+        return (
+            WorkflowBuilder(Journal)
+            .start_with(record("waiting"))
+            .wait_for("approval", key=lambda data: data.kind)
+            .output(payload=lambda step: step.event_data)
+            .then(record("approved"))
+            .build(_unique(name))
+        )
+
+    @pytest.mark.anyio
+    async def test_event_published_after_subscription(self, host: ScenarioHost) -> None:
+        definition = self._event_flow("event-after")
+        host.register(definition)
+        key = uuid.uuid4().hex
+        workflow_id = await host.start_workflow(definition.id, Journal(kind=key))
+        await self._wait_until(host, workflow_id, self._waiting)
+        await host.publish_event("approval", key, {"ok": True})
+        instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
+        assert instance.data.payload == {"ok": True}
+        assert instance.data.log == ["waiting", "approved"]
+
+    @pytest.mark.anyio
+    async def test_event_published_before_subscription(self, host: ScenarioHost) -> None:
+        definition = self._event_flow("event-before")
+        host.register(definition)
+        key = uuid.uuid4().hex
+        await host.publish_event("approval", key, "early")
+        workflow_id = await host.start_workflow(definition.id, Journal(kind=key))
+        instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
+        assert instance.data.payload == "early"
+
+    @pytest.mark.anyio
+    async def test_event_with_other_key_is_not_delivered(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .wait_for("approval", key=lambda data: data.kind, timeout=timedelta(seconds=0.5))
+            .output(payload=lambda step: step.event_data)
+            .build(_unique("event-other-key"))
+        )
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id, Journal(kind=uuid.uuid4().hex))
+        await host.publish_event("approval", uuid.uuid4().hex, "not yours")
+        instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
+        assert instance.data.payload is None
+
+    @pytest.mark.anyio
+    async def test_effective_date_skips_earlier_events(self, host: ScenarioHost) -> None:
+        key = uuid.uuid4().hex
+        await host.publish_event("tick", key, "old")
+        marker = datetime.now().astimezone()
+        definition = (
+            WorkflowBuilder(Journal)
+            .wait_for("tick", key=key, effective_date=lambda data: marker)
+            .output(payload=lambda step: step.event_data)
+            .build(_unique("event-effective"))
+        )
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id)
+        await self._wait_until(host, workflow_id, self._waiting)
+        await host.publish_event("tick", key, "new")
+        instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
+        assert instance.data.payload == "new"
+
+    @pytest.mark.anyio
+    async def test_wait_for_timeout_goes_on(self, host: ScenarioHost) -> None:
+        class Check(StepBody):
+            async def run(self, ctx: StepContext) -> ExecutionResult:
+                return ExecutionResult.next()
+
+        definition = (
+            WorkflowBuilder(Journal)
+            .wait_for("silence", key="k", timeout=timedelta(seconds=0.3))
+            .output(flag=lambda step: step.timed_out)
+            .then(Check)
+            .then(record("after"))
+            .build(_unique("wait-timeout"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert instance.data.flag is True
+        assert instance.data.log == ["after"]
+        assert instance.pointers[0].outcome == "timeout"
+
+    # -- sub-workflows -----------------------------------------------------------------------
+    def _child(self, fail: bool = False) -> WorkflowDefinition:
+        def add(ctx: StepContext) -> None:
+            if fail:
+                raise RuntimeError("child broke")
+            ctx.data.total = sum(ctx.data.numbers)
+
+        return WorkflowBuilder(ChildInput).start_with(add).build(_unique("child"))
+
+    @pytest.mark.anyio
+    async def test_sub_workflow_typed_inputs_and_outputs(self, host: ScenarioHost) -> None:
+        child = self._child()
+        host.register(child)
+        parent = (
+            WorkflowBuilder(ParentData)
+            .start_with(record("before"))
+            .sub_workflow(
+                child.id,
+                inputs=lambda data: ChildInput(numbers=list(data.numbers)),
+                outputs={"total": "total"},
+            )
+            .then(record("after"))
+            .build(_unique("parent"))
+        )
+        instance = await self._run(host, parent, ParentData(numbers=[1, 2, 3]))
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert instance.data.total == 6
+        assert instance.data.log == ["before", "after"]
+
+    @pytest.mark.anyio
+    async def test_sub_workflow_failure_fails_parent_step(self, host: ScenarioHost) -> None:
+        child = self._child(fail=True)
+        host.register(child)
+        parent = (
+            WorkflowBuilder(ParentData)
+            .sub_workflow(child.id, inputs=lambda data: {"numbers": [1]})
+            .then(record("never"))
+            .build(_unique("parent-fails"))
+        )
+        instance = await self._run(host, parent)
+        assert instance.status == WorkflowStatus.FAILED
+        assert instance.data.log == []
+        failed = [p for p in instance.pointers if p.status == PointerStatus.FAILED]
+        assert child.id in (failed[0].error or "")
+
+    @pytest.mark.anyio
+    async def test_sub_workflow_failure_can_be_compensated(self, host: ScenarioHost) -> None:
+        child = self._child(fail=True)
+        host.register(child)
+        parent = (
+            WorkflowBuilder(ParentData)
+            .saga(
+                lambda b: (
+                    b.start_with(record("reserve"))
+                    .compensate_with(record("release"))
+                    .sub_workflow(child.id)
+                )
+            )
+            .build(_unique("parent-saga"))
+        )
+        instance = await self._run(host, parent)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert instance.data.log == ["reserve", "release"]
+
+    @pytest.mark.anyio
+    async def test_sub_workflow_of_unknown_definition_fails_clearly(
+        self, host: ScenarioHost
+    ) -> None:
+        missing = _unique("no-such-child")
+        parent = WorkflowBuilder(ParentData).sub_workflow(missing).build(_unique("parent-missing"))
+        instance = await self._run(host, parent)
+        assert instance.status == WorkflowStatus.FAILED
+        failed = [p for p in instance.pointers if p.status == PointerStatus.FAILED]
+        assert missing in (failed[0].error or "")
+        assert "DefinitionNotFoundError" in (failed[0].error or "")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @pytest.mark.anyio
+    async def test_lifecycle_events_fire(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .start_with(record("a"))
+            .then(record("b"))
+            .build(_unique("lifecycle"))
+        )
+        host.register(definition)
+        events = host.lifecycle_events()
+        workflow_id = await host.start_workflow(definition.id)
+        seen: list[LifecycleEventType] = []
+        with anyio.fail_after(TIMEOUT):
+            async for event in events:
+                if event.workflow_id != workflow_id:
+                    continue
+                seen.append(event.type)
+                if event.type == LifecycleEventType.WORKFLOW_COMPLETED:
+                    break
+        closer = getattr(events, "aclose", None)
+        if closer is not None:
+            await closer()
+        assert seen[0] == LifecycleEventType.WORKFLOW_STARTED
+        assert seen.count(LifecycleEventType.STEP_STARTED) == 2
+        assert seen.count(LifecycleEventType.STEP_COMPLETED) == 2
+        assert seen[-1] == LifecycleEventType.WORKFLOW_COMPLETED

@@ -1,0 +1,639 @@
+"""The :class:`WorkflowHost`: runs workflows on a set of providers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+
+from wfe_core.errors import SubscriptionNotFoundError, WfeError, WorkflowTimeoutError
+from wfe_core.models import (
+    Event,
+    LifecycleEvent,
+    LifecycleEventType,
+    Page,
+    PointerStatus,
+    WorkflowInstance,
+    WorkflowStatus,
+    new_id,
+)
+from wfe_core.models.instance import utcnow
+from wfe_core.primitives import CHILD_FINISHED_EVENT
+from wfe_core.providers import QueueName
+from wfe_core.serialization import to_primitive
+from wfe_host.options import HostOptions
+from wfe_host.runtime.consumer import consume
+from wfe_host.runtime.data import initial_data, restore
+from wfe_host.runtime.definitions import DefinitionRegistry
+from wfe_host.runtime.events import EventDelivery
+from wfe_host.runtime.passes import PassRunner
+from wfe_host.runtime.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+    from types import TracebackType
+
+    from anyio.abc import TaskGroup
+
+    from wfe_core.engine import StepMiddleware, WorkflowMiddleware
+    from wfe_core.models import (
+        EventSubscription,
+        ExecutionError,
+        StepDefinition,
+        WorkflowDefinition,
+    )
+    from wfe_core.providers import (
+        LifecyclePublisher,
+        LockProvider,
+        PersistenceProvider,
+        QueueProvider,
+        SearchIndex,
+    )
+    from wfe_core.step import StepBody
+
+logger = logging.getLogger("wfe_host")
+
+_FINISHED_EVENTS = frozenset(
+    {
+        LifecycleEventType.WORKFLOW_COMPLETED,
+        LifecycleEventType.WORKFLOW_FAILED,
+        LifecycleEventType.WORKFLOW_TERMINATED,
+    }
+)
+#: Concurrent deliveries of events by one host.
+_EVENT_CONCURRENCY = 8
+#: Concurrent search-index updates by one host.
+_INDEX_CONCURRENCY = 4
+
+
+class WorkflowHost:
+    """Runs workflows: ``async with WorkflowHost(...) as host: ...``.
+
+    Providers left as ``None`` are the in-memory ones (search stays off: listing and
+    :meth:`search` then go through persistence). Entering the host opens the providers and,
+    unless ``options.run_workers`` is false, starts the background consumers (workflow passes,
+    event delivery, search indexing, the due-time scheduler); leaving stops them and closes
+    the providers.
+    """
+
+    def __init__(
+        self,
+        persistence: PersistenceProvider | None = None,
+        lock: LockProvider | None = None,
+        queue: QueueProvider | None = None,
+        search: SearchIndex | None = None,
+        lifecycle: LifecyclePublisher | None = None,
+        options: HostOptions | None = None,
+        registry: Any = None,
+        *,
+        step_middleware: Iterable[StepMiddleware] = (),
+        workflow_middleware: Iterable[WorkflowMiddleware] = (),
+    ) -> None:
+        from wfe_core.memory.lifecycle import MemoryLifecycle
+        from wfe_core.memory.lock import MemoryLock
+        from wfe_core.memory.persistence import MemoryPersistence
+        from wfe_core.memory.queue import MemoryQueue
+
+        self.persistence: PersistenceProvider = persistence or MemoryPersistence()
+        self.lock: LockProvider = lock or MemoryLock()
+        self.queue: QueueProvider = queue or MemoryQueue()
+        self.search_index: SearchIndex | None = search
+        self.lifecycle: LifecyclePublisher = lifecycle or MemoryLifecycle()
+        self.options = options or HostOptions()
+        self.registry = registry
+        self.worker_id = self.options.worker_id or (
+            f"{socket.gethostname()}:{os.getpid()}:{new_id()[:6]}"
+        )
+        #: The registered workflow definitions.
+        self.definitions = DefinitionRegistry()
+        self.step_middleware: list[StepMiddleware] = list(step_middleware)
+        self.workflow_middleware: list[WorkflowMiddleware] = list(workflow_middleware)
+        self.step_factories: dict[type, Callable[[], StepBody]] = {}
+        self.passes = PassRunner(self)
+        self.events = EventDelivery(self)
+        self.scheduler = Scheduler(self)
+        self._waiters: dict[str, set[anyio.Event]] = {}
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._task_group: TaskGroup | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        source: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        **overrides: Any,
+    ) -> WorkflowHost:
+        """A host with providers resolved by name from settings (a mapping, a ``wfe.toml``
+        path, or ``None`` for environment and defaults) through the installed plugins."""
+        from wfe_host.bootstrap import resolve
+
+        settings = resolve(source, **overrides)
+        return cls(
+            persistence=settings.persistence,
+            lock=settings.lock,
+            queue=settings.queue,
+            search=settings.search,
+            lifecycle=settings.lifecycle,
+            options=settings.options,
+            registry=settings.registry,
+        )
+
+    # -- lifetime ----------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        if self._stack is not None:
+            raise WfeError("this WorkflowHost is already running")
+        stack = contextlib.AsyncExitStack()
+        try:
+            for provider in self._providers():
+                await stack.enter_async_context(provider)
+            if self.options.run_workers:
+                self._task_group = await stack.enter_async_context(anyio.create_task_group())
+                stack.callback(self._stop_workers)
+                self._start_workers(self._task_group)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    def _providers(self) -> list[Any]:
+        providers: list[Any] = [self.persistence, self.lock, self.queue, self.lifecycle]
+        if self.search_index is not None:
+            providers.append(self.search_index)
+        # One object may serve several concerns (a database as persistence, lock and queue).
+        unique: list[Any] = []
+        for provider in providers:
+            if not any(provider is seen for seen in unique):
+                unique.append(provider)
+        return unique
+
+    def _start_workers(self, tg: TaskGroup) -> None:
+        visibility = max(self.options.lease_seconds * 10, 300.0)
+        tg.start_soon(
+            lambda: consume(
+                self.queue,
+                QueueName.WORKFLOW,
+                self.passes.process,
+                limit=self.options.concurrency,
+                visibility_timeout=visibility,
+            )
+        )
+        tg.start_soon(
+            lambda: consume(
+                self.queue,
+                QueueName.EVENT,
+                self.events.process,
+                limit=_EVENT_CONCURRENCY,
+                visibility_timeout=visibility,
+            )
+        )
+        if self.search_index is not None:
+            tg.start_soon(
+                lambda: consume(
+                    self.queue,
+                    QueueName.INDEX,
+                    self._index,
+                    limit=_INDEX_CONCURRENCY,
+                    visibility_timeout=visibility,
+                )
+            )
+        tg.start_soon(self.scheduler.run)
+        tg.start_soon(self._recover_events)
+
+    def _stop_workers(self) -> None:
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+            self._task_group = None
+
+    async def _recover_events(self) -> None:
+        """Queue events left undelivered by an earlier run (or another stopped host)."""
+        try:
+            for event_id in await self.persistence.get_runnable_events(utcnow()):
+                await self.queue.enqueue(QueueName.EVENT, event_id)
+        except WfeError:
+            logger.exception("could not queue undelivered events")
+
+    # -- definitions and steps ---------------------------------------------------------------
+    def register(self, definition: WorkflowDefinition) -> WorkflowDefinition:
+        """Make ``definition`` runnable on this host (same id and version: replaced)."""
+        self.definitions.add(definition)
+        return definition
+
+    def register_step(
+        self, step_type: type[StepBody], factory: Callable[[], StepBody] | None = None
+    ) -> None:
+        """Build bodies of ``step_type`` with ``factory`` (dependency injection), wherever a
+        definition names the class."""
+        self.step_factories[step_type] = factory or step_type
+
+    def load_definitions(
+        self, path: str | os.PathLike[str], config: Mapping[str, str] | None = None
+    ) -> list[WorkflowDefinition]:
+        """Load and register every definition in ``path`` through the definition format the
+        plugins register for its suffix (``.yaml`` with wfe-yaml installed)."""
+        registry = self.registry
+        if registry is None:
+            from wfe_host.registry import default_registry
+
+            registry = default_registry()
+        file = Path(path)
+        spec = registry.definition_format_for(file)
+        definitions = list(spec.load(file, config))
+        for definition in definitions:
+            self.register(definition)
+        return definitions
+
+    def add_step_middleware(self, middleware: StepMiddleware) -> None:
+        """Wrap every step run from now on in ``middleware`` (outermost last added)."""
+        self.step_middleware.append(middleware)
+
+    def add_workflow_middleware(self, middleware: WorkflowMiddleware) -> None:
+        """Call ``middleware`` before and after every workflow from now on."""
+        self.workflow_middleware.append(middleware)
+
+    def _create_body(self, step: StepDefinition) -> StepBody:
+        factory = self.step_factories.get(step.body) if isinstance(step.body, type) else None
+        if factory is not None:
+            return factory()
+        return step.create_body()
+
+    # -- starting and reading workflows ------------------------------------------------------
+    async def start_workflow(
+        self,
+        definition_id: str,
+        data: Any = None,
+        version: int | None = None,
+        reference: str | None = None,
+        *,
+        parent_workflow_id: str | None = None,
+        parent_pointer_id: str | None = None,
+        workflow_id: str | None = None,
+    ) -> str:
+        """Start a workflow of ``definition_id`` (latest version unless ``version``) with
+        ``data`` (the definition's data type, or a mapping structured into it); returns its id."""
+        definition = self.definitions.get(definition_id, version)
+        instance = WorkflowInstance(
+            definition_id=definition.id,
+            version=definition.version,
+            id=workflow_id or new_id(),
+            data=initial_data(data, definition),
+            reference=reference,
+            description=definition.description,
+            parent_workflow_id=parent_workflow_id,
+            parent_pointer_id=parent_pointer_id,
+            next_execution=utcnow(),
+        )
+        for middleware in self.workflow_middleware:
+            await middleware.before_workflow(instance)
+        await self.persistence.create_workflow(instance)
+        logger.info(
+            "started workflow %s v%s",
+            definition.id,
+            definition.version,
+            extra={"workflow_id": instance.id, "definition_id": definition.id},
+        )
+        await self._publish_lifecycle(_lifecycle(instance, LifecycleEventType.WORKFLOW_STARTED))
+        await self._enqueue_workflow(instance.id)
+        await self._enqueue_index(instance.id)
+        return instance.id
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowInstance:
+        """The stored instance with its data restored to the definition's data type."""
+        return await self._load(workflow_id)
+
+    async def list_workflows(
+        self,
+        status: WorkflowStatus | str | None = None,
+        definition_id: str | None = None,
+        skip: int = 0,
+        take: int = 100,
+        *,
+        reference: str | None = None,
+    ) -> Page[WorkflowInstance]:
+        """Instances matching every given filter, newest first."""
+        page = await self.persistence.list_workflows(
+            status=None if status is None else WorkflowStatus(status),
+            definition_id=definition_id,
+            reference=reference,
+            skip=skip,
+            take=take,
+        )
+        return Page([self._restore(i) for i in page.items], page.total, page.skip, page.take)
+
+    async def search(
+        self,
+        text: str | None = None,
+        *,
+        filters: Mapping[str, Any] | None = None,
+        skip: int = 0,
+        take: int = 20,
+    ) -> Page[WorkflowInstance]:
+        """Find instances by text and filters: through the search provider when there is one,
+        else by scanning persistence (fine for small stores)."""
+        if self.search_index is not None:
+            page = await self.search_index.search(text, filters=filters, skip=skip, take=take)
+            return Page([self._restore(i) for i in page.items], page.total, page.skip, page.take)
+        matches = [i async for i in self._scan(filters or {}) if _matches_text(i, text)]
+        return Page(matches[skip : skip + take], len(matches), skip, take)
+
+    async def _scan(self, filters: Mapping[str, Any]) -> AsyncIterator[WorkflowInstance]:
+        status = filters.get("status")
+        skip, batch = 0, 500
+        while True:
+            page = await self.persistence.list_workflows(
+                status=None if status is None else WorkflowStatus(status),
+                definition_id=filters.get("definition_id"),
+                reference=filters.get("reference"),
+                skip=skip,
+                take=batch,
+            )
+            for instance in page.items:
+                if _matches_filters(instance, filters):
+                    yield self._restore(instance)
+            skip += batch
+            if skip >= page.total or not page.items:
+                return
+
+    async def wait_for_workflow(
+        self,
+        workflow_id: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - the public API takes a timeout
+    ) -> WorkflowInstance:
+        """Wait until the workflow is complete, failed or terminated and return it.
+
+        Woken by this host finishing it, or by a lifecycle event from another host; raises
+        :class:`~wfe_core.errors.WorkflowTimeoutError` after ``timeout`` seconds.
+        """
+        finished = anyio.Event()
+        self._waiters.setdefault(workflow_id, set()).add(finished)
+        subscription = self.lifecycle.subscribe()
+        try:
+            with anyio.fail_after(timeout):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_watch_lifecycle, subscription, workflow_id, finished)
+                    try:
+                        while True:
+                            instance = await self._load(workflow_id)
+                            if instance.status.is_finished:
+                                return instance
+                            await finished.wait()
+                            finished = anyio.Event()
+                            self._waiters[workflow_id].add(finished)
+                    finally:
+                        tg.cancel_scope.cancel()
+        except TimeoutError:
+            raise WorkflowTimeoutError(
+                f"workflow {workflow_id} did not finish within {timeout} s"
+            ) from None
+        finally:
+            waiters = self._waiters.get(workflow_id, set())
+            waiters.discard(finished)
+            if not waiters:
+                self._waiters.pop(workflow_id, None)
+            closer = getattr(subscription, "aclose", None)
+            if closer is not None:
+                with anyio.CancelScope(shield=True):
+                    await closer()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def lifecycle_events(self) -> AsyncIterator[LifecycleEvent]:
+        """Lifecycle events from now on (``async for event in host.lifecycle_events()``)."""
+        return self.lifecycle.subscribe()
+
+    # -- events ------------------------------------------------------------------------------
+    async def publish_event(
+        self,
+        name: str,
+        key: str,
+        data: Any = None,
+        effective_date: datetime | None = None,
+    ) -> str:
+        """Store an event and queue it for delivery to the steps waiting for ``name``/``key``
+        (also those that start waiting later, as of a date at or before ``effective_date``,
+        default now). Returns the event id."""
+        event = Event(name=name, key=str(key), data=data, time=effective_date or utcnow())
+        await self.persistence.create_event(event)
+        await self.queue.enqueue(QueueName.EVENT, event.id)
+        return event.id
+
+    # -- control -----------------------------------------------------------------------------
+    async def suspend_workflow(self, workflow_id: str) -> bool:
+        """Suspend a runnable workflow (running steps finish first). False when it was not
+        runnable."""
+
+        async def change(instance: WorkflowInstance) -> bool:
+            if instance.status != WorkflowStatus.RUNNABLE:
+                return False
+            instance.status = WorkflowStatus.SUSPENDED
+            await self._store(instance)
+            await self._publish_lifecycle(
+                _lifecycle(instance, LifecycleEventType.WORKFLOW_SUSPENDED)
+            )
+            return True
+
+        return bool(await self.passes.with_lease(workflow_id, change))
+
+    async def resume_workflow(self, workflow_id: str) -> bool:
+        """Resume a suspended workflow. False when it was not suspended."""
+
+        async def change(instance: WorkflowInstance) -> bool:
+            if instance.status != WorkflowStatus.SUSPENDED:
+                return False
+            instance.status = WorkflowStatus.RUNNABLE
+            instance.next_execution = utcnow()
+            await self._store(instance)
+            await self._publish_lifecycle(_lifecycle(instance, LifecycleEventType.WORKFLOW_RESUMED))
+            return True
+
+        resumed = bool(await self.passes.with_lease(workflow_id, change))
+        if resumed:
+            await self._enqueue_workflow(workflow_id)
+        return resumed
+
+    async def terminate_workflow(self, workflow_id: str) -> bool:
+        """Terminate a workflow that has not finished, cancelling its running steps. False when
+        it had already finished."""
+
+        async def change(instance: WorkflowInstance) -> bool:
+            if instance.status.is_finished:
+                return False
+            now = utcnow()
+            closed: list[str] = []
+            for pointer in instance.pointers:
+                if pointer.active:
+                    pointer.active = False
+                    pointer.status = PointerStatus.CANCELLED
+                    pointer.end_time = now
+                    subscription = pointer.extensions.pop("subscription_id", None)
+                    if subscription is not None:
+                        closed.append(subscription)
+            instance.status = WorkflowStatus.TERMINATED
+            instance.complete_time = now
+            instance.next_execution = None
+            await self._store(instance, closed_subscriptions=closed)
+            await self._publish_lifecycle(
+                _lifecycle(instance, LifecycleEventType.WORKFLOW_TERMINATED)
+            )
+            await self._on_finished(instance)
+            return True
+
+        return bool(await self.passes.with_lease(workflow_id, change, cancel_running=True))
+
+    async def purge(
+        self,
+        older_than: timedelta | datetime = timedelta(days=7),
+        statuses: Iterable[WorkflowStatus | str] = ("complete", "terminated", "failed"),
+    ) -> int:
+        """Delete finished instances (in ``statuses``) that finished before ``older_than``
+        ago (or before that datetime). Returns how many were deleted."""
+        cutoff = utcnow() - older_than if isinstance(older_than, timedelta) else older_than
+        wanted = [WorkflowStatus(s) for s in statuses]
+        doomed: list[str] = []
+        if self.search_index is not None:
+            for status in wanted:
+                doomed += [
+                    i.id
+                    async for i in self._scan({"status": status})
+                    if i.complete_time is not None and i.complete_time < cutoff
+                ]
+        count = await self.persistence.purge_workflows(older_than=cutoff, statuses=wanted)
+        if self.search_index is not None:
+            for workflow_id in doomed:
+                await self.search_index.remove_workflow(workflow_id)
+        return count
+
+    # -- internals used by the runtime modules -----------------------------------------------
+    async def _load(self, workflow_id: str) -> WorkflowInstance:
+        return self._restore(await self.persistence.get_workflow(workflow_id))
+
+    def _restore(self, instance: WorkflowInstance) -> WorkflowInstance:
+        definition = self.definitions.find(instance.definition_id, instance.version)
+        instance.data = restore(instance.data, definition)
+        return instance
+
+    async def _store(
+        self,
+        instance: WorkflowInstance,
+        *,
+        subscriptions: Sequence[EventSubscription] = (),
+        errors: Sequence[ExecutionError] = (),
+        closed_subscriptions: Sequence[str] = (),
+    ) -> None:
+        """Persist ``instance`` (revision-checked) and do what follows from it."""
+        await self.persistence.persist_workflow(
+            instance, subscriptions=subscriptions, errors=errors
+        )
+        for subscription_id in closed_subscriptions:
+            with contextlib.suppress(SubscriptionNotFoundError):
+                await self.persistence.terminate_subscription(subscription_id)
+        for subscription in subscriptions:
+            await self.events.requeue_for(subscription)
+        await self._enqueue_index(instance.id)
+        due = instance.next_execution
+        if due is not None and due > utcnow():
+            self.scheduler.wake()
+
+    async def _on_finished(self, instance: WorkflowInstance) -> None:
+        """After ``instance`` was stored finished: wake waiters, tell a parent, and run the
+        workflow middleware."""
+        for waiter in self._waiters.get(instance.id, ()):
+            waiter.set()
+        if instance.parent_workflow_id is not None:
+            errors = await self.persistence.get_errors(instance.id)
+            await self.publish_event(
+                CHILD_FINISHED_EVENT,
+                instance.id,
+                {
+                    "status": str(instance.status),
+                    "error": errors[-1].message if errors else None,
+                },
+            )
+        for middleware in self.workflow_middleware:
+            try:
+                await middleware.after_workflow(instance)
+            except Exception:
+                logger.exception(
+                    "workflow middleware failed after the workflow",
+                    extra={"workflow_id": instance.id},
+                )
+
+    async def _publish_lifecycle(self, event: LifecycleEvent) -> None:
+        try:
+            await self.lifecycle.publish(event)
+        except WfeError:
+            logger.exception("publishing a lifecycle event failed")
+
+    async def _enqueue_workflow(self, workflow_id: str) -> None:
+        await self.queue.enqueue(QueueName.WORKFLOW, workflow_id)
+
+    async def _enqueue_index(self, workflow_id: str) -> None:
+        if self.search_index is not None:
+            await self.queue.enqueue(QueueName.INDEX, workflow_id)
+
+    async def _index(self, workflow_id: str) -> float | None:
+        assert self.search_index is not None
+        try:
+            instance = await self.persistence.get_workflow(workflow_id)
+        except WfeError:
+            await self.search_index.remove_workflow(workflow_id)
+            return None
+        await self.search_index.index_workflow(instance)
+        return None
+
+    def _wake_scheduler(self) -> None:
+        self.scheduler.wake()
+
+
+def _lifecycle(instance: WorkflowInstance, event_type: LifecycleEventType) -> LifecycleEvent:
+    return LifecycleEvent(
+        type=event_type,
+        workflow_id=instance.id,
+        definition_id=instance.definition_id,
+        version=instance.version,
+        reference=instance.reference,
+    )
+
+
+async def _watch_lifecycle(
+    events: AsyncIterator[LifecycleEvent], workflow_id: str, finished: anyio.Event
+) -> None:
+    async for event in events:
+        if event.workflow_id == workflow_id and event.type in _FINISHED_EVENTS:
+            finished.set()
+            return
+
+
+def _matches_text(instance: WorkflowInstance, text: str | None) -> bool:
+    if not text:
+        return True
+    needle = text.lower()
+    fields = [instance.reference, instance.description, instance.definition_id]
+    fields.append(json.dumps(to_primitive(instance.data), default=str))
+    return any(needle in f.lower() for f in fields if f)
+
+
+def _matches_filters(instance: WorkflowInstance, filters: Mapping[str, Any]) -> bool:
+    version = filters.get("version")
+    if version is not None and instance.version != int(version):
+        return False
+    after = filters.get("created_after")
+    if after is not None and instance.create_time < after:
+        return False
+    before = filters.get("created_before")
+    return before is None or instance.create_time < before

@@ -1,0 +1,81 @@
+"""Consuming a queue: hand each item to a handler, at most ``limit`` at a time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import anyio
+
+from wfe_core.errors import WfeError
+
+if TYPE_CHECKING:
+    from wfe_core.providers import QueueMessage, QueueName, QueueProvider
+
+logger = logging.getLogger("wfe_host.consumer")
+
+#: Handles one item; returns ``None`` when it is done (ack) or a delay in seconds after
+#: which the item is handed out again (requeue).
+Handler = Callable[[str], Awaitable[float | None]]
+
+#: How long one ``dequeue`` waits; blocking queues sleep the whole time (no polling).
+DEQUEUE_WAIT = 30.0
+#: Pause after the queue itself failed, so a broken backend is not hammered.
+BACKEND_PAUSE = 1.0
+
+
+async def consume(
+    queue: QueueProvider,
+    name: QueueName,
+    handler: Handler,
+    *,
+    limit: int,
+    visibility_timeout: float,
+) -> None:
+    """Run until cancelled: dequeue items of ``name`` and handle up to ``limit`` at once."""
+    slots = anyio.Semaphore(limit)
+    async with anyio.create_task_group() as tg:
+        while True:
+            await slots.acquire()
+            try:
+                message = await queue.dequeue(
+                    name, timeout=DEQUEUE_WAIT, visibility_timeout=visibility_timeout
+                )
+            except WfeError:
+                slots.release()
+                logger.exception("dequeue from %s failed", name)
+                await anyio.sleep(BACKEND_PAUSE)
+                continue
+            except BaseException:
+                slots.release()
+                raise
+            if message is None:
+                slots.release()
+                continue
+            tg.start_soon(_handle, queue, message, handler, slots)
+
+
+async def _handle(
+    queue: QueueProvider, message: QueueMessage, handler: Handler, slots: anyio.Semaphore
+) -> None:
+    try:
+        try:
+            delay = await handler(message.item_id)
+        except Exception:
+            logger.exception(
+                "handling %s %s failed; it will be retried",
+                message.queue,
+                message.item_id,
+                extra={"item_id": message.item_id},
+            )
+            delay = BACKEND_PAUSE
+        with anyio.CancelScope(shield=True):
+            if delay is None:
+                await queue.ack(message)
+            else:
+                await queue.requeue(message, delay=delay)
+    except WfeError:
+        logger.exception("acking %s %s failed", message.queue, message.item_id)
+    finally:
+        slots.release()

@@ -1,0 +1,45 @@
+"""Restoring workflow data to a definition's data type."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from wfe_core.serialization import from_primitive
+
+if TYPE_CHECKING:
+    from wfe_core.models import WorkflowDefinition
+
+
+def is_structured_type(data_type: type) -> bool:
+    """Whether ``data_type`` is an attrs class or dataclass (restored from stored dicts)."""
+    return attrs.has(data_type) or dataclasses.is_dataclass(data_type)
+
+
+def restore(data: Any, definition: WorkflowDefinition | None) -> Any:
+    """``data`` as the definition's data type (stored data comes back as dicts)."""
+    if definition is None or data is None:
+        return data
+    data_type = definition.data_type
+    if is_structured_type(data_type) and isinstance(data, Mapping):
+        return from_primitive(data, data_type)
+    return data
+
+
+def initial_data(data: Any, definition: WorkflowDefinition) -> Any:
+    """The data a new instance starts with: ``data`` (a mapping is structured into an attrs
+    or dataclass data type), or a default instance of the data type."""
+    data_type = definition.data_type
+    if data is None:
+        if data_type is dict or not is_structured_type(data_type):
+            return {}
+        try:
+            return data_type()
+        except TypeError:
+            return None
+    if is_structured_type(data_type) and isinstance(data, Mapping):
+        return from_primitive(dict(data), data_type)
+    return data

@@ -1,0 +1,220 @@
+"""Running passes over instances under a lease, and changing instances from outside a pass
+(suspend, resume, terminate, event delivery) under the same lease."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+
+from wfe_core.engine import WorkflowExecutor
+from wfe_core.errors import ConcurrencyError, LockNotHeldError, WfeError, WorkflowNotFoundError
+from wfe_core.models import new_id
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from wfe_core.models import (
+        EventSubscription,
+        ExecutionError,
+        LifecycleEvent,
+        StepDefinition,
+        WorkflowInstance,
+    )
+    from wfe_core.providers import Lease
+    from wfe_core.step import StepBody
+    from wfe_host.host import WorkflowHost
+
+logger = logging.getLogger("wfe_host.passes")
+
+#: Seconds before a worker tries again an instance whose lease another worker holds.
+BUSY_RETRY = 0.5
+
+
+@attrs.define(eq=False)
+class PassHandle:
+    """A pass running in this host: lets other tasks stop or cancel it, or act after it."""
+
+    workflow_id: str
+    scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
+    #: Finish the running steps, start no new ones (suspend).
+    stop: bool = False
+    #: Work arrived for the instance during the pass: run another pass after it.
+    rerun: bool = False
+    #: Called after the pass released its lease.
+    after: list[Callable[[], Awaitable[None]]] = attrs.field(factory=list)
+
+
+def contains(error: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``error`` is ``kind`` or an exception group holding only such errors."""
+    if isinstance(error, BaseExceptionGroup):
+        return all(contains(inner, kind) for inner in error.exceptions)
+    return isinstance(error, kind)
+
+
+class _PassEnvironment:
+    """What the executor needs, bound to one instance's pass."""
+
+    def __init__(self, host: WorkflowHost, instance: WorkflowInstance) -> None:
+        self.host = host
+        self.finished = instance.status.is_finished
+
+    @property
+    def host_context(self) -> WorkflowHost:
+        return self.host
+
+    async def persist(
+        self,
+        instance: WorkflowInstance,
+        *,
+        subscriptions: Sequence[EventSubscription],
+        errors: Sequence[ExecutionError],
+        closed_subscriptions: Sequence[str],
+    ) -> None:
+        await self.host._store(
+            instance,
+            subscriptions=subscriptions,
+            errors=errors,
+            closed_subscriptions=closed_subscriptions,
+        )
+        if instance.status.is_finished and not self.finished:
+            self.finished = True
+            await self.host._on_finished(instance)
+
+    async def publish(self, event: LifecycleEvent) -> None:
+        await self.host._publish_lifecycle(event)
+
+    def create_body(self, step: StepDefinition) -> StepBody:
+        return self.host._create_body(step)
+
+
+class PassRunner:
+    """Runs passes for a host and serializes outside changes with them."""
+
+    def __init__(self, host: WorkflowHost) -> None:
+        self.host = host
+        self.running: dict[str, PassHandle] = {}
+
+    def owner(self) -> str:
+        """A lease owner name unique to one acquisition (leases are not re-entrant)."""
+        return f"{self.host.worker_id}/{new_id()[:8]}"
+
+    async def process(self, workflow_id: str) -> float | None:
+        """Queue handler of ``QueueName.WORKFLOW``: one pass over ``workflow_id``."""
+        handle = self.running.get(workflow_id)
+        if handle is not None:
+            handle.rerun = True
+            return None
+        host = self.host
+        lease = await host.lock.acquire(
+            workflow_id, owner=self.owner(), ttl=host.options.lease_seconds
+        )
+        if lease is None:
+            return BUSY_RETRY
+        handle = PassHandle(workflow_id)
+        self.running[workflow_id] = handle
+        try:
+            await self._leased_pass(handle, lease)
+        except BaseException as exc:
+            if contains(exc, ConcurrencyError):
+                # Another writer got there first: this pass's view is stale; run it again.
+                logger.warning(
+                    "stale pass dropped", extra={"workflow_id": workflow_id}, exc_info=True
+                )
+                handle.rerun = True
+            else:
+                raise
+        finally:
+            del self.running[workflow_id]
+            await self._release(lease)
+            for callback in handle.after:
+                await callback()
+            if handle.rerun:
+                with anyio.CancelScope(shield=True):
+                    await host._enqueue_workflow(workflow_id)
+        return None
+
+    async def _leased_pass(self, handle: PassHandle, lease: Lease) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._renew, lease, handle)
+            try:
+                with handle.scope:
+                    await self._run(handle.workflow_id, handle)
+            finally:
+                tg.cancel_scope.cancel()
+
+    async def _run(self, workflow_id: str, handle: PassHandle) -> None:
+        host = self.host
+        try:
+            instance = await host._load(workflow_id)
+        except WorkflowNotFoundError:
+            return
+        if instance.status.is_finished:
+            return
+        definition = host.definitions.find(instance.definition_id, instance.version)
+        if definition is None:
+            logger.error(
+                "workflow %s needs definition %s v%s, which is not registered on this host",
+                workflow_id,
+                instance.definition_id,
+                instance.version,
+                extra={"workflow_id": workflow_id},
+            )
+            return
+        executor = WorkflowExecutor(
+            _PassEnvironment(host, instance),
+            max_parallel_steps=host.options.max_parallel_steps,
+            step_middleware=tuple(host.step_middleware),
+        )
+        await executor.run_pass(instance, definition, should_stop=lambda: handle.stop)
+
+    async def _renew(self, lease: Lease, handle: PassHandle) -> None:
+        ttl = self.host.options.lease_seconds
+        while True:
+            await anyio.sleep(ttl / 3)
+            try:
+                lease = await self.host.lock.renew(lease, ttl=ttl)
+            except (LockNotHeldError, WfeError):
+                logger.warning(
+                    "lost the lease of a running pass; abandoning it",
+                    extra={"workflow_id": handle.workflow_id},
+                )
+                handle.rerun = True
+                handle.scope.cancel()
+                return
+
+    async def _release(self, lease: Lease) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.host.lock.release(lease)
+            except (LockNotHeldError, WfeError):
+                logger.debug("lease already gone", extra={"workflow_id": lease.key})
+
+    async def with_lease(
+        self,
+        workflow_id: str,
+        change: Callable[[WorkflowInstance], Awaitable[Any]],
+        *,
+        cancel_running: bool = False,
+    ) -> Any:
+        """Run ``change`` on the loaded instance while holding its lease, after stopping (or,
+        with ``cancel_running``, cancelling) a pass of this host that is running it."""
+        host = self.host
+        handle = self.running.get(workflow_id)
+        if handle is not None:
+            handle.stop = True
+            if cancel_running:
+                handle.scope.cancel()
+        wait = max(host.options.lease_seconds * 2, 10.0)
+        lease = await host.lock.acquire(
+            workflow_id, owner=self.owner(), ttl=host.options.lease_seconds, wait=wait
+        )
+        if lease is None:
+            raise WfeError(f"workflow {workflow_id} stayed busy for {wait:.0f} s; try again")
+        try:
+            instance = await host._load(workflow_id)
+            return await change(instance)
+        finally:
+            await self._release(lease)

@@ -1,0 +1,64 @@
+"""Waking instances whose sleeping work is due, without polling."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import anyio
+
+from wfe_core.errors import WfeError
+from wfe_core.models.instance import utcnow
+
+if TYPE_CHECKING:
+    from wfe_host.host import WorkflowHost
+
+logger = logging.getLogger("wfe_host.scheduler")
+
+#: Slack added to a due time so a wake-up is never a hair early.
+_SLACK = timedelta(milliseconds=5)
+
+
+class Scheduler:
+    """Sleeps until the earliest ``next_execution`` of any runnable instance (or until woken
+    because that may have changed), then queues the instances that are due.
+
+    Instances stay due until their pass has run; after queueing them the scheduler waits to
+    be woken (a pass ended or stored a new due time) rather than look again at once, with a
+    ``recovery_seconds`` fallback for work whose pass could not run (no definition here,
+    another worker's lease).
+    """
+
+    def __init__(self, host: WorkflowHost, *, recovery_seconds: float = 30.0) -> None:
+        self.host = host
+        self.recovery_seconds = recovery_seconds
+        self._wake = anyio.Event()
+
+    def wake(self) -> None:
+        """Make the scheduler look at the earliest due time again."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        host = self.host
+        while True:
+            # Replaced before reading, so a wake-up that races the read is never missed.
+            self._wake = wake = anyio.Event()
+            try:
+                due = await host.persistence.next_execution_time()
+                now = utcnow()
+                if due is None:
+                    await wake.wait()
+                    continue
+                if due > now:
+                    with anyio.move_on_after((due - now + _SLACK).total_seconds()):
+                        await wake.wait()
+                    continue
+                for workflow_id in await host.persistence.get_runnable_instances(now):
+                    if workflow_id not in host.passes.running:
+                        await host._enqueue_workflow(workflow_id)
+            except WfeError:
+                logger.exception("scheduling failed; trying again shortly")
+            with anyio.move_on_after(self.recovery_seconds):
+                await wake.wait()
