@@ -2,8 +2,10 @@
 
 A provider package subclasses a suite in its tests, sets ``__test__ = True`` and supplies an
 async fixture yielding an entered provider (``lock``, ``queue``, ``persistence``, ``search``
-or ``lifecycle``); see ``docs/providers.md``. Needs the ``testing`` extra
-(``pip install wfe-core[testing]``: pytest, hypothesis).
+or ``lifecycle``); see ``docs/providers.md``. End-to-end workflow scenarios on a real host
+are in :mod:`wfe_core.testing.scenarios`, model strategies in :mod:`wfe_core.testing.strategies`
+and helpers for starting real servers in :mod:`wfe_core.testing.servers`. Needs the
+``testing`` extra (``pip install wfe-core[testing]``: pytest, hypothesis).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ pytest.register_assert_rewrite(
     "wfe_core.testing.lock",
     "wfe_core.testing.persistence",
     "wfe_core.testing.queue",
+    "wfe_core.testing.scenarios",
     "wfe_core.testing.search",
 )
 
