@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -12,6 +13,9 @@ from wfe_core.testing.servers import (
     url_from_env,
     wait_for_port,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_url_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -27,7 +31,7 @@ def test_wait_for_port_times_out_on_a_closed_port() -> None:
     assert wait_for_port(free_port(), timeout=0.2) is False
 
 
-def test_running_server_waits_for_the_port_and_stops(tmp_path) -> None:
+def test_running_server_waits_for_the_port_and_stops(tmp_path: Path) -> None:
     port = free_port()
     argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
     with (
@@ -38,7 +42,7 @@ def test_running_server_waits_for_the_port_and_stops(tmp_path) -> None:
     assert process.returncode is not None
 
 
-def test_running_server_reports_an_early_exit(tmp_path) -> None:
+def test_running_server_reports_an_early_exit(tmp_path: Path) -> None:
     argv = [sys.executable, "-c", "print('no luck'); raise SystemExit(3)"]
     with (
         pytest.raises(ServerError, match="no luck"),

@@ -66,6 +66,7 @@ def make_instance(**fields: Any) -> WorkflowInstance:
 
 
 def make_subscription(workflow_id: str, **fields: Any) -> EventSubscription:
+    """A subscription of ``workflow_id`` to ``approval``/``42``; ``fields`` override."""
     values: dict[str, Any] = {
         "workflow_id": workflow_id,
         "pointer_id": new_id(),
@@ -80,6 +81,7 @@ def make_subscription(workflow_id: str, **fields: Any) -> EventSubscription:
 
 
 def make_error(workflow_id: str, **fields: Any) -> ExecutionError:
+    """A recorded failure of ``workflow_id``; ``fields`` override."""
     values: dict[str, Any] = {
         "workflow_id": workflow_id,
         "pointer_id": new_id(),
