@@ -57,6 +57,7 @@ if TYPE_CHECKING:
         SearchIndex,
     )
     from wfe_core.step import StepBody
+    from wfe_host.registry import PluginRegistry
 
 logger = logging.getLogger("wfe_host")
 
@@ -91,7 +92,7 @@ class WorkflowHost:
         search: SearchIndex | None = None,
         lifecycle: LifecyclePublisher | None = None,
         options: HostOptions | None = None,
-        registry: Any = None,
+        registry: PluginRegistry | None = None,
         *,
         step_middleware: Iterable[StepMiddleware] = (),
         workflow_middleware: Iterable[WorkflowMiddleware] = (),
@@ -253,7 +254,8 @@ class WorkflowHost:
 
             registry = default_registry()
         file = Path(path)
-        spec = registry.definition_format_for(file)
+        # The registry wraps the plugin's DefinitionFormatSpec with where it came from.
+        spec = registry.definition_format_for(file).spec
         definitions = list(spec.load(file, config))
         for definition in definitions:
             self.register(definition)
