@@ -11,14 +11,11 @@ from urllib.parse import unquote, urlsplit
 import anyio
 
 from wfe_core.errors import ConfigurationError, ProviderError
+from wfe_core.memory.lifecycle import LifecycleSubscription, MemoryLifecycle
 from wfe_core.providers import LifecyclePublisher, capabilities
 from wfe_core.serialization import to_primitive
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-
     from wfe_core.models import LifecycleEvent
     from wfe_example_plugin.options import JsonlOptions
 
@@ -45,7 +42,8 @@ class JsonlLifecyclePublisher(LifecyclePublisher):
 
     Lines are written whole, one ``publish`` at a time, so concurrent publishers never
     interleave within a line. Subscribers are in-process and best effort, as the contract says:
-    one that falls more than its buffer behind loses events.
+    one that falls more than its buffer behind loses events. (Fan-out to them is delegated to
+    wfe-core's in-memory publisher: a plugin can build on the built-in providers.)
     """
 
     capabilities = frozenset({capabilities.DURABLE})
@@ -55,10 +53,9 @@ class JsonlLifecyclePublisher(LifecyclePublisher):
     ) -> None:
         self.path = Path(path)
         self.fsync = fsync
-        self._buffer = subscriber_buffer
         self._file: IO[str] | None = None
         self._write_lock = anyio.Lock()
-        self._subscribers: set[MemoryObjectSendStream[LifecycleEvent]] = set()
+        self._fanout = MemoryLifecycle(buffer_size=subscriber_buffer)
 
     @classmethod
     def from_settings(cls, url: str | None, options: JsonlOptions) -> JsonlLifecyclePublisher:
@@ -92,9 +89,7 @@ class JsonlLifecyclePublisher(LifecyclePublisher):
 
     async def close(self) -> None:
         """Close the file and end every subscription."""
-        for stream in list(self._subscribers):
-            stream.close()
-        self._subscribers.clear()
+        await self._fanout.close()
         if self._file is not None:
             file, self._file = self._file, None
             await anyio.to_thread.run_sync(file.close)
@@ -113,13 +108,7 @@ class JsonlLifecyclePublisher(LifecyclePublisher):
                 await anyio.to_thread.run_sync(self._write, file, line)
             except OSError as exc:
                 raise ProviderError(f"cannot append to {self.path}: {exc}") from exc
-        for stream in list(self._subscribers):
-            try:
-                stream.send_nowait(event)
-            except anyio.WouldBlock:
-                pass  # a slow subscriber loses events rather than slowing the engine down
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subscribers.discard(stream)
+        await self._fanout.publish(event)
 
     def _write(self, file: IO[str], line: str) -> None:
         file.write(line)
@@ -127,23 +116,7 @@ class JsonlLifecyclePublisher(LifecyclePublisher):
         if self.fsync:
             os.fsync(file.fileno())
 
-    def subscribe(self) -> AsyncIterator[LifecycleEvent]:
-        """Events published from this call on, until the consumer stops iterating."""
-        # Registered now, not at the first iteration, so no event published in between is
-        # missed.
-        send, receive = anyio.create_memory_object_stream["LifecycleEvent"](self._buffer)
-        self._subscribers.add(send)
-        return self._events(send, receive)
-
-    async def _events(
-        self,
-        send: MemoryObjectSendStream[LifecycleEvent],
-        receive: MemoryObjectReceiveStream[LifecycleEvent],
-    ) -> AsyncIterator[LifecycleEvent]:
-        try:
-            async with receive:
-                async for event in receive:
-                    yield event
-        finally:
-            self._subscribers.discard(send)
-            send.close()
+    def subscribe(self) -> LifecycleSubscription:
+        """Events published from this call on, until the subscription or the publisher is
+        closed."""
+        return self._fanout.subscribe()
