@@ -184,7 +184,10 @@ class Store:
                 self._open_engines()
             except BaseException as exc:
                 self._dispose()
-                raise wrap_error(exc, f"opening {self.where}") from None
+                error = wrap_error(exc, f"opening {self.where}")
+                if error is exc:
+                    raise
+                raise error from exc
             self._opened = True
 
     def _open_engines(self) -> None:
@@ -274,7 +277,8 @@ class Store:
                     else:
                         self._leading = False
         if job.error is not None:
-            raise wrap_error(job.error, what) from None
+            # Not "from None": wrap_error chains the driver's exception as the cause.
+            raise wrap_error(job.error, what)
         return job.result  # type: ignore[return-value]
 
     def _run_batch(self, batch: list[_Job[Any]]) -> None:
@@ -333,7 +337,10 @@ class Store:
         try:
             return await anyio.to_thread.run_sync(self._run_read, fn, limiter=self._read_limiter)
         except Exception as exc:
-            raise wrap_error(exc, what) from None
+            error = wrap_error(exc, what)
+            if error is exc:
+                raise
+            raise error from exc
 
     def _run_read(self, fn: Callable[[Connection], T]) -> T:
         engine = self._read_engine

@@ -1,0 +1,83 @@
+"""A child process for the multi-process tests: ``python _child.py MODE URL [ARGS...]``.
+
+It prints one line per fact the parent checks (JSON), flushing each, so the parent can follow
+it live and kill it at a known point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import anyio
+
+from wfe_core.providers import QueueName
+from wfe_sqlite import SqliteLock, SqliteQueue
+
+
+def say(**fields: object) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+async def consume(url: str, idle: float) -> None:
+    """Take items until the queue stayed empty for ``idle`` seconds; report each."""
+    async with SqliteQueue(url) as queue:
+        say(ready=True)
+        while True:
+            message = await queue.dequeue(QueueName.WORKFLOW, timeout=idle, visibility_timeout=60)
+            if message is None:
+                break
+            say(item=message.item_id, attempt=message.attempt)
+            await queue.ack(message)
+        say(done=True)
+
+
+def _bump(path: Path) -> None:
+    # Blocking on purpose: a read-modify-write with a window a second holder would hit.
+    value = int(path.read_text())
+    time.sleep(0.002)
+    path.write_text(str(value + 1))
+
+
+async def contend(url: str, rounds: int, counter: str) -> None:
+    """Increment a plain file's counter ``rounds`` times, each under the lock: a lost update
+    would show that two processes held the lock at once."""
+    path = Path(counter)
+    async with SqliteLock(url) as lock:
+        for _ in range(rounds):
+            lease = await lock.acquire("counter", owner=f"pid-{os.getpid()}", ttl=30, wait=60)
+            assert lease is not None
+            _bump(path)
+            say(token=lease.token)
+            await lock.release(lease)
+        say(done=True)
+
+
+async def hold(url: str, ttl: float) -> None:
+    """Take the lock and one queue item with short lapses, report, then hang until killed."""
+    async with SqliteLock(url) as lock, SqliteQueue(url) as queue:
+        lease = await lock.acquire("crash", owner=f"pid-{os.getpid()}", ttl=ttl)
+        assert lease is not None
+        message = await queue.dequeue(QueueName.WORKFLOW, timeout=10, visibility_timeout=ttl)
+        assert message is not None
+        say(token=lease.token, item=message.item_id, attempt=message.attempt)
+        await anyio.sleep(3600)
+
+
+def main() -> None:
+    mode, url, *args = sys.argv[1:]
+    if mode == "consume":
+        anyio.run(consume, url, float(args[0]))
+    elif mode == "contend":
+        anyio.run(contend, url, int(args[0]), args[1])
+    elif mode == "hold":
+        anyio.run(hold, url, float(args[0]))
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""The schema: created on first open, a no-op when current, upgraded from older versions, and
+a newer one refused."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from typing import TYPE_CHECKING
+
+import pytest
+
+from wfe_core.errors import ProviderError
+from wfe_core.models import WorkflowInstance
+from wfe_core.providers import QueueName
+from wfe_core.serialization import to_primitive
+from wfe_sqlite import SchemaVersionError, SqliteLock, SqlitePersistence, SqliteQueue
+from wfe_sqlite.schema import LATEST_VERSION, MIGRATIONS
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _versions(path: Path) -> list[tuple[int, str, int]]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return conn.execute(
+            "SELECT version, description, applied_at FROM wfe_schema_version ORDER BY version"
+        ).fetchall()
+
+
+def _tables(path: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {name for (name,) in rows}
+
+
+@pytest.mark.anyio
+async def test_fresh_file_gets_every_migration(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+    async with SqlitePersistence(f"sqlite:///{path}"):
+        pass
+    assert [v for v, _, _ in _versions(path)] == [m.version for m in MIGRATIONS]
+    assert LATEST_VERSION == MIGRATIONS[-1].version == len(MIGRATIONS)
+    assert {
+        "wfe_schema_version",
+        "wfe_workflows",
+        "wfe_events",
+        "wfe_subscriptions",
+        "wfe_errors",
+        "wfe_queue",
+        "wfe_locks",
+        "wfe_lock_tokens",
+    } <= _tables(path)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        # WAL is a property of the file: it stays after the providers close.
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+@pytest.mark.anyio
+async def test_reopening_a_current_file_is_a_no_op(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'again.db'}"
+    instance = WorkflowInstance("flow", 1, data={"n": 1})
+    async with SqlitePersistence(url) as persistence:
+        await persistence.create_workflow(instance)
+    before = _versions(tmp_path / "again.db")
+    for _ in range(2):
+        async with SqlitePersistence(url) as persistence, SqliteQueue(url), SqliteLock(url):
+            assert (await persistence.get_workflow(instance.id)).data == {"n": 1}
+    assert _versions(tmp_path / "again.db") == before
+
+
+def _build_version_1(path: Path) -> WorkflowInstance:
+    """A file as wfe-sqlite 0.1 with only schema version 1 wrote it, holding one instance."""
+    instance = WorkflowInstance("legacy-flow", 3, data={"kept": True}, revision=4)
+    document = to_primitive(instance)
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "CREATE TABLE wfe_schema_version (version INTEGER PRIMARY KEY,"
+            " description TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+        )
+        for statement in MIGRATIONS[0].statements:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO wfe_schema_version VALUES (1, ?, 1)", (MIGRATIONS[0].description,)
+        )
+        conn.execute(
+            "INSERT INTO wfe_workflows (id, definition_id, version, status, reference,"
+            " next_execution, create_time, complete_time, revision, document)"
+            " VALUES (?, ?, ?, 'runnable', NULL, NULL, 0, NULL, 4, ?)",
+            (instance.id, instance.definition_id, instance.version, json.dumps(document)),
+        )
+    return instance
+
+
+@pytest.mark.anyio
+async def test_older_file_is_upgraded_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    instance = _build_version_1(path)
+    assert "wfe_queue" not in _tables(path)
+    url = f"sqlite:///{path}"
+    async with SqlitePersistence(url) as persistence, SqliteQueue(url) as queue:
+        loaded = await persistence.get_workflow(instance.id)
+        assert (loaded.definition_id, loaded.revision, loaded.data) == (
+            "legacy-flow",
+            4,
+            {"kept": True},
+        )
+        await persistence.persist_workflow(loaded)
+        assert loaded.revision == 5
+        # The tables of the later migrations work.
+        await queue.enqueue(QueueName.WORKFLOW, instance.id)
+        message = await queue.dequeue(QueueName.WORKFLOW)
+        assert message is not None
+        assert message.item_id == instance.id
+    versions = _versions(path)
+    assert [v for v, _, _ in versions] == list(range(1, LATEST_VERSION + 1))
+    assert versions[0][2] == 1  # version 1's row is the original one
+
+
+@pytest.mark.anyio
+async def test_newer_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    url = f"sqlite:///{path}"
+    async with SqlitePersistence(url):
+        pass
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("INSERT INTO wfe_schema_version VALUES (?, 'from the future', 2)", (99,))
+    before = _versions(path)
+    for provider in (SqlitePersistence(url), SqliteQueue(url), SqliteLock(url)):
+        with pytest.raises(SchemaVersionError, match="schema version 99") as caught:
+            await provider.open()
+        assert isinstance(caught.value, ProviderError)
+        assert "newer wfe-sqlite" in str(caught.value)
+        assert f"only knows versions up to {LATEST_VERSION}" in str(caught.value)
+    assert _versions(path) == before
+
+
+@pytest.mark.anyio
+async def test_a_failed_open_can_be_retried(tmp_path: Path) -> None:
+    path = tmp_path / "retry.db"
+    url = f"sqlite:///{path}"
+    async with SqlitePersistence(url):
+        pass
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("INSERT INTO wfe_schema_version VALUES (99, 'from the future', 2)")
+    persistence = SqlitePersistence(url)
+    with pytest.raises(SchemaVersionError):
+        await persistence.open()
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DELETE FROM wfe_schema_version WHERE version = 99")
+    async with persistence:
+        assert await persistence.next_execution_time() is None

@@ -1,0 +1,157 @@
+"""Several processes sharing one file: queue deliveries, lock exclusion, crashed holders."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import pytest
+
+from wfe_core.providers import QueueName
+from wfe_sqlite import SqliteLock, SqlitePersistence, SqliteQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+T = TypeVar("T")
+
+CHILD = Path(__file__).with_name("_child.py")
+W = QueueName.WORKFLOW
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(CHILD), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+# Every read goes through the same buffered file object (readline), never communicate(),
+# which would bypass what readline already buffered.
+def _line(process: subprocess.Popen[str]) -> dict[str, Any]:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line, f"the child exited early: {_stderr(process)}"
+    parsed: dict[str, Any] = json.loads(line)
+    return parsed
+
+
+def _stderr(process: subprocess.Popen[str]) -> str:
+    process.wait()
+    assert process.stderr is not None
+    return process.stderr.read()
+
+
+def _rest(process: subprocess.Popen[str]) -> list[dict[str, Any]]:
+    assert process.stdout is not None
+    out = process.stdout.read()
+    assert process.wait() == 0, _stderr(process)
+    return [json.loads(line) for line in out.splitlines()]
+
+
+async def _in_thread(func: Callable[[], T], limit: float = 60) -> T:
+    """Run a blocking read in a thread, bounded; on timeout the caller kills the child,
+    which ends the read."""
+    with anyio.fail_after(limit):
+        return await anyio.to_thread.run_sync(func, abandon_on_cancel=True)
+
+
+def _reap(children: list[subprocess.Popen[str]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.mark.anyio
+async def test_two_processes_consume_one_queue_each_item_once(db_url: str) -> None:
+    async with SqlitePersistence(db_url):
+        pass  # create the file first, so the children do not race on the migration
+    items = [f"item-{i:03d}" for i in range(150)]
+    async with SqliteQueue(db_url) as queue:
+        for item in items[:50]:
+            await queue.enqueue(W, item)
+        children = [_spawn("consume", db_url, "3.0") for _ in range(2)]
+        try:
+            for child in children:
+                assert await _in_thread(partial(_line, child)) == {"ready": True}
+            # More arrive while they consume: found by the children's polling.
+            for item in items[50:]:
+                await queue.enqueue(W, item)
+                await anyio.sleep(0.005)
+            reports = [await _in_thread(partial(_rest, child)) for child in children]
+        finally:
+            _reap(children)
+        delivered = [r["item"] for report in reports for r in report if "item" in r]
+        assert sorted(delivered) == items, "an item was lost or handed out twice"
+        assert all(r["attempt"] == 1 for report in reports for r in report if "item" in r)
+        # Both took part (polling found the other process's items).
+        assert all(any("item" in r for r in report) for report in reports)
+        assert await queue.size(W) == 0
+
+
+@pytest.mark.anyio
+async def test_two_processes_contend_for_one_lock(db_url: str, tmp_path: Path) -> None:
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    rounds = 40
+    async with SqliteLock(db_url):
+        children = [_spawn("contend", db_url, str(rounds), str(counter)) for _ in range(2)]
+        try:
+            reports = [await _in_thread(partial(_rest, child)) for child in children]
+        finally:
+            _reap(children)
+    assert int(counter.read_text()) == 2 * rounds, "two processes held the lock at once"
+    tokens = [r["token"] for report in reports for r in report if "token" in r]
+    assert len(tokens) == len(set(tokens)) == 2 * rounds
+
+
+@pytest.mark.anyio
+async def test_killed_holder_lease_and_delivery_lapse(db_url: str) -> None:
+    ttl = 1.0
+    async with SqliteLock(db_url) as lock, SqliteQueue(db_url) as queue:
+        await queue.enqueue(W, "work")
+        child = _spawn("hold", db_url, str(ttl))
+        try:
+            held = await _in_thread(partial(_line, child))
+            assert held["item"] == "work"
+            # Held by the child: refused while it lives.
+            assert await lock.acquire("crash", owner="parent", ttl=30) is None
+            assert await queue.dequeue(W) is None
+            child.send_signal(signal.SIGKILL)
+            await _in_thread(child.wait)
+            assert child.returncode == -signal.SIGKILL
+        finally:
+            _reap([child])
+        started = anyio.current_time()
+        lease = await lock.acquire("crash", owner="parent", ttl=30, wait=20)
+        assert lease is not None, "the dead holder's lease never lapsed"
+        assert lease.token > held["token"]
+        message = await queue.dequeue(W, timeout=20)
+        assert message is not None, "the dead consumer's delivery never came back"
+        assert (message.item_id, message.attempt) == ("work", 2)
+        assert anyio.current_time() - started < 15
+
+
+@pytest.mark.anyio
+async def test_processes_opening_a_new_file_at_once_migrate_it_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    children = [_spawn("consume", url, "0.1") for _ in range(3)]
+    try:
+        for child in children:
+            assert await _in_thread(partial(_rest, child)) == [{"ready": True}, {"done": True}]
+    finally:
+        _reap(children)
+    async with SqlitePersistence(url) as persistence:
+        assert await persistence.next_execution_time() is None

@@ -1,0 +1,246 @@
+"""SQLite specifics: durability across close and reopen, group commit, the shared in-memory
+database, the chosen pragmas, and driver errors surfacing as WFE errors."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from wfe_core.errors import ConcurrencyError, ProviderError, WorkflowNotFoundError
+from wfe_core.models import (
+    Event,
+    EventSubscription,
+    ExecutionError,
+    WorkflowInstance,
+    WorkflowStatus,
+)
+from wfe_core.models.instance import utcnow
+from wfe_core.providers import QueueName
+from wfe_sqlite import SqliteLock, SqliteOptions, SqlitePersistence, SqliteQueue
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+W = QueueName.WORKFLOW
+
+
+@pytest.mark.anyio
+async def test_everything_survives_close_and_reopen(db_url: str) -> None:
+    instance = WorkflowInstance("flow", 1, data={"step": 1})
+    event = Event("approval", "42", data={"ok": True})
+    async with SqlitePersistence(db_url) as persistence:
+        await persistence.create_workflow(instance)
+        instance.data["step"] = 2
+        instance.status = WorkflowStatus.SUSPENDED
+        subscription = EventSubscription(instance.id, "p", 1, "approval", "42", utcnow())
+        error = ExecutionError(instance.id, "p", "boom")
+        await persistence.persist_workflow(instance, subscriptions=[subscription], errors=[error])
+        await persistence.create_event(event)
+    async with SqliteQueue(db_url) as queue:
+        for item in ("a", "b", "c"):
+            await queue.enqueue(W, item)
+        in_flight = await queue.dequeue(W, visibility_timeout=0.3)
+        assert in_flight is not None
+    async with SqliteLock(db_url) as lock:
+        lease = await lock.acquire("held", owner="me", ttl=60)
+        assert lease is not None
+
+    async with (
+        SqlitePersistence(db_url) as persistence,
+        SqliteQueue(db_url) as queue,
+        SqliteLock(db_url) as lock,
+    ):
+        loaded = await persistence.get_workflow(instance.id)
+        assert (loaded.revision, loaded.status, loaded.data) == (
+            2,
+            WorkflowStatus.SUSPENDED,
+            {"step": 2},
+        )
+        assert [e.message for e in await persistence.get_errors(instance.id)] == ["boom"]
+        assert (await persistence.get_subscription(subscription.id)).event_key == "42"
+        assert (await persistence.get_event(event.id)).data == {"ok": True}
+        # The waiting items are still there in order; the lapsed delivery comes back after.
+        order = []
+        while (message := await queue.dequeue(W, timeout=2.0)) is not None:
+            order.append((message.item_id, message.attempt))
+            await queue.ack(message)
+        assert order == [("b", 1), ("c", 1), ("a", 2)]
+        # The lease is held across the restart, and the new holder of its key gets a new token.
+        assert await lock.acquire("held", owner="other", ttl=60) is None
+        await lock.release(lease)
+        again = await lock.acquire("held", owner="other", ttl=60)
+        assert again is not None
+        assert again.token > lease.token
+
+
+@pytest.mark.anyio
+async def test_group_commit_fails_only_the_stale_writes(db_url: str) -> None:
+    """Many concurrent writes share transactions; a stale one fails alone."""
+    async with SqlitePersistence(db_url) as persistence:
+        fresh = [WorkflowInstance("flow", 1, data={"i": i}) for i in range(60)]
+        for instance in fresh:
+            await persistence.create_workflow(instance)
+        stale = [await persistence.get_workflow(i.id) for i in fresh[::3]]
+        for instance in stale:
+            instance.revision -= 1 if instance.revision > 1 else 0
+        # Make the stale copies stale: bump the stored revision of every third instance.
+        for instance in fresh[::3]:
+            await persistence.persist_workflow(instance)
+        outcomes: dict[str, str] = {}
+
+        async def write(instance: WorkflowInstance, label: str) -> None:
+            try:
+                await persistence.persist_workflow(
+                    instance, errors=[ExecutionError(instance.id, "p", label)]
+                )
+                outcomes[label] = "ok"
+            except ConcurrencyError:
+                outcomes[label] = "stale"
+
+        async with anyio.create_task_group() as tg:
+            for index, instance in enumerate(fresh):
+                tg.start_soon(write, instance, f"fresh-{index}")
+            for index, instance in enumerate(stale):
+                tg.start_soon(write, instance, f"stale-{index}")
+        assert {k for k, v in outcomes.items() if v == "stale"} == {
+            f"stale-{i}" for i in range(len(stale))
+        }
+        for index, instance in enumerate(fresh):
+            stored = await persistence.get_workflow(instance.id)
+            assert stored.revision == instance.revision
+            messages = [e.message for e in await persistence.get_errors(instance.id)]
+            assert messages == [f"fresh-{index}"], "a stale write stored its errors"
+
+
+@pytest.mark.anyio
+async def test_group_commit_survives_a_failing_operation(db_url: str) -> None:
+    """A database error in one operation of a group does not fail the others."""
+    async with SqlitePersistence(db_url) as persistence:
+        store = persistence.store
+        created = [WorkflowInstance("flow", 1) for _ in range(20)]
+
+        def broken(conn: object) -> None:
+            raise sqlite3.OperationalError("disk on fire")
+
+        results: list[str] = []
+
+        async def create(instance: WorkflowInstance) -> None:
+            await persistence.create_workflow(instance)
+            results.append("ok")
+
+        async def fail() -> None:
+            with pytest.raises(ProviderError, match="disk on fire"):
+                await store.write(broken, "broken write")
+            results.append("failed")
+
+        async with anyio.create_task_group() as tg:
+            for index, instance in enumerate(created):
+                tg.start_soon(create, instance)
+                if index % 5 == 0:
+                    tg.start_soon(fail)
+        assert sorted(results) == ["failed"] * 4 + ["ok"] * 20
+        assert len(await persistence.get_workflows([i.id for i in created])) == 20
+
+
+@pytest.mark.anyio
+async def test_cancelled_caller_does_not_break_the_group(db_url: str) -> None:
+    async with SqlitePersistence(db_url) as persistence:
+        instances = [WorkflowInstance("flow", 1) for _ in range(30)]
+        async with anyio.create_task_group() as tg:
+            for instance in instances:
+                tg.start_soon(persistence.create_workflow, instance)
+            await anyio.lowlevel.checkpoint()
+            tg.cancel_scope.cancel()
+        # Every write that was queued still happened (writes are not abandoned half way),
+        # and the provider still works.
+        extra = WorkflowInstance("flow", 1)
+        await persistence.create_workflow(extra)
+        assert (await persistence.get_workflow(extra.id)).revision == 1
+
+
+@pytest.mark.anyio
+async def test_memory_database_is_shared_by_the_providers_of_a_process() -> None:
+    url = "sqlite:///:memory:"
+    instance = WorkflowInstance("flow", 1)
+    async with SqlitePersistence(url) as first, SqlitePersistence(url) as second:
+        assert first.store is second.store
+        await first.create_workflow(instance)
+        assert (await second.get_workflow(instance.id)).id == instance.id
+        async with SqliteQueue(url) as queue:
+            assert queue.store is first.store
+    # Once every provider closed, the database is gone: the next one starts empty.
+    async with SqlitePersistence(url) as third:
+        with pytest.raises(WorkflowNotFoundError):
+            await third.get_workflow(instance.id)
+
+
+@pytest.mark.anyio
+async def test_files_are_shared_but_distinct_files_are_not(tmp_path: Path) -> None:
+    a, b = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    async with SqlitePersistence(a) as pa, SqliteQueue(a) as qa, SqlitePersistence(b) as pb:
+        assert pa.store is qa.store
+        assert pa.store is not pb.store
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("synchronous", ["full", "normal", "extra"])
+async def test_synchronous_option_is_applied(tmp_path: Path, synchronous: str) -> None:
+    levels = {"normal": 1, "full": 2, "extra": 3}
+    url = f"sqlite:///{tmp_path / 'sync.db'}"
+    options = SqliteOptions(synchronous=synchronous)  # type: ignore[arg-type]
+    async with SqlitePersistence(url, options) as persistence:
+
+        def pragmas(conn: object) -> tuple[int, int, int, str]:
+            run = conn.exec_driver_sql  # type: ignore[attr-defined]
+            return (
+                run("PRAGMA synchronous").scalar(),
+                run("PRAGMA foreign_keys").scalar(),
+                run("PRAGMA busy_timeout").scalar(),
+                run("PRAGMA journal_mode").scalar(),
+            )
+
+        assert await persistence.store.write(pragmas) == (levels[synchronous], 1, 30000, "wal")
+
+
+@pytest.mark.anyio
+async def test_locked_database_is_a_provider_error_and_reads_go_on(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    url = f"sqlite:///{path}"
+    instance = WorkflowInstance("flow", 1)
+    async with SqlitePersistence(url, SqliteOptions(busy_timeout=0.3)) as persistence:
+        await persistence.create_workflow(instance)
+        # Another process (here: another connection) holds the write lock.
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            started = anyio.current_time()
+            with pytest.raises(ProviderError, match="locked") as caught:
+                await persistence.persist_workflow(instance)
+            assert anyio.current_time() - started >= 0.2
+            assert isinstance(caught.value.__cause__, Exception)
+            # WAL: readers are not blocked by the writer.
+            assert (await persistence.get_workflow(instance.id)).revision == 1
+            other.execute("ROLLBACK")
+        await persistence.persist_workflow(instance)
+        assert instance.revision == 2
+
+
+@pytest.mark.anyio
+async def test_times_keep_microseconds_and_order_in_sql(db_url: str) -> None:
+    base = utcnow()
+    async with SqlitePersistence(db_url) as persistence:
+        ids = []
+        for offset in (3, 1, 2):
+            instance = WorkflowInstance(
+                "flow", 1, next_execution=base + timedelta(microseconds=offset)
+            )
+            await persistence.create_workflow(instance)
+            ids.append((offset, instance.id))
+        due = await persistence.get_runnable_instances(base + timedelta(microseconds=2))
+        assert list(due) == [i for o, i in sorted(ids) if o <= 2]
+        assert await persistence.next_execution_time() == base + timedelta(microseconds=1)
