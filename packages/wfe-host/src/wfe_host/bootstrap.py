@@ -105,8 +105,8 @@ def resolve(
     assert persistence is not None  # a default was given
 
     def follow_persistence(kind: ProviderKind) -> ProviderSettings:
-        # Same backend for lock and queue when it can do them: one database to run, and
-        # sqlite/postgres queues are transactional with the instances they refer to.
+        # The same backend for lock and queue when it offers them: one thing to run, and
+        # shared by every host that uses it (memory ones would not coordinate hosts).
         if persistence.provider is not None and reg.has_provider(kind, persistence.provider):
             return ProviderSettings(provider=persistence.provider, url=persistence.url)
         return ProviderSettings(provider=DEFAULT_PROVIDER)

@@ -64,7 +64,6 @@ KNOWN_PROVIDERS: Mapping[str, tuple[str, frozenset[ProviderKind]]] = {
 #: URL schemes of the providers WFE publishes: scheme → provider name.
 KNOWN_SCHEMES: Mapping[str, str] = {
     "sqlite": "sqlite",
-    "sqlite+aiosqlite": "sqlite",
     "postgresql": "postgres",
     "postgres": "postgres",
     "valkey": "valkey",
