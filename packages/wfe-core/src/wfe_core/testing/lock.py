@@ -52,6 +52,15 @@ class LockSuite:
 
     __test__ = False
 
+    @pytest.fixture
+    def other_lock(self) -> LockProvider | None:
+        """A second entered provider on the same backend as ``lock`` (another process's view).
+
+        Providers with the ``distributed`` capability override this fixture so the suite can
+        check that leases are shared between provider instances; ``None`` skips those tests.
+        """
+        return None
+
     @pytest.mark.anyio
     async def test_acquire_returns_a_lease(self, lock: LockProvider) -> None:
         key = _key()
@@ -260,6 +269,60 @@ class LockSuite:
                     tg.start_soon(worker, f"worker-{index}")
         assert most_holders == 1
         assert acquisitions == 24
+
+    @pytest.mark.anyio
+    async def test_leases_are_shared_between_providers(
+        self, lock: LockProvider, other_lock: LockProvider | None
+    ) -> None:
+        require(lock, cap.DISTRIBUTED)
+        if other_lock is None:
+            pytest.skip("supply an `other_lock` fixture to check a distributed lock")
+        key = _key()
+        held = await lock.acquire(key, owner="a", ttl=LONG_TTL)
+        assert held is not None
+        assert await other_lock.acquire(key, owner="b", ttl=LONG_TTL) is None
+
+        async def release_soon() -> None:
+            await anyio.sleep(0.2)
+            await lock.release(held)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(release_soon)
+            with anyio.fail_after(10):
+                taken = await other_lock.acquire(key, owner="b", ttl=LONG_TTL, wait=8.0)
+        assert taken is not None
+        assert taken.token > held.token
+        with pytest.raises(LockNotHeldError):
+            await lock.release(held)
+        assert await lock.acquire(key, owner="c", ttl=LONG_TTL) is None
+
+    @pytest.mark.anyio
+    async def test_mutual_exclusion_between_providers(
+        self, lock: LockProvider, other_lock: LockProvider | None
+    ) -> None:
+        require(lock, cap.DISTRIBUTED)
+        if other_lock is None:
+            pytest.skip("supply an `other_lock` fixture to check a distributed lock")
+        key = _key()
+        holders = 0
+        most_holders = 0
+
+        async def worker(provider: LockProvider, owner: str) -> None:
+            nonlocal holders, most_holders
+            for _ in range(3):
+                lease = await provider.acquire(key, owner=owner, ttl=LONG_TTL, wait=20.0)
+                assert lease is not None, f"{owner} never got the lock"
+                holders += 1
+                most_holders = max(most_holders, holders)
+                await anyio.sleep(0.005)
+                holders -= 1
+                await provider.release(lease)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for index in range(6):
+                    tg.start_soon(worker, (lock, other_lock)[index % 2], f"worker-{index}")
+        assert most_holders == 1
 
     @pytest.mark.anyio
     async def test_matches_the_model(self, lock: LockProvider) -> None:

@@ -278,6 +278,39 @@ class PersistenceSuite:
             await persistence.persist_workflow(instance)
 
     @pytest.mark.anyio
+    async def test_concurrent_writers_of_one_revision_only_one_wins(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        copies = [await persistence.get_workflow(instance.id) for _ in range(8)]
+        outcomes: list[str] = []
+
+        async def write(index: int, copy: WorkflowInstance) -> None:
+            copy.data["writer"] = index
+            error = make_error(instance.id, message=f"from writer {index}")
+            try:
+                await persistence.persist_workflow(copy, errors=[error])
+            except ConcurrencyError:
+                outcomes.append("refused")
+            else:
+                outcomes.append(f"won {index}")
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for index, copy in enumerate(copies):
+                    tg.start_soon(write, index, copy)
+        winners = [outcome for outcome in outcomes if outcome.startswith("won")]
+        assert len(winners) == 1, outcomes
+        winner = int(winners[0].split()[1])
+        stored = await persistence.get_workflow(instance.id)
+        assert stored.revision == 2
+        assert stored.data["writer"] == winner
+        assert [e.message for e in await persistence.get_errors(instance.id)] == [
+            f"from writer {winner}"
+        ]
+
+    @pytest.mark.anyio
     async def test_persist_of_an_unknown_instance_is_refused(
         self, persistence: PersistenceProvider
     ) -> None:

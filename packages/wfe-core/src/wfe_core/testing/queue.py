@@ -59,6 +59,15 @@ class QueueSuite:
 
     __test__ = False
 
+    @pytest.fixture
+    def other_queue(self) -> QueueProvider | None:
+        """A second entered provider on the same backend as ``queue`` (another process's view).
+
+        Providers with the ``distributed`` capability override this fixture so the suite can
+        check that queues are shared between provider instances; ``None`` skips those tests.
+        """
+        return None
+
     @pytest.mark.anyio
     async def test_message_fields(self, queue: QueueProvider) -> None:
         (item,) = _ids(1)
@@ -252,6 +261,56 @@ class QueueSuite:
         assert workflow.item_id == x
         await queue.ack(event)
         assert await queue.size(E) == 1
+
+    @pytest.mark.anyio
+    async def test_queues_are_shared_between_providers(
+        self, queue: QueueProvider, other_queue: QueueProvider | None
+    ) -> None:
+        require(queue, cap.DISTRIBUTED)
+        if other_queue is None:
+            pytest.skip("supply an `other_queue` fixture to check a distributed queue")
+        items = _ids(30)
+        for index, item in enumerate(items):
+            await (queue, other_queue)[index % 2].enqueue(W, item)
+        await other_queue.enqueue(W, items[0])  # waiting: a no-op from either side
+        assert await queue.size(W) == len(items)
+        assert await other_queue.size(W) == len(items)
+        delivered: list[str] = []
+
+        async def consume(provider: QueueProvider) -> None:
+            while True:
+                message = await provider.dequeue(W, timeout=0.5, visibility_timeout=LONG_VISIBILITY)
+                if message is None:
+                    return
+                delivered.append(message.item_id)
+                await provider.ack(message)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for index in range(6):
+                    tg.start_soon(consume, (queue, other_queue)[index % 2])
+        assert len(delivered) == len(set(delivered)), "an item was handed out twice"
+        assert sorted(delivered) == sorted(items)
+
+    @pytest.mark.anyio
+    async def test_blocked_consumer_wakes_on_enqueue_by_another_provider(
+        self, queue: QueueProvider, other_queue: QueueProvider | None
+    ) -> None:
+        require(queue, cap.DISTRIBUTED)
+        if other_queue is None:
+            pytest.skip("supply an `other_queue` fixture to check a distributed queue")
+        (x,) = _ids(1)
+        received: list[QueueMessage | None] = []
+
+        async def consume() -> None:
+            received.append(await queue.dequeue(W, timeout=10.0))
+
+        with anyio.fail_after(15):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await anyio.sleep(0.2)
+                await other_queue.enqueue(W, x)
+        assert [m.item_id if m else None for m in received] == [x]
 
     @pytest.mark.anyio
     async def test_matches_the_model(self, queue: QueueProvider) -> None:
