@@ -239,6 +239,9 @@ class PluginRegistry:
             others = [i.plugin for i in impls if i is not impl]
             # A subset caller (not impl.function) so that hook tracing still sees the call.
             caller = pm.subset_hook_caller(hook_name, remove_plugins=others)
+            # Part of WFE_TRACE_PLUGINS output (written only when tracing is on), since
+            # pluggy's own trace line does not say whose implementation runs.
+            pm.trace.root.get("hook")(f"calling {hook_name} of {pm.describe(name)}")
             try:
                 results: list[Any] = caller()
             except Exception as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib.metadata import version
@@ -237,3 +238,22 @@ def test_python_dash_m_runs_the_cli() -> None:
         timeout=60,
     )
     assert usage.stdout.startswith("Usage: wfe ")
+
+
+def test_trace_plugins_prints_hook_calls_to_stderr() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")} | {
+        "WFE_TRACE_PLUGINS": "1",
+        "WFE_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }
+    completed = subprocess.run(
+        [sys.executable, "-m", "wfe_host", "providers"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=env,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "calling register_providers of plugin 'memory'" in completed.stderr
+    assert "finish register_providers -->" in completed.stderr
+    assert completed.stdout.startswith("KIND")
