@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from wfe_core import hookimpl
 from wfe_core.errors import ProviderNotFoundError, WfeError
+from wfe_core.plugins import DefinitionFormatSpec, StepExecutorSpec
 from wfe_host.cli import CliState, cli_state, main
 
 NO_AUTOLOAD = {"WFE_DISABLE_PLUGIN_AUTOLOAD": "1"}
@@ -257,3 +258,24 @@ def test_trace_plugins_prints_hook_calls_to_stderr() -> None:
     assert "calling register_providers of plugin 'memory'" in completed.stderr
     assert "finish register_providers -->" in completed.stderr
     assert completed.stdout.startswith("KIND")
+
+
+def test_providers_table_also_lists_step_types_and_formats(fakes) -> None:
+    class Yaml:
+        @hookimpl
+        def register_step_executors(self) -> list[StepExecutorSpec]:
+            return [StepExecutorSpec("shell", lambda: None, summary="Runs a shell script")]  # type: ignore[arg-type,return-value]
+
+        @hookimpl
+        def register_definition_formats(self) -> list[DefinitionFormatSpec]:
+            return [DefinitionFormatSpec("yaml", (".yaml", ".yml"), lambda p, c: [], "YAML")]
+
+    registry = fakes.registry_of(("yaml", Yaml(), "wfe-yaml"))
+    lines = run(["providers"], registry).stdout.splitlines()
+    assert lines[-5].split() == ["STEP", "TYPE", "DISTRIBUTION", "SUMMARY"]
+    assert lines[-4].split() == ["shell", "wfe-yaml", "Runs", "a", "shell", "script"]
+    assert lines[-2].split()[:4] == ["DEFINITION", "FORMAT", "DISTRIBUTION", "SUFFIXES"]
+    assert lines[-1].split() == ["yaml", "wfe-yaml", ".yaml,", ".yml", "YAML"]
+    # the JSON stays a list of providers
+    records = json.loads(run(["providers", "--json"], registry).stdout)
+    assert {r["kind"] for r in records} == {"persistence", "lock", "queue", "search", "lifecycle"}

@@ -100,7 +100,7 @@ def providers_command(ctx: click.Context, kind: str | None, as_json: bool) -> No
     """List the installed providers of persistence, lock, queue, search and lifecycle events.
 
     Select one in settings by its name (e.g. --persistence memory) or by a URL with one of its
-    schemes.
+    schemes. The table also lists installed YAML step types and definition formats.
     """
     entries = cli_state(ctx).get_registry().providers(kind)
     if as_json:
@@ -119,3 +119,25 @@ def providers_command(ctx: click.Context, kind: str | None, as_json: bool) -> No
     ]
     headers = ["KIND", "NAME", "DISTRIBUTION", "URL SCHEMES", "CAPABILITIES", "SUMMARY"]
     click.echo(format_table(headers, rows))
+    if kind is not None:
+        return
+    # Step types and definition formats are plugin offerings too; shown only when installed
+    # (by wfe-yaml, typically) and only in the table, so the JSON stays a list of providers.
+    registry = cli_state(ctx).get_registry()
+    steps = registry.step_executors()
+    if steps:
+        step_rows = [
+            [s.name, s.distribution or f"plugin {s.plugin}", s.spec.summary] for s in steps
+        ]
+        click.echo()
+        click.echo(format_table(["STEP TYPE", "DISTRIBUTION", "SUMMARY"], step_rows))
+    formats = registry.definition_formats()
+    if formats:
+        format_rows = [
+            [f.name, f.distribution or f"plugin {f.plugin}", ", ".join(f.suffixes), f.spec.summary]
+            for f in formats
+        ]
+        click.echo()
+        click.echo(
+            format_table(["DEFINITION FORMAT", "DISTRIBUTION", "SUFFIXES", "SUMMARY"], format_rows)
+        )
