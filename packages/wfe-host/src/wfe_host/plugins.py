@@ -266,7 +266,8 @@ class PluginManager(pluggy.PluginManager):
         available: set[str] = set()
         seen: set[str] = set()
         for dist in importlib.metadata.distributions():
-            dist_name = dist.metadata["Name"]
+            # get_all, not [...]: a missing key warns (DeprecationWarning) on Python 3.12+.
+            dist_name = (dist.metadata.get_all("Name") or [None])[0]
             if not dist_name:
                 continue  # broken metadata; nothing sensible to name it by
             # A distribution found again on a later sys.path entry is shadowed by the first,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from wfe_core import hookimpl
@@ -316,3 +317,18 @@ def test_default_registry_is_built_once_and_can_be_reset() -> None:
         assert default_registry() is not first
     finally:
         reset_default_registry()
+
+
+def test_a_required_option_that_is_missing_is_named(fakes) -> None:
+    @attrs.define
+    class NeedsPath:
+        path: str
+        mode: int = 0o644
+
+    backend = fakes.FakeBackend("files", [ProviderKind.LIFECYCLE], options_class=NeedsPath)
+    registry = fakes.registry_of(("files", backend, None))
+    with pytest.raises(SettingsError) as info:
+        registry.create("lifecycle", ProviderSettings(provider="files"))
+    assert str(info.value) == "lifecycle.options.path: is required"
+    built = registry.create("lifecycle", ProviderSettings("files", None, {"path": "/x"}))
+    assert built.options == NeedsPath("/x")

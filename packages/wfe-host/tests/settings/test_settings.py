@@ -299,3 +299,10 @@ def test_values_of_the_wrong_type_are_errors_not_converted() -> None:
 def test_settings_of_the_wrong_type_are_rejected() -> None:
     with pytest.raises(ConfigurationError, match="settings must be a mapping or a file path"):
         load_settings(42, environ={})  # type: ignore[arg-type]
+
+
+def test_the_shorthand_variable_can_come_from_a_file(tmp_path: Path) -> None:
+    secret = write(str(tmp_path / "persistence"), "postgresql://wfe:pw@db/wfe\n")
+    loaded = load_settings(environ={"WFE_PERSISTENCE_FILE": str(secret)})
+    assert loaded.settings.persistence.url == "postgresql://wfe:pw@db/wfe"
+    assert loaded.source_of("persistence.url") == "environment WFE_PERSISTENCE_FILE"
