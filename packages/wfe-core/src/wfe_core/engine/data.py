@@ -10,7 +10,11 @@ from typing import Any
 
 @functools.lru_cache(maxsize=4096)
 def _positional_arity(fn: Callable[..., Any]) -> int:
-    """How many positional arguments ``fn`` takes (2 for ``*args``); 1 when unknown."""
+    """How many positional arguments ``fn`` requires (2 for ``*args``); 1 when unknown.
+
+    Parameters with defaults do not count, so the closure idiom ``lambda data, n=n: ...``
+    still takes only the data.
+    """
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -19,16 +23,17 @@ def _positional_arity(fn: Callable[..., Any]) -> int:
     for parameter in signature.parameters.values():
         if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
             return 2
-        if parameter.kind in (
-            inspect.Parameter.POSITIONAL_ONLY,
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        if (
+            parameter.kind
+            in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            and parameter.default is inspect.Parameter.empty
         ):
             count += 1
     return count
 
 
 def positional_arity(fn: Callable[..., Any]) -> int:
-    """How many positional arguments ``fn`` takes (cached; 1 when it cannot be told)."""
+    """How many positional arguments ``fn`` requires (cached; 1 when it cannot be told)."""
     try:
         return _positional_arity(fn)
     except TypeError:  # unhashable callable

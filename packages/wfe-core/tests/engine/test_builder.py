@@ -1,0 +1,167 @@
+"""The builder produces the graph users describe, and refuses malformed definitions."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from wfe_core import ErrorBehavior, ExecutionResult, StepBody, StepContext, WorkflowBuilder
+from wfe_core.errors import DefinitionError
+from wfe_core.models import OutcomeRoute, StepDefinition, WorkflowDefinition
+from wfe_core.primitives import InlineStepFactory, Sequence, SubWorkflow
+
+
+class A(StepBody):
+    async def run(self, ctx: StepContext) -> ExecutionResult:
+        return ExecutionResult.next()
+
+
+class B(A):
+    pass
+
+
+def test_sequence_links_steps_in_order() -> None:
+    definition = (
+        WorkflowBuilder().start_with(A).name("first").id("a").then(B).then_fn(lambda ctx: None)
+    ).build("seq", version=3, description="demo")
+    assert [s.id for s in definition.steps] == [0, 1, 2]
+    assert definition.steps[0].outcomes == [OutcomeRoute(1)]
+    assert definition.steps[1].outcomes == [OutcomeRoute(2)]
+    assert definition.steps[0].display_name == "first"
+    assert definition.step_by_external_id("a").id == 0
+    assert isinstance(definition.steps[2].body, InlineStepFactory)
+    assert (definition.version, definition.description, definition.data_type) == (3, "demo", dict)
+
+
+def test_callables_are_inline_steps_and_zero_arg_callables_factories() -> None:
+    definition = WorkflowBuilder().start_with(lambda ctx: None).then(lambda: A()).build("f")
+    assert isinstance(definition.steps[0].body, InlineStepFactory)
+    assert isinstance(definition.steps[1].create_body(), A)
+
+
+def test_step_settings_go_to_the_current_step() -> None:
+    retry = ErrorBehavior.retry(interval=1, max_retries=2)
+    definition = (
+        WorkflowBuilder()
+        .start_with(A)
+        .input(value=lambda data: 1)
+        .output(result=lambda step: 2)
+        .on_error(retry)
+        .compensate_with(B)
+        .build("settings")
+    )
+    step = definition.steps[0]
+    assert set(step.inputs) == {"value"}
+    assert set(step.outputs) == {"result"}
+    assert step.error_behavior == retry
+    assert step.compensation_step_id is not None
+    assert definition.steps[step.compensation_step_id].body is B
+    # A compensation step is not on any route.
+    assert all(
+        r.next_step != step.compensation_step_id for s in definition.steps for r in s.outcomes
+    )
+
+
+def test_on_error_before_any_step_is_the_definition_default() -> None:
+    definition = WorkflowBuilder().on_error(ErrorBehavior.suspend()).start_with(A).build("d")
+    assert definition.default_error_behavior == ErrorBehavior.suspend()
+
+
+def test_containers_have_their_branches_as_children() -> None:
+    definition = (
+        WorkflowBuilder()
+        .start_with(A)
+        .parallel(lambda p: p.branch(lambda b: b.start_with(A)).branch(lambda b: b.start_with(B)))
+        .saga(lambda b: b.start_with(A))
+        .decide(lambda d: d["k"], {"x": lambda b: b.start_with(A), "y": lambda b: b.start_with(B)})
+        .then(B)
+        .build("containers")
+    )
+    parallel = definition.steps[1]
+    assert parallel.body is Sequence
+    assert [definition.steps[c].body for c in parallel.children] == [A, B]
+    saga = definition.steps[parallel.outcomes[0].next_step]
+    assert saga.is_saga
+    decide = definition.steps[saga.outcomes[0].next_step]
+    assert len(decide.children) == 2
+    assert all(definition.steps[c].inputs["case"] in ("x", "y") for c in decide.children)
+    assert definition.steps[decide.outcomes[0].next_step].body is B
+
+
+def test_schedule_forks_beside_the_main_flow() -> None:
+    definition = WorkflowBuilder().schedule(5, lambda b: b.start_with(A)).then(B).build("schedule")
+    fork = definition.steps[0]
+    assert len(fork.outcomes) == 2  # the scheduled branch and the main flow
+
+
+def test_sub_workflow_maps_outputs_from_child_fields() -> None:
+    definition = (
+        WorkflowBuilder()
+        .sub_workflow("child", version=2, inputs=lambda d: {"x": 1}, outputs={"total": "sum"})
+        .build("parent")
+    )
+    step = definition.steps[0]
+    assert step.body is SubWorkflow
+    assert step.inputs["definition_id"] == "child"
+    body = SubWorkflow()
+    body.result = {"sum": 7}
+    assert step.outputs["total"](body) == 7
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: WorkflowBuilder().build("x"), "no steps"),
+        (
+            lambda: WorkflowBuilder().start_with(A).if_do(lambda d: True, lambda b: b).build("x"),
+            "empty branch in if_do",
+        ),
+        (lambda: WorkflowBuilder().start_with(A).parallel(lambda p: p).build("x"), "no branches"),
+        (lambda: WorkflowBuilder().start_with(A).decide(lambda d: 1, {}).build("x"), "no cases"),
+        (
+            lambda: WorkflowBuilder().start_with(A).id("same").then(B).id("same").build("x"),
+            "duplicate step id 'same'",
+        ),
+        (
+            lambda: WorkflowBuilder().start_with(A).start_with(B).build("x"),
+            r"start_with\(\) called twice",
+        ),
+        (lambda: WorkflowBuilder().start_with(A()).build("x"), "instance given"),
+        (lambda: WorkflowBuilder().start_with(int).build("x"), "not a StepBody subclass"),
+        (
+            lambda: WorkflowBuilder().name("early").start_with(A).build("x"),
+            r".name\(\) called before",
+        ),
+        (lambda: WorkflowBuilder().start_with(42).build("x"), "neither a StepBody"),
+    ],
+)
+def test_malformed_definitions_fail_at_build(build: Any, message: str) -> None:
+    with pytest.raises(DefinitionError, match=message):
+        build()
+
+
+def test_all_problems_are_reported_together() -> None:
+    builder = (
+        WorkflowBuilder().start_with(A).parallel(lambda p: p).while_do(lambda d: 1, lambda b: b)
+    )
+    with pytest.raises(DefinitionError) as caught:
+        builder.build("many")
+    assert "no branches" in str(caught.value)
+    assert "empty branch in while_do" in str(caught.value)
+
+
+def test_validate_catches_dangling_references() -> None:
+    definition = WorkflowDefinition(
+        id="manual",
+        version=1,
+        steps=[
+            StepDefinition(0, A, outcomes=[OutcomeRoute(5)], children=[7], compensation_step_id=9)
+        ],
+    )
+    with pytest.raises(DefinitionError) as caught:
+        definition.validate()
+    text = str(caught.value)
+    for fragment in ("unknown step 5", "unknown step 7", "unknown step 9"):
+        assert re.search(fragment, text)

@@ -1,0 +1,237 @@
+"""The executor on its own (memory persistence, no host): passes, concurrency, revisions,
+and a property: any definition built from the primitives finishes with every step run the
+expected number of times."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wfe_core import ExecutionResult, StepContext, WorkflowBuilder
+from wfe_core.errors import ConcurrencyError
+from wfe_core.models import LifecycleEventType, PointerStatus, WorkflowStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from wfe_core.builder import WorkflowBuilder as Builder
+
+from .conftest import EngineHarness
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_sequence_finishes_in_one_pass(engine: EngineHarness) -> None:
+    definition = (
+        WorkflowBuilder()
+        .start_with(lambda ctx: ExecutionResult.next(output={"a": 1}))
+        .then(lambda ctx: ctx.data.update(b=ctx.data["a"] + 1))
+        .build("seq")
+    )
+    workflow_id = (await engine.start(definition)).id
+    instance = await engine.persistence.get_workflow(workflow_id)
+    await engine.executor.run_pass(instance, definition)
+    assert instance.status == WorkflowStatus.COMPLETE
+    stored = await engine.persistence.get_workflow(workflow_id)
+    assert stored.data == {"a": 1, "b": 2}
+    assert [p.status for p in stored.pointers] == [PointerStatus.COMPLETE] * 2
+    assert stored.next_execution is None
+    types = [e.type for e in engine.events]
+    assert types.count(LifecycleEventType.STEP_STARTED) == 2
+    assert types[-1] == LifecycleEventType.WORKFLOW_COMPLETED
+
+
+async def test_max_parallel_steps_bounds_concurrency() -> None:
+    engine = EngineHarness(max_parallel_steps=2)
+    active = peak = 0
+
+    async def work(ctx: StepContext) -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await anyio.sleep(0.1)
+        active -= 1
+
+    definition = (
+        WorkflowBuilder().for_each(lambda data: range(6), lambda b: b.start_with(work)).build("p")
+    )
+    instance = await engine.run(definition)
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert peak == 2
+
+
+async def test_a_stale_pass_cannot_overwrite_newer_state(engine: EngineHarness) -> None:
+    definition = WorkflowBuilder().start_with(lambda ctx: None).build("stale")
+    workflow_id = (await engine.start(definition)).id
+    fresh = await engine.persistence.get_workflow(workflow_id)
+    stale = await engine.persistence.get_workflow(workflow_id)
+    await engine.executor.run_pass(fresh, definition)
+    with pytest.raises(BaseException) as caught:  # noqa: PT011 - may come in a group
+        await engine.executor.run_pass(stale, definition)
+    assert _has(caught.value, ConcurrencyError)
+    assert (await engine.persistence.get_workflow(workflow_id)).status == WorkflowStatus.COMPLETE
+
+
+def _has(error: BaseException, kind: type[BaseException]) -> bool:
+    if isinstance(error, BaseExceptionGroup):
+        return any(_has(e, kind) for e in error.exceptions)
+    return isinstance(error, kind)
+
+
+async def test_sleep_sets_next_execution(engine: EngineHarness) -> None:
+    definition = WorkflowBuilder().delay(timedelta(hours=1)).build("sleepy")
+    workflow_id = (await engine.start(definition)).id
+    instance = await engine.persistence.get_workflow(workflow_id)
+    started = time.time()
+    await engine.executor.run_pass(instance, definition)
+    assert instance.status == WorkflowStatus.RUNNABLE
+    assert instance.next_execution is not None
+    assert instance.next_execution.timestamp() - started == pytest.approx(3600, abs=5)
+    assert instance.pointers[0].status == PointerStatus.SLEEPING
+
+
+async def test_waiting_step_creates_a_subscription(engine: EngineHarness) -> None:
+    definition = WorkflowBuilder().wait_for("paid", key=lambda d: d["order"]).build("w")
+    instance = await engine.run(definition, {"order": 9})
+    assert instance.status == WorkflowStatus.RUNNABLE
+    assert instance.next_execution is None  # only an event can wake it
+    [subscription] = engine.subscriptions
+    assert (subscription.event_name, subscription.event_key) == ("paid", "9")
+    assert instance.pointers[0].status == PointerStatus.WAITING_FOR_EVENT
+
+
+async def test_step_changes_to_data_are_kept_when_the_step_fails_later(
+    engine: EngineHarness,
+) -> None:
+    def fail(ctx: StepContext) -> None:
+        raise RuntimeError("no")
+
+    definition = (
+        WorkflowBuilder().start_with(lambda ctx: ctx.data.update(x=1)).then(fail).build("keep")
+    )
+    instance = await engine.run(definition)
+    assert instance.status == WorkflowStatus.FAILED
+    assert instance.data == {"x": 1}
+    errors = await engine.persistence.get_errors(instance.id)
+    assert [e.message for e in errors] == ["RuntimeError: no"]
+
+
+# -- property: random definitions ----------------------------------------------------------
+_labels = itertools.count()
+
+Node = tuple[Any, ...]
+
+leaf = st.just(("step",)) | st.just(("delay",))
+
+
+def _extend(children: st.SearchStrategy[Node]) -> st.SearchStrategy[Node]:
+    seq = st.lists(children, min_size=1, max_size=3)
+    return st.one_of(
+        st.tuples(st.just("if"), st.booleans(), seq),
+        st.tuples(st.just("while"), st.integers(0, 2), seq),
+        st.tuples(st.just("foreach"), st.integers(0, 3), st.booleans(), seq),
+        st.tuples(st.just("parallel"), st.lists(seq, min_size=1, max_size=3)),
+        st.tuples(st.just("decide"), st.integers(0, 2), st.lists(seq, min_size=2, max_size=3)),
+        st.tuples(st.just("saga"), seq),
+    )
+
+
+trees = st.lists(st.recursive(leaf, _extend, max_leaves=8), min_size=1, max_size=4)
+
+
+def _record(label: str) -> Any:
+    def step(ctx: StepContext) -> None:
+        ctx.data.setdefault("log", []).append(label)
+
+    return step
+
+
+def _rounds_below(n: int) -> Any:
+    return lambda data, ctx: int((ctx.persistence_data or {}).get("rounds", 0)) < n
+
+
+def _build(b: Builder[Any], seq: list[Node], times: int, expected: Counter[str]) -> None:
+    for node in seq:
+        kind = node[0]
+        if kind == "step":
+            label = f"s{next(_labels)}"
+            expected[label] += times
+            b.then(_record(label))
+        elif kind == "delay":
+            b.delay(timedelta(milliseconds=5))
+        elif kind == "if":
+            _, condition, body = node
+            b.if_do(
+                lambda data, c=condition: c,
+                lambda sub, body=body, n=times * condition: _build(sub, body, n, expected),
+            )
+        elif kind == "while":
+            _, rounds, body = node
+            b.while_do(
+                _rounds_below(rounds),
+                lambda sub, body=body, n=times * rounds: _build(sub, body, n, expected),
+            )
+        elif kind == "foreach":
+            _, count, parallel, body = node
+            b.for_each(
+                lambda data, c=count: list(range(c)),
+                lambda sub, body=body, n=times * count: _build(sub, body, n, expected),
+                parallel=parallel,
+            )
+        elif kind == "parallel":
+            _, branches = node
+
+            def add_branches(p: Any, branches: list[list[Node]] = branches) -> None:
+                for branch in branches:
+                    p.branch(lambda sub, part=branch: _build(sub, part, times, expected))
+
+            b.parallel(add_branches)
+        elif kind == "decide":
+            _, choice, branches = node
+            cases = {
+                index: (
+                    lambda sub, body=branch, n=times * (index == choice): _build(
+                        sub, body, n, expected
+                    )
+                )
+                for index, branch in enumerate(branches)
+            }
+            b.decide(lambda data, c=choice: c, cases)
+        elif kind == "saga":
+            _, body = node
+            b.saga(lambda sub, body=body, n=times: _build(sub, body, n, expected))
+
+
+def _walk(seq: list[Node]) -> Iterator[Node]:
+    for node in seq:
+        yield node
+        for part in node[1:]:
+            if isinstance(part, list):
+                for inner in part:
+                    yield from _walk(inner if isinstance(inner, list) else [inner])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(trees)
+def test_random_definitions_finish_with_every_step_accounted_for(tree: list[Node]) -> None:
+    expected: Counter[str] = Counter()
+    builder: Builder[Any] = WorkflowBuilder()
+    _build(builder, tree, 1, expected)
+    definition = builder.build("random")
+
+    async def main() -> Any:
+        return await EngineHarness().run(definition)
+
+    instance = anyio.run(main)
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert Counter(instance.data.get("log", [])) == +expected
+    assert all(not p.active for p in instance.pointers)
+    assert {p.status for p in instance.pointers} <= {PointerStatus.COMPLETE}
