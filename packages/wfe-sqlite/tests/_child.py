@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -67,6 +68,54 @@ async def hold(url: str, ttl: float) -> None:
         await anyio.sleep(3600)
 
 
+# -- a host in a child process --------------------------------------------------------------
+STEPS = ("one", "two", "three", "four")
+
+
+def crash_flow(side_effects: str) -> Any:
+    """The workflow of the crash test: four steps, each bumping ``count``, appending its name
+    to ``log`` and writing a side-effect line (pid, workflow, step, attempt) to a file."""
+    import attrs
+
+    from wfe_core import StepContext, WorkflowBuilder
+
+    @attrs.define
+    class Progress:
+        count: int = 0
+        log: list[str] = attrs.Factory(list)
+
+    def step(name: str) -> Any:
+        async def run(ctx: StepContext) -> None:
+            await anyio.sleep(0.1)
+            with open(side_effects, "a") as out:  # noqa: ASYNC230 - a short append
+                out.write(f"{os.getpid()} {ctx.workflow.id} {name} {ctx.attempt}\n")
+            ctx.data.count += 1
+            ctx.data.log.append(name)
+
+        run.__name__ = name
+        return run
+
+    builder = WorkflowBuilder(Progress).start_with(step(STEPS[0]))
+    for name in STEPS[1:]:
+        builder = builder.then(step(name))
+    return builder.build("crash-flow", version=1)
+
+
+def host_settings(url: str) -> dict[str, Any]:
+    # Short leases, so the leases of a killed host lapse quickly.
+    return {"persistence": url, "host": {"lease_seconds": 1.5}}
+
+
+async def run_host(url: str, side_effects: str) -> None:
+    """Run a host with workers on ``url`` until killed."""
+    from wfe_host import WorkflowHost
+
+    async with WorkflowHost.from_settings(host_settings(url)) as host:
+        host.register(crash_flow(side_effects))
+        say(ready=True)
+        await anyio.sleep(3600)
+
+
 def main() -> None:
     mode, url, *args = sys.argv[1:]
     if mode == "consume":
@@ -75,6 +124,8 @@ def main() -> None:
         anyio.run(contend, url, int(args[0]), args[1])
     elif mode == "hold":
         anyio.run(hold, url, float(args[0]))
+    elif mode == "host":
+        anyio.run(run_host, url, args[0])
     else:
         raise SystemExit(f"unknown mode {mode}")
 
