@@ -279,3 +279,12 @@ def test_providers_table_also_lists_step_types_and_formats(fakes) -> None:
     # the JSON stays a list of providers
     records = json.loads(run(["providers", "--json"], registry).stdout)
     assert {r["kind"] for r in records} == {"persistence", "lock", "queue", "search", "lifecycle"}
+
+
+def test_a_bad_switch_value_is_one_error_line() -> None:
+    result = CliRunner().invoke(main, ["providers"], env={"WFE_TRACE_PLUGINS": "verbose"})
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: environment WFE_TRACE_PLUGINS: expected 1/0, true/false, yes/no or on/off, "
+        "got 'verbose'\n"
+    )

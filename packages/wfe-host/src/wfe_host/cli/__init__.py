@@ -115,8 +115,8 @@ class WfeGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; a :class:`~wfe_core.errors.WfeError` becomes one error line."""
         debug = bool(ctx.params.get("debug"))
-        _configure_logging(debug)
         try:
+            _configure_logging(debug)  # inside: a bad WFE_TRACE_PLUGINS value is an error too
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
