@@ -65,7 +65,7 @@ async def test_concurrent_publishes_never_interleave_within_a_line(tmp_path: Pat
     ):
         for i in range(50):
             tg.start_soon(publisher.publish, event(LifecycleEventType.STEP_STARTED, f"w{i}"))
-    assert sorted(line["workflow_id"] for line in read_lines(path)) == sorted(
+    assert sorted(str(line["workflow_id"]) for line in read_lines(path)) == sorted(
         f"w{i}" for i in range(50)
     )
 
