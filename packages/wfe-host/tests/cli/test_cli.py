@@ -44,7 +44,14 @@ class Commands:
         def bug() -> None:
             raise RuntimeError("oops")
 
-        return [which, fail, bug]
+        @click.command("all")
+        def all_providers() -> None:
+            """Print the provider of every concern."""
+            settings = cli_state().resolve().settings
+            for concern in ("persistence", "lock", "queue", "search", "lifecycle"):
+                click.echo(f"{concern}={getattr(settings, concern).provider}")
+
+        return [which, fail, bug, all_providers]
 
 
 @pytest.fixture
@@ -288,3 +295,18 @@ def test_a_bad_switch_value_is_one_error_line() -> None:
         "Error: environment WFE_TRACE_PLUGINS: expected 1/0, true/false, yes/no or on/off, "
         "got 'verbose'\n"
     )
+
+
+def test_every_concern_has_a_global_option(fakes) -> None:
+    registry = fakes.registry_of(fakes.SQLITE, fakes.VALKEY, fakes.OPENSEARCH)
+    args = ["--persistence", "sqlite:///x.db", "--lock", "valkey", "--queue", "redis://c"]
+    args += ["--search", "https://s:9200", "--lifecycle", "valkey", "all"]
+    result = run(args, registry)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == [
+        "persistence=sqlite",
+        "lock=valkey",
+        "queue=valkey",
+        "search=opensearch",
+        "lifecycle=valkey",
+    ]
