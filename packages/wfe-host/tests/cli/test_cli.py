@@ -298,7 +298,8 @@ def test_a_bad_switch_value_is_one_error_line() -> None:
 
 
 def test_every_concern_has_a_global_option(fakes) -> None:
-    registry = fakes.registry_of(fakes.SQLITE, fakes.VALKEY, fakes.OPENSEARCH)
+    cmds = ("cmds", Commands(), None)
+    registry = fakes.registry_of(fakes.SQLITE, fakes.VALKEY, fakes.OPENSEARCH, cmds)
     args = ["--persistence", "sqlite:///x.db", "--lock", "valkey", "--queue", "redis://c"]
     args += ["--search", "https://s:9200", "--lifecycle", "valkey", "all"]
     result = run(args, registry)
