@@ -38,10 +38,22 @@ def _constraints() -> Path:
     if not CONSTRAINTS.exists():
         CONSTRAINTS.parent.mkdir(exist_ok=True)
         subprocess.run(
-            ["uv", "export", "--locked", "--all-packages", "--all-groups", "--all-extras",
-             "--no-hashes", "--no-emit-workspace", "--no-header", "--quiet",
-             "-o", str(CONSTRAINTS)],
-            check=True, cwd=ROOT,
+            [
+                "uv",
+                "export",
+                "--locked",
+                "--all-packages",
+                "--all-groups",
+                "--all-extras",
+                "--no-hashes",
+                "--no-emit-workspace",
+                "--no-header",
+                "--quiet",
+                "-o",
+                str(CONSTRAINTS),
+            ],
+            check=True,
+            cwd=ROOT,
         )
     return CONSTRAINTS
 
@@ -61,10 +73,12 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def types(session: nox.Session) -> None:
     """mypy --strict over every package's sources."""
-    sources = [str(p) for p in sorted(ROOT.glob("packages/*/src"))]
-    sources.append(f"{EXAMPLE_PLUGIN}/src")
-    _install(session, *LINT_DEPS, *TEST_DEPS, "-e", "packages/wfe-core[testing]",
-             "-e", "packages/wfe-host", "-e", EXAMPLE_PLUGIN)
+    packages = [str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("packages/*"))]
+    packages.append(EXAMPLE_PLUGIN)
+    # Every package is installed, so each one's dependencies are there for mypy to read.
+    editable = [a for p in packages for a in ("-e", p)] + ["-e", "packages/wfe-core[testing]"]
+    _install(session, *LINT_DEPS, *TEST_DEPS, *editable)
+    sources = [f"{p}/src" for p in packages]
     session.run("mypy", *sources)
 
 
@@ -82,7 +96,12 @@ def tests(session: nox.Session, package: str) -> None:
     else:
         test_paths = [f"packages/{package}/tests"]
     session.run(
-        "pytest", *test_paths, "--cov", "--cov-report=", "-p", "no:cacheprovider",
+        "pytest",
+        *test_paths,
+        "--cov",
+        "--cov-report=",
+        "-p",
+        "no:cacheprovider",
         *session.posargs,
         env={"COVERAGE_FILE": str(ROOT / f".coverage.{package}")},
     )

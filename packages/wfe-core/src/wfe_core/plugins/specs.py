@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
-if TYPE_CHECKING:
-    from wfe_core.providers import Provider, StepExecutor
+from wfe_core.providers import Provider, StepExecutor
 
 
 class ProviderKind(StrEnum):

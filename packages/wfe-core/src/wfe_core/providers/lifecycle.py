@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from wfe_core.providers.base import Provider
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from wfe_core.models import LifecycleEvent
 
 

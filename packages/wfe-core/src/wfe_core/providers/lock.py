@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TYPE_CHECKING
+from datetime import datetime
 
 import attrs
 
 from wfe_core.providers.base import Provider
-
-if TYPE_CHECKING:
-    from datetime import datetime
 
 
 @attrs.frozen
@@ -40,9 +37,7 @@ class LockProvider(Provider):
     """
 
     @abstractmethod
-    async def acquire(
-        self, key: str, *, owner: str, ttl: float, wait: float = 0.0
-    ) -> Lease | None:
+    async def acquire(self, key: str, *, owner: str, ttl: float, wait: float = 0.0) -> Lease | None:
         """Take ``key`` for ``owner`` for ``ttl`` seconds.
 
         Waits up to ``wait`` seconds for a held key to become free; returns ``None`` when it did

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 import attrs
 
 from wfe_core.providers.base import Provider
-
-if TYPE_CHECKING:
-    from datetime import datetime
 
 
 class QueueName(StrEnum):

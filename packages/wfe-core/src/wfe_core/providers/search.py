@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from wfe_core.providers.base import Provider
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from wfe_core.models import Page, WorkflowInstance
 
 
