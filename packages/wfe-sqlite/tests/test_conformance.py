@@ -30,6 +30,12 @@ class TestSqliteQueue(QueueSuite):
         async with SqliteQueue(db_url) as provider:
             yield provider
 
+    @pytest.fixture
+    async def other_queue(self, db_url: str) -> AsyncIterator[SqliteQueue]:
+        # Its own connections, no shared wake-ups: another process's view of the file.
+        async with SqliteQueue(db_url, share_connections=False) as provider:
+            yield provider
+
 
 class TestSqliteLock(LockSuite):
     __test__ = True
@@ -37,6 +43,11 @@ class TestSqliteLock(LockSuite):
     @pytest.fixture
     async def lock(self, db_url: str) -> AsyncIterator[SqliteLock]:
         async with SqliteLock(db_url) as provider:
+            yield provider
+
+    @pytest.fixture
+    async def other_lock(self, db_url: str) -> AsyncIterator[SqliteLock]:
+        async with SqliteLock(db_url, share_connections=False) as provider:
             yield provider
 
 
@@ -59,11 +70,22 @@ class TestInMemoryQueue(QueueSuite):
         async with SqliteQueue("sqlite:///:memory:") as provider:
             yield provider
 
+    @pytest.fixture
+    async def other_queue(self, queue: SqliteQueue) -> AsyncIterator[SqliteQueue]:
+        # An in-memory database lives in one process: the other view shares its connection.
+        async with SqliteQueue("sqlite:///:memory:") as provider:
+            yield provider
+
 
 class TestInMemoryLock(LockSuite):
     __test__ = True
 
     @pytest.fixture
     async def lock(self) -> AsyncIterator[SqliteLock]:
+        async with SqliteLock("sqlite:///:memory:") as provider:
+            yield provider
+
+    @pytest.fixture
+    async def other_lock(self, lock: SqliteLock) -> AsyncIterator[SqliteLock]:
         async with SqliteLock("sqlite:///:memory:") as provider:
             yield provider

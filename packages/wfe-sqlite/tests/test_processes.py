@@ -82,7 +82,7 @@ async def test_two_processes_consume_one_queue_each_item_once(db_url: str) -> No
     async with SqliteQueue(db_url) as queue:
         for item in items[:50]:
             await queue.enqueue(W, item)
-        children = [_spawn("consume", db_url, "3.0") for _ in range(2)]
+        children = [_spawn("consume", db_url, "2.0") for _ in range(2)]
         try:
             for child in children:
                 assert await _in_thread(partial(_line, child)) == {"ready": True}

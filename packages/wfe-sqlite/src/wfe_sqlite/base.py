@@ -22,9 +22,19 @@ class SqliteProviderMixin:
     with a :class:`~wfe_core.errors.ConfigurationError`, not at the first use.
     """
 
-    def __init__(self, url: str | None = DEFAULT_URL, options: SqliteOptions | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = DEFAULT_URL,
+        options: SqliteOptions | None = None,
+        *,
+        share_connections: bool = True,
+    ) -> None:
         self.target: DatabaseTarget = parse_url(url, options)
         self.url = url if url is not None else DEFAULT_URL
+        #: Share the connections (and the in-process wake-ups) of the other providers of this
+        #: process on the same database. ``False`` opens its own, so the provider acts towards
+        #: the others as if it were in another process (an in-memory database is then its own).
+        self.share_connections = share_connections
         self._store: Store | None = None
 
     @property
@@ -40,7 +50,7 @@ class SqliteProviderMixin:
     async def open(self) -> None:
         """Open the database (creating and migrating it as needed). Idempotent."""
         if self._store is None:
-            self._store = await acquire_store(self.target)
+            self._store = await acquire_store(self.target, shared=self.share_connections)
 
     async def close(self) -> None:
         """Release the database (the last provider to close it closes it). Idempotent."""

@@ -357,7 +357,7 @@ class Store:
             for waiter in waiters:
                 waiter.set()
 
-    async def wait(self, channel: str, timeout: float) -> bool:  # noqa: ASYNC109
+    async def wait(self, channel: str, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for :meth:`notify` on ``channel``; True when woken."""
         if timeout <= 0:
             return False
@@ -395,14 +395,22 @@ def _registry_key(target: DatabaseTarget) -> tuple[DatabaseTarget, int]:
     return (target, threading.get_ident())
 
 
-async def acquire_store(target: DatabaseTarget) -> Store:
-    """The open store of ``target`` shared in this thread, opening it on first use."""
-    key = _registry_key(target)
-    with _registry_lock:
-        store = _registry.get(key)
-        if store is None:
-            store = _registry[key] = Store(target)
-        store.refs += 1
+async def acquire_store(target: DatabaseTarget, *, shared: bool = True) -> Store:
+    """The open store of ``target`` shared in this thread, opening it on first use.
+
+    ``shared=False`` gives a store of its own (its own connections and wake-ups), which
+    behaves towards the others like one in another process.
+    """
+    if not shared:
+        store = Store(target)
+        store.refs = 1
+    else:
+        key = _registry_key(target)
+        with _registry_lock:
+            store = _registry.get(key)
+            if store is None:
+                store = _registry[key] = Store(target)
+            store.refs += 1
     try:
         await anyio.to_thread.run_sync(store.open_blocking)
     except BaseException:

@@ -133,7 +133,7 @@ class SqliteQueue(SqliteProviderMixin, QueueProvider):
         self,
         queue: QueueName,
         *,
-        timeout: float = 0.0,  # noqa: ASYNC109 - the contract's signature
+        timeout: float = 0.0,
         visibility_timeout: float = 300.0,
     ) -> QueueMessage | None:
         """The first visible item of ``queue``, waiting up to ``timeout`` seconds for one."""

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import attrs
 from sqlalchemy import (
     Column,
+    Connection,
     Integer,
     MetaData,
     Table,
@@ -27,11 +28,6 @@ from sqlalchemy import (
 )
 
 from wfe_core.errors import ProviderError
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from sqlalchemy import Connection
 
 __all__ = [
     "LATEST_VERSION",
