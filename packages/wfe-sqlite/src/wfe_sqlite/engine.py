@@ -407,10 +407,11 @@ async def acquire_store(target: DatabaseTarget, *, shared: bool = True) -> Store
     else:
         key = _registry_key(target)
         with _registry_lock:
-            store = _registry.get(key)
-            if store is None:
-                store = _registry[key] = Store(target)
-            store.refs += 1
+            found = _registry.get(key)
+            if found is None:
+                found = _registry[key] = Store(target)
+            found.refs += 1
+        store = found
     try:
         await anyio.to_thread.run_sync(store.open_blocking)
     except BaseException:
