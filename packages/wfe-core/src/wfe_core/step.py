@@ -5,15 +5,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import attrs
 
-if TYPE_CHECKING:
-    import anyio
+from wfe_core.models.definition import StepDefinition, WorkflowDefinition
+from wfe_core.models.instance import ExecutionPointer, WorkflowInstance
+from wfe_core.runtime import HostContext
 
-    from wfe_core.models.definition import StepDefinition, WorkflowDefinition
-    from wfe_core.models.instance import ExecutionPointer, WorkflowInstance
+if TYPE_CHECKING:
     from wfe_core.results import ExecutionResult
-    from wfe_core.runtime import HostContext
 
 
 class StepBody(ABC):

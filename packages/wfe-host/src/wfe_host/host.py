@@ -375,7 +375,7 @@ class WorkflowHost:
     async def wait_for_workflow(
         self,
         workflow_id: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - the public API takes a timeout
+        timeout: float | None = None,
     ) -> WorkflowInstance:
         """Wait until the workflow is complete, failed or terminated and return it.
 

@@ -65,7 +65,7 @@ class ScenarioHost(Protocol):
     async def wait_for_workflow(
         self,
         workflow_id: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - mirrors the host's API
+        timeout: float | None = None,
     ) -> WorkflowInstance: ...
 
     async def get_workflow(self, workflow_id: str) -> WorkflowInstance: ...

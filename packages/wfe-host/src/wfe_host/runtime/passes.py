@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -11,10 +12,12 @@ import attrs
 
 from wfe_core.engine import WorkflowExecutor
 from wfe_core.errors import ConcurrencyError, LockNotHeldError, WfeError, WorkflowNotFoundError
-from wfe_core.models import new_id
+from wfe_core.models import WorkflowStatus, new_id
+from wfe_core.models.instance import utcnow
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Sequence
+    from datetime import datetime
 
     from wfe_core.models import (
         EventSubscription,
@@ -60,6 +63,7 @@ class _PassEnvironment:
     def __init__(self, host: WorkflowHost, instance: WorkflowInstance) -> None:
         self.host = host
         self.finished = instance.status.is_finished
+        self.stored_due: datetime | None = None
 
     @property
     def host_context(self) -> WorkflowHost:
@@ -78,6 +82,10 @@ class _PassEnvironment:
             subscriptions=subscriptions,
             errors=errors,
             closed_subscriptions=closed_subscriptions,
+        )
+        # What was last stored, so the runner can tell work that fell due meanwhile.
+        self.stored_due = (
+            instance.next_execution if instance.status == WorkflowStatus.RUNNABLE else None
         )
         if instance.status.is_finished and not self.finished:
             self.finished = True
@@ -141,18 +149,23 @@ class PassRunner:
             tg.start_soon(self._renew, lease, handle)
             try:
                 with handle.scope:
-                    await self._run(handle.workflow_id, handle)
+                    due = await self._run(handle.workflow_id, handle)
+                    if due is not None and due <= utcnow():
+                        # It fell due while the pass stored its state (a short sleep on a
+                        # slow store): nothing else would wake it, so run it again.
+                        handle.rerun = True
             finally:
                 tg.cancel_scope.cancel()
 
-    async def _run(self, workflow_id: str, handle: PassHandle) -> None:
+    async def _run(self, workflow_id: str, handle: PassHandle) -> datetime | None:
+        """Run a pass; returns when the instance is next due as last stored by it."""
         host = self.host
         try:
             instance = await host._load(workflow_id)
         except WorkflowNotFoundError:
-            return
+            return None
         if instance.status.is_finished:
-            return
+            return None
         definition = host.definitions.find(instance.definition_id, instance.version)
         if definition is None:
             logger.error(
@@ -162,13 +175,15 @@ class PassRunner:
                 instance.version,
                 extra={"workflow_id": workflow_id},
             )
-            return
+            return None
+        environment = _PassEnvironment(host, instance)
         executor = WorkflowExecutor(
-            _PassEnvironment(host, instance),
+            environment,
             max_parallel_steps=host.options.max_parallel_steps,
             step_middleware=tuple(host.step_middleware),
         )
         await executor.run_pass(instance, definition, should_stop=lambda: handle.stop)
+        return environment.stored_due
 
     async def _renew(self, lease: Lease, handle: PassHandle) -> None:
         ttl = self.host.options.lease_seconds

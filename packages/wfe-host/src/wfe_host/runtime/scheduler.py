@@ -55,9 +55,10 @@ class Scheduler:
                     with anyio.move_on_after((due - now + _SLACK).total_seconds()):
                         await wake.wait()
                     continue
+                # Instances this host is running are queued too: their pass then runs once
+                # more when it ends, in case the work fell due after it last looked.
                 for workflow_id in await host.persistence.get_runnable_instances(now):
-                    if workflow_id not in host.passes.running:
-                        await host._enqueue_workflow(workflow_id)
+                    await host._enqueue_workflow(workflow_id)
             except WfeError:
                 logger.exception("scheduling failed; trying again shortly")
             with anyio.move_on_after(self.recovery_seconds):
