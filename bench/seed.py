@@ -1,0 +1,61 @@
+"""Scenario 6's store: a SQLite file holding many finished workflow instances.
+
+Seeding goes through the provider's own tables, fast: one 3-step workflow is run to its end
+by a real host (so its row and JSON document are exactly what wfe-sqlite writes), then that
+row is cloned ``count`` times by a single ``INSERT ... SELECT`` over a recursive CTE, each
+clone with a new id (also replaced inside its document) and slightly earlier times, in one
+transaction. The file is checkpointed and then copied for every run, so each run starts from
+the same store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from typing import Any
+
+from bench.peers import wfe
+
+_CLONE = """
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)
+INSERT INTO wfe_workflows (id, definition_id, version, status, reference, next_execution,
+                           create_time, complete_time, revision, document)
+SELECT printf('seed%028d', i), definition_id, version, status, reference, NULL,
+       create_time - i * 1000, complete_time - i * 1000, revision,
+       replace(document, :template, printf('seed%028d', i))
+FROM wfe_workflows, n WHERE wfe_workflows.id = :template
+"""
+
+
+async def seed(path: str, count: int) -> dict[str, Any]:
+    """Create ``path`` holding ``count`` (+1) finished instances of ``bench-3``."""
+    wfe.remove_database(path)
+    started = time.perf_counter()
+    async with wfe.make_host("sqlite", path) as host:
+        host.register(wfe.chain(3, "bench-3"))
+        template = await host.start_workflow("bench-3", {})
+        await host.wait_for_workflow(template, timeout=wfe.TIMEOUT)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_CLONE, {"count": count, "template": template})
+        conn.execute("COMMIT")
+        stored = conn.execute("SELECT count(*) FROM wfe_workflows").fetchone()[0]
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = conn.execute(
+            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
+        ).fetchone()[0]
+    finally:
+        conn.close()
+    return {
+        "stored_instances": stored,
+        "seconds": time.perf_counter() - started,
+        "file_mib": size / 2**20,
+    }
+
+
+def copy_store(template: str, path: str) -> None:
+    """A fresh copy of the seeded file for one run."""
+    wfe.remove_database(path)
+    shutil.copyfile(template, path)
