@@ -148,3 +148,32 @@ async def test_killed_host_workflows_are_finished_by_a_new_host(tmp_path: Path) 
     assert set(per_step) == {(i, s) for i in ids for s in steps}
     repeated = [key for key, n in per_step.items() if n > 1]
     assert len(repeated) <= count, f"more steps re-ran than the kill could interrupt: {repeated}"
+
+
+def test_options_from_settings_reach_the_provider(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/wfe.db"
+    host = wfe_host.WorkflowHost.from_settings(
+        {"persistence": {"url": url, "options": {"synchronous": "normal", "busy_timeout": 5}}}
+    )
+    assert isinstance(host.persistence, SqlitePersistence)
+    options = host.persistence.target.options
+    assert (options.synchronous, options.busy_timeout) == ("normal", 5.0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"synchronous": "off"}, "persistence.options.synchronous"),
+        ({"busy_timeout": -1}, "busy_timeout must be a positive number"),
+        ({"colour": "blue"}, "persistence.options.colour"),
+    ],
+)
+def test_bad_options_in_settings_are_configuration_errors(
+    tmp_path: Path, options: dict[str, object], message: str
+) -> None:
+    from wfe_core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=message):
+        wfe_host.WorkflowHost.from_settings(
+            {"persistence": {"url": f"sqlite:///{tmp_path}/wfe.db", "options": options}}
+        )
