@@ -125,6 +125,7 @@ class _Pass:
         self.limiter = anyio.CapacityLimiter(executor.max_parallel_steps)
         self.lock = anyio.Lock()
         self.running: dict[str, anyio.CancelScope] = {}
+        self.timer: anyio.CancelScope | None = None
         self.dirty = False
         self.subscriptions: list[EventSubscription] = []
         self.errors: list[ExecutionError] = []
@@ -186,6 +187,36 @@ class _Pass:
         await self._flush()
         for pointer, scope in started:
             tg.start_soon(self._run_pointer, tg, pointer, scope)
+        self._arm_timer(tg)
+
+    def _arm_timer(self, tg: TaskGroup) -> None:
+        """While steps run, wake the pass when a sleeping pointer falls due, so a short
+        sleep or retry in one branch does not wait for a long step in another."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self.running or not self._may_continue():
+            return  # the pass is ending; the host's scheduler wakes the instance
+        now = utcnow()
+        busy = px.busy_containers(self.instance)
+        times = [
+            t
+            for p in self.instance.pointers
+            if p.id not in self.running
+            and (t := px.ready_time(p, busy, now)) is not None
+            and t > now
+        ]
+        if times:
+            self.timer = anyio.CancelScope()
+            tg.start_soon(self._wake_at, tg, self.timer, min(times))
+
+    async def _wake_at(self, tg: TaskGroup, scope: anyio.CancelScope, due: datetime) -> None:
+        with scope:
+            await anyio.sleep(max((due - utcnow()).total_seconds(), 0.0) + 0.001)
+            async with self.lock:
+                if self.timer is scope:
+                    self.timer = None
+                await self._start_runnable(tg)
 
     def _settle(self) -> None:
         """Complete the workflow when no pointer is active any more."""
@@ -260,9 +291,9 @@ class _Pass:
                     self._apply_outputs(body, step, result)
                 return result
             except Exception as exc:
-                logger.warning(
-                    "step %s failed: %s", step.display_name, exc, extra=extra, exc_info=True
-                )
+                # Info, not warning: the step's error behaviour decides whether this matters
+                # (the traceback is kept in the stored ExecutionError).
+                logger.info("step %s failed: %r", step.display_name, exc, extra=extra)
                 return _Failure(exc, traceback.format_exc())
         return None
 
@@ -486,7 +517,8 @@ class _Pass:
         self.instance.complete_time = utcnow()
         self.instance.next_execution = None
         self._emit(event, None, None if message is None else str(message))
-        logger.info("workflow %s", status, extra=self.log_extra)
+        level = logging.INFO if status == WorkflowStatus.COMPLETE else logging.WARNING
+        logger.log(level, "workflow %s %s", self.instance.id, status, extra=self.log_extra)
 
     def _new_pointer(
         self, step_id: int, *, scope: list[str], item: Any, predecessor: str | None

@@ -281,6 +281,30 @@ class WorkflowScenarios:
         assert instance.data.log[4] == "joined"
 
     @pytest.mark.anyio
+    async def test_short_sleep_is_not_held_up_by_a_long_branch(self, host: ScenarioHost) -> None:
+        started = time.monotonic()
+        woke: list[float] = []
+
+        async def long_step(ctx: StepContext) -> None:
+            await anyio.sleep(1.5)
+
+        definition = (
+            WorkflowBuilder(Journal)
+            .parallel(
+                lambda p: p.branch(lambda b: b.start_with(long_step)).branch(
+                    lambda b: b.delay(timedelta(milliseconds=100)).then(
+                        lambda ctx: woke.append(time.monotonic() - started)
+                    )
+                )
+            )
+            .build(_unique("timer-in-pass"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert woke
+        assert woke[0] < 1.2, f"a 0.1 s delay ended after {woke[0]:.2f} s"
+
+    @pytest.mark.anyio
     async def test_for_each_parallel_visits_every_item(self, host: ScenarioHost) -> None:
         async def visit(ctx: StepContext) -> None:
             await anyio.sleep(0.3)
