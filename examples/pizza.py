@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sys
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import anyio
 import attrs
@@ -38,6 +39,9 @@ from wfe_host import (
     WorkflowInstance,
     WorkflowStatus,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 @attrs.define
@@ -67,7 +71,7 @@ class Invoice:
     number: str | None = None
 
 
-def say(line: str) -> object:
+def say(line: str) -> Callable[[StepContext], None]:
     """An inline step that records ``line`` in the order's log."""
 
     def step(ctx: StepContext) -> None:
