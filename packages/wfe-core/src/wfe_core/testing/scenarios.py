@@ -754,6 +754,35 @@ class WorkflowScenarios:
         assert child.id in (failed[0].error or "")
 
     @pytest.mark.anyio
+    async def test_terminated_child_fails_parent_step(self, host: ScenarioHost) -> None:
+        child = WorkflowBuilder(ChildInput).wait_for("never", key="k").build(_unique("child"))
+        host.register(child)
+        parent = (
+            WorkflowBuilder(ParentData)
+            .sub_workflow(child.id)
+            .then(record("never"))
+            .build(_unique("parent-terminated-child"))
+        )
+        host.register(parent)
+        events = host.lifecycle_events()
+        parent_id = await host.start_workflow(parent.id)
+        child_id = None
+        with anyio.fail_after(TIMEOUT):
+            async for event in events:
+                if event.definition_id == child.id:
+                    child_id = event.workflow_id
+                    break
+        assert child_id is not None
+        await self._wait_until(host, child_id, self._waiting)
+        child_instance = await host.get_workflow(child_id)
+        assert child_instance.parent_workflow_id == parent_id
+        assert await host.terminate_workflow(child_id)
+        instance = await host.wait_for_workflow(parent_id, TIMEOUT)
+        assert instance.status == WorkflowStatus.FAILED
+        failed = [p for p in instance.pointers if p.status == PointerStatus.FAILED]
+        assert "terminated" in (failed[0].error or "")
+
+    @pytest.mark.anyio
     async def test_sub_workflow_failure_can_be_compensated(self, host: ScenarioHost) -> None:
         child = self._child(fail=True)
         host.register(child)
