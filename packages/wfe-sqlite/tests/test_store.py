@@ -244,3 +244,32 @@ async def test_times_keep_microseconds_and_order_in_sql(db_url: str) -> None:
         due = await persistence.get_runnable_instances(base + timedelta(microseconds=2))
         assert list(due) == [i for o, i in sorted(ids) if o <= 2]
         assert await persistence.next_execution_time() == base + timedelta(microseconds=1)
+
+
+@pytest.mark.anyio
+async def test_a_locked_database_fails_a_group_once_not_once_per_write(tmp_path: Path) -> None:
+    path = tmp_path / "busy-group.db"
+    instances = [WorkflowInstance("flow", 1) for _ in range(20)]
+    async with SqlitePersistence(f"sqlite:///{path}", SqliteOptions(busy_timeout=0.3)) as p:
+        for instance in instances:
+            await p.create_workflow(instance)
+        failures: list[BaseException] = []
+
+        async def write(instance: WorkflowInstance) -> None:
+            try:
+                await p.persist_workflow(instance)
+            except ProviderError as exc:
+                failures.append(exc)
+
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            started = anyio.current_time()
+            async with anyio.create_task_group() as tg:
+                for instance in instances:
+                    tg.start_soon(write, instance)
+            elapsed = anyio.current_time() - started
+            other.execute("ROLLBACK")
+        assert len(failures) == len(instances)
+        # A few groups at most, each waiting busy_timeout once (20 waits would take 6 s).
+        assert elapsed < 3.0
+        assert all(i.revision == 1 for i in instances)

@@ -309,12 +309,19 @@ class Store:
                         # A database error may have rolled the whole transaction back
                         # (SQLite does that for some errors), so trust nothing of this group.
                         raise _GroupFailure from exc
-        except Exception:
+        except _GroupFailure:
             # Run every operation of the group on its own, so only the guilty one fails.
             for job in batch:
                 job.result = None
                 job.error = None
                 self._run_alone(conn, job)
+        except Exception as exc:
+            # BEGIN or COMMIT failed (the write lock stayed taken past busy_timeout, an I/O
+            # error): the group failed as a whole. Not retried one by one: each would wait
+            # out busy_timeout again.
+            for job in batch:
+                job.result = None
+                job.error = exc
 
     @staticmethod
     def _run_alone(conn: Connection, job: _Job[Any]) -> None:
