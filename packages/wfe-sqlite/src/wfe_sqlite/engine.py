@@ -124,6 +124,8 @@ class Store:
         self.options: SqliteOptions = target.options
         self.refs = 0
         self._open_lock = threading.Lock()
+        # Held while a group runs, so closing waits for the transaction under way.
+        self._batch_lock = threading.Lock()
         self._opened = False
         self._closed = False
         self._write_engine: Engine | None = None
@@ -232,7 +234,7 @@ class Store:
 
     def close_blocking(self) -> None:
         """Close every connection (the in-memory database is gone afterwards)."""
-        with self._open_lock:
+        with self._open_lock, self._batch_lock:
             self._closed = True
             self._opened = False
             self._dispose()
@@ -282,6 +284,10 @@ class Store:
         return job.result  # type: ignore[return-value]
 
     def _run_batch(self, batch: list[_Job[Any]]) -> None:
+        with self._batch_lock:
+            self._run_batch_locked(batch)
+
+    def _run_batch_locked(self, batch: list[_Job[Any]]) -> None:
         conn = self._writer
         if conn is None:
             error = ProviderError(f"{self.where} is closed")
