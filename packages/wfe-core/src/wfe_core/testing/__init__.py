@@ -25,7 +25,7 @@ pytest.register_assert_rewrite(
 
 from wfe_core.testing.lifecycle import LifecycleSuite  # noqa: E402
 from wfe_core.testing.lock import LockSuite, lock_state_machine  # noqa: E402
-from wfe_core.testing.persistence import PersistenceSuite  # noqa: E402
+from wfe_core.testing.persistence import PersistenceSuite, persistence_state_machine  # noqa: E402
 from wfe_core.testing.queue import QueueSuite, queue_state_machine  # noqa: E402
 from wfe_core.testing.search import SearchSuite  # noqa: E402
 
@@ -36,5 +36,6 @@ __all__ = [
     "QueueSuite",
     "SearchSuite",
     "lock_state_machine",
+    "persistence_state_machine",
     "queue_state_machine",
 ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import functools
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -11,6 +12,13 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from wfe_core.errors import (
     ConcurrencyError,
@@ -30,12 +38,12 @@ from wfe_core.models import (
     new_id,
 )
 from wfe_core.testing import strategies
-from wfe_core.testing._support import as_stored, call, now_ms
+from wfe_core.testing._support import MACHINE_SETTINGS, as_stored, call, now_ms
 
 if TYPE_CHECKING:
     from wfe_core.providers import PersistenceProvider
 
-__all__ = ["PersistenceSuite"]
+__all__ = ["PersistenceSuite", "persistence_state_machine"]
 
 #: Settings of the property tests: a few dozen examples, no deadline on a noisy machine.
 PROPERTY_SETTINGS = settings(
@@ -657,3 +665,247 @@ class PersistenceSuite:
             assert call(persistence.get_event, event.id) == as_stored(event)
 
         await anyio.to_thread.run_sync(check)
+
+    @pytest.mark.anyio
+    async def test_matches_the_memory_model(self, persistence: PersistenceProvider) -> None:
+        """Random sequences of writes and queries agree with :class:`MemoryPersistence`."""
+        machine = persistence_state_machine(persistence)
+        await anyio.to_thread.run_sync(
+            functools.partial(
+                run_state_machine_as_test,
+                machine,
+                settings=settings(MACHINE_SETTINGS, max_examples=15, stateful_step_count=35),
+            )
+        )
+
+
+_BASE_TIME = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBasedStateMachine]:
+    """A state machine running the same writes on ``persistence`` and on a fresh
+    :class:`~wfe_core.memory.MemoryPersistence` and comparing every answer.
+
+    Each run works on its own definition id, event names and fresh ids, and compares only what
+    belongs to it, so runs share a store safely. Stored times are all distinct, so orders never
+    depend on how a provider breaks ties. Run it in a worker thread of the event loop that owns
+    ``persistence`` (``anyio.to_thread.run_sync``).
+    """
+    from wfe_core.memory.persistence import MemoryPersistence
+
+    offsets = st.integers(min_value=0, max_value=120)
+    maybe_offsets = st.none() | offsets
+
+    class PersistenceMachine(RuleBasedStateMachine):
+        copies = Bundle("copies")  # (provider's copy, model's copy) of one instance
+        workflow_ids = Bundle("workflow_ids")
+        event_ids = Bundle("event_ids")
+        subscription_ids = Bundle("subscription_ids")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = MemoryPersistence()
+            self.prefix = f"wfe-test-{new_id()[:12]}"
+            self.mine: dict[str, set[str]] = {"workflows": set(), "events": set()}
+            self.ticks = 0
+
+        def at(self, seconds: int) -> datetime:
+            """A time ``seconds`` after the base, made unique by a millisecond counter."""
+            self.ticks += 1
+            return _BASE_TIME + timedelta(seconds=seconds, milliseconds=self.ticks)
+
+        def both(self, method: str, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            """Call ``method`` on both; both succeed, or both raise the same error type."""
+            outcomes = []
+            for store in (persistence, self.model):
+                copied_args = [attrs.evolve(a) if attrs.has(type(a)) else a for a in args]
+                try:
+                    outcomes.append(("ok", call(getattr(store, method), *copied_args, **kwargs)))
+                except WfeError as error:
+                    outcomes.append(("error", error))
+            (kind, got), (model_kind, expected) = outcomes
+            if kind == "error" or model_kind == "error":
+                assert (kind, type(got)) == (model_kind, type(expected)), (method, got, expected)
+            return got, expected
+
+        # -- instances ---------------------------------------------------------------------
+        @rule(
+            target=workflow_ids,
+            status=st.sampled_from(WorkflowStatus),
+            data=strategies.json_values(max_leaves=4),
+            next_at=maybe_offsets,
+            pointers=st.integers(min_value=0, max_value=2),
+        )
+        def create(
+            self, status: WorkflowStatus, data: Any, next_at: int | None, pointers: int
+        ) -> str:
+            # Simple instances (the round-trip property covers every field): they shrink fast.
+            instance = make_instance(
+                definition_id=self.prefix,
+                status=status,
+                data=data,
+                create_time=self.at(0),
+                next_execution=None if next_at is None else self.at(next_at),
+                complete_time=self.at(0) if status.is_finished else None,
+                pointers=[ExecutionPointer(step_id=step) for step in range(pointers)],
+            )
+            call(persistence.create_workflow, attrs.evolve(instance))
+            call(self.model.create_workflow, attrs.evolve(instance))
+            self.mine["workflows"].add(instance.id)
+            return instance.id
+
+        @rule(target=copies, workflow_id=workflow_ids)
+        def load(self, workflow_id: str) -> tuple[WorkflowInstance, WorkflowInstance]:
+            got, expected = self.both("get_workflow", workflow_id)
+            assert got == expected
+            return got, expected
+
+        @rule(
+            pair=copies,
+            status=st.sampled_from(WorkflowStatus),
+            data=strategies.json_values(max_leaves=4),
+            next_at=maybe_offsets,
+            subscribe_at=st.lists(st.tuples(st.sampled_from("ab"), offsets), max_size=2),
+            error_count=st.integers(min_value=0, max_value=2),
+        )
+        def persist(
+            self,
+            pair: tuple[WorkflowInstance, WorkflowInstance],
+            status: WorkflowStatus,
+            data: Any,
+            next_at: int | None,
+            subscribe_at: list[tuple[str, int]],
+            error_count: int,
+        ) -> None:
+            ours, model = pair
+            finished_at = self.at(0) if status.is_finished else None
+            next_execution = None if next_at is None else self.at(next_at)
+            for copy in pair:
+                copy.status = status
+                copy.data = data
+                copy.complete_time = finished_at
+                copy.next_execution = next_execution
+            subscriptions = [
+                make_subscription(
+                    ours.id,
+                    event_name=self.prefix,
+                    event_key=key,
+                    subscribe_as_of=self.at(offset),
+                    create_time=self.at(0),
+                )
+                for key, offset in subscribe_at
+            ]
+            errors = [make_error(ours.id, time=self.at(0)) for _ in range(error_count)]
+            outcomes = []
+            for store, copy in ((persistence, ours), (self.model, model)):
+                try:
+                    call(
+                        store.persist_workflow,
+                        copy,
+                        subscriptions=[attrs.evolve(s) for s in subscriptions],
+                        errors=[attrs.evolve(e) for e in errors],
+                    )
+                except ConcurrencyError:
+                    outcomes.append("refused")
+                else:
+                    outcomes.append("stored")
+            assert outcomes[0] == outcomes[1], f"provider {outcomes[0]}, model {outcomes[1]}"
+            assert ours.revision == model.revision
+            self.get(ours.id)
+
+        @rule(workflow_id=workflow_ids)
+        def get(self, workflow_id: str) -> None:
+            got, expected = self.both("get_workflow", workflow_id)
+            assert got == expected
+            got_errors, expected_errors = self.both("get_errors", workflow_id)
+            assert list(got_errors) == list(expected_errors)
+
+        @rule(as_of=offsets)
+        def runnable(self, as_of: int) -> None:
+            got, expected = self.both(
+                "get_runnable_instances", _BASE_TIME + timedelta(seconds=as_of)
+            )
+            assert set(got) & self.mine["workflows"] == set(expected)
+
+        @rule(
+            status=st.none() | st.sampled_from(WorkflowStatus),
+            skip=st.integers(min_value=0, max_value=3),
+            take=st.integers(min_value=1, max_value=4),
+        )
+        def listing(self, status: WorkflowStatus | None, skip: int, take: int) -> None:
+            got, expected = self.both(
+                "list_workflows", definition_id=self.prefix, status=status, skip=skip, take=take
+            )
+            assert got.total == expected.total
+            assert list(got.items) == list(expected.items)
+
+        # -- events ------------------------------------------------------------------------
+        @rule(
+            target=event_ids,
+            key=st.sampled_from("ab"),
+            at=offsets,
+            data=strategies.json_values(max_leaves=4),
+        )
+        def create_event(self, key: str, at: int, data: Any) -> str:
+            event = Event(name=self.prefix, key=key, data=data, time=self.at(at))
+            self.both("create_event", event)
+            self.mine["events"].add(event.id)
+            return event.id
+
+        @rule(event_id=event_ids, processed=st.booleans())
+        def mark(self, event_id: str, processed: bool) -> None:
+            method = "mark_event_processed" if processed else "mark_event_unprocessed"
+            self.both(method, event_id)
+            got, expected = self.both("get_event", event_id)
+            assert got == expected
+
+        @rule(key=st.sampled_from("ab"), as_of=offsets)
+        def find_events(self, key: str, as_of: int) -> None:
+            moment = _BASE_TIME + timedelta(seconds=as_of)
+            got, expected = self.both("get_events", self.prefix, key, moment)
+            assert list(got) == list(expected)
+            got, expected = self.both("get_runnable_events", moment)
+            assert [i for i in got if i in self.mine["events"]] == list(expected)
+
+        # -- subscriptions -----------------------------------------------------------------
+        @rule(
+            target=subscription_ids,
+            workflow_id=workflow_ids,
+            key=st.sampled_from("ab"),
+            at=offsets,
+        )
+        def subscribe(self, workflow_id: str, key: str, at: int) -> str:
+            subscription = make_subscription(
+                workflow_id,
+                event_name=self.prefix,
+                event_key=key,
+                subscribe_as_of=self.at(at),
+                create_time=self.at(0),
+            )
+            self.both("create_subscription", subscription)
+            return subscription.id
+
+        @rule(subscription_id=subscription_ids)
+        def terminate(self, subscription_id: str) -> None:
+            self.both("terminate_subscription", subscription_id)
+            got, expected = self.both("get_subscription", subscription_id)
+            assert got == expected
+
+        @rule(key=st.sampled_from("ab"), as_of=offsets)
+        def find_subscriptions(self, key: str, as_of: int) -> None:
+            moment = _BASE_TIME + timedelta(seconds=as_of)
+            got, expected = self.both("get_subscriptions", self.prefix, key, moment)
+            assert list(got) == list(expected)
+
+        @invariant()
+        def queries_agree(self) -> None:
+            # Every query over everything this run stored, after every step: cheap, and it
+            # catches order and filter mistakes the random queries above can miss.
+            latest = _BASE_TIME + timedelta(days=1)
+            for key in "ab":
+                got, expected = self.both("get_subscriptions", self.prefix, key, latest)
+                assert list(got) == list(expected)
+            got, expected = self.both("list_workflows", definition_id=self.prefix)
+            assert (got.total, list(got.items)) == (expected.total, list(expected.items))
+
+    return PersistenceMachine
