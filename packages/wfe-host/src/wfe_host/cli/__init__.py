@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from wfe_core.errors import PluginError, WfeError
+from wfe_host.cli.events import events_group
 from wfe_host.cli.info import plugins_command, providers_command
 from wfe_host.cli.state import CliState, cli_state
+from wfe_host.cli.worker import worker_command
+from wfe_host.cli.workflows import workflows_group
 from wfe_host.plugins import ENV_TRACE_PLUGINS, env_flag
 from wfe_host.settings import CONCERNS, ENV_CONFIG
 
@@ -199,3 +202,6 @@ def main(
 
 main.add_command(plugins_command)
 main.add_command(providers_command)
+main.add_command(worker_command)
+main.add_command(workflows_group)
+main.add_command(events_group)

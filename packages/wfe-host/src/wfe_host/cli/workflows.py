@@ -1,0 +1,402 @@
+"""``wfe workflows``: list stored workflow instances, show one, suspend, resume or terminate it.
+
+These commands open a host that runs no workflows itself (``run_workers=False``): they read
+and change stored state, and the workers (``wfe worker``, or any host on the same store) do
+the rest. Output is plain text when stdout is not a terminal (colours only on a TTY, never
+with ``NO_COLOR``), and JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from wfe_core.errors import WorkflowNotFoundError
+from wfe_core.models import PointerStatus, WorkflowStatus
+from wfe_core.serialization import to_primitive
+from wfe_host.cli.host_factory import build_host, not_found, run_async
+from wfe_host.cli.state import cli_state
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+    from wfe_core.models import ExecutionError, ExecutionPointer, Page, WorkflowInstance
+    from wfe_host.host import WorkflowHost
+
+__all__ = [
+    "error_record",
+    "format_time",
+    "instance_summary",
+    "workflows_group",
+]
+
+#: Colours of statuses on a terminal (workflow and pointer statuses share names).
+_STATUS_COLOURS: dict[str, str] = {
+    str(WorkflowStatus.RUNNABLE): "cyan",
+    str(WorkflowStatus.SUSPENDED): "yellow",
+    str(WorkflowStatus.COMPLETE): "green",
+    str(WorkflowStatus.TERMINATED): "magenta",
+    str(WorkflowStatus.FAILED): "red",
+    str(PointerStatus.RUNNING): "cyan",
+    str(PointerStatus.SLEEPING): "blue",
+    str(PointerStatus.WAITING_FOR_EVENT): "blue",
+    str(PointerStatus.COMPENSATED): "magenta",
+    str(PointerStatus.CANCELLED): "magenta",
+}
+
+
+# -- formatting ----------------------------------------------------------------------------------
+
+
+def format_time(value: datetime | None) -> str:
+    """``2026-11-24T01:25:02Z`` (UTC, whole seconds), or ``-``."""
+    if value is None:
+        return "-"
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+
+
+def _style_status(text: str) -> str:
+    colour = _STATUS_COLOURS.get(text.strip())
+    if colour is None or os.environ.get("NO_COLOR"):
+        return text
+    # click.echo drops the escape codes when stdout is not a terminal.
+    return click.style(text, fg=colour)
+
+
+def _table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    styles: Mapping[int, Callable[[str], str]] | None = None,
+) -> str:
+    """A plain table whose cells are padded before being styled, so colours keep columns."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        cells = []
+        for index, (cell, width) in enumerate(zip(row, widths, strict=True)):
+            padded = cell.ljust(width) if index < len(row) - 1 else cell
+            style = (styles or {}).get(index)
+            cells.append(style(padded) if style is not None else padded)
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _one_line(text: str | None, limit: int = 80) -> str:
+    if not text:
+        return "-"
+    first = text.strip().splitlines()[0] if text.strip() else "-"
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
+def _json_dump(value: Any) -> str:
+    # default=str: data a step stored may hold values JSON has no type for.
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
+
+
+def instance_summary(instance: WorkflowInstance) -> dict[str, Any]:
+    """``instance`` without its pointers, as JSON-ready primitives (``workflows list --json``)."""
+    record: dict[str, Any] = to_primitive(instance)
+    record.pop("pointers", None)
+    return record
+
+
+def error_record(error: ExecutionError) -> dict[str, Any]:
+    """``error`` as JSON-ready primitives."""
+    record: dict[str, Any] = to_primitive(error)
+    return record
+
+
+def _step_label(pointer: ExecutionPointer) -> str:
+    name = pointer.step_name
+    return f"{pointer.step_id} {name}" if name else str(pointer.step_id)
+
+
+def _pointer_detail(pointer: ExecutionPointer) -> str:
+    """What an unfinished pointer waits for."""
+    if pointer.status == PointerStatus.WAITING_FOR_EVENT and pointer.event_name:
+        return f"event {pointer.event_name}/{pointer.event_key}"
+    if pointer.status == PointerStatus.SLEEPING and pointer.sleep_until is not None:
+        return f"until {format_time(pointer.sleep_until)}"
+    if pointer.context_item is not None:
+        return f"item {_one_line(json.dumps(to_primitive(pointer.context_item), default=str), 30)}"
+    return ""
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def _run_on_host(
+    ctx: click.Context,
+    body: Callable[[WorkflowHost], Awaitable[Any]],
+    workflow_id: str | None = None,
+) -> Any:
+    """Open a host without workers, run ``body`` on it; an unknown ``workflow_id`` is one
+    error line."""
+    host, _ = build_host(cli_state(ctx), run_workers=False)
+
+    async def main() -> Any:
+        async with host:
+            return await body(host)
+
+    try:
+        return run_async(main)
+    except WorkflowNotFoundError as exc:
+        if workflow_id is None:
+            raise
+        raise not_found(workflow_id) from exc
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+@click.group("workflows")
+def workflows_group() -> None:
+    """List stored workflow instances, show one, or suspend, resume or terminate it.
+
+    They are read from (and changed in) the configured persistence: by default
+    .wfe/wfe.db in the current directory when wfe-sqlite is installed.
+    """
+
+
+@workflows_group.command("list")
+@click.option(
+    "--status",
+    type=click.Choice([str(s) for s in WorkflowStatus], case_sensitive=False),
+    default=None,
+    help="Only instances with this status.",
+)
+@click.option(
+    "--definition", "definition_id", metavar="ID", default=None, help="Only this definition."
+)
+@click.option("--reference", default=None, help="Only instances with this reference.")
+@click.option(
+    "--skip", type=click.IntRange(min=0), default=0, show_default=True, help="Skip this many."
+)
+@click.option(
+    "--take",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Show at most this many.",
+)
+@_json_option
+@click.pass_context
+def list_command(
+    ctx: click.Context,
+    status: str | None,
+    definition_id: str | None,
+    reference: str | None,
+    skip: int,
+    take: int,
+    as_json: bool,
+) -> None:
+    """List workflow instances, newest first.
+
+    --json prints {"total", "skip", "take", "items"}, each item an instance without its
+    execution pointers.
+    """
+
+    async def body(host: WorkflowHost) -> Page[WorkflowInstance]:
+        return await host.list_workflows(
+            status=None if status is None else WorkflowStatus(status.lower()),
+            definition_id=definition_id,
+            reference=reference,
+            skip=skip,
+            take=take,
+        )
+
+    page: Page[WorkflowInstance] = _run_on_host(ctx, body)
+    if as_json:
+        click.echo(
+            _json_dump(
+                {
+                    "total": page.total,
+                    "skip": page.skip,
+                    "take": page.take,
+                    "items": [instance_summary(i) for i in page.items],
+                }
+            )
+        )
+        return
+    if not page.items:
+        what = "no workflows" if page.total == 0 else f"no workflows after the first {skip}"
+        click.echo(f"{what} (of {page.total})" if page.total else what, err=True)
+        return
+    rows = [
+        [
+            i.id,
+            i.definition_id,
+            str(i.version),
+            str(i.status),
+            i.reference or "-",
+            format_time(i.create_time),
+            format_time(i.complete_time),
+        ]
+        for i in page.items
+    ]
+    headers = ["ID", "DEFINITION", "VERSION", "STATUS", "REFERENCE", "CREATED", "COMPLETED"]
+    click.echo(_table(headers, rows, {3: _style_status}))
+    shown_to = skip + len(page.items)
+    if shown_to < page.total or skip:
+        more = f"; --skip {shown_to} for more" if shown_to < page.total else ""
+        click.echo(f"{skip + 1}-{shown_to} of {page.total}{more}", err=True)
+
+
+@workflows_group.command("show")
+@click.argument("workflow_id", metavar="ID")
+@click.option("--tracebacks", is_flag=True, help="Also print the errors' tracebacks.")
+@_json_option
+@click.pass_context
+def show_command(ctx: click.Context, workflow_id: str, tracebacks: bool, as_json: bool) -> None:
+    """Show a workflow instance: status, data, steps and errors.
+
+    --json prints the stored instance (with its execution pointers) plus an "errors" list.
+    """
+
+    async def body(host: WorkflowHost) -> tuple[WorkflowInstance, list[ExecutionError]]:
+        instance = await host.get_workflow(workflow_id)
+        errors = await host.persistence.get_errors(workflow_id)
+        return instance, list(errors)
+
+    instance, errors = _run_on_host(ctx, body, workflow_id)
+    if as_json:
+        record: dict[str, Any] = to_primitive(instance)
+        record["errors"] = [error_record(e) for e in errors]
+        click.echo(_json_dump(record))
+        return
+    click.echo(_render(instance, errors, tracebacks=tracebacks))
+
+
+def _render(
+    instance: WorkflowInstance, errors: Sequence[ExecutionError], *, tracebacks: bool = False
+) -> str:
+    fields = [
+        ("Workflow", instance.id),
+        ("Definition", f"{instance.definition_id} v{instance.version}"),
+        ("Status", str(instance.status)),
+        ("Reference", instance.reference or "-"),
+        ("Description", instance.description or "-"),
+        ("Created", format_time(instance.create_time)),
+        ("Completed", format_time(instance.complete_time)),
+        ("Next run", format_time(instance.next_execution)),
+    ]
+    if instance.parent_workflow_id:
+        fields.append(("Parent", instance.parent_workflow_id))
+    width = max(len(label) for label, _ in fields)
+    lines = [
+        f"{label.ljust(width)}  {_style_status(value) if label == 'Status' else value}"
+        for label, value in fields
+    ]
+    lines += ["", "Data:", _json_dump(to_primitive(instance.data))]
+    lines += ["", "Steps:"]
+    if instance.pointers:
+        details = [_pointer_detail(p) for p in instance.pointers]
+        # The column only when something waits: finished workflows have nothing to show in it.
+        waiting = any(details)
+        rows = [
+            [
+                _step_label(p),
+                str(p.status),
+                format_time(p.start_time),
+                format_time(p.end_time),
+                str(p.attempt),
+                *([detail or "-"] if waiting else []),
+                _one_line(p.error, 60),
+            ]
+            for p, detail in zip(instance.pointers, details, strict=True)
+        ]
+        headers = ["STEP", "STATUS", "STARTED", "ENDED", "ATTEMPT"]
+        headers += [*(["WAITING FOR"] if waiting else []), "ERROR"]
+        lines.append(_table(headers, rows, {1: _style_status}))
+    else:
+        lines.append("(none yet)")
+    if errors:
+        lines += ["", "Errors:"]
+        rows = [
+            [
+                format_time(e.time),
+                e.step_name or ("-" if e.step_id is None else str(e.step_id)),
+                e.error_type or "-",
+                _one_line(e.message, 100),
+            ]
+            for e in errors
+        ]
+        lines.append(_table(["TIME", "STEP", "TYPE", "MESSAGE"], rows))
+        if tracebacks:
+            for error in errors:
+                if error.traceback:
+                    lines += [
+                        "",
+                        f"Traceback of {error.step_name or error.step_id} at "
+                        f"{format_time(error.time)}:",
+                        error.traceback.rstrip(),
+                    ]
+    return "\n".join(lines)
+
+
+def _control_command(
+    name: str,
+    verb: str,
+    method: Callable[[WorkflowHost, str], Awaitable[bool]],
+    expected: str,
+    doc: str,
+) -> click.Command:
+    """``wfe workflows NAME ID``: one state change, an error line when it does not apply."""
+
+    @click.command(name, help=doc)
+    @click.argument("workflow_id", metavar="ID")
+    @click.pass_context
+    def command(ctx: click.Context, workflow_id: str) -> None:
+        async def body(host: WorkflowHost) -> WorkflowStatus | None:
+            if await method(host, workflow_id):
+                return None
+            # Read again to say why: the change did not apply to the status it has now.
+            return (await host.get_workflow(workflow_id)).status
+
+        status = _run_on_host(ctx, body, workflow_id)
+        if status is not None:
+            raise click.ClickException(
+                f"workflow {workflow_id} is {status}; only {expected} workflows can be {verb}"
+            )
+        click.echo(f"{verb} {workflow_id}")
+
+    return command
+
+
+workflows_group.add_command(
+    _control_command(
+        "suspend",
+        "suspended",
+        lambda host, wid: host.suspend_workflow(wid),
+        "runnable",
+        "Suspend a runnable workflow: no step of it starts until it is resumed (running "
+        "steps finish).",
+    )
+)
+workflows_group.add_command(
+    _control_command(
+        "resume",
+        "resumed",
+        lambda host, wid: host.resume_workflow(wid),
+        "suspended",
+        "Resume a suspended workflow.",
+    )
+)
+workflows_group.add_command(
+    _control_command(
+        "terminate",
+        "terminated",
+        lambda host, wid: host.terminate_workflow(wid),
+        "unfinished (runnable or suspended)",
+        "Terminate a workflow that has not finished: its waiting and sleeping steps are "
+        "cancelled. A pass running on a worker is waited for (up to twice the lease time).",
+    )
+)
