@@ -1,0 +1,3 @@
+"""The built-in step types: ``shell``, ``deno`` and ``workflow``."""
+
+from __future__ import annotations

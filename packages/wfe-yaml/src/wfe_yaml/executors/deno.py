@@ -1,0 +1,242 @@
+"""The ``deno`` step type: JavaScript or TypeScript run by the real Deno binary, sandboxed
+by Deno's own permissions (nothing is granted unless the step asks for it)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import tempfile
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from wfe_core.providers.step_executor import StepExecutor
+from wfe_core.results import ExecutionResult
+from wfe_yaml.durations import parse_duration
+from wfe_yaml.errors import StepFailedError
+from wfe_yaml.executors.common import check_duration, check_string, check_strings
+from wfe_yaml.executors.process import LineEmitter, run_process
+from wfe_yaml.steps import record_result
+
+if TYPE_CHECKING:
+    from wfe_core.step import StepContext
+
+logger = logging.getLogger("wfe_yaml.deno")
+
+#: Permission keys and what they grant.
+PERMISSIONS: dict[str, str] = {
+    "net": "Hosts (host or host:port) the script may connect to; true for any.",
+    "read": "Paths the script may read; true for any.",
+    "write": "Paths the script may write; true for any.",
+    "env": "Environment variables the script may read; true for any.",
+    "run": "true: the script may start subprocesses.",
+    "dynamic_import": "true: the script may import remote modules (else none at all).",
+}
+_LIST_PERMISSIONS = ("net", "read", "write", "env")
+
+
+def deno_binary() -> str:
+    """The Deno binary of the ``deno`` wheel (``$WFE_DENO_BIN`` overrides it)."""
+    override = os.environ.get("WFE_DENO_BIN")
+    if override:
+        return override
+    import deno  # type: ignore[import-untyped]
+
+    return str(deno.find_deno_bin())
+
+
+def permission_flags(permissions: Mapping[str, Any]) -> list[str]:
+    """Deno command-line flags granting exactly ``permissions``."""
+    flags: list[str] = []
+    for key in _LIST_PERMISSIONS:
+        value = permissions.get(key)
+        if value is True:
+            flags.append(f"--allow-{key}")
+        elif isinstance(value, list) and value:
+            flags.append(f"--allow-{key}=" + ",".join(str(v) for v in value))
+    if permissions.get("run") is True:
+        flags.append("--allow-run")
+    if permissions.get("dynamic_import") is True:
+        flags.append("--allow-import")
+    else:
+        flags.append("--no-remote")
+    return flags
+
+
+class DenoExecutor(StepExecutor):
+    """Runs ``config.script`` (or ``config.file``) with Deno.
+
+    The script sees ``Wfe.getData()``, ``Wfe.setOutput(key, value)`` and ``Wfe.log(...)``.
+    The data arrives on stdin, and outputs leave on stdout as lines marked with a random
+    key the script never sees, so its own prints cannot forge an output. ``permissions``
+    map to Deno's flags; everything else is denied (``--no-prompt``), including reading the
+    executor's own temporary files. ``timeout`` kills the process (group) hard.
+    """
+
+    literal_keys = ("script",)
+    static_keys = ("file", "timeout", "permissions", "typescript")
+    config_keys: ClassVar[dict[str, str]] = {
+        "script": "The script (TypeScript or JavaScript).",
+        "file": "A script file to run instead (relative to the YAML file).",
+        "permissions": "Deno permissions: net, read, write, env, run, dynamic_import.",
+        "timeout": "Kill the script after this duration.",
+    }
+
+    @classmethod
+    def config_schema(cls) -> dict[str, Any]:
+        """The JSON Schema of this type's ``config:``."""
+        listed = {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "boolean"}]}
+        permissions = {
+            key: ({"type": "boolean"} if key in ("run", "dynamic_import") else listed)
+            | {"description": text}
+            for key, text in PERMISSIONS.items()
+        }
+        props: dict[str, Any] = {
+            "script": {"type": "string"},
+            "file": {"type": "string"},
+            "permissions": {
+                "type": "object",
+                "properties": permissions,
+                "additionalProperties": False,
+            },
+            "timeout": {"$ref": "#/$defs/duration"},
+        }
+        for key, text in cls.config_keys.items():
+            props[key] = {**props[key], "description": text}
+        return {
+            "type": "object",
+            "properties": props,
+            "patternProperties": {"^_": {}},
+            "additionalProperties": False,
+            "oneOf": [{"required": ["script"]}, {"required": ["file"]}],
+        }
+
+    def validate_config(self, config: Mapping[str, Any]) -> list[str]:
+        """Problems of a deno step's ``config``."""
+        problems: list[str] = []
+        has_script = config.get("script") is not None
+        has_file = config.get("file") is not None
+        if has_script == has_file:
+            problems.append(
+                "missing `script`: a deno step needs config.script (or config.file)"
+                if not has_script
+                else "give either `script` or `file`, not both"
+            )
+        check_string(config, "script", problems)
+        check_string(config, "file", problems)
+        if has_file and isinstance(config["file"], str) and not Path(config["file"]).is_file():
+            problems.append(f"file: no such script {config['file']!r}")
+        check_duration(config, "timeout", problems)
+        permissions = config.get("permissions")
+        if permissions is not None:
+            if not isinstance(permissions, Mapping):
+                problems.append("permissions: must be a mapping")
+            else:
+                for key, value in permissions.items():
+                    if key not in PERMISSIONS:
+                        import difflib
+
+                        close = difflib.get_close_matches(str(key), list(PERMISSIONS), n=1)
+                        hint = f" (did you mean {close[0]!r}?)" if close else ""
+                        problems.append(
+                            f"permissions: unknown permission {key!r}{hint}; known: "
+                            + ", ".join(PERMISSIONS)
+                        )
+                    elif key in ("run", "dynamic_import"):
+                        if not isinstance(value, bool):
+                            problems.append(f"permissions: {key} must be true or false")
+                    elif value is not True and value is not False:
+                        check_strings(permissions, key, problems)
+        return problems
+
+    def prepare_config(self, config: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+        """Resolve ``file`` against the YAML file's directory."""
+        prepared = dict(config)
+        file = prepared.get("file")
+        if isinstance(file, str) and file:
+            prepared["file"] = str((base_dir / file).resolve())
+        return prepared
+
+    async def execute(self, config: Mapping[str, Any], ctx: StepContext) -> ExecutionResult:
+        """Run the script in Deno and collect its outputs."""
+        name = ctx.step.display_name
+        key = "\x1e" + secrets.token_hex(16) + "\x1f"
+        payload = json.dumps({"key": key, "data": ctx.data}, default=str).encode()
+        timeout = parse_duration(config["timeout"]) if config.get("timeout") else None
+        outputs: dict[str, Any] = {}
+        emit = LineEmitter(ctx, name)
+
+        def on_line(stream: str, line: str) -> bool:
+            if stream == "stdout" and key in line:
+                before, _, message = line.partition(key)
+                if before:
+                    emit(stream, before)
+                try:
+                    item = json.loads(message)
+                except ValueError:
+                    return bool(before)
+                if item.get("kind") == "output":
+                    outputs[str(item.get("key"))] = item.get("value")
+                elif item.get("kind") == "log":
+                    emit("log", str(item.get("message", "")))
+                return bool(before)
+            emit(stream, line)
+            return True
+
+        with tempfile.TemporaryDirectory(prefix="wfe-deno-") as tmp:
+            main = _write_modules(Path(tmp), config)
+            argv = [
+                deno_binary(),
+                "run",
+                "--quiet",
+                "--no-prompt",
+                "--no-config",
+                "--no-lock",
+                "--no-npm",
+                *permission_flags(config.get("permissions") or {}),
+                str(main),
+            ]
+            env = dict(os.environ)
+            env.update({"NO_COLOR": "1", "DENO_NO_UPDATE_CHECK": "1"})
+            try:
+                result = await run_process(
+                    argv,
+                    env=env,
+                    cwd=None,
+                    timeout=timeout,
+                    on_line=on_line,
+                    stdin=payload,
+                )
+            except OSError as exc:
+                raise StepFailedError(f"cannot run deno: {exc}") from exc
+        record = result.record()
+        record_result(ctx, record)
+        if result.timed_out:
+            raise StepFailedError(f"timed out after {config['timeout']} (deno was killed)")
+        if result.exit_code != 0:
+            detail = result.last_error_line()
+            raise StepFailedError(
+                f"deno exited with code {result.exit_code}" + (f": {detail}" if detail else "")
+            )
+        return ExecutionResult.outcome(record, output=outputs or None)
+
+
+def _write_modules(folder: Path, config: Mapping[str, Any]) -> Path:
+    """Write the prelude, the step's script and the main module into ``folder``; returns the
+    main module. The script never gets permission to read them: Deno loads modules without
+    read permission."""
+    prelude = resources.files("wfe_yaml.executors").joinpath("deno_prelude.js")
+    (folder / "wfe_prelude.js").write_text(prelude.read_text(encoding="utf-8"), encoding="utf-8")
+    if config.get("file"):
+        module = Path(str(config["file"])).resolve().as_uri()
+    else:
+        (folder / "step.ts").write_text(str(config["script"]), encoding="utf-8")
+        module = "./step.ts"
+    # The prelude has no imports and runs synchronously, so it is evaluated before the
+    # step's module (a module's imports are evaluated in order).
+    main = folder / "main.js"
+    main.write_text(f'import "./wfe_prelude.js";\nimport {json.dumps(module)};\n', encoding="utf-8")
+    return main

@@ -1,0 +1,186 @@
+"""Running a child process for a step: streaming its lines, a timeout that kills its whole
+process group, and the tails of its output for the step's result."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from datetime import timedelta
+
+    from anyio.abc import ByteReceiveStream, Process
+
+    from wfe_core.step import StepContext
+
+#: The logger step output lines go to, one record per line, at INFO. Records carry
+#: ``workflow_id``, ``step_name``, ``pointer_id``, ``stream`` ("stdout"/"stderr") and ``line``;
+#: ``wfe run`` shows them live.
+OUTPUT_LOGGER = "wfe.output"
+output_logger = logging.getLogger(OUTPUT_LOGGER)
+
+#: Lines of each stream kept for the step's result.
+TAIL_LINES = 40
+#: Longest line kept (longer ones are cut in the tail and the log).
+MAX_LINE = 4000
+#: How long the output pipes may stay open after the process exited and its group was killed.
+_DRAIN_SECONDS = 5.0
+
+
+@attrs.define
+class ProcessResult:
+    """How a step's process ended."""
+
+    exit_code: int | None
+    stdout_tail: list[str]
+    stderr_tail: list[str]
+    duration: float
+    timed_out: bool = False
+
+    def record(self) -> dict[str, Any]:
+        """The step result recorded on its execution pointer."""
+        return {
+            "exit_code": self.exit_code,
+            "stdout": "\n".join(self.stdout_tail),
+            "stderr": "\n".join(self.stderr_tail),
+            "duration_ms": round(self.duration * 1000),
+            "timed_out": self.timed_out,
+        }
+
+    def last_error_line(self) -> str:
+        """The last non-empty stderr line (else stdout line), for error messages."""
+        for line in reversed(self.stderr_tail or self.stdout_tail):
+            if line.strip():
+                return line.strip()
+        return ""
+
+
+def kill_group(process: Process) -> None:
+    """SIGKILL the process group the step's process leads (it and everything it started)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+class LineEmitter:
+    """Logs a step's output lines as they come, with the step's ids."""
+
+    def __init__(self, ctx: StepContext, name: str) -> None:
+        self.extra = {
+            "workflow_id": ctx.workflow_id,
+            "definition_id": ctx.definition.id,
+            "step_name": name,
+            "pointer_id": ctx.pointer.id,
+        }
+
+    def __call__(self, stream: str, line: str) -> None:
+        output_logger.info("%s", line, extra={**self.extra, "stream": stream, "line": line})
+
+
+async def run_process(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str | None,
+    timeout: timedelta | None,
+    on_line: Callable[[str, str], bool],
+    stdin: bytes | None = None,
+) -> ProcessResult:
+    """Run ``argv`` in a new session (its own process group) and wait for it.
+
+    Every output line goes to ``on_line(stream, line)``; the line is kept in the tail when
+    that returns true. At ``timeout``, or when the step is cancelled, the whole process group
+    is killed. When the process exits, what is left of its group is killed too, so a
+    background child cannot keep the step (and its output pipes) alive.
+    """
+    started = time.monotonic()
+    tails: dict[str, collections.deque[str]] = {
+        "stdout": collections.deque(maxlen=TAIL_LINES),
+        "stderr": collections.deque(maxlen=TAIL_LINES),
+    }
+    process = await anyio.open_process(
+        list(argv),
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=dict(env),
+        start_new_session=True,
+    )
+    timed_out = False
+    try:
+        async with anyio.create_task_group() as tg:
+            assert process.stdout is not None
+            assert process.stderr is not None
+            tg.start_soon(_pump, process.stdout, "stdout", on_line, tails["stdout"])
+            tg.start_soon(_pump, process.stderr, "stderr", on_line, tails["stderr"])
+            if stdin is not None:
+                tg.start_soon(_feed, process, stdin)
+            with anyio.move_on_after(None if timeout is None else timeout.total_seconds()) as scope:
+                await process.wait()
+            if scope.cancelled_caught:
+                timed_out = True
+            kill_group(process)
+            await process.wait()
+            tg.cancel_scope.deadline = anyio.current_time() + _DRAIN_SECONDS
+    finally:
+        if process.returncode is None:
+            kill_group(process)
+            with anyio.CancelScope(shield=True):
+                await process.wait()
+        with anyio.CancelScope(shield=True):
+            await process.aclose()
+    return ProcessResult(
+        exit_code=process.returncode,
+        stdout_tail=list(tails["stdout"]),
+        stderr_tail=list(tails["stderr"]),
+        duration=time.monotonic() - started,
+        timed_out=timed_out,
+    )
+
+
+async def _feed(process: Process, data: bytes) -> None:
+    assert process.stdin is not None
+    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        await process.stdin.send(data)
+    with contextlib.suppress(OSError):
+        await process.stdin.aclose()
+
+
+async def _pump(
+    stream: ByteReceiveStream,
+    name: str,
+    on_line: Callable[[str, str], bool],
+    tail: collections.deque[str],
+) -> None:
+    pending = b""
+
+    def emit(raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r")
+        if len(line) > MAX_LINE:
+            line = line[:MAX_LINE] + "…"
+        if on_line(name, line):
+            tail.append(line)
+
+    try:
+        async for chunk in stream:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                emit(raw)
+            if len(pending) > 64 * 1024:
+                emit(pending)
+                pending = b""
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        pass
+    if pending:
+        emit(pending)
