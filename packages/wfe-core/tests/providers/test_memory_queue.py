@@ -38,7 +38,7 @@ class SharedQueueView(QueueProvider):
         self,
         queue: QueueName,
         *,
-        timeout: float = 0.0,  # noqa: ASYNC109 - the contract's signature
+        timeout: float = 0.0,
         visibility_timeout: float = 300.0,
     ) -> QueueMessage | None:
         return await self.shared.dequeue(

@@ -186,3 +186,36 @@ async def test_persistence_reads_naive_times_as_utc() -> None:
         assert stored.next_execution == naive.replace(tzinfo=UTC)
         runnable = await persistence.get_runnable_instances(datetime(2031, 1, 1, tzinfo=UTC))
         assert list(runnable) == [instance.id]
+
+
+async def test_queue_dequeue_sleeps_instead_of_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    checks = 0
+    reclaim = MemoryQueue._reclaim
+
+    def counting(queue: object, now: float) -> None:
+        nonlocal checks
+        checks += 1
+        reclaim(queue, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(MemoryQueue, "_reclaim", staticmethod(counting))
+    async with MemoryQueue() as queue:
+        assert await queue.dequeue(QueueName.WORKFLOW, timeout=0.5) is None
+    # One look before sleeping and one at the deadline; polling would look many times.
+    assert checks <= 3
+
+
+async def test_lock_wait_sleeps_instead_of_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    checks = 0
+    current = MemoryLock._current
+
+    def counting(self: MemoryLock, key: str, now: float) -> object:
+        nonlocal checks
+        checks += 1
+        return current(self, key, now)
+
+    monkeypatch.setattr(MemoryLock, "_current", counting)
+    async with MemoryLock() as lock:
+        assert await lock.acquire("k", owner="a", ttl=60) is not None
+        checks = 0
+        assert await lock.acquire("k", owner="b", ttl=60, wait=0.5) is None
+    assert checks <= 3
