@@ -105,7 +105,7 @@ async def test_two_processes_consume_one_queue_each_item_once(db_url: str) -> No
 async def test_two_processes_contend_for_one_lock(db_url: str, tmp_path: Path) -> None:
     counter = tmp_path / "counter"
     counter.write_text("0")
-    rounds = 40
+    rounds = 25
     async with SqliteLock(db_url):
         children = [_spawn("contend", db_url, str(rounds), str(counter)) for _ in range(2)]
         try:
@@ -147,7 +147,7 @@ async def test_killed_holder_lease_and_delivery_lapse(db_url: str) -> None:
 @pytest.mark.anyio
 async def test_processes_opening_a_new_file_at_once_migrate_it_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'race.db'}"
-    children = [_spawn("consume", url, "0.1") for _ in range(3)]
+    children = [_spawn("consume", url, "0.1") for _ in range(2)]
     try:
         for child in children:
             assert await _in_thread(partial(_rest, child)) == [{"ready": True}, {"done": True}]
