@@ -134,8 +134,11 @@ class Store:
         # Group commit state (touched only on the event loop thread).
         self._pending: list[_Job[Any]] = []
         self._leading = False
-        # Created on first use: anyio primitives need a running event loop.
+        # Created on first use: anyio primitives need a running event loop. Own limiters, so
+        # database work never waits for threads taken by other to_thread users (the default
+        # limiter is shared by the whole program).
         self._read_limiter: anyio.CapacityLimiter | None = None
+        self._write_limiter: anyio.CapacityLimiter | None = None
         # In-process wake-ups: channel name -> events of the tasks waiting on it.
         self._waiters: dict[str, set[anyio.Event]] = {}
 
@@ -263,8 +266,12 @@ class Store:
                 self._leading = True
                 batch = self._pending[: self.options.max_batch_size]
                 del self._pending[: len(batch)]
+                if self._write_limiter is None:
+                    self._write_limiter = anyio.CapacityLimiter(1)
                 try:
-                    await anyio.to_thread.run_sync(self._run_batch, batch)
+                    await anyio.to_thread.run_sync(
+                        self._run_batch, batch, limiter=self._write_limiter
+                    )
                 except BaseException as exc:  # pragma: no cover - thread start failures
                     for other in batch:
                         if not other.done and other.error is None:
