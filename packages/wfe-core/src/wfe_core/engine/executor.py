@@ -126,6 +126,9 @@ class _Pass:
         self.lock = anyio.Lock()
         self.running: dict[str, anyio.CancelScope] = {}
         self.timer: anyio.CancelScope | None = None
+        #: Set when a step finished: the flusher stores results and starts what is runnable.
+        self.kick = anyio.Event()
+        self.flusher_alive = False
         self.dirty = False
         self.subscriptions: list[EventSubscription] = []
         self.errors: list[ExecutionError] = []
@@ -187,6 +190,9 @@ class _Pass:
         await self._flush()
         for pointer, scope in started:
             tg.start_soon(self._run_pointer, tg, pointer, scope)
+        if self.running and not self.flusher_alive:
+            self.flusher_alive = True
+            tg.start_soon(self._flusher, tg)
         self._arm_timer(tg)
 
     def _arm_timer(self, tg: TaskGroup) -> None:
@@ -259,7 +265,20 @@ class _Pass:
             if outcome is not None and pointer.active and pointer.status == PointerStatus.RUNNING:
                 self._apply(pointer, step, outcome)
                 self.dirty = True
-            await self._start_runnable(tg)
+        self.kick.set()
+
+    async def _flusher(self, tg: TaskGroup) -> None:
+        """Store results and start what they made runnable. Results that arrive while a store
+        is under way are stored together by the next one, so many steps finishing at once
+        (a wide ``for_each``) cost a few writes, not one each."""
+        while True:
+            await self.kick.wait()
+            self.kick = anyio.Event()
+            async with self.lock:
+                await self._start_runnable(tg)
+                if not self.running:
+                    self.flusher_alive = False
+                    return
 
     async def _execute(
         self, pointer: ExecutionPointer, step: StepDefinition, scope: anyio.CancelScope
