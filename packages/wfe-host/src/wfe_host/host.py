@@ -227,7 +227,7 @@ class WorkflowHost:
         try:
             for event_id in await self.persistence.get_runnable_events(utcnow()):
                 await self.queue.enqueue(QueueName.EVENT, event_id)
-        except WfeError:
+        except Exception:
             logger.exception("could not queue undelivered events")
 
     # -- definitions and steps ---------------------------------------------------------------
@@ -578,7 +578,8 @@ class WorkflowHost:
     async def _publish_lifecycle(self, event: LifecycleEvent) -> None:
         try:
             await self.lifecycle.publish(event)
-        except WfeError:
+        except Exception:
+            # Best effort by contract: a broken publisher must not stop workflows.
             logger.exception("publishing a lifecycle event failed")
 
     async def _enqueue_workflow(self, workflow_id: str) -> None:

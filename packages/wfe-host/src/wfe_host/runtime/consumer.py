@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from wfe_core.errors import WfeError
-
 if TYPE_CHECKING:
     from wfe_core.providers import QueueMessage, QueueName, QueueProvider
 
@@ -42,7 +40,8 @@ async def consume(
                 message = await queue.dequeue(
                     name, timeout=DEQUEUE_WAIT, visibility_timeout=visibility_timeout
                 )
-            except WfeError:
+            except Exception:
+                # A provider should only raise WfeError, but a worker must outlive a bug in one.
                 slots.release()
                 logger.exception("dequeue from %s failed", name)
                 await anyio.sleep(BACKEND_PAUSE)
@@ -75,7 +74,7 @@ async def _handle(
                 await queue.ack(message)
             else:
                 await queue.requeue(message, delay=delay)
-    except WfeError:
+    except Exception:
         logger.exception("acking %s %s failed", message.queue, message.item_id)
     finally:
         slots.release()

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from wfe_core.errors import WfeError
 from wfe_core.models.instance import utcnow
 
 if TYPE_CHECKING:
@@ -59,7 +58,9 @@ class Scheduler:
                 # more when it ends, in case the work fell due after it last looked.
                 for workflow_id in await host.persistence.get_runnable_instances(now):
                     await host._enqueue_workflow(workflow_id)
-            except WfeError:
+            except Exception:
+                # Keep scheduling whatever a provider raised; the next look may succeed.
                 logger.exception("scheduling failed; trying again shortly")
+                await anyio.sleep(1.0)
             with anyio.move_on_after(self.recovery_seconds):
                 await wake.wait()
