@@ -113,22 +113,11 @@ def _load_subscription(document: str, terminated: int) -> EventSubscription:
 
 # Statements are built once: building one per call costs several times what SQLite spends
 # running it.
-_update_workflow = (
-    update(workflows)
-    .where(workflows.c.id == bindparam("p_id"), workflows.c.revision == bindparam("p_expected"))
-    .values(
-        {
-            name: bindparam(f"p_{name}")
-            for name in (
-                "status",
-                "reference",
-                "next_execution",
-                "complete_time",
-                "revision",
-                "document",
-            )
-        }
-    )
+# The hottest statement of all (every step transition): run as driver SQL with positional
+# parameters, which skips SQLAlchemy's parameter processing (about 15% of a persist's CPU).
+_UPDATE_WORKFLOW_SQL = (
+    "UPDATE wfe_workflows SET status = ?, reference = ?, next_execution = ?,"
+    " complete_time = ?, revision = ?, document = ? WHERE id = ? AND revision = ?"
 )
 _stored_revision = select(workflows.c.revision).where(workflows.c.id == bindparam("p_id"))
 _workflow_document = select(workflows.c.document).where(workflows.c.id == bindparam("p_id"))
@@ -260,11 +249,19 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         error_rows = [_error_row(e) for e in errors]
         workflow_id = instance.id
 
-        params = {f"p_{name}": value for name, value in row.items()}
-        params["p_expected"] = expected
+        params = (
+            row["status"],
+            row["reference"],
+            row["next_execution"],
+            row["complete_time"],
+            row["revision"],
+            row["document"],
+            workflow_id,
+            expected,
+        )
 
         def run(conn: Connection) -> None:
-            if conn.execute(_update_workflow, params).rowcount == 0:
+            if conn.exec_driver_sql(_UPDATE_WORKFLOW_SQL, params).rowcount == 0:
                 stored = conn.execute(_stored_revision, {"p_id": workflow_id}).scalar()
                 if stored is None:
                     raise WorkflowNotFoundError(workflow_id)
