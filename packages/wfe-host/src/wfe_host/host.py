@@ -599,9 +599,6 @@ class WorkflowHost:
         await self.search_index.index_workflow(instance)
         return None
 
-    def _wake_scheduler(self) -> None:
-        self.scheduler.wake()
-
 
 def _lifecycle(instance: WorkflowInstance, event_type: LifecycleEventType) -> LifecycleEvent:
     return LifecycleEvent(

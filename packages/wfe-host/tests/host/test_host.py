@@ -389,3 +389,28 @@ def test_run_workflow_runs_to_the_end() -> None:
     instance = run_workflow(simple(), Counter(count=10), timeout=10)
     assert instance.status == WorkflowStatus.COMPLETE
     assert instance.data.count == 12
+
+
+async def test_a_step_interrupted_by_a_crash_runs_again_with_the_next_attempt() -> None:
+    persistence = MemoryPersistence()
+    runs: list[tuple[int, str]] = []
+    started = anyio.Event()
+
+    async def slow(ctx: StepContext) -> None:
+        runs.append((ctx.attempt, ctx.idempotency_key))
+        if ctx.attempt == 1:
+            started.set()
+            await anyio.sleep_forever()  # the host "crashes" while this runs
+
+    definition = WorkflowBuilder(Counter).start_with(slow).then(bump).build("crash")
+    async with WorkflowHost(persistence) as first:
+        first.register(definition)
+        workflow_id = await first.start_workflow("crash")
+        with anyio.fail_after(10):
+            await started.wait()
+    async with WorkflowHost(persistence) as second:
+        second.register(definition)
+        instance = await second.wait_for_workflow(workflow_id, timeout=10)
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert [attempt for attempt, _ in runs] == [1, 2]
+    assert runs[0][1] == runs[1][1]
