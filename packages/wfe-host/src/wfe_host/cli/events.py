@@ -34,8 +34,7 @@ def parse_data(text: str | None) -> Any:
     except json.JSONDecodeError as exc:
         raise click.BadParameter(
             f"not valid JSON ({exc.msg} at position {exc.pos}); a string needs JSON quotes, "
-            "e.g. '\"yes\"'",
-            param_hint="DATA",
+            "e.g. '\"yes\"'"
         ) from exc
 
 
@@ -48,8 +47,7 @@ def parse_effective_date(text: str | None) -> datetime | None:
         value = datetime.fromisoformat(text)
     except ValueError as exc:
         raise click.BadParameter(
-            f"expected an ISO 8601 date-time such as 2026-01-31T09:30:00+00:00, got {text!r}",
-            param_hint="--effective-date",
+            f"expected an ISO 8601 date-time such as 2026-01-31T09:30:00+00:00, got {text!r}"
         ) from exc
     # astimezone() on a naive value reads it as local time.
     return value.astimezone(UTC)
@@ -63,11 +61,12 @@ def events_group() -> None:
 @events_group.command("publish")
 @click.argument("name")
 @click.argument("key")
-@click.argument("data", required=False)
+@click.argument("data", required=False, callback=lambda _ctx, _param, value: parse_data(value))
 @click.option(
     "--effective-date",
     metavar="ISO",
     default=None,
+    callback=lambda _ctx, _param, value: parse_effective_date(value),
     help="When the event happened (ISO 8601; local time without an offset); default: now. "
     "Steps that start waiting for it later receive it if they wait as of an earlier time.",
 )
@@ -77,8 +76,8 @@ def publish_command(
     ctx: click.Context,
     name: str,
     key: str,
-    data: str | None,
-    effective_date: str | None,
+    data: Any,
+    effective_date: datetime | None,
     as_json: bool,
 ) -> None:
     """Publish the event NAME with KEY and optional DATA (JSON text; - reads stdin).
@@ -89,8 +88,7 @@ def publish_command(
     Example:
       wfe events publish approval order-42 '{"approved": true}'
     """
-    payload = parse_data(data)
-    when = parse_effective_date(effective_date)
+    payload, when = data, effective_date  # parsed by the parameters' callbacks
     host, _ = build_host(cli_state(ctx), run_workers=False)
 
     async def main() -> str:
