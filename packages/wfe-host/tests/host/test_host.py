@@ -414,3 +414,31 @@ async def test_a_step_interrupted_by_a_crash_runs_again_with_the_next_attempt() 
     assert instance.status == WorkflowStatus.COMPLETE
     assert [attempt for attempt, _ in runs] == [1, 2]
     assert runs[0][1] == runs[1][1]
+
+
+async def test_suspend_lets_the_running_step_finish_and_stops_there() -> None:
+    running = anyio.Event()
+
+    async def slow(ctx: StepContext) -> None:
+        running.set()
+        await anyio.sleep(0.3)
+        ctx.data.log.append("slow done")
+
+    definition = (
+        WorkflowBuilder(Counter)
+        .start_with(slow)
+        .then(lambda ctx: ctx.data.log.append("next"))
+        .build("suspend-midway")
+    )
+    async with WorkflowHost() as host:
+        host.register(definition)
+        workflow_id = await host.start_workflow("suspend-midway")
+        with anyio.fail_after(10):
+            await running.wait()
+        assert await host.suspend_workflow(workflow_id)
+        suspended = await host.get_workflow(workflow_id)
+        assert suspended.status == WorkflowStatus.SUSPENDED
+        assert suspended.data.log == ["slow done"]
+        assert await host.resume_workflow(workflow_id)
+        instance = await host.wait_for_workflow(workflow_id, timeout=10)
+    assert instance.data.log == ["slow done", "next"]

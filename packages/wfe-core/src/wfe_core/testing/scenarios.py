@@ -689,6 +689,47 @@ class WorkflowScenarios:
         assert instance.data.payload == "new"
 
     @pytest.mark.anyio
+    async def test_one_event_wakes_every_waiting_workflow(self, host: ScenarioHost) -> None:
+        definition = self._event_flow("event-fan-out")
+        host.register(definition)
+        key = uuid.uuid4().hex
+        ids = [await host.start_workflow(definition.id, Journal(kind=key)) for _ in range(3)]
+        for workflow_id in ids:
+            await self._wait_until(host, workflow_id, self._waiting)
+        await host.publish_event("approval", key, "all of you")
+        for workflow_id in ids:
+            instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
+            assert instance.data.payload == "all of you"
+
+    @pytest.mark.anyio
+    async def test_for_each_items_wait_for_their_own_events(self, host: ScenarioHost) -> None:
+        prefix = uuid.uuid4().hex
+
+        definition = (
+            WorkflowBuilder(Journal)
+            .for_each(
+                lambda data: ["a", "b"],
+                lambda b: (
+                    b.wait_for("item-ready", key=lambda data, ctx: f"{prefix}-{ctx.item}")
+                    .output(payload=lambda step: step.event_data)
+                    .then(lambda ctx: ctx.data.log.append(f"{ctx.item} got {ctx.data.payload}"))
+                ),
+            )
+            .build(_unique("foreach-events"))
+        )
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id)
+        await self._wait_until(
+            host,
+            workflow_id,
+            lambda i: sum(p.status == PointerStatus.WAITING_FOR_EVENT for p in i.pointers) == 2,
+        )
+        await host.publish_event("item-ready", f"{prefix}-b", 2)
+        await host.publish_event("item-ready", f"{prefix}-a", 1)
+        instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
+        assert sorted(instance.data.log) == ["a got 1", "b got 2"]
+
+    @pytest.mark.anyio
     async def test_wait_for_timeout_goes_on(self, host: ScenarioHost) -> None:
         class Check(StepBody):
             async def run(self, ctx: StepContext) -> ExecutionResult:
