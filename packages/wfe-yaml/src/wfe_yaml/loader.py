@@ -180,6 +180,8 @@ class Loader:
         self._executors: dict[str, StepExecutor] = {}
         self.problems: list[Problem] = []
         self.file = "<string>"
+        #: The directory relative paths of the file being read are resolved against.
+        self.base_dir = Path.cwd()
         self._seen_files: set[str] = set()
         self._used_values: set[str] = set()
 
@@ -282,8 +284,8 @@ class Loader:
     def _read_file(
         self, text: str, file_name: str, base_dir: Path, *, depth: int, included: bool
     ) -> list[WorkflowSpec]:
-        previous = self.file
-        self.file = file_name
+        previous, previous_dir = self.file, self.base_dir
+        self.file, self.base_dir = file_name, base_dir
         try:
             root = self._parse(text)
             if root is None:
@@ -340,7 +342,7 @@ class Loader:
                 specs.extend(self._includes(root, base_dir, depth))
             return specs
         finally:
-            self.file = previous
+            self.file, self.base_dir = previous, previous_dir
 
     def _includes(self, root: CommentedMap, base_dir: Path, depth: int) -> list[WorkflowSpec]:
         node = root["include"]
@@ -766,7 +768,7 @@ class Loader:
                 )
         prepare = getattr(executor, "prepare_config", None)
         if prepare is not None:
-            config = dict(prepare(config, Path(self.file).parent))
+            config = dict(prepare(config, self.base_dir))
         for message in executor.validate_config(config):
             key, _, rest = message.partition(": ")
             where = marks.get(key, mark) if rest else mark

@@ -217,7 +217,11 @@ class DenoExecutor(StepExecutor):
         if result.timed_out:
             raise StepFailedError(f"timed out after {config['timeout']} (deno was killed)")
         if result.exit_code != 0:
-            detail = result.last_error_line()
+            # Deno prints "error: Uncaught ..." and then the stack; the first line says why.
+            errors = [line for line in result.stderr_tail if line.startswith("error:")]
+            detail = (
+                errors[0].removeprefix("error:").strip() if errors else result.last_error_line()
+            )
             raise StepFailedError(
                 f"deno exited with code {result.exit_code}" + (f": {detail}" if detail else "")
             )
