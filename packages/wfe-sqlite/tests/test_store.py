@@ -273,3 +273,15 @@ async def test_a_locked_database_fails_a_group_once_not_once_per_write(tmp_path:
         # A few groups at most, each waiting busy_timeout once (20 waits would take 6 s).
         assert elapsed < 3.0
         assert all(i.revision == 1 for i in instances)
+
+
+@pytest.mark.anyio
+async def test_a_damaged_document_is_a_provider_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.db"
+    instance = WorkflowInstance("flow", 1)
+    async with SqlitePersistence(f"sqlite:///{path}") as persistence:
+        await persistence.create_workflow(instance)
+        with contextlib.closing(sqlite3.connect(path)) as other, other:
+            other.execute('UPDATE wfe_workflows SET document = \'{"not": "an instance"}\'')
+        with pytest.raises(ProviderError, match="a stored WorkflowInstance cannot be read"):
+            await persistence.get_workflow(instance.id)

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from wfe_core.errors import (
     ConcurrencyError,
     EventNotFoundError,
+    ProviderError,
     SubscriptionNotFoundError,
     WorkflowNotFoundError,
 )
@@ -94,26 +95,38 @@ def _error_row(error: ExecutionError) -> dict[str, Any]:
     }
 
 
+def _decode(document: str, cls: type[T], overrides: dict[str, Any] | None = None) -> T:
+    try:
+        primitive = json.loads(document)
+        if overrides:
+            primitive.update(overrides)
+        return from_primitive(primitive, cls)
+    except Exception as exc:
+        # A document this code cannot read (edited by hand, or damaged): say which.
+        raise ProviderError(
+            f"a stored {cls.__name__} cannot be read: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def _load_instance(document: str) -> WorkflowInstance:
-    return from_primitive(json.loads(document), WorkflowInstance)
+    return _decode(document, WorkflowInstance)
 
 
 def _load_event(document: str, is_processed: int) -> Event:
     # The column is the truth: marking an event (un)processed updates only the column.
-    primitive = json.loads(document)
-    primitive["is_processed"] = bool(is_processed)
-    return from_primitive(primitive, Event)
+    return _decode(document, Event, {"is_processed": bool(is_processed)})
 
 
 def _load_subscription(document: str, terminated: int) -> EventSubscription:
-    primitive = json.loads(document)
-    primitive["terminated"] = bool(terminated)
-    return from_primitive(primitive, EventSubscription)
+    return _decode(document, EventSubscription, {"terminated": bool(terminated)})
+
+
+def _load_error(document: str) -> ExecutionError:
+    return _decode(document, ExecutionError)
 
 
 # Statements are built once: building one per call costs several times what SQLite spends
-# running it.
-# The hottest statement of all (every step transition): run as driver SQL with positional
+# running it. The hottest of all (every step transition) runs as driver SQL with positional
 # parameters, which skips SQLAlchemy's parameter processing (about 15% of a persist's CPU).
 _UPDATE_WORKFLOW_SQL = (
     "UPDATE wfe_workflows SET status = ?, reference = ?, next_execution = ?,"
@@ -507,6 +520,6 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
 
         def run(conn: Connection) -> list[ExecutionError]:
             documents = conn.execute(_workflow_errors, {"p_id": workflow_id}).scalars()
-            return [from_primitive(json.loads(d), ExecutionError) for d in documents]
+            return [_load_error(d) for d in documents]
 
         return await self.store.read(run, "get_errors")
