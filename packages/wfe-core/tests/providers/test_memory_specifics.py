@@ -219,3 +219,17 @@ async def test_lock_wait_sleeps_instead_of_polling(monkeypatch: pytest.MonkeyPat
         checks = 0
         assert await lock.acquire("k", owner="b", ttl=60, wait=0.5) is None
     assert checks <= 3
+
+
+def test_queue_and_lock_serve_one_event_loop_after_another() -> None:
+    # Scripts call anyio.run repeatedly with one set of providers: nothing a waiter left
+    # behind may be bound to an earlier loop.
+    queue, lock = MemoryQueue(), MemoryLock()
+
+    async def wait_on_both() -> None:
+        assert await queue.dequeue(QueueName.WORKFLOW, timeout=0.05) is None
+        await lock.acquire("k", owner="a", ttl=60)
+        assert await lock.acquire("k", owner="b", ttl=60, wait=0.05) is None
+
+    anyio.run(wait_on_both)
+    anyio.run(wait_on_both)

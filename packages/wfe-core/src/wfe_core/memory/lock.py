@@ -40,8 +40,10 @@ class MemoryLock(LockProvider):
         self._held: dict[str, _Held] = {}
         # Fencing tokens keep growing per key even after a key is released and forgotten.
         self._tokens: dict[str, int] = {}
-        # Created lazily: anyio events need a running event loop. Set (and dropped) on release.
-        self._released: dict[str, anyio.Event] = {}
+        # One event per waiting acquire, set on release. Each waiter creates its own (anyio
+        # events need a running loop) and removes it when it leaves, so no event outlives its
+        # event loop (a provider may serve several ``anyio.run`` calls one after another).
+        self._waiters: dict[str, set[anyio.Event]] = {}
 
     def _current(self, key: str, now: float) -> _Held | None:
         held = self._held.get(key)
@@ -72,12 +74,17 @@ class MemoryLock(LockProvider):
             if held.owner == owner or now >= deadline:
                 # Not re-entrant: waiting for one's own lease to lapse makes no sense.
                 return None
-            released = self._released.get(key)
-            if released is None:
-                released = self._released[key] = anyio.Event()
-            # Wake on release, or when the current lease lapses, or at the caller's deadline.
-            with anyio.move_on_after(min(deadline, held.deadline) - now):
-                await released.wait()
+            released = anyio.Event()
+            waiters = self._waiters.setdefault(key, set())
+            waiters.add(released)
+            try:
+                # Wake on release, or when the current lease lapses, or at the caller's deadline.
+                with anyio.move_on_after(min(deadline, held.deadline) - now):
+                    await released.wait()
+            finally:
+                waiters.discard(released)
+                if not waiters and self._waiters.get(key) is waiters:
+                    del self._waiters[key]
 
     async def renew(self, lease: Lease, *, ttl: float) -> Lease:
         """Extend the current ``lease`` to ``ttl`` seconds from now (same token)."""
@@ -94,9 +101,8 @@ class MemoryLock(LockProvider):
         await checkpoint()
         self._check(lease, anyio.current_time())
         del self._held[lease.key]
-        released = self._released.pop(lease.key, None)
-        if released is not None:
-            released.set()
+        for waiter in self._waiters.pop(lease.key, ()):
+            waiter.set()
 
     def _check(self, lease: Lease, now: float) -> _Held:
         held = self._current(lease.key, now)

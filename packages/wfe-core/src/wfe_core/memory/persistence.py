@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -35,7 +36,6 @@ from wfe_core.serialization import from_primitive, to_primitive
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-    from datetime import datetime
 
 __all__ = ["MemoryPersistence"]
 

@@ -37,8 +37,10 @@ class _Queue:
     # Insertion-ordered by id: the order is the FIFO order and the keys de-duplicate.
     waiting: OrderedDict[str, _Waiting] = attrs.field(factory=OrderedDict)
     in_flight: dict[str, _InFlight] = attrs.field(factory=dict)  # by receipt
-    #: Set (and replaced) whenever something may have become deliverable.
-    changed: anyio.Event | None = None
+    #: One event per sleeping dequeue, set when something may have become deliverable. Each
+    #: waiter owns its event and removes it when it leaves, so no event outlives its event
+    #: loop (a provider may serve several ``anyio.run`` calls one after another).
+    waiters: set[anyio.Event] = attrs.field(factory=set)
 
 
 class MemoryQueue(QueueProvider):
@@ -67,9 +69,9 @@ class MemoryQueue(QueueProvider):
 
     @staticmethod
     def _notify(queue: _Queue) -> None:
-        if queue.changed is not None:
-            queue.changed.set()
-            queue.changed = None
+        for waiter in queue.waiters:
+            waiter.set()
+        queue.waiters.clear()
 
     @staticmethod
     def _reclaim(queue: _Queue, now: float) -> None:
@@ -93,7 +95,7 @@ class MemoryQueue(QueueProvider):
         self,
         queue: QueueName,
         *,
-        timeout: float = 0.0,  # noqa: ASYNC109 - the contract's signature
+        timeout: float = 0.0,
         visibility_timeout: float = 300.0,
     ) -> QueueMessage | None:
         """The first visible item of ``queue``, waiting up to ``timeout`` seconds for one."""
@@ -122,10 +124,13 @@ class MemoryQueue(QueueProvider):
                 return None
             for flight in state.in_flight.values():
                 wake_at = min(wake_at, flight.deadline)
-            if state.changed is None:
-                state.changed = anyio.Event()
-            with anyio.move_on_after(max(wake_at - now, 0.0)):
-                await state.changed.wait()
+            woken = anyio.Event()
+            state.waiters.add(woken)
+            try:
+                with anyio.move_on_after(max(wake_at - now, 0.0)):
+                    await woken.wait()
+            finally:
+                state.waiters.discard(woken)
 
     async def ack(self, message: QueueMessage) -> None:
         """Forget the delivery for good; a no-op for a receipt that is not in flight."""

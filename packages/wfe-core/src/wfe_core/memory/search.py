@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
 import attrs
 from anyio.lowlevel import checkpoint
@@ -13,9 +14,6 @@ from wfe_core.models import Page, WorkflowInstance, WorkflowStatus
 from wfe_core.providers import capabilities as cap
 from wfe_core.providers.search import SearchIndex
 from wfe_core.serialization import from_primitive, to_primitive
-
-if TYPE_CHECKING:
-    from datetime import datetime
 
 __all__ = ["FILTER_KEYS", "MemorySearch"]
 
