@@ -363,7 +363,11 @@ class Loader:
                 self.problem(mark, "an include must be a file name")
                 continue
             name = self.substitute_static(item, mark)
-            path = (base_dir / name).resolve()
+            try:
+                path = (base_dir / name).resolve()
+            except (OSError, ValueError) as exc:
+                self.problem(mark, f"cannot include {name!r}: {exc}")
+                continue
             key = str(path)
             if key in self._seen_files or depth >= _MAX_INCLUDE_DEPTH:
                 continue  # included already (or a cycle of includes): its workflows are there
