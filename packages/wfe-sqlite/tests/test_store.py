@@ -285,3 +285,23 @@ async def test_a_damaged_document_is_a_provider_error_naming_it(tmp_path: Path) 
             other.execute('UPDATE wfe_workflows SET document = \'{"not": "an instance"}\'')
         with pytest.raises(ProviderError, match="a stored WorkflowInstance cannot be read"):
             await persistence.get_workflow(instance.id)
+
+
+def test_the_claim_walks_the_fifo_index(tmp_path: Path) -> None:
+    """A long backlog must not make every dequeue collect and sort it."""
+    from wfe_sqlite.queue import _CLAIM
+    from wfe_sqlite.schema import MIGRATIONS
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "plan.db")) as conn:
+        for migration in MIGRATIONS:
+            for statement in migration.statements:
+                conn.execute(statement)
+        plan = " | ".join(
+            row[3]
+            for row in conn.execute(
+                f"EXPLAIN QUERY PLAN {_CLAIM.text}",
+                {"queue": "workflow", "now": 1, "receipt": "r", "deadline": 2},
+            )
+        )
+    assert "ix_wfe_queue_fifo" in plan
+    assert "TEMP B-TREE" not in plan

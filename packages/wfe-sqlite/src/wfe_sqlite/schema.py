@@ -230,6 +230,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX ix_wfe_queue_fifo ON wfe_queue (queue, seq) WHERE receipt IS NULL",
             # The next thing to become due: a delayed item or a lapsing delivery.
             "CREATE INDEX ix_wfe_queue_due ON wfe_queue (queue, visible_at)",
+            # Lapsed deliveries, found without walking the waiting items.
+            "CREATE INDEX ix_wfe_queue_lapsing ON wfe_queue (queue, visible_at)"
+            " WHERE receipt IS NOT NULL",
             "CREATE UNIQUE INDEX ux_wfe_queue_receipt ON wfe_queue (receipt)"
             " WHERE receipt IS NOT NULL",
         ),
