@@ -21,8 +21,9 @@ converter = make_converter()
 
 def _structure_datetime(value: Any, _: type) -> datetime:
     parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    # Naive times are taken as UTC so stored values always compare as aware datetimes.
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    # Naive times are taken as UTC, and aware ones are converted to it, so every provider
+    # gives back the same aware UTC datetimes.
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 converter.register_structure_hook(datetime, _structure_datetime)
