@@ -1,0 +1,252 @@
+"""Live progress of a workflow run for ``wfe run``: step status, durations and the steps'
+output lines as they come.
+
+On a terminal a status line at the bottom shows the running steps and their time so far;
+when the output is not a terminal (CI logs, pipes) every change is one plain line.
+
+Step output arrives through the ``wfe.output`` logger (one record per line, with
+``workflow_id``, ``step_name``, ``stream`` and ``line`` attributes), which any step type can
+log to. Steps whose definition marks them ``metadata["hidden"]`` (the plumbing a format
+compiles to) are not shown, except when they are skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import click
+
+from wfe_core.errors import WfeError
+from wfe_core.models import LifecycleEventType, PointerStatus
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from wfe_core.models import LifecycleEvent, StepDefinition
+    from wfe_host.host import WorkflowHost
+
+#: The logger step output lines are logged to (see the module docstring).
+OUTPUT_LOGGER = "wfe.output"
+
+_SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+_FINISHED = {
+    LifecycleEventType.WORKFLOW_COMPLETED: "complete",
+    LifecycleEventType.WORKFLOW_FAILED: "failed",
+    LifecycleEventType.WORKFLOW_TERMINATED: "terminated",
+    LifecycleEventType.WORKFLOW_SUSPENDED: "suspended",
+}
+
+
+def format_seconds(seconds: float) -> str:
+    """``0.25s``, ``12.3s``, ``2m05s``."""
+    if seconds < 60:
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+class _OutputHandler(logging.Handler):
+    def __init__(self, progress: Progress) -> None:
+        super().__init__(logging.INFO)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        workflow_id = getattr(record, "workflow_id", None)
+        if workflow_id not in self.progress.workflows:
+            return
+        self.progress.output_line(
+            workflow_id,
+            str(getattr(record, "step_name", "") or ""),
+            str(getattr(record, "stream", "stdout")),
+            str(getattr(record, "line", record.getMessage())),
+        )
+
+
+class Progress:
+    """Prints the progress of workflow ``root_id`` (and of the child workflows it starts)."""
+
+    def __init__(self, host: WorkflowHost, root_id: str, *, tty: bool, color: bool) -> None:
+        self.host = host
+        self.root_id = root_id
+        self.tty = tty
+        self.color = color
+        #: Followed workflows → label prefix ("" for the root, "release > " for a child).
+        self.workflows: dict[str, str] = {root_id: ""}
+        self.running: dict[str, tuple[str, float]] = {}
+        self.started: dict[str, float] = {}
+        self.failed: set[str] = set()
+        self.suspended = anyio.Event()
+        self._status_shown = False
+        self._handler = _OutputHandler(self)
+        self._logger = logging.getLogger(OUTPUT_LOGGER)
+        self._old_level = self._logger.level
+
+    # -- output ------------------------------------------------------------------------------
+    def _style(self, text: str, **styles: Any) -> str:
+        return click.style(text, **styles) if self.color else text
+
+    def _clear_status(self) -> None:
+        if self._status_shown:
+            click.echo("\r\x1b[2K", nl=False)
+            self._status_shown = False
+
+    def echo(self, line: str) -> None:
+        """Print ``line`` above the status line."""
+        self._clear_status()
+        click.echo(line)
+        self._draw_status()
+
+    def _draw_status(self) -> None:
+        if not self.tty or not self.running:
+            return
+        now = time.monotonic()
+        spinner = _SPINNER[int(now * 10) % len(_SPINNER)]
+        parts = [f"{label} {format_seconds(now - since)}" for label, since in self.running.values()]
+        text = f"{spinner} running: " + " · ".join(parts)
+        width = max(shutil.get_terminal_size().columns - 1, 20)
+        click.echo(self._style(text[:width], fg="cyan"), nl=False)
+        self._status_shown = True
+
+    def output_line(self, workflow_id: str, step: str, stream: str, line: str) -> None:
+        """One line a step printed."""
+        prefix = self.workflows.get(workflow_id, "")
+        label = f"{prefix}{step}"
+        bar = self._style("│", fg="bright_black")
+        text = self._style(line, fg="yellow") if stream == "stderr" else line
+        self.echo(f"  {self._style(label, dim=True)} {bar} {text}")
+
+    # -- lifetime ----------------------------------------------------------------------------
+    def __enter__(self) -> Progress:
+        self._logger.addHandler(self._handler)
+        if self._logger.getEffectiveLevel() > logging.INFO:
+            self._logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self._handler)
+        self._logger.setLevel(self._old_level)
+        self._clear_status()
+
+    async def follow(self, events: AsyncIterator[LifecycleEvent]) -> None:
+        """Print events until cancelled (redrawing the status line on a terminal)."""
+        async with anyio.create_task_group() as tg:
+            if self.tty:
+                tg.start_soon(self._ticker)
+            async for event in events:
+                try:
+                    await self.on_event(event)
+                except WfeError:  # a workflow deleted meanwhile: nothing to show
+                    continue
+
+    async def _ticker(self) -> None:
+        while True:
+            await anyio.sleep(0.1)
+            if self.running:
+                self._clear_status()
+                self._draw_status()
+
+    # -- events ------------------------------------------------------------------------------
+    def _step(self, event: LifecycleEvent) -> StepDefinition | None:
+        definition = self.host.definitions.find(event.definition_id, event.version)
+        if definition is None or event.step_id is None:
+            return None
+        if not 0 <= event.step_id < len(definition.steps):
+            return None
+        return definition.steps[event.step_id]
+
+    async def on_event(self, event: LifecycleEvent) -> None:
+        """Show one lifecycle event of a followed workflow."""
+        if event.workflow_id not in self.workflows:
+            if event.type != LifecycleEventType.WORKFLOW_STARTED:
+                return
+            child = await self.host.get_workflow(event.workflow_id)
+            parent = child.parent_workflow_id
+            if parent is None or parent not in self.workflows:
+                return
+            self.workflows[child.id] = f"{self.workflows[parent]}{child.definition_id} > "
+            self.echo(
+                self._style(f"↳ started workflow {child.definition_id} v{child.version}", fg="blue")
+            )
+            return
+        prefix = self.workflows[event.workflow_id]
+        kind = event.type
+        if (
+            kind
+            in (
+                LifecycleEventType.STEP_STARTED,
+                LifecycleEventType.STEP_COMPLETED,
+                LifecycleEventType.WORKFLOW_ERROR,
+            )
+            and event.pointer_id is not None
+        ):
+            await self._on_step(event, prefix)
+        elif kind in _FINISHED:
+            if event.workflow_id == self.root_id:
+                if kind == LifecycleEventType.WORKFLOW_SUSPENDED:
+                    self.suspended.set()
+                return
+            status = _FINISHED[kind]
+            color = "green" if status == "complete" else "red"
+            self.echo(self._style(f"↳ workflow {prefix.rstrip(' >')} {status}", fg=color))
+
+    async def _on_step(self, event: LifecycleEvent, prefix: str) -> None:
+        step = self._step(event)
+        hidden = step is not None and bool(step.metadata.get("hidden"))
+        name = f"{prefix}{event.step_name or (step.display_name if step else '?')}"
+        pointer_id = str(event.pointer_id)
+        now = time.monotonic()
+        if event.type == LifecycleEventType.STEP_STARTED:
+            if hidden:
+                return
+            again = pointer_id in self.started
+            self.started.setdefault(pointer_id, now)
+            self.running[pointer_id] = (name, self.started[pointer_id])
+            if again and pointer_id not in self.failed:
+                return  # a container running again as its branches finish, not news
+            self.failed.discard(pointer_id)
+            if not self.tty:
+                self.echo(f"▶ {name}")
+            else:
+                self.echo(self._style(f"▶ {name}", fg="cyan"))
+            return
+        instance = await self.host.get_workflow(event.workflow_id)
+        try:
+            pointer = instance.pointer(pointer_id)
+        except KeyError:
+            return
+        if pointer.start_time is not None and pointer.end_time is not None:
+            took = format_seconds((pointer.end_time - pointer.start_time).total_seconds())
+        else:
+            took = format_seconds(now - self.started.get(pointer_id, now))
+        if event.type == LifecycleEventType.WORKFLOW_ERROR:
+            self.running.pop(pointer_id, None)
+            self.failed.add(pointer_id)
+            if hidden:
+                return
+            retrying = pointer.active and pointer.status == PointerStatus.SLEEPING
+            what = "failed, will retry" if retrying else "failed"
+            self.echo(self._style(f"✗ {name} {what} ({took}): {event.message or ''}", fg="red"))
+            return
+        self.running.pop(pointer_id, None)
+        skipped = isinstance(pointer.outcome, dict) and pointer.outcome.get("skipped") is True
+        if skipped:
+            self.echo(self._style(f"○ {name} skipped (condition false)", dim=True))
+        elif not hidden:
+            self.echo(self._style(f"✓ {name}", fg="green") + f" ({took})")
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str) -> Any:
+    """Keep ``name``'s records from reaching the root handlers while progress shows them."""
+    logger = logging.getLogger(name)
+    old = logger.propagate
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.propagate = old

@@ -1,0 +1,284 @@
+"""``wfe run FILE``: run a workflow file in this process, with live progress.
+
+The file is loaded through the definition format registered for its suffix (YAML with
+wfe-yaml installed). The run is stored in the CLI's store (``.wfe/wfe.db`` with wfe-sqlite
+installed), tagged with a reference made of the workflow, a hash of its files and the given
+values, so running the same command again after the process died resumes the unfinished
+instance instead of starting over (``--new`` starts a new one anyway).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import click
+
+from wfe_core.errors import WfeError
+from wfe_core.models import WorkflowStatus
+from wfe_host.cli.host_factory import build_host, describe_store, run_async
+from wfe_host.cli.progress import Progress, format_seconds
+from wfe_host.cli.state import cli_state
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from wfe_core.models import WorkflowDefinition, WorkflowInstance
+    from wfe_host.cli.state import CliState
+    from wfe_host.host import WorkflowHost
+
+#: Exit status of a workflow that failed or was terminated.
+EXIT_FAILED = 1
+#: Exit status of a workflow that was suspended (resume it, then run the command again).
+EXIT_SUSPENDED = 3
+#: Reference prefix of instances started by ``wfe run``.
+REFERENCE_PREFIX = "wfe-run"
+
+
+def parse_pairs(pairs: Sequence[str], option: str) -> dict[str, str]:
+    """``["a=1", "b=x=y"]`` → ``{"a": "1", "b": "x=y"}``; a pair without ``=`` is a usage
+    error naming the option."""
+    values: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=option)
+        values[key.strip()] = value
+    return values
+
+
+def load_file(
+    state: CliState, file: Path, values: Mapping[str, str] | None
+) -> list[WorkflowDefinition]:
+    """Every definition in ``file``, through the definition format of its suffix."""
+    if not file.is_file():
+        raise click.ClickException(f"no such file: {file}")
+    fmt = state.get_registry().definition_format_for(file)
+    definitions = list(fmt.spec.load(file, values))
+    if not definitions:
+        raise click.ClickException(f"{file} defines no workflow")
+    return definitions
+
+
+def choose(
+    definitions: Sequence[WorkflowDefinition], workflow_id: str | None
+) -> WorkflowDefinition:
+    """The definition ``--workflow`` names (the latest version), else the file's first."""
+    if workflow_id is None:
+        return definitions[0]
+    matching = [d for d in definitions if d.id == workflow_id]
+    if not matching:
+        known = ", ".join(sorted({d.id for d in definitions}))
+        raise click.ClickException(f"no workflow {workflow_id!r} in the file (it has: {known})")
+    return max(matching, key=lambda d: d.version)
+
+
+def run_reference(
+    file: Path,
+    definitions: Sequence[WorkflowDefinition],
+    definition: WorkflowDefinition,
+    values: Mapping[str, str],
+    inputs: Mapping[str, str],
+) -> str:
+    """The reference that tells a re-run of the same command: the workflow, and a hash of
+    its files (the file and those its steps came from) and of the values given."""
+    files = {str(file.resolve())}
+    for item in definitions:
+        for step in item.steps:
+            source = step.metadata.get("file") if isinstance(step.metadata, dict) else None
+            if isinstance(source, str) and os.path.isfile(source):
+                files.add(str(Path(source).resolve()))
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode())
+        digest.update(Path(name).read_bytes())
+    digest.update(json.dumps([sorted(values.items()), sorted(inputs.items())]).encode())
+    return f"{REFERENCE_PREFIX}:{definition.id}:v{definition.version}:{digest.hexdigest()[:16]}"
+
+
+async def find_unfinished(
+    host: WorkflowHost, definition_id: str, reference: str
+) -> WorkflowInstance | None:
+    """The newest runnable or suspended instance started by the same command."""
+    for status in (WorkflowStatus.RUNNABLE, WorkflowStatus.SUSPENDED):
+        page = await host.list_workflows(
+            status=status, definition_id=definition_id, reference=reference, take=1
+        )
+        if page.items:
+            return page.items[0]
+    return None
+
+
+@click.command("run")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--input",
+    "-i",
+    "inputs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A workflow input (repeatable); converted to the declared type.",
+)
+@click.option(
+    "--set",
+    "-s",
+    "values",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A load-time value for ${{ config.KEY }} / ((KEY)) (repeatable).",
+)
+@click.option(
+    "--workflow",
+    "-w",
+    "workflow_id",
+    default=None,
+    help="Which workflow of the file to run (default: the first).",
+)
+@click.option(
+    "--new",
+    "new",
+    is_flag=True,
+    help="Start a new run even when an unfinished run of the same command exists.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Give up waiting after this many seconds (the run stays stored).",
+)
+@click.option(
+    "--plain",
+    is_flag=True,
+    envvar="WFE_PLAIN",
+    show_envvar=True,
+    help="Plain lines even on a terminal (no colors, no status line).",
+)
+@click.pass_context
+def run_command(
+    ctx: click.Context,
+    /,
+    file: Path,
+    inputs: tuple[str, ...],
+    values: tuple[str, ...],
+    workflow_id: str | None,
+    new: bool,
+    timeout: float | None,
+    plain: bool,
+) -> None:
+    """Run the workflow in FILE here and now, showing its progress.
+
+    Exits 0 when the workflow completes, 1 when it fails or is terminated, 3 when it is
+    suspended. Running the same command again resumes a run that did not finish (after a
+    crash or kill) when the store keeps it (the default .wfe/wfe.db with wfe-sqlite).
+    """
+    state = cli_state(ctx)
+    given_inputs = parse_pairs(inputs, "--input")
+    given_values = parse_pairs(values, "--set")
+    definitions = load_file(state, file, given_values)
+    definition = choose(definitions, workflow_id)
+    reference = run_reference(file, definitions, definition, given_values, given_inputs)
+    host, resolved = build_host(state, run_workers=True, warn_if_memory=False)
+    tty = sys.stdout.isatty() and not plain
+    store = describe_store(resolved)
+
+    async def main() -> int:
+        async with host:
+            for item in definitions:
+                host.register(item)
+            return await _run(
+                host,
+                definition,
+                given_inputs,
+                reference,
+                new=new,
+                timeout=timeout,
+                tty=tty,
+                store=store,
+            )
+
+    ctx.exit(run_async(main))
+
+
+async def _run(
+    host: WorkflowHost,
+    definition: WorkflowDefinition,
+    inputs: Mapping[str, str],
+    reference: str,
+    *,
+    new: bool,
+    timeout: float | None,
+    tty: bool,
+    store: str,
+) -> int:
+    events = host.lifecycle_events()
+    started = time.monotonic()
+    existing = None if new else await find_unfinished(host, definition.id, reference)
+    label = f"{definition.id} v{definition.version}"
+    if existing is not None:
+        workflow_id = existing.id
+        click.echo(
+            f"Resuming {label} (workflow {workflow_id}, started "
+            f"{existing.create_time:%Y-%m-%d %H:%M:%S} UTC) in {store}"
+        )
+        if existing.status == WorkflowStatus.SUSPENDED:
+            await host.resume_workflow(workflow_id)
+    else:
+        data: dict[str, Any] = dict(inputs)
+        workflow_id = await host.start_workflow(
+            definition.id, data, version=definition.version, reference=reference
+        )
+        click.echo(f"Running {label} (workflow {workflow_id}) in {store}")
+    progress = Progress(host, workflow_id, tty=tty, color=tty)
+    final: WorkflowInstance | None = None
+    with progress:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(progress.follow, events)
+
+            async def wait() -> None:
+                nonlocal final
+                final = await host.wait_for_workflow(workflow_id, timeout=timeout)
+                tg.cancel_scope.cancel()
+
+            async def suspended() -> None:
+                await progress.suspended.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(wait)
+            tg.start_soon(suspended)
+    took = format_seconds(time.monotonic() - started)
+    if final is None:
+        instance = await host.get_workflow(workflow_id)
+        click.echo(
+            click.style(
+                f"⏸ {label} suspended after {took} (workflow {workflow_id}); "
+                "resume it with `wfe workflows resume`",
+                fg="yellow",
+            )
+        )
+        return EXIT_SUSPENDED if instance.status == WorkflowStatus.SUSPENDED else EXIT_FAILED
+    if final.status == WorkflowStatus.COMPLETE:
+        click.echo(
+            click.style(f"✓ {label} complete in {took}", fg="green")
+            if tty
+            else f"✓ {label} complete in {took}"
+        )
+        return 0
+    message = await _failure(host, workflow_id)
+    line = f"✗ {label} {final.status} after {took}" + (f": {message}" if message else "")
+    click.echo(click.style(line, fg="red") if tty else line, err=False)
+    return EXIT_FAILED
+
+
+async def _failure(host: WorkflowHost, workflow_id: str) -> str:
+    try:
+        errors = await host.persistence.get_errors(workflow_id)
+    except WfeError:
+        return ""
+    return errors[-1].message if errors else ""
