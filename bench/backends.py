@@ -73,8 +73,10 @@ def wfe_postgres_missing() -> str | None:
     """Why WFE cannot run on PostgreSQL here (``None`` when it can)."""
     try:
         from wfe_host.registry import default_registry
-    except ImportError:
-        return "wfe-host is not installed"
-    if not default_registry().has_provider("persistence", "postgres"):
+
+        found = default_registry().has_provider("persistence", "postgres")
+    except Exception as exc:  # a broken install must not stop the other scenarios
+        return f"cannot list providers: {type(exc).__name__}: {exc}"
+    if not found:
         return "not installed: no 'postgres' persistence provider (wfe-postgres is packaging only)"
     return None

@@ -31,6 +31,7 @@ _METRICS = {
 }
 
 Values = dict[tuple[str, str, str], dict[str, list[float]]]
+Rounds = dict[tuple[str, str, str], list[int]]
 
 
 def metric_label(name: str) -> str:
@@ -70,14 +71,32 @@ def _median(summaries: Mapping[tuple[str, str, str, str], Summary], *key: str) -
     return summary.median
 
 
+def paired_ratio(
+    values: Values, rounds: Rounds, a: tuple[str, str, str, str], b: tuple[str, str, str, str]
+) -> float | None:
+    """The median over rounds of ``a / b`` measured in the same round (same conditions)."""
+    by_round_a = dict(zip(rounds.get(a[:3], []), values.get(a[:3], {}).get(a[3], []), strict=False))
+    by_round_b = dict(zip(rounds.get(b[:3], []), values.get(b[:3], {}).get(b[3], []), strict=False))
+    ratios = [by_round_a[r] / by_round_b[r] for r in by_round_a if by_round_b.get(r)]
+    return Summary.of(ratios).median if ratios else None
+
+
 def targets(
-    summaries: Mapping[tuple[str, str, str, str], Summary], skipped: Mapping[tuple[str, ...], str]
+    summaries: Mapping[tuple[str, str, str, str], Summary],
+    skipped: Mapping[tuple[str, ...], str],
+    values: Values | None = None,
+    rounds: Rounds | None = None,
 ) -> list[Target]:
-    """Check every target of issue 6 that this run measured."""
+    """Check every target of issue 6 that this run measured (on ratios of medians; the
+    median of same-round ratios is shown beside them, as a check against drifting load)."""
     found: list[Target] = []
 
     def med(*key: str) -> float | None:
         return _median(summaries, *key)
+
+    def paired(a: tuple[str, str, str, str], b: tuple[str, str, str, str]) -> str:
+        ratio = paired_ratio(values or {}, rounds or {}, a, b)
+        return "" if ratio is None else f"; same-round ratio {ratio:.2f}x"
 
     for backend, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
         wfe = med("2", "WFE", backend, "workflows_per_s")
@@ -94,7 +113,12 @@ def targets(
                 found.append(Target(name, ">= 10x", reason or "not measured", None))
             else:
                 ratio = wfe / dbos
-                text = f"{ratio:.2f}x ({_num(wfe)} vs {_num(dbos)}{', ' + note if note else ''})"
+                text = f"{ratio:.2f}x ({_num(wfe)} vs {_num(dbos)}{', ' + note if note else ''}"
+                text += paired(
+                    ("2", "WFE", backend, "workflows_per_s"),
+                    ("2", peer, backend, "workflows_per_s"),
+                )
+                text += ")"
                 found.append(Target(name, ">= 10x", text, ratio >= 10))
         steps = med("2", "WFE", backend, "step_transitions_per_s")
         floor = med("2", "raw INSERT+COMMIT", backend, "commits_per_s")
@@ -103,7 +127,12 @@ def targets(
             found.append(Target(name, ">= 0.5x", reason or "not measured", None))
         else:
             ratio = steps / floor
-            text = f"{ratio:.2f}x ({_num(steps)} vs {_num(floor)})"
+            text = f"{ratio:.2f}x ({_num(steps)} vs {_num(floor)}"
+            text += paired(
+                ("2", "WFE", backend, "step_transitions_per_s"),
+                ("2", "raw INSERT+COMMIT", backend, "commits_per_s"),
+            )
+            text += ")"
             found.append(Target(name, ">= 0.5x", text, ratio >= 0.5))
     rate = med("3", "WFE", "memory", "steps_per_s")
     found.append(
@@ -150,7 +179,11 @@ def targets(
         found.append(Target("6 SQLite: scenario 6 vs 2", ">= 0.8x", "not measured", None))
     else:
         ratio = scaled / base
-        text = f"{ratio:.2f}x ({_num(scaled)} vs {_num(base)} workflows/s)"
+        text = f"{ratio:.2f}x ({_num(scaled)} vs {_num(base)} workflows/s"
+        text += paired(
+            ("6", "WFE", "sqlite", "workflows_per_s"), ("2", "WFE", "sqlite", "workflows_per_s")
+        )
+        text += ")"
         found.append(Target("6 SQLite: scenario 6 vs 2", ">= 0.8x", text, ratio >= 0.8))
     return found
 
@@ -162,6 +195,7 @@ def build(
     settings: dict[str, Any],
     plan: list[tuple[str, list[Job]]],
     values: Values,
+    rounds: Rounds,
     notes: Mapping[tuple[str, str, str], set[str]],
     errors: list[dict[str, Any]],
     skipped: list[dict[str, Any]],
@@ -196,10 +230,11 @@ def build(
                     "metric": metric,
                     **summary.to_json(),
                     "values": series,
+                    "rounds": rounds.get(job.key, []),
                     "notes": sorted(notes.get(job.key, ())),
                 }
             )
-    checked = targets(summaries, skip_reasons)
+    checked = targets(summaries, skip_reasons, values, rounds)
     document: dict[str, Any] = {
         "date": started_at.isoformat(timespec="seconds"),
         "machine": machine,

@@ -83,6 +83,8 @@ class Runner:
         self.values: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(
             lambda: defaultdict(list)
         )
+        #: Job key -> the timed round of each value above (to pair runs of one round).
+        self.rounds: dict[tuple[str, str, str], list[int]] = defaultdict(list)
         self.notes: dict[tuple[str, str, str], set[str]] = defaultdict(set)
         self.errors: list[dict[str, Any]] = []
         self.template: str | None = None
@@ -123,7 +125,9 @@ class Runner:
             print(done.stderr, file=sys.stderr)
         return result
 
-    def run(self, job: Job, *, timed: bool, label: str) -> None:
+    def run(self, job: Job, *, round_no: int | None, label: str) -> None:
+        """Run ``job`` once; its values count when ``round_no`` (a timed round) is set."""
+        timed = round_no is not None
         spec, scratch = self._spec(job)
         started = time.perf_counter()
         try:
@@ -138,6 +142,9 @@ class Runner:
             print(f"  {label:>8}  {_name(job):<40} FAILED: {result['error']}", file=sys.stderr)
             return
         shown = []
+        if timed:
+            assert round_no is not None
+            self.rounds[job.key].append(round_no)
         for name, value in result["metrics"].items():
             if isinstance(value, (int, float)):
                 if timed:
@@ -212,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         settings=settings,
         plan=plan,
         values=runner.values,
+        rounds=runner.rounds,
         notes=runner.notes,
         errors=runner.errors,
         skipped=skipped,
@@ -260,13 +268,12 @@ def _run_plan(runner: Runner, plan: list[tuple[str, list[Job]]], sizes: Sizes) -
         if not runnable:
             continue
         print(f"[{name}] {len(runnable)} jobs x {sizes.repetitions} rounds", file=sys.stderr)
-        rounds = [("warm-up", False)] * sizes.warmup_rounds + [
-            (f"{i + 1}/{sizes.repetitions}", True) for i in range(sizes.repetitions)
-        ]
-        for index, (label, timed) in enumerate(rounds):
+        rounds: list[tuple[str, int | None]] = [("warm-up", None)] * sizes.warmup_rounds
+        rounds += [(f"{i + 1}/{sizes.repetitions}", i) for i in range(sizes.repetitions)]
+        for index, (label, round_no) in enumerate(rounds):
             shift = index % len(runnable)
             for job in runnable[shift:] + runnable[:shift]:
-                runner.run(job, timed=timed, label=label)
+                runner.run(job, round_no=round_no, label=label)
     return seed_info
 
 

@@ -205,9 +205,12 @@ def step_types_missing() -> str | None:
         return "wfe-yaml is not installed"
     if not hasattr(wfe_yaml, "load_workflows_from_str"):
         return "wfe_yaml has no load_workflows_from_str yet"
-    from wfe_host.registry import default_registry
+    try:
+        from wfe_host.registry import default_registry
 
-    names = {registered.name for registered in default_registry().step_executors()}
+        names = {registered.name for registered in default_registry().step_executors()}
+    except Exception as exc:  # a broken install must not stop the other scenarios
+        return f"cannot list step types: {type(exc).__name__}: {exc}"
     missing = sorted({"shell", "deno"} - names)
     if missing:
         return f"wfe-yaml registers no {'/'.join(missing)} step type yet"
