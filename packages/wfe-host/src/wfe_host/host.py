@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 from datetime import datetime, timedelta
@@ -26,7 +27,7 @@ from wfe_core.models import (
 )
 from wfe_core.models.instance import utcnow
 from wfe_core.primitives import CHILD_FINISHED_EVENT
-from wfe_core.providers import QueueName
+from wfe_core.providers import QueueName, capabilities
 from wfe_core.serialization import to_primitive
 from wfe_host.options import HostOptions
 from wfe_host.runtime.consumer import consume
@@ -389,12 +390,15 @@ class WorkflowHost:
             with anyio.fail_after(timeout):
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_watch_lifecycle, subscription, workflow_id, finished)
+                    recheck = 0.05
                     try:
                         while True:
                             instance = await self._load(workflow_id)
                             if instance.status.is_finished:
                                 return instance
-                            await finished.wait()
+                            with anyio.move_on_after(self._recheck_after(recheck)):
+                                await finished.wait()
+                            recheck = min(recheck * 2, 2.0)
                             finished = anyio.Event()
                             self._waiters[workflow_id].add(finished)
                     finally:
@@ -413,6 +417,14 @@ class WorkflowHost:
                 with anyio.CancelScope(shield=True):
                     await closer()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _recheck_after(self, seconds: float) -> float:
+        """How long a waiter trusts notifications alone: for ever, unless the store is shared
+        with other processes (durable) while lifecycle events stay in this one; then another
+        process may finish the workflow without telling us, so look again now and then."""
+        shared_store = capabilities.DURABLE in type(self.persistence).capabilities
+        shared_events = capabilities.DISTRIBUTED in type(self.lifecycle).capabilities
+        return seconds if shared_store and not shared_events else math.inf
 
     def lifecycle_events(self) -> AsyncIterator[LifecycleEvent]:
         """Lifecycle events from now on (``async for event in host.lifecycle_events()``)."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import anyio
 
 from wfe_core.models.instance import utcnow
+from wfe_core.providers import capabilities as cap
 
 if TYPE_CHECKING:
     from wfe_host.host import WorkflowHost
@@ -34,6 +36,14 @@ class Scheduler:
         self.recovery_seconds = recovery_seconds
         self._wake = anyio.Event()
 
+    @property
+    def longest_sleep(self) -> float:
+        """How long the scheduler may sleep without looking: for ever on a store private to
+        this process (every change wakes it); ``recovery_seconds`` on a durable store other
+        processes share, whose new due times this host is not told about."""
+        durable = cap.DURABLE in type(self.host.persistence).capabilities
+        return self.recovery_seconds if durable else math.inf
+
     def wake(self) -> None:
         """Make the scheduler look at the earliest due time again."""
         self._wake.set()
@@ -48,10 +58,12 @@ class Scheduler:
                 due = await host.persistence.next_execution_time()
                 now = utcnow()
                 if due is None:
-                    await wake.wait()
+                    with anyio.move_on_after(self.longest_sleep):
+                        await wake.wait()
                     continue
                 if due > now:
-                    with anyio.move_on_after((due - now + _SLACK).total_seconds()):
+                    wait = min((due - now + _SLACK).total_seconds(), self.longest_sleep)
+                    with anyio.move_on_after(wait):
                         await wake.wait()
                     continue
                 # Instances this host is running are queued too: their pass then runs once
