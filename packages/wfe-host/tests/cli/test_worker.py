@@ -11,6 +11,7 @@ import faulthandler
 import importlib
 import importlib.util
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -204,8 +205,16 @@ class FlowFormat:
 
 
 @pytest.mark.usefixtures("hang_guard")
+@pytest.mark.parametrize(
+    ("paths", "env"),
+    [
+        (["defs"], {}),
+        ([], {"WFE_WORKER_PATHS": os.pathsep.join(["defs/b.flow", "defs/nested"])}),
+    ],
+    ids=["arguments", "environment"],
+)
 def test_worker_loads_definition_files_from_directories(
-    shared, tmp_path: Path, monkeypatch
+    shared, tmp_path: Path, monkeypatch, paths: list[str], env: dict[str, str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
     fmt = FlowFormat()
@@ -220,7 +229,7 @@ def test_worker_loads_definition_files_from_directories(
     [definition] = fmt.load(root / "b.flow", None)
     workflow_id = h.start(shared.persistence, [definition], "b", {})
 
-    result = cli("worker", "defs", "--set", "GREETING=hi", "--set", "OTHER=x=y")
+    result = cli("worker", *paths, "--set", "GREETING=hi", "--set", "OTHER=x=y", env=env)
 
     assert result.exit_code == 0, result.output
     assert "2 definitions (b v1, a v1)" in result.stderr  # PATHS order, then name order

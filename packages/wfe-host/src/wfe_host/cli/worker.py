@@ -277,7 +277,8 @@ def worker_command(
     modules, then executes the workflows stored in the configured persistence: those started
     by `wfe run`, other processes or other workers. Several workers may share one store.
 
-    PATHS may also come from WFE_WORKER_PATHS (space-separated).
+    PATHS may also come from WFE_WORKER_PATHS (separated by ':', or ';' on Windows, as in
+    PATH).
     """
     state = cli_state(ctx)
     config = parse_variables(variables)
