@@ -511,3 +511,34 @@ def test_worker_process_stops_on_ctrl_c(tmp_path: Path) -> None:
         "wfe worker: SIGINT received, stopping (send it again to stop at once)",
         "wfe worker: stopped",
     ]
+
+
+class _SlowToClose:
+    """Stands in for a host whose shutdown hangs (a provider that does not close)."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def __aenter__(self) -> _SlowToClose:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await anyio.sleep(60)
+        self.closed = True
+
+
+@pytest.mark.usefixtures("hang_guard")
+def test_a_second_signal_cuts_the_shutdown_short() -> None:
+    from wfe_host.cli.worker import _serve_until_signalled
+
+    host = _SlowToClose()
+
+    def ready() -> None:
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGINT)
+
+    started = time.monotonic()
+    name, forced = anyio.run(_serve_until_signalled, host, ready)  # type: ignore[arg-type]
+    assert (name, forced) == ("SIGTERM", True)
+    assert not host.closed
+    assert time.monotonic() - started < 30
