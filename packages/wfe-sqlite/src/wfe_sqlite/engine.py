@@ -131,6 +131,8 @@ class Store:
         self._write_engine: Engine | None = None
         self._read_engine: Engine | None = None
         self._writer: Connection | None = None
+        # Tells whether anything was committed since the last look (see data_version).
+        self._watch: sqlite3.Connection | None = None
         # Group commit state (touched only on the event loop thread).
         self._pending: list[_Job[Any]] = []
         self._leading = False
@@ -223,9 +225,15 @@ class Store:
                 pool_reset_on_return="rollback",
             )
             event.listen(self._read_engine, "begin", _begin_deferred)
+            self._watch = sqlite3.connect(
+                self.target.path, timeout=0, isolation_level=None, check_same_thread=False
+            )
         logger.debug("opened %s", self.where)
 
     def _dispose(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()
@@ -368,6 +376,29 @@ class Store:
             raise ProviderError(f"{self.where} is closed")
         with engine.connect() as conn:
             return fn(conn)
+
+    # -- noticing other processes' changes ----------------------------------------------------
+    def data_version(self) -> int | None:
+        """A number that changes whenever a connection other than the watch one commits to
+        the database (any process, this one included); ``None`` when it cannot tell.
+
+        Waiters for other processes' work compare it between looks and query only when it
+        changed. This is the one SQLite call made on the event loop: ``PRAGMA data_version``
+        reads the WAL index in shared memory in microseconds, and with a zero busy timeout it
+        never waits for a lock.
+        """
+        if self.target.is_memory:
+            # Only this process can write an in-memory database, and its writers wake the
+            # waiters themselves: nothing else ever changes it.
+            return 0
+        watch = self._watch
+        if watch is None:
+            return None
+        try:
+            row = watch.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None else int(row[0])
 
     # -- in-process wake-ups ------------------------------------------------------------------
     def notify(self, channel: str) -> None:

@@ -64,6 +64,12 @@ def _acquire(conn: Connection, *, key: str, owner: str, ttl_us: int) -> _Attempt
     return _Attempt(token, expires, owner)
 
 
+def _holder(conn: Connection, *, key: str) -> int | None:
+    """When the current lease of ``key`` expires (µs), None when there is none."""
+    row = conn.execute(_HELD, {"key": key}).first()
+    return None if row is None else int(row.expires_at)
+
+
 def _channel(key: str) -> str:
     return f"lock:{key}"
 
@@ -77,9 +83,10 @@ class SqliteLock(SqliteProviderMixin, LockProvider):
     expired is no longer current: :meth:`renew` and :meth:`release` refuse it even when no
     other owner has taken the key yet.
 
-    A waiting :meth:`acquire` wakes at once when the key is released in this process, and
-    otherwise looks again with a bounded backoff (``poll_interval`` to ``max_poll_interval``)
-    or when the current lease expires.
+    A waiting :meth:`acquire` wakes at once when the key is released in this process or the
+    current lease expires; a release by another process is noticed by polling with a bounded
+    backoff (``poll_interval`` to ``max_poll_interval``), where a poll costs microseconds
+    unless something was committed since the last one.
     """
 
     capabilities = frozenset({cap.DURABLE, cap.DISTRIBUTED, cap.LEASE_RENEWAL})
@@ -90,32 +97,51 @@ class SqliteLock(SqliteProviderMixin, LockProvider):
         if ttl <= 0:
             raise ValueError("ttl must be positive")
         store = self.store
+        options = store.options
         ttl_us = max(int(ttl * _SECOND), 1)
         deadline = anyio.current_time() + max(wait, 0.0)
-        interval = store.options.poll_interval
+        interval = options.poll_interval
         channel = _channel(key)
+        try_now = True
+        # The database's data_version at the last look, and when the lease seen then expires.
+        seen: int | None = None
+        expires_at = 0
         while True:
-            attempt = await store.write(
-                partial(_acquire, key=key, owner=owner, ttl_us=ttl_us), "acquire"
-            )
-            if attempt.token is not None:
-                return Lease(
-                    key=key,
-                    owner=owner,
-                    token=attempt.token,
-                    expires_at=from_us(attempt.expires_at),
+            # Read before looking, so a commit made during the look shows at the next one.
+            version = store.data_version()
+            if try_now:
+                attempt = await store.write(
+                    partial(_acquire, key=key, owner=owner, ttl_us=ttl_us), "acquire"
                 )
+                if attempt.token is not None:
+                    return Lease(
+                        key=key,
+                        owner=owner,
+                        token=attempt.token,
+                        expires_at=from_us(attempt.expires_at),
+                    )
+                if attempt.owner == owner:
+                    # Not re-entrant: waiting for one's own lease to lapse makes no sense.
+                    return None
+                seen, expires_at, try_now = version, attempt.expires_at, False
+            elif version is None or version != seen:
+                # Something was committed (maybe a release by another process): a cheap read,
+                # without the write lock, tells whether the key may be free.
+                held = await store.read(partial(_holder, key=key), "acquire")
+                seen = version
+                expires_at = 0 if held is None else held
             remaining = deadline - anyio.current_time()
-            # Not re-entrant: waiting for one's own lease to lapse makes no sense.
-            if remaining <= 0 or attempt.owner == owner:
+            if remaining <= 0:
                 return None
-            until_expiry = max((attempt.expires_at - now_us()) / _SECOND, 0.0)
-            woken = await store.wait(channel, min(interval, remaining, until_expiry))
-            interval = (
-                store.options.poll_interval
-                if woken
-                else min(interval * 2, store.options.max_poll_interval)
-            )
+            until_expiry = (expires_at - now_us()) / _SECOND
+            if until_expiry <= 0:
+                try_now = True
+                continue
+            if await store.wait(channel, min(interval, remaining, until_expiry)):
+                interval = options.poll_interval
+                try_now = True
+            else:
+                interval = min(interval * 2, options.max_poll_interval)
 
     async def renew(self, lease: Lease, *, ttl: float) -> Lease:
         """Extend the current ``lease`` to ``ttl`` seconds from now (same token)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 from sqlalchemy import bindparam, func, select, text
@@ -79,10 +79,18 @@ _SIZE = text(
 )
 
 
-def _claim(
-    conn: Connection, *, queue: str, receipt: str, visibility_us: int
-) -> tuple[str, int, int] | None:
-    """Reclaim lapsed deliveries, then claim the head: ``(item_id, attempt, now)``."""
+class _Claim(NamedTuple):
+    #: The claimed item, or None when nothing was visible.
+    item_id: str | None
+    attempt: int
+    #: When it was claimed (µs since the epoch).
+    at: int
+    #: When nothing was claimed: when the next delayed item or lapsing delivery is due.
+    next_due: int | None
+
+
+def _claim(conn: Connection, *, queue: str, receipt: str, visibility_us: int) -> _Claim:
+    """Reclaim lapsed deliveries, then claim the head of ``queue``."""
     now = now_us()
     params = {"queue": queue, "now": now}
     conn.execute(_DROP_LAPSED_DUPLICATES, params)
@@ -92,8 +100,13 @@ def _claim(
         _CLAIM, {"queue": queue, "now": now, "receipt": receipt, "deadline": now + visibility_us}
     ).first()
     if row is None:
-        return None
-    return row.item_id, int(row.attempt), now
+        return _Claim(None, 0, now, _next_due(conn, queue))
+    return _Claim(row.item_id, int(row.attempt), now, None)
+
+
+def _next_due(conn: Connection, queue: str) -> int | None:
+    value = conn.execute(_NEXT_DUE, {"queue": queue}).scalar()
+    return None if value is None else int(value)
 
 
 def _channel(queue: QueueName | str) -> str:
@@ -111,7 +124,9 @@ class SqliteQueue(SqliteProviderMixin, QueueProvider):
 
     :meth:`dequeue` wakes at once for items enqueued by this process; items enqueued by
     another process are found by polling (every ``poll_interval`` seconds at first, backing
-    off to ``max_poll_interval``). It therefore does not declare ``dequeue-blocks``.
+    off to ``max_poll_interval``). A poll costs microseconds (SQLite's ``data_version`` tells
+    whether anything was committed since the last look; only then is the table read), but it
+    is polling, so the queue does not declare ``dequeue-blocks``.
 
     As in the in-memory queue, an id enqueued while it is in flight waits as a new item and
     may be handed to another consumer before the first acks; the engine's lock keeps two
@@ -140,50 +155,57 @@ class SqliteQueue(SqliteProviderMixin, QueueProvider):
     ) -> QueueMessage | None:
         """The first visible item of ``queue``, waiting up to ``timeout`` seconds for one."""
         store = self.store
+        options = store.options
         name = QueueName(queue).value
         channel = _channel(name)
         visibility_us = max(int(visibility_timeout * _SECOND), 0)
         deadline = anyio.current_time() + max(timeout, 0.0)
-        interval = store.options.poll_interval
+        interval = options.poll_interval
         claim_now = True
+        # The database's data_version at the last look, and what that look found: when the
+        # next delayed item or lapsing delivery is due (µs), None when the queue was empty.
+        seen: int | None = None
+        next_due: int | None = None
         while True:
+            # Read before looking, so a commit made during the look shows at the next one.
+            version = store.data_version()
             if claim_now:
                 receipt = uuid.uuid4().hex
-                claimed = await store.write(
+                claim = await store.write(
                     partial(_claim, queue=name, receipt=receipt, visibility_us=visibility_us),
                     "dequeue",
                 )
-                if claimed is not None:
-                    item_id, attempt, delivered = claimed
+                if claim.item_id is not None:
                     return QueueMessage(
                         queue=QueueName(name),
-                        item_id=item_id,
+                        item_id=claim.item_id,
                         receipt=receipt,
-                        attempt=attempt,
-                        delivered_at=from_us(delivered),
+                        attempt=claim.attempt,
+                        delivered_at=from_us(claim.at),
                     )
+                seen, next_due, claim_now = version, claim.next_due, False
+            elif version is None or version != seen:
+                # Something was committed (maybe by another process): a cheap read, without
+                # the write lock, tells whether anything is due.
+                next_due = await store.read(partial(_next_due, queue=name), "dequeue")
+                seen = version
             remaining = deadline - anyio.current_time()
             if remaining <= 0:
                 return None
-            # Sleep until woken by an enqueue in this process, the next poll, or the moment
-            # the next delayed item (or lapsing delivery) becomes due, whichever comes first.
-            next_due = await store.read(
-                lambda conn: conn.execute(_NEXT_DUE, {"queue": name}).scalar(), "dequeue"
-            )
-            if next_due is not None and next_due <= now_us():
+            until_due = None if next_due is None else (next_due - now_us()) / _SECOND
+            if until_due is not None and until_due <= 0:
                 claim_now = True
                 continue
+            # Sleep until an enqueue in this process, the next look for other processes'
+            # work, or the moment the next delayed item (or lapsing delivery) is due.
             pause = min(interval, remaining)
-            if next_due is not None:
-                pause = min(pause, max((next_due - now_us()) / _SECOND, 0.0))
-            woken = await store.wait(channel, pause)
-            if woken:
-                interval = store.options.poll_interval
+            if until_due is not None:
+                pause = min(pause, until_due)
+            if await store.wait(channel, pause):
+                interval = options.poll_interval
                 claim_now = True
             else:
-                interval = min(interval * 2, store.options.max_poll_interval)
-                # Look (a cheap read, no write lock) before claiming again.
-                claim_now = False
+                interval = min(interval * 2, options.max_poll_interval)
 
     async def ack(self, message: QueueMessage) -> None:
         """Forget the delivery for good; a no-op for a receipt that is not in flight."""
