@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -16,6 +17,7 @@ from wfe_core.providers import (
     QueueProvider,
     SearchIndex,
 )
+from wfe_host.options import HostOptions
 from wfe_host.registry import PluginRegistry, default_registry
 from wfe_host.settings import (
     HostSettings,
@@ -28,9 +30,7 @@ from wfe_host.settings import (
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Mapping
 
-    from wfe_host.options import HostOptions
 
 #: The provider a concern gets when nothing selects one (search: none).
 DEFAULT_PROVIDER = "memory"

@@ -32,12 +32,13 @@ from wfe_core.providers import (
     QueueProvider,
     SearchIndex,
 )
-from wfe_host.plugins import PluginInfo, PluginManager, make_plugin_manager
+from wfe_host.plugins import make_plugin_manager
 from wfe_host.settings import SettingsError, SettingsProblem, structure
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from wfe_core.plugins.manager import PluginInfo, PluginManager
     from wfe_host.settings import ProviderSettings
 
 logger = logging.getLogger(__name__)
@@ -197,7 +198,7 @@ def _kind(kind: ProviderKind | str) -> ProviderKind:
 
 
 class PluginRegistry:
-    """What the plugins of a :class:`~wfe_host.plugins.PluginManager` offer.
+    """What the plugins of a :class:`~wfe_core.plugins.manager.PluginManager` offer.
 
     Every hook is called once, when the registry is built; records are validated then, so a
     broken plugin fails at start-up with its name rather than later with a confusing error.

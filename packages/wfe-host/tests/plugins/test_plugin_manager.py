@@ -222,15 +222,15 @@ def test_plugin_info_of_a_plugin_registered_by_code(plugin_manager: PluginManage
 
 
 def test_tracing_logs_hook_calls_at_debug_level(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="wfe_host.plugins")
+    caplog.set_level(logging.DEBUG, logger="wfe_core.plugins.manager")
     PluginRegistry(make_plugin_manager({**NO_AUTOLOAD, "WFE_TRACE_PLUGINS": "1"}))
-    traced = [r.getMessage() for r in caplog.records if r.name == "wfe_host.plugins"]
+    traced = [r.getMessage() for r in caplog.records if r.name == "wfe_core.plugins.manager"]
     assert any("register_providers" in m for m in traced)
     assert any("finish register_providers" in m for m in traced)
 
 
 def test_no_tracing_by_default(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="wfe_host.plugins")
+    caplog.set_level(logging.DEBUG, logger="wfe_core.plugins.manager")
     PluginRegistry(make_plugin_manager(NO_AUTOLOAD))
     assert not any("finish register_providers" in r.getMessage() for r in caplog.records)
 

@@ -1,9 +1,9 @@
 """Plugin discovery: a pluggy plugin manager for the ``wfe`` project.
 
-The manager knows the hooks of :mod:`wfe_core.plugins.hookspecs` and
-:mod:`wfe_host.hookspecs`, always holds the built-in in-memory plugin (named ``memory``), and
-loads every installed distribution's entry point of group ``wfe`` unless told otherwise by the
-environment:
+The manager knows the hooks of :mod:`wfe_core.plugins.hookspecs` (and any further hookspec
+modules its user adds, as wfe-host does for CLI commands), always holds the built-in in-memory
+plugin (named ``memory``), and loads every installed distribution's entry point of group
+``wfe`` unless told otherwise by the environment:
 
 ``WFE_DISABLE_PLUGIN_AUTOLOAD=1``
     Load no entry points (only the built-in plugin, and those named in ``WFE_PLUGINS``).
@@ -12,7 +12,7 @@ environment:
 ``WFE_BLOCK_PLUGINS=name1,name2``
     Never load (or register) plugins of these names.
 ``WFE_TRACE_PLUGINS=1``
-    Log every hook call at DEBUG level on the ``wfe_host.plugins`` logger.
+    Log every hook call at DEBUG level on the ``wfe_core.plugins.manager`` logger.
 
 The names mirror pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` and ``PYTEST_PLUGINS``.
 """
@@ -32,10 +32,10 @@ import pluggy
 from wfe_core.errors import ConfigurationError, PluginError
 from wfe_core.plugins import PROJECT_NAME
 from wfe_core.plugins import hookspecs as core_hookspecs
-from wfe_host import hookspecs as host_hookspecs
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Mapping
+    from collections.abc import Collection, Iterable, Mapping
+    from types import ModuleType
 
 logger = logging.getLogger(__name__)
 
@@ -148,10 +148,11 @@ class PluginManager(pluggy.PluginManager):
     which is what tests that register their own plugin objects want.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, hookspecs: Iterable[ModuleType] = ()) -> None:
         super().__init__(PROJECT_NAME)
         self.add_hookspecs(core_hookspecs)
-        self.add_hookspecs(host_hookspecs)
+        for module in hookspecs:
+            self.add_hookspecs(module)
         # plugin name -> (distribution, version, builtin); kept here because pluggy only
         # records distributions for plugins it loads itself.
         self._origins: dict[str, tuple[str | None, str | None, bool]] = {}
@@ -328,6 +329,7 @@ def make_plugin_manager(
     environ: Mapping[str, str] | None = None,
     *,
     options: PluginLoadOptions | None = None,
+    hookspecs: Iterable[ModuleType] = (),
 ) -> PluginManager:
     """A plugin manager holding the built-in plugin and the installed ``wfe`` plugins.
 
@@ -335,7 +337,7 @@ def make_plugin_manager(
     (default: ``os.environ``); see the module docstring.
     """
     opts = PluginLoadOptions.from_environ(environ) if options is None else options
-    pm = PluginManager()
+    pm = PluginManager(hookspecs)
     if opts.trace:
         pm.enable_trace_logging()
     for name in opts.block:

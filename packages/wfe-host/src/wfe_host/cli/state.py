@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -11,7 +12,6 @@ from wfe_host.registry import PluginRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from pathlib import Path
 
     from wfe_host.bootstrap import ResolvedSettings
 
