@@ -3,8 +3,10 @@ killed mid-run whose workflows another host on the same file finishes."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -124,6 +126,8 @@ async def test_killed_host_workflows_are_finished_by_a_new_host(tmp_path: Path) 
             child.kill()
         await anyio.to_thread.run_sync(child.wait)
     assert child.returncode == -signal.SIGKILL
+    with contextlib.closing(sqlite3.connect(tmp_path / "wfe.db")) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     ran_in_child = _line_count(side_effects)
     assert ran_in_child < count * len(steps), "the child finished everything before the kill"
 
