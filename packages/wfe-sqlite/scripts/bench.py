@@ -11,6 +11,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 import anyio
 
@@ -75,8 +76,9 @@ async def _lock(url: str, options: SqliteOptions, count: int) -> float:
 
 async def main(scale: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
-        for synchronous in ("full", "normal"):
-            options = SqliteOptions(synchronous=synchronous)  # type: ignore[arg-type]
+        modes: tuple[Literal["full", "normal"], ...] = ("full", "normal")
+        for synchronous in modes:
+            options = SqliteOptions(synchronous=synchronous)
             url = f"sqlite:///{Path(directory) / synchronous}.db"
             sequential = await _persist(url, options, 1, 500 * scale)
             concurrent = await _persist(url, options, 100, 20 * scale)

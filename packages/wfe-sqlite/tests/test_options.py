@@ -10,6 +10,7 @@ import pytest
 
 from wfe_core.errors import ConfigurationError, ProviderError
 from wfe_core.plugins import ProviderKind
+from wfe_core.providers import Provider
 from wfe_core.providers import capabilities as cap
 from wfe_sqlite import SqliteLock, SqliteOptions, SqlitePersistence, SqliteQueue, parse_url
 from wfe_sqlite import plugin as sqlite_plugin
@@ -128,7 +129,7 @@ def test_plugin_registers_three_providers_named_sqlite() -> None:
         ProviderKind.QUEUE,
         ProviderKind.LOCK,
     }
-    classes = {
+    classes: dict[ProviderKind, type[Provider]] = {
         ProviderKind.PERSISTENCE: SqlitePersistence,
         ProviderKind.QUEUE: SqliteQueue,
         ProviderKind.LOCK: SqliteLock,
