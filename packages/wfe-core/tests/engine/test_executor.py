@@ -4,25 +4,19 @@ expected number of times."""
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections import Counter
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from wfe_core import ExecutionResult, StepContext, WorkflowBuilder
 from wfe_core.errors import ConcurrencyError
 from wfe_core.models import LifecycleEventType, PointerStatus, WorkflowStatus
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from wfe_core.builder import WorkflowBuilder as Builder
+from wfe_core.testing.definitions import Node, build_tree, definition_trees
 
 from .conftest import EngineHarness
 
@@ -125,106 +119,12 @@ async def test_step_changes_to_data_are_kept_when_the_step_fails_later(
 
 
 # -- property: random definitions ----------------------------------------------------------
-_labels = itertools.count()
-
-Node = tuple[Any, ...]
-
-leaf = st.just(("step",)) | st.just(("delay",))
-
-
-def _extend(children: st.SearchStrategy[Node]) -> st.SearchStrategy[Node]:
-    seq = st.lists(children, min_size=1, max_size=3)
-    return st.one_of(
-        st.tuples(st.just("if"), st.booleans(), seq),
-        st.tuples(st.just("while"), st.integers(0, 2), seq),
-        st.tuples(st.just("foreach"), st.integers(0, 3), st.booleans(), seq),
-        st.tuples(st.just("parallel"), st.lists(seq, min_size=1, max_size=3)),
-        st.tuples(st.just("decide"), st.integers(0, 2), st.lists(seq, min_size=2, max_size=3)),
-        st.tuples(st.just("saga"), seq),
-    )
-
-
-trees = st.lists(st.recursive(leaf, _extend, max_leaves=8), min_size=1, max_size=4)
-
-
-def _record(label: str) -> Any:
-    def step(ctx: StepContext) -> None:
-        ctx.data.setdefault("log", []).append(label)
-
-    return step
-
-
-def _rounds_below(n: int) -> Any:
-    return lambda data, ctx: int((ctx.persistence_data or {}).get("rounds", 0)) < n
-
-
-def _build(b: Builder[Any], seq: list[Node], times: int, expected: Counter[str]) -> None:
-    for node in seq:
-        kind = node[0]
-        if kind == "step":
-            label = f"s{next(_labels)}"
-            expected[label] += times
-            b.then(_record(label))
-        elif kind == "delay":
-            b.delay(timedelta(milliseconds=5))
-        elif kind == "if":
-            _, condition, body = node
-            b.if_do(
-                lambda data, c=condition: c,
-                lambda sub, body=body, n=times * condition: _build(sub, body, n, expected),
-            )
-        elif kind == "while":
-            _, rounds, body = node
-            b.while_do(
-                _rounds_below(rounds),
-                lambda sub, body=body, n=times * rounds: _build(sub, body, n, expected),
-            )
-        elif kind == "foreach":
-            _, count, parallel, body = node
-            b.for_each(
-                lambda data, c=count: list(range(c)),
-                lambda sub, body=body, n=times * count: _build(sub, body, n, expected),
-                parallel=parallel,
-            )
-        elif kind == "parallel":
-            _, branches = node
-
-            def add_branches(p: Any, branches: list[list[Node]] = branches) -> None:
-                for branch in branches:
-                    p.branch(lambda sub, part=branch: _build(sub, part, times, expected))
-
-            b.parallel(add_branches)
-        elif kind == "decide":
-            _, choice, branches = node
-            cases = {
-                index: (
-                    lambda sub, body=branch, n=times * (index == choice): _build(
-                        sub, body, n, expected
-                    )
-                )
-                for index, branch in enumerate(branches)
-            }
-            b.decide(lambda data, c=choice: c, cases)
-        elif kind == "saga":
-            _, body = node
-            b.saga(lambda sub, body=body, n=times: _build(sub, body, n, expected))
-
-
-def _walk(seq: list[Node]) -> Iterator[Node]:
-    for node in seq:
-        yield node
-        for part in node[1:]:
-            if isinstance(part, list):
-                for inner in part:
-                    yield from _walk(inner if isinstance(inner, list) else [inner])
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-@given(trees)
+@given(definition_trees())
 def test_random_definitions_finish_with_every_step_accounted_for(tree: list[Node]) -> None:
     expected: Counter[str] = Counter()
-    builder: Builder[Any] = WorkflowBuilder()
-    _build(builder, tree, 1, expected)
+    builder: WorkflowBuilder[Any] = WorkflowBuilder()
+    build_tree(builder, tree, expected)
     definition = builder.build("random")
 
     async def main() -> Any:

@@ -20,12 +20,14 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import attrs
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from wfe_core.builder import WorkflowBuilder
 from wfe_core.models import (
@@ -39,6 +41,7 @@ from wfe_core.models import (
 )
 from wfe_core.results import ExecutionResult
 from wfe_core.step import StepBody, StepContext
+from wfe_core.testing.definitions import EVENT_NAME, Node, build_tree, definition_trees
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -853,6 +856,31 @@ class WorkflowScenarios:
         failed = [p for p in instance.pointers if p.status == PointerStatus.FAILED]
         assert missing in (failed[0].error or "")
         assert "DefinitionNotFoundError" in (failed[0].error or "")
+
+    # -- property ----------------------------------------------------------------------------
+    @pytest.mark.anyio
+    @settings(
+        max_examples=15,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(tree=definition_trees(events=True, max_leaves=6))
+    async def test_random_definitions_finish_with_every_step_accounted_for(
+        self, host: ScenarioHost, tree: list[Node]
+    ) -> None:
+        expected: Counter[str] = Counter()
+        builder: WorkflowBuilder[Any] = WorkflowBuilder()
+        keys = build_tree(builder, tree, expected)
+        definition = builder.build(_unique("random"))
+        host.register(definition)
+        # Published before the workflow waits: stored events are never lost.
+        for key in keys:
+            await host.publish_event(EVENT_NAME, key)
+        workflow_id = await host.start_workflow(definition.id)
+        instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert Counter(instance.data.get("log", [])) == +expected
+        assert all(not p.active for p in instance.pointers)
 
     # -- lifecycle ---------------------------------------------------------------------------
     @pytest.mark.anyio
