@@ -59,7 +59,7 @@ def _configure_logging(debug: bool) -> None:
         )
     if env_flag(os.environ, ENV_TRACE_PLUGINS):
         # Tracing was asked for explicitly: show it even without --debug.
-        plugins_logger = logging.getLogger("wfe_host.plugins")
+        plugins_logger = logging.getLogger("wfe_core.plugins.manager")
         plugins_logger.setLevel(logging.DEBUG)
         if not logging.getLogger().handlers and not plugins_logger.handlers:
             plugins_logger.addHandler(logging.StreamHandler(sys.stderr))
