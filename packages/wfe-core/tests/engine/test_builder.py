@@ -143,7 +143,7 @@ def test_malformed_definitions_fail_at_build(build: Any, message: str) -> None:
 
 
 def test_all_problems_are_reported_together() -> None:
-    builder = (
+    builder: WorkflowBuilder[Any] = (
         WorkflowBuilder().start_with(A).parallel(lambda p: p).while_do(lambda d: 1, lambda b: b)
     )
     with pytest.raises(DefinitionError) as caught:

@@ -17,8 +17,7 @@ from wfe_core import ExecutionResult, StepContext, WorkflowBuilder
 from wfe_core.errors import ConcurrencyError
 from wfe_core.models import LifecycleEventType, PointerStatus, WorkflowStatus
 from wfe_core.testing.definitions import Node, build_tree, definition_trees
-
-from .conftest import EngineHarness
+from wfe_core.testing.harness import EngineHarness
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ from wfe_core import ErrorBehavior, ExecutionResult, StepBody, StepContext, Work
 from wfe_core.models import PointerStatus, WorkflowStatus
 
 if TYPE_CHECKING:
-    from .conftest import EngineHarness
+    from wfe_core.testing.harness import EngineHarness
 
 pytestmark = pytest.mark.anyio
 
