@@ -560,8 +560,8 @@ class WorkflowHost:
             await self.events.requeue_for(subscription)
         await self._enqueue_index(instance.id)
         due = instance.next_execution
-        if due is not None and due > utcnow():
-            self.scheduler.wake()
+        if due is not None and due > utcnow() and instance.status == WorkflowStatus.RUNNABLE:
+            self.scheduler.note(instance.id, due)
 
     async def _on_finished(self, instance: WorkflowInstance) -> None:
         """After ``instance`` was stored finished: wake waiters, tell a parent, and run the

@@ -442,3 +442,21 @@ async def test_suspend_lets_the_running_step_finish_and_stops_there() -> None:
         assert await host.resume_workflow(workflow_id)
         instance = await host.wait_for_workflow(workflow_id, timeout=10)
     assert instance.data.log == ["slow done", "next"]
+
+
+async def test_a_timer_is_not_held_up_by_another_workflows_long_pass() -> None:
+    async def long_step(ctx: StepContext) -> None:
+        await anyio.sleep(3)
+
+    slow = WorkflowBuilder(Counter).start_with(long_step).build("long-pass")
+    quick = WorkflowBuilder(Counter).delay(timedelta(milliseconds=200)).then(bump).build("timer")
+    async with WorkflowHost() as host:
+        host.register(slow)
+        host.register(quick)
+        await host.start_workflow("long-pass")
+        await anyio.sleep(0.1)  # the long pass is running (its instance stays due meanwhile)
+        started = time.monotonic()
+        instance = await host.wait_for_workflow(await host.start_workflow("timer"), timeout=10)
+        elapsed = time.monotonic() - started
+    assert instance.data.count == 1
+    assert elapsed < 2.0, f"a 0.2 s delay took {elapsed:.2f} s"

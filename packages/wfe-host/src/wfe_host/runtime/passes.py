@@ -46,6 +46,8 @@ class PassHandle:
     stop: bool = False
     #: Work arrived for the instance during the pass: run another pass after it.
     rerun: bool = False
+    #: The pass stored the instance (its due time may have changed).
+    stored: bool = False
     #: Called after the pass released its lease.
     after: list[Callable[[], Awaitable[None]]] = attrs.field(factory=list)
 
@@ -64,6 +66,7 @@ class _PassEnvironment:
         self.host = host
         self.finished = instance.status.is_finished
         self.stored_due: datetime | None = None
+        self.stored = False
 
     @property
     def host_context(self) -> WorkflowHost:
@@ -84,6 +87,7 @@ class _PassEnvironment:
             closed_subscriptions=closed_subscriptions,
         )
         # What was last stored, so the runner can tell work that fell due meanwhile.
+        self.stored = True
         self.stored_due = (
             instance.next_execution if instance.status == WorkflowStatus.RUNNABLE else None
         )
@@ -137,6 +141,10 @@ class PassRunner:
         finally:
             del self.running[workflow_id]
             await self._release(lease)
+            if handle.stored:
+                # The instance's due time changed: the scheduler may have been waiting for
+                # this pass before it looks at the next due time.
+                host.scheduler.wake()
             for callback in handle.after:
                 await callback()
             if handle.rerun:
@@ -149,16 +157,19 @@ class PassRunner:
             tg.start_soon(self._renew, lease, handle)
             try:
                 with handle.scope:
-                    due = await self._run(handle.workflow_id, handle)
-                    if due is not None and due <= utcnow():
-                        # It fell due while the pass stored its state (a short sleep on a
-                        # slow store): nothing else would wake it, so run it again.
-                        handle.rerun = True
+                    environment = await self._run(handle.workflow_id, handle)
+                    if environment is not None and environment.stored:
+                        handle.stored = True
+                        due = environment.stored_due
+                        if due is not None and due <= utcnow():
+                            # It fell due while the pass stored its state (a short sleep on
+                            # a slow store): nothing else would wake it, so run it again.
+                            handle.rerun = True
             finally:
                 tg.cancel_scope.cancel()
 
-    async def _run(self, workflow_id: str, handle: PassHandle) -> datetime | None:
-        """Run a pass; returns when the instance is next due as last stored by it."""
+    async def _run(self, workflow_id: str, handle: PassHandle) -> _PassEnvironment | None:
+        """Run a pass; returns its environment (what it stored), ``None`` when none ran."""
         host = self.host
         try:
             instance = await host._load(workflow_id)
@@ -183,7 +194,7 @@ class PassRunner:
             step_middleware=tuple(host.step_middleware),
         )
         await executor.run_pass(instance, definition, should_stop=lambda: handle.stop)
-        return environment.stored_due
+        return environment
 
     async def _renew(self, lease: Lease, handle: PassHandle) -> None:
         ttl = self.host.options.lease_seconds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 from datetime import timedelta
@@ -13,6 +14,8 @@ from wfe_core.models.instance import utcnow
 from wfe_core.providers import capabilities as cap
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from wfe_host.host import WorkflowHost
 
 logger = logging.getLogger("wfe_host.scheduler")
@@ -22,19 +25,26 @@ _SLACK = timedelta(milliseconds=5)
 
 
 class Scheduler:
-    """Sleeps until the earliest ``next_execution`` of any runnable instance (or until woken
-    because that may have changed), then queues the instances that are due.
+    """Queues instances when their sleeping work falls due.
 
-    Instances stay due until their pass has run; after queueing them the scheduler waits to
-    be woken (a pass ended or stored a new due time) rather than look again at once, with a
-    ``recovery_seconds`` fallback for work whose pass could not run (no definition here,
-    another worker's lease).
+    Two sources of due times: the ones this host stores (kept in a local timer heap, exact),
+    and persistence's earliest ``next_execution`` of any runnable instance (work scheduled
+    before this host started, or by other processes). The scheduler sleeps until the earliest
+    of them or until woken.
+
+    An instance stays due while its pass runs, which hides later due times behind it in
+    persistence; so after queueing what persistence says is due, the scheduler does not look
+    at that same due time again until woken (a pass stored a change) or ``recovery_seconds``
+    passed (a pass that could not run: no definition here, another worker's lease).
     """
 
     def __init__(self, host: WorkflowHost, *, recovery_seconds: float = 30.0) -> None:
         self.host = host
         self.recovery_seconds = recovery_seconds
         self._wake = anyio.Event()
+        self._timers: list[tuple[datetime, str]] = []
+        self._dispatched_due: datetime | None = None
+        self._dispatched_at = -math.inf
 
     @property
     def longest_sleep(self) -> float:
@@ -45,34 +55,48 @@ class Scheduler:
         return self.recovery_seconds if durable else math.inf
 
     def wake(self) -> None:
-        """Make the scheduler look at the earliest due time again."""
+        """Make the scheduler look at the due times again."""
+        self._wake.set()
+
+    def note(self, workflow_id: str, due: datetime) -> None:
+        """This host stored ``workflow_id`` due at ``due``: queue it then."""
+        heapq.heappush(self._timers, (due, workflow_id))
         self._wake.set()
 
     async def run(self) -> None:
         """Run until cancelled."""
-        host = self.host
         while True:
-            # Replaced before reading, so a wake-up that races the read is never missed.
+            # Replaced before looking, so a wake-up that races the look is never missed.
             self._wake = wake = anyio.Event()
             try:
-                due = await host.persistence.next_execution_time()
-                now = utcnow()
-                if due is None:
-                    with anyio.move_on_after(self.longest_sleep):
-                        await wake.wait()
-                    continue
-                if due > now:
-                    wait = min((due - now + _SLACK).total_seconds(), self.longest_sleep)
-                    with anyio.move_on_after(wait):
-                        await wake.wait()
-                    continue
+                timeout = await self._dispatch()
+            except Exception:
+                # Keep scheduling whatever a provider raised; the next look may succeed.
+                logger.exception("scheduling failed; trying again shortly")
+                timeout = 1.0
+            with anyio.move_on_after(timeout):
+                await wake.wait()
+
+    async def _dispatch(self) -> float:
+        """Queue what is due; return how long to sleep before looking again."""
+        host = self.host
+        now = utcnow()
+        while self._timers and self._timers[0][0] <= now:
+            _, workflow_id = heapq.heappop(self._timers)
+            await host._enqueue_workflow(workflow_id)
+        waits = [self.longest_sleep]
+        if self._timers:
+            waits.append((self._timers[0][0] - now + _SLACK).total_seconds())
+        due = await host.persistence.next_execution_time()
+        if due is not None and due > now:
+            waits.append((due - now + _SLACK).total_seconds())
+        elif due is not None:
+            clock = anyio.current_time()
+            if due != self._dispatched_due or clock - self._dispatched_at >= self.recovery_seconds:
                 # Instances this host is running are queued too: their pass then runs once
                 # more when it ends, in case the work fell due after it last looked.
                 for workflow_id in await host.persistence.get_runnable_instances(now):
                     await host._enqueue_workflow(workflow_id)
-            except Exception:
-                # Keep scheduling whatever a provider raised; the next look may succeed.
-                logger.exception("scheduling failed; trying again shortly")
-                await anyio.sleep(1.0)
-            with anyio.move_on_after(self.recovery_seconds):
-                await wake.wait()
+                self._dispatched_due, self._dispatched_at = due, clock
+            waits.append(self._dispatched_at + self.recovery_seconds - clock)
+        return max(min(waits), 0.0)
