@@ -460,3 +460,43 @@ async def test_a_timer_is_not_held_up_by_another_workflows_long_pass() -> None:
         elapsed = time.monotonic() - started
     assert instance.data.count == 1
     assert elapsed < 2.0, f"a 0.2 s delay took {elapsed:.2f} s"
+
+
+async def test_a_step_can_start_workflows_and_publish_events_through_ctx_host() -> None:
+    child = WorkflowBuilder(Counter).start_with(bump).build("spawned")
+
+    async def spawn(ctx: StepContext) -> None:
+        child_id = await ctx.host.start_workflow("spawned", Counter(count=5), reference="kid")
+        ctx.data.log.append(child_id)
+        await ctx.host.publish_event("go", ctx.workflow_id, "from a step")
+
+    parent = (
+        WorkflowBuilder(Counter)
+        .start_with(spawn)
+        .wait_for("go", key=lambda data, ctx: ctx.workflow_id)
+        .output(log=lambda step, data: [*data.log, step.event_data])
+        .build("spawner")
+    )
+    async with WorkflowHost() as host:
+        host.register(child)
+        host.register(parent)
+        instance = await host.wait_for_workflow(await host.start_workflow("spawner"), timeout=10)
+        spawned = await host.wait_for_workflow(instance.data.log[0], timeout=10)
+    assert instance.data.log[1] == "from a step"
+    assert (spawned.reference, spawned.data.count) == ("kid", 6)
+
+
+async def test_purge_also_removes_search_entries() -> None:
+    search = MemorySearch()
+    async with WorkflowHost(search=search) as host:
+        host.register(simple())
+        workflow_id = await host.start_workflow("simple", reference="to-purge")
+        await host.wait_for_workflow(workflow_id, timeout=10)
+        with anyio.fail_after(10):
+            # Indexing is asynchronous (the index queue) and announces nothing: look again.
+            while True:
+                if (await host.search("to-purge")).items:
+                    break
+                await anyio.sleep(0.02)
+        assert await host.purge(older_than=timedelta(seconds=-1)) == 1
+        assert (await host.search("to-purge")).total == 0

@@ -12,6 +12,8 @@ from wfe_host import WorkflowHost
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from wfe_core.runtime import HostContext
+
 
 class TestMemoryScenarios(WorkflowScenarios):
     __test__ = True
@@ -20,3 +22,13 @@ class TestMemoryScenarios(WorkflowScenarios):
     async def host(self) -> AsyncIterator[WorkflowHost]:
         async with WorkflowHost() as host:
             yield host
+
+
+def test_workflow_host_satisfies_the_core_protocols() -> None:
+    """Static (mypy) and runtime check that the host is what core's protocols describe."""
+    from wfe_core.testing.scenarios import ScenarioHost
+
+    host = WorkflowHost()
+    as_scenario_host: ScenarioHost = host
+    as_host_context: HostContext = host
+    assert as_scenario_host is as_host_context
