@@ -19,8 +19,11 @@ import click
 
 from wfe_core.errors import PluginError, WfeError
 from wfe_host.cli.events import events_group
+from wfe_host.cli.graph import graph_command
 from wfe_host.cli.info import plugins_command, providers_command
+from wfe_host.cli.run import run_command
 from wfe_host.cli.state import CliState, cli_state
+from wfe_host.cli.validate import validate_command
 from wfe_host.cli.worker import worker_command
 from wfe_host.cli.workflows import workflows_group
 from wfe_host.plugins import ENV_TRACE_PLUGINS, env_flag
@@ -205,3 +208,6 @@ main.add_command(providers_command)
 main.add_command(worker_command)
 main.add_command(workflows_group)
 main.add_command(events_group)
+main.add_command(run_command)
+main.add_command(validate_command)
+main.add_command(graph_command)

@@ -27,9 +27,9 @@ from wfe_host.cli.progress import Progress, format_seconds
 from wfe_host.cli.state import cli_state
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import AsyncIterator, Mapping, Sequence
 
-    from wfe_core.models import WorkflowDefinition, WorkflowInstance
+    from wfe_core.models import LifecycleEvent, WorkflowDefinition, WorkflowInstance
     from wfe_host.cli.state import CliState
     from wfe_host.host import WorkflowHost
 
@@ -218,6 +218,37 @@ async def _run(
     store: str,
 ) -> int:
     events = host.lifecycle_events()
+    try:
+        return await _follow(
+            host,
+            definition,
+            inputs,
+            reference,
+            events,
+            new=new,
+            timeout=timeout,
+            tty=tty,
+            store=store,
+        )
+    finally:
+        closer = getattr(events, "aclose", None)
+        if closer is not None:
+            with anyio.CancelScope(shield=True):
+                await closer()
+
+
+async def _follow(
+    host: WorkflowHost,
+    definition: WorkflowDefinition,
+    inputs: Mapping[str, str],
+    reference: str,
+    events: AsyncIterator[LifecycleEvent],
+    *,
+    new: bool,
+    timeout: float | None,
+    tty: bool,
+    store: str,
+) -> int:
     started = time.monotonic()
     existing = None if new else await find_unfinished(host, definition.id, reference)
     label = f"{definition.id} v{definition.version}"

@@ -1,0 +1,227 @@
+"""``wfe run``, ``wfe validate`` and ``wfe graph`` on YAML files, through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wfe_host.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "pipelines"
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every command runs in a scratch directory (the default store is ./.wfe/wfe.db)."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("WFE_") and name not in ("WFE_DENO_BIN",):
+            monkeypatch.delenv(name)
+    return tmp_path
+
+
+def wfe(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_run_shows_progress_and_output(in_tmp: Path) -> None:
+    code, out = wfe("run", str(EXAMPLES / "hello.yaml"), "--input", "who=world")
+    assert code == 0, out
+    assert "Running hello v1" in out
+    assert "▶ Greet" in out
+    assert "Greet │ Hello, world!" in out
+    assert "✓ Greet (" in out
+    assert "✓ hello v1 complete in" in out
+    # No TTY here: plain lines, no escape sequences.
+    assert "\x1b[" not in out
+    assert (in_tmp / ".wfe" / "wfe.db").is_file()
+
+
+def test_run_fails_with_exit_status_1(in_tmp: Path) -> None:
+    file = write(
+        in_tmp / "fail.yaml",
+        "workflow:\n  id: fail\n  steps:\n    - name: Boom\n"
+        "      config: {run: 'echo bad >&2; exit 3'}\n"
+        "      ensure: {name: Tidy, config: {run: echo tidy}}\n",
+    )
+    code, out = wfe("--persistence", "memory", "run", str(file))
+    assert code == 1, out
+    assert "Boom │ bad" in out
+    assert "✗ Boom failed" in out
+    assert "exited with code 3: bad" in out
+    assert "✓ Tidy" in out
+    assert "✗ fail v1 failed after" in out
+
+
+def test_run_shows_skipped_steps_and_child_workflows(in_tmp: Path) -> None:
+    file = write(
+        in_tmp / "flow.yaml",
+        "workflows:\n  - id: main\n    inputs: {go: boolean}\n    steps:\n"
+        "      - name: Maybe\n        when: {field: inputs.go, equals: true}\n"
+        "        config: {run: echo maybe}\n"
+        "      - name: Child\n        type: workflow\n        config: {workflow: child}\n"
+        "  - id: child\n    steps:\n      - name: Inner\n        config: {run: echo inner}\n",
+    )
+    code, out = wfe("--persistence", "memory", "run", str(file), "-i", "go=false")
+    assert code == 0, out
+    assert "○ Maybe skipped" in out
+    assert "started workflow child v1" in out
+    assert "child > Inner │ inner" in out
+
+
+def test_run_bad_usage(in_tmp: Path) -> None:
+    code, out = wfe("run", "missing.yaml")
+    assert code == 1
+    assert "no such file" in out
+    file = write(
+        in_tmp / "ok.yaml",
+        "workflow:\n  id: ok\n  steps:\n    - {name: A, config: {run: 'true'}}\n",
+    )
+    code, out = wfe("run", str(file), "--input", "novalue")
+    assert code == 2
+    assert "expected KEY=VALUE" in out
+    code, out = wfe("run", str(file), "--workflow", "other")
+    assert code == 1
+    assert "no workflow 'other' in the file (it has: ok)" in out
+
+
+def test_validate_prints_every_problem(in_tmp: Path) -> None:
+    bad = write(
+        in_tmp / "bad.yaml",
+        "workflow:\n  id: x\n  steps:\n    - name: A\n      config: {run: echo, timeout: 5}\n"
+        "    - name: A\n      typo: 1\n      config: {run: echo}\n",
+    )
+    code, out = wfe("validate", str(bad), str(EXAMPLES / "hello.yaml"))
+    assert code == 1
+    lines = out.splitlines()
+    assert (
+        f"{bad}:5:36: step 'A': timeout: bad duration 5: expected e.g. 250ms, 5s, 1.5s, 2m, "
+        "1h30m (write 5s for seconds)"
+    ) in (lines)
+    assert any(line.startswith(f"{bad}:6:7: duplicate step name 'A'") for line in lines)
+    assert any(line.startswith(f"{bad}:7:7: unknown key 'typo'") for line in lines)
+    assert f"{EXAMPLES / 'hello.yaml'}: ok (hello v1)" in lines
+    assert "3 problems found" in out
+
+
+def test_validate_needs_set_values() -> None:
+    everything = str(EXAMPLES / "everything.yaml")
+    code, out = wfe("validate", everything)
+    assert code == 1
+    assert "load-time value 'env' is not set (pass --set env=...; given: none)" in out
+    code, out = wfe("validate", everything, "--set", "env=staging")
+    assert code == 0, out
+
+
+def test_graph_mermaid_and_dot() -> None:
+    everything = str(EXAMPLES / "everything.yaml")
+    code, out = wfe("graph", everything, "--set", "env=staging")
+    assert code == 0, out
+    assert "flowchart TD" in out
+    assert "subgraph" in out
+    assert '["Tests"]' in out
+    assert "-.->|on failure|" in out
+    assert "-.->|ensure|" in out
+    assert '[["Release"]]' in out
+    assert "Check inputs" not in out
+    code, dot = wfe("graph", everything, "--set", "env=staging", "--format", "dot")
+    assert code == 0, dot
+    assert dot.startswith('digraph "everything v1" {')
+    assert 'label="on failure", style=dashed' in dot
+    code, child = wfe("graph", everything, "-s", "env=x", "-f", "dot", "-w", "release")
+    assert code == 0
+    assert '"release v2"' in child
+
+
+def test_graph_svg(in_tmp: Path) -> None:
+    target = in_tmp / "hello.svg"
+    code, out = wfe("graph", str(EXAMPLES / "hello.yaml"), "-f", "svg", "-o", str(target))
+    if shutil.which("dot") is None:
+        assert code == 1
+        assert "SVG needs Graphviz" in out
+    else:
+        assert code == 0, out
+        assert "<svg" in target.read_text()
+
+
+def _example_args(path: Path) -> list[str]:
+    for line in path.read_text().splitlines():
+        if line.startswith("# test:"):
+            return shlex.split(line.removeprefix("# test:"))
+    raise AssertionError(f"{path.name} has no '# test:' line")
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_example_pipelines_run(example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WFE_EXAMPLE_USER", "ci")
+    code, out = wfe("--persistence", "memory", "run", str(example), *_example_args(example))
+    assert code == 0, out
+    assert "complete in" in out
+
+
+def _wfe_process(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "wfe_host", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_a_killed_run_resumes_where_it_stopped(in_tmp: Path) -> None:
+    pytest.importorskip("wfe_sqlite")
+    file = write(
+        in_tmp / "resume.yaml",
+        f"""
+workflow:
+  id: resume
+  steps:
+    - name: First
+      config: {{run: 'echo once >> {in_tmp}/first.log'}}
+    - name: Second
+      config:
+        run: |
+          echo run >> {in_tmp}/second.log
+          if [ "$(wc -l < {in_tmp}/second.log)" -lt 2 ]; then sleep 60; fi
+          echo "##wfe[output done=yes]"
+""",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
+    env["WFE_HOST_LEASE_SECONDS"] = "1"
+    first = _wfe_process(["run", str(file), "--plain"], in_tmp, env)
+    deadline = time.monotonic() + 60
+    while not (in_tmp / "second.log").exists():
+        assert time.monotonic() < deadline, "the second step never started"
+        assert first.poll() is None, first.communicate()[0]
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.communicate()
+    second = _wfe_process(["run", str(file), "--plain"], in_tmp, env)
+    out, _ = second.communicate(timeout=120)
+    assert second.returncode == 0, out
+    assert "Resuming resume v1" in out
+    assert (in_tmp / "first.log").read_text() == "once\n"  # completed steps do not run again
+    assert (in_tmp / "second.log").read_text() == "run\nrun\n"  # the interrupted one does
+    # A later run is a new one: the previous run finished.
+    third = _wfe_process(["run", str(file), "--plain"], in_tmp, env)
+    out, _ = third.communicate(timeout=120)
+    assert third.returncode == 0, out
+    assert "Running resume v1" in out
