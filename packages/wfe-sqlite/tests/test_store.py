@@ -305,3 +305,28 @@ def test_the_claim_walks_the_fifo_index(tmp_path: Path) -> None:
         )
     assert "ix_wfe_queue_fifo" in plan
     assert "TEMP B-TREE" not in plan
+
+
+@pytest.mark.anyio
+async def test_only_writes_that_must_survive_a_power_loss_wait_for_the_sync(db_url: str) -> None:
+    def level(conn: object) -> int:
+        value: int = conn.exec_driver_sql("PRAGMA synchronous").scalar()  # type: ignore[attr-defined]
+        return value
+
+    async with SqlitePersistence(db_url) as persistence:
+        store = persistence.store
+        assert await store.write(level, durable=False) == 1  # NORMAL: a claim, an ack, a lease
+        assert await store.write(level) == 2  # FULL, as configured: a transition, an enqueue
+        assert await store.write(level, durable=False) == 1
+        # A group holding one durable write is synced as a whole.
+        levels: list[int] = []
+
+        async def write(durable: bool) -> None:
+            levels.append(await store.write(level, durable=durable))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write, False)
+            await anyio.lowlevel.checkpoint()
+            for durable in (False, True, False):
+                tg.start_soon(write, durable)
+        assert 2 in levels

@@ -98,10 +98,11 @@ def wrap_error(exc: BaseException, what: str) -> BaseException:
 class _Job(Generic[T]):
     """One write operation waiting for (or done by) a leader."""
 
-    __slots__ = ("done", "error", "fn", "result", "wake")
+    __slots__ = ("done", "durable", "error", "fn", "result", "wake")
 
-    def __init__(self, fn: Callable[[Connection], T]) -> None:
+    def __init__(self, fn: Callable[[Connection], T], durable: bool) -> None:
         self.fn = fn
+        self.durable = durable
         self.result: T | None = None
         self.error: BaseException | None = None
         self.done = False
@@ -131,6 +132,8 @@ class Store:
         self._write_engine: Engine | None = None
         self._read_engine: Engine | None = None
         self._writer: Connection | None = None
+        # The writer's current PRAGMA synchronous (see write's ``durable``).
+        self._sync_level: str = self.options.synchronous
         # Tells whether anything was committed since the last look (see data_version).
         self._watch: sqlite3.Connection | None = None
         # Group commit state (touched only on the event loop thread).
@@ -252,7 +255,9 @@ class Store:
         logger.debug("closed %s", self.where)
 
     # -- writes -----------------------------------------------------------------------------
-    async def write(self, fn: Callable[[Connection], T], what: str = "write") -> T:
+    async def write(
+        self, fn: Callable[[Connection], T], what: str = "write", *, durable: bool = True
+    ) -> T:
         """Run ``fn(connection)`` in a write transaction and return its result once committed.
 
         ``fn`` runs in a worker thread inside a transaction it may share with other
@@ -261,8 +266,15 @@ class Store:
         other exception, or a WFE error after a write, makes the whole group run again one
         operation per transaction, so ``fn`` may run twice and must depend only on its inputs
         and the database.
+
+        ``durable=False`` marks a write whose loss in a power failure (not a process crash:
+        that loses nothing) could only cause a redelivery or a retry: a queue claim, an ack,
+        a lease. A group of such writes alone is committed without waiting for the disk sync
+        (``synchronous=NORMAL`` for that commit); it becomes durable with the next synced
+        commit, since the WAL is written in order. Any durable write in the group makes the
+        whole commit synced.
         """
-        job: _Job[T] = _Job(fn)
+        job: _Job[T] = _Job(fn, durable)
         self._pending.append(job)
         # Shielded: once queued, the write happens (as a database call in a thread would), and
         # the leader must finish its group for the others even when its own caller is cancelled.
@@ -309,6 +321,7 @@ class Store:
             for job in batch:
                 job.error = error
             return
+        self._set_sync(conn, any(job.durable for job in batch))
         if len(batch) == 1:
             self._run_alone(conn, batch[0])
             return
@@ -343,6 +356,18 @@ class Store:
             for job in batch:
                 job.result = None
                 job.error = exc
+
+    def _set_sync(self, conn: Connection, durable: bool) -> None:
+        """Sync this commit (the configured level) or not (``NORMAL``), changing the pragma
+        only when it differs from the last commit's."""
+        level = self.options.synchronous if durable else "normal"
+        if level != self._sync_level:
+            # On the driver's connection: through SQLAlchemy the statement would begin a
+            # transaction first, and the level cannot change inside one.
+            raw = conn.connection.driver_connection
+            assert isinstance(raw, sqlite3.Connection)
+            raw.execute(f"PRAGMA synchronous = {level.upper()}")
+            self._sync_level = level
 
     @staticmethod
     def _run_alone(conn: Connection, job: _Job[Any]) -> None:

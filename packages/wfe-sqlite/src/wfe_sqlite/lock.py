@@ -110,8 +110,12 @@ class SqliteLock(SqliteProviderMixin, LockProvider):
             # Read before looking, so a commit made during the look shows at the next one.
             version = store.data_version()
             if try_now:
+                # Leases are not synced: a power failure that loses one also stopped every
+                # process on the machine, so no holder relies on it any more.
                 attempt = await store.write(
-                    partial(_acquire, key=key, owner=owner, ttl_us=ttl_us), "acquire"
+                    partial(_acquire, key=key, owner=owner, ttl_us=ttl_us),
+                    "acquire",
+                    durable=False,
                 )
                 if attempt.token is not None:
                     return Lease(
@@ -163,7 +167,7 @@ class SqliteLock(SqliteProviderMixin, LockProvider):
                 raise _not_current(lease)
             return expires
 
-        expires = await self.store.write(run, "renew")
+        expires = await self.store.write(run, "renew", durable=False)
         return attrs.evolve(lease, expires_at=from_us(expires))
 
     async def release(self, lease: Lease) -> None:
@@ -175,7 +179,7 @@ class SqliteLock(SqliteProviderMixin, LockProvider):
                 raise _not_current(lease)
 
         store = self.store
-        await store.write(run, "release")
+        await store.write(run, "release", durable=False)
         store.notify(_channel(lease.key))
 
 

@@ -62,7 +62,8 @@ class SqliteOptions:
     #: every commit, so a transition that was acknowledged survives a power loss or an OS crash.
     #: ``normal`` syncs only at checkpoints: about ten times faster, still safe against a crash
     #: of the process, but the last transactions before a power loss may be lost. ``extra``
-    #: also syncs the directory after the WAL is reset.
+    #: also syncs the directory after the WAL is reset. Queue claims, acks and requeues and
+    #: lock operations are never synced on their own (losing one only causes a redelivery).
     synchronous: Synchronous = attrs.field(default="full", validator=_synchronous)
     #: Seconds a connection waits for another process's write transaction before giving up
     #: with :class:`~wfe_core.errors.ProviderError`.

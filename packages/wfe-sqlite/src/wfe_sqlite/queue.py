@@ -171,9 +171,11 @@ class SqliteQueue(SqliteProviderMixin, QueueProvider):
             version = store.data_version()
             if claim_now:
                 receipt = uuid.uuid4().hex
+                # Not synced: a claim lost in a power failure only means a redelivery.
                 claim = await store.write(
                     partial(_claim, queue=name, receipt=receipt, visibility_us=visibility_us),
                     "dequeue",
+                    durable=False,
                 )
                 if claim.item_id is not None:
                     return QueueMessage(
@@ -214,7 +216,8 @@ class SqliteQueue(SqliteProviderMixin, QueueProvider):
         def run(conn: Connection) -> None:
             conn.execute(_ACK, {"receipt": receipt, "now": now_us()})
 
-        await self.store.write(run, "ack")
+        # Not synced: an ack lost in a power failure only means a redelivery.
+        await self.store.write(run, "ack", durable=False)
 
     async def requeue(self, message: QueueMessage, *, delay: float = 0.0) -> None:
         """Put the delivered item back at the tail, visible after ``delay`` seconds.
@@ -243,7 +246,9 @@ class SqliteQueue(SqliteProviderMixin, QueueProvider):
             return True
 
         store = self.store
-        if await store.write(run, "requeue"):
+        # Not synced: a requeue lost in a power failure leaves the delivery in flight, and it
+        # comes back when its visibility timeout lapses.
+        if await store.write(run, "requeue", durable=False):
             store.notify(_channel(message.queue))
 
     async def size(self, queue: QueueName) -> int:
