@@ -372,3 +372,30 @@ async def test_terminate_error_behavior() -> None:
         "      config: {run: exit 1}\n"
     )
     assert instance.status == WorkflowStatus.TERMINATED
+
+
+async def test_output_lines_stream_while_the_step_runs() -> None:
+    import logging
+
+    seen: list[tuple[float, str]] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((time.monotonic(), str(getattr(record, "line", ""))))
+
+    handler = Catch()
+    logger = logging.getLogger("wfe.output")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        instance = await run_yaml(
+            "workflow:\n  id: s\n  steps:\n    - name: Slow\n"
+            "      config: {run: 'echo first; sleep 1; echo second >&2'}\n"
+        )
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert instance.status == WorkflowStatus.COMPLETE
+    times = dict((line, at) for at, line in seen)
+    assert times["second"] - times["first"] >= 0.7

@@ -177,7 +177,7 @@ def shell_safe(
     env: dict[str, str] = {}
     names: dict[str, str] = {}
     out: list[str] = []
-    state = _Quote.NONE
+    state: _State = (_Quote.NONE,)
     last = 0
     for ref in refs:
         state = _scan(script, last, ref.start, state)
@@ -187,9 +187,9 @@ def shell_safe(
             name = env_name(prefix, f"{len(names)}_{'_'.join(ref.path)}")
             names[ref.dotted] = name
             env[name] = to_text(resolver(ref))
-        if state == _Quote.DOUBLE:
+        if state[-1] == _Quote.DOUBLE:
             out.append(f"${{{name}}}")
-        elif state == _Quote.SINGLE:
+        elif state[-1] == _Quote.SINGLE:
             out.append(f"'\"${{{name}}}\"'")
         else:
             out.append(f'"${{{name}}}"')
@@ -204,30 +204,40 @@ class _Quote:
     DOUBLE = 2
 
 
-def _scan(text: str, start: int, end: int, state: int) -> int:
+#: The quoting state: a stack of contexts, innermost last (``$( ... )`` opens a new one,
+#: even inside double quotes).
+_State = tuple[int, ...]
+
+
+def _scan(text: str, start: int, end: int, state: _State) -> _State:
     """The shell quoting state at ``end``, given ``state`` at ``start``."""
+    stack = list(state)
     index = start
     while index < end:
         char = text[index]
-        if state == _Quote.SINGLE:
+        current = stack[-1]
+        if current == _Quote.SINGLE:
             if char == "'":
-                state = _Quote.NONE
-        elif state == _Quote.DOUBLE:
-            if char == "\\":
-                index += 1
-            elif char == '"':
-                state = _Quote.NONE
+                stack[-1] = _Quote.NONE
         elif char == "\\":
             index += 1
+        elif char == "$" and text.startswith("$(", index) and not text.startswith("$((", index):
+            stack.append(_Quote.NONE)
+            index += 1
+        elif current == _Quote.DOUBLE:
+            if char == '"':
+                stack[-1] = _Quote.NONE
+        elif char == ")" and len(stack) > 1:
+            stack.pop()
         elif char == "'":
-            state = _Quote.SINGLE
+            stack[-1] = _Quote.SINGLE
         elif char == '"':
-            state = _Quote.DOUBLE
+            stack[-1] = _Quote.DOUBLE
         elif char == "#" and (index == 0 or text[index - 1] in " \t\n;"):
             # A comment runs to the end of the line; quotes in it do not count.
             newline = text.find("\n", index)
             if newline == -1 or newline >= end:
-                return state
+                return tuple(stack)
             index = newline
         index += 1
-    return state
+    return tuple(stack)

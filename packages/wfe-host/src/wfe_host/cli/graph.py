@@ -155,7 +155,8 @@ class _Builder:
         failure_exits: list[str] = []
         if "failure" in phases:
             for child in phases["failure"].children:
-                _, failure_exits = self.chain(child, cluster.items, main_exits, "on failure")
+                # The hook runs when the step fails, so the arrow leaves the step itself.
+                _, failure_exits = self.chain(child, cluster.items, main_entries, "on failure")
         if "ensure" in phases:
             ensure_exits: list[str] = []
             for child in phases["ensure"].children:
