@@ -24,6 +24,8 @@ _METRICS = {
     "latency_p99_ms": "latency p99 ms",
     "steps_per_s": "steps/s",
     "commits_per_s": "commits/s",
+    "cpu_ms_per_workflow": "CPU ms / workflow",
+    "cpu_us_per_step": "CPU us / step",
     "direct_ms": "direct run ms (p50)",
     "workflow_ms": "as a workflow ms (p50)",
     "overhead_ms": "overhead ms",
@@ -183,6 +185,10 @@ def targets(
         text += paired(
             ("6", "WFE", "sqlite", "workflows_per_s"), ("2", "WFE", "sqlite", "workflows_per_s")
         )
+        cpu6 = med("6", "WFE", "sqlite", "cpu_ms_per_workflow")
+        cpu2 = med("2", "WFE", "sqlite", "cpu_ms_per_workflow")
+        if cpu6 and cpu2:
+            text += f"; CPU per workflow {cpu6 / cpu2:.2f}x"
         text += ")"
         found.append(Target("6 SQLite: scenario 6 vs 2", ">= 0.8x", text, ratio >= 0.8))
     return found

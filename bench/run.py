@@ -35,7 +35,9 @@ RUN_TIMEOUT = 900.0
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "--quick", action="store_true", help="small sizes and 3 repetitions (a smoke run)"
+        "--quick",
+        action="store_true",
+        help="small sizes and 2 repetitions (a smoke run, about 2 minutes)",
     )
     parser.add_argument("--repetitions", "-n", type=int, help="timed rounds per scenario")
     parser.add_argument("--warmup-rounds", type=int, help="untimed rounds first (default 1)")

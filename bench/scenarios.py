@@ -33,7 +33,7 @@ class Sizes:
     burst: int = 200
     memory_steps: int = 100
     memory_workflows: int = 20
-    events: int = 40
+    events: int = 30
     commands: int = 15
     floor_commits: int = 1000
     stored: int = 100_000
@@ -43,12 +43,12 @@ class Sizes:
     @classmethod
     def quick(cls) -> Sizes:
         return cls(
-            repetitions=3,
+            repetitions=2,
             warmup_rounds=0,
-            sequential=25,
+            sequential=20,
             burst=200,
             memory_workflows=5,
-            events=10,
+            events=8,
             commands=5,
             floor_commits=300,
             stored=10_000,

@@ -80,6 +80,14 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     raise ValueError(f"unknown scenario {scenario!r}")
 
 
+def _describe(exc: BaseException) -> str:
+    """One line naming the error (the distinct leaves of an exception group)."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = sorted({_describe(inner) for inner in exc.exceptions})
+        return f"{len(exc.exceptions)} errors: " + "; ".join(leaves)
+    return f"{type(exc).__name__}: {exc}"
+
+
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.ERROR)
     spec = json.loads(argv[1])
@@ -87,7 +95,7 @@ def main(argv: list[str]) -> int:
         result = {"ok": True, "metrics": run(spec)}
     except Exception as exc:
         traceback.print_exc()
-        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        result = {"ok": False, "error": _describe(exc)}
     sys.stdout.flush()
     print(MARKER + json.dumps(result), flush=True)
     return 0

@@ -91,30 +91,39 @@ async def _run(kind: str, backend: str, target: str, journal: str, count: int, w
                 await (await dbos.start_workflow_async(three_steps, i)).get_result()
             latencies: list[float] = []
             started = time.perf_counter()
+            cpu = time.process_time()
             for i in range(count):
                 t0 = time.perf_counter()
                 await (await dbos.start_workflow_async(three_steps, i)).get_result()
                 latencies.append(time.perf_counter() - t0)
             elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu
             return {
                 "workflows_per_s": count / elapsed,
+                "cpu_ms_per_workflow": cpu * 1000 / count,
                 "latency_p50_ms": percentile(latencies, 50) * 1000,
                 "latency_p99_ms": percentile(latencies, 99) * 1000,
             }
         if kind == "burst":
 
-            async def burst(n: int) -> float:
+            async def burst(n: int) -> tuple[float, float]:
                 t0 = time.perf_counter()
+                cpu = time.process_time()
                 handles = await asyncio.gather(
                     *(dbos.start_workflow_async(three_steps, i) for i in range(n))
                 )
                 await asyncio.gather(*(h.get_result() for h in handles))
-                return time.perf_counter() - t0
+                return time.perf_counter() - t0, time.process_time() - cpu
 
             if warmup:
                 await burst(warmup)
-            rate = count / await burst(count)
-            return {"workflows_per_s": rate, "step_transitions_per_s": rate * 3}
+            elapsed, cpu = await burst(count)
+            rate = count / elapsed
+            return {
+                "workflows_per_s": rate,
+                "step_transitions_per_s": rate * 3,
+                "cpu_ms_per_workflow": cpu * 1000 / count,
+            }
         if kind == "event":
             latencies = []
             for i in range(warmup + count):
