@@ -108,6 +108,9 @@ class PassRunner:
     def __init__(self, host: WorkflowHost) -> None:
         self.host = host
         self.running: dict[str, PassHandle] = {}
+        #: Instances an outside change (suspend, resume, terminate) is waiting to lock: no new
+        #: pass of this host starts on them meanwhile, so the change is not starved.
+        self.held: dict[str, int] = {}
 
     def owner(self) -> str:
         """A lease owner name unique to one acquisition (leases are not re-entrant)."""
@@ -119,6 +122,8 @@ class PassRunner:
         if handle is not None:
             handle.rerun = True
             return None
+        if workflow_id in self.held:
+            return BUSY_RETRY
         host = self.host
         lease = await host.lock.acquire(
             workflow_id, owner=self.owner(), ttl=host.options.lease_seconds
@@ -234,13 +239,19 @@ class PassRunner:
             if cancel_running:
                 handle.scope.cancel()
         wait = max(host.options.lease_seconds * 2, 10.0)
-        lease = await host.lock.acquire(
-            workflow_id, owner=self.owner(), ttl=host.options.lease_seconds, wait=wait
-        )
-        if lease is None:
-            raise WfeError(f"workflow {workflow_id} stayed busy for {wait:.0f} s; try again")
+        self.held[workflow_id] = self.held.get(workflow_id, 0) + 1
         try:
-            instance = await host._load(workflow_id)
-            return await change(instance)
+            lease = await host.lock.acquire(
+                workflow_id, owner=self.owner(), ttl=host.options.lease_seconds, wait=wait
+            )
+            if lease is None:
+                raise WfeError(f"workflow {workflow_id} stayed busy for {wait:.0f} s; try again")
+            try:
+                instance = await host._load(workflow_id)
+                return await change(instance)
+            finally:
+                await self._release(lease)
         finally:
-            await self._release(lease)
+            self.held[workflow_id] -= 1
+            if not self.held[workflow_id]:
+                del self.held[workflow_id]
