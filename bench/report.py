@@ -330,7 +330,7 @@ def plot(document: dict[str, Any], path: Path) -> Path:
                 if r["scenario"] == "6" and r["metric"] == metric and r["median"] is not None
             ]
         labels = [
-            f"{r['system']} / {r['backend']}" + (" (6: stored)" if r["scenario"] == "6" else "")
+            f"{r['system']} / {r['backend']}" + (" (6: N stored)" if r["scenario"] == "6" else "")
             for r in rows
         ]
         medians = [r["median"] for r in rows]
@@ -340,8 +340,9 @@ def plot(document: dict[str, Any], path: Path) -> Path:
         axis.invert_yaxis()
         axis.set_title(title, fontsize=10)
         axis.tick_params(labelsize=8)
-        for y, value in enumerate(medians):
-            axis.text(value, y, f" {_num(value)}", va="center", fontsize=8)
+        for y, (value, row) in enumerate(zip(medians, rows, strict=True)):
+            axis.text(row["max"], y, f"  {_num(value)}", va="center", fontsize=8)
+        axis.margins(x=0.12)
     fig.suptitle(
         f"WFE benchmarks {document['date'][:10]} ({document['machine']['cpu']})", fontsize=10
     )
@@ -349,3 +350,27 @@ def plot(document: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.report RESULTS.json [--plot OUT.png]``: print a saved run's table
+    again (and draw its chart)."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--plot", type=Path)
+    args = parser.parse_args(argv)
+    document = json.loads(args.results.read_text())
+    print(document["table"])
+    if args.plot is not None:
+        print(f"plot: {plot(document, args.plot)}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
