@@ -21,6 +21,8 @@ Handler = Callable[[str], Awaitable[float | None]]
 DEQUEUE_WAIT = 30.0
 #: Pause after the queue itself failed, so a broken backend is not hammered.
 BACKEND_PAUSE = 1.0
+#: Longest wait before an item handed back (busy, failed) is handed out again.
+MAX_BACKOFF = 5.0
 
 
 async def consume(
@@ -73,7 +75,10 @@ async def _handle(
             if delay is None:
                 await queue.ack(message)
             else:
-                await queue.requeue(message, delay=delay)
+                # Back off while the item keeps coming back (another worker's long pass holds
+                # the instance), so waiting for it costs little.
+                backoff = min(delay * 2 ** max(message.attempt - 1, 0), MAX_BACKOFF)
+                await queue.requeue(message, delay=max(delay, backoff))
     except Exception:
         logger.exception("acking %s %s failed", message.queue, message.item_id)
     finally:
