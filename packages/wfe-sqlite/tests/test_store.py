@@ -300,7 +300,7 @@ def test_the_claim_walks_the_fifo_index(tmp_path: Path) -> None:
             row[3]
             for row in conn.execute(
                 f"EXPLAIN QUERY PLAN {_CLAIM.text}",
-                {"queue": "workflow", "now": 1, "receipt": "r", "deadline": 2},
+                {"queue": "workflow", "now": 1, "receipt": "r", "deadline": 2, "limit": 8},
             )
         )
     assert "ix_wfe_queue_fifo" in plan

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import uuid
+from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -14,16 +17,22 @@ from wfe_core.providers import capabilities as cap
 from wfe_core.providers.queue import QueueMessage, QueueName, QueueProvider
 from wfe_sqlite.base import SqliteProviderMixin
 from wfe_sqlite.engine import from_us, now_us
+from wfe_sqlite.options import DEFAULT_URL
 from wfe_sqlite.schema import queue_items
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
+
+    from wfe_sqlite.options import SqliteOptions
 
 __all__ = ["SqliteQueue"]
 
 logger = logging.getLogger(__name__)
 
 _SECOND = 1_000_000
+#: Dequeues with a shorter visibility timeout claim one item at a time: a prefetched item's
+#: timeout runs from its claim, so it must be long next to the time it may wait here.
+_PREFETCH_MIN_VISIBILITY = 10.0
 
 # Enqueue: the partial unique index on waiting items makes a second waiting copy a no-op.
 _ENQUEUE = text(
@@ -48,15 +57,27 @@ _DELETE_LAPSED = text(
     "DELETE FROM wfe_queue WHERE queue = :queue AND receipt IS NOT NULL AND visible_at <= :now"
 )
 # The claim: one UPDATE inside the write transaction (BEGIN IMMEDIATE), so no two consumers,
-# in this process or another, ever get the same row. INDEXED BY: walking the waiting items in
-# FIFO order stops at the first visible one; left to itself the planner may instead collect
-# and sort every visible item, which costs a long backlog dearly on every dequeue.
+# in this process or another, ever get the same row. It takes up to :limit items at the head
+# (see SqliteOptions.prefetch), each with its own receipt. INDEXED BY: walking the waiting
+# items in FIFO order stops at the first visible ones; left to itself the planner may instead
+# collect and sort every visible item, which costs a long backlog dearly on every dequeue.
 _CLAIM = text(
-    "UPDATE wfe_queue SET receipt = :receipt, attempt = attempt + 1, delivered_at = :now,"
-    " visible_at = :deadline"
-    " WHERE seq = (SELECT seq FROM wfe_queue INDEXED BY ix_wfe_queue_fifo"
-    "  WHERE queue = :queue AND receipt IS NULL AND visible_at <= :now ORDER BY seq LIMIT 1)"
-    " RETURNING item_id, attempt"
+    "UPDATE wfe_queue SET receipt = :receipt || '-' || seq, attempt = attempt + 1,"
+    " delivered_at = :now, visible_at = :deadline"
+    " WHERE seq IN (SELECT seq FROM wfe_queue INDEXED BY ix_wfe_queue_fifo"
+    "  WHERE queue = :queue AND receipt IS NULL AND visible_at <= :now ORDER BY seq"
+    "  LIMIT :limit)"
+    " RETURNING seq, item_id, attempt, receipt"
+)
+# Giving back claimed items that were never handed out: in place (same FIFO position, the
+# attempt not counted), or dropped when the id is waiting again anyway.
+_UNCLAIM_DUPLICATE = text(
+    "DELETE FROM wfe_queue WHERE receipt = :receipt AND EXISTS (SELECT 1 FROM wfe_queue AS w"
+    "  WHERE w.queue = wfe_queue.queue AND w.item_id = wfe_queue.item_id AND w.receipt IS NULL)"
+)
+_UNCLAIM = text(
+    "UPDATE wfe_queue SET receipt = NULL, attempt = attempt - 1, visible_at = :now,"
+    " delivered_at = NULL WHERE receipt = :receipt"
 )
 # When something next becomes due: a delayed item, or a delivery that lapses.
 _NEXT_DUE = select(func.min(queue_items.c.visible_at)).where(
@@ -79,34 +100,66 @@ _SIZE = text(
 )
 
 
-class _Claim(NamedTuple):
-    #: The claimed item, or None when nothing was visible.
-    item_id: str | None
+class _Claimed(NamedTuple):
+    """An item claimed for this process: handed out now, or kept for a later dequeue."""
+
+    item_id: str
+    receipt: str
     attempt: int
-    #: When it was claimed (µs since the epoch).
+    #: When it was claimed, and when its delivery lapses (µs since the epoch).
     at: int
+    deadline: int
+
+
+class _Claim(NamedTuple):
+    #: The claimed items in FIFO order (empty when nothing was visible).
+    items: list[_Claimed]
     #: When nothing was claimed: when the next delayed item or lapsing delivery is due.
     next_due: int | None
 
 
-def _claim(conn: Connection, *, queue: str, receipt: str, visibility_us: int) -> _Claim:
-    """Reclaim lapsed deliveries, then claim the head of ``queue``."""
+def _claim(conn: Connection, *, queue: str, receipt: str, visibility_us: int, limit: int) -> _Claim:
+    """Reclaim lapsed deliveries, then claim up to ``limit`` items at the head of ``queue``."""
     now = now_us()
     params = {"queue": queue, "now": now}
     conn.execute(_DROP_LAPSED_DUPLICATES, params)
     if conn.execute(_REQUEUE_LAPSED, params).rowcount:
         conn.execute(_DELETE_LAPSED, params)
-    row = conn.execute(
-        _CLAIM, {"queue": queue, "now": now, "receipt": receipt, "deadline": now + visibility_us}
-    ).first()
-    if row is None:
-        return _Claim(None, 0, now, _next_due(conn, queue))
-    return _Claim(row.item_id, int(row.attempt), now, None)
+    deadline = now + visibility_us
+    result = conn.execute(
+        _CLAIM,
+        {"queue": queue, "now": now, "receipt": receipt, "deadline": deadline, "limit": limit},
+    )
+    # RETURNING does not promise an order: FIFO is the order of seq.
+    rows = sorted(result, key=lambda row: int(row.seq))
+    if not rows:
+        return _Claim([], _next_due(conn, queue))
+    return _Claim(
+        [_Claimed(r.item_id, r.receipt, int(r.attempt), now, deadline) for r in rows], None
+    )
+
+
+def _unclaim(conn: Connection, *, receipts: list[str]) -> None:
+    now = now_us()
+    for receipt in receipts:
+        conn.execute(_UNCLAIM_DUPLICATE, {"receipt": receipt})
+        conn.execute(_UNCLAIM, {"receipt": receipt, "now": now})
 
 
 def _next_due(conn: Connection, queue: str) -> int | None:
     value = conn.execute(_NEXT_DUE, {"queue": queue}).scalar()
     return None if value is None else int(value)
+
+
+# Receipts: a random prefix per interpreter, the process id (forked children inherit the
+# prefix), and a counter; the claim appends the row's seq. Unique without a call to the
+# system's random source per claim (uuid4 costs tens of microseconds on some machines).
+_RECEIPT_PREFIX = uuid.uuid4().hex[:12]
+_receipts = itertools.count()
+
+
+def _new_receipt() -> str:
+    return f"{_RECEIPT_PREFIX}{os.getpid():x}.{next(_receipts):x}"
 
 
 def _channel(queue: QueueName | str) -> str:
@@ -135,9 +188,59 @@ class SqliteQueue(SqliteProviderMixin, QueueProvider):
 
     capabilities = frozenset({cap.DURABLE, cap.DISTRIBUTED, cap.QUEUE_REDELIVERY})
 
+    def __init__(
+        self,
+        url: str | None = DEFAULT_URL,
+        options: SqliteOptions | None = None,
+        *,
+        share_connections: bool = True,
+    ) -> None:
+        super().__init__(url, options, share_connections=share_connections)
+        # Per queue: items claimed by this provider, not handed out yet (see prefetch).
+        self._prefetched: dict[str, deque[_Claimed]] = {}
+
+    def _is_prefetched(self, name: str, item_id: str) -> bool:
+        return any(item.item_id == item_id for item in self._prefetched.get(name, ()))
+
+    async def close(self) -> None:
+        """Give back the items claimed but not handed out, then release the database."""
+        if self._store is not None:
+            with anyio.CancelScope(shield=True):
+                for name in list(self._prefetched):
+                    await self._give_back(name)
+        await super().close()
+
+    async def _give_back(self, name: str) -> None:
+        """Return the prefetched items of queue ``name`` to the waiting ones, in place."""
+        items = self._prefetched.pop(name, None)
+        if items:
+            receipts = [item.receipt for item in items]
+            await self.store.write(partial(_unclaim, receipts=receipts), "dequeue", durable=False)
+
+    async def _take_prefetched(self, name: str, visibility_us: int) -> QueueMessage | None:
+        """The next prefetched item of ``name``, if one is left with enough of its visibility
+        timeout (at least half the caller's); otherwise every prefetched item goes back."""
+        items = self._prefetched.get(name)
+        if not items:
+            return None
+        item = items[0]
+        if item.deadline - now_us() < visibility_us // 2:
+            await self._give_back(name)
+            return None
+        items.popleft()
+        return QueueMessage(
+            queue=QueueName(name),
+            item_id=item.item_id,
+            receipt=item.receipt,
+            attempt=item.attempt,
+            delivered_at=from_us(item.at),
+        )
+
     async def enqueue(self, queue: QueueName, item_id: str) -> None:
         """Add ``item_id`` at the tail of ``queue``; a no-op when it is already waiting."""
         name = QueueName(queue).value
+        if self._is_prefetched(name, item_id):
+            return  # claimed ahead by this provider but not handed out: it is still waiting
 
         def run(conn: Connection) -> None:
             conn.execute(_ENQUEUE, {"queue": name, "item_id": item_id, "now": now_us()})
@@ -166,24 +269,38 @@ class SqliteQueue(SqliteProviderMixin, QueueProvider):
         # next delayed item or lapsing delivery is due (µs), None when the queue was empty.
         seen: int | None = None
         next_due: int | None = None
+        limit = options.prefetch if visibility_timeout >= _PREFETCH_MIN_VISIBILITY else 1
         while True:
+            message = await self._take_prefetched(name, visibility_us)
+            if message is not None:
+                return message
             # Read before looking, so a commit made during the look shows at the next one.
             version = store.data_version()
             if claim_now:
-                receipt = uuid.uuid4().hex
                 # Not synced: a claim lost in a power failure only means a redelivery.
                 claim = await store.write(
-                    partial(_claim, queue=name, receipt=receipt, visibility_us=visibility_us),
+                    partial(
+                        _claim,
+                        queue=name,
+                        receipt=_new_receipt(),
+                        visibility_us=visibility_us,
+                        limit=limit,
+                    ),
                     "dequeue",
                     durable=False,
                 )
-                if claim.item_id is not None:
+                if claim.items:
+                    first, *rest = claim.items
+                    if rest:
+                        self._prefetched.setdefault(name, deque()).extend(rest)
+                        # Other dequeue calls waiting on this provider can have them.
+                        store.notify(channel)
                     return QueueMessage(
                         queue=QueueName(name),
-                        item_id=claim.item_id,
-                        receipt=receipt,
-                        attempt=claim.attempt,
-                        delivered_at=from_us(claim.at),
+                        item_id=first.item_id,
+                        receipt=first.receipt,
+                        attempt=first.attempt,
+                        delivered_at=from_us(first.at),
                     )
                 seen, next_due, claim_now = version, claim.next_due, False
             elif version is None or version != seen:
@@ -227,11 +344,14 @@ class SqliteQueue(SqliteProviderMixin, QueueProvider):
         """
         receipt = message.receipt
         delay_us = max(int(delay * _SECOND), 0)
+        # Claimed ahead by this provider, so waiting as far as anyone else can tell: that
+        # copy stands for both, as a waiting one would.
+        waiting = self._is_prefetched(QueueName(message.queue).value, message.item_id)
 
         def run(conn: Connection) -> bool:
             now = now_us()
             row = conn.execute(_TAKE_BACK, {"receipt": receipt, "now": now}).first()
-            if row is None:
+            if row is None or waiting:
                 return False
             conn.execute(
                 _PUT_BACK,
@@ -259,4 +379,7 @@ class SqliteQueue(SqliteProviderMixin, QueueProvider):
             count: int = conn.execute(_SIZE, {"queue": name, "now": now_us()}).scalar_one()
             return count
 
-        return await self.store.read(run, "size")
+        stored = await self.store.read(run, "size")
+        # Claimed ahead but not handed out: still waiting (unless lapsed, then stored counts it).
+        now = now_us()
+        return stored + sum(1 for item in self._prefetched.get(name, ()) if item.deadline > now)
