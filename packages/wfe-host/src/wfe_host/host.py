@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -20,7 +19,6 @@ from wfe_core.models import (
     LifecycleEvent,
     LifecycleEventType,
     Page,
-    PointerStatus,
     WorkflowInstance,
     WorkflowStatus,
     new_id,
@@ -28,8 +26,8 @@ from wfe_core.models import (
 from wfe_core.models.instance import utcnow
 from wfe_core.primitives import CHILD_FINISHED_EVENT
 from wfe_core.providers import QueueName, capabilities
-from wfe_core.serialization import to_primitive
 from wfe_host.options import HostOptions
+from wfe_host.runtime import control, queries
 from wfe_host.runtime.consumer import consume
 from wfe_host.runtime.data import initial_data, restore
 from wfe_host.runtime.definitions import DefinitionRegistry
@@ -311,7 +309,9 @@ class WorkflowHost:
             definition.version,
             extra={"workflow_id": instance.id, "definition_id": definition.id},
         )
-        await self._publish_lifecycle(_lifecycle(instance, LifecycleEventType.WORKFLOW_STARTED))
+        await self._publish_lifecycle(
+            control.lifecycle_event(instance, LifecycleEventType.WORKFLOW_STARTED)
+        )
         await self._enqueue_workflow(instance.id)
         await self._enqueue_index(instance.id)
         return instance.id
@@ -352,26 +352,10 @@ class WorkflowHost:
         if self.search_index is not None:
             page = await self.search_index.search(text, filters=filters, skip=skip, take=take)
             return Page([self._restore(i) for i in page.items], page.total, page.skip, page.take)
-        matches = [i async for i in self._scan(filters or {}) if _matches_text(i, text)]
+        matches = [
+            i async for i in queries.scan(self, filters or {}) if queries.matches_text(i, text)
+        ]
         return Page(matches[skip : skip + take], len(matches), skip, take)
-
-    async def _scan(self, filters: Mapping[str, Any]) -> AsyncIterator[WorkflowInstance]:
-        status = filters.get("status")
-        skip, batch = 0, 500
-        while True:
-            page = await self.persistence.list_workflows(
-                status=None if status is None else WorkflowStatus(status),
-                definition_id=filters.get("definition_id"),
-                reference=filters.get("reference"),
-                skip=skip,
-                take=batch,
-            )
-            for instance in page.items:
-                if _matches_filters(instance, filters):
-                    yield self._restore(instance)
-            skip += batch
-            if skip >= page.total or not page.items:
-                return
 
     async def wait_for_workflow(
         self,
@@ -451,31 +435,12 @@ class WorkflowHost:
         """Suspend a runnable workflow (running steps finish first). False when it was not
         runnable."""
 
-        async def change(instance: WorkflowInstance) -> bool:
-            if instance.status != WorkflowStatus.RUNNABLE:
-                return False
-            instance.status = WorkflowStatus.SUSPENDED
-            await self._store(instance)
-            await self._publish_lifecycle(
-                _lifecycle(instance, LifecycleEventType.WORKFLOW_SUSPENDED)
-            )
-            return True
-
-        return bool(await self.passes.with_lease(workflow_id, change))
+        return bool(await self.passes.with_lease(workflow_id, lambda i: control.suspend(self, i)))
 
     async def resume_workflow(self, workflow_id: str) -> bool:
         """Resume a suspended workflow. False when it was not suspended."""
 
-        async def change(instance: WorkflowInstance) -> bool:
-            if instance.status != WorkflowStatus.SUSPENDED:
-                return False
-            instance.status = WorkflowStatus.RUNNABLE
-            instance.next_execution = utcnow()
-            await self._store(instance)
-            await self._publish_lifecycle(_lifecycle(instance, LifecycleEventType.WORKFLOW_RESUMED))
-            return True
-
-        resumed = bool(await self.passes.with_lease(workflow_id, change))
+        resumed = bool(await self.passes.with_lease(workflow_id, lambda i: control.resume(self, i)))
         if resumed:
             await self._enqueue_workflow(workflow_id)
         return resumed
@@ -484,30 +449,11 @@ class WorkflowHost:
         """Terminate a workflow that has not finished, cancelling its running steps. False when
         it had already finished."""
 
-        async def change(instance: WorkflowInstance) -> bool:
-            if instance.status.is_finished:
-                return False
-            now = utcnow()
-            closed: list[str] = []
-            for pointer in instance.pointers:
-                if pointer.active:
-                    pointer.active = False
-                    pointer.status = PointerStatus.CANCELLED
-                    pointer.end_time = now
-                    subscription = pointer.extensions.pop("subscription_id", None)
-                    if subscription is not None:
-                        closed.append(subscription)
-            instance.status = WorkflowStatus.TERMINATED
-            instance.complete_time = now
-            instance.next_execution = None
-            await self._store(instance, closed_subscriptions=closed)
-            await self._publish_lifecycle(
-                _lifecycle(instance, LifecycleEventType.WORKFLOW_TERMINATED)
+        return bool(
+            await self.passes.with_lease(
+                workflow_id, lambda i: control.terminate(self, i), cancel_running=True
             )
-            await self._on_finished(instance)
-            return True
-
-        return bool(await self.passes.with_lease(workflow_id, change, cancel_running=True))
+        )
 
     async def purge(
         self,
@@ -523,7 +469,7 @@ class WorkflowHost:
             for status in wanted:
                 doomed += [
                     i.id
-                    async for i in self._scan({"status": status})
+                    async for i in queries.scan(self, {"status": status})
                     if i.complete_time is not None and i.complete_time < cutoff
                 ]
         count = await self.persistence.purge_workflows(older_than=cutoff, statuses=wanted)
@@ -612,16 +558,6 @@ class WorkflowHost:
         return None
 
 
-def _lifecycle(instance: WorkflowInstance, event_type: LifecycleEventType) -> LifecycleEvent:
-    return LifecycleEvent(
-        type=event_type,
-        workflow_id=instance.id,
-        definition_id=instance.definition_id,
-        version=instance.version,
-        reference=instance.reference,
-    )
-
-
 async def _watch_lifecycle(
     events: AsyncIterator[LifecycleEvent], workflow_id: str, finished: anyio.Event
 ) -> None:
@@ -629,23 +565,3 @@ async def _watch_lifecycle(
         if event.workflow_id == workflow_id and event.type in _FINISHED_EVENTS:
             finished.set()
             return
-
-
-def _matches_text(instance: WorkflowInstance, text: str | None) -> bool:
-    if not text:
-        return True
-    needle = text.lower()
-    fields = [instance.reference, instance.description, instance.definition_id]
-    fields.append(json.dumps(to_primitive(instance.data), default=str))
-    return any(needle in f.lower() for f in fields if f)
-
-
-def _matches_filters(instance: WorkflowInstance, filters: Mapping[str, Any]) -> bool:
-    version = filters.get("version")
-    if version is not None and instance.version != int(version):
-        return False
-    after = filters.get("created_after")
-    if after is not None and instance.create_time < after:
-        return False
-    before = filters.get("created_before")
-    return before is None or instance.create_time < before

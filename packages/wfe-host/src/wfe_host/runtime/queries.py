@@ -1,0 +1,61 @@
+"""Finding instances without a search provider: a scan of persistence listings."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from wfe_core.models import WorkflowStatus
+from wfe_core.serialization import to_primitive
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
+
+    from wfe_core.models import WorkflowInstance
+    from wfe_host.host import WorkflowHost
+
+#: Instances read per listing call while scanning.
+BATCH = 500
+
+
+async def scan(host: WorkflowHost, filters: Mapping[str, Any]) -> AsyncIterator[WorkflowInstance]:
+    """Every stored instance matching ``filters`` (the search filter keys), data restored."""
+    status = filters.get("status")
+    skip = 0
+    while True:
+        page = await host.persistence.list_workflows(
+            status=None if status is None else WorkflowStatus(status),
+            definition_id=filters.get("definition_id"),
+            reference=filters.get("reference"),
+            skip=skip,
+            take=BATCH,
+        )
+        for instance in page.items:
+            if matches_filters(instance, filters):
+                yield host._restore(instance)
+        skip += BATCH
+        if skip >= page.total or not page.items:
+            return
+
+
+def matches_text(instance: WorkflowInstance, text: str | None) -> bool:
+    """Whether ``text`` occurs (case-insensitively) in the reference, description,
+    definition id or data of ``instance``."""
+    if not text:
+        return True
+    needle = text.lower()
+    fields = [instance.reference, instance.description, instance.definition_id]
+    fields.append(json.dumps(to_primitive(instance.data), default=str))
+    return any(needle in f.lower() for f in fields if f)
+
+
+def matches_filters(instance: WorkflowInstance, filters: Mapping[str, Any]) -> bool:
+    """The filters persistence listings cannot apply: version and creation time bounds."""
+    version = filters.get("version")
+    if version is not None and instance.version != int(version):
+        return False
+    after = filters.get("created_after")
+    if after is not None and instance.create_time < after:
+        return False
+    before = filters.get("created_before")
+    return before is None or instance.create_time < before
