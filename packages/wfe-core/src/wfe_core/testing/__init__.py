@@ -15,6 +15,8 @@ import pytest
 # Before the suites are imported, so their plain ``assert``s report values like tests do.
 pytest.register_assert_rewrite(
     "wfe_core.testing._support",
+    "wfe_core.testing.definitions",
+    "wfe_core.testing.harness",
     "wfe_core.testing.lifecycle",
     "wfe_core.testing.lock",
     "wfe_core.testing.persistence",
