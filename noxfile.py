@@ -119,7 +119,7 @@ def coverage(session: nox.Session) -> None:
     """Combine the test sessions' coverage and report it for wfe-core and wfe-host."""
     _install(session, "coverage[toml]")
     session.run("coverage", "combine", "--keep", *map(str, ROOT.glob(".coverage.wfe-*")))
-    session.run("coverage", "report", "--fail-under=80")
+    session.run("coverage", "report", "--fail-under=90")
 
 
 @nox.session(default=False)
