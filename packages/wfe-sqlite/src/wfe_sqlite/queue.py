@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import anyio
 from sqlalchemy import bindparam, func, select, text
 
+from wfe_core.errors import WfeError
 from wfe_core.providers import capabilities as cap
 from wfe_core.providers.queue import QueueMessage, QueueName, QueueProvider
 from wfe_sqlite.base import SqliteProviderMixin
@@ -204,11 +205,17 @@ class SqliteQueue(SqliteProviderMixin, QueueProvider):
 
     async def close(self) -> None:
         """Give back the items claimed but not handed out, then release the database."""
-        if self._store is not None:
-            with anyio.CancelScope(shield=True):
-                for name in list(self._prefetched):
-                    await self._give_back(name)
-        await super().close()
+        try:
+            if self._store is not None:
+                with anyio.CancelScope(shield=True):
+                    for name in list(self._prefetched):
+                        await self._give_back(name)
+        except WfeError:
+            # They come back anyway when their visibility timeout lapses.
+            logger.warning("could not give back prefetched queue items", exc_info=True)
+        finally:
+            self._prefetched.clear()
+            await super().close()
 
     async def _give_back(self, name: str) -> None:
         """Return the prefetched items of queue ``name`` to the waiting ones, in place."""
