@@ -330,3 +330,27 @@ async def test_only_writes_that_must_survive_a_power_loss_wait_for_the_sync(db_u
             for durable in (False, True, False):
                 tg.start_soon(write, durable)
         assert 2 in levels
+
+
+def test_each_event_loop_has_its_own_stores() -> None:
+    """A provider left open by one event loop never hands its connections (or its in-memory
+    database) to the next loop in the same thread."""
+    instance = WorkflowInstance("flow", 1)
+
+    async def first() -> SqlitePersistence:
+        persistence = SqlitePersistence("sqlite:///:memory:")
+        await persistence.open()
+        await persistence.create_workflow(instance)
+        return persistence
+
+    async def second() -> None:
+        async with SqlitePersistence("sqlite:///:memory:") as persistence:
+            with pytest.raises(WorkflowNotFoundError):
+                await persistence.get_workflow(instance.id)
+            await persistence.create_workflow(WorkflowInstance("flow", 1))
+
+    leftover = anyio.run(first)
+    try:
+        anyio.run(second)
+    finally:
+        anyio.run(leftover.close)

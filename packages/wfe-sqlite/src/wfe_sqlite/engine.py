@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 from sqlalchemy import create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
@@ -117,13 +118,15 @@ class Store:
     """The engines and connections of one database, shared by the providers that open it.
 
     Reference-counted by :func:`acquire_store` / :func:`release_store`; everything here is
-    used from one event-loop thread (plus the worker threads it starts).
+    used from one event loop (plus the worker threads it starts).
     """
 
     def __init__(self, target: DatabaseTarget) -> None:
         self.target = target
         self.options: SqliteOptions = target.options
         self.refs = 0
+        #: Where the registry keeps it (None: a store of its own).
+        self.registry_key: tuple[DatabaseTarget, object] | None = None
         self._open_lock = threading.Lock()
         # Held while a group runs, so closing waits for the transaction under way.
         self._batch_lock = threading.Lock()
@@ -463,29 +466,27 @@ def _begin_deferred(conn: Connection) -> None:
 
 # -- the registry of open stores ---------------------------------------------------------------
 _registry_lock = threading.Lock()
-_registry: dict[tuple[DatabaseTarget, int], Store] = {}
-
-
-def _registry_key(target: DatabaseTarget) -> tuple[DatabaseTarget, int]:
-    # Per event-loop thread: the group-commit state and wake-ups belong to one event loop.
-    return (target, threading.get_ident())
+_registry: dict[tuple[DatabaseTarget, object], Store] = {}
 
 
 async def acquire_store(target: DatabaseTarget, *, shared: bool = True) -> Store:
-    """The open store of ``target`` shared in this thread, opening it on first use.
+    """The open store of ``target`` shared in this event loop, opening it on first use.
 
-    ``shared=False`` gives a store of its own (its own connections and wake-ups), which
-    behaves towards the others like one in another process.
+    Per event loop: the group-commit state and the wake-ups belong to one loop (and a store
+    left open by a finished loop is never handed to the next one). ``shared=False`` gives a
+    store of its own (its own connections and wake-ups), which behaves towards the others
+    like one in another process.
     """
     if not shared:
         store = Store(target)
         store.refs = 1
     else:
-        key = _registry_key(target)
+        key = (target, anyio.lowlevel.current_token())
         with _registry_lock:
             found = _registry.get(key)
             if found is None:
                 found = _registry[key] = Store(target)
+                found.registry_key = key
             found.refs += 1
         store = found
     try:
@@ -498,12 +499,12 @@ async def acquire_store(target: DatabaseTarget, *, shared: bool = True) -> Store
 
 async def release_store(store: Store) -> None:
     """Drop one reference to ``store``; the last one closes it."""
-    key = _registry_key(store.target)
     with _registry_lock:
         store.refs -= 1
         if store.refs > 0:
             return
-        if _registry.get(key) is store:
+        key = store.registry_key
+        if key is not None and _registry.get(key) is store:
             del _registry[key]
     with anyio.CancelScope(shield=True):
         await anyio.to_thread.run_sync(store.close_blocking)

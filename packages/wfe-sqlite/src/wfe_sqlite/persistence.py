@@ -95,6 +95,17 @@ def _error_row(error: ExecutionError) -> dict[str, Any]:
     }
 
 
+def _event_row(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "name": event.name,
+        "key": event.key,
+        "time": to_us(event.time),
+        "is_processed": int(bool(event.is_processed)),
+        "document": _dumps(to_primitive(event)),
+    }
+
+
 def _decode(document: str, cls: type[T], overrides: dict[str, Any] | None = None) -> T:
     try:
         primitive = json.loads(document)
@@ -221,7 +232,7 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
     ``SqlitePersistence("sqlite:///wfe.db", SqliteOptions(...))``; use it as
     ``async with``. Instances, events, subscriptions and errors are stored as JSON documents
     next to indexed columns for the queries. :meth:`persist_workflow` is one transaction:
-    the revision-checked update of the instance with its subscriptions and errors.
+    the revision-checked update of the instance with its subscriptions, errors and events.
     Several processes may share one file; SQLite serializes their writes.
     """
 
@@ -248,9 +259,11 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         *,
         subscriptions: Iterable[EventSubscription] = (),
         errors: Iterable[ExecutionError] = (),
+        events: Iterable[Event] = (),
     ) -> None:
         """Write ``instance`` when its revision is the stored one, with its subscriptions
-        (added, or replaced by id) and errors (appended), in one transaction.
+        (added, or replaced by id), errors (appended) and events (added; an id already
+        stored refuses the write with ``ConcurrencyError``), in one transaction.
 
         Raises :class:`~wfe_core.errors.ConcurrencyError` (stale revision) or
         :class:`~wfe_core.errors.WorkflowNotFoundError`; then nothing is stored.
@@ -260,6 +273,7 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         # Serialized here, before anything is written: a value that fails stores nothing.
         sub_rows = [_subscription_row(s) for s in subscriptions]
         error_rows = [_error_row(e) for e in errors]
+        event_rows = [_event_row(e) for e in events]
         workflow_id = instance.id
 
         params = (
@@ -285,6 +299,9 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
                 conn.execute(_upsert_subscription, sub_rows)
             if error_rows:
                 conn.execute(_insert_error, error_rows)
+            # After a write: raising here makes the store roll the whole write back.
+            if event_rows and conn.execute(_insert_event, event_rows).rowcount != len(event_rows):
+                raise ConcurrencyError(f"workflow {workflow_id}: an event's id is already stored")
 
         await self.store.write(run, "persist_workflow")
         instance.revision = expected + 1
@@ -406,14 +423,7 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
     # -- events ----------------------------------------------------------------------------
     async def create_event(self, event: Event) -> None:
         """Store a new event (``ConcurrencyError`` when its id is already stored)."""
-        row = {
-            "id": event.id,
-            "name": event.name,
-            "key": event.key,
-            "time": to_us(event.time),
-            "is_processed": int(bool(event.is_processed)),
-            "document": _dumps(to_primitive(event)),
-        }
+        row = _event_row(event)
 
         def run(conn: Connection) -> None:
             if conn.execute(_insert_event, row).rowcount == 0:
