@@ -1,10 +1,11 @@
 """Connections, threads and transactions shared by the SQLite persistence, queue and lock.
 
-One :class:`Store` per database file (per event-loop thread) is shared by every provider that
+One :class:`Store` per database file (per event loop) is shared by every provider that
 opens it, so the persistence, queue and lock of a host use one writer connection between them
 and an in-memory database is one database for all three.
 
-Blocking SQLite calls never run on the event loop:
+Blocking SQLite calls never run on the event loop (``PRAGMA data_version``, which reads shared
+memory and never waits, is the one call made there; see :meth:`Store.data_version`):
 
 * **Writes** go to one connection. Callers put their operation in a pending list; one of them
   (the *leader*) takes everything pending, runs it in a worker thread as ONE transaction
@@ -12,7 +13,8 @@ Blocking SQLite calls never run on the event loop:
   written share the next commit and its sync ("group commit"), which is what makes
   ``synchronous=FULL`` fast under load. An operation that fails does not fail the others of its
   group (see :meth:`Store.write`). No caller returns before the commit that holds its write is
-  durable.
+  done, and synced unless the write was marked as one whose loss could only cause a
+  redelivery.
 * **Reads** run on a small pool of reader connections in worker threads, bounded by a
   :class:`anyio.CapacityLimiter`; in WAL mode they do not wait for writers.
 
