@@ -30,7 +30,11 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def wfe(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    argv = list(args)
+    if "run" in argv:
+        # A hang fails the test instead of stalling the suite.
+        argv[argv.index("run") + 1 : argv.index("run") + 1] = ["--timeout", "120"]
+    result = CliRunner().invoke(main, argv, catch_exceptions=False)
     return result.exit_code, result.output
 
 
@@ -176,7 +180,7 @@ def test_example_pipelines_run(example: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def _wfe_process(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "wfe_host", *args],
+        [sys.executable, "-m", "wfe_host", *args, "--timeout", "120"],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -225,3 +229,21 @@ workflow:
     out, _ = third.communicate(timeout=120)
     assert third.returncode == 0, out
     assert "Running resume v1" in out
+    assert "Terminated" not in out
+
+
+def test_a_changed_file_supersedes_the_unfinished_run(in_tmp: Path) -> None:
+    pytest.importorskip("wfe_sqlite")
+    file = write(
+        in_tmp / "stale.yaml",
+        "workflow:\n  id: stale\n  steps:\n    - name: Wait\n"
+        "      error_behavior: suspend\n      config: {run: exit 1}\n",
+    )
+    code, out = wfe("run", str(file))
+    assert code == 3, out
+    assert "suspended" in out
+    file.write_text(file.read_text().replace("exit 1", "echo fixed"))
+    code, out = wfe("run", str(file))
+    assert code == 0, out
+    assert "Terminated the unfinished earlier run" in out
+    assert "Wait │ fixed" in out

@@ -115,6 +115,16 @@ async def find_unfinished(
     return None
 
 
+async def _unfinished_runs(host: WorkflowHost, definition_id: str) -> list[WorkflowInstance]:
+    """Runnable or suspended instances of ``definition_id`` started by ``wfe run``."""
+    found: list[WorkflowInstance] = []
+    prefix = f"{REFERENCE_PREFIX}:{definition_id}:"
+    for status in (WorkflowStatus.RUNNABLE, WorkflowStatus.SUSPENDED):
+        page = await host.list_workflows(status=status, definition_id=definition_id, take=1000)
+        found += [i for i in page.items if (i.reference or "").startswith(prefix)]
+    return found
+
+
 @click.command("run")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -261,6 +271,12 @@ async def _follow(
         if existing.status == WorkflowStatus.SUSPENDED:
             await host.resume_workflow(workflow_id)
     else:
+        # This host works on every due instance in the store, so an earlier unfinished run
+        # of the same workflow (its files or values changed, or --new) would run alongside
+        # this one, possibly on the new definition: a new run supersedes it.
+        for stale in await _unfinished_runs(host, definition.id):
+            await host.terminate_workflow(stale.id)
+            click.echo(f"Terminated the unfinished earlier run {stale.id} of {definition.id}")
         data: dict[str, Any] = dict(inputs)
         workflow_id = await host.start_workflow(
             definition.id, data, version=definition.version, reference=reference
