@@ -214,7 +214,7 @@ def json_schema(step_configs: dict[str, dict[str, Any]] | None = None) -> dict[s
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://wfe.dev/schemas/wfe-yaml.schema.json",
+        "$id": "wfe-yaml.schema.json",
         "title": "WFE YAML workflow",
         "type": "object",
         "properties": _described(
