@@ -252,3 +252,48 @@ def test_a_changed_file_supersedes_the_unfinished_run(in_tmp: Path) -> None:
     assert code == 0, out
     assert "Terminated the unfinished earlier run" in out
     assert "Wait │ fixed" in out
+
+
+def test_live_progress_on_a_terminal(in_tmp: Path) -> None:
+    import pty
+    import select
+
+    file = write(
+        in_tmp / "tty.yaml",
+        "workflow:\n  id: tty\n  steps:\n    - name: Slow\n"
+        "      config: {run: 'echo start; sleep 0.6; echo end'}\n",
+    )
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
+    env.update({"COLUMNS": "100", "TERM": "xterm"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wfe_host", "--persistence", "memory", "run", str(file)],
+        cwd=in_tmp,
+        env=env,
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    output = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([primary], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal closed: the process ended
+                break
+            if not chunk:
+                break
+            output += chunk
+        elif process.poll() is not None:
+            break
+    os.close(primary)
+    assert process.wait(timeout=30) == 0
+    text = output.decode(errors="replace")
+    assert "\x1b[" in text  # colors and the status line
+    assert "running: Slow" in text  # the status line while the step runs
+    assert "Slow" in text
+    assert "end" in text
+    assert "complete in" in text
