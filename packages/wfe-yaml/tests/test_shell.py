@@ -399,3 +399,33 @@ async def test_output_lines_stream_while_the_step_runs() -> None:
     assert instance.status == WorkflowStatus.COMPLETE
     times = dict((line, at) for at, line in seen)
     assert times["second"] - times["first"] >= 0.7
+
+
+async def test_terminating_the_workflow_kills_the_running_command(tmp_path: Path) -> None:
+    from wfe_host import WorkflowHost
+    from wfe_yaml import load_workflows_from_str
+
+    pid_file = tmp_path / "pid"
+    [definition] = load_workflows_from_str(
+        "workflow:\n  id: long\n  steps:\n    - name: Long\n"
+        f"      config: {{run: 'echo $$ > {pid_file}; sleep 60'}}\n"
+    )
+    async with WorkflowHost() as host:
+        host.register(definition)
+        workflow_id = await host.start_workflow("long")
+        with anyio.fail_after(30):
+            while not _written(pid_file):  # noqa: ASYNC110 - a file written by another process
+                await anyio.sleep(0.05)
+        assert await host.terminate_workflow(workflow_id)
+        done = await host.wait_for_workflow(workflow_id, timeout=30)
+    assert done.status == WorkflowStatus.TERMINATED
+    shell_pid = int(pid_file.read_text())
+    for _ in range(50):
+        if not _alive(shell_pid):
+            break
+        await anyio.sleep(0.1)
+    assert not _alive(shell_pid)
+
+
+def _written(path: Path) -> bool:
+    return path.exists() and bool(path.read_text().strip())

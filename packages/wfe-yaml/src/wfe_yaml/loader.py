@@ -183,7 +183,6 @@ class Loader:
         #: The directory relative paths of the file being read are resolved against.
         self.base_dir = Path.cwd()
         self._seen_files: set[str] = set()
-        self._used_values: set[str] = set()
 
     # -- problems and positions --------------------------------------------------------------
     def problem(self, mark: Mark, message: str) -> None:
@@ -478,7 +477,6 @@ class Loader:
     def check_value(self, ref: ip.Reference, mark: Mark) -> None:
         """A load-time reference must name a given value."""
         name = ref.path[0]
-        self._used_values.add(name)
         if name not in self.values:
             given = ", ".join(sorted(self.values)) or "none"
             self.problem(
