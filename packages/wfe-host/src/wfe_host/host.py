@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 
-from wfe_core.errors import SubscriptionNotFoundError, WfeError, WorkflowTimeoutError
+from wfe_core.errors import (
+    SubscriptionNotFoundError,
+    WfeError,
+    WorkflowNotFoundError,
+    WorkflowTimeoutError,
+)
 from wfe_core.models import (
     Event,
     LifecycleEvent,
@@ -221,13 +226,20 @@ class WorkflowHost:
             self._task_group.cancel_scope.cancel()
             self._task_group = None
 
-    async def _recover_events(self) -> None:
-        """Queue events left undelivered by an earlier run (or another stopped host)."""
+    async def _recover_events(self, as_of: datetime | None = None) -> None:
+        """Queue the stored events not processed yet whose time is at or before ``as_of``
+        (default now): events left undelivered by an earlier run, another stopped host, or a
+        write whose queueing never happened (the process died right after it). Run at
+        start-up and, on a durable store, by the scheduler's recovery wake-up."""
         try:
-            for event_id in await self.persistence.get_runnable_events(utcnow()):
+            event_ids = await self.persistence.get_runnable_events(as_of or utcnow())
+            for event_id in event_ids:
                 await self.queue.enqueue(QueueName.EVENT, event_id)
         except Exception:
             logger.exception("could not queue undelivered events")
+            return
+        if event_ids:
+            logger.info("queued %d undelivered event(s)", len(event_ids))
 
     # -- definitions and steps ---------------------------------------------------------------
     def register(self, definition: WorkflowDefinition) -> WorkflowDefinition:
@@ -446,14 +458,21 @@ class WorkflowHost:
         return resumed
 
     async def terminate_workflow(self, workflow_id: str) -> bool:
-        """Terminate a workflow that has not finished, cancelling its running steps. False when
-        it had already finished."""
+        """Terminate a workflow that has not finished, cancelling its running steps, and its
+        unfinished child workflows (recursively: parent close policy "terminate"). False when
+        it had already finished.
 
-        return bool(
-            await self.passes.with_lease(
-                workflow_id, lambda i: control.terminate(self, i), cancel_running=True
-            )
+        The children are terminated through events stored in the parent's terminating write,
+        delivered here before returning; should this process die first, another host (or this
+        one after a restart) delivers them.
+        """
+        terminated, child_events = await self.passes.with_lease(
+            workflow_id, lambda i: control.terminate(self, i), cancel_running=True
         )
+        # After the parent's lease is released: a child's termination takes the child's lease.
+        for event_id in child_events:
+            await self.events.process(event_id)
+        return bool(terminated)
 
     async def purge(
         self,
@@ -494,11 +513,15 @@ class WorkflowHost:
         subscriptions: Sequence[EventSubscription] = (),
         errors: Sequence[ExecutionError] = (),
         closed_subscriptions: Sequence[str] = (),
+        events: Sequence[Event] = (),
     ) -> None:
-        """Persist ``instance`` (revision-checked) and do what follows from it."""
+        """Persist ``instance`` (revision-checked) with ``events`` in the same write (an
+        outbox: notifications that must not be lost), and do what follows from it."""
         await self.persistence.persist_workflow(
-            instance, subscriptions=subscriptions, errors=errors
+            instance, subscriptions=subscriptions, errors=errors, events=events
         )
+        for event in events:
+            await self._enqueue_stored_event(event.id)
         for subscription_id in closed_subscriptions:
             with contextlib.suppress(SubscriptionNotFoundError):
                 await self.persistence.terminate_subscription(subscription_id)
@@ -509,21 +532,70 @@ class WorkflowHost:
         if due is not None and due > utcnow() and instance.status == WorkflowStatus.RUNNABLE:
             self.scheduler.note(instance.id, due)
 
+    async def _enqueue_stored_event(self, event_id: str) -> None:
+        try:
+            await self.queue.enqueue(QueueName.EVENT, event_id)
+        except Exception:
+            # The event is stored unprocessed: the recovery sweep queues it later. Failing
+            # here would only abandon a write that already succeeded.
+            logger.exception("could not queue event %s; it will be recovered", event_id)
+
+    async def _finished_events(
+        self, instance: WorkflowInstance, errors: Sequence[ExecutionError] = ()
+    ) -> list[Event]:
+        """The events the write that finishes ``instance`` must store with it: the
+        child-finished notification of its parent, if it has one. ``errors`` are those stored
+        by that same write."""
+        if instance.parent_workflow_id is None:
+            return []
+        error = errors[-1].message if errors else None
+        if error is None and instance.status != WorkflowStatus.COMPLETE:
+            # The parent's step reports the child's last error, maybe stored by an earlier
+            # write (a failure after compensation, a terminate after retries).
+            stored = await self.persistence.get_errors(instance.id)
+            error = stored[-1].message if stored else None
+        data = {"status": str(instance.status), "error": error}
+        return [Event(name=CHILD_FINISHED_EVENT, key=instance.id, data=data)]
+
+    async def _terminate_child(self, event: Event) -> bool:
+        """Deliver a :data:`TERMINATE_CHILD_EVENT`: terminate the child it names (and its own
+        children) if its parent is the one the event names. False when the child stayed busy;
+        try again later."""
+        parent_id = event.data.get("parent_workflow_id") if isinstance(event.data, dict) else None
+        try:
+            child = await self.persistence.get_workflow(event.key)
+        except WorkflowNotFoundError:
+            return True
+        if parent_id is None or child.parent_workflow_id != parent_id:
+            logger.warning(
+                "ignored a request to terminate workflow %s: its parent is %s, not %s",
+                event.key,
+                child.parent_workflow_id,
+                parent_id,
+            )
+            return True
+        if child.status.is_finished:
+            return True
+        try:
+            await self.terminate_workflow(child.id)
+        except WorkflowNotFoundError:
+            return True
+        except WfeError:
+            logger.warning("could not terminate child workflow %s yet", child.id, exc_info=True)
+            return False
+        logger.info(
+            "terminated child workflow %s of %s",
+            child.id,
+            parent_id,
+            extra={"workflow_id": child.id},
+        )
+        return True
+
     async def _on_finished(self, instance: WorkflowInstance) -> None:
-        """After ``instance`` was stored finished: wake waiters, tell a parent, and run the
-        workflow middleware."""
+        """After ``instance`` was stored finished (a parent was told in that same write):
+        wake waiters and run the workflow middleware."""
         for waiter in self._waiters.get(instance.id, ()):
             waiter.set()
-        if instance.parent_workflow_id is not None:
-            errors = await self.persistence.get_errors(instance.id)
-            await self.publish_event(
-                CHILD_FINISHED_EVENT,
-                instance.id,
-                {
-                    "status": str(instance.status),
-                    "error": errors[-1].message if errors else None,
-                },
-            )
         for middleware in self.workflow_middleware:
             try:
                 await middleware.after_workflow(instance)

@@ -170,9 +170,11 @@ class MemoryPersistence(PersistenceProvider):
         *,
         subscriptions: Iterable[EventSubscription] = (),
         errors: Iterable[ExecutionError] = (),
+        events: Iterable[Event] = (),
     ) -> None:
         """Write ``instance`` when its revision is the stored one, with its subscriptions
-        (added, or replaced by id) and errors (appended), all or nothing."""
+        (added, or replaced by id), errors (appended) and events (added; an id already
+        stored refuses the write with ``ConcurrencyError``), all or nothing."""
         await checkpoint()
         current = self._instances.get(instance.id)
         if current is None:
@@ -191,11 +193,17 @@ class MemoryPersistence(PersistenceProvider):
             seq = existing.seq if existing is not None else next(self._seq)
             sub_rows.append((subscription.id, self._subscription_row(subscription, seq)))
         error_rows = [self._error_row(error) for error in errors]
+        event_rows: dict[str, _EventRow] = {}
+        for event in events:
+            if event.id in self._events or event.id in event_rows:
+                raise ConcurrencyError(f"event {event.id} already exists")
+            event_rows[event.id] = self._event_row_of(event)
 
         self._instances[instance.id] = row
         self._subscriptions.update(sub_rows)
         for workflow_id, error_row in error_rows:
             self._errors.setdefault(workflow_id, []).append(error_row)
+        self._events.update(event_rows)
         instance.revision = new_revision
 
     async def get_workflow(self, workflow_id: str) -> WorkflowInstance:
@@ -298,9 +306,12 @@ class MemoryPersistence(PersistenceProvider):
         await checkpoint()
         if event.id in self._events:
             raise ConcurrencyError(f"event {event.id} already exists")
+        self._events[event.id] = self._event_row_of(event)
+
+    def _event_row_of(self, event: Event) -> _EventRow:
         document = _encode(event)
         decoded = _decode(document, Event)
-        self._events[event.id] = _EventRow(
+        return _EventRow(
             document,
             decoded.name,
             decoded.key,

@@ -10,14 +10,17 @@ from wfe_core.primitives.inline import InlineStep, InlineStepFactory
 from wfe_core.primitives.subworkflow import (
     BEGINNING_OF_TIME,
     CHILD_FINISHED_EVENT,
+    TERMINATE_CHILD_EVENT,
     ChildWorkflowError,
     SubWorkflow,
+    child_workflow_candidates,
 )
 from wfe_core.primitives.timers import Delay, Fork, Recur, Schedule
 
 __all__ = [
     "BEGINNING_OF_TIME",
     "CHILD_FINISHED_EVENT",
+    "TERMINATE_CHILD_EVENT",
     "TIMEOUT_OUTCOME",
     "ChildWorkflowError",
     "Decide",
@@ -35,4 +38,5 @@ __all__ = [
     "WaitFor",
     "When",
     "While",
+    "child_workflow_candidates",
 ]

@@ -12,12 +12,19 @@ from wfe_core.results import ExecutionResult
 from wfe_core.step import StepBody
 
 if TYPE_CHECKING:
-    from wfe_core.models.instance import WorkflowInstance
+    from wfe_core.models.instance import ExecutionPointer, WorkflowInstance
     from wfe_core.step import StepContext
 
 #: The internal event a host publishes, keyed by the child's id, when a child workflow with a
-#: parent finishes (complete, failed or terminated).
+#: parent finishes (complete, failed or terminated). The host stores it in the same write as
+#: the child's final state (``persist_workflow(..., events=...)``), so it cannot be lost.
 CHILD_FINISHED_EVENT = "wfe.workflow-finished"
+
+#: The internal event a host stores, keyed by a child's id, in the write that terminates the
+#: child's parent: delivering it terminates the child (parent close policy "terminate"). Its
+#: data names the parent (``{"parent_workflow_id": ...}``); a child of another parent is left
+#: alone.
+TERMINATE_CHILD_EVENT = "wfe.terminate-child"
 
 #: Subscriptions that must see events published at any time (even before they existed).
 BEGINNING_OF_TIME = datetime.min.replace(tzinfo=UTC)
@@ -30,8 +37,33 @@ class ChildWorkflowError(WfeError):
 def child_workflow_id(ctx: StepContext) -> str:
     """The child's id: derived from the step's idempotency key (and its failures, so a retry
     starts a new child), so a step run twice after a crash starts the child only once."""
-    failures = int(ctx.pointer.extensions.get("failures", 0))
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"wfe:{ctx.idempotency_key}:{failures}").hex
+    return _derived_child_id(ctx.workflow.id, ctx.pointer)
+
+
+def _derived_child_id(workflow_id: str, pointer: ExecutionPointer) -> str:
+    # The idempotency key is "<workflow id>:<pointer id>" (StepContext.idempotency_key).
+    failures = int(pointer.extensions.get("failures", 0))
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"wfe:{workflow_id}:{pointer.id}:{failures}").hex
+
+
+def child_workflow_candidates(instance: WorkflowInstance) -> list[str]:
+    """Ids of the child workflows the active pointers of ``instance`` may have started.
+
+    A sub-workflow step waiting for its child names it in its wait (``event_key`` of
+    :data:`CHILD_FINISHED_EVENT`). A step still running may have started its child without
+    that wait being stored yet (a pass cancelled by terminate), so for every other active
+    pointer the id it would give its child is included too. Most candidates name no stored
+    instance: check ``parent_workflow_id`` of those that exist.
+    """
+    candidates: dict[str, None] = {}
+    for pointer in instance.pointers:
+        if not pointer.active:
+            continue
+        if pointer.event_name == CHILD_FINISHED_EVENT and pointer.event_key:
+            candidates[pointer.event_key] = None
+        else:
+            candidates[_derived_child_id(instance.id, pointer)] = None
+    return list(candidates)
 
 
 class SubWorkflow(StepBody):

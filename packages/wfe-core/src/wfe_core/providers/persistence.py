@@ -32,7 +32,8 @@ class PersistenceProvider(Provider):
     * :meth:`persist_workflow` is atomic and optimistic: it succeeds only when the stored
       ``revision`` equals ``instance.revision``, then stores ``revision + 1`` and sets it on
       ``instance``; otherwise it raises :class:`~wfe_core.errors.ConcurrencyError` and stores
-      nothing. The subscriptions and errors passed with it are written in the same transaction.
+      nothing. The subscriptions, errors and events passed with it are written in the same
+      transaction (a refused write stores none of them).
     * Unknown ids raise the matching ``*NotFoundError`` from :mod:`wfe_core.errors`.
     * Times are timezone-aware UTC datetimes, stored with at least millisecond precision.
     """
@@ -49,8 +50,18 @@ class PersistenceProvider(Provider):
         *,
         subscriptions: Iterable[EventSubscription] = (),
         errors: Iterable[ExecutionError] = (),
+        events: Iterable[Event] = (),
     ) -> None:
-        """Write ``instance`` (checking its revision) with new subscriptions and errors."""
+        """Write ``instance`` (checking its revision) with new subscriptions, errors and events,
+        all or nothing.
+
+        ``events`` are stored as :meth:`create_event` stores them, in the same transaction as
+        the instance: a transactional outbox. The engine uses it for notifications that must
+        not be lost when the process dies right after the write (a finished child telling its
+        parent); it queues them after the write, and stored unprocessed events are queued
+        again at start-up, so a crash in between delays them but never loses them. An event
+        whose id is already stored refuses the whole write
+        (:class:`~wfe_core.errors.ConcurrencyError`)."""
 
     @abstractmethod
     async def get_workflow(self, workflow_id: str) -> WorkflowInstance:

@@ -341,6 +341,74 @@ class PersistenceSuite:
         assert await persistence.get_subscription(subscription.id) == as_stored(subscription)
         assert list(await persistence.get_errors(instance.id)) == [as_stored(error)]
 
+    @pytest.mark.anyio
+    async def test_persist_stores_events_with_the_instance(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        now = now_ms()
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        instance.status = WorkflowStatus.COMPLETE
+        instance.complete_time = now
+        first = Event("wfe.workflow-finished", instance.id, {"status": "complete"}, time=now)
+        second = Event("other", "k", [1, "zwei"], time=now + timedelta(milliseconds=1))
+        await persistence.persist_workflow(instance, events=[first, second])
+        assert instance.revision == 2
+        assert (await persistence.get_workflow(instance.id)).status == WorkflowStatus.COMPLETE
+        assert await persistence.get_event(first.id) == as_stored(first)
+        assert await persistence.get_event(second.id) == as_stored(second)
+        later = now + timedelta(seconds=1)
+        assert list(await persistence.get_runnable_events(later)) == _ids([first, second])
+        assert list(await persistence.get_events("wfe.workflow-finished", instance.id, now)) == [
+            first.id
+        ]
+        # Stored like create_event: marking works on them.
+        await persistence.mark_event_processed(first.id)
+        assert list(await persistence.get_runnable_events(later)) == [second.id]
+
+    @pytest.mark.anyio
+    async def test_refused_write_stores_none_of_its_events(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        winner = await persistence.get_workflow(instance.id)
+        loser = await persistence.get_workflow(instance.id)
+        await persistence.persist_workflow(winner)
+        loser.status = WorkflowStatus.COMPLETE
+        event = Event("wfe.workflow-finished", instance.id, time=now_ms())
+        with pytest.raises(ConcurrencyError):
+            await persistence.persist_workflow(loser, events=[event])
+        assert loser.revision == 1
+        with pytest.raises(EventNotFoundError):
+            await persistence.get_event(event.id)
+        later = now_ms() + timedelta(seconds=1)
+        assert list(await persistence.get_runnable_events(later)) == []
+        assert list(await persistence.get_events(event.name, event.key, event.time)) == []
+        assert await persistence.get_workflow(instance.id) == as_stored(winner)
+
+    @pytest.mark.anyio
+    async def test_an_event_id_already_stored_refuses_the_write(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        existing = Event("approval", "1", {"first": True}, time=now_ms())
+        await persistence.create_event(existing)
+        fresh = Event("approval", "2", time=now_ms())
+        duplicate = Event("approval", "3", {"first": False}, time=now_ms(), id=existing.id)
+        error = make_error(instance.id)
+        instance.status = WorkflowStatus.COMPLETE
+        with pytest.raises(ConcurrencyError):
+            await persistence.persist_workflow(instance, errors=[error], events=[fresh, duplicate])
+        assert instance.revision == 1
+        stored = await persistence.get_workflow(instance.id)
+        assert (stored.revision, stored.status) == (1, WorkflowStatus.RUNNABLE)
+        assert await persistence.get_event(existing.id) == as_stored(existing)
+        with pytest.raises(EventNotFoundError):
+            await persistence.get_event(fresh.id)
+        assert list(await persistence.get_errors(instance.id)) == []
+
     # -- instances: queries ----------------------------------------------------------------
     @pytest.mark.anyio
     async def test_runnable_instances_by_time(self, persistence: PersistenceProvider) -> None:

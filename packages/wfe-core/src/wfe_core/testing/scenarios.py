@@ -829,6 +829,71 @@ class WorkflowScenarios:
         failed = [p for p in instance.pointers if p.status == PointerStatus.FAILED]
         assert "terminated" in (failed[0].error or "")
 
+    async def _started(
+        self, events: AsyncIterator[LifecycleEvent], definition_ids: set[str]
+    ) -> dict[str, str]:
+        """Definition id -> workflow id of the first start of each of ``definition_ids``."""
+        found: dict[str, str] = {}
+        with anyio.fail_after(TIMEOUT):
+            async for event in events:
+                if (
+                    event.type == LifecycleEventType.WORKFLOW_STARTED
+                    and event.definition_id in definition_ids
+                ):
+                    found.setdefault(event.definition_id, event.workflow_id)
+                    if len(found) == len(definition_ids):
+                        break
+        closer = getattr(events, "aclose", None)
+        if closer is not None:
+            await closer()
+        return found
+
+    @pytest.mark.anyio
+    async def test_terminating_a_parent_terminates_its_children(self, host: ScenarioHost) -> None:
+        # parent -> (waiting child -> waiting grandchild) and (a child that completes).
+        grandchild = WorkflowBuilder(ChildInput).wait_for("never", key="k").build(_unique("gc"))
+        child = WorkflowBuilder(ChildInput).sub_workflow(grandchild.id).build(_unique("child"))
+        done = self._child()
+        for definition in (grandchild, child, done):
+            host.register(definition)
+        parent = (
+            WorkflowBuilder(ParentData)
+            .parallel(
+                lambda p: p.branch(lambda b: b.sub_workflow(child.id)).branch(
+                    lambda b: b.sub_workflow(done.id, inputs=lambda d: {"numbers": [2, 3]})
+                )
+            )
+            .then(record("never"))
+            .build(_unique("parent-close"))
+        )
+        host.register(parent)
+        events = host.lifecycle_events()
+        parent_id = await host.start_workflow(parent.id)
+        ids = await self._started(events, {child.id, grandchild.id, done.id})
+        await self._wait_until(host, ids[grandchild.id], self._waiting)
+        finished_child = await host.wait_for_workflow(ids[done.id], TIMEOUT)
+        assert finished_child.status == WorkflowStatus.COMPLETE
+        await self._wait_until(
+            host,
+            ids[child.id],
+            lambda i: any(p.status == PointerStatus.WAITING_FOR_EVENT for p in i.pointers),
+        )
+
+        assert await host.terminate_workflow(parent_id)
+        terminated = await host.wait_for_workflow(parent_id, TIMEOUT)
+        assert terminated.status == WorkflowStatus.TERMINATED
+        assert terminated.data.log == []
+        for definition_id in (child.id, grandchild.id):
+            instance = await host.wait_for_workflow(ids[definition_id], TIMEOUT)
+            assert instance.status == WorkflowStatus.TERMINATED, definition_id
+            assert all(not p.active for p in instance.pointers)
+        # The finished child is left as it was, and the children's notifications do not
+        # change the terminated parent.
+        assert (await host.get_workflow(ids[done.id])).status == WorkflowStatus.COMPLETE
+        await anyio.sleep(0.2)
+        assert (await host.get_workflow(parent_id)).status == WorkflowStatus.TERMINATED
+        assert not await host.terminate_workflow(parent_id)
+
     @pytest.mark.anyio
     async def test_sub_workflow_failure_can_be_compensated(self, host: ScenarioHost) -> None:
         child = self._child(fail=True)

@@ -6,8 +6,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wfe_core.engine.executor import SUBSCRIPTION_ID
-from wfe_core.models import LifecycleEvent, LifecycleEventType, PointerStatus, WorkflowStatus
+from wfe_core.models import (
+    Event,
+    LifecycleEvent,
+    LifecycleEventType,
+    PointerStatus,
+    WorkflowStatus,
+)
 from wfe_core.models.instance import utcnow
+from wfe_core.primitives import TERMINATE_CHILD_EVENT, child_workflow_candidates
 
 if TYPE_CHECKING:
     from wfe_core.models import WorkflowInstance
@@ -46,11 +53,20 @@ async def resume(host: WorkflowHost, instance: WorkflowInstance) -> bool:
     return True
 
 
-async def terminate(host: WorkflowHost, instance: WorkflowInstance) -> bool:
+async def terminate(host: WorkflowHost, instance: WorkflowInstance) -> tuple[bool, list[str]]:
     """Cancel every active pointer and end the instance as terminated; False when it had
-    already finished."""
+    already finished. With it are stored a child-finished event for its parent and a
+    :data:`~wfe_core.primitives.TERMINATE_CHILD_EVENT` for each unfinished child (returned:
+    the caller delivers them once it released this instance's lease)."""
     if instance.status.is_finished:
-        return False
+        return False, []
+    # Found before the pointers are cancelled: the active ones lead to the children.
+    candidates = child_workflow_candidates(instance)
+    children = [
+        child.id
+        for child in await host.persistence.get_workflows(candidates)
+        if child.parent_workflow_id == instance.id and not child.status.is_finished
+    ]
     now = utcnow()
     closed: list[str] = []
     for pointer in instance.pointers:
@@ -64,7 +80,12 @@ async def terminate(host: WorkflowHost, instance: WorkflowInstance) -> bool:
     instance.status = WorkflowStatus.TERMINATED
     instance.complete_time = now
     instance.next_execution = None
-    await host._store(instance, closed_subscriptions=closed)
+    terminations = [
+        Event(name=TERMINATE_CHILD_EVENT, key=child_id, data={"parent_workflow_id": instance.id})
+        for child_id in children
+    ]
+    events = [*await host._finished_events(instance), *terminations]
+    await host._store(instance, closed_subscriptions=closed, events=events)
     await host._publish_lifecycle(lifecycle_event(instance, LifecycleEventType.WORKFLOW_TERMINATED))
     await host._on_finished(instance)
-    return True
+    return True, [event.id for event in terminations]

@@ -14,6 +14,7 @@ from wfe_core.errors import (
 )
 from wfe_core.models import PointerStatus, WorkflowStatus
 from wfe_core.models.instance import utcnow
+from wfe_core.primitives import TERMINATE_CHILD_EVENT
 from wfe_core.providers import QueueName
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class EventDelivery:
                 return None
             if event.is_processed:
                 return None
+            if event.name == TERMINATE_CHILD_EVENT and not await host._terminate_child(event):
+                return BUSY_RETRY
             subscriptions = await host.persistence.get_subscriptions(
                 event.name, event.key, event.time
             )

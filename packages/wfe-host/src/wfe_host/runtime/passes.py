@@ -80,18 +80,23 @@ class _PassEnvironment:
         errors: Sequence[ExecutionError],
         closed_subscriptions: Sequence[str],
     ) -> None:
+        finishing = instance.status.is_finished and not self.finished
+        # The write that finishes a child also stores its parent's notification (an outbox):
+        # published after the write, a crash in between would leave the parent waiting.
+        events = await self.host._finished_events(instance, errors) if finishing else []
         await self.host._store(
             instance,
             subscriptions=subscriptions,
             errors=errors,
             closed_subscriptions=closed_subscriptions,
+            events=events,
         )
         # What was last stored, so the runner can tell work that fell due meanwhile.
         self.stored = True
         self.stored_due = (
             instance.next_execution if instance.status == WorkflowStatus.RUNNABLE else None
         )
-        if instance.status.is_finished and not self.finished:
+        if finishing:
             self.finished = True
             await self.host._on_finished(instance)
 

@@ -36,6 +36,11 @@ class Scheduler:
     persistence; so after queueing what persistence says is due, the scheduler does not look
     at that same due time again until woken (a pass stored a change) or ``recovery_seconds``
     passed (a pass that could not run: no definition here, another worker's lease).
+
+    The same recovery wake-up queues again, every ``recovery_seconds``, stored events still
+    unprocessed ``recovery_seconds`` after their time: an event stored with an instance
+    whose writer died before queueing it (a child's notification of its parent), on a store
+    other processes share. (The host queues all unprocessed events once at start-up.)
     """
 
     def __init__(self, host: WorkflowHost, *, recovery_seconds: float = 30.0) -> None:
@@ -45,6 +50,7 @@ class Scheduler:
         self._timers: list[tuple[datetime, str]] = []
         self._dispatched_due: datetime | None = None
         self._dispatched_at = -math.inf
+        self._events_swept_at = -math.inf
 
     @property
     def longest_sleep(self) -> float:
@@ -65,6 +71,8 @@ class Scheduler:
 
     async def run(self) -> None:
         """Run until cancelled."""
+        # The host swept the events at start-up; the next sweep is one period away.
+        self._events_swept_at = anyio.current_time()
         while True:
             # Replaced before looking, so a wake-up that races the look is never missed.
             self._wake = wake = anyio.Event()
@@ -87,6 +95,14 @@ class Scheduler:
         waits = [self.longest_sleep]
         if self._timers:
             waits.append((self._timers[0][0] - now + _SLACK).total_seconds())
+        if self.longest_sleep < math.inf:
+            # A store shared with other processes: sweep stored events someone left behind.
+            clock = anyio.current_time()
+            if clock - self._events_swept_at >= self.recovery_seconds:
+                self._events_swept_at = clock
+                # Younger events are likely on their way through the queue.
+                await host._recover_events(now - timedelta(seconds=self.recovery_seconds))
+            waits.append(self._events_swept_at + self.recovery_seconds - clock)
         due = await host.persistence.next_execution_time()
         if due is not None and due > now:
             waits.append((due - now + _SLACK).total_seconds())
