@@ -28,6 +28,13 @@ class FieldCondition:
         """This condition."""
         yield self
 
+    def describe(self) -> str:
+        """Short text for pictures: ``inputs.branch equals main``."""
+        field = ".".join((self.namespace, *self.path))
+        if self.operator in ("is_null", "is_not_null"):
+            return f"{field} {self.operator.replace('_', ' ')}"
+        return f"{field} {self.operator.replace('_', ' ')} {self.value!r}"
+
     def evaluate(self, data: Any, config: Mapping[str, Any]) -> bool:
         """Whether it holds for ``data`` (and the load-time ``config``)."""
         source = config if self.namespace == CONFIG_NAMESPACE else data
@@ -72,6 +79,13 @@ class Combination:
         """Every field condition inside."""
         for condition in self.conditions:
             yield from condition.fields()
+
+    def describe(self) -> str:
+        """Short text for pictures: ``not (...)``, ``all of 3 conditions``."""
+        if self.combinator == "not":
+            return f"not ({self.conditions[0].describe()})"
+        word = {"one_of": "exactly one"}.get(self.combinator, self.combinator)
+        return f"{word} of {len(self.conditions)} conditions"
 
     def evaluate(self, data: Any, config: Mapping[str, Any]) -> bool:
         """Whether it holds for ``data`` (and the load-time ``config``)."""

@@ -1057,6 +1057,9 @@ class _Compiler:
         """Compile one YAML step; returns the id of its outermost engine step."""
         guarded = bool(spec.on_success or spec.on_failure or spec.ensure)
         when = None if guarded else spec.when
+        condition = {} if spec.when is None else {"when": spec.when.describe()}
+        # With hooks the guard around the step holds the condition (and is what is drawn).
+        core_condition = {} if guarded else condition
         behavior = spec.error_behavior or inherited
         if spec.parallel is not None:
             core = self._new(
@@ -1067,6 +1070,7 @@ class _Compiler:
                 kind="parallel",
                 external_id=spec.name,
             )
+            core.metadata.update(core_condition)
             core.children.extend(self._step(child, behavior) for child in spec.parallel)
         else:
             assert spec.executor is not None
@@ -1093,6 +1097,7 @@ class _Compiler:
                 external_id=spec.name,
                 error_behavior=behavior,
             )
+            core.metadata.update(core_condition)
         if not guarded:
             return core.id
         phases: dict[str, int] = {}
@@ -1128,4 +1133,5 @@ class _Compiler:
             kind="guard",
         )
         guard.children.extend(phases.values())
+        guard.metadata.update(condition)
         return guard.id

@@ -113,8 +113,11 @@ class _Builder:
         hidden = bool(meta.get("hidden"))
         if kind == "guard":
             return self.guard(step, into)
+        label = step.display_name
+        if meta.get("when"):
+            label += f"\nif {meta['when']}"
         if step.children:
-            cluster = Cluster(f"c{step.id}", step.display_name)
+            cluster = Cluster(f"c{step.id}", label)
             if not hidden:
                 into.append(cluster)
             target = cluster.items if not hidden else into
@@ -125,13 +128,13 @@ class _Builder:
                 entries += child_entries
                 exits += child_exits
             if not entries:
-                node = Node(f"s{step.id}", step.display_name, kind)
+                node = Node(f"s{step.id}", label, kind)
                 into.append(node)
                 return [node.id], [node.id]
             return entries, exits
         if hidden:
             return [], []
-        node = Node(f"s{step.id}", step.display_name, kind)
+        node = Node(f"s{step.id}", label, kind)
         into.append(node)
         return [node.id], [node.id]
 
@@ -142,7 +145,9 @@ class _Builder:
         for child in step.children:
             phase = self.definition.step(child)
             phases[str(phase.inputs.get("phase", ""))] = phase
-        cluster = Cluster(f"c{step.id}", step.display_name)
+        meta = step.metadata if isinstance(step.metadata, dict) else {}
+        label = step.display_name + (f"\nif {meta['when']}" if meta.get("when") else "")
+        cluster = Cluster(f"c{step.id}", label)
         into.append(cluster)
         main_entries: list[str] = []
         main_exits: list[str] = []
@@ -174,7 +179,7 @@ def build_graph(definition: WorkflowDefinition) -> Graph:
 
 
 def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;")
+    return text.replace('"', "#quot;").replace("\n", "<br>")
 
 
 def to_mermaid(graph: Graph) -> str:
@@ -203,7 +208,9 @@ def to_mermaid(graph: Graph) -> str:
 
 
 def _dot_text(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # DOT strings: backslashes and quotes escaped; a newline becomes DOT's centred line break.
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 def to_dot(graph: Graph) -> str:
