@@ -185,6 +185,10 @@ class SqliteQueue(SqliteProviderMixin, QueueProvider):
     As in the in-memory queue, an id enqueued while it is in flight waits as a new item and
     may be handed to another consumer before the first acks; the engine's lock keeps two
     workers off one instance.
+
+    A dequeue with a ``visibility_timeout`` of 10 s or more claims up to ``prefetch`` items
+    in one write and keeps the extra ones for this provider's next dequeues (they still count
+    as waiting in its :meth:`size`); closing the provider gives back those not handed out.
     """
 
     capabilities = frozenset({cap.DURABLE, cap.DISTRIBUTED, cap.QUEUE_REDELIVERY})
