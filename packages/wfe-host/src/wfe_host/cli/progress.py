@@ -81,6 +81,8 @@ class Progress:
         self.started: dict[str, float] = {}
         self.failed: set[str] = set()
         self.suspended = anyio.Event()
+        #: Set once the root workflow's final event has been shown (so is everything before it).
+        self.finished = anyio.Event()
         self._status_shown = False
         self._handler = _OutputHandler(self)
         self._logger = logging.getLogger(OUTPUT_LOGGER)
@@ -189,6 +191,8 @@ class Progress:
             if event.workflow_id == self.root_id:
                 if kind == LifecycleEventType.WORKFLOW_SUSPENDED:
                     self.suspended.set()
+                else:
+                    self.finished.set()
                 return
             status = _FINISHED[kind]
             color = "green" if status == "complete" else "red"

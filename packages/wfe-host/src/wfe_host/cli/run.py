@@ -291,6 +291,9 @@ async def _follow(
             async def wait() -> None:
                 nonlocal final
                 final = await host.wait_for_workflow(workflow_id, timeout=timeout)
+                # Let the progress show the events still on their way (the last steps).
+                with anyio.move_on_after(2):
+                    await progress.finished.wait()
                 tg.cancel_scope.cancel()
 
             async def suspended() -> None:
