@@ -429,3 +429,47 @@ async def test_terminating_the_workflow_kills_the_running_command(tmp_path: Path
 
 def _written(path: Path) -> bool:
     return path.exists() and bool(path.read_text().strip())
+
+
+async def test_a_skipped_step_skips_its_hooks() -> None:
+    instance = await run_yaml(
+        """
+workflow:
+  id: skip
+  inputs: {go: boolean}
+  steps:
+    - name: Build
+      when: {field: inputs.go, equals: true}
+      config: {run: echo build}
+      on_success: {name: Yay, config: {run: echo yay}}
+      ensure: {name: Tidy, config: {run: echo tidy}}
+    - name: Next
+      config: {run: echo next}
+""",
+        {"go": "false"},
+    )
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert not pointers(instance, "Yay")
+    assert not pointers(instance, "Tidy")
+    assert result_of(instance, "Build") == {"skipped": True}
+    assert result_of(instance, "Next")["stdout"] == "next"
+
+
+async def test_a_parallel_steps_error_behavior_applies_to_its_children(tmp_path: Path) -> None:
+    counter = tmp_path / "count"
+    instance = await run_yaml(
+        f"""
+workflow:
+  id: par-retry
+  steps:
+    - name: Group
+      error_behavior: {{type: retry, interval: 10ms, max_retries: 3}}
+      parallel:
+        - name: Flaky
+          config: {{run: 'echo x >> {counter}; [ "$(wc -l < {counter})" -ge 3 ]'}}
+        - name: Fine
+          config: {{run: echo fine}}
+"""
+    )
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert counter.read_text().count("x") == 3
