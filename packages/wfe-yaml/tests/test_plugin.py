@@ -88,3 +88,25 @@ def test_the_json_schema_file_is_up_to_date() -> None:
         "`uv run python -c 'from wfe_yaml.schema import json_schema_text as t; "
         'open("docs/wfe-yaml.schema.json", "w").write(t())\'`'
     )
+
+
+def test_the_examples_match_the_json_schema() -> None:
+    """Runs where ``jsonschema`` is installed (``uv run --with jsonschema pytest ...``)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    from pathlib import Path
+
+    from ruamel.yaml import YAML
+
+    from wfe_yaml import json_schema
+
+    schema = json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    examples = Path(__file__).resolve().parents[3] / "examples" / "pipelines"
+    files = sorted(examples.glob("**/*.yaml"))
+    assert files
+    for file in files:
+        document = YAML(typ="safe", pure=True).load(file.read_text())
+        assert [e.message for e in validator.iter_errors(document)] == [], file
+    bad = {"workflow": {"id": "x", "steps": [{"name": "a", "config": {"run": "x", "timout": 1}}]}}
+    assert list(validator.iter_errors(bad))
