@@ -75,8 +75,8 @@ def resolve(
     CLI uses them for its own defaults.
 
     Selection per concern: the ``provider`` name if set; else the ``url``'s scheme; else
-    persistence is ``memory``, lock and queue follow the persistence provider (with its URL)
-    when it offers them and are ``memory`` otherwise, lifecycle is ``memory`` and search is
+    persistence is ``memory``, lock and queue follow the persistence provider (with its URL,
+    and its options when they are of the same class) when it offers them and are ``memory`` otherwise, lifecycle is ``memory`` and search is
     not configured.
 
     Raises :class:`~wfe_core.errors.ConfigurationError` (a
@@ -107,9 +107,17 @@ def resolve(
     def follow_persistence(kind: ProviderKind) -> ProviderSettings:
         # The same backend for lock and queue when it offers them: one thing to run, and
         # shared by every host that uses it (memory ones would not coordinate hosts).
-        if persistence.provider is not None and reg.has_provider(kind, persistence.provider):
-            return ProviderSettings(provider=persistence.provider, url=persistence.url)
-        return ProviderSettings(provider=DEFAULT_PROVIDER)
+        name = persistence.provider
+        if name is None or not reg.has_provider(kind, name):
+            return ProviderSettings(provider=DEFAULT_PROVIDER)
+        # Its options too when they are of the same class (one SQLite file: the same sync and
+        # timeout settings, so one writer connection serves persistence, lock and queue).
+        same_options = (
+            reg.provider(kind, name).spec.options_class
+            is reg.provider(ProviderKind.PERSISTENCE, name).spec.options_class
+        )
+        options = dict(persistence.options) if same_options else {}
+        return ProviderSettings(provider=name, url=persistence.url, options=options)
 
     lock = _choose(
         reg, ProviderKind.LOCK, settings.lock, origins, follow_persistence(ProviderKind.LOCK)
@@ -190,7 +198,8 @@ def _choose(
                     ]
                 )
             return None
-        concern = attrs.evolve(default, options=concern.options)
+        # The concern's own options win over those it would inherit from the default.
+        concern = attrs.evolve(default, options=concern.options or default.options)
     try:
         entry = registry.select(kind, concern)
     except ProviderNotFoundError as exc:

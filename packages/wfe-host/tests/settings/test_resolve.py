@@ -89,8 +89,22 @@ def test_options_are_structured_into_the_providers_options_class(fakes) -> None:
         registry=registry,
     )
     assert resolved.persistence.options == fakes.PoolOptions(pool_size=2, echo=True)
-    # the lock followed persistence's provider and URL, not its options
-    assert resolved.lock.options == fakes.PoolOptions()
+    # the lock followed persistence's provider, URL and (same class) options: one backend
+    assert resolved.lock.options == fakes.PoolOptions(pool_size=2, echo=True)
+
+
+def test_a_following_concerns_own_options_win(fakes) -> None:
+    registry = fakes.registry_of(fakes.SQLITE)
+    resolved = resolve(
+        {
+            "persistence": {"url": "sqlite:///wfe.db", "options": {"pool_size": 2}},
+            "lock": {"options": {"pool_size": 7}},
+        },
+        environ={},
+        registry=registry,
+    )
+    assert resolved.lock.url == "sqlite:///wfe.db"
+    assert resolved.lock.options == fakes.PoolOptions(pool_size=7)
 
 
 def test_host_options_come_through(fakes) -> None:
