@@ -75,9 +75,9 @@ def resolve(
     CLI uses them for its own defaults.
 
     Selection per concern: the ``provider`` name if set; else the ``url``'s scheme; else
-    persistence is ``memory``, lock and queue follow the persistence provider (with its URL,
-    and its options when they are of the same class) when it offers them and are ``memory`` otherwise, lifecycle is ``memory`` and search is
-    not configured.
+    persistence is ``memory``; lock and queue follow the persistence provider (with its URL,
+    and its options when they are of the same class) when it offers them and are ``memory``
+    otherwise; lifecycle is ``memory``; search is not configured.
 
     Raises :class:`~wfe_core.errors.ConfigurationError` (a
     :class:`~wfe_host.settings.SettingsError` for invalid values, naming the field path and
