@@ -89,6 +89,9 @@ def tests(session: nox.Session, package: str) -> None:
     needs = {"packages/wfe-core[testing]", f"packages/{package}"}
     if package != "wfe-core":
         needs.add("packages/wfe-host")
+    if package == "wfe-yaml":
+        # `wfe run` resumes a killed pipeline from the embedded SQLite default.
+        needs.add("packages/wfe-sqlite")
     _install(session, *TEST_DEPS, *(arg for req in sorted(needs) for arg in ("-e", req)))
     if package == "wfe-host":
         _install(session, "-e", EXAMPLE_PLUGIN)

@@ -1,51 +1,28 @@
 """Finding the installed step types (``type:`` names) for the loader.
 
-wfe-yaml depends on wfe-core only, so it reads the ``wfe`` entry points itself (with the
-same switches the host honours: ``WFE_DISABLE_PLUGIN_AUTOLOAD``, ``WFE_PLUGINS``,
-``WFE_BLOCK_PLUGINS``). Code that builds its own set of step types passes
-``executors=`` to :func:`wfe_yaml.load_workflow` instead.
+The loader asks the same plugin manager the host uses
+(:func:`wfe_core.plugins.manager.make_plugin_manager`, honouring the same ``WFE_*PLUGIN*``
+switches), so every installed ``wfe`` plugin's step types are known. wfe-yaml's own step
+types are there even when plugin autoloading is disabled. Code that builds its own set of step
+types passes ``executors=`` to :func:`wfe_yaml.load_workflow` instead.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import logging
-import os
+from wfe_core.plugins import StepExecutorSpec
+from wfe_core.plugins.manager import make_plugin_manager
 
-import pluggy
-
-from wfe_core.plugins import PROJECT_NAME, StepExecutorSpec
-from wfe_core.plugins import hookspecs as core_hookspecs
-
-logger = logging.getLogger("wfe_yaml")
-
-_TRUE = {"1", "true", "yes", "on"}
-
-
-def _names(variable: str) -> set[str]:
-    return {part.strip() for part in os.environ.get(variable, "").split(",") if part.strip()}
+#: The name wfe-yaml's entry point registers its plugin under.
+PLUGIN_NAME = "yaml"
 
 
 def installed_step_executors() -> dict[str, StepExecutorSpec]:
-    """Every installed step type by name (wfe-yaml's own are always there)."""
+    """Every installed step type by name (the first plugin to offer a name wins)."""
     from wfe_yaml import plugin
 
-    manager = pluggy.PluginManager(PROJECT_NAME)
-    manager.add_hookspecs(core_hookspecs)
-    manager.register(plugin, name="yaml")
-    autoload = os.environ.get("WFE_DISABLE_PLUGIN_AUTOLOAD", "").strip().lower() not in _TRUE
-    allowed = _names("WFE_PLUGINS")
-    blocked = _names("WFE_BLOCK_PLUGINS")
-    for entry_point in importlib.metadata.entry_points(group=PROJECT_NAME):
-        name = entry_point.name
-        if name == "yaml" or name in blocked or manager.has_plugin(name):
-            continue
-        if (allowed and name not in allowed) or (not allowed and not autoload):
-            continue
-        try:
-            manager.register(entry_point.load(), name=name)
-        except Exception:
-            logger.warning("could not load plugin %s", name, exc_info=True)
+    manager = make_plugin_manager()
+    if not manager.has_plugin(PLUGIN_NAME) and not manager.is_blocked(PLUGIN_NAME):
+        manager.register_plugin(plugin, PLUGIN_NAME, distribution="wfe-yaml")
     found: dict[str, StepExecutorSpec] = {}
     for records in manager.hook.register_step_executors():
         for record in records or ():
