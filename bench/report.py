@@ -67,7 +67,8 @@ class Target:
 
 
 def _median(summaries: Mapping[tuple[str, str, str, str], Summary], *key: str) -> float | None:
-    summary = summaries.get(key)  # type: ignore[call-overload]
+    scenario, system, backend, metric = key
+    summary = summaries.get((scenario, system, backend, metric))
     if summary is None or summary.n == 0:
         return None
     return summary.median

@@ -32,7 +32,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     system = spec["system"]
     scenario = spec["scenario"]
     backend = spec.get("backend", "memory")
-    target = spec.get("target")
+    target: str = spec.get("target") or ""
     count = int(spec.get("count", 0))
     warmup = int(spec.get("warmup", 0))
     if system == "floor":
