@@ -835,6 +835,7 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
             next_at=maybe_offsets,
             subscribe_at=st.lists(st.tuples(st.sampled_from("ab"), offsets), max_size=2),
             error_count=st.integers(min_value=0, max_value=2),
+            event_at=st.lists(st.tuples(st.sampled_from("ab"), offsets), max_size=2),
         )
         def persist(
             self,
@@ -844,6 +845,7 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
             next_at: int | None,
             subscribe_at: list[tuple[str, int]],
             error_count: int,
+            event_at: list[tuple[str, int]],
         ) -> None:
             ours, model = pair
             finished_at = self.at(0) if status.is_finished else None
@@ -864,6 +866,13 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
                 for key, offset in subscribe_at
             ]
             errors = [make_error(ours.id, time=self.at(0)) for _ in range(error_count)]
+            events = [
+                Event(name=self.prefix, key=key, data=offset, time=self.at(offset))
+                for key, offset in event_at
+            ]
+            # Counted as this run's whether the write is refused or not: a provider storing
+            # the events of a refused write then disagrees with the model in find_events.
+            self.mine["events"].update(event.id for event in events)
             outcomes = []
             for store, copy in ((persistence, ours), (self.model, model)):
                 try:
@@ -872,6 +881,7 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
                         copy,
                         subscriptions=[attrs.evolve(s) for s in subscriptions],
                         errors=[attrs.evolve(e) for e in errors],
+                        events=[attrs.evolve(e) for e in events],
                     )
                 except ConcurrencyError:
                     outcomes.append("refused")
