@@ -28,6 +28,11 @@ VARIANTS = {
     "no-watch": ("no_lifecycle_watch",),
     "no-watch+dequeue8": ("no_lifecycle_watch", "parallel_dequeue"),
     "no-decode": ("memory_row_without_decode",),
+    "release-first": ("release_before_forgetting_pass",),
+    "deliver-waits": ("delivery_waits_for_lease",),
+    "event-lock-waits": ("event_lock_waits",),
+    "enqueue-after-release": ("enqueue_after_release",),
+    "enqueue-makes-due": ("enqueue_makes_due",),
 }
 
 
@@ -118,6 +123,142 @@ def memory_row_without_decode() -> None:
     mp.MemoryPersistence._instance_row = _instance_row  # type: ignore[method-assign]
 
 
+def release_before_forgetting_pass() -> None:
+    """``PassRunner.process`` releases the lease *before* it removes the pass from
+    ``running`` (today: after), so an event delivered meanwhile is deferred to the pass's
+    ``after`` callbacks instead of finding the lease held and retrying in 0.5 s."""
+    from wfe_host.runtime.passes import PassRunner
+
+    class _Running(dict[str, Any]):
+        """``del`` only marks the entry; the patched ``_release`` drops it afterwards."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.pending: set[str] = set()
+
+        def __delitem__(self, key: str) -> None:
+            self.pending.add(key)
+
+        def __setitem__(self, key: str, value: Any) -> None:
+            self.pending.discard(key)
+            super().__setitem__(key, value)
+
+    original_init = PassRunner.__init__
+    original_release = PassRunner._release
+
+    def __init__(self: Any, host: Any) -> None:
+        original_init(self, host)
+        self.running = _Running()
+
+    async def _release(self: Any, lease: Any) -> None:
+        await original_release(self, lease)
+        running = self.running
+        if isinstance(running, _Running) and lease.key in running.pending:
+            running.pending.discard(lease.key)
+            dict.__delitem__(running, lease.key)
+
+    PassRunner.__init__ = __init__  # type: ignore[method-assign]
+    PassRunner._release = _release  # type: ignore[method-assign]
+
+
+def delivery_waits_for_lease() -> None:
+    """When the workflow's lease is held but no pass of this host is registered yet (a pass
+    that has just acquired it), event delivery waits for the lease (the lock wakes in-process
+    waiters on release) instead of returning "busy" and being retried 0.5 s later."""
+    from wfe_host.runtime.events import EventDelivery
+
+    original = EventDelivery._deliver
+
+    async def _deliver(self: Any, subscription: Any, event: Any) -> bool | None:
+        host = self.host
+        for _ in range(50):
+            delivered: bool | None = await original(self, subscription, event)
+            if delivered is not False:
+                return delivered
+            lease = await host.lock.acquire(
+                subscription.workflow_id, owner=host.passes.owner(), ttl=1.0, wait=1.0
+            )
+            if lease is not None:
+                await host.passes._release(lease)
+        return False
+
+    EventDelivery._deliver = _deliver  # type: ignore[method-assign]
+
+
+def event_lock_waits() -> None:
+    """``EventDelivery.process`` waits (up to 2 s, woken in-process on release) for the
+    ``event:<id>`` lease instead of returning BUSY_RETRY (0.5 s) at once: the holder is
+    usually this host's own delivery of the same event, just deferred to a pass's end."""
+    from wfe_core.memory.lock import MemoryLock
+
+    classes: list[Any] = [MemoryLock]
+    try:
+        from wfe_sqlite.lock import SqliteLock
+
+        classes.append(SqliteLock)
+    except ImportError:
+        pass
+    for cls in classes:
+        original = cls.acquire
+
+        async def acquire(
+            self: Any, key: str, *, owner: str, ttl: float, wait: float = 0.0, _o: Any = original
+        ) -> Any:
+            if key.startswith("event:") and wait == 0.0:
+                wait = 2.0
+            return await _o(self, key, owner=owner, ttl=ttl, wait=wait)
+
+        cls.acquire = acquire
+
+
+def enqueue_after_release() -> None:
+    """``EventDelivery._deliver`` queues the resumed workflow *after* releasing its lease
+    (today: before), so the pass it triggers does not find the lease still held and come
+    back ``BUSY_RETRY`` (0.5 s) later."""
+    from wfe_host.runtime.events import EventDelivery
+
+    original = EventDelivery._deliver
+
+    async def _deliver(self: Any, subscription: Any, event: Any) -> bool | None:
+        host = self.host
+        queued: list[str] = []
+
+        async def collect(workflow_id: str) -> None:
+            queued.append(workflow_id)
+
+        host._enqueue_workflow, real = collect, host._enqueue_workflow
+        try:
+            delivered: bool | None = await original(self, subscription, event)
+        finally:
+            host._enqueue_workflow = real
+        for workflow_id in queued:
+            await real(workflow_id)
+        return delivered
+
+    EventDelivery._deliver = _deliver  # type: ignore[method-assign]
+
+
+def enqueue_makes_due() -> None:
+    """MemoryQueue.enqueue of an id that is already waiting *with a delay* (a requeue after
+    BUSY_RETRY) makes it visible now, instead of being a no-op that leaves the new work
+    waiting for the old delay."""
+    import wfe_core.memory.queue as mq
+
+    async def enqueue(self: Any, queue: Any, item_id: str) -> None:
+        await mq.checkpoint()
+        state = self._queue(queue)
+        now = anyio.current_time()
+        waiting = state.waiting.get(item_id)
+        if waiting is None:
+            state.waiting[item_id] = mq._Waiting(now)
+            self._notify(state)
+        elif waiting.visible_at > now:
+            waiting.visible_at = now
+            self._notify(state)
+
+    mq.MemoryQueue.enqueue = enqueue  # type: ignore[method-assign]
+
+
 def run_variant(variant: str, scenario: str, workdir: str) -> dict[str, float]:
     """In this process: apply ``variant``'s patches and measure ``scenario``."""
     for patch in VARIANTS[variant]:
@@ -128,6 +269,9 @@ def run_variant(variant: str, scenario: str, workdir: str) -> dict[str, float]:
         return anyio.run(wfe.burst, "sqlite", f"{workdir}/experiment.db", 200, 10)
     if scenario == "2-memory":
         return anyio.run(wfe.burst, "memory", None, 200, 10)
+    if scenario in ("4-memory", "4-sqlite"):
+        backend = scenario.split("-")[1]
+        return anyio.run(wfe.event_round_trip, backend, f"{workdir}/experiment.db", 60, 5)
     return anyio.run(wfe.memory_steps, 100, 10, 1)
 
 
@@ -135,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.experiments", description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--variants", default="base,no-watch,no-watch+dequeue8")
-    parser.add_argument("--scenarios", default="2-sqlite,2-memory")
+    parser.add_argument(
+        "--scenarios", default="2-sqlite,2-memory", help="2-sqlite, 2-memory, 3, 4-memory, 4-sqlite"
+    )
     parser.add_argument("--child", nargs=3, metavar=("VARIANT", "SCENARIO", "DIR"))
     args = parser.parse_args(argv)
     if args.child:
