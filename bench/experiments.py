@@ -242,10 +242,12 @@ def enqueue_makes_due() -> None:
     """MemoryQueue.enqueue of an id that is already waiting *with a delay* (a requeue after
     BUSY_RETRY) makes it visible now, instead of being a no-op that leaves the new work
     waiting for the old delay."""
+    from anyio.lowlevel import checkpoint
+
     import wfe_core.memory.queue as mq
 
     async def enqueue(self: Any, queue: Any, item_id: str) -> None:
-        await mq.checkpoint()
+        await checkpoint()
         state = self._queue(queue)
         now = anyio.current_time()
         waiting = state.waiting.get(item_id)
