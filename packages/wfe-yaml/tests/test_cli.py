@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -107,6 +108,24 @@ def test_run_bad_usage(in_tmp: Path) -> None:
     code, out = wfe("run", str(file), "--workflow", "other")
     assert code == 1
     assert "no workflow 'other' in the file (it has: ok)" in out
+
+
+def test_run_refuses_missing_or_bad_inputs_before_storing_anything(in_tmp: Path) -> None:
+    hello = str(EXAMPLES / "hello.yaml")
+    code, out = wfe("run", hello)
+    assert code == 2
+    assert "input 'who' (string) is missing (pass --input KEY=VALUE)" in out
+    typed = write(
+        in_tmp / "typed.yaml",
+        "workflow:\n  id: typed\n  inputs: {n: integer}\n"
+        "  steps:\n    - {name: A, config: {run: 'true'}}\n",
+    )
+    code, out = wfe("run", str(typed), "--input", "n=many")
+    assert code == 2
+    assert "input 'n': expected an integer, got 'many'" in out
+    code, out = wfe("workflows", "list", "--json")
+    assert code == 0, out
+    assert json.loads(out)["total"] == 0
 
 
 def test_validate_prints_every_problem(in_tmp: Path) -> None:

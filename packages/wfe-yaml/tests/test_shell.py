@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
+from wfe_core.errors import InvalidInputError
 from wfe_core.models import PointerStatus, WorkflowStatus
+from wfe_host import WorkflowHost
+from wfe_yaml import load_workflows_from_str
 from wfe_yaml_support import pointers, result_of, run_yaml
 
 if TYPE_CHECKING:
@@ -252,11 +255,16 @@ async def test_inputs_are_checked_on_start() -> None:
         "workflow:\n  id: typed\n  inputs: {n: integer, flag: boolean?}\n  steps:\n"
         "    - name: A\n      config: {run: echo}\n"
     )
-    bad = await run_yaml(text, {"n": "many"})
-    assert bad.status == WorkflowStatus.FAILED
-    assert "input 'n': expected an integer, got 'many'" in (bad.pointers[0].error or "")
-    missing = await run_yaml(text, {})
-    assert "input 'n' (integer) is missing" in (missing.pointers[0].error or "")
+    (definition,) = load_workflows_from_str(text)
+    async with WorkflowHost() as host:
+        host.register(definition)
+        # Refused before anything is stored: a run that could not work never starts.
+        with pytest.raises(InvalidInputError) as bad:
+            await host.start_workflow("typed", {"n": "many"})
+        assert bad.value.problems == ["input 'n': expected an integer, got 'many'"]
+        with pytest.raises(InvalidInputError, match=r"input 'n' \(integer\) is missing"):
+            await host.start_workflow("typed", {})
+        assert (await host.list_workflows()).total == 0
     good = await run_yaml(text, {"n": "4", "flag": "true"})
     assert good.data == {"n": 4, "flag": True}
 

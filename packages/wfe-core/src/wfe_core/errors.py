@@ -26,6 +26,18 @@ class DefinitionError(WfeError):
     """A workflow definition is malformed (raised at build or load time)."""
 
 
+class InvalidInputError(WfeError):
+    """The data a workflow was started with does not fit the definition's declared inputs.
+
+    Raised by ``start_workflow`` before anything is stored; ``problems`` lists every one.
+    """
+
+    def __init__(self, definition_id: str, problems: list[str]) -> None:
+        self.definition_id = definition_id
+        self.problems = problems
+        super().__init__(f"bad inputs for workflow {definition_id!r}: " + "; ".join(problems))
+
+
 class DefinitionNotFoundError(WfeError):
     """No registered definition matches the requested id (and version)."""
 

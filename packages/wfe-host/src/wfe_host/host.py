@@ -299,13 +299,19 @@ class WorkflowHost:
         workflow_id: str | None = None,
     ) -> str:
         """Start a workflow of ``definition_id`` (latest version unless ``version``) with
-        ``data`` (the definition's data type, or a mapping structured into it); returns its id."""
+        ``data`` (the definition's data type, or a mapping structured into it); returns its id.
+
+        Raises :class:`~wfe_core.errors.InvalidInputError`, storing nothing, when the data does
+        not fit the definition's declared inputs."""
         definition = self.definitions.get(definition_id, version)
+        data = initial_data(data, definition)
+        if definition.prepare_input is not None:
+            data = definition.prepare_input(data)
         instance = WorkflowInstance(
             definition_id=definition.id,
             version=definition.version,
             id=workflow_id or new_id(),
-            data=initial_data(data, definition),
+            data=data,
             reference=reference,
             description=definition.description,
             parent_workflow_id=parent_workflow_id,

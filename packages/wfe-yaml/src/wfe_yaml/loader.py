@@ -35,16 +35,14 @@ from wfe_yaml.conditions import COMBINATORS, OPERATORS, Combination, Condition, 
 from wfe_yaml.durations import parse_duration
 from wfe_yaml.errors import Mark, Problem, YamlWorkflowError
 from wfe_yaml.steps import (
-    CheckFactory,
-    CheckInputs,
-    CheckOutputs,
+    CheckOutputsFactory,
     ExecutorStepFactory,
     GuardFactory,
     LeafPlan,
     ParallelFactory,
     Phase,
 )
-from wfe_yaml.types import ValueType
+from wfe_yaml.types import PrepareInputs, ValueType
 
 if TYPE_CHECKING:
     import os
@@ -998,11 +996,9 @@ class _Compiler:
     def compile(self) -> WorkflowDefinition:
         spec = self.spec
         chain: list[int] = []
-        if spec.inputs:
-            chain.append(self._internal(CheckFactory(CheckInputs, spec.inputs), spec.mark))
         chain.extend(self._step(step, spec.error_behavior) for step in spec.steps)
         if spec.outputs:
-            chain.append(self._internal(CheckFactory(CheckOutputs, spec.outputs), spec.mark))
+            chain.append(self._internal(CheckOutputsFactory(spec.outputs), spec.mark))
         self._route(chain)
         definition = WorkflowDefinition(
             id=spec.id,
@@ -1011,6 +1007,7 @@ class _Compiler:
             data_type=dict,
             description=spec.description,
             start_step=chain[0],
+            prepare_input=PrepareInputs(spec.id, spec.inputs) if spec.inputs else None,
         )
         definition.validate()
         return definition

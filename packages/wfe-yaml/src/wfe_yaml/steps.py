@@ -257,21 +257,6 @@ class GuardFactory(_FactoryBase):
         return Guard(*self.args)
 
 
-class CheckInputs(StepBody):
-    """The first step of a YAML workflow with declared inputs: converts them to their types
-    (``--input retries=3`` arrives as the string ``"3"``) and fails on a missing or wrong one."""
-
-    def __init__(self, declared: Mapping[str, ValueType]) -> None:
-        self.declared = declared
-
-    async def run(self, ctx: StepContext) -> ExecutionResult:
-        data = ctx.data if isinstance(ctx.data, Mapping) else {}
-        coerced, problems = check_values(self.declared, data, "input", partial=False)
-        if problems:
-            raise StepFailedError("bad workflow inputs: " + "; ".join(problems))
-        return ExecutionResult.next(output=coerced or None)
-
-
 class CheckOutputs(StepBody):
     """The last step of a YAML workflow with declared outputs: converts them to their types
     and fails when a required one was never set."""
@@ -287,15 +272,12 @@ class CheckOutputs(StepBody):
         return ExecutionResult.next(output=coerced or None)
 
 
-class CheckFactory(_FactoryBase):
-    """Builds :class:`CheckInputs` / :class:`CheckOutputs` bodies."""
+class CheckOutputsFactory(_FactoryBase):
+    """Builds :class:`CheckOutputs` bodies."""
 
-    def __init__(
-        self, kind: type[CheckInputs | CheckOutputs], declared: Mapping[str, ValueType]
-    ) -> None:
-        self.kind = kind
+    def __init__(self, declared: Mapping[str, ValueType]) -> None:
         self.declared = declared
-        self.__name__ = "Check inputs" if kind is CheckInputs else "Check outputs"
+        self.__name__ = "Check outputs"
 
-    def __call__(self) -> CheckInputs | CheckOutputs:
-        return self.kind(self.declared)
+    def __call__(self) -> CheckOutputs:
+        return CheckOutputs(self.declared)

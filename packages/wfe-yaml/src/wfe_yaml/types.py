@@ -9,6 +9,8 @@ from typing import Any
 
 import attrs
 
+from wfe_core.errors import InvalidInputError
+
 #: The type names a declaration may use (``?`` after one makes the value optional).
 TYPE_NAMES = ("string", "integer", "number", "boolean", "object", "list", "any")
 _ALIASES = {
@@ -134,3 +136,21 @@ def check_values(
         except ValueError as exc:
             problems.append(f"{what} {key!r}: {exc}")
     return coerced, problems
+
+
+@attrs.frozen
+class PrepareInputs:
+    """A definition's ``prepare_input``: converts declared inputs to their types
+    (``--input retries=3`` arrives as the string ``"3"``) when the workflow is started, and
+    refuses a missing or wrong one with :class:`~wfe_core.errors.InvalidInputError`, so
+    nothing is stored for a run that could not work."""
+
+    workflow_id: str
+    declared: Mapping[str, ValueType]
+
+    def __call__(self, data: Any) -> Any:
+        values = data if isinstance(data, Mapping) else {}
+        coerced, problems = check_values(self.declared, values, "input", partial=False)
+        if problems:
+            raise InvalidInputError(self.workflow_id, problems)
+        return {**values, **coerced}

@@ -182,7 +182,10 @@ class WorkflowDefinition:
     """A workflow definition: ``steps`` (indexed by id), starting at ``start_step``.
 
     ``data_type`` is the type of the workflow data (an attrs class, a dataclass or ``dict``);
-    the host restores stored data to it.
+    the host restores stored data to it. ``prepare_input``, when set, is called by
+    ``start_workflow`` with the initial data before anything is stored: it returns the data to
+    store (inputs converted to their declared types) or raises
+    :class:`~wfe_core.errors.InvalidInputError` listing every problem.
     """
 
     id: str
@@ -192,6 +195,7 @@ class WorkflowDefinition:
     default_error_behavior: ErrorBehavior | None = None
     description: str | None = None
     start_step: int = 0
+    prepare_input: Callable[[Any], Any] | None = None
 
     def step(self, step_id: int) -> StepDefinition:
         """The step with ``step_id`` (``DefinitionError`` when there is none)."""

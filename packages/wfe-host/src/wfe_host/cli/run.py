@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import click
 
-from wfe_core.errors import WfeError
+from wfe_core.errors import InvalidInputError, WfeError
 from wfe_core.models import WorkflowStatus
 from wfe_host.cli.host_factory import build_host, describe_store, run_async
 from wfe_host.cli.progress import Progress, format_seconds
@@ -271,13 +271,20 @@ async def _follow(
         if existing.status == WorkflowStatus.SUSPENDED:
             await host.resume_workflow(workflow_id)
     else:
+        data: dict[str, Any] = dict(inputs)
+        if definition.prepare_input is not None:
+            # Checked before anything changes, so a mistyped --input never supersedes a run.
+            try:
+                definition.prepare_input(data)
+            except InvalidInputError as exc:
+                hint = "; ".join(exc.problems)
+                raise click.UsageError(f"{hint} (pass --input KEY=VALUE)") from exc
         # This host works on every due instance in the store, so an earlier unfinished run
         # of the same workflow (its files or values changed, or --new) would run alongside
         # this one, possibly on the new definition: a new run supersedes it.
         for stale in await _unfinished_runs(host, definition.id):
             await host.terminate_workflow(stale.id)
             click.echo(f"Terminated the unfinished earlier run {stale.id} of {definition.id}")
-        data: dict[str, Any] = dict(inputs)
         workflow_id = await host.start_workflow(
             definition.id, data, version=definition.version, reference=reference
         )
