@@ -39,6 +39,7 @@ from wfe_core.models import (
     WorkflowInstance,
     WorkflowStatus,
 )
+from wfe_core.primitives.subworkflow import child_workflow_id
 from wfe_core.results import ExecutionResult
 from wfe_core.step import StepBody, StepContext
 from wfe_core.testing.definitions import EVENT_NAME, Node, build_tree, definition_trees
@@ -893,6 +894,42 @@ class WorkflowScenarios:
         await anyio.sleep(0.2)
         assert (await host.get_workflow(parent_id)).status == WorkflowStatus.TERMINATED
         assert not await host.terminate_workflow(parent_id)
+
+    @pytest.mark.anyio
+    async def test_terminate_reaches_a_child_whose_parent_step_is_still_running(
+        self, host: ScenarioHost
+    ) -> None:
+        # The step starts its child the way SubWorkflow does, then keeps running: the parent's
+        # stored state does not name the child yet (as when terminate cancels a pass between
+        # the child's start and the write of the parent's wait).
+        child = WorkflowBuilder(ChildInput).wait_for("never", key="k").build(_unique("child"))
+        host.register(child)
+
+        class StartsChildThenHangs(StepBody):
+            async def run(self, ctx: StepContext) -> ExecutionResult:
+                await ctx.host.start_workflow(
+                    child.id,
+                    parent_workflow_id=ctx.workflow.id,
+                    parent_pointer_id=ctx.pointer.id,
+                    workflow_id=child_workflow_id(ctx),
+                )
+                await anyio.sleep_forever()
+                raise AssertionError("unreachable")  # pragma: no cover
+
+        parent = (
+            WorkflowBuilder(ParentData).start_with(StartsChildThenHangs).build(_unique("hangs"))
+        )
+        host.register(parent)
+        events = host.lifecycle_events()
+        parent_id = await host.start_workflow(parent.id)
+        child_id = (await self._started(events, {child.id}))[child.id]
+        await self._wait_until(host, child_id, self._waiting)
+        assert await host.terminate_workflow(parent_id)
+        assert (await host.wait_for_workflow(parent_id, TIMEOUT)).status == (
+            WorkflowStatus.TERMINATED
+        )
+        terminated = await host.wait_for_workflow(child_id, TIMEOUT)
+        assert terminated.status == WorkflowStatus.TERMINATED
 
     @pytest.mark.anyio
     async def test_sub_workflow_failure_can_be_compensated(self, host: ScenarioHost) -> None:
