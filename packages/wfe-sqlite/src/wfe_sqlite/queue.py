@@ -35,10 +35,14 @@ _SECOND = 1_000_000
 #: timeout runs from its claim, so it must be long next to the time it may wait here.
 _PREFETCH_MIN_VISIBILITY = 10.0
 
-# Enqueue: the partial unique index on waiting items makes a second waiting copy a no-op.
+# Enqueue: the partial unique index on waiting items allows one waiting copy per id; when
+# there is one, it keeps its place and, if it was delayed (a busy retry), becomes visible now.
 _ENQUEUE = text(
-    "INSERT OR IGNORE INTO wfe_queue (queue, item_id, receipt, visible_at, attempt, enqueued_at)"
+    "INSERT INTO wfe_queue (queue, item_id, receipt, visible_at, attempt, enqueued_at)"
     " VALUES (:queue, :item_id, NULL, :now, 0, :now)"
+    " ON CONFLICT (queue, item_id) WHERE receipt IS NULL"
+    " DO UPDATE SET visible_at = excluded.visible_at"
+    " WHERE wfe_queue.visible_at > excluded.visible_at"
 )
 # Lapsed deliveries whose id is already waiting again: that waiting copy stands for both.
 _DROP_LAPSED_DUPLICATES = text(
@@ -248,7 +252,8 @@ class SqliteQueue(SqliteProviderMixin, QueueProvider):
         )
 
     async def enqueue(self, queue: QueueName, item_id: str) -> None:
-        """Add ``item_id`` at the tail of ``queue``; a no-op when it is already waiting."""
+        """Add ``item_id`` at the tail of ``queue``. When it is already waiting, that copy
+        stands for both: it keeps its place, and becomes visible now if it was delayed."""
         name = QueueName(queue).value
         if self._is_prefetched(name, item_id):
             return  # claimed ahead by this provider but not handed out: it is still waiting

@@ -84,11 +84,18 @@ class MemoryQueue(QueueProvider):
                 queue.waiting[flight.item_id] = _Waiting(now, flight.attempt)
 
     async def enqueue(self, queue: QueueName, item_id: str) -> None:
-        """Add ``item_id`` at the tail of ``queue``; a no-op when it is already waiting."""
+        """Add ``item_id`` at the tail of ``queue``. When it is already waiting, that copy
+        stands for both: it keeps its place, and becomes visible now if it was delayed."""
         await checkpoint()
         state = self._queue(queue)
-        if item_id not in state.waiting:
-            state.waiting[item_id] = _Waiting(anyio.current_time())
+        now = anyio.current_time()
+        waiting = state.waiting.get(item_id)
+        if waiting is None:
+            state.waiting[item_id] = _Waiting(now)
+            self._notify(state)
+        elif waiting.visible_at > now:
+            # A delayed requeue (a busy retry) must not hold up work that arrived since.
+            waiting.visible_at = now
             self._notify(state)
 
     async def dequeue(

@@ -41,9 +41,11 @@ class QueueProvider(Provider):
 
     * items of one queue are delivered in the order they were enqueued (FIFO);
     * an item is never handed to two consumers at once;
-    * enqueuing an id that is already waiting (enqueued, not yet dequeued) in the same queue is
-      a no-op; enqueuing an id that is being processed (dequeued, not acked) queues it again, so
-      work that arrives during a pass is never lost;
+    * enqueuing an id that is already waiting (enqueued, not yet dequeued) in the same queue
+      adds no second copy: the waiting one keeps its place and, when it was delayed (a
+      requeue with a delay), becomes visible now, so new work never waits for an old delay;
+      enqueuing an id that is being processed (dequeued, not acked) queues it again, so work
+      that arrives during a pass is never lost;
     * an item leaves the queue only when acked; :meth:`requeue` puts it back (optionally after
       a delay); with the ``queue-redelivery`` capability an item not acked within
       ``visibility_timeout`` seconds is delivered again.
@@ -51,7 +53,12 @@ class QueueProvider(Provider):
 
     @abstractmethod
     async def enqueue(self, queue: QueueName, item_id: str) -> None:
-        """Add ``item_id`` to the tail of ``queue`` (a no-op when it is already waiting)."""
+        """Add ``item_id`` to the tail of ``queue``, visible now, and wake a waiting consumer.
+
+        When ``item_id`` is already waiting in ``queue`` no second copy is added: the waiting
+        one keeps its place, and if it is delayed (requeued with a delay not yet over) it
+        becomes visible now.
+        """
 
     @abstractmethod
     async def dequeue(

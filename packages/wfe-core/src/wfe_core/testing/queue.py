@@ -158,6 +158,48 @@ class QueueSuite:
         assert anyio.current_time() - started >= 0.4
 
     @pytest.mark.anyio
+    async def test_enqueue_makes_a_delayed_item_visible_now(self, queue: QueueProvider) -> None:
+        a, b = _ids(2)
+        await queue.enqueue(W, a)
+        await queue.enqueue(W, b)
+        message = await _take(queue)
+        await queue.requeue(message, delay=30.0)
+        assert (await _take(queue)).item_id == b
+        assert await queue.dequeue(W) is None
+        # New work for the delayed id: one waiting copy, visible now, not after the delay.
+        await queue.enqueue(W, a)
+        assert await queue.size(W) == 1
+        again = await _take(queue, wait=5.0)
+        assert again.item_id == a
+        assert again.receipt != message.receipt
+        await queue.ack(again)
+        assert await queue.size(W) == 0
+        assert await queue.dequeue(W) is None
+
+    @pytest.mark.anyio
+    async def test_enqueue_wakes_a_consumer_waiting_for_a_delayed_item(
+        self, queue: QueueProvider
+    ) -> None:
+        (x,) = _ids(1)
+        await queue.enqueue(W, x)
+        await queue.requeue(await _take(queue), delay=30.0)
+        received: list[QueueMessage | None] = []
+
+        async def consume() -> None:
+            received.append(
+                await queue.dequeue(W, timeout=10.0, visibility_timeout=LONG_VISIBILITY)
+            )
+
+        started = anyio.current_time()
+        with anyio.fail_after(15):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await anyio.sleep(0.2)
+                await queue.enqueue(W, x)
+        assert [m.item_id if m else None for m in received] == [x]
+        assert anyio.current_time() - started < 5.0
+
+    @pytest.mark.anyio
     async def test_dequeue_timeout_returns_none(self, queue: QueueProvider) -> None:
         assert await queue.dequeue(W) is None
         started = anyio.current_time()
