@@ -4,14 +4,22 @@ Everything is kept as JSON text (what :func:`~wfe_core.serialization.to_primitiv
 serialized), next to the few columns the queries need, much as a database table keeps them.
 Reads decode the text again, so callers always get fresh objects that share nothing with the
 store, and ``data`` comes back unstructured exactly as a database provider returns it.
+
+An instance's text is kept in parts: the instance without its pointers, and one text per
+pointer, with a copy of the pointer's fields it was encoded from. A write encodes again only
+the pointers whose fields differ (``!=``) from that copy, so persisting a long workflow after
+each step costs one comparison per unchanged pointer instead of encoding all of them. (A
+field changed to an equal value of another type, ``1`` to ``True``, counts as unchanged.)
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import logging
-from datetime import datetime
+import operator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -27,6 +35,7 @@ from wfe_core.models import (
     Event,
     EventSubscription,
     ExecutionError,
+    ExecutionPointer,
     Page,
     WorkflowInstance,
     WorkflowStatus,
@@ -53,9 +62,59 @@ def _decode(document: str, cls: type[T]) -> T:
     return from_primitive(json.loads(document), cls)
 
 
+def _utc(value: datetime) -> datetime:
+    """``value`` as it is read back: naive taken as UTC, aware converted to UTC (the rule of
+    :func:`wfe_core.serialization._structure_datetime`)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else _utc(value)
+
+
+#: Every field of a pointer, in one C-level call (what its stored text is compared against).
+_pointer_state = operator.attrgetter(*(field.name for field in attrs.fields(ExecutionPointer)))
+_POINTER_FIELDS = [field.name for field in attrs.fields(ExecutionPointer)]
+#: Fields whose values may be mutable (free-form values and containers), by position.
+_FREE_FIELDS = [
+    (_POINTER_FIELDS.index(name), name)
+    for name in (
+        "persistence_data",
+        "event_data",
+        "outcome",
+        "context_item",
+        "children",
+        "scope",
+        "extensions",
+    )
+]
+_IMMUTABLE = frozenset({type(None), str, int, float, bool})
+
+
+def _encode_pointer(
+    pointer: ExecutionPointer, state: tuple[Any, ...]
+) -> tuple[str, tuple[Any, ...]]:
+    """The pointer's JSON text, and a copy of its ``state`` to compare later ones with: its
+    free-form and container fields are taken from the primitive just encoded (fresh builtins;
+    a value of another type than the field's compares unequal, so it is encoded again)."""
+    primitive = to_primitive(pointer)
+    text = json.dumps(primitive, ensure_ascii=False)
+    kept = list(state)
+    for index, name in _FREE_FIELDS:
+        value = primitive[name]
+        if value is kept[index] and type(value) not in _IMMUTABLE:
+            value = copy.deepcopy(value)  # the converter passed a mutable value through
+        kept[index] = value
+    return text, tuple(kept)
+
+
 @attrs.define
 class _InstanceRow:
-    document: str
+    #: The instance without its pointers, as JSON text.
+    head: str
+    #: Each pointer as JSON text, and the copy of its fields that text was encoded from.
+    pointer_texts: list[str]
+    pointer_states: list[tuple[Any, ...]]
     status: WorkflowStatus
     definition_id: str
     reference: str | None
@@ -64,6 +123,11 @@ class _InstanceRow:
     complete_time: datetime | None
     revision: int
     seq: int
+
+    @property
+    def document(self) -> str:
+        pointers = ",".join(self.pointer_texts)
+        return f'{self.head[:-1]}, "pointers": [{pointers}]}}'
 
 
 @attrs.define
@@ -114,42 +178,61 @@ class MemoryPersistence(PersistenceProvider):
         self._seq = itertools.count()
 
     # -- rows ------------------------------------------------------------------------------
-    def _instance_row(self, instance: WorkflowInstance, revision: int, seq: int) -> _InstanceRow:
-        stored = attrs.evolve(instance, revision=revision)
-        document = _encode(stored)
-        # Columns come from the decoded document, so naive datetimes are read as UTC the same
-        # way they will be when the instance is loaded.
-        decoded = _decode(document, WorkflowInstance)
+    def _instance_row(
+        self,
+        instance: WorkflowInstance,
+        revision: int,
+        seq: int,
+        previous: _InstanceRow | None = None,
+    ) -> _InstanceRow:
+        head = to_primitive(attrs.evolve(instance, revision=revision, pointers=[]))
+        del head["pointers"]
+        pointers = instance.pointers
+        states = list(map(_pointer_state, pointers))
+        if previous is None:
+            texts: list[str] = []
+            kept: list[tuple[Any, ...]] = []
+            stored = 0
+        else:
+            # Pointers are matched by position; a state holds the id, so a pointer moved,
+            # added or removed differs from what was stored there and is encoded again.
+            texts = previous.pointer_texts[: len(states)]
+            kept = previous.pointer_states[: len(states)]
+            stored = len(kept)
+            for index in itertools.compress(range(stored), map(operator.ne, states, kept)):
+                texts[index], kept[index] = _encode_pointer(pointers[index], states[index])
+        for index in range(stored, len(states)):
+            text, state = _encode_pointer(pointers[index], states[index])
+            texts.append(text)
+            kept.append(state)
         return _InstanceRow(
-            document=document,
-            status=decoded.status,
-            definition_id=decoded.definition_id,
-            reference=decoded.reference,
-            next_execution=decoded.next_execution,
-            create_time=decoded.create_time,
-            complete_time=decoded.complete_time,
+            head=json.dumps(head, ensure_ascii=False),
+            pointer_texts=texts,
+            pointer_states=kept,
+            status=WorkflowStatus(instance.status),
+            definition_id=instance.definition_id,
+            reference=instance.reference,
+            next_execution=_utc_or_none(instance.next_execution),
+            create_time=_utc(instance.create_time),
+            complete_time=_utc_or_none(instance.complete_time),
             revision=revision,
             seq=seq,
         )
 
     def _subscription_row(self, subscription: EventSubscription, seq: int) -> _SubscriptionRow:
-        document = _encode(subscription)
-        decoded = _decode(document, EventSubscription)
         return _SubscriptionRow(
-            document=document,
-            workflow_id=decoded.workflow_id,
-            event_name=decoded.event_name,
-            event_key=decoded.event_key,
-            subscribe_as_of=decoded.subscribe_as_of,
-            create_time=decoded.create_time,
-            terminated=decoded.terminated,
+            document=_encode(subscription),
+            workflow_id=subscription.workflow_id,
+            event_name=subscription.event_name,
+            event_key=subscription.event_key,
+            subscribe_as_of=_utc(subscription.subscribe_as_of),
+            create_time=_utc(subscription.create_time),
+            terminated=bool(subscription.terminated),
             seq=seq,
         )
 
     def _error_row(self, error: ExecutionError) -> tuple[str, _ErrorRow]:
-        document = _encode(error)
-        decoded = _decode(document, ExecutionError)
-        return decoded.workflow_id, _ErrorRow(document, decoded.time, next(self._seq))
+        return error.workflow_id, _ErrorRow(_encode(error), _utc(error.time), next(self._seq))
 
     # -- workflow instances ----------------------------------------------------------------
     async def create_workflow(self, instance: WorkflowInstance) -> None:
@@ -186,7 +269,7 @@ class MemoryPersistence(PersistenceProvider):
             )
         # Build every row before writing any, so a value that fails to serialize stores nothing.
         new_revision = current.revision + 1
-        row = self._instance_row(instance, new_revision, current.seq)
+        row = self._instance_row(instance, new_revision, current.seq, current)
         sub_rows = []
         for subscription in subscriptions:
             existing = self._subscriptions.get(subscription.id)
@@ -309,14 +392,12 @@ class MemoryPersistence(PersistenceProvider):
         self._events[event.id] = self._event_row_of(event)
 
     def _event_row_of(self, event: Event) -> _EventRow:
-        document = _encode(event)
-        decoded = _decode(document, Event)
         return _EventRow(
-            document,
-            decoded.name,
-            decoded.key,
-            decoded.time,
-            decoded.is_processed,
+            _encode(event),
+            event.name,
+            event.key,
+            _utc(event.time),
+            bool(event.is_processed),
             next(self._seq),
         )
 
