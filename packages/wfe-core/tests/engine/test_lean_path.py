@@ -1,0 +1,104 @@
+"""The executor's lean path for sequences: one write per step, each step's result and its
+successor's start stored before the successor runs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+
+from wfe_core import ExecutionResult, StepContext, WorkflowBuilder
+from wfe_core.models import LifecycleEventType, PointerStatus, WorkflowStatus
+
+if TYPE_CHECKING:
+    from wfe_core.testing.harness import EngineHarness
+
+pytestmark = pytest.mark.anyio
+
+
+def _count_writes(engine: EngineHarness) -> list[int]:
+    writes = [0]
+    persist = engine.persistence.persist_workflow
+
+    async def counted(*args: Any, **kwargs: Any) -> None:
+        writes[0] += 1
+        await persist(*args, **kwargs)
+
+    engine.persistence.persist_workflow = counted  # type: ignore[method-assign]
+    return writes
+
+
+async def test_each_step_starts_after_its_predecessor_is_stored(engine: EngineHarness) -> None:
+    seen: list[list[str]] = []
+
+    async def check(ctx: StepContext) -> ExecutionResult:
+        stored = await engine.persistence.get_workflow(ctx.workflow.id)
+        seen.append([str(p.status) for p in stored.pointers])
+        return ExecutionResult.next()
+
+    builder = WorkflowBuilder().start_with(check)
+    for _ in range(4):
+        builder = builder.then(check)
+    definition = builder.build("lean")
+    writes = _count_writes(engine)
+    instance = await engine.run(definition)
+    assert instance.status == WorkflowStatus.COMPLETE
+    # Every step runs once its predecessor's completion and its own start are stored: one
+    # write per step, and the last one's result.
+    for index, statuses in enumerate(seen):
+        assert statuses == ["complete"] * index + ["running"]
+    assert writes[0] == 6
+    assert [p.attempt for p in instance.pointers] == [1] * 5
+    assert all(p.start_time is not None for p in instance.pointers)
+    types = [e.type for e in engine.events]
+    assert types.count(LifecycleEventType.STEP_STARTED) == 5
+    assert types.count(LifecycleEventType.STEP_COMPLETED) == 5
+    assert types[-1] == LifecycleEventType.WORKFLOW_COMPLETED
+
+
+async def test_a_step_cut_short_runs_again_with_the_next_attempt(engine: EngineHarness) -> None:
+    runs: list[int] = []
+
+    async def slow(ctx: StepContext) -> ExecutionResult:
+        runs.append(ctx.attempt)
+        if len(runs) == 1:
+            await anyio.sleep(10)
+        return ExecutionResult.next()
+
+    definition = WorkflowBuilder().start_with(slow).then(lambda ctx: None).build("crash")
+    workflow_id = (await engine.start(definition)).id
+    instance = await engine.persistence.get_workflow(workflow_id)
+    with anyio.move_on_after(0.2):  # a crash: the pass stops mid-step
+        await engine.executor.run_pass(instance, definition)
+    stored = await engine.persistence.get_workflow(workflow_id)
+    assert stored.status == WorkflowStatus.RUNNABLE
+    assert stored.next_execution is not None
+    await engine.executor.run_pass(stored, definition)
+    final = await engine.persistence.get_workflow(workflow_id)
+    assert final.status == WorkflowStatus.COMPLETE
+    assert runs == [1, 2]
+    assert [p.status for p in final.pointers] == [PointerStatus.COMPLETE] * 2
+
+
+async def test_parallel_branches_leave_the_lean_path(engine: EngineHarness) -> None:
+    order: list[str] = []
+
+    def note(name: str) -> Any:
+        async def body(ctx: StepContext) -> None:
+            order.append(f"{name}{ctx.item}")
+            await anyio.sleep(0.01)
+
+        return body
+
+    definition = (
+        WorkflowBuilder()
+        .for_each(lambda data: range(3), lambda b: b.start_with(note("a")).then(note("b")))
+        .then(note("c"))
+        .build("branches")
+    )
+    instance = await engine.run(definition)
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert sorted(order[:3]) == ["a0", "a1", "a2"]
+    assert sorted(order[3:6]) == ["b0", "b1", "b2"]
+    assert order[6] == "cNone"
