@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import socket
+import weakref
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
-    from anyio.abc import TaskGroup
+    from anyio.abc import TaskGroup, TaskStatus
 
     from wfe_core.engine import StepMiddleware, WorkflowMiddleware
     from wfe_core.models import (
@@ -76,6 +77,29 @@ _FINISHED_EVENTS = frozenset(
 _EVENT_CONCURRENCY = 8
 #: Concurrent search-index updates by one host.
 _INDEX_CONCURRENCY = 4
+#: Pause before a host's finish watcher subscribes again after its subscription failed.
+_WATCH_RETRY = 1.0
+
+#: Waiters of ``wait_for_workflow`` by workflow id: what to wake when it finishes.
+_Waiters = dict[str, set[anyio.Event]]
+#: The waiter table of the hosts sharing an in-process lifecycle publisher (see _waiter_table).
+_LOCAL_WAITERS: weakref.WeakKeyDictionary[Any, _Waiters] = weakref.WeakKeyDictionary()
+
+
+def _waiter_table(lifecycle: LifecyclePublisher) -> _Waiters:
+    """The waiter table of a host using ``lifecycle``.
+
+    Hosts of this process that share a publisher without the ``distributed`` capability share
+    one table: the host that finishes a workflow wakes every waiter of all of them directly, so
+    none needs to watch the lifecycle stream. A distributed publisher also carries other
+    processes' events: such a host has a table of its own and one watcher (``_watch_finished``).
+    """
+    if capabilities.DISTRIBUTED in type(lifecycle).capabilities:
+        return {}
+    try:
+        return _LOCAL_WAITERS.setdefault(lifecycle, {})
+    except TypeError:  # not hashable or not weakly referenceable: on its own, then
+        return {}
 
 
 class WorkflowHost:
@@ -124,7 +148,9 @@ class WorkflowHost:
         self.passes = PassRunner(self)
         self.events = EventDelivery(self)
         self.scheduler = Scheduler(self)
-        self._waiters: dict[str, set[anyio.Event]] = {}
+        self._waiters: _Waiters = _waiter_table(self.lifecycle)
+        #: Whether the finish watcher is subscribed to a distributed lifecycle publisher.
+        self._watching = False
         self._stack: contextlib.AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
 
@@ -157,10 +183,15 @@ class WorkflowHost:
         try:
             for provider in self._providers():
                 await stack.enter_async_context(provider)
-            if self.options.run_workers:
+            watch = capabilities.DISTRIBUTED in type(self.lifecycle).capabilities
+            if self.options.run_workers or watch:
                 self._task_group = await stack.enter_async_context(anyio.create_task_group())
                 stack.callback(self._stop_workers)
-                self._start_workers(self._task_group)
+                if watch:
+                    # Also without workers: a client host waits for other hosts' workflows.
+                    await self._task_group.start(self._watch_finished)
+                if self.options.run_workers:
+                    self._start_workers(self._task_group)
         except BaseException:
             await stack.aclose()
             raise
@@ -382,42 +413,37 @@ class WorkflowHost:
     ) -> WorkflowInstance:
         """Wait until the workflow is complete, failed or terminated and return it.
 
-        Woken by this host finishing it, or by a lifecycle event from another host; raises
+        Woken by this host (or one of this process sharing its lifecycle publisher) finishing
+        it, by the host's watcher of a distributed lifecycle publisher, or else, on a store
+        shared with other processes, by reading it again now and then; raises
         :class:`~wfe_core.errors.WorkflowTimeoutError` after ``timeout`` seconds.
         """
+        waiters = self._waiters.setdefault(workflow_id, set())
+        # Registered before the first read: a finish after that read wakes it.
         finished = anyio.Event()
-        self._waiters.setdefault(workflow_id, set()).add(finished)
-        subscription = self.lifecycle.subscribe()
+        waiters.add(finished)
         try:
             with anyio.fail_after(timeout):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(_watch_lifecycle, subscription, workflow_id, finished)
-                    recheck = 0.05
-                    try:
-                        while True:
-                            instance = await self._load(workflow_id)
-                            if instance.status.is_finished:
-                                return instance
-                            with anyio.move_on_after(self._recheck_after(recheck)):
-                                await finished.wait()
-                            recheck = min(recheck * 2, 2.0)
-                            finished = anyio.Event()
-                            self._waiters[workflow_id].add(finished)
-                    finally:
-                        tg.cancel_scope.cancel()
+                recheck = 0.05
+                while True:
+                    instance = await self._load(workflow_id)
+                    if instance.status.is_finished:
+                        return instance
+                    with anyio.move_on_after(self._recheck_after(recheck)):
+                        await finished.wait()
+                    recheck = min(recheck * 2, 2.0)
+                    if finished.is_set():
+                        waiters.discard(finished)
+                        finished = anyio.Event()
+                        waiters.add(finished)
         except TimeoutError:
             raise WorkflowTimeoutError(
                 f"workflow {workflow_id} did not finish within {timeout} s"
             ) from None
         finally:
-            waiters = self._waiters.get(workflow_id, set())
             waiters.discard(finished)
-            if not waiters:
-                self._waiters.pop(workflow_id, None)
-            closer = getattr(subscription, "aclose", None)
-            if closer is not None:
-                with anyio.CancelScope(shield=True):
-                    await closer()
+            if not waiters and self._waiters.get(workflow_id) is waiters:
+                del self._waiters[workflow_id]
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _recheck_after(self, seconds: float) -> float:
@@ -425,8 +451,41 @@ class WorkflowHost:
         with other processes (durable) while lifecycle events stay in this one; then another
         process may finish the workflow without telling us, so look again now and then."""
         shared_store = capabilities.DURABLE in type(self.persistence).capabilities
-        shared_events = capabilities.DISTRIBUTED in type(self.lifecycle).capabilities
-        return seconds if shared_store and not shared_events else math.inf
+        return seconds if shared_store and not self._watching else math.inf
+
+    async def _watch_finished(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Wake the waiters of workflows that other hosts finish, from a distributed lifecycle
+        publisher's events: one subscription per host, however many wait. While it is not
+        subscribed (its subscription failed), waiters on a durable store read again now and
+        then instead."""
+        started = False
+        while True:
+            subscription = self.lifecycle.subscribe()
+            self._watching = True
+            if not started:
+                task_status.started()
+                started = True
+            try:
+                async for event in subscription:
+                    if event.type in _FINISHED_EVENTS:
+                        for waiter in self._waiters.get(event.workflow_id, ()):
+                            waiter.set()
+                return  # the publisher closed: the host is stopping
+            except Exception:
+                logger.exception("watching lifecycle events failed; subscribing again")
+            finally:
+                self._watching = False
+                closer = getattr(subscription, "aclose", None)
+                if closer is not None:
+                    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                        await closer()
+            # Waiters read again while it is down; wake them so they notice the change.
+            for waiters in list(self._waiters.values()):
+                for waiter in waiters:
+                    waiter.set()
+            await anyio.sleep(_WATCH_RETRY)
 
     def lifecycle_events(self) -> AsyncIterator[LifecycleEvent]:
         """Lifecycle events from now on (``async for event in host.lifecycle_events()``)."""
@@ -634,12 +693,3 @@ class WorkflowHost:
             return None
         await self.search_index.index_workflow(instance)
         return None
-
-
-async def _watch_lifecycle(
-    events: AsyncIterator[LifecycleEvent], workflow_id: str, finished: anyio.Event
-) -> None:
-    async for event in events:
-        if event.workflow_id == workflow_id and event.type in _FINISHED_EVENTS:
-            finished.set()
-            return

@@ -1,0 +1,191 @@
+"""How ``wait_for_workflow`` is woken: without a lifecycle subscription per waiter."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+import pytest
+
+from wfe_core import WorkflowBuilder, WorkflowStatus
+from wfe_core.memory.lifecycle import MemoryLifecycle
+from wfe_core.memory.lock import MemoryLock
+from wfe_core.memory.persistence import MemoryPersistence
+from wfe_core.memory.queue import MemoryQueue
+from wfe_core.providers import capabilities
+from wfe_host import HostOptions, WorkflowHost
+
+if TYPE_CHECKING:
+    from wfe_core import StepContext, WorkflowInstance
+    from wfe_core.models import LifecycleEvent
+
+pytestmark = pytest.mark.anyio
+
+
+@attrs.define
+class Counter:
+    count: int = 0
+
+
+def bump(ctx: StepContext) -> None:
+    ctx.data.count += 1
+
+
+def gated() -> Any:
+    return WorkflowBuilder(Counter).wait_for("go", key="k").then(bump).build("gated")
+
+
+class SharedLifecycle(MemoryLifecycle):
+    """Stands for a lifecycle publisher shared between processes (a message broker)."""
+
+    capabilities = frozenset({capabilities.DISTRIBUTED})
+
+
+class SharedPersistence(MemoryPersistence):
+    """Stands for a store shared between processes (a database)."""
+
+    capabilities = MemoryPersistence.capabilities | {capabilities.DURABLE}
+
+
+class _Broken:
+    def __aiter__(self) -> _Broken:
+        return self
+
+    async def __anext__(self) -> LifecycleEvent:
+        raise RuntimeError("the broker is down")
+
+
+class BrokenLifecycle(SharedLifecycle):
+    """A distributed publisher whose subscriptions fail."""
+
+    def subscribe(self) -> Any:
+        return _Broken()
+
+
+async def _wait_all(host: WorkflowHost, ids: list[str]) -> list[WorkflowInstance]:
+    results: dict[str, WorkflowInstance] = {}
+
+    async def wait(workflow_id: str) -> None:
+        results[workflow_id] = await host.wait_for_workflow(workflow_id, timeout=20)
+
+    async with anyio.create_task_group() as tg:
+        for workflow_id in ids:
+            tg.start_soon(wait, workflow_id)
+    return [results[i] for i in ids]
+
+
+async def _when(condition: Any) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await anyio.sleep(0.01)
+    raise AssertionError("the condition did not come true within 10 s")
+
+
+async def test_waiters_do_not_subscribe_to_lifecycle_events() -> None:
+    lifecycle = MemoryLifecycle()
+    async with WorkflowHost(lifecycle=lifecycle) as host:
+        host.register(gated())
+        ids = [await host.start_workflow("gated") for _ in range(20)]
+        async with anyio.create_task_group() as tg:
+            finished: list[WorkflowInstance] = []
+
+            async def wait_all() -> None:
+                finished.extend(await _wait_all(host, ids))
+
+            tg.start_soon(wait_all)
+            await _when(lambda: len(host._waiters) == len(ids))
+            # A process-local publisher: this host's own completions wake its waiters.
+            assert lifecycle.subscriber_count == 0
+            await host.publish_event("go", "k")
+        assert [i.status for i in finished] == [WorkflowStatus.COMPLETE] * len(ids)
+        assert host._waiters == {}
+
+
+async def test_one_watcher_per_host_for_a_distributed_publisher() -> None:
+    persistence, lock, queue = MemoryPersistence(), MemoryLock(), MemoryQueue()
+    lifecycle = SharedLifecycle()
+    client = WorkflowHost(
+        persistence, lock, queue, lifecycle=lifecycle, options=HostOptions(run_workers=False)
+    )
+    worker = WorkflowHost(persistence, lock, queue, lifecycle=lifecycle)
+    async with client, worker:
+        client.register(gated())
+        worker.register(gated())
+        # Each host has its own waiters: the client learns of the worker's completions only
+        # from the lifecycle events (the store is not shared, so it never reads again).
+        assert client._waiters is not worker._waiters
+        ids = [await client.start_workflow("gated") for _ in range(10)]
+        async with anyio.create_task_group() as tg:
+            finished: list[WorkflowInstance] = []
+
+            async def wait_all() -> None:
+                finished.extend(await _wait_all(client, ids))
+
+            tg.start_soon(wait_all)
+            await _when(lambda: len(client._waiters) == len(ids))
+            assert lifecycle.subscriber_count == 2  # one watcher per host
+            await client.publish_event("go", "k")
+        assert [i.status for i in finished] == [WorkflowStatus.COMPLETE] * len(ids)
+        assert client._waiters == {}
+
+
+async def test_hosts_sharing_a_local_publisher_wake_each_others_waiters() -> None:
+    persistence, lock, queue = MemoryPersistence(), MemoryLock(), MemoryQueue()
+    lifecycle = MemoryLifecycle()
+    async with (
+        WorkflowHost(
+            persistence, lock, queue, lifecycle=lifecycle, options=HostOptions(run_workers=False)
+        ) as client,
+        WorkflowHost(persistence, lock, queue, lifecycle=lifecycle) as worker,
+    ):
+        client.register(gated())
+        worker.register(gated())
+        assert client._waiters is worker._waiters
+        workflow_id = await client.start_workflow("gated")
+        async with anyio.create_task_group() as tg:
+            finished: list[WorkflowInstance] = []
+
+            async def wait() -> None:
+                finished.append(await client.wait_for_workflow(workflow_id, timeout=10))
+
+            tg.start_soon(wait)
+            await _when(lambda: workflow_id in client._waiters)
+            assert lifecycle.subscriber_count == 0
+            await client.publish_event("go", "k")
+        assert finished[0].status == WorkflowStatus.COMPLETE
+
+
+async def test_waiters_read_again_while_the_watcher_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    persistence, lock, queue = SharedPersistence(), MemoryLock(), MemoryQueue()
+    client = WorkflowHost(
+        persistence,
+        lock,
+        queue,
+        lifecycle=BrokenLifecycle(),
+        options=HostOptions(run_workers=False),
+    )
+    # The worker's own publisher: nothing it publishes reaches the client.
+    worker = WorkflowHost(persistence, lock, queue)
+    async with client, worker:
+        client.register(gated())
+        worker.register(gated())
+        workflow_id = await client.start_workflow("gated")
+        await client.publish_event("go", "k")
+        instance = await client.wait_for_workflow(workflow_id, timeout=10)
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert "watching lifecycle events failed" in caplog.text
+
+
+async def test_a_finished_workflow_is_returned_at_once() -> None:
+    async with WorkflowHost() as host:
+        host.register(WorkflowBuilder(Counter).start_with(bump).build("once"))
+        workflow_id = await host.start_workflow("once")
+        first = await host.wait_for_workflow(workflow_id, timeout=10)
+        with anyio.fail_after(1):
+            again = await host.wait_for_workflow(workflow_id, timeout=10)
+    assert first.status == again.status == WorkflowStatus.COMPLETE
+    assert host._waiters == {}
