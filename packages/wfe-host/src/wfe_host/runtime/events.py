@@ -63,16 +63,32 @@ class EventDelivery:
             subscriptions = await host.persistence.get_subscriptions(
                 event.name, event.key, event.time
             )
-            busy = deferred = False
-            for subscription in subscriptions:
-                delivered = await self._deliver(subscription, event)
-                busy = busy or delivered is False
-                deferred = deferred or delivered is None
-            if busy:
-                return BUSY_RETRY
-            if not deferred:
+            seen: set[str] = set()
+            while True:
+                busy = deferred = False
+                for subscription in subscriptions:
+                    seen.add(subscription.id)
+                    delivered = await self._deliver(subscription, event)
+                    busy = busy or delivered is False
+                    deferred = deferred or delivered is None
+                if busy:
+                    return BUSY_RETRY
+                if deferred:
+                    return None
                 await host.persistence.mark_event_processed(event_id)
-            return None
+                # A subscription opened meanwhile had the event marked unprocessed and queued
+                # again (requeue_for), maybe before the mark above overwrote that: look again
+                # now the mark is stored. One opened after this look is requeued after it.
+                subscriptions = [
+                    s
+                    for s in await host.persistence.get_subscriptions(
+                        event.name, event.key, event.time
+                    )
+                    if s.id not in seen
+                ]
+                if not subscriptions:
+                    return None
+                await host.persistence.mark_event_unprocessed(event_id)
         finally:
             await host.passes._release(lease)
 

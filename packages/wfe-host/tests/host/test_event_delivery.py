@@ -1,0 +1,64 @@
+"""Event delivery racing with a subscription that opens while the event is delivered."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pytest
+
+from wfe_core import WorkflowBuilder, WorkflowStatus
+from wfe_core.memory.persistence import MemoryPersistence
+from wfe_host import HostOptions, WorkflowHost
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from wfe_core import StepContext
+
+pytestmark = pytest.mark.anyio
+
+
+@attrs.define
+class Counter:
+    count: int = 0
+
+
+def bump(ctx: StepContext) -> None:
+    ctx.data.count += 1
+
+
+class HookedPersistence(MemoryPersistence):
+    """Runs ``before_mark`` once, just before an event is first marked processed."""
+
+    before_mark: Callable[[], Awaitable[Any]] | None = None
+
+    async def mark_event_processed(self, event_id: str) -> None:
+        hook, self.before_mark = self.before_mark, None
+        if hook is not None:
+            await hook()
+        await super().mark_event_processed(event_id)
+
+
+async def test_a_subscription_opened_during_delivery_gets_the_event() -> None:
+    persistence = HookedPersistence()
+    async with WorkflowHost(persistence, options=HostOptions(run_workers=False)) as host:
+        host.register(WorkflowBuilder(Counter).wait_for("go", key="k").then(bump).build("gated"))
+        early = await host.start_workflow("gated")
+        await host.passes.process(early)  # subscribes
+        late = await host.start_workflow("gated")
+        event_id = await host.publish_event("go", "k")
+        # While the event is delivered to the early subscription, the late workflow's pass
+        # subscribes: it marks the event unprocessed and queues it again, before the delivery
+        # marks it processed.
+        persistence.before_mark = lambda: host.passes.process(late)
+        assert await host.events.process(event_id) is None
+        for workflow_id in (early, late):
+            instance = await host.get_workflow(workflow_id)
+            assert instance.pointers[0].event_published, workflow_id
+        # The copy queued by the late subscription finds nothing left to do.
+        assert await host.events.process(event_id) is None
+        for workflow_id in (early, late):
+            await host.passes.process(workflow_id)
+            assert (await host.get_workflow(workflow_id)).status == WorkflowStatus.COMPLETE
+        assert (await persistence.get_event(event_id)).is_processed
