@@ -185,10 +185,16 @@ class MemoryPersistence(PersistenceProvider):
         seq: int,
         previous: _InstanceRow | None = None,
     ) -> _InstanceRow:
-        head = to_primitive(attrs.evolve(instance, revision=revision, pointers=[]))
-        del head["pointers"]
         pointers = instance.pointers
-        states = list(map(_pointer_state, pointers))
+        # The instance without its pointers, without copying it: nothing awaits in between.
+        instance.pointers = []
+        try:
+            head = to_primitive(instance)
+        finally:
+            instance.pointers = pointers
+        del head["pointers"]
+        head["revision"] = revision
+        count = len(pointers)
         if previous is None:
             texts: list[str] = []
             kept: list[tuple[Any, ...]] = []
@@ -196,13 +202,15 @@ class MemoryPersistence(PersistenceProvider):
         else:
             # Pointers are matched by position; a state holds the id, so a pointer moved,
             # added or removed differs from what was stored there and is encoded again.
-            texts = previous.pointer_texts[: len(states)]
-            kept = previous.pointer_states[: len(states)]
+            texts = previous.pointer_texts[:count]
+            kept = previous.pointer_states[:count]
             stored = len(kept)
-            for index in itertools.compress(range(stored), map(operator.ne, states, kept)):
-                texts[index], kept[index] = _encode_pointer(pointers[index], states[index])
-        for index in range(stored, len(states)):
-            text, state = _encode_pointer(pointers[index], states[index])
+            changed = map(operator.ne, map(_pointer_state, pointers), kept)
+            for index in itertools.compress(range(stored), changed):
+                pointer = pointers[index]
+                texts[index], kept[index] = _encode_pointer(pointer, _pointer_state(pointer))
+        for pointer in pointers[stored:]:
+            text, state = _encode_pointer(pointer, _pointer_state(pointer))
             texts.append(text)
             kept.append(state)
         return _InstanceRow(
