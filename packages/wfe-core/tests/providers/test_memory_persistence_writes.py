@@ -77,3 +77,21 @@ async def test_a_value_that_fails_to_encode_stores_nothing() -> None:
     with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the encoder raises
         await persistence.persist_workflow(instance)
     assert await persistence.get_workflow(instance.id) == expected
+
+
+async def test_reads_share_nothing_with_each_other_or_the_store() -> None:
+    persistence = MemoryPersistence()
+    instance = _instance(2)
+    instance.pointers[0].outcome = {"a": [1, {"b": 2}]}
+    await persistence.create_workflow(instance)
+    expected = as_stored(instance)
+    first = await persistence.get_workflow(instance.id)
+    first.pointers[0].outcome["a"][1]["b"] = 3
+    first.pointers[1].persistence_data["deep"].append(9)
+    first.pointers[1].extensions["k"]["x"] = 1
+    first.pointers[0].children.append("c")
+    second = (await persistence.get_workflows([instance.id]))[0]
+    assert second == expected
+    assert second.pointers[0].outcome is not first.pointers[0].outcome
+    (listed,) = (await persistence.list_workflows()).items
+    assert listed == expected

@@ -91,6 +91,25 @@ _FREE_FIELDS = [
 _IMMUTABLE = frozenset({type(None), str, int, float, bool})
 
 
+def _fresh(value: Any) -> Any:
+    """A copy of a value decoded from JSON (nested dicts and lists of immutable scalars)."""
+    if type(value) is dict:
+        return {key: _fresh(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_fresh(item) for item in value]
+    return value
+
+
+def _copy_pointer(decoded: ExecutionPointer) -> ExecutionPointer:
+    """A copy of a pointer decoded from its text that shares nothing mutable with it."""
+    values = list(_pointer_state(decoded))
+    for index, _ in _FREE_FIELDS:
+        value = values[index]
+        if type(value) is dict or type(value) is list:
+            values[index] = _fresh(value)
+    return ExecutionPointer(*values)
+
+
 def _encode_pointer(
     pointer: ExecutionPointer, state: tuple[Any, ...]
 ) -> tuple[str, tuple[Any, ...]]:
@@ -115,6 +134,8 @@ class _InstanceRow:
     #: Each pointer as JSON text, and the copy of its fields that text was encoded from.
     pointer_texts: list[str]
     pointer_states: list[tuple[Any, ...]]
+    #: Each pointer decoded from its text, once read (reads hand out copies of it).
+    pointer_cache: list[ExecutionPointer | None]
     status: WorkflowStatus
     definition_id: str
     reference: str | None
@@ -124,10 +145,17 @@ class _InstanceRow:
     revision: int
     seq: int
 
-    @property
-    def document(self) -> str:
-        pointers = ",".join(self.pointer_texts)
-        return f'{self.head[:-1]}, "pointers": [{pointers}]}}'
+    def instance(self) -> WorkflowInstance:
+        """A fresh instance decoded from the stored texts (pointers decoded once, copied)."""
+        instance = _decode(self.head, WorkflowInstance)
+        cache = self.pointer_cache
+        pointers = instance.pointers
+        for index, text in enumerate(self.pointer_texts):
+            decoded = cache[index]
+            if decoded is None:
+                decoded = cache[index] = _decode(text, ExecutionPointer)
+            pointers.append(_copy_pointer(decoded))
+        return instance
 
 
 @attrs.define
@@ -198,25 +226,30 @@ class MemoryPersistence(PersistenceProvider):
         if previous is None:
             texts: list[str] = []
             kept: list[tuple[Any, ...]] = []
+            cache: list[ExecutionPointer | None] = []
             stored = 0
         else:
             # Pointers are matched by position; a state holds the id, so a pointer moved,
             # added or removed differs from what was stored there and is encoded again.
             texts = previous.pointer_texts[:count]
             kept = previous.pointer_states[:count]
+            cache = previous.pointer_cache[:count]
             stored = len(kept)
             changed = map(operator.ne, map(_pointer_state, pointers), kept)
             for index in itertools.compress(range(stored), changed):
                 pointer = pointers[index]
                 texts[index], kept[index] = _encode_pointer(pointer, _pointer_state(pointer))
+                cache[index] = None
         for pointer in pointers[stored:]:
             text, state = _encode_pointer(pointer, _pointer_state(pointer))
             texts.append(text)
             kept.append(state)
+            cache.append(None)
         return _InstanceRow(
             head=json.dumps(head, ensure_ascii=False),
             pointer_texts=texts,
             pointer_states=kept,
+            pointer_cache=cache,
             status=WorkflowStatus(instance.status),
             definition_id=instance.definition_id,
             reference=instance.reference,
@@ -303,7 +336,7 @@ class MemoryPersistence(PersistenceProvider):
         row = self._instances.get(workflow_id)
         if row is None:
             raise WorkflowNotFoundError(workflow_id)
-        return _decode(row.document, WorkflowInstance)
+        return row.instance()
 
     async def get_workflows(self, workflow_ids: Iterable[str]) -> Sequence[WorkflowInstance]:
         """The stored instances among ``workflow_ids``, in the order asked, each once."""
@@ -314,7 +347,7 @@ class MemoryPersistence(PersistenceProvider):
             row = self._instances.get(workflow_id)
             if row is not None and workflow_id not in seen:
                 seen.add(workflow_id)
-                result.append(_decode(row.document, WorkflowInstance))
+                result.append(row.instance())
         return result
 
     async def get_runnable_instances(self, as_of: datetime) -> Sequence[str]:
@@ -362,7 +395,7 @@ class MemoryPersistence(PersistenceProvider):
         rows.sort(key=lambda row: (row.create_time, row.seq), reverse=True)
         skip = max(skip, 0)
         take = max(take, 0)
-        items = [_decode(row.document, WorkflowInstance) for row in rows[skip : skip + take]]
+        items = [row.instance() for row in rows[skip : skip + take]]
         return Page(items=items, total=len(rows), skip=skip, take=take)
 
     async def purge_workflows(
