@@ -109,10 +109,14 @@ class Scheduler:
         elif due is not None:
             clock = anyio.current_time()
             if due != self._dispatched_due or clock - self._dispatched_at >= self.recovery_seconds:
-                # Instances this host is running are queued too: their pass then runs once
-                # more when it ends, in case the work fell due after it last looked.
+                # Not the instances this host is running: they are due because their pass
+                # started steps, and the pass itself queues them again when it ends with
+                # work due (or lost its lease, or its view went stale); queueing them here
+                # only cost each one a second, idle pass.
+                running = host.passes.running
                 for workflow_id in await host.persistence.get_runnable_instances(now):
-                    await host._enqueue_workflow(workflow_id)
+                    if workflow_id not in running:
+                        await host._enqueue_workflow(workflow_id)
                 self._dispatched_due, self._dispatched_at = due, clock
             waits.append(self._dispatched_at + self.recovery_seconds - clock)
         return max(min(waits), 0.0)
