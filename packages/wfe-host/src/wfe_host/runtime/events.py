@@ -109,6 +109,7 @@ class EventDelivery:
         )
         if lease is None:
             return False
+        resume = False
         try:
             try:
                 instance = await host._load(subscription.workflow_id)
@@ -138,11 +139,14 @@ class EventDelivery:
                     extra={"workflow_id": instance.id, "pointer_id": pointer.id},
                 )
             await self._close(subscription.id)
-            if waiting and instance.status == WorkflowStatus.RUNNABLE:
-                await host._enqueue_workflow(instance.id)
+            resume = waiting and instance.status == WorkflowStatus.RUNNABLE
             return True
         finally:
             await host.passes._release(lease)
+            if resume:
+                # Queued after the release: a pass dequeued while this delivery still held
+                # the lease would find it busy and wait for its busy retry.
+                await host._enqueue_workflow(subscription.workflow_id)
 
     async def _close(self, subscription_id: str) -> None:
         with contextlib.suppress(SubscriptionNotFoundError):
