@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from wfe_yaml import interpolation as ip
@@ -70,3 +71,38 @@ def check_env(config: Mapping[str, Any], problems: list[str]) -> None:
             problems.append(f"env: {name!r} is not a valid variable name")
         if isinstance(value, Mapping | list):
             problems.append(f"env: {name} must be a string, number or boolean")
+
+
+def config_schema(
+    props: dict[str, Any], descriptions: Mapping[str, str], inline_key: str
+) -> dict[str, Any]:
+    """The JSON Schema of a step's ``config``: ``props`` with their ``descriptions``, no other
+    keys but ``_template`` holders, and exactly one of ``inline_key`` and ``file``."""
+    for key, text in descriptions.items():
+        props[key] = {**props[key], "description": text}
+    return {
+        "type": "object",
+        "properties": props,
+        "patternProperties": {"^_": {}},
+        "additionalProperties": False,
+        "oneOf": [{"required": [inline_key]}, {"required": ["file"]}],
+    }
+
+
+def check_source(
+    config: Mapping[str, Any], step_type: str, inline_key: str, problems: list[str]
+) -> None:
+    """Problems with where the step's code comes from: exactly one of ``inline_key`` (the code
+    itself) and ``file`` (a path to an existing file)."""
+    has_inline = config.get(inline_key) is not None
+    has_file = config.get("file") is not None
+    if has_inline == has_file:
+        problems.append(
+            f"missing `{inline_key}`: a {step_type} step needs config.{inline_key} (or config.file)"
+            if not has_inline
+            else f"give either `{inline_key}` or `file`, not both"
+        )
+    check_string(config, inline_key, problems)
+    check_string(config, "file", problems)
+    if has_file and isinstance(config["file"], str) and not Path(config["file"]).is_file():
+        problems.append(f"file: no such script {config['file']!r}")

@@ -17,7 +17,7 @@ from wfe_core.providers.step_executor import StepExecutor
 from wfe_core.results import ExecutionResult
 from wfe_yaml.durations import parse_duration
 from wfe_yaml.errors import StepFailedError
-from wfe_yaml.executors.common import check_duration, check_string, check_strings
+from wfe_yaml.executors.common import check_duration, check_source, check_strings, config_schema
 from wfe_yaml.executors.process import LineEmitter, run_process
 from wfe_yaml.steps import record_result
 
@@ -104,31 +104,12 @@ class DenoExecutor(StepExecutor):
             },
             "timeout": {"$ref": "#/$defs/duration"},
         }
-        for key, text in cls.config_keys.items():
-            props[key] = {**props[key], "description": text}
-        return {
-            "type": "object",
-            "properties": props,
-            "patternProperties": {"^_": {}},
-            "additionalProperties": False,
-            "oneOf": [{"required": ["script"]}, {"required": ["file"]}],
-        }
+        return config_schema(props, cls.config_keys, "script")
 
     def validate_config(self, config: Mapping[str, Any]) -> list[str]:
         """Problems of a deno step's ``config``."""
         problems: list[str] = []
-        has_script = config.get("script") is not None
-        has_file = config.get("file") is not None
-        if has_script == has_file:
-            problems.append(
-                "missing `script`: a deno step needs config.script (or config.file)"
-                if not has_script
-                else "give either `script` or `file`, not both"
-            )
-        check_string(config, "script", problems)
-        check_string(config, "file", problems)
-        if has_file and isinstance(config["file"], str) and not Path(config["file"]).is_file():
-            problems.append(f"file: no such script {config['file']!r}")
+        check_source(config, "deno", "script", problems)
         check_duration(config, "timeout", problems)
         permissions = config.get("permissions")
         if permissions is not None:

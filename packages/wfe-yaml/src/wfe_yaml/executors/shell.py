@@ -16,7 +16,9 @@ from wfe_yaml.errors import StepFailedError
 from wfe_yaml.executors.common import (
     check_duration,
     check_env,
+    check_source,
     check_string,
+    config_schema,
     data_environment,
     parse_output_command,
 )
@@ -82,30 +84,14 @@ class ShellExecutor(StepExecutor):
             "working_dir": {"type": "string"},
             "timeout": {"$ref": "#/$defs/duration"},
         }
-        for key, text in cls.config_keys.items():
-            props[key] = {**props[key], "description": text}
-        return {
-            "type": "object",
-            "properties": props,
-            "patternProperties": {"^_": {}},
-            "additionalProperties": False,
-            "oneOf": [{"required": ["run"]}, {"required": ["file"]}],
-        }
+        return config_schema(props, cls.config_keys, "run")
 
     def validate_config(self, config: Mapping[str, Any]) -> list[str]:
         """Problems of a shell step's ``config``."""
         problems: list[str] = []
-        has_run, has_file = config.get("run") is not None, config.get("file") is not None
-        if has_run == has_file:
-            problems.append(
-                "missing `run`: a shell step needs config.run (or config.file)"
-                if not has_run
-                else "give either `run` or `file`, not both"
-            )
-        for key in ("run", "file", "shell", "working_dir"):
+        check_source(config, "shell", "run", problems)
+        for key in ("shell", "working_dir"):
             check_string(config, key, problems)
-        if has_file and isinstance(config["file"], str) and not Path(config["file"]).is_file():
-            problems.append(f"file: no such script {config['file']!r}")
         check_duration(config, "timeout", problems)
         check_env(config, problems)
         return problems
