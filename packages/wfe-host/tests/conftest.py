@@ -1,3 +1,6 @@
+"""Fixtures every wfe-host test folder shares: fake plugins, and a plugin registered for one
+test."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -7,17 +10,22 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_host.plugins import PluginLoadOptions, PluginManager, make_plugin_manager
+from wfe_host.plugins import PluginLoadOptions, make_plugin_manager
 from wfe_host.registry import PluginRegistry, reset_default_registry, set_default_registry
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
     from types import ModuleType
+
+    from wfe_core.plugins.manager import PluginManager
 
 
 def _load_fakes() -> ModuleType:
+    # Loaded by path: test directories are not packages (--import-mode=importlib).
     name = "wfe_host_tests_fakes"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "_fakes.py")
+        path = Path(__file__).parent / "plugins" / "_fakes.py"
+        spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None
         assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
@@ -28,6 +36,7 @@ def _load_fakes() -> ModuleType:
 
 @pytest.fixture
 def fakes() -> ModuleType:
+    """The fake plugins and provider specs of ``plugins/_fakes.py``."""
     return _load_fakes()
 
 
@@ -38,7 +47,9 @@ def plugin_manager() -> PluginManager:
 
 
 @pytest.fixture
-def register_plugin(plugin_manager: PluginManager):
+def register_plugin(
+    plugin_manager: PluginManager,
+) -> Iterator[Callable[[object, str], PluginRegistry]]:
     """Register a plugin object for this test only; returns the registry that sees it and
     makes that registry the process default (so resolve() and wfe use it) until the test ends.
     """
