@@ -89,8 +89,10 @@ def tests(session: nox.Session, package: str) -> None:
     needs = {"packages/wfe-core[testing]", f"packages/{package}"}
     if package != "wfe-core":
         needs.add("packages/wfe-host")
-    if package == "wfe-yaml":
-        # `wfe run` resumes a killed pipeline from the embedded SQLite default.
+    if package in ("wfe-host", "wfe-yaml"):
+        # Their end-to-end tests use the embedded SQLite default (a `wfe worker` process and
+        # later `wfe` invocations sharing one file; `wfe run` resuming after a kill). The
+        # repository session checks that neither package imports wfe-sqlite.
         needs.add("packages/wfe-sqlite")
     _install(session, *TEST_DEPS, *(arg for req in sorted(needs) for arg in ("-e", req)))
     if package == "wfe-host":
