@@ -20,11 +20,10 @@ if TYPE_CHECKING:
     from wfe_core.plugins.manager import PluginManager
 
 
-def _load_fakes() -> ModuleType:
-    # Loaded by path: test directories are not packages (--import-mode=importlib).
-    name = "wfe_host_tests_fakes"
+def _load_helpers(name: str, path: Path) -> ModuleType:
+    # Loaded by path: test directories are not packages (--import-mode=importlib). Once in
+    # sys.modules, test modules import them by name (conftest files are imported first).
     if name not in sys.modules:
-        path = Path(__file__).parent / "plugins" / "_fakes.py"
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None
         assert spec.loader is not None
@@ -34,10 +33,15 @@ def _load_fakes() -> ModuleType:
     return sys.modules[name]
 
 
+_HERE = Path(__file__).parent
+_fakes = _load_helpers("wfe_host_tests_fakes", _HERE / "plugins" / "_fakes.py")
+_load_helpers("wfe_host_tests_cli_store", _HERE / "cli" / "_store.py")
+
+
 @pytest.fixture
 def fakes() -> ModuleType:
     """The fake plugins and provider specs of ``plugins/_fakes.py``."""
-    return _load_fakes()
+    return _fakes
 
 
 @pytest.fixture

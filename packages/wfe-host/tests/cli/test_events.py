@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 import click
 import pytest
+import wfe_host_tests_cli_store as h
 
 from wfe_host.cli.events import parse_data, parse_effective_date
 
 if TYPE_CHECKING:
-    from types import ModuleType
+    from pathlib import Path
 
-
-def _helpers() -> ModuleType:
-    name = "wfe_host_tests_cli_store"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_store.py"))
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-h = _helpers()
 DEFS = h.definitions()
 
 

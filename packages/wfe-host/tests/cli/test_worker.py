@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -31,24 +30,13 @@ from wfe_host.cli.worker import definition_files, load_module_definitions, parse
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
+    from pathlib import Path
     from types import ModuleType
 
     from wfe_core.models import WorkflowDefinition
 
 
-def _helpers() -> ModuleType:
-    name = "wfe_host_tests_cli_store"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_store.py"))
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-h = _helpers()
+import wfe_host_tests_cli_store as h
 
 #: A module of workflow definitions for the worker: ``job`` greets, waits for event ``go``
 #: (keyed by the name), stores its data and then stops the worker; ``stopper`` only stops it.

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import wfe_host_tests_cli_store as h
 
 from wfe_host.bootstrap import resolve
 from wfe_host.cli import CliState
@@ -21,22 +19,8 @@ from wfe_host.cli.defaults import (
 )
 
 if TYPE_CHECKING:
-    from types import ModuleType
+    from pathlib import Path
 
-
-def _helpers() -> ModuleType:
-    name = "wfe_host_tests_cli_store"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_store.py"))
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-h = _helpers()
 DEFS = h.definitions()
 ESC = "\x1b["
 
