@@ -208,18 +208,7 @@ class QueueSuite:
 
     @pytest.mark.anyio
     async def test_blocking_dequeue_wakes_on_enqueue(self, queue: QueueProvider) -> None:
-        (x,) = _ids(1)
-        received: list[QueueMessage | None] = []
-
-        async def consume() -> None:
-            received.append(await queue.dequeue(W, timeout=10.0))
-
-        with anyio.fail_after(15):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(consume)
-                await anyio.sleep(0.2)
-                await queue.enqueue(W, x)
-        assert [m.item_id if m else None for m in received] == [x]
+        await _assert_blocked_dequeue_wakes(queue, enqueuer=queue)
 
     @pytest.mark.anyio
     async def test_waiting_consumers_each_get_one_item(self, queue: QueueProvider) -> None:
@@ -341,18 +330,7 @@ class QueueSuite:
         require(queue, cap.DISTRIBUTED)
         if other_queue is None:
             pytest.skip("supply an `other_queue` fixture to check a distributed queue")
-        (x,) = _ids(1)
-        received: list[QueueMessage | None] = []
-
-        async def consume() -> None:
-            received.append(await queue.dequeue(W, timeout=10.0))
-
-        with anyio.fail_after(15):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(consume)
-                await anyio.sleep(0.2)
-                await other_queue.enqueue(W, x)
-        assert [m.item_id if m else None for m in received] == [x]
+        await _assert_blocked_dequeue_wakes(queue, enqueuer=other_queue)
 
     @pytest.mark.anyio
     async def test_matches_the_model(self, queue: QueueProvider) -> None:
@@ -434,3 +412,19 @@ def queue_state_machine(queue: QueueProvider) -> type[RuleBasedStateMachine]:
                     call(queue.ack, leftover)
 
     return QueueMachine
+
+
+async def _assert_blocked_dequeue_wakes(queue: QueueProvider, *, enqueuer: QueueProvider) -> None:
+    """A consumer blocked in ``queue.dequeue`` gets the item ``enqueuer`` adds meanwhile."""
+    (x,) = _ids(1)
+    received: list[QueueMessage | None] = []
+
+    async def consume() -> None:
+        received.append(await queue.dequeue(W, timeout=10.0))
+
+    with anyio.fail_after(15):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await anyio.sleep(0.2)
+            await enqueuer.enqueue(W, x)
+    assert [m.item_id if m else None for m in received] == [x]
