@@ -98,6 +98,27 @@ def wrap_error(exc: BaseException, what: str) -> BaseException:
     return exc
 
 
+def _switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> Any:
+    """``PRAGMA journal_mode = WAL``, retried until ``busy_timeout`` runs out.
+
+    Switching a new file to WAL takes an exclusive lock, and SQLite answers "database is
+    locked" at once, without its busy handler, when another process is switching the same
+    file at that moment; so several processes opening a new file together retry here.
+    """
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.005
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
 class _Job(Generic[T]):
     """One write operation waiting for (or done by) a leader."""
 
@@ -173,7 +194,7 @@ class Store:
             conn.execute(f"PRAGMA busy_timeout = {int(opts.busy_timeout * 1000)}")
             if not self.target.is_memory:
                 if writer:
-                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                    mode = _switch_to_wal(conn, opts.busy_timeout)
                     if mode is None or str(mode[0]).lower() != "wal":
                         raise ProviderError(
                             f"{self.where}: could not switch to WAL mode (got {mode!r}); "
