@@ -32,7 +32,7 @@ from wfe_sqlite.engine import from_us, to_us
 from wfe_sqlite.schema import errors, events, subscriptions, workflows
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Collection, Iterable, Sequence
     from datetime import datetime
 
     from sqlalchemy import Connection
@@ -260,10 +260,12 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         subscriptions: Iterable[EventSubscription] = (),
         errors: Iterable[ExecutionError] = (),
         events: Iterable[Event] = (),
+        changed_pointers: Collection[str] | None = None,
     ) -> None:
         """Write ``instance`` when its revision is the stored one, with its subscriptions
         (added, or replaced by id), errors (appended) and events (added; an id already
         stored refuses the write with ``ConcurrencyError``), in one transaction.
+        (``changed_pointers`` is not needed: the instance is stored as one document.)
 
         Raises :class:`~wfe_core.errors.ConcurrencyError` (stale revision) or
         :class:`~wfe_core.errors.WorkflowNotFoundError`; then nothing is stored.

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from wfe_core.providers.base import Provider
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Collection, Iterable, Sequence
     from datetime import datetime
 
     from wfe_core.models import (
@@ -51,9 +51,16 @@ class PersistenceProvider(Provider):
         subscriptions: Iterable[EventSubscription] = (),
         errors: Iterable[ExecutionError] = (),
         events: Iterable[Event] = (),
+        changed_pointers: Collection[str] | None = None,
     ) -> None:
         """Write ``instance`` (checking its revision) with new subscriptions, errors and events,
         all or nothing.
+
+        ``changed_pointers`` names the pointers that may differ from the stored instance,
+        new ones included: the executor passes the pointers its pass changed since its last
+        write, so a provider that stores pointers apart (rows, or one text each) may write only
+        those. ``None`` (what every other caller passes) means any pointer may have changed.
+        The engine only appends pointers, never removes or reorders them.
 
         ``events`` are stored as :meth:`create_event` stores them, in the same transaction as
         the instance: a transactional outbox. The engine uses it for notifications that must
