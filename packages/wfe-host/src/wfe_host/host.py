@@ -42,7 +42,14 @@ from wfe_host.runtime.passes import PassRunner
 from wfe_host.runtime.scheduler import Scheduler
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+    from collections.abc import (
+        AsyncIterator,
+        Callable,
+        Collection,
+        Iterable,
+        Mapping,
+        Sequence,
+    )
     from types import TracebackType
 
     from anyio.abc import TaskGroup, TaskStatus
@@ -79,6 +86,9 @@ _EVENT_CONCURRENCY = 8
 _INDEX_CONCURRENCY = 4
 #: Pause before a host's finish watcher subscribes again after its subscription failed.
 _WATCH_RETRY = 1.0
+#: Seconds before a waiter on a shared store reads the workflow again, first and at most.
+_FIRST_RECHECK = 0.2
+_LAST_RECHECK = 1.0
 
 #: Waiters of ``wait_for_workflow`` by workflow id: what to wake when it finishes.
 _Waiters = dict[str, set[anyio.Event]]
@@ -414,8 +424,10 @@ class WorkflowHost:
         """Wait until the workflow is complete, failed or terminated and return it.
 
         Woken by this host (or one of this process sharing its lifecycle publisher) finishing
-        it, by the host's watcher of a distributed lifecycle publisher, or else, on a store
-        shared with other processes, by reading it again now and then; raises
+        it, or by the host's watcher of a distributed lifecycle publisher. On a store shared
+        with other processes without such a publisher, it also reads the workflow again after
+        0.2 s, then at doubling intervals up to every second (not while this host is running
+        it), in case another process finishes it. Raises
         :class:`~wfe_core.errors.WorkflowTimeoutError` after ``timeout`` seconds.
         """
         waiters = self._waiters.setdefault(workflow_id, set())
@@ -424,14 +436,18 @@ class WorkflowHost:
         waiters.add(finished)
         try:
             with anyio.fail_after(timeout):
-                recheck = 0.05
+                recheck = _FIRST_RECHECK
                 while True:
                     instance = await self._load(workflow_id)
                     if instance.status.is_finished:
                         return instance
-                    with anyio.move_on_after(self._recheck_after(recheck)):
-                        await finished.wait()
-                    recheck = min(recheck * 2, 2.0)
+                    while True:
+                        with anyio.move_on_after(self._recheck_after(recheck)):
+                            await finished.wait()
+                        recheck = min(recheck * 2, _LAST_RECHECK)
+                        # A pass of this host wakes the waiters when it finishes the workflow.
+                        if finished.is_set() or workflow_id not in self.passes.running:
+                            break
                     if finished.is_set():
                         waiters.discard(finished)
                         finished = anyio.Event()
@@ -579,11 +595,16 @@ class WorkflowHost:
         errors: Sequence[ExecutionError] = (),
         closed_subscriptions: Sequence[str] = (),
         events: Sequence[Event] = (),
+        changed_pointers: Collection[str] | None = None,
     ) -> None:
         """Persist ``instance`` (revision-checked) with ``events`` in the same write (an
         outbox: notifications that must not be lost), and do what follows from it."""
         await self.persistence.persist_workflow(
-            instance, subscriptions=subscriptions, errors=errors, events=events
+            instance,
+            subscriptions=subscriptions,
+            errors=errors,
+            events=events,
+            changed_pointers=changed_pointers,
         )
         for event in events:
             await self._enqueue_stored_event(event.id)

@@ -35,7 +35,7 @@ from wfe_core.results import ExecutionResult
 from wfe_core.step import StepContext
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Collection, Sequence
 
     from anyio.abc import TaskGroup
 
@@ -73,9 +73,12 @@ class PassEnvironment(Protocol):
         subscriptions: Sequence[EventSubscription],
         errors: Sequence[ExecutionError],
         closed_subscriptions: Sequence[str],
+        changed_pointers: Collection[str],
     ) -> None:
         """Store ``instance`` (revision-checked) with new subscriptions and errors, then close
-        ``closed_subscriptions``. Raises ConcurrencyError for a stale writer."""
+        ``closed_subscriptions``; ``changed_pointers`` are the pointers changed since the last
+        call (see ``PersistenceProvider.persist_workflow``). Raises ConcurrencyError for a
+        stale writer."""
         ...
 
     async def publish(self, event: LifecycleEvent) -> None:
@@ -146,6 +149,8 @@ class _Pass:
         self.errors: list[ExecutionError] = []
         self.closed_subscriptions: list[str] = []
         self.events: list[LifecycleEvent] = []
+        #: Ids of the pointers changed since the last write (see ``changed_pointers``).
+        self.changed: set[str] = set()
         #: Pointers created by the result being applied (the lean path looks at them).
         self.created: list[ExecutionPointer] = []
         self.log_extra = {"workflow_id": instance.id, "definition_id": definition.id}
@@ -202,6 +207,7 @@ class _Pass:
         self._arm_timer(tg)
 
     def _mark_started(self, pointer: ExecutionPointer, now: datetime) -> anyio.CancelScope:
+        self.changed.add(pointer.id)
         pointer.status = PointerStatus.RUNNING
         pointer.sleep_until = None
         pointer.attempt += 1
@@ -260,11 +266,13 @@ class _Pass:
         errors, self.errors = self.errors, []
         closed, self.closed_subscriptions = self.closed_subscriptions, []
         events, self.events = self.events, []
+        changed, self.changed = self.changed, set()
         await self.env.persist(
             self.instance,
             subscriptions=subscriptions,
             errors=errors,
             closed_subscriptions=closed,
+            changed_pointers=changed,
         )
         self.dirty = False
         for event in events:
@@ -280,6 +288,8 @@ class _Pass:
                 outcome = await self._execute(pointer, step, scope)
                 async with self.lock:
                     self.running.pop(pointer.id, None)
+                    # The body may have changed its pointer (ctx.pointer), whatever came of it.
+                    self.changed.add(pointer.id)
                     if (
                         outcome is None
                         or not pointer.active
@@ -446,7 +456,9 @@ class _Pass:
         target_id = pointer.extensions.get(fx.COMPENSATES)
         if target_id is not None:
             # A compensation finished: mark what it undid, then undo the next one.
-            self.instance.pointer(target_id).status = PointerStatus.COMPENSATED
+            target = self.instance.pointer(target_id)
+            target.status = PointerStatus.COMPENSATED
+            self.changed.add(target.id)
             self._start_compensation(list(pointer.extensions.get(fx.CHAIN, [])), pointer.scope)
             return
         for route in step.outcomes:
@@ -544,6 +556,7 @@ class _Pass:
                 self._finish(WorkflowStatus.FAILED, LifecycleEventType.WORKFLOW_FAILED, message)
 
     def _end_failed_pointer(self, pointer: ExecutionPointer, now: datetime) -> None:
+        self.changed.add(pointer.id)
         pointer.status = PointerStatus.FAILED
         pointer.active = False
         pointer.end_time = now
@@ -554,6 +567,7 @@ class _Pass:
             members = px.in_scope(self.instance, saga.id)
             scope = [saga.id, *saga.scope]
             saga.extensions[fx.COMPENSATED] = True
+            self.changed.add(saga.id)
         else:
             members = list(self.instance.pointers)
             scope = []
@@ -584,6 +598,7 @@ class _Pass:
         pointer.extensions[fx.CHAIN] = targets[1:]
 
     def _cancel(self, pointer: ExecutionPointer, now: datetime) -> None:
+        self.changed.add(pointer.id)
         pointer.status = PointerStatus.CANCELLED
         pointer.active = False
         pointer.end_time = now
@@ -615,8 +630,11 @@ class _Pass:
         )
         self.instance.pointers.append(pointer)
         self.created.append(pointer)
+        self.changed.add(pointer.id)
         if scope:
-            self.instance.pointer(scope[0]).children.append(pointer.id)
+            parent = self.instance.pointer(scope[0])
+            parent.children.append(pointer.id)
+            self.changed.add(parent.id)
         return pointer
 
     def _emit(

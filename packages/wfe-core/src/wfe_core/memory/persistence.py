@@ -6,10 +6,16 @@ Reads decode the text again, so callers always get fresh objects that share noth
 store, and ``data`` comes back unstructured exactly as a database provider returns it.
 
 An instance's text is kept in parts: the instance without its pointers, and one text per
-pointer, with a copy of the pointer's fields it was encoded from. A write encodes again only
-the pointers whose fields differ (``!=``) from that copy, so persisting a long workflow after
-each step costs one comparison per unchanged pointer instead of encoding all of them. (A
+pointer, with a copy of the pointer's fields it was encoded from. A write from the executor
+names the pointers it changed (``changed_pointers``) and only those are encoded again, so
+persisting a long workflow after each step costs the same at step 1,000 as at step 1. A write
+without that list encodes again the pointers whose fields differ (``!=``) from their copy. (A
 field changed to an equal value of another type, ``1`` to ``True``, counts as unchanged.)
+
+``MemoryPersistence(verify_changes=True)`` (or ``WFE_VERIFY_POINTER_CHANGES=1``) compares
+every pointer even when the list is given and raises :class:`AssertionError` naming a pointer
+that changed without being listed: the test suites run with it, so a list the executor gets
+wrong fails a test instead of losing a change.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import itertools
 import json
 import logging
 import operator
+import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,7 +51,7 @@ from wfe_core.providers.persistence import PersistenceProvider
 from wfe_core.serialization import from_primitive, to_primitive
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Collection, Iterable, Sequence
 
 __all__ = ["MemoryPersistence"]
 
@@ -53,9 +60,14 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+#: Unicode kept as it is (the text never leaves this module); one encoder, not one per call.
+_dumps = json.JSONEncoder(ensure_ascii=False).encode
+#: The environment switch of ``verify_changes`` (see the module docstring).
+VERIFY_CHANGES_ENV = "WFE_VERIFY_POINTER_CHANGES"
+
+
 def _encode(value: Any) -> str:
-    # ensure_ascii=False keeps unicode as it is; the text never leaves this module.
-    return json.dumps(to_primitive(value), ensure_ascii=False)
+    return _dumps(to_primitive(value))
 
 
 def _decode(document: str, cls: type[T]) -> T:
@@ -117,7 +129,7 @@ def _encode_pointer(
     free-form and container fields are taken from the primitive just encoded (fresh builtins;
     a value of another type than the field's compares unequal, so it is encoded again)."""
     primitive = to_primitive(pointer)
-    text = json.dumps(primitive, ensure_ascii=False)
+    text = _dumps(primitive)
     kept = list(state)
     for index, name in _FREE_FIELDS:
         value = primitive[name]
@@ -136,6 +148,8 @@ class _InstanceRow:
     pointer_states: list[tuple[Any, ...]]
     #: Each pointer decoded from its text, once read (reads hand out copies of it).
     pointer_cache: list[ExecutionPointer | None]
+    #: The position of each pointer by id (never changed in place: rows share it).
+    positions: dict[str, int]
     status: WorkflowStatus
     definition_id: str
     reference: str | None
@@ -197,7 +211,12 @@ class MemoryPersistence(PersistenceProvider):
 
     capabilities = frozenset[str]()
 
-    def __init__(self) -> None:
+    def __init__(self, *, verify_changes: bool | None = None) -> None:
+        #: Check every ``changed_pointers`` list given to :meth:`persist_workflow` (slow; for
+        #: tests). Default: whether ``WFE_VERIFY_POINTER_CHANGES`` is set to ``1``.
+        self.verify_changes = (
+            os.environ.get(VERIFY_CHANGES_ENV) == "1" if verify_changes is None else verify_changes
+        )
         self._instances: dict[str, _InstanceRow] = {}
         self._events: dict[str, _EventRow] = {}
         self._subscriptions: dict[str, _SubscriptionRow] = {}
@@ -212,6 +231,7 @@ class MemoryPersistence(PersistenceProvider):
         revision: int,
         seq: int,
         previous: _InstanceRow | None = None,
+        changed: Collection[str] | None = None,
     ) -> _InstanceRow:
         pointers = instance.pointers
         # The instance without its pointers, without copying it: nothing awaits in between.
@@ -223,33 +243,38 @@ class MemoryPersistence(PersistenceProvider):
         del head["pointers"]
         head["revision"] = revision
         count = len(pointers)
-        if previous is None:
+        if previous is None or count < len(previous.pointer_texts):
+            # New, or pointers were removed (the engine never does that): encode them all.
             texts: list[str] = []
             kept: list[tuple[Any, ...]] = []
             cache: list[ExecutionPointer | None] = []
+            positions: dict[str, int] = {}
             stored = 0
         else:
-            # Pointers are matched by position; a state holds the id, so a pointer moved,
-            # added or removed differs from what was stored there and is encoded again.
-            texts = previous.pointer_texts[:count]
-            kept = previous.pointer_states[:count]
-            cache = previous.pointer_cache[:count]
+            texts = previous.pointer_texts[:]
+            kept = previous.pointer_states[:]
+            cache = previous.pointer_cache[:]
+            positions = previous.positions
             stored = len(kept)
-            changed = map(operator.ne, map(_pointer_state, pointers), kept)
-            for index in itertools.compress(range(stored), changed):
+            for index in self._changed_indices(pointers, previous, changed):
                 pointer = pointers[index]
                 texts[index], kept[index] = _encode_pointer(pointer, _pointer_state(pointer))
                 cache[index] = None
-        for pointer in pointers[stored:]:
-            text, state = _encode_pointer(pointer, _pointer_state(pointer))
-            texts.append(text)
-            kept.append(state)
-            cache.append(None)
+        if count > stored:
+            positions = dict(positions)
+            for index in range(stored, count):
+                pointer = pointers[index]
+                text, state = _encode_pointer(pointer, _pointer_state(pointer))
+                texts.append(text)
+                kept.append(state)
+                cache.append(None)
+                positions[pointer.id] = index
         return _InstanceRow(
-            head=json.dumps(head, ensure_ascii=False),
+            head=_dumps(head),
             pointer_texts=texts,
             pointer_states=kept,
             pointer_cache=cache,
+            positions=positions,
             status=WorkflowStatus(instance.status),
             definition_id=instance.definition_id,
             reference=instance.reference,
@@ -259,6 +284,40 @@ class MemoryPersistence(PersistenceProvider):
             revision=revision,
             seq=seq,
         )
+
+    def _changed_indices(
+        self,
+        pointers: list[ExecutionPointer],
+        previous: _InstanceRow,
+        changed: Collection[str] | None,
+    ) -> list[int]:
+        """Positions among the stored pointers of those to encode again: the ones named in
+        ``changed``, or, without it, the ones whose fields differ from the stored copy."""
+        named: list[int] | None = None
+        if changed is not None:
+            named = []
+            for pointer_id in changed:
+                index = previous.positions.get(pointer_id)
+                if index is None:
+                    continue  # new: encoded with the others after the stored ones
+                if pointers[index].id != pointer_id:
+                    named = None  # moved (the engine never does that): compare them all
+                    break
+                named.append(index)
+        if named is not None and not self.verify_changes:
+            return named
+        stored = len(previous.pointer_states)
+        differing = map(operator.ne, map(_pointer_state, pointers), previous.pointer_states)
+        found = list(itertools.compress(range(stored), differing))
+        if named is not None:
+            unnamed = [pointers[i].id for i in set(found).difference(named)]
+            if unnamed:
+                raise AssertionError(
+                    f"workflow pointers {sorted(unnamed)} changed but are not in "
+                    f"changed_pointers {sorted(changed or ())}"
+                )
+            return named
+        return found
 
     def _subscription_row(self, subscription: EventSubscription, seq: int) -> _SubscriptionRow:
         return _SubscriptionRow(
@@ -295,10 +354,12 @@ class MemoryPersistence(PersistenceProvider):
         subscriptions: Iterable[EventSubscription] = (),
         errors: Iterable[ExecutionError] = (),
         events: Iterable[Event] = (),
+        changed_pointers: Collection[str] | None = None,
     ) -> None:
         """Write ``instance`` when its revision is the stored one, with its subscriptions
         (added, or replaced by id), errors (appended) and events (added; an id already
-        stored refuses the write with ``ConcurrencyError``), all or nothing."""
+        stored refuses the write with ``ConcurrencyError``), all or nothing. Only the pointers
+        in ``changed_pointers`` (and new ones) are encoded again, when it is given."""
         await checkpoint()
         current = self._instances.get(instance.id)
         if current is None:
@@ -310,7 +371,7 @@ class MemoryPersistence(PersistenceProvider):
             )
         # Build every row before writing any, so a value that fails to serialize stores nothing.
         new_revision = current.revision + 1
-        row = self._instance_row(instance, new_revision, current.seq, current)
+        row = self._instance_row(instance, new_revision, current.seq, current, changed_pointers)
         sub_rows = []
         for subscription in subscriptions:
             existing = self._subscriptions.get(subscription.id)

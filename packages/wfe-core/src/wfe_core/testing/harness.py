@@ -20,7 +20,7 @@ from wfe_core.models import WorkflowInstance
 from wfe_core.models.instance import utcnow
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
 
     from wfe_core.models import (
         EventSubscription,
@@ -55,10 +55,14 @@ class EngineHarness:
         subscriptions: Sequence[EventSubscription],
         errors: Sequence[ExecutionError],
         closed_subscriptions: Sequence[str],
+        changed_pointers: Collection[str],
     ) -> None:
         self.subscriptions.extend(subscriptions)
         await self.persistence.persist_workflow(
-            instance, subscriptions=subscriptions, errors=errors
+            instance,
+            subscriptions=subscriptions,
+            errors=errors,
+            changed_pointers=changed_pointers,
         )
 
     async def publish(self, event: LifecycleEvent) -> None:

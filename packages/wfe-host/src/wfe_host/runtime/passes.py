@@ -16,7 +16,7 @@ from wfe_core.models import WorkflowStatus, new_id
 from wfe_core.models.instance import utcnow
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
     from datetime import datetime
 
     from wfe_core.models import (
@@ -79,6 +79,7 @@ class _PassEnvironment:
         subscriptions: Sequence[EventSubscription],
         errors: Sequence[ExecutionError],
         closed_subscriptions: Sequence[str],
+        changed_pointers: Collection[str],
     ) -> None:
         finishing = instance.status.is_finished and not self.finished
         # The write that finishes a child also stores its parent's notification (an outbox):
@@ -90,6 +91,7 @@ class _PassEnvironment:
             errors=errors,
             closed_subscriptions=closed_subscriptions,
             events=events,
+            changed_pointers=changed_pointers,
         )
         # What was last stored, so the runner can tell work that fell due meanwhile.
         self.stored = True
