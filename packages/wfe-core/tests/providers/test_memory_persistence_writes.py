@@ -95,3 +95,32 @@ async def test_reads_share_nothing_with_each_other_or_the_store() -> None:
     assert second.pointers[0].outcome is not first.pointers[0].outcome
     (listed,) = (await persistence.list_workflows()).items
     assert listed == expected
+
+
+async def test_listed_changes_are_stored_and_a_reordered_list_is_compared_whole() -> None:
+    persistence = MemoryPersistence(verify_changes=False)
+    instance = _instance(3)
+    await persistence.create_workflow(instance)
+    instance.pointers[2].status = PointerStatus.RUNNING
+    instance.pointers.append(ExecutionPointer(step_id=5))
+    await persistence.persist_workflow(
+        instance, changed_pointers={instance.pointers[2].id, instance.pointers[3].id}
+    )
+    assert await persistence.get_workflow(instance.id) == as_stored(instance)
+    # The list names a pointer that moved: the store cannot trust positions, so it compares.
+    instance.pointers.reverse()
+    instance.pointers[0].status = PointerStatus.COMPLETE
+    await persistence.persist_workflow(instance, changed_pointers={instance.pointers[0].id})
+    assert await persistence.get_workflow(instance.id) == as_stored(instance)
+
+
+async def test_verify_changes_names_a_change_missing_from_the_list() -> None:
+    persistence = MemoryPersistence(verify_changes=True)
+    instance = _instance(3)
+    await persistence.create_workflow(instance)
+    instance.pointers[0].status = PointerStatus.COMPLETE
+    instance.pointers[1].status = PointerStatus.COMPLETE
+    with pytest.raises(AssertionError, match=instance.pointers[1].id):
+        await persistence.persist_workflow(instance, changed_pointers={instance.pointers[0].id})
+    # Nothing was stored by the refused write.
+    assert (await persistence.get_workflow(instance.id)).revision == 1

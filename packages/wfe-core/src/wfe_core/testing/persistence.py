@@ -257,6 +257,36 @@ class PersistenceSuite:
         assert loaded.revision == 3
         assert await persistence.get_workflow(instance.id) == as_stored(loaded)
 
+
+    @pytest.mark.anyio
+    async def test_persist_with_changed_pointers_stores_them(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        """The executor's writes name the pointers they changed; the listed changes, new
+        pointers and the instance's own fields are all stored."""
+        first, second = ExecutionPointer(step_id=0), ExecutionPointer(step_id=1)
+        instance = make_instance(pointers=[first, second])
+        await persistence.create_workflow(instance)
+        loaded = await persistence.get_workflow(instance.id)
+        loaded.pointers[1].status = PointerStatus.RUNNING
+        loaded.pointers[1].extensions["note"] = "listed"
+        added = ExecutionPointer(step_id=2, scope=[second.id])
+        loaded.pointers[1].children.append(added.id)
+        loaded.pointers.append(added)
+        loaded.data["count"] = 3
+        await persistence.persist_workflow(loaded, changed_pointers={second.id, added.id})
+        assert await persistence.get_workflow(instance.id) == as_stored(loaded)
+        # Then a write listing nothing but the instance's fields, and one listing every pointer.
+        loaded.next_execution = now_ms()
+        await persistence.persist_workflow(loaded, changed_pointers=())
+        assert await persistence.get_workflow(instance.id) == as_stored(loaded)
+        for pointer in loaded.pointers:
+            pointer.status = PointerStatus.COMPLETE
+            pointer.active = False
+        await persistence.persist_workflow(
+            loaded, changed_pointers=[p.id for p in loaded.pointers]
+        )
+        assert await persistence.get_workflow(instance.id) == as_stored(loaded)
     @pytest.mark.anyio
     async def test_stale_write_is_refused_and_stores_nothing(
         self, persistence: PersistenceProvider
