@@ -257,7 +257,6 @@ class PersistenceSuite:
         assert loaded.revision == 3
         assert await persistence.get_workflow(instance.id) == as_stored(loaded)
 
-
     @pytest.mark.anyio
     async def test_persist_with_changed_pointers_stores_them(
         self, persistence: PersistenceProvider
@@ -283,10 +282,9 @@ class PersistenceSuite:
         for pointer in loaded.pointers:
             pointer.status = PointerStatus.COMPLETE
             pointer.active = False
-        await persistence.persist_workflow(
-            loaded, changed_pointers=[p.id for p in loaded.pointers]
-        )
+        await persistence.persist_workflow(loaded, changed_pointers=[p.id for p in loaded.pointers])
         assert await persistence.get_workflow(instance.id) == as_stored(loaded)
+
     @pytest.mark.anyio
     async def test_stale_write_is_refused_and_stores_nothing(
         self, persistence: PersistenceProvider
