@@ -163,6 +163,8 @@ class WorkflowHost:
         self._watching = False
         self._stack: contextlib.AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
+        #: Events this host is delivering itself, right after storing them (publish_event).
+        self._local_deliveries = 0
 
     @classmethod
     def from_settings(
@@ -520,8 +522,25 @@ class WorkflowHost:
         default now). Returns the event id."""
         event = Event(name=name, key=str(key), data=data, time=effective_date or utcnow())
         await self.persistence.create_event(event)
-        await self.queue.enqueue(QueueName.EVENT, event.id)
+        tg = self._task_group
+        if (
+            tg is not None
+            and self.options.run_workers
+            and self._local_deliveries < _EVENT_CONCURRENCY
+        ):
+            # Delivered by this host at once, skipping the queue's round trip; beyond a few
+            # at a time, through the queue, whose consumers pace them.
+            self._local_deliveries += 1
+            tg.start_soon(self._deliver_now, event)
+        else:
+            await self.queue.enqueue(QueueName.EVENT, event.id)
         return event.id
+
+    async def _deliver_now(self, event: Event) -> None:
+        try:
+            await self.events.deliver_now(event)
+        finally:
+            self._local_deliveries -= 1
 
     # -- control -----------------------------------------------------------------------------
     async def suspend_workflow(self, workflow_id: str) -> bool:
@@ -612,7 +631,8 @@ class WorkflowHost:
             with contextlib.suppress(SubscriptionNotFoundError):
                 await self.persistence.terminate_subscription(subscription_id)
         for subscription in subscriptions:
-            await self.events.requeue_for(subscription)
+            if not subscription.terminated:
+                await self.events.requeue_for(subscription)
         await self._enqueue_index(instance.id)
         due = instance.next_execution
         if due is not None and due > utcnow() and instance.status == WorkflowStatus.RUNNABLE:

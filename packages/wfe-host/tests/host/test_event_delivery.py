@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import attrs
 import pytest
 
@@ -62,3 +63,26 @@ async def test_a_subscription_opened_during_delivery_gets_the_event() -> None:
             await host.passes.process(workflow_id)
             assert (await host.get_workflow(workflow_id)).status == WorkflowStatus.COMPLETE
         assert (await persistence.get_event(event_id)).is_processed
+
+
+async def test_an_event_for_a_workflow_another_worker_holds_is_delivered_after_it() -> None:
+    """publish_event delivers at once in this host; when another worker holds the workflow,
+    the event goes through the queue and arrives once the other worker lets go."""
+    async with WorkflowHost() as host:
+        host.register(WorkflowBuilder(Counter).wait_for("go", key="k").then(bump).build("gated"))
+        workflow_id = await host.start_workflow("gated")
+        for _ in range(1000):  # until it waits for the event
+            if any(p.event_name for p in (await host.get_workflow(workflow_id)).pointers):
+                break
+            await anyio.sleep(0.01)
+        lease = await host.lock.acquire(workflow_id, owner="another worker", ttl=30)
+        assert lease is not None
+        event_id = await host.publish_event("go", "k")
+        await anyio.sleep(0.2)
+        instance = await host.get_workflow(workflow_id)
+        assert not instance.pointers[0].event_published
+        await host.lock.release(lease)
+        done = await host.wait_for_workflow(workflow_id, timeout=10)
+        assert done.status == WorkflowStatus.COMPLETE
+        assert done.data.count == 1
+        assert (await host.persistence.get_event(event_id)).is_processed

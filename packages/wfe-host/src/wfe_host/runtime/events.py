@@ -6,6 +6,9 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+import anyio
+import attrs
+
 from wfe_core.engine.executor import SUBSCRIPTION_ID
 from wfe_core.errors import (
     EventNotFoundError,
@@ -19,6 +22,7 @@ from wfe_core.providers import QueueName
 
 if TYPE_CHECKING:
     from wfe_core.models import Event, EventSubscription
+    from wfe_core.providers import Lease
     from wfe_host.host import WorkflowHost
 
 logger = logging.getLogger("wfe_host.events")
@@ -44,11 +48,10 @@ class EventDelivery:
             await self.host.queue.enqueue(QueueName.EVENT, event_id)
 
     async def process(self, event_id: str) -> float | None:
-        """Deliver ``event_id`` to every open matching subscription."""
+        """Queue handler of ``QueueName.EVENT``: deliver ``event_id`` to every open matching
+        subscription. ``None`` when done, else the delay before trying again."""
         host = self.host
-        lease = await host.lock.acquire(
-            f"event:{event_id}", owner=host.passes.owner(), ttl=host.options.lease_seconds
-        )
+        lease = await self._lease(event_id)
         if lease is None:
             return BUSY_RETRY
         try:
@@ -56,41 +59,68 @@ class EventDelivery:
                 event = await host.persistence.get_event(event_id)
             except EventNotFoundError:
                 return None
-            if event.is_processed:
-                return None
-            if event.name == TERMINATE_CHILD_EVENT and not await host._terminate_child(event):
-                return BUSY_RETRY
-            subscriptions = await host.persistence.get_subscriptions(
-                event.name, event.key, event.time
-            )
-            seen: set[str] = set()
-            while True:
-                busy = deferred = False
-                for subscription in subscriptions:
-                    seen.add(subscription.id)
-                    delivered = await self._deliver(subscription, event)
-                    busy = busy or delivered is False
-                    deferred = deferred or delivered is None
-                if busy:
-                    return BUSY_RETRY
-                if deferred:
-                    return None
-                await host.persistence.mark_event_processed(event_id)
-                # A subscription opened meanwhile had the event marked unprocessed and queued
-                # again (requeue_for), maybe before the mark above overwrote that: look again
-                # now the mark is stored. One opened after this look is requeued after it.
-                subscriptions = [
-                    s
-                    for s in await host.persistence.get_subscriptions(
-                        event.name, event.key, event.time
-                    )
-                    if s.id not in seen
-                ]
-                if not subscriptions:
-                    return None
-                await host.persistence.mark_event_unprocessed(event_id)
+            return await self._deliver_event(event)
         finally:
             await host.passes._release(lease)
+
+    async def deliver_now(self, event: Event) -> None:
+        """Deliver an event this host just stored, here and now instead of through the queue
+        (a crash meanwhile leaves it stored unprocessed: the recovery sweep delivers it).
+        When it cannot be done at once (another worker holds the event or a workflow), or
+        fails, the event goes to the queue, whose consumers retry with a back-off."""
+        host = self.host
+        delay: float | None = BUSY_RETRY
+        try:
+            lease = await self._lease(event.id)
+            if lease is not None:
+                try:
+                    delay = await self._deliver_event(event)
+                finally:
+                    await host.passes._release(lease)
+        except Exception:
+            logger.exception("delivering event %s failed; it will be retried", event.id)
+        if delay is not None:
+            with anyio.CancelScope(shield=True):
+                await host._enqueue_stored_event(event.id)
+
+    async def _lease(self, event_id: str) -> Lease | None:
+        host = self.host
+        return await host.lock.acquire(
+            f"event:{event_id}", owner=host.passes.owner(), ttl=host.options.lease_seconds
+        )
+
+    async def _deliver_event(self, event: Event) -> float | None:
+        """Deliver ``event`` (holding its lease) to every open matching subscription."""
+        host = self.host
+        if event.is_processed:
+            return None
+        if event.name == TERMINATE_CHILD_EVENT and not await host._terminate_child(event):
+            return BUSY_RETRY
+        subscriptions = await host.persistence.get_subscriptions(event.name, event.key, event.time)
+        seen: set[str] = set()
+        while True:
+            busy = deferred = False
+            for subscription in subscriptions:
+                seen.add(subscription.id)
+                delivered = await self._deliver(subscription, event)
+                busy = busy or delivered is False
+                deferred = deferred or delivered is None
+            if busy:
+                return BUSY_RETRY
+            if deferred:
+                return None
+            await host.persistence.mark_event_processed(event.id)
+            # A subscription opened meanwhile had the event marked unprocessed and queued
+            # again (requeue_for), maybe before the mark above overwrote that: look again
+            # now the mark is stored. One opened after this look is requeued after it.
+            subscriptions = [
+                s
+                for s in await host.persistence.get_subscriptions(event.name, event.key, event.time)
+                if s.id not in seen
+            ]
+            if not subscriptions:
+                return None
+            await host.persistence.mark_event_unprocessed(event.id)
 
     async def _deliver(self, subscription: EventSubscription, event: Event) -> bool | None:
         """True: done with this subscription; None: deferred until this host's pass over the
@@ -124,29 +154,34 @@ class EventDelivery:
                 and not pointer.event_published
                 and pointer.extensions.get(SUBSCRIPTION_ID) == subscription.id
             )
-            if waiting:
-                pointer.event_published = True
-                pointer.event_data = event.data
-                pointer.extensions["event_id"] = event.id
-                pointer.extensions.pop(SUBSCRIPTION_ID, None)
-                if instance.status == WorkflowStatus.RUNNABLE:
-                    instance.next_execution = utcnow()
-                await host._store(instance)
-                logger.info(
-                    "event %s/%s delivered",
-                    event.name,
-                    event.key,
-                    extra={"workflow_id": instance.id, "pointer_id": pointer.id},
-                )
-            await self._close(subscription.id)
-            resume = waiting and instance.status == WorkflowStatus.RUNNABLE
+            if not waiting:
+                await self._close(subscription.id)
+                return True
+            pointer.event_published = True
+            pointer.event_data = event.data
+            pointer.extensions["event_id"] = event.id
+            pointer.extensions.pop(SUBSCRIPTION_ID, None)
+            if instance.status == WorkflowStatus.RUNNABLE:
+                instance.next_execution = utcnow()
+            # The subscription is closed by the same write (stored again, terminated).
+            closed = attrs.evolve(subscription, terminated=True)
+            await host._store(instance, subscriptions=[closed], changed_pointers=[pointer.id])
+            logger.info(
+                "event %s/%s delivered",
+                event.name,
+                event.key,
+                extra={"workflow_id": instance.id, "pointer_id": pointer.id},
+            )
+            resume = instance.status == WorkflowStatus.RUNNABLE
             return True
         finally:
-            await host.passes._release(lease)
-            if resume:
-                # Queued after the release: a pass dequeued while this delivery still held
-                # the lease would find it busy and wait for its busy retry.
-                await host._enqueue_workflow(subscription.workflow_id)
+            # The resumed pass runs at once under this lease, or, when this host cannot run
+            # it, is queued after the release (a pass dequeued while the lease is still held
+            # would find the instance busy and wait for its retry).
+            if not (resume and host.passes.hand_over(instance, lease)):
+                await host.passes._release(lease)
+                if resume:
+                    await host._enqueue_workflow(subscription.workflow_id)
 
     async def _close(self, subscription_id: str) -> None:
         with contextlib.suppress(SubscriptionNotFoundError):

@@ -139,8 +139,37 @@ class PassRunner:
             return BUSY_RETRY
         handle = PassHandle(workflow_id)
         self.running[workflow_id] = handle
+        await self._own(handle, lease, None)
+        return None
+
+    def hand_over(self, instance: WorkflowInstance, lease: Lease) -> bool:
+        """Run a pass over ``instance``, just stored under ``lease``, in the background; the
+        pass takes the lease over (and releases it). Saves releasing the lease, queueing the
+        instance, taking the lease again and reading the instance again. False when this
+        host runs no workers, or already runs a pass over it: the caller keeps the lease."""
+        tg = self.host._task_group
+        if (
+            tg is None
+            or not self.host.options.run_workers
+            or instance.id in self.running
+            or instance.id in self.held
+        ):
+            return False
+        handle = PassHandle(instance.id)
+        # Registered now, so what arrives for the instance meanwhile waits for this pass.
+        self.running[instance.id] = handle
+        tg.start_soon(self._own, handle, lease, instance)
+        return True
+
+    async def _own(
+        self, handle: PassHandle, lease: Lease, instance: WorkflowInstance | None
+    ) -> None:
+        """Run a pass holding ``lease`` (registered in ``running``), then release it and do
+        what the pass left to do."""
+        host = self.host
+        workflow_id = handle.workflow_id
         try:
-            await self._leased_pass(handle, lease)
+            await self._leased_pass(handle, lease, instance)
         except BaseException as exc:
             if contains(exc, ConcurrencyError):
                 # Another writer got there first: this pass's view is stale; run it again.
@@ -162,14 +191,15 @@ class PassRunner:
             if handle.rerun:
                 with anyio.CancelScope(shield=True):
                     await host._enqueue_workflow(workflow_id)
-        return None
 
-    async def _leased_pass(self, handle: PassHandle, lease: Lease) -> None:
+    async def _leased_pass(
+        self, handle: PassHandle, lease: Lease, instance: WorkflowInstance | None
+    ) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._renew, lease, handle)
             try:
                 with handle.scope:
-                    environment = await self._run(handle.workflow_id, handle)
+                    environment = await self._run(handle.workflow_id, handle, instance)
                     if environment is not None and environment.stored:
                         handle.stored = True
                         due = environment.stored_due
@@ -180,13 +210,17 @@ class PassRunner:
             finally:
                 tg.cancel_scope.cancel()
 
-    async def _run(self, workflow_id: str, handle: PassHandle) -> _PassEnvironment | None:
-        """Run a pass; returns its environment (what it stored), ``None`` when none ran."""
+    async def _run(
+        self, workflow_id: str, handle: PassHandle, instance: WorkflowInstance | None = None
+    ) -> _PassEnvironment | None:
+        """Run a pass (over ``instance`` when the caller just loaded it under the lease);
+        returns its environment (what it stored), ``None`` when none ran."""
         host = self.host
-        try:
-            instance = await host._load(workflow_id)
-        except WorkflowNotFoundError:
-            return None
+        if instance is None:
+            try:
+                instance = await host._load(workflow_id)
+            except WorkflowNotFoundError:
+                return None
         if instance.status.is_finished:
             return None
         definition = host.definitions.find(instance.definition_id, instance.version)
