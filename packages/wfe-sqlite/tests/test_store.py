@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from wfe_core.providers import QueueName
 from wfe_sqlite import SqliteLock, SqliteOptions, SqlitePersistence, SqliteQueue
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 W = QueueName.WORKFLOW
@@ -354,3 +356,177 @@ def test_each_event_loop_has_its_own_stores() -> None:
         anyio.run(second)
     finally:
         anyio.run(leftover.close)
+
+
+@pytest.mark.anyio
+async def test_concurrent_reads_share_groups_and_fail_alone(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads pending together run as a few groups; a read that fails (not found, or a
+    database error) fails only its caller."""
+    async with SqlitePersistence(db_url) as persistence:
+        store = persistence.store
+        instances = [WorkflowInstance("flow", 1, data={"i": i}) for i in range(40)]
+        for instance in instances:
+            await persistence.create_workflow(instance)
+        groups: list[int] = []
+        run_reads = store._run_reads
+
+        def counting(batch: list[object]) -> None:
+            groups.append(len(batch))
+            run_reads(batch)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store, "_run_reads", counting)
+
+        def broken(conn: object) -> None:
+            raise sqlite3.OperationalError("disk on fire")
+
+        outcomes: dict[str, object] = {}
+
+        async def get(key: str, workflow_id: str) -> None:
+            try:
+                outcomes[key] = (await persistence.get_workflow(workflow_id)).data["i"]
+            except WorkflowNotFoundError:
+                outcomes[key] = "missing"
+
+        async def fail(key: str) -> None:
+            with pytest.raises(ProviderError, match="disk on fire"):
+                await store.read(broken, "broken read")
+            outcomes[key] = "failed"
+
+        async with anyio.create_task_group() as tg:
+            for index, instance in enumerate(instances):
+                tg.start_soon(get, f"get-{index}", instance.id)
+                if index % 10 == 5:
+                    tg.start_soon(get, f"unknown-{index}", "no-such-workflow")
+                    tg.start_soon(fail, f"broken-{index}")
+        assert outcomes == {
+            **{f"get-{i}": i for i in range(40)},
+            **{f"unknown-{i}": "missing" for i in range(5, 40, 10)},
+            **{f"broken-{i}": "failed" for i in range(5, 40, 10)},
+        }
+        assert sum(groups) == len(outcomes)
+        assert len(groups) < len(outcomes) / 2, "concurrent reads were not grouped"
+
+
+@pytest.mark.anyio
+async def test_cancelled_readers_do_not_break_the_group(db_url: str) -> None:
+    """Readers cancelled while queued or while their group runs (the one leading it too)
+    leave the others' reads intact, and the store keeps working."""
+    options = SqliteOptions(read_connections=1)
+    async with SqlitePersistence(db_url, options) as persistence:
+        instances = [WorkflowInstance("flow", 1, data={"i": i}) for i in range(30)]
+        for instance in instances:
+            await persistence.create_workflow(instance)
+        results: dict[int, int] = {}
+
+        async def get(index: int) -> None:
+            results[index] = (await persistence.get_workflow(instances[index].id)).data["i"]
+
+        async with anyio.create_task_group() as tg, anyio.create_task_group() as doomed:
+            # The first leads the first group alone; the others queue behind it.
+            for index in range(0, 30, 3):
+                doomed.start_soon(get, index)
+            for index in range(30):
+                if index % 3:
+                    tg.start_soon(get, index)
+            await anyio.lowlevel.checkpoint()
+            doomed.cancel_scope.cancel()
+        assert {i: v for i, v in results.items() if i % 3} == {i: i for i in range(30) if i % 3}
+        # Any cancelled read that still returned returned the right thing.
+        assert all(results[i] == i for i in results)
+        assert persistence.store._read_queue == []
+        assert persistence.store._read_groups == 0
+        assert (await persistence.get_workflow(instances[0].id)).data["i"] == 0
+
+
+@pytest.mark.anyio
+async def test_reads_of_a_memory_database_fail_alone() -> None:
+    async with SqlitePersistence("sqlite:///:memory:") as persistence:
+        instance = WorkflowInstance("flow", 1, data={"i": 1})
+        await persistence.create_workflow(instance)
+        outcomes: list[object] = []
+
+        async def get(workflow_id: str) -> None:
+            try:
+                outcomes.append((await persistence.get_workflow(workflow_id)).data["i"])
+            except WorkflowNotFoundError:
+                outcomes.append("missing")
+
+        async with anyio.create_task_group() as tg:
+            for workflow_id in (instance.id, "unknown", instance.id):
+                tg.start_soon(get, workflow_id)
+        assert sorted(map(str, outcomes)) == ["1", "1", "missing"]
+
+
+@pytest.mark.anyio
+async def test_a_read_cancelled_while_its_group_runs_is_abandoned(db_url: str) -> None:
+    async with SqlitePersistence(db_url, SqliteOptions(read_connections=1)) as persistence:
+        store = persistence.store
+        first_running, release_first = threading.Event(), threading.Event()
+        second_running, release_second = threading.Event(), threading.Event()
+        ran: list[str] = []
+
+        def step(
+            name: str, running: threading.Event | None, release: threading.Event | None
+        ) -> Callable[[object], str]:
+            def fn(conn: object) -> str:
+                if running is not None and release is not None:
+                    running.set()
+                    release.wait(10)
+                ran.append(name)
+                return name
+
+            return fn
+
+        results: dict[str, str] = {}
+        doomed: list[anyio.CancelScope] = []
+
+        async def read(name: str, fn: Callable[[object], str]) -> None:
+            results[name] = await store.read(fn)
+
+        async def doomed_read(name: str) -> None:
+            with anyio.CancelScope() as scope:
+                doomed.append(scope)
+                await read(name, step(name, None, None))
+
+        async with anyio.create_task_group() as tg:
+            # The first group holds the only connection while the next one lines up.
+            tg.start_soon(read, "first", step("first", first_running, release_first))
+            await anyio.to_thread.run_sync(first_running.wait, 10)
+            tg.start_soon(doomed_read, "leader")
+            tg.start_soon(doomed_read, "member")
+            tg.start_soon(read, "last", step("last", second_running, release_second))
+            await anyio.lowlevel.checkpoint()
+            release_first.set()
+            # The second group (leader, member, last) is running: cancel two of its callers.
+            await anyio.to_thread.run_sync(second_running.wait, 10)
+            for scope in doomed:
+                scope.cancel()
+            # The member's wait ends at once; the leader's does not (it leads the group).
+            await anyio.lowlevel.checkpoint()
+            release_second.set()
+        assert ran == ["first", "leader", "member", "last"]
+        # The caller leading the group waited for it; the other cancelled one left.
+        assert results == {"first": "first", "leader": "leader", "last": "last"}
+        assert (store._read_queue, store._read_groups) == ([], 0)
+
+
+@pytest.mark.anyio
+async def test_a_long_read_does_not_hold_up_the_reads_after_it(db_url: str) -> None:
+    async with SqlitePersistence(db_url) as persistence:
+        instance = WorkflowInstance("flow", 1)
+        await persistence.create_workflow(instance)
+        release = threading.Event()
+
+        def long_read(conn: object) -> None:
+            release.wait(10)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(persistence.store.read, long_read)
+            await anyio.sleep(0.05)
+            # Its group has run for a while: this read starts another group beside it.
+            with anyio.fail_after(5):
+                assert (await persistence.get_workflow(instance.id)).id == instance.id
+            assert not release.is_set()
+            release.set()

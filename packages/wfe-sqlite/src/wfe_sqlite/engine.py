@@ -15,8 +15,13 @@ memory and never waits, is the one call made there; see :meth:`Store.data_versio
   group (see :meth:`Store.write`). No caller returns before the commit that holds its write is
   done, and synced unless the write was marked as one whose loss could only cause a
   redelivery.
-* **Reads** run on a small pool of reader connections in worker threads, bounded by a
-  :class:`anyio.CapacityLimiter`; in WAL mode they do not wait for writers.
+* **Reads** run on a small pool of reader connections in worker threads; in WAL mode they do
+  not wait for writers. They are grouped like writes: the reads pending together run in one
+  worker thread call and one read transaction (one snapshot), since the hop to a thread and
+  back costs more CPU than a read by id. The reads arriving while a group runs wait to form
+  the next one, unless that group has run for a few milliseconds (a long read): then they
+  start another beside it, up to ``read_connections`` groups at once. An operation that fails
+  does not fail the others of its group (see :meth:`Store.read`).
 
 In-memory databases have a single connection (SQLite gives each connection its own in-memory
 database), so their reads go through the writer too.
@@ -58,6 +63,10 @@ T = TypeVar("T")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+#: Seconds a read group runs before reads arriving meanwhile start another group beside it
+#: instead of waiting to form the next one: larger groups cost less CPU, but a long read
+#: (a big list) should not hold up the short ones for long.
+_SLOW_READ_GROUP = 0.005
 
 
 def to_us(value: datetime) -> int:
@@ -133,6 +142,22 @@ class _Job(Generic[T]):
         self.wake = anyio.Event()
 
 
+class _Read(Generic[T]):
+    """One read operation waiting for (or done by) a group."""
+
+    __slots__ = ("done", "error", "fn", "result", "taken", "wake")
+
+    def __init__(self, fn: Callable[[Connection], T]) -> None:
+        self.fn = fn
+        self.result: T | None = None
+        self.error: BaseException | None = None
+        #: Taken into a group (which runs it even when its caller has gone).
+        self.taken = False
+        self.done = False
+        #: Set when it is done, or when it may lead a group (a fresh one for each wait).
+        self.wake: anyio.Event | None = None
+
+
 class _GroupFailure(Exception):
     """An operation of a group failed in a way that may have spoiled the whole transaction."""
 
@@ -165,6 +190,12 @@ class Store:
         # Group commit state (touched only on the event loop thread).
         self._pending: list[_Job[Any]] = []
         self._leading = False
+        # Grouped reads (also touched only on the event loop thread): the reads not taken into
+        # a group yet, and how many groups are running.
+        self._read_queue: list[_Read[Any]] = []
+        self._read_groups = 0
+        # When the last group started (time.monotonic()).
+        self._read_started = 0.0
         # Created on first use: anyio primitives need a running event loop. Own limiters, so
         # database work never waits for threads taken by other to_thread users (the default
         # limiter is shared by the whole program).
@@ -406,27 +437,120 @@ class Store:
 
     # -- reads ------------------------------------------------------------------------------
     async def read(self, fn: Callable[[Connection], T], what: str = "read") -> T:
-        """Run ``fn(connection)`` in a read transaction (one consistent snapshot) in a worker
-        thread and return its result."""
+        """Run ``fn(connection)`` in a read transaction in a worker thread and return its result.
+
+        ``fn`` may share its transaction (one consistent snapshot) and its thread with the other
+        reads pending at the same time. A WFE error it raises reaches only its caller; any other
+        exception fails it alone too, and the reads after it in the group get a fresh
+        transaction. A cancelled caller abandons its read: the group may still run it.
+        """
         if self._read_engine is None:
             # In-memory: the single connection serves reads as well.
             return await self.write(fn, what)
+        job: _Read[T] = _Read(fn)
+        self._read_queue.append(job)
+        try:
+            while not job.done:
+                if not job.taken and self._may_lead_reads():
+                    await self._lead_reads()
+                else:
+                    # Until its group is done, or a group ends and this read is first in line.
+                    job.wake = anyio.Event()
+                    await job.wake.wait()
+        except BaseException:
+            if not job.taken:
+                self._read_queue.remove(job)
+            # It may have been woken to lead: pass that on.
+            self._wake_next_reader()
+            raise
+        if job.error is not None:
+            error = wrap_error(job.error, what)
+            if error is job.error:
+                raise error
+            raise error from job.error
+        return job.result  # type: ignore[return-value]
+
+    def _may_lead_reads(self) -> bool:
+        """Whether a read in line may start a group now (see ``_SLOW_READ_GROUP``)."""
+        if self._read_groups == 0:
+            return True
+        if self._read_groups >= self.options.read_connections:
+            return False
+        return time.monotonic() - self._read_started >= _SLOW_READ_GROUP
+
+    async def _lead_reads(self) -> None:
+        """Take the reads in line (up to ``max_batch_size``) and run them as one group."""
+        batch = self._read_queue[: self.options.max_batch_size]
+        del self._read_queue[: len(batch)]
+        for job in batch:
+            job.taken = True
+        self._read_groups += 1
+        self._read_started = time.monotonic()
+        # More in line than one group takes: they may start another group beside it.
+        self._wake_next_reader()
         if self._read_limiter is None:
             self._read_limiter = anyio.CapacityLimiter(self.options.read_connections)
         try:
-            return await anyio.to_thread.run_sync(self._run_read, fn, limiter=self._read_limiter)
-        except Exception as exc:
-            error = wrap_error(exc, what)
-            if error is exc:
-                raise
-            raise error from exc
+            # Shielded: the others of the group wait for it even when this caller is cancelled.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._run_reads, batch, limiter=self._read_limiter)
+        except BaseException as exc:  # pragma: no cover - thread start failures
+            for job in batch:
+                if not job.done and job.error is None:
+                    job.error = exc
+        finally:
+            self._read_groups -= 1
+            for job in batch:
+                job.done = True
+                if job.wake is not None:
+                    job.wake.set()
+            self._wake_next_reader()
 
-    def _run_read(self, fn: Callable[[Connection], T]) -> T:
+    def _wake_next_reader(self) -> None:
+        """Wake the first read in line to see whether it may lead a group."""
+        if self._read_queue and self._read_groups < self.options.read_connections:
+            wake = self._read_queue[0].wake
+            if wake is not None:
+                wake.set()
+
+    def _run_reads(self, batch: list[_Read[Any]]) -> None:
         engine = self._read_engine
         if engine is None:
-            raise ProviderError(f"{self.where} is closed")
-        with engine.connect() as conn:
-            return fn(conn)
+            error = ProviderError(f"{self.where} is closed")
+            for job in batch:
+                job.error = error
+            return
+        start = 0
+        while start < len(batch):
+            start = self._run_read_group(engine, batch, start)
+
+    @staticmethod
+    def _run_read_group(engine: Engine, batch: list[_Read[Any]], start: int) -> int:
+        """Run ``batch[start:]`` in one read transaction, stopping after an operation that may
+        have spoiled it; returns where it stopped."""
+        ran = start
+        try:
+            with engine.connect() as conn:
+                conn.begin()
+                while ran < len(batch):
+                    job = batch[ran]
+                    ran += 1
+                    try:
+                        job.result = job.fn(conn)
+                    except WfeError as exc:
+                        job.error = exc
+                    except Exception as exc:
+                        # A database error may have ended the transaction (SQLite rolls it
+                        # back for some errors): the next reads get a fresh one.
+                        job.error = exc
+                        break
+        except Exception as exc:
+            # Connecting or BEGIN failed: the reads not run yet fail with it. (The ones that
+            # ran keep their results, even when ending the transaction failed.)
+            for job in batch[ran:]:
+                job.error = exc
+            return len(batch)
+        return ran
 
     # -- noticing other processes' changes ----------------------------------------------------
     def data_version(self) -> int | None:
