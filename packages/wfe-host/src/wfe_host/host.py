@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -32,6 +33,7 @@ from wfe_core.models import (
 from wfe_core.models.instance import utcnow
 from wfe_core.primitives import CHILD_FINISHED_EVENT
 from wfe_core.providers import QueueName, capabilities
+from wfe_core.serialization import from_primitive, to_primitive
 from wfe_host.options import HostOptions
 from wfe_host.runtime import control, queries
 from wfe_host.runtime.consumer import consume
@@ -86,12 +88,28 @@ _EVENT_CONCURRENCY = 8
 _INDEX_CONCURRENCY = 4
 #: Pause before a host's finish watcher subscribes again after its subscription failed.
 _WATCH_RETRY = 1.0
-#: Seconds before a waiter on a shared store reads the workflow again, first and at most.
-_FIRST_RECHECK = 0.2
-_LAST_RECHECK = 1.0
+#: Seconds between a waiter's reads of its workflow on a store other processes share.
+_RECHECK = 1.0
+
+
+class _Waiter:
+    """One ``wait_for_workflow`` call: woken when its workflow finishes."""
+
+    __slots__ = ("event", "stored")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        #: The finished instance as stored (JSON text), when the host of this process that
+        #: finished it woke the waiter: it need not read it back.
+        self.stored: str | None = None
+
+    def wake(self, stored: str | None = None) -> None:
+        self.stored = stored
+        self.event.set()
+
 
 #: Waiters of ``wait_for_workflow`` by workflow id: what to wake when it finishes.
-_Waiters = dict[str, set[anyio.Event]]
+_Waiters = dict[str, set[_Waiter]]
 #: The waiter table of the hosts sharing an in-process lifecycle publisher (see _waiter_table).
 _LOCAL_WAITERS: weakref.WeakKeyDictionary[Any, _Waiters] = weakref.WeakKeyDictionary()
 
@@ -373,7 +391,8 @@ class WorkflowHost:
         await self._publish_lifecycle(
             control.lifecycle_event(instance, LifecycleEventType.WORKFLOW_STARTED)
         )
-        await self._enqueue_workflow(instance.id)
+        if not self.passes.start(instance):
+            await self._enqueue_workflow(instance.id)
         await self._enqueue_index(instance.id)
         return instance.id
 
@@ -427,49 +446,50 @@ class WorkflowHost:
 
         Woken by this host (or one of this process sharing its lifecycle publisher) finishing
         it, or by the host's watcher of a distributed lifecycle publisher. On a store shared
-        with other processes without such a publisher, it also reads the workflow again after
-        0.2 s, then at doubling intervals up to every second (not while this host is running
-        it), in case another process finishes it. Raises
+        with other processes without such a publisher, it also reads the workflow again every
+        second (not while this host is running it), in case another process finishes it. Raises
         :class:`~wfe_core.errors.WorkflowTimeoutError` after ``timeout`` seconds.
         """
         waiters = self._waiters.setdefault(workflow_id, set())
         # Registered before the first read: a finish after that read wakes it.
-        finished = anyio.Event()
-        waiters.add(finished)
+        waiter = _Waiter()
+        waiters.add(waiter)
         try:
             with anyio.fail_after(timeout):
-                recheck = _FIRST_RECHECK
                 while True:
                     instance = await self._load(workflow_id)
                     if instance.status.is_finished:
                         return instance
                     while True:
-                        with anyio.move_on_after(self._recheck_after(recheck)):
-                            await finished.wait()
-                        recheck = min(recheck * 2, _LAST_RECHECK)
+                        with anyio.move_on_after(self._recheck_after()):
+                            await waiter.event.wait()
                         # A pass of this host wakes the waiters when it finishes the workflow.
-                        if finished.is_set() or workflow_id not in self.passes.running:
+                        if waiter.event.is_set() or workflow_id not in self.passes.running:
                             break
-                    if finished.is_set():
-                        waiters.discard(finished)
-                        finished = anyio.Event()
-                        waiters.add(finished)
+                    if waiter.stored is not None:
+                        return self._restore(
+                            from_primitive(json.loads(waiter.stored), WorkflowInstance)
+                        )
+                    if waiter.event.is_set():
+                        waiters.discard(waiter)
+                        waiter = _Waiter()
+                        waiters.add(waiter)
         except TimeoutError:
             raise WorkflowTimeoutError(
                 f"workflow {workflow_id} did not finish within {timeout} s"
             ) from None
         finally:
-            waiters.discard(finished)
+            waiters.discard(waiter)
             if not waiters and self._waiters.get(workflow_id) is waiters:
                 del self._waiters[workflow_id]
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _recheck_after(self, seconds: float) -> float:
+    def _recheck_after(self) -> float:
         """How long a waiter trusts notifications alone: for ever, unless the store is shared
         with other processes (durable) while lifecycle events stay in this one; then another
         process may finish the workflow without telling us, so look again now and then."""
         shared_store = capabilities.DURABLE in type(self.persistence).capabilities
-        return seconds if shared_store and not self._watching else math.inf
+        return _RECHECK if shared_store and not self._watching else math.inf
 
     async def _watch_finished(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -489,7 +509,7 @@ class WorkflowHost:
                 async for event in subscription:
                     if event.type in _FINISHED_EVENTS:
                         for waiter in self._waiters.get(event.workflow_id, ()):
-                            waiter.set()
+                            waiter.wake()
                 return  # the publisher closed: the host is stopping
             except Exception:
                 logger.exception("watching lifecycle events failed; subscribing again")
@@ -502,7 +522,7 @@ class WorkflowHost:
             # Waiters read again while it is down; wake them so they notice the change.
             for waiters in list(self._waiters.values()):
                 for waiter in waiters:
-                    waiter.set()
+                    waiter.wake()
             await anyio.sleep(_WATCH_RETRY)
 
     def lifecycle_events(self) -> AsyncIterator[LifecycleEvent]:
@@ -700,8 +720,15 @@ class WorkflowHost:
     async def _on_finished(self, instance: WorkflowInstance) -> None:
         """After ``instance`` was stored finished (a parent was told in that same write):
         wake waiters and run the workflow middleware."""
-        for waiter in self._waiters.get(instance.id, ()):
-            waiter.set()
+        waiters = self._waiters.get(instance.id)
+        if waiters:
+            # What was just stored, so the waiters need not read it back.
+            try:
+                stored: str | None = json.dumps(to_primitive(instance))
+            except (TypeError, ValueError):  # not JSON (a provider storing more): read it
+                stored = None
+            for waiter in waiters:
+                waiter.wake(stored)
         for middleware in self.workflow_middleware:
             try:
                 await middleware.after_workflow(instance)

@@ -13,8 +13,9 @@ class HostOptions:
     ``WFE_HOST_<FIELD>`` in the environment.
     """
 
-    #: Workflow passes (one instance each) run at the same time by this host.
-    concurrency: int = attrs.field(default=32, validator=attrs.validators.ge(1))
+    #: Workflow passes (one instance each) run at the same time by this host. A pass waiting
+    #: for its steps costs a coroutine, not a thread; more at once also share database commits.
+    concurrency: int = attrs.field(default=100, validator=attrs.validators.ge(1))
     #: Steps run at the same time within one pass (parallel branches, parallel for_each).
     max_parallel_steps: int = attrs.field(default=64, validator=attrs.validators.ge(1))
     #: Seconds a worker's lease on an instance lasts before another worker may take it over;

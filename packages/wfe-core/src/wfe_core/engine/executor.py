@@ -198,7 +198,9 @@ class _Pass:
                 # scheduler picks it up again (and the stored attempt counts this run).
                 self.instance.next_execution = now
                 self.dirty = True
-        await self._flush()
+        if started or self.running:
+            await self._flush()
+        # Else the pass is ending: its last write (with the next due time) stores the rest.
         for pointer, scope in started:
             tg.start_soon(self._run_pointer, tg, pointer, scope)
         if self.running and not self.flusher_alive:

@@ -12,8 +12,9 @@ import attrs
 
 from wfe_core.engine import WorkflowExecutor
 from wfe_core.errors import ConcurrencyError, LockNotHeldError, WfeError, WorkflowNotFoundError
-from wfe_core.models import WorkflowStatus, new_id
+from wfe_core.models import WorkflowInstance, WorkflowStatus, new_id
 from wfe_core.models.instance import utcnow
+from wfe_core.serialization import from_primitive, to_primitive
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
         ExecutionError,
         LifecycleEvent,
         StepDefinition,
-        WorkflowInstance,
     )
     from wfe_core.providers import Lease
     from wfe_core.step import StepBody
@@ -141,6 +141,46 @@ class PassRunner:
         self.running[workflow_id] = handle
         await self._own(handle, lease, None)
         return None
+
+    def start(self, instance: WorkflowInstance) -> bool:
+        """Run the first pass over ``instance``, just created by this host, here (in the
+        background) instead of through the queue, when this host runs workers and has a free
+        slot. False when it does not: queue it. (Should the process die first, the instance
+        is stored due now, and the scheduler's recovery sweep runs it.)"""
+        host = self.host
+        tg = host._task_group
+        if (
+            tg is None
+            or not host.options.run_workers
+            or len(self.running) >= host.options.concurrency
+            or instance.id in self.running
+        ):
+            return False
+        # A copy, as a read would give it: the pass changes it, and the caller's data is the
+        # caller's.
+        working = host._restore(from_primitive(to_primitive(instance), WorkflowInstance))
+        handle = PassHandle(instance.id)
+        self.running[instance.id] = handle
+        tg.start_soon(self._start, handle, working)
+        return True
+
+    async def _start(self, handle: PassHandle, instance: WorkflowInstance) -> None:
+        host = self.host
+        try:
+            lease = await host.lock.acquire(
+                instance.id, owner=self.owner(), ttl=host.options.lease_seconds
+            )
+        except Exception:
+            logger.exception("could not lease new workflow %s; queueing it", instance.id)
+            lease = None
+        except BaseException:
+            del self.running[instance.id]  # stopping: it is stored due, the next start runs it
+            raise
+        if lease is None:  # another worker got to it first, or the lock failed: queue it
+            del self.running[instance.id]
+            await host._enqueue_workflow(instance.id)
+            return
+        await self._own(handle, lease, instance)
 
     def hand_over(self, instance: WorkflowInstance, lease: Lease) -> bool:
         """Run a pass over ``instance``, just stored under ``lease``, in the background; the
