@@ -36,7 +36,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
     from wfe_sqlite.options import DatabaseTarget, SqliteOptions
 
-__all__ = ["Store", "acquire_store", "from_us", "now_us", "release_store", "to_us"]
+__all__ = ["Store", "acquire_store", "driver", "from_us", "now_us", "release_store", "to_us"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,17 @@ def now_us() -> int:
     with other processes through the file; processes on one machine share the clock.
     """
     return time.time_ns() // 1000
+
+
+def driver(conn: Connection) -> sqlite3.Connection:
+    """The ``sqlite3`` connection under ``conn``, for the statements run on every step.
+
+    Run on it, a statement skips SQLAlchemy's compile-cache lookup, parameter processing and
+    result wrapping, which cost several times what SQLite spends on a lookup by key. Only
+    inside a transaction the store began (every ``fn`` of :meth:`Store.write` and
+    :meth:`Store.read` runs in one): the driver's connection does not begin one by itself.
+    """
+    return cast("sqlite3.Connection", conn.connection.driver_connection)
 
 
 def wrap_error(exc: BaseException, what: str) -> BaseException:
