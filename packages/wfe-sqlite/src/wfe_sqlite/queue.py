@@ -11,15 +11,14 @@ from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import text
 
 from wfe_core.errors import WfeError
 from wfe_core.providers import capabilities as cap
 from wfe_core.providers.queue import QueueMessage, QueueName, QueueProvider
 from wfe_sqlite.base import SqliteProviderMixin
-from wfe_sqlite.engine import from_us, now_us
+from wfe_sqlite.engine import driver, from_us, now_us
 from wfe_sqlite.options import DEFAULT_URL
-from wfe_sqlite.schema import queue_items
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -35,30 +34,39 @@ _SECOND = 1_000_000
 #: timeout runs from its claim, so it must be long next to the time it may wait here.
 _PREFETCH_MIN_VISIBILITY = 10.0
 
+# The statements run for every item (enqueue, claim, ack) are plain SQL run on the driver's
+# connection (see wfe_sqlite.engine.driver), with named parameters as sqlite3 takes them.
+
 # Enqueue: the partial unique index on waiting items allows one waiting copy per id; when
 # there is one, it keeps its place and, if it was delayed (a busy retry), becomes visible now.
-_ENQUEUE = text(
+_ENQUEUE = (
     "INSERT INTO wfe_queue (queue, item_id, receipt, visible_at, attempt, enqueued_at)"
     " VALUES (:queue, :item_id, NULL, :now, 0, :now)"
     " ON CONFLICT (queue, item_id) WHERE receipt IS NULL"
     " DO UPDATE SET visible_at = excluded.visible_at"
     " WHERE wfe_queue.visible_at > excluded.visible_at"
 )
+# Whether any delivery has lapsed: almost never, so one cheap look (on the partial index of
+# deliveries) spares the claim the two statements that take lapsed deliveries back.
+_ANY_LAPSED = (
+    "SELECT 1 FROM wfe_queue WHERE queue = :queue AND receipt IS NOT NULL AND visible_at <= :now"
+    " LIMIT 1"
+)
 # Lapsed deliveries whose id is already waiting again: that waiting copy stands for both.
-_DROP_LAPSED_DUPLICATES = text(
+_DROP_LAPSED_DUPLICATES = (
     "DELETE FROM wfe_queue WHERE queue = :queue AND receipt IS NOT NULL AND visible_at <= :now"
     " AND EXISTS (SELECT 1 FROM wfe_queue AS w"
     "  WHERE w.queue = wfe_queue.queue AND w.item_id = wfe_queue.item_id AND w.receipt IS NULL)"
 )
 # Other lapsed deliveries go back to the tail (in the order they lapsed), keeping their attempt
 # count; INSERT OR IGNORE keeps one waiting copy when two lapsed deliveries share an id.
-_REQUEUE_LAPSED = text(
+_REQUEUE_LAPSED = (
     "INSERT OR IGNORE INTO wfe_queue (queue, item_id, receipt, visible_at, attempt, enqueued_at)"
     " SELECT queue, item_id, NULL, visible_at, attempt, enqueued_at FROM wfe_queue"
     " WHERE queue = :queue AND receipt IS NOT NULL AND visible_at <= :now"
     " ORDER BY visible_at, seq"
 )
-_DELETE_LAPSED = text(
+_DELETE_LAPSED = (
     "DELETE FROM wfe_queue WHERE queue = :queue AND receipt IS NOT NULL AND visible_at <= :now"
 )
 # The claim: one UPDATE inside the write transaction (BEGIN IMMEDIATE), so no two consumers,
@@ -66,7 +74,7 @@ _DELETE_LAPSED = text(
 # (see SqliteOptions.prefetch), each with its own receipt. INDEXED BY: walking the waiting
 # items in FIFO order stops at the first visible ones; left to itself the planner may instead
 # collect and sort every visible item, which costs a long backlog dearly on every dequeue.
-_CLAIM = text(
+_CLAIM = (
     "UPDATE wfe_queue SET receipt = :receipt || '-' || seq, attempt = attempt + 1,"
     " delivered_at = :now, visible_at = :deadline"
     " WHERE seq IN (SELECT seq FROM wfe_queue INDEXED BY ix_wfe_queue_fifo"
@@ -85,11 +93,9 @@ _UNCLAIM = text(
     " delivered_at = NULL WHERE receipt = :receipt"
 )
 # When something next becomes due: a delayed item, or a delivery that lapses.
-_NEXT_DUE = select(func.min(queue_items.c.visible_at)).where(
-    queue_items.c.queue == bindparam("queue")
-)
+_NEXT_DUE = "SELECT min(visible_at) FROM wfe_queue WHERE queue = ?"
 # A delivery counts only while it has not lapsed: a lapsed receipt can no longer be used.
-_ACK = text("DELETE FROM wfe_queue WHERE receipt = :receipt AND visible_at > :now")
+_ACK = "DELETE FROM wfe_queue WHERE receipt = :receipt AND visible_at > :now"
 _TAKE_BACK = text(
     "DELETE FROM wfe_queue WHERE receipt = :receipt AND visible_at > :now"
     " RETURNING queue, item_id, attempt, enqueued_at"
@@ -125,22 +131,28 @@ class _Claim(NamedTuple):
 
 def _claim(conn: Connection, *, queue: str, receipt: str, visibility_us: int, limit: int) -> _Claim:
     """Reclaim lapsed deliveries, then claim up to ``limit`` items at the head of ``queue``."""
+    raw = driver(conn)
     now = now_us()
     params = {"queue": queue, "now": now}
-    conn.execute(_DROP_LAPSED_DUPLICATES, params)
-    if conn.execute(_REQUEUE_LAPSED, params).rowcount:
-        conn.execute(_DELETE_LAPSED, params)
+    if raw.execute(_ANY_LAPSED, params).fetchone() is not None:
+        raw.execute(_DROP_LAPSED_DUPLICATES, params)
+        if raw.execute(_REQUEUE_LAPSED, params).rowcount:
+            raw.execute(_DELETE_LAPSED, params)
     deadline = now + visibility_us
-    result = conn.execute(
+    rows = raw.execute(
         _CLAIM,
         {"queue": queue, "now": now, "receipt": receipt, "deadline": deadline, "limit": limit},
-    )
-    # RETURNING does not promise an order: FIFO is the order of seq.
-    rows = sorted(result, key=lambda row: int(row.seq))
+    ).fetchall()
     if not rows:
         return _Claim([], _next_due(conn, queue))
+    # RETURNING does not promise an order: FIFO is the order of seq.
+    rows.sort()
     return _Claim(
-        [_Claimed(r.item_id, r.receipt, int(r.attempt), now, deadline) for r in rows], None
+        [
+            _Claimed(item_id, item_receipt, int(attempt), now, deadline)
+            for _, item_id, attempt, item_receipt in rows
+        ],
+        None,
     )
 
 
@@ -152,7 +164,7 @@ def _unclaim(conn: Connection, *, receipts: list[str]) -> None:
 
 
 def _next_due(conn: Connection, queue: str) -> int | None:
-    value = conn.execute(_NEXT_DUE, {"queue": queue}).scalar()
+    value = driver(conn).execute(_NEXT_DUE, (queue,)).fetchone()[0]
     return None if value is None else int(value)
 
 
@@ -259,7 +271,7 @@ class SqliteQueue(SqliteProviderMixin, QueueProvider):
             return  # claimed ahead by this provider but not handed out: it is still waiting
 
         def run(conn: Connection) -> None:
-            conn.execute(_ENQUEUE, {"queue": name, "item_id": item_id, "now": now_us()})
+            driver(conn).execute(_ENQUEUE, {"queue": name, "item_id": item_id, "now": now_us()})
 
         store = self.store
         await store.write(run, "enqueue")
@@ -347,7 +359,7 @@ class SqliteQueue(SqliteProviderMixin, QueueProvider):
         receipt = message.receipt
 
         def run(conn: Connection) -> None:
-            conn.execute(_ACK, {"receipt": receipt, "now": now_us()})
+            driver(conn).execute(_ACK, {"receipt": receipt, "now": now_us()})
 
         # Not synced: an ack lost in a power failure only means a redelivery.
         await self.store.write(run, "ack", durable=False)
