@@ -301,7 +301,7 @@ def test_the_claim_walks_the_fifo_index(tmp_path: Path) -> None:
         plan = " | ".join(
             row[3]
             for row in conn.execute(
-                f"EXPLAIN QUERY PLAN {_CLAIM.text}",
+                f"EXPLAIN QUERY PLAN {_CLAIM}",
                 {"queue": "workflow", "now": 1, "receipt": "r", "deadline": 2, "limit": 8},
             )
         )
@@ -530,3 +530,20 @@ async def test_a_long_read_does_not_hold_up_the_reads_after_it(db_url: str) -> N
                 assert (await persistence.get_workflow(instance.id)).id == instance.id
             assert not release.is_set()
             release.set()
+
+
+@pytest.mark.anyio
+async def test_only_acquisitions_move_the_token_counter(db_url: str) -> None:
+    async with SqliteLock(db_url) as lock:
+        first = await lock.acquire("a", owner="me", ttl=0.2)
+        assert first is not None
+        # Refused attempts (held by another, or by the same owner) take no token.
+        assert await lock.acquire("a", owner="other", ttl=60) is None
+        assert await lock.acquire("a", owner="me", ttl=60) is None
+        second = await lock.acquire("b", owner="other", ttl=60)
+        assert second is not None
+        assert second.token == first.token + 1
+        # The expired lease's key is taken again, with the next token.
+        third = await lock.acquire("a", owner="other", ttl=60, wait=2)
+        assert third is not None
+        assert third.token == second.token + 1

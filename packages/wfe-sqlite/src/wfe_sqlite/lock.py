@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 import attrs
-from sqlalchemy import text
 
 from wfe_core.errors import LockNotHeldError
 from wfe_core.providers import capabilities as cap
 from wfe_core.providers.lock import Lease, LockProvider
 from wfe_sqlite.base import SqliteProviderMixin
-from wfe_sqlite.engine import from_us, now_us
+from wfe_sqlite.engine import driver, from_us, now_us
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -25,20 +24,26 @@ logger = logging.getLogger(__name__)
 
 _SECOND = 1_000_000
 
-_HELD = text("SELECT owner, expires_at FROM wfe_locks WHERE key = :key")
-_NEXT_TOKEN = text("UPDATE wfe_lock_tokens SET value = value + 1 WHERE id = 1 RETURNING value")
+# The statements are plain SQL run on the driver's connection (see wfe_sqlite.engine.driver):
+# every workflow pass takes and frees a lease.
+_HELD = "SELECT owner, expires_at FROM wfe_locks WHERE key = ?"
 # Take the key when it is free or its lease has expired (the row of an expired lease stays
-# until the key is taken again).
-_TAKE = text(
-    "INSERT INTO wfe_locks (key, owner, token, expires_at) VALUES (:key, :owner, :token, :exp)"
+# until the key is taken again), with the token after the counter's value; the counter is
+# moved on only when the key was taken, so tokens stay consecutive. One counter for all keys
+# in one write transaction: tokens grow with every acquisition.
+_TAKE = (
+    "INSERT INTO wfe_locks (key, owner, token, expires_at)"
+    " VALUES (?, ?, (SELECT value + 1 FROM wfe_lock_tokens WHERE id = 1), ?)"
     " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, token = excluded.token,"
-    " expires_at = excluded.expires_at WHERE wfe_locks.expires_at <= :now"
+    " expires_at = excluded.expires_at WHERE wfe_locks.expires_at <= ?"
+    " RETURNING token"
 )
-_RENEW = text(
+_COUNT_TOKEN = "UPDATE wfe_lock_tokens SET value = ? WHERE id = 1"
+_RENEW = (
     "UPDATE wfe_locks SET expires_at = :exp"
     " WHERE key = :key AND token = :token AND owner = :owner AND expires_at > :now"
 )
-_RELEASE = text(
+_RELEASE = (
     "DELETE FROM wfe_locks"
     " WHERE key = :key AND token = :token AND owner = :owner AND expires_at > :now"
 )
@@ -54,20 +59,23 @@ class _Attempt(NamedTuple):
 
 
 def _acquire(conn: Connection, *, key: str, owner: str, ttl_us: int) -> _Attempt:
+    raw = driver(conn)
     now = now_us()
-    held = conn.execute(_HELD, {"key": key}).first()
-    if held is not None and held.expires_at > now:
-        return _Attempt(None, int(held.expires_at), str(held.owner))
-    token = int(conn.execute(_NEXT_TOKEN).scalar_one())
     expires = now + ttl_us
-    conn.execute(_TAKE, {"key": key, "owner": owner, "token": token, "exp": expires, "now": now})
-    return _Attempt(token, expires, owner)
+    taken = raw.execute(_TAKE, (key, owner, expires, now)).fetchone()
+    if taken is not None:
+        token = int(taken[0])
+        raw.execute(_COUNT_TOKEN, (token,))
+        return _Attempt(token, expires, owner)
+    # Held (by someone else, or by this owner) until a moment after now.
+    held = raw.execute(_HELD, (key,)).fetchone()
+    return _Attempt(None, int(held[1]), str(held[0]))
 
 
 def _holder(conn: Connection, *, key: str) -> int | None:
     """When the current lease of ``key`` expires (µs), None when there is none."""
-    row = conn.execute(_HELD, {"key": key}).first()
-    return None if row is None else int(row.expires_at)
+    row = driver(conn).execute(_HELD, (key,)).fetchone()
+    return None if row is None else int(row[1])
 
 
 def _channel(key: str) -> str:
@@ -163,7 +171,7 @@ class SqliteLock(SqliteProviderMixin, LockProvider):
                 "now": now,
                 "exp": expires,
             }
-            if conn.execute(_RENEW, params).rowcount == 0:
+            if driver(conn).execute(_RENEW, params).rowcount == 0:
                 raise _not_current(lease)
             return expires
 
@@ -175,7 +183,7 @@ class SqliteLock(SqliteProviderMixin, LockProvider):
 
         def run(conn: Connection) -> None:
             params = {"key": lease.key, "token": lease.token, "owner": lease.owner, "now": now_us()}
-            if conn.execute(_RELEASE, params).rowcount == 0:
+            if driver(conn).execute(_RELEASE, params).rowcount == 0:
                 raise _not_current(lease)
 
         store = self.store
