@@ -612,14 +612,16 @@ class Store:
         return waiter.is_set()
 
 
+# The transactions begin on the driver's connection: through SQLAlchemy the BEGIN cost more
+# than a lookup by key (every group, read or write, runs one).
 def _begin_immediate(conn: Connection) -> None:
     # Take the write lock when the transaction starts, not at its first write: a deferred
     # transaction that read first could not upgrade without a SQLITE_BUSY_SNAPSHOT error.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    driver(conn).execute("BEGIN IMMEDIATE")
 
 
 def _begin_deferred(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN")
+    driver(conn).execute("BEGIN")
 
 
 # -- the registry of open stores ---------------------------------------------------------------
