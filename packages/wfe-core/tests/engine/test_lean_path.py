@@ -3,9 +3,11 @@ successor's start stored before the successor runs."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from wfe_core import ExecutionResult, StepContext, WorkflowBuilder
@@ -102,3 +104,37 @@ async def test_parallel_branches_leave_the_lean_path(engine: EngineHarness) -> N
     assert sorted(order[:3]) == ["a0", "a1", "a2"]
     assert sorted(order[3:6]) == ["b0", "b1", "b2"]
     assert order[6] == "cNone"
+
+
+async def test_a_long_run_of_steps_that_never_wait_lets_other_tasks_run(
+    engine: EngineHarness,
+) -> None:
+    """Neither these steps nor the in-memory store yield; the pass still lets the host's other
+    tasks run every few milliseconds, not only when it ends."""
+
+    def busy(ctx: StepContext) -> ExecutionResult:
+        time.sleep(0.0005)  # blocks the event loop, as CPU-bound work would
+        return ExecutionResult.next()
+
+    builder = WorkflowBuilder().start_with(busy)
+    for _ in range(599):
+        builder = builder.then(busy)
+    definition = builder.build("long")
+    gaps: list[float] = []
+    done = False
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while not done:
+            await anyio.lowlevel.checkpoint()
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        instance = await engine.run(definition)
+        done = True
+    assert instance.status == WorkflowStatus.COMPLETE
+    # The pass blocks for 0.3 s or more in all; the other task waits a few ms at a time.
+    assert max(gaps) < 0.1

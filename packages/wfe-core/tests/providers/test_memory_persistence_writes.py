@@ -124,3 +124,32 @@ async def test_verify_changes_names_a_change_missing_from_the_list() -> None:
         await persistence.persist_workflow(instance, changed_pointers={instance.pointers[0].id})
     # Nothing was stored by the refused write.
     assert (await persistence.get_workflow(instance.id)).revision == 1
+
+
+async def test_values_json_would_change_come_back_as_json_gives_them() -> None:
+    """Kept without text, values still read back as a database's JSON gives them."""
+    persistence = MemoryPersistence()
+    plus_two = timezone(timedelta(hours=2))
+    instance = _instance(1)
+    instance.data = {"pair": (1, 2), "by_number": {1: "one"}, "nested": [{"t": (3,)}]}
+    instance.pointers[0].persistence_data = {"pair": (4, 5)}
+    instance.pointers[0].outcome = {2: "two"}
+    instance.pointers[0].start_time = datetime(2030, 1, 1, 12, tzinfo=plus_two)
+    await persistence.create_workflow(instance)
+    stored = await persistence.get_workflow(instance.id)
+    assert stored == as_stored(instance)
+    assert stored.data == {"pair": [1, 2], "by_number": {"1": "one"}, "nested": [{"t": [3]}]}
+    assert stored.pointers[0].outcome == {"2": "two"}
+    assert stored.pointers[0].start_time.tzinfo is UTC
+
+
+async def test_a_value_json_cannot_hold_refuses_the_write() -> None:
+    persistence = MemoryPersistence()
+    instance = _instance(2)
+    await persistence.create_workflow(instance)
+    instance.pointers[1].persistence_data = {"handle": object()}
+    with pytest.raises(TypeError):
+        await persistence.persist_workflow(instance, changed_pointers={instance.pointers[1].id})
+    stored = await persistence.get_workflow(instance.id)
+    assert stored.revision == 1
+    assert stored.pointers[1].persistence_data == {"deep": [1]}

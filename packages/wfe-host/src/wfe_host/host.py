@@ -722,11 +722,12 @@ class WorkflowHost:
         wake waiters and run the workflow middleware."""
         waiters = self._waiters.get(instance.id)
         if waiters:
-            # What was just stored, so the waiters need not read it back.
-            try:
-                stored: str | None = json.dumps(to_primitive(instance))
-            except (TypeError, ValueError):  # not JSON (a provider storing more): read it
-                stored = None
+            stored: str | None = None
+            if capabilities.DURABLE in type(self.persistence).capabilities:
+                # What was just stored, so the waiters need not read it back from a database
+                # (an in-process store reads faster than this copy is made).
+                with contextlib.suppress(TypeError, ValueError):  # not JSON: they read it
+                    stored = json.dumps(to_primitive(instance))
             for waiter in waiters:
                 waiter.wake(stored)
         for middleware in self.workflow_middleware:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from wfe_core.engine import failures as fx
@@ -48,6 +50,8 @@ logger = logging.getLogger("wfe_core.engine")
 
 #: ``pointer.extensions`` key: the id of the pointer's open event subscription.
 SUBSCRIPTION_ID = "subscription_id"
+#: Seconds a sequence of steps runs on the lean path before it lets other tasks run.
+_FAIR_SLICE = 0.005
 #: Subscriptions with no effective date see every stored event of their name and key.
 _BEGINNING = datetime.min.replace(tzinfo=UTC)
 
@@ -154,6 +158,8 @@ class _Pass:
         #: Pointers created by the result being applied (the lean path looks at them).
         self.created: list[ExecutionPointer] = []
         self.log_extra = {"workflow_id": instance.id, "definition_id": definition.id}
+        #: When the lean path last let other tasks run (see _FAIR_SLICE).
+        self.yielded = time.monotonic()
 
     # -- the pass ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -311,6 +317,11 @@ class _Pass:
                     self.instance.next_execution = now
                     await self._flush()
                     pointer = successor
+                    if time.monotonic() - self.yielded > _FAIR_SLICE:
+                        # Steps that never wait (and a store that never does either) would
+                        # keep every other task of the host waiting until the pass ends.
+                        await anyio.lowlevel.checkpoint()
+                        self.yielded = time.monotonic()
         self.kick.set()
 
     def _sole_successor(self, pointer: ExecutionPointer) -> ExecutionPointer | None:

@@ -1,16 +1,16 @@
 """In-memory persistence: the reference implementation of :class:`PersistenceProvider`.
 
-Everything is kept as JSON text (what :func:`~wfe_core.serialization.to_primitive` gives,
-serialized), next to the few columns the queries need, much as a database table keeps them.
-Reads decode the text again, so callers always get fresh objects that share nothing with the
-store, and ``data`` comes back unstructured exactly as a database provider returns it.
+Everything is kept as a database would read it back (:mod:`wfe_core.memory.values`): events,
+subscriptions and errors as JSON text, an instance as plain JSON data without its pointers
+plus one snapshot per pointer, next to the few columns the queries need. Reads build fresh
+objects, so callers never share anything with the store, and ``data`` comes back unstructured
+exactly as a database provider returns it.
 
-An instance's text is kept in parts: the instance without its pointers, and one text per
-pointer, with a copy of the pointer's fields it was encoded from. A write from the executor
-names the pointers it changed (``changed_pointers``) and only those are encoded again, so
-persisting a long workflow after each step costs the same at step 1,000 as at step 1. A write
-without that list encodes again the pointers whose fields differ (``!=``) from their copy. (A
-field changed to an equal value of another type, ``1`` to ``True``, counts as unchanged.)
+A write from the executor names the pointers it changed (``changed_pointers``) and only those
+are kept again, so persisting a long workflow after each step costs the same at step 1,000 as
+at step 1. A write without that list keeps again the pointers whose fields differ (``!=``) from
+their snapshot. (A field changed to an equal value of another type, ``1`` to ``True``, counts
+as unchanged.)
 
 ``MemoryPersistence(verify_changes=True)`` (or ``WFE_VERIFY_POINTER_CHANGES=1``) compares
 every pointer even when the list is given and raises :class:`AssertionError` naming a pointer
@@ -20,23 +20,32 @@ wrong fails a test instead of losing a change.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import logging
 import operator
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-from anyio.lowlevel import checkpoint
+from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
 
 from wfe_core.errors import (
     ConcurrencyError,
     EventNotFoundError,
     SubscriptionNotFoundError,
     WorkflowNotFoundError,
+)
+from wfe_core.memory.values import (
+    NOT_PLAIN,
+    copy_pointer,
+    dumps,
+    fresh,
+    plain_copy,
+    pointer_state,
+    snapshot_pointer,
+    utc,
 )
 from wfe_core.models import (
     Event,
@@ -60,94 +69,47 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-#: Unicode kept as it is (the text never leaves this module); one encoder, not one per call.
-_dumps = json.JSONEncoder(ensure_ascii=False).encode
 #: The environment switch of ``verify_changes`` (see the module docstring).
 VERIFY_CHANGES_ENV = "WFE_VERIFY_POINTER_CHANGES"
 
 
 def _encode(value: Any) -> str:
-    return _dumps(to_primitive(value))
+    return dumps(to_primitive(value))
 
 
 def _decode(document: str, cls: type[T]) -> T:
     return from_primitive(json.loads(document), cls)
 
 
-def _utc(value: datetime) -> datetime:
-    """``value`` as it is read back: naive taken as UTC, aware converted to UTC (the rule of
-    :func:`wfe_core.serialization._structure_datetime`)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _utc_or_none(value: datetime | None) -> datetime | None:
-    return None if value is None else _utc(value)
+    return None if value is None else utc(value)
 
 
-#: Every field of a pointer, in one C-level call (what its stored text is compared against).
-_pointer_state = operator.attrgetter(*(field.name for field in attrs.fields(ExecutionPointer)))
-_POINTER_FIELDS = [field.name for field in attrs.fields(ExecutionPointer)]
-#: Fields whose values may be mutable (free-form values and containers), by position.
-_FREE_FIELDS = [
-    (_POINTER_FIELDS.index(name), name)
-    for name in (
-        "persistence_data",
-        "event_data",
-        "outcome",
-        "context_item",
-        "children",
-        "scope",
-        "extensions",
-    )
-]
-_IMMUTABLE = frozenset({type(None), str, int, float, bool})
-
-
-def _fresh(value: Any) -> Any:
-    """A copy of a value decoded from JSON (nested dicts and lists of immutable scalars)."""
-    if type(value) is dict:
-        return {key: _fresh(item) for key, item in value.items()}
-    if type(value) is list:
-        return [_fresh(item) for item in value]
-    return value
-
-
-def _copy_pointer(decoded: ExecutionPointer) -> ExecutionPointer:
-    """A copy of a pointer decoded from its text that shares nothing mutable with it."""
-    values = list(_pointer_state(decoded))
-    for index, _ in _FREE_FIELDS:
-        value = values[index]
-        if type(value) is dict or type(value) is list:
-            values[index] = _fresh(value)
-    return ExecutionPointer(*values)
-
-
-def _encode_pointer(
-    pointer: ExecutionPointer, state: tuple[Any, ...]
-) -> tuple[str, tuple[Any, ...]]:
-    """The pointer's JSON text, and a copy of its ``state`` to compare later ones with: its
-    free-form and container fields are taken from the primitive just encoded (fresh builtins;
-    a value of another type than the field's compares unequal, so it is encoded again)."""
-    primitive = to_primitive(pointer)
-    text = _dumps(primitive)
-    kept = list(state)
-    for index, name in _FREE_FIELDS:
-        value = primitive[name]
-        if value is kept[index] and type(value) not in _IMMUTABLE:
-            value = copy.deepcopy(value)  # the converter passed a mutable value through
-        kept[index] = value
-    return text, tuple(kept)
+def _head(instance: WorkflowInstance, revision: int) -> dict[str, Any]:
+    """The instance without its pointers, as plain JSON data of the store's own."""
+    pointers = instance.pointers
+    # Without copying the instance: nothing awaits in between.
+    instance.pointers = []
+    try:
+        head = to_primitive(instance)
+    finally:
+        instance.pointers = pointers
+    del head["pointers"]
+    head["revision"] = revision
+    # The converter built the head afresh of plain values, but for the data it may pass on.
+    data = plain_copy(head["data"])
+    if data is NOT_PLAIN:
+        return json.loads(dumps(head))  # type: ignore[no-any-return]
+    head["data"] = data
+    return head  # type: ignore[no-any-return]
 
 
 @attrs.define
 class _InstanceRow:
-    #: The instance without its pointers, as JSON text.
-    head: str
-    #: Each pointer as JSON text, and the copy of its fields that text was encoded from.
-    pointer_texts: list[str]
+    #: The instance without its pointers (plain JSON data).
+    head: dict[str, Any]
+    #: Each pointer's fields as they read back (see ``values.snapshot_pointer``).
     pointer_states: list[tuple[Any, ...]]
-    #: Each pointer decoded from its text, once read (reads hand out copies of it).
-    pointer_cache: list[ExecutionPointer | None]
     #: The position of each pointer by id (never changed in place: rows share it).
     positions: dict[str, int]
     status: WorkflowStatus
@@ -160,15 +122,9 @@ class _InstanceRow:
     seq: int
 
     def instance(self) -> WorkflowInstance:
-        """A fresh instance decoded from the stored texts (pointers decoded once, copied)."""
-        instance = _decode(self.head, WorkflowInstance)
-        cache = self.pointer_cache
-        pointers = instance.pointers
-        for index, text in enumerate(self.pointer_texts):
-            decoded = cache[index]
-            if decoded is None:
-                decoded = cache[index] = _decode(text, ExecutionPointer)
-            pointers.append(_copy_pointer(decoded))
+        """A fresh instance, sharing nothing with the row."""
+        instance = from_primitive(fresh(self.head), WorkflowInstance)
+        instance.pointers.extend(map(copy_pointer, self.pointer_states))
         return instance
 
 
@@ -206,7 +162,8 @@ class MemoryPersistence(PersistenceProvider):
 
     Not durable: everything is lost when the process exits. Every method completes without
     awaiting between its checks and its writes, so each call is atomic with respect to other
-    tasks (there is nothing to lock).
+    tasks (there is nothing to lock). Every method is a cancellation point, and all but
+    :meth:`persist_workflow` let other tasks run first, as a call to a database would.
     """
 
     capabilities = frozenset[str]()
@@ -234,52 +191,34 @@ class MemoryPersistence(PersistenceProvider):
         changed: Collection[str] | None = None,
     ) -> _InstanceRow:
         pointers = instance.pointers
-        # The instance without its pointers, without copying it: nothing awaits in between.
-        instance.pointers = []
-        try:
-            head = to_primitive(instance)
-        finally:
-            instance.pointers = pointers
-        del head["pointers"]
-        head["revision"] = revision
+        head = _head(instance, revision)
         count = len(pointers)
-        if previous is None or count < len(previous.pointer_texts):
-            # New, or pointers were removed (the engine never does that): encode them all.
-            texts: list[str] = []
+        if previous is None or count < len(previous.pointer_states):
+            # New, or pointers were removed (the engine never does that): keep them all.
             kept: list[tuple[Any, ...]] = []
-            cache: list[ExecutionPointer | None] = []
             positions: dict[str, int] = {}
             stored = 0
         else:
-            texts = previous.pointer_texts[:]
             kept = previous.pointer_states[:]
-            cache = previous.pointer_cache[:]
             positions = previous.positions
             stored = len(kept)
             for index in self._changed_indices(pointers, previous, changed):
-                pointer = pointers[index]
-                texts[index], kept[index] = _encode_pointer(pointer, _pointer_state(pointer))
-                cache[index] = None
+                kept[index] = snapshot_pointer(pointers[index])
         if count > stored:
             positions = dict(positions)
             for index in range(stored, count):
                 pointer = pointers[index]
-                text, state = _encode_pointer(pointer, _pointer_state(pointer))
-                texts.append(text)
-                kept.append(state)
-                cache.append(None)
+                kept.append(snapshot_pointer(pointer))
                 positions[pointer.id] = index
         return _InstanceRow(
-            head=_dumps(head),
-            pointer_texts=texts,
+            head=head,
             pointer_states=kept,
-            pointer_cache=cache,
             positions=positions,
             status=WorkflowStatus(instance.status),
             definition_id=instance.definition_id,
             reference=instance.reference,
             next_execution=_utc_or_none(instance.next_execution),
-            create_time=_utc(instance.create_time),
+            create_time=utc(instance.create_time),
             complete_time=_utc_or_none(instance.complete_time),
             revision=revision,
             seq=seq,
@@ -307,7 +246,7 @@ class MemoryPersistence(PersistenceProvider):
         if named is not None and not self.verify_changes:
             return named
         stored = len(previous.pointer_states)
-        differing = map(operator.ne, map(_pointer_state, pointers), previous.pointer_states)
+        differing = map(operator.ne, map(pointer_state, pointers), previous.pointer_states)
         found = list(itertools.compress(range(stored), differing))
         if named is not None:
             unnamed = [pointers[i].id for i in set(found).difference(named)]
@@ -325,14 +264,14 @@ class MemoryPersistence(PersistenceProvider):
             workflow_id=subscription.workflow_id,
             event_name=subscription.event_name,
             event_key=subscription.event_key,
-            subscribe_as_of=_utc(subscription.subscribe_as_of),
-            create_time=_utc(subscription.create_time),
+            subscribe_as_of=utc(subscription.subscribe_as_of),
+            create_time=utc(subscription.create_time),
             terminated=bool(subscription.terminated),
             seq=seq,
         )
 
     def _error_row(self, error: ExecutionError) -> tuple[str, _ErrorRow]:
-        return error.workflow_id, _ErrorRow(_encode(error), _utc(error.time), next(self._seq))
+        return error.workflow_id, _ErrorRow(_encode(error), utc(error.time), next(self._seq))
 
     # -- workflow instances ----------------------------------------------------------------
     async def create_workflow(self, instance: WorkflowInstance) -> None:
@@ -359,8 +298,11 @@ class MemoryPersistence(PersistenceProvider):
         """Write ``instance`` when its revision is the stored one, with its subscriptions
         (added, or replaced by id), errors (appended) and events (added; an id already
         stored refuses the write with ``ConcurrencyError``), all or nothing. Only the pointers
-        in ``changed_pointers`` (and new ones) are encoded again, when it is given."""
-        await checkpoint()
+        in ``changed_pointers`` (and new ones) are kept again, when it is given.
+
+        It does not yield to other tasks (the executor writes after every step, and lets
+        others run now and then itself)."""
+        await checkpoint_if_cancelled()
         current = self._instances.get(instance.id)
         if current is None:
             raise WorkflowNotFoundError(instance.id)
@@ -498,7 +440,7 @@ class MemoryPersistence(PersistenceProvider):
             _encode(event),
             event.name,
             event.key,
-            _utc(event.time),
+            utc(event.time),
             bool(event.is_processed),
             next(self._seq),
         )

@@ -1,0 +1,171 @@
+"""Stored values of the in-memory store: copies that read back as their JSON text would.
+
+A database provider stores an instance as JSON text, so what it reads back is JSON's view of
+what was written: fresh objects, dict keys as strings, tuples as lists, datetimes in UTC, and a
+value JSON cannot hold refuses the write. The in-memory store keeps the same view without the
+text: a value made only of what JSON gives back unchanged (``dict`` with ``str`` keys,
+``list``, ``str``, ``int``, ``float``, ``bool``, ``None``) is kept as a copy, and anything else
+goes through JSON text once (:func:`via_json`), which normalizes it or raises. Copying is
+several times cheaper than encoding, and a write happens after every step.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import types
+import typing
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, TypeVar
+
+import attrs
+
+from wfe_core.models import ExecutionPointer
+from wfe_core.serialization import from_primitive, to_primitive
+
+__all__ = [
+    "NOT_PLAIN",
+    "copy_pointer",
+    "dumps",
+    "plain_copy",
+    "pointer_state",
+    "snapshot_pointer",
+    "utc",
+    "via_json",
+]
+
+T = TypeVar("T")
+
+#: Unicode kept as it is (the text never leaves the store); one encoder, not one per call.
+dumps = json.JSONEncoder(ensure_ascii=False).encode
+
+
+class _NotPlain:
+    def __repr__(self) -> str:
+        return "NOT_PLAIN"
+
+
+#: Returned for a value that is not plain JSON data (it must go through :func:`via_json`).
+NOT_PLAIN: Any = _NotPlain()
+
+
+def plain_copy(value: Any) -> Any:
+    """A fresh copy of ``value`` when it is plain JSON data, else :data:`NOT_PLAIN`."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if kind is dict:
+        copied: dict[str, Any] = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                return NOT_PLAIN
+            item = plain_copy(item)
+            if item is NOT_PLAIN:
+                return NOT_PLAIN
+            copied[key] = item
+        return copied
+    if kind is list:
+        items = [plain_copy(item) for item in value]
+        return NOT_PLAIN if any(item is NOT_PLAIN for item in items) else items
+    return NOT_PLAIN
+
+
+def fresh(value: Any) -> Any:
+    """A copy of plain JSON data (only its dicts and lists are copied)."""
+    if type(value) is dict:
+        return {key: fresh(item) for key, item in value.items()}
+    if type(value) is list:
+        return [fresh(item) for item in value]
+    return value
+
+
+def via_json(value: Any, cls: type[T]) -> T:
+    """``value`` as it reads back from JSON text (raises when JSON cannot hold it)."""
+    return from_primitive(json.loads(dumps(to_primitive(value))), cls)
+
+
+def utc(value: datetime) -> datetime:
+    """``value`` as it is read back: naive taken as UTC, aware converted to UTC (the rule of
+    :func:`wfe_core.serialization._structure_datetime`)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# -- pointers ---------------------------------------------------------------------------------
+#: Every field of a pointer, in one C-level call.
+pointer_state = operator.attrgetter(*(field.name for field in attrs.fields(ExecutionPointer)))
+
+#: Per field: the exact types a value may have to be kept as it is (plain scalars), or the
+#: function that gives the value as it reads back, NOT_PLAIN when it must go through JSON.
+_Rule = frozenset[type] | typing.Callable[[Any], Any]
+
+
+def _datetime(value: Any) -> Any:
+    if type(value) is not datetime:
+        return NOT_PLAIN
+    return value if value.tzinfo is UTC else utc(value)
+
+
+def _str_list(value: Any) -> Any:
+    if type(value) is list and all(type(item) is str for item in value):
+        return list(value)
+    return NOT_PLAIN
+
+
+def _rule_for(hint: Any) -> _Rule:
+    optional = False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        optional = len(args) == 1
+        if not optional:
+            raise TypeError(f"the in-memory store cannot keep a pointer field of type {hint!r}")
+        hint = args[0]
+    if hint in (str, int, bool) or (isinstance(hint, type) and issubclass(hint, Enum)):
+        return frozenset({hint, type(None)} if optional else {hint})
+    if hint is datetime and optional:
+        return _datetime
+    if hint is Any or (typing.get_origin(hint) is dict and typing.get_args(hint) == (str, Any)):
+        return plain_copy
+    if typing.get_origin(hint) is list and typing.get_args(hint) == (str,):
+        return _str_list
+    raise TypeError(f"the in-memory store cannot keep a pointer field of type {hint!r}")
+
+
+_HINTS = typing.get_type_hints(ExecutionPointer)
+# The rules line up with pointer_state's fields.
+assert list(_HINTS) == [field.name for field in attrs.fields(ExecutionPointer)]
+_RULES = [_rule_for(hint) for hint in _HINTS.values()]
+_SCALAR_INDEXES = [index for index, rule in enumerate(_RULES) if isinstance(rule, frozenset)]
+#: The scalar fields' values, in one C-level call, and the types each may have.
+_scalars = operator.itemgetter(*_SCALAR_INDEXES)
+_SCALAR_TYPES = [rule for rule in _RULES if isinstance(rule, frozenset)]
+_CONVERTED = [(index, rule) for index, rule in enumerate(_RULES) if not isinstance(rule, frozenset)]
+#: Positions of the fields that may hold dicts or lists (copied again on every read).
+_CONTAINERS = tuple(index for index, rule in _CONVERTED if rule is not _datetime)
+
+
+def snapshot_pointer(pointer: ExecutionPointer) -> tuple[Any, ...]:
+    """The pointer's fields as a database would give them back: kept (and compared with later
+    states of the pointer) instead of its JSON text."""
+    values = pointer_state(pointer)
+    if all(map(frozenset.__contains__, _SCALAR_TYPES, map(type, _scalars(values)))):
+        kept = list(values)
+        for index, convert in _CONVERTED:
+            value = values[index]
+            if value is not None:
+                value = kept[index] = convert(value)
+                if value is NOT_PLAIN:
+                    break
+        else:
+            return tuple(kept)
+    return pointer_state(via_json(pointer, ExecutionPointer))
+
+
+def copy_pointer(state: tuple[Any, ...]) -> ExecutionPointer:
+    """A new pointer from a snapshot, sharing nothing mutable with it."""
+    values = list(state)
+    for index in _CONTAINERS:
+        value = values[index]
+        if type(value) is dict or type(value) is list:
+            values[index] = fresh(value)
+    return ExecutionPointer(*values)
