@@ -115,8 +115,9 @@ class SqliteLock(SqliteProviderMixin, LockProvider):
         seen: int | None = None
         expires_at = 0
         while True:
-            # Read before looking, so a commit made during the look shows at the next one.
-            version = store.data_version()
+            # Read before looking, so a commit made during the look shows at the next one
+            # (not when there is no next look: the host's attempts do not wait).
+            version = store.data_version() if wait > 0 else None
             if try_now:
                 # Leases are not synced: a power failure that loses one also stopped every
                 # process on the machine, so no holder relies on it any more.

@@ -302,8 +302,9 @@ class SqliteQueue(SqliteProviderMixin, QueueProvider):
             message = await self._take_prefetched(name, visibility_us)
             if message is not None:
                 return message
-            # Read before looking, so a commit made during the look shows at the next one.
-            version = store.data_version()
+            # Read before looking, so a commit made during the look shows at the next one
+            # (not when there is no next look).
+            version = store.data_version() if timeout > 0 else None
             if claim_now:
                 # Not synced: a claim lost in a power failure only means a redelivery.
                 claim = await store.write(
