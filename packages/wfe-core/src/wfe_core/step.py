@@ -43,6 +43,9 @@ class StepContext:
     ``idempotency_key`` stays the same across those runs. ``host`` starts workflows and
     publishes events; ``cancellation`` is the scope the step runs in (cancelled when the
     workflow is terminated or the step is abandoned).
+
+    ``workflow.pointers`` other than ``pointer`` are for reading: the engine writes only the
+    pointers it changed, so a step's change to another step's pointer may not be saved.
     """
 
     workflow: WorkflowInstance
