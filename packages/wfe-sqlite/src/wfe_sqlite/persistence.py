@@ -480,7 +480,9 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
             if conn.execute(_set_processed, params).rowcount == 0:
                 raise EventNotFoundError(event_id)
 
-        await self.store.write(run, "mark_event_processed")
+        # A lost "processed" mark (power failure) only delivers the event again, which finds
+        # its subscriptions served; a lost "unprocessed" one would lose the event.
+        await self.store.write(run, "mark_event_processed", durable=not processed)
 
     # -- subscriptions ---------------------------------------------------------------------
     async def create_subscription(self, subscription: EventSubscription) -> None:
