@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from wfe_core.engine.executor import SUBSCRIPTION_ID
@@ -66,22 +67,20 @@ class EventDelivery:
     async def deliver_now(self, event: Event) -> None:
         """Deliver an event this host just stored, here and now instead of through the queue
         (a crash meanwhile leaves it stored unprocessed: the recovery sweep delivers it).
-        When it cannot be done at once (another worker holds the event or a workflow), or
-        fails, the event goes to the queue, whose consumers retry with a back-off."""
-        host = self.host
+        When it cannot be done at once (a workflow is busy on another worker) or fails, the
+        event goes to the queue, whose consumers retry with a back-off.
+
+        It takes no lease on the event: nobody else knows of it yet, but for a copy queued by
+        a subscription opening meanwhile (``requeue_for``), and delivering one event twice at
+        once is harmless (each subscription is served under its workflow's lease, once)."""
         delay: float | None = BUSY_RETRY
         try:
-            lease = await self._lease(event.id)
-            if lease is not None:
-                try:
-                    delay = await self._deliver_event(event)
-                finally:
-                    await host.passes._release(lease)
+            delay = await self._deliver_event(event)
         except Exception:
             logger.exception("delivering event %s failed; it will be retried", event.id)
         if delay is not None:
             with anyio.CancelScope(shield=True):
-                await host._enqueue_stored_event(event.id)
+                await self.host._enqueue_stored_event(event.id)
 
     async def _lease(self, event_id: str) -> Lease | None:
         host = self.host
@@ -109,6 +108,9 @@ class EventDelivery:
                 return BUSY_RETRY
             if deferred:
                 return None
+            # Let the passes just handed the resumed workflows store their first change
+            # before this bookkeeping write, rather than wait behind it.
+            await anyio.lowlevel.checkpoint()
             await host.persistence.mark_event_processed(event.id)
             # A subscription opened meanwhile had the event marked unprocessed and queued
             # again (requeue_for), maybe before the mark above overwrote that: look again
