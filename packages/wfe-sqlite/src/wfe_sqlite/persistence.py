@@ -149,26 +149,18 @@ _UPDATE_WORKFLOW_SQL = (
     " complete_time = ?, revision = ?, document = ? WHERE id = ? AND revision = ?"
 )
 _WORKFLOW_DOCUMENT_SQL = "SELECT document FROM wfe_workflows WHERE id = ?"
+# The scheduler's polls, as plain SQL too: it runs them after every change it sees.
+_DUE_WORKFLOWS_SQL = (
+    "SELECT id FROM wfe_workflows WHERE status = ? AND next_execution IS NOT NULL"
+    " AND next_execution <= ? ORDER BY next_execution, seq"
+)
+_NEXT_EXECUTION_SQL = "SELECT min(next_execution) FROM wfe_workflows WHERE status = ?"
+_DUE_EVENTS_SQL = (
+    "SELECT id FROM wfe_events WHERE is_processed = 0 AND time <= ? ORDER BY time, seq"
+)
 _stored_revision = select(workflows.c.revision).where(workflows.c.id == bindparam("p_id"))
-_due_workflows = (
-    select(workflows.c.id)
-    .where(
-        workflows.c.status == _RUNNABLE,
-        workflows.c.next_execution.is_not(None),
-        workflows.c.next_execution <= bindparam("p_limit"),
-    )
-    .order_by(workflows.c.next_execution, workflows.c.seq)
-)
-_next_execution = select(func.min(workflows.c.next_execution)).where(
-    workflows.c.status == _RUNNABLE
-)
 _event_document = select(events.c.document, events.c.is_processed).where(
     events.c.id == bindparam("p_id")
-)
-_due_events = (
-    select(events.c.id)
-    .where(events.c.is_processed == 0, events.c.time <= bindparam("p_limit"))
-    .order_by(events.c.time, events.c.seq)
 )
 _matching_events = (
     select(events.c.id)
@@ -341,10 +333,10 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
 
     async def get_runnable_instances(self, as_of: datetime) -> Sequence[str]:
         """Ids of runnable instances due at or before ``as_of``, earliest due first."""
-        limit = to_us(as_of)
+        params = (_RUNNABLE, to_us(as_of))
 
         def run(conn: Connection) -> list[str]:
-            return list(conn.execute(_due_workflows, {"p_limit": limit}).scalars())
+            return [row[0] for row in driver(conn).execute(_DUE_WORKFLOWS_SQL, params)]
 
         return await self.store.read(run, "get_runnable_instances")
 
@@ -352,9 +344,9 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         """The earliest ``next_execution`` of a runnable instance, ``None`` when there is none."""
 
         def run(conn: Connection) -> int | None:
-            value: int | None = conn.execute(
-                select(func.min(workflows.c.next_execution)).where(workflows.c.status == _RUNNABLE)
-            ).scalar()
+            value: int | None = (
+                driver(conn).execute(_NEXT_EXECUTION_SQL, (_RUNNABLE,)).fetchone()[0]
+            )
             return value
 
         value = await self.store.read(run, "next_execution_time")
@@ -448,10 +440,10 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
 
     async def get_runnable_events(self, as_of: datetime) -> Sequence[str]:
         """Ids of unprocessed events effective at or before ``as_of``, oldest first."""
-        limit = to_us(as_of)
+        params = (to_us(as_of),)
 
         def run(conn: Connection) -> list[str]:
-            return list(conn.execute(_due_events, {"p_limit": limit}).scalars())
+            return [row[0] for row in driver(conn).execute(_DUE_EVENTS_SQL, params)]
 
         return await self.store.read(run, "get_runnable_events")
 
