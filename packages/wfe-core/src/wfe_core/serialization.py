@@ -29,8 +29,9 @@ def _structure_datetime(value: Any, _: type) -> datetime:
 converter.register_structure_hook(datetime, _structure_datetime)
 # Plain values, not enum members, so what is stored is the same builtins in every provider.
 # (StrEnum is registered on its own: its MRO puts ``str``, whose hook is identity, before Enum.)
+# (``_value_`` is what ``.value`` returns, read without the property: several per write.)
 for _enum_base in (Enum, StrEnum):
-    converter.register_unstructure_hook(_enum_base, lambda member: member.value)
+    converter.register_unstructure_hook(_enum_base, lambda member: member._value_)
 
 
 def to_primitive(value: Any) -> Any:

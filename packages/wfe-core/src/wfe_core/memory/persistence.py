@@ -110,7 +110,8 @@ class _InstanceRow:
     head: dict[str, Any]
     #: Each pointer's fields as they read back (see ``values.snapshot_pointer``).
     pointer_states: list[tuple[Any, ...]]
-    #: The position of each pointer by id (never changed in place: rows share it).
+    #: The position of each pointer by id. Rows of one instance share it and only add to it
+    #: (a failed write may leave an entry past ``pointer_states``: read it with care).
     positions: dict[str, int]
     status: WorkflowStatus
     definition_id: str
@@ -205,11 +206,10 @@ class MemoryPersistence(PersistenceProvider):
             for index in self._changed_indices(pointers, previous, changed):
                 kept[index] = snapshot_pointer(pointers[index])
         if count > stored:
-            positions = dict(positions)
             for index in range(stored, count):
                 pointer = pointers[index]
                 kept.append(snapshot_pointer(pointer))
-                positions[pointer.id] = index
+                positions.setdefault(pointer.id, index)
         return _InstanceRow(
             head=head,
             pointer_states=kept,
@@ -233,19 +233,19 @@ class MemoryPersistence(PersistenceProvider):
         """Positions among the stored pointers of those to encode again: the ones named in
         ``changed``, or, without it, the ones whose fields differ from the stored copy."""
         named: list[int] | None = None
+        stored = len(previous.pointer_states)
         if changed is not None:
             named = []
             for pointer_id in changed:
                 index = previous.positions.get(pointer_id)
-                if index is None:
-                    continue  # new: encoded with the others after the stored ones
+                if index is None or index >= stored:
+                    continue  # new: kept with the others after the stored ones
                 if pointers[index].id != pointer_id:
                     named = None  # moved (the engine never does that): compare them all
                     break
                 named.append(index)
         if named is not None and not self.verify_changes:
             return named
-        stored = len(previous.pointer_states)
         differing = map(operator.ne, map(pointer_state, pointers), previous.pointer_states)
         found = list(itertools.compress(range(stored), differing))
         if named is not None:
