@@ -209,7 +209,9 @@ class _Pass:
         # Else the pass is ending: its last write (with the next due time) stores the rest.
         for pointer, scope in started:
             tg.start_soon(self._run_pointer, tg, pointer, scope)
-        if self.running and not self.flusher_alive:
+        if len(self.running) > 1 and not self.flusher_alive:
+            # Steps running side by side: one task stores their results as they come. (A
+            # step running alone does that itself when it ends.)
             self.flusher_alive = True
             tg.start_soon(self._flusher, tg)
         self._arm_timer(tg)
@@ -303,13 +305,13 @@ class _Pass:
                         or not pointer.active
                         or pointer.status != PointerStatus.RUNNING
                     ):
-                        break
+                        return await self._after_run(tg)
                     self.created = []
                     self._apply(pointer, step, outcome)
                     self.dirty = True
                     successor = self._sole_successor(pointer)
                     if successor is None:
-                        break
+                        return await self._after_run(tg)
                     # The lean path: store the result (with the successor started), then run
                     # the successor in this task, without the flusher and a new task.
                     now = utcnow()
@@ -322,7 +324,14 @@ class _Pass:
                         # keep every other task of the host waiting until the pass ends.
                         await anyio.lowlevel.checkpoint()
                         self.yielded = time.monotonic()
-        self.kick.set()
+
+    async def _after_run(self, tg: TaskGroup) -> None:
+        """A step's run ended (call with the lock held): the flusher stores its result and
+        starts what it made runnable, or, with no flusher, this task does."""
+        if self.flusher_alive:
+            self.kick.set()
+        else:
+            await self._start_runnable(tg)
 
     def _sole_successor(self, pointer: ExecutionPointer) -> ExecutionPointer | None:
         """The pointer the result just applied to ``pointer`` created, when it is the only
