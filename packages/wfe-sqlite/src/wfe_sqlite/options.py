@@ -68,11 +68,13 @@ class SqliteOptions:
     #: Seconds a connection waits for another process's write transaction before giving up
     #: with :class:`~wfe_core.errors.ProviderError`.
     busy_timeout: float = attrs.field(default=30.0, validator=_positive)
-    #: Reader connections (and worker threads for reads). WAL lets them read while a write is
-    #: under way. In-memory databases always use one connection for everything.
+    #: Reader connections (and worker threads for reads): the most groups of reads run at
+    #: once. WAL lets them read while a write is under way. In-memory databases always use one
+    #: connection for everything.
     read_connections: int = attrs.field(default=4, validator=_positive_int)
     #: Most write operations committed together in one transaction ("group commit": writes
-    #: that arrive while one transaction is being written share the next one's sync).
+    #: that arrive while one transaction is being written share the next one's sync), and
+    #: most reads run together in one read transaction.
     max_batch_size: int = attrs.field(default=256, validator=_positive_int)
     #: Items one dequeue claims at once when more are waiting (1: no prefetching). The extra
     #: ones wait in this provider, already claimed, for its next dequeue calls; claiming costs
