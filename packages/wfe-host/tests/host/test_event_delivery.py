@@ -85,4 +85,8 @@ async def test_an_event_for_a_workflow_another_worker_holds_is_delivered_after_i
         done = await host.wait_for_workflow(workflow_id, timeout=10)
         assert done.status == WorkflowStatus.COMPLETE
         assert done.data.count == 1
+        for _ in range(500):  # marked processed just after the delivery
+            if (await host.persistence.get_event(event_id)).is_processed:
+                break
+            await anyio.sleep(0.01)
         assert (await host.persistence.get_event(event_id)).is_processed

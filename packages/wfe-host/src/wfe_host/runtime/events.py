@@ -7,7 +7,6 @@ import logging
 from typing import TYPE_CHECKING
 
 import anyio
-import anyio.lowlevel
 import attrs
 
 from wfe_core.engine.executor import SUBSCRIPTION_ID
@@ -20,6 +19,7 @@ from wfe_core.models import PointerStatus, WorkflowStatus
 from wfe_core.models.instance import utcnow
 from wfe_core.primitives import TERMINATE_CHILD_EVENT
 from wfe_core.providers import QueueName
+from wfe_host.runtime.passes import Carried
 
 if TYPE_CHECKING:
     from wfe_core.models import Event, EventSubscription
@@ -30,6 +30,8 @@ logger = logging.getLogger("wfe_host.events")
 
 #: Seconds before retrying an event whose workflow another worker is running.
 BUSY_RETRY = 0.5
+#: Seconds between delivering an event and marking it processed (see _deliver_event).
+_MARK_DELAY = 0.002
 
 
 class EventDelivery:
@@ -108,9 +110,9 @@ class EventDelivery:
                 return BUSY_RETRY
             if deferred:
                 return None
-            # Let the passes just handed the resumed workflows store their first change
-            # before this bookkeeping write, rather than wait behind it.
-            await anyio.lowlevel.checkpoint()
+            # Bookkeeping that nothing waits for: let the passes just handed the resumed
+            # workflows run their first step and store it first, rather than wait behind it.
+            await anyio.sleep(_MARK_DELAY)
             await host.persistence.mark_event_processed(event.id)
             # A subscription opened meanwhile had the event marked unprocessed and queued
             # again (requeue_for), maybe before the mark above overwrote that: look again
@@ -141,7 +143,7 @@ class EventDelivery:
         )
         if lease is None:
             return False
-        resume = False
+        handed = resume = False
         try:
             try:
                 instance = await host._load(subscription.workflow_id)
@@ -163,24 +165,33 @@ class EventDelivery:
             pointer.event_data = event.data
             pointer.extensions["event_id"] = event.id
             pointer.extensions.pop(SUBSCRIPTION_ID, None)
-            if instance.status == WorkflowStatus.RUNNABLE:
+            resume = instance.status == WorkflowStatus.RUNNABLE
+            if resume:
                 instance.next_execution = utcnow()
             # The subscription is closed by the same write (stored again, terminated).
             closed = attrs.evolve(subscription, terminated=True)
-            await host._store(instance, subscriptions=[closed], changed_pointers=[pointer.id])
+            carried = Carried([closed], [pointer.id]) if resume else None
+            if carried is not None and host.passes.hand_over(instance, lease, carried):
+                # The resumed pass takes the lease and stores the delivery with its first
+                # write (one write less before the step after the wait runs). The event may
+                # be marked processed only once that write is done.
+                handed = True
+                await carried.stored.wait()
+                if not carried.ok:
+                    return False  # the pass failed before storing it: deliver it again
+            else:
+                await host._store(instance, subscriptions=[closed], changed_pointers=[pointer.id])
             logger.info(
                 "event %s/%s delivered",
                 event.name,
                 event.key,
                 extra={"workflow_id": instance.id, "pointer_id": pointer.id},
             )
-            resume = instance.status == WorkflowStatus.RUNNABLE
             return True
         finally:
-            # The resumed pass runs at once under this lease, or, when this host cannot run
-            # it, is queued after the release (a pass dequeued while the lease is still held
-            # would find the instance busy and wait for its retry).
-            if not (resume and host.passes.hand_over(instance, lease)):
+            if not handed:
+                # Queued after the release: a pass dequeued while the lease is still held
+                # would find the instance busy and wait for its retry.
                 await host.passes._release(lease)
                 if resume:
                     await host._enqueue_workflow(subscription.workflow_id)

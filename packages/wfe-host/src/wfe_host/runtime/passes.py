@@ -12,7 +12,7 @@ import attrs
 
 from wfe_core.engine import WorkflowExecutor
 from wfe_core.errors import ConcurrencyError, LockNotHeldError, WfeError, WorkflowNotFoundError
-from wfe_core.models import WorkflowInstance, WorkflowStatus, new_id
+from wfe_core.models import EventSubscription, WorkflowInstance, WorkflowStatus, new_id
 from wfe_core.models.instance import utcnow
 from wfe_core.serialization import from_primitive, to_primitive
 
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from wfe_core.models import (
-        EventSubscription,
         ExecutionError,
         LifecycleEvent,
         StepDefinition,
@@ -52,6 +51,20 @@ class PassHandle:
     after: list[Callable[[], Awaitable[None]]] = attrs.field(factory=list)
 
 
+@attrs.define(eq=False)
+class Carried:
+    """Changes made to an instance under its lease that the pass taking the lease over
+    (:meth:`PassRunner.hand_over`) stores with its first write: an event's delivery."""
+
+    #: Subscriptions to store with the instance (the delivered one, closed).
+    subscriptions: list[EventSubscription]
+    #: Pointers changed.
+    pointers: list[str]
+    #: Set once the pass stored them (``ok``) or ended without storing them.
+    stored: anyio.Event = attrs.field(factory=anyio.Event)
+    ok: bool = False
+
+
 def contains(error: BaseException, kind: type[BaseException]) -> bool:
     """Whether ``error`` is ``kind`` or an exception group holding only such errors."""
     if isinstance(error, BaseExceptionGroup):
@@ -62,11 +75,15 @@ def contains(error: BaseException, kind: type[BaseException]) -> bool:
 class _PassEnvironment:
     """What the executor needs, bound to one instance's pass."""
 
-    def __init__(self, host: WorkflowHost, instance: WorkflowInstance) -> None:
+    def __init__(
+        self, host: WorkflowHost, instance: WorkflowInstance, carried: Carried | None = None
+    ) -> None:
         self.host = host
         self.finished = instance.status.is_finished
         self.stored_due: datetime | None = None
         self.stored = False
+        #: Changes made before the pass, stored by its first write.
+        self.carried = carried
 
     @property
     def host_context(self) -> WorkflowHost:
@@ -85,6 +102,10 @@ class _PassEnvironment:
         # The write that finishes a child also stores its parent's notification (an outbox):
         # published after the write, a crash in between would leave the parent waiting.
         events = await self.host._finished_events(instance, errors) if finishing else []
+        carried = self.carried
+        if carried is not None:
+            subscriptions = [*subscriptions, *carried.subscriptions]
+            changed_pointers = {*changed_pointers, *carried.pointers}
         await self.host._store(
             instance,
             subscriptions=subscriptions,
@@ -93,6 +114,10 @@ class _PassEnvironment:
             events=events,
             changed_pointers=changed_pointers,
         )
+        if carried is not None:
+            self.carried = None
+            carried.ok = True
+            carried.stored.set()
         # What was last stored, so the runner can tell work that fell due meanwhile.
         self.stored = True
         self.stored_due = (
@@ -182,11 +207,14 @@ class PassRunner:
             return
         await self._own(handle, lease, instance)
 
-    def hand_over(self, instance: WorkflowInstance, lease: Lease) -> bool:
-        """Run a pass over ``instance``, just stored under ``lease``, in the background; the
-        pass takes the lease over (and releases it). Saves releasing the lease, queueing the
-        instance, taking the lease again and reading the instance again. False when this
-        host runs no workers, or already runs a pass over it: the caller keeps the lease."""
+    def hand_over(
+        self, instance: WorkflowInstance, lease: Lease, carried: Carried | None = None
+    ) -> bool:
+        """Run a pass over ``instance``, loaded under ``lease``, in the background; the pass
+        takes the lease over (and releases it) and stores ``carried`` (changes not stored
+        yet) with its first write. Saves releasing the lease, queueing the instance, taking
+        the lease again, reading the instance again, and a write. False when this host runs
+        no workers, or already runs a pass over it: the caller keeps the lease."""
         tg = self.host._task_group
         if (
             tg is None
@@ -198,18 +226,22 @@ class PassRunner:
         handle = PassHandle(instance.id)
         # Registered now, so what arrives for the instance meanwhile waits for this pass.
         self.running[instance.id] = handle
-        tg.start_soon(self._own, handle, lease, instance)
+        tg.start_soon(self._own, handle, lease, instance, carried)
         return True
 
     async def _own(
-        self, handle: PassHandle, lease: Lease, instance: WorkflowInstance | None
+        self,
+        handle: PassHandle,
+        lease: Lease,
+        instance: WorkflowInstance | None,
+        carried: Carried | None = None,
     ) -> None:
         """Run a pass holding ``lease`` (registered in ``running``), then release it and do
         what the pass left to do."""
         host = self.host
         workflow_id = handle.workflow_id
         try:
-            await self._leased_pass(handle, lease, instance)
+            await self._leased_pass(handle, lease, instance, carried)
         except BaseException as exc:
             if contains(exc, ConcurrencyError):
                 # Another writer got there first: this pass's view is stale; run it again.
@@ -220,6 +252,8 @@ class PassRunner:
             else:
                 raise
         finally:
+            if carried is not None:
+                carried.stored.set()  # stored or not (then ``ok`` stays false)
             del self.running[workflow_id]
             await self._release(lease)
             if handle.stored:
@@ -233,13 +267,17 @@ class PassRunner:
                     await host._enqueue_workflow(workflow_id)
 
     async def _leased_pass(
-        self, handle: PassHandle, lease: Lease, instance: WorkflowInstance | None
+        self,
+        handle: PassHandle,
+        lease: Lease,
+        instance: WorkflowInstance | None,
+        carried: Carried | None,
     ) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._renew, lease, handle)
             try:
                 with handle.scope:
-                    environment = await self._run(handle.workflow_id, handle, instance)
+                    environment = await self._run(handle.workflow_id, handle, instance, carried)
                     if environment is not None and environment.stored:
                         handle.stored = True
                         due = environment.stored_due
@@ -251,10 +289,15 @@ class PassRunner:
                 tg.cancel_scope.cancel()
 
     async def _run(
-        self, workflow_id: str, handle: PassHandle, instance: WorkflowInstance | None = None
+        self,
+        workflow_id: str,
+        handle: PassHandle,
+        instance: WorkflowInstance | None = None,
+        carried: Carried | None = None,
     ) -> _PassEnvironment | None:
-        """Run a pass (over ``instance`` when the caller just loaded it under the lease);
-        returns its environment (what it stored), ``None`` when none ran."""
+        """Run a pass (over ``instance`` when the caller just loaded it under the lease, with
+        the ``carried`` changes to store); returns its environment (what it stored), ``None``
+        when none ran."""
         host = self.host
         if instance is None:
             try:
@@ -263,6 +306,7 @@ class PassRunner:
                 return None
         if instance.status.is_finished:
             return None
+        environment = _PassEnvironment(host, instance, carried)
         definition = host.definitions.find(instance.definition_id, instance.version)
         if definition is None:
             logger.error(
@@ -272,14 +316,22 @@ class PassRunner:
                 instance.version,
                 extra={"workflow_id": workflow_id},
             )
-            return None
-        environment = _PassEnvironment(host, instance)
-        executor = WorkflowExecutor(
-            environment,
-            max_parallel_steps=host.options.max_parallel_steps,
-            step_middleware=tuple(host.step_middleware),
-        )
-        await executor.run_pass(instance, definition, should_stop=lambda: handle.stop)
+        else:
+            executor = WorkflowExecutor(
+                environment,
+                max_parallel_steps=host.options.max_parallel_steps,
+                step_middleware=tuple(host.step_middleware),
+            )
+            await executor.run_pass(instance, definition, should_stop=lambda: handle.stop)
+        if environment.carried is not None:
+            # The pass wrote nothing (it had nothing to run): the carried changes still must be.
+            await environment.persist(
+                instance,
+                subscriptions=(),
+                errors=(),
+                closed_subscriptions=(),
+                changed_pointers=(),
+            )
         return environment
 
     async def _renew(self, lease: Lease, handle: PassHandle) -> None:
