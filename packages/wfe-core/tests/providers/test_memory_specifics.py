@@ -233,3 +233,13 @@ def test_queue_and_lock_serve_one_event_loop_after_another() -> None:
 
     anyio.run(wait_on_both)
     anyio.run(wait_on_both)
+
+
+async def test_lifecycle_has_subscribers_while_one_is_open() -> None:
+    async with MemoryLifecycle() as lifecycle:
+        assert not lifecycle.has_subscribers
+        subscription = lifecycle.subscribe()
+        assert lifecycle.has_subscribers
+        await subscription.aclose()
+        await lifecycle.publish(_event())  # notices the closed one
+        assert not lifecycle.has_subscribers

@@ -89,6 +89,10 @@ class PassEnvironment(Protocol):
         """Publish a lifecycle event."""
         ...
 
+    def wants_lifecycle_events(self) -> bool:
+        """Whether a lifecycle event published now may reach anyone (else none is built)."""
+        ...
+
     def create_body(self, step: StepDefinition) -> StepBody:
         """A new body for one run of ``step`` (hosts may inject dependencies)."""
         ...
@@ -665,6 +669,8 @@ class _Pass:
         pointer: ExecutionPointer | None,
         message: str | None = None,
     ) -> None:
+        if not self.env.wants_lifecycle_events():
+            return
         self.events.append(
             LifecycleEvent(
                 type=event_type,

@@ -116,6 +116,10 @@ class MemoryLifecycle(LifecyclePublisher):
         return LifecycleSubscription(self, receive)
 
     @property
+    def has_subscribers(self) -> bool:
+        return bool(self._senders)
+
+    @property
     def subscriber_count(self) -> int:
         """Subscribers currently registered (closed ones are noticed at the next publish)."""
         return len(self._senders)

@@ -107,7 +107,9 @@ def _datetime(value: Any) -> Any:
 
 
 def _str_list(value: Any) -> Any:
-    if type(value) is list and all(type(item) is str for item in value):
+    if type(value) is not list:
+        return NOT_PLAIN
+    if not value or all(type(item) is str for item in value):
         return list(value)
     return NOT_PLAIN
 

@@ -24,6 +24,12 @@ class LifecyclePublisher(Provider):
     async def publish(self, event: LifecycleEvent) -> None:
         """Send ``event`` to every current subscriber."""
 
+    @property
+    def has_subscribers(self) -> bool:
+        """Whether an event published now may reach anyone. ``False`` lets the engine skip
+        building events nobody would receive; the default, ``True``, is always safe."""
+        return True
+
     @abstractmethod
     def subscribe(self) -> AsyncIterator[LifecycleEvent]:
         """Events published from now on, until the consumer stops iterating."""

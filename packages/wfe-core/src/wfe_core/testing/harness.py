@@ -68,6 +68,9 @@ class EngineHarness:
     async def publish(self, event: LifecycleEvent) -> None:
         self.events.append(event)
 
+    def wants_lifecycle_events(self) -> bool:
+        return True
+
     def create_body(self, step: StepDefinition) -> StepBody:
         return step.create_body()
 

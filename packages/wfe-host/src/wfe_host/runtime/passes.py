@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ from wfe_core.engine import WorkflowExecutor
 from wfe_core.errors import ConcurrencyError, LockNotHeldError, WfeError, WorkflowNotFoundError
 from wfe_core.models import EventSubscription, WorkflowInstance, WorkflowStatus, new_id
 from wfe_core.models.instance import utcnow
-from wfe_core.serialization import from_primitive, to_primitive
+from wfe_core.serialization import to_primitive
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
@@ -130,6 +131,9 @@ class _PassEnvironment:
     async def publish(self, event: LifecycleEvent) -> None:
         await self.host._publish_lifecycle(event)
 
+    def wants_lifecycle_events(self) -> bool:
+        return self.host.lifecycle.has_subscribers
+
     def create_body(self, step: StepDefinition) -> StepBody:
         return self.host._create_body(step)
 
@@ -181,9 +185,10 @@ class PassRunner:
             or instance.id in self.running
         ):
             return False
-        # A copy, as a read would give it: the pass changes it, and the caller's data is the
-        # caller's.
-        working = host._restore(from_primitive(to_primitive(instance), WorkflowInstance))
+        # The pass changes the instance, and the caller's data is the caller's: a copy of the
+        # data as a read would give it (a new instance has nothing else mutable).
+        data = json.loads(json.dumps(to_primitive(instance.data)))
+        working = host._restore(attrs.evolve(instance, pointers=[], data=data))
         handle = PassHandle(instance.id)
         self.running[instance.id] = handle
         tg.start_soon(self._start, handle, working)
