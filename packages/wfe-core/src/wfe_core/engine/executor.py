@@ -13,6 +13,7 @@ successor's start) is stored, without a new task or a round through the flusher.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -60,6 +61,14 @@ def _pointer_id() -> str:
     """A new random pointer id, like :func:`~wfe_core.models.new_id` (128 random bits as 32
     hex digits) without the cost of building a ``uuid.UUID``."""
     return os.urandom(16).hex()
+
+
+class _Unguarded(contextlib.AbstractAsyncContextManager[None]):
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+_UNGUARDED = _Unguarded()
 
 
 class PassEnvironment(Protocol):
@@ -300,7 +309,7 @@ class _Pass:
             while True:
                 step = self.definition.step(pointer.step_id)
                 outcome = await self._execute(pointer, step, scope)
-                async with self.lock:
+                async with self._guard():
                     self.running.pop(pointer.id, None)
                     # The body may have changed its pointer (ctx.pointer), whatever came of it.
                     self.changed.add(pointer.id)
@@ -336,6 +345,13 @@ class _Pass:
             self.kick.set()
         else:
             await self._start_runnable(tg)
+
+    def _guard(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The pass's lock, or nothing while no other task of the pass can touch its state
+        (no flusher, no timer: a step running alone, as in a plain sequence)."""
+        if self.flusher_alive or self.timer is not None:
+            return self.lock
+        return _UNGUARDED
 
     def _sole_successor(self, pointer: ExecutionPointer) -> ExecutionPointer | None:
         """The pointer the result just applied to ``pointer`` created, when it is the only
