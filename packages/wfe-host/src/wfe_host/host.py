@@ -39,7 +39,7 @@ from wfe_host.runtime import control, queries
 from wfe_host.runtime.consumer import consume
 from wfe_host.runtime.data import initial_data, restore
 from wfe_host.runtime.definitions import DefinitionRegistry
-from wfe_host.runtime.events import EventDelivery
+from wfe_host.runtime.events import EventDelivery, StoredSignal
 from wfe_host.runtime.passes import PassRunner
 from wfe_host.runtime.scheduler import Scheduler
 
@@ -541,24 +541,32 @@ class WorkflowHost:
         (also those that start waiting later, as of a date at or before ``effective_date``,
         default now). Returns the event id."""
         event = Event(name=name, key=str(key), data=data, time=effective_date or utcnow())
-        await self.persistence.create_event(event)
         tg = self._task_group
         if (
-            tg is not None
-            and self.options.run_workers
-            and self._local_deliveries < _EVENT_CONCURRENCY
+            tg is None
+            or not self.options.run_workers
+            or self._local_deliveries >= _EVENT_CONCURRENCY
         ):
-            # Delivered by this host at once, skipping the queue's round trip; beyond a few
-            # at a time, through the queue, whose consumers pace them.
-            self._local_deliveries += 1
-            tg.start_soon(self._deliver_now, event)
-        else:
+            await self.persistence.create_event(event)
             await self.queue.enqueue(QueueName.EVENT, event.id)
+            return event.id
+        # Delivered by this host at once, skipping the queue's round trip (beyond a few at a
+        # time, through the queue, whose consumers pace them). The delivery starts reading
+        # while the event is being stored, and writes nothing before it is.
+        stored = StoredSignal()
+        self._local_deliveries += 1
+        tg.start_soon(self._deliver_now, event, stored)
+        try:
+            await self.persistence.create_event(event)
+        except BaseException:
+            stored.set(ok=False)
+            raise
+        stored.set(ok=True)
         return event.id
 
-    async def _deliver_now(self, event: Event) -> None:
+    async def _deliver_now(self, event: Event, stored: StoredSignal) -> None:
         try:
-            await self.events.deliver_now(event)
+            await self.events.deliver_now(event, stored)
         finally:
             self._local_deliveries -= 1
 

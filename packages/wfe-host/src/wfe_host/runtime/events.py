@@ -22,6 +22,8 @@ from wfe_core.providers import QueueName
 from wfe_host.runtime.passes import Carried
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from wfe_core.models import Event, EventSubscription
     from wfe_core.providers import Lease
     from wfe_host.host import WorkflowHost
@@ -32,6 +34,22 @@ logger = logging.getLogger("wfe_host.events")
 BUSY_RETRY = 0.5
 #: Seconds between delivering an event and marking it processed (see _deliver_event).
 _MARK_DELAY = 0.002
+
+
+class StoredSignal:
+    """Tells a delivery started alongside ``create_event`` whether the event got stored."""
+
+    def __init__(self) -> None:
+        self._done = anyio.Event()
+        self.ok = False
+
+    def set(self, *, ok: bool) -> None:
+        self.ok = ok
+        self._done.set()
+
+    async def wait(self) -> bool:
+        await self._done.wait()
+        return self.ok
 
 
 class EventDelivery:
@@ -66,20 +84,32 @@ class EventDelivery:
         finally:
             await host.passes._release(lease)
 
-    async def deliver_now(self, event: Event) -> None:
-        """Deliver an event this host just stored, here and now instead of through the queue
-        (a crash meanwhile leaves it stored unprocessed: the recovery sweep delivers it).
-        When it cannot be done at once (a workflow is busy on another worker) or fails, the
-        event goes to the queue, whose consumers retry with a back-off.
+    async def deliver_now(self, event: Event, stored: StoredSignal) -> None:
+        """Deliver an event this host is storing, here and now instead of through the queue
+        (a crash meanwhile leaves it stored unprocessed: the recovery sweep delivers it). It
+        reads the subscriptions while the event is being stored and changes nothing before
+        ``stored`` says it was (not at all when it was not). When it cannot be done at once
+        (a workflow is busy on another worker) or fails, the event goes to the queue, whose
+        consumers retry with a back-off.
 
         It takes no lease on the event: nobody else knows of it yet, but for a copy queued by
         a subscription opening meanwhile (``requeue_for``), and delivering one event twice at
         once is harmless (each subscription is served under its workflow's lease, once)."""
         delay: float | None = BUSY_RETRY
+        subscriptions: Sequence[EventSubscription] | None = None
         try:
-            delay = await self._deliver_event(event)
+            subscriptions = await self.host.persistence.get_subscriptions(
+                event.name, event.key, event.time
+            )
         except Exception:
-            logger.exception("delivering event %s failed; it will be retried", event.id)
+            logger.exception("reading the subscriptions of event %s failed", event.id)
+        if not await stored.wait():
+            return
+        if subscriptions is not None:
+            try:
+                delay = await self._deliver_event(event, subscriptions)
+            except Exception:
+                logger.exception("delivering event %s failed; it will be retried", event.id)
         if delay is not None:
             with anyio.CancelScope(shield=True):
                 await self.host._enqueue_stored_event(event.id)
@@ -90,14 +120,20 @@ class EventDelivery:
             f"event:{event_id}", owner=host.passes.owner(), ttl=host.options.lease_seconds
         )
 
-    async def _deliver_event(self, event: Event) -> float | None:
-        """Deliver ``event`` (holding its lease) to every open matching subscription."""
+    async def _deliver_event(
+        self, event: Event, subscriptions: Sequence[EventSubscription] | None = None
+    ) -> float | None:
+        """Deliver ``event`` (holding its lease) to every open matching subscription (those
+        given, when the caller has just read them)."""
         host = self.host
         if event.is_processed:
             return None
         if event.name == TERMINATE_CHILD_EVENT and not await host._terminate_child(event):
             return BUSY_RETRY
-        subscriptions = await host.persistence.get_subscriptions(event.name, event.key, event.time)
+        if subscriptions is None:
+            subscriptions = await host.persistence.get_subscriptions(
+                event.name, event.key, event.time
+            )
         seen: set[str] = set()
         while True:
             busy = deferred = False
