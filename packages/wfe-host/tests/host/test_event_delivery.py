@@ -90,3 +90,28 @@ async def test_an_event_for_a_workflow_another_worker_holds_is_delivered_after_i
                 break
             await anyio.sleep(0.01)
         assert (await host.persistence.get_event(event_id)).is_processed
+
+
+class FailingEvents(MemoryPersistence):
+    """Refuses to store events."""
+
+    async def create_event(self, event: Any) -> None:
+        raise RuntimeError("disk full")
+
+
+async def test_an_event_that_could_not_be_stored_is_not_delivered() -> None:
+    """The host starts delivering while it stores the event; a failed store delivers
+    nothing, and the caller gets the error."""
+    async with WorkflowHost(FailingEvents()) as host:
+        host.register(WorkflowBuilder(Counter).wait_for("go", key="k").then(bump).build("gated"))
+        workflow_id = await host.start_workflow("gated")
+        for _ in range(1000):  # until it waits for the event
+            if any(p.event_name for p in (await host.get_workflow(workflow_id)).pointers):
+                break
+            await anyio.sleep(0.01)
+        with pytest.raises(RuntimeError, match="disk full"):
+            await host.publish_event("go", "k")
+        await anyio.sleep(0.2)
+        instance = await host.get_workflow(workflow_id)
+        assert instance.status == WorkflowStatus.RUNNABLE
+        assert not any(p.event_published for p in instance.pointers)
