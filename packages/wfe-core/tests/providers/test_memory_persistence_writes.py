@@ -3,6 +3,7 @@ be stored, whatever the caller changed in place between writes."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -153,3 +154,28 @@ async def test_a_value_json_cannot_hold_refuses_the_write() -> None:
     stored = await persistence.get_workflow(instance.id)
     assert stored.revision == 1
     assert stored.pointers[1].persistence_data == {"deep": [1]}
+
+
+async def test_the_head_is_kept_again_when_its_data_or_fields_change() -> None:
+    """A write reuses the stored head only when nothing in it changed, types included."""
+    persistence = MemoryPersistence()
+    instance = _instance(1)
+    instance.data = {"flag": 1, "items": [1, 2]}
+    await persistence.create_workflow(instance)
+    changes = [
+        lambda: None,  # nothing: the head is reused
+        lambda: instance.data.update(flag=True),  # equal, but stored differently
+        lambda: instance.data["items"].append(3),
+        lambda: instance.data.update(items=(1, 2, 3)),  # a tuple is stored as a list
+        lambda: setattr(instance, "reference", "order-7"),
+        lambda: setattr(instance, "status", WorkflowStatus.SUSPENDED),
+        lambda: setattr(instance, "data", {"flag": 1.0, "items": []}),
+    ]
+    for change in changes:
+        change()
+        await persistence.persist_workflow(instance, changed_pointers=())
+        stored = await persistence.get_workflow(instance.id)
+        assert stored == as_stored(instance)
+        # Compared as text too: 1 == True == 1.0, but they are stored differently.
+        assert json.dumps(stored.data) == json.dumps(as_stored(instance).data)
+    assert (await persistence.get_workflow(instance.id)).data == {"flag": 1.0, "items": []}

@@ -213,9 +213,9 @@ class _Pass:
                     continue
                 started.append((pointer, self._mark_started(pointer, now)))
             if started:
-                # Due now while steps run: a crash mid-pass leaves the instance due, so the
+                # Due while steps run: a crash mid-pass leaves the instance due, so the
                 # scheduler picks it up again (and the stored attempt counts this run).
-                self.instance.next_execution = now
+                self._keep_due(now)
                 self.dirty = True
         if started or self.running:
             await self._flush()
@@ -228,6 +228,13 @@ class _Pass:
             self.flusher_alive = True
             tg.start_soon(self._flusher, tg)
         self._arm_timer(tg)
+
+    def _keep_due(self, now: datetime) -> None:
+        """Make the instance due by ``now``. A due time already past stays as it is: the
+        instance is as due, and its stored head need not change with every step."""
+        due = self.instance.next_execution
+        if due is None or due > now:
+            self.instance.next_execution = now
 
     def _mark_started(self, pointer: ExecutionPointer, now: datetime) -> anyio.CancelScope:
         self.changed.add(pointer.id)
@@ -329,7 +336,7 @@ class _Pass:
                     # the successor in this task, without the flusher and a new task.
                     now = utcnow()
                     scope = self._mark_started(successor, now)
-                    self.instance.next_execution = now
+                    self._keep_due(now)
                     await self._flush()
                     pointer = successor
                     if time.monotonic() - self.yielded > _FAIR_SLICE:

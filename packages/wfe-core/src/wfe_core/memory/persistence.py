@@ -43,6 +43,7 @@ from wfe_core.memory.values import (
     dumps,
     fresh,
     plain_copy,
+    plain_equal,
     pointer_state,
     snapshot_pointer,
     utc,
@@ -85,8 +86,33 @@ def _utc_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else utc(value)
 
 
-def _head(instance: WorkflowInstance, revision: int) -> dict[str, Any]:
-    """The instance without its pointers, as plain JSON data of the store's own."""
+#: The instance's fields kept in its head but its data and revision (all of them immutable).
+_head_state = operator.attrgetter(
+    *(
+        field.name
+        for field in attrs.fields(WorkflowInstance)
+        if field.name not in ("pointers", "data", "revision")
+    )
+)
+
+
+def _head(
+    instance: WorkflowInstance, revision: int, previous: _InstanceRow | None
+) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """The instance without its pointers, as plain JSON data of the store's own, and the
+    fields it was made from. The previous head is reused when nothing in it changed (a
+    sequence of steps changes only pointers)."""
+    state = _head_state(instance)
+    if (
+        previous is not None
+        and state == previous.head_state
+        and plain_equal(instance.data, previous.head["data"])
+    ):
+        return {**previous.head, "revision": revision}, state
+    return _new_head(instance, revision), state
+
+
+def _new_head(instance: WorkflowInstance, revision: int) -> dict[str, Any]:
     pointers = instance.pointers
     # Without copying the instance: nothing awaits in between.
     instance.pointers = []
@@ -106,8 +132,9 @@ def _head(instance: WorkflowInstance, revision: int) -> dict[str, Any]:
 
 @attrs.define
 class _InstanceRow:
-    #: The instance without its pointers (plain JSON data).
+    #: The instance without its pointers (plain JSON data), and the fields it was made from.
     head: dict[str, Any]
+    head_state: tuple[Any, ...]
     #: Each pointer's fields as they read back (see ``values.snapshot_pointer``).
     pointer_states: list[tuple[Any, ...]]
     #: The position of each pointer by id. Rows of one instance share it and only add to it
@@ -192,7 +219,7 @@ class MemoryPersistence(PersistenceProvider):
         changed: Collection[str] | None = None,
     ) -> _InstanceRow:
         pointers = instance.pointers
-        head = _head(instance, revision)
+        head, head_state = _head(instance, revision, previous)
         count = len(pointers)
         if previous is None or count < len(previous.pointer_states):
             # New, or pointers were removed (the engine never does that): keep them all.
@@ -212,6 +239,7 @@ class MemoryPersistence(PersistenceProvider):
                 positions.setdefault(pointer.id, index)
         return _InstanceRow(
             head=head,
+            head_state=head_state,
             pointer_states=kept,
             positions=positions,
             status=WorkflowStatus(instance.status),

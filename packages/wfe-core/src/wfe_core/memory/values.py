@@ -29,6 +29,7 @@ __all__ = [
     "copy_pointer",
     "dumps",
     "plain_copy",
+    "plain_equal",
     "pointer_state",
     "snapshot_pointer",
     "utc",
@@ -69,6 +70,23 @@ def plain_copy(value: Any) -> Any:
         items = [plain_copy(item) for item in value]
         return NOT_PLAIN if any(item is NOT_PLAIN for item in items) else items
     return NOT_PLAIN
+
+
+def plain_equal(value: Any, kept: Any) -> bool:
+    """Whether ``value`` is plain JSON data equal to ``kept`` with every type the same (so
+    ``True`` differs from ``1``, and a tuple from a list: they would be stored differently)."""
+    kind = type(value)
+    if kind is not type(kept):
+        return False
+    if kind is dict:
+        return value.keys() == kept.keys() and all(
+            type(key) is str and plain_equal(item, kept[key]) for key, item in value.items()
+        )
+    if kind is list:
+        return len(value) == len(kept) and all(map(plain_equal, value, kept))
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return bool(value == kept)
+    return False
 
 
 def fresh(value: Any) -> Any:
