@@ -39,8 +39,8 @@ from wfe_host.runtime import control, queries
 from wfe_host.runtime.consumer import consume
 from wfe_host.runtime.data import initial_data, restore
 from wfe_host.runtime.definitions import DefinitionRegistry
-from wfe_host.runtime.events import EventDelivery, StoredSignal
-from wfe_host.runtime.passes import PassRunner
+from wfe_host.runtime.events import EventDelivery
+from wfe_host.runtime.passes import Outcome, PassRunner
 from wfe_host.runtime.scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -553,7 +553,7 @@ class WorkflowHost:
         # Delivered by this host at once, skipping the queue's round trip (beyond a few at a
         # time, through the queue, whose consumers pace them). The delivery starts reading
         # while the event is being stored, and writes nothing before it is.
-        stored = StoredSignal()
+        stored = Outcome()
         self._local_deliveries += 1
         tg.start_soon(self._deliver_now, event, stored)
         try:
@@ -564,7 +564,7 @@ class WorkflowHost:
         stored.set(ok=True)
         return event.id
 
-    async def _deliver_now(self, event: Event, stored: StoredSignal) -> None:
+    async def _deliver_now(self, event: Event, stored: Outcome) -> None:
         try:
             await self.events.deliver_now(event, stored)
         finally:

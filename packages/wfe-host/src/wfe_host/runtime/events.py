@@ -19,7 +19,7 @@ from wfe_core.models import PointerStatus, WorkflowStatus
 from wfe_core.models.instance import utcnow
 from wfe_core.primitives import TERMINATE_CHILD_EVENT
 from wfe_core.providers import QueueName
-from wfe_host.runtime.passes import Carried
+from wfe_host.runtime.passes import Carried, Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -34,22 +34,6 @@ logger = logging.getLogger("wfe_host.events")
 BUSY_RETRY = 0.5
 #: Seconds between delivering an event and marking it processed (see _deliver_event).
 _MARK_DELAY = 0.002
-
-
-class StoredSignal:
-    """Tells a delivery started alongside ``create_event`` whether the event got stored."""
-
-    def __init__(self) -> None:
-        self._done = anyio.Event()
-        self.ok = False
-
-    def set(self, *, ok: bool) -> None:
-        self.ok = ok
-        self._done.set()
-
-    async def wait(self) -> bool:
-        await self._done.wait()
-        return self.ok
 
 
 class EventDelivery:
@@ -84,7 +68,7 @@ class EventDelivery:
         finally:
             await host.passes._release(lease)
 
-    async def deliver_now(self, event: Event, stored: StoredSignal) -> None:
+    async def deliver_now(self, event: Event, stored: Outcome) -> None:
         """Deliver an event this host is storing, here and now instead of through the queue
         (a crash meanwhile leaves it stored unprocessed: the recovery sweep delivers it). It
         reads the subscriptions while the event is being stored and changes nothing before
@@ -148,8 +132,10 @@ class EventDelivery:
                 return None
             # Bookkeeping that nothing waits for: let the passes just handed the resumed
             # workflows run their first step and store it first, rather than wait behind it.
-            await anyio.sleep(_MARK_DELAY)
-            await host.persistence.mark_event_processed(event.id)
+            # Shielded, so a host stopping meanwhile still marks what it delivered.
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(_MARK_DELAY)
+                await host.persistence.mark_event_processed(event.id)
             # A subscription opened meanwhile had the event marked unprocessed and queued
             # again (requeue_for), maybe before the mark above overwrote that: look again
             # now the mark is stored. One opened after this look is requeued after it.
@@ -212,8 +198,7 @@ class EventDelivery:
                 # write (one write less before the step after the wait runs). The event may
                 # be marked processed only once that write is done.
                 handed = True
-                await carried.stored.wait()
-                if not carried.ok:
+                if not await carried.stored.wait():
                     return False  # the pass failed before storing it: deliver it again
             else:
                 await host._store(instance, subscriptions=[closed], changed_pointers=[pointer.id])

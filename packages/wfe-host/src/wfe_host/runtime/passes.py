@@ -52,6 +52,24 @@ class PassHandle:
     after: list[Callable[[], Awaitable[None]]] = attrs.field(factory=list)
 
 
+class Outcome:
+    """Whether something another task was to do (store a write) got done, once known."""
+
+    def __init__(self) -> None:
+        self._known = anyio.Event()
+        self.ok = False
+
+    def set(self, *, ok: bool) -> None:
+        """Record the outcome (the first one recorded stands)."""
+        if not self._known.is_set():
+            self.ok = ok
+            self._known.set()
+
+    async def wait(self) -> bool:
+        await self._known.wait()
+        return self.ok
+
+
 @attrs.define(eq=False)
 class Carried:
     """Changes made to an instance under its lease that the pass taking the lease over
@@ -61,9 +79,8 @@ class Carried:
     subscriptions: list[EventSubscription]
     #: Pointers changed.
     pointers: list[str]
-    #: Set once the pass stored them (``ok``) or ended without storing them.
-    stored: anyio.Event = attrs.field(factory=anyio.Event)
-    ok: bool = False
+    #: Whether the pass stored them (known once it did, or ended without doing so).
+    stored: Outcome = attrs.field(factory=Outcome)
 
 
 def contains(error: BaseException, kind: type[BaseException]) -> bool:
@@ -117,8 +134,7 @@ class _PassEnvironment:
         )
         if carried is not None:
             self.carried = None
-            carried.ok = True
-            carried.stored.set()
+            carried.stored.set(ok=True)
         # What was last stored, so the runner can tell work that fell due meanwhile.
         self.stored = True
         self.stored_due = (
@@ -258,7 +274,7 @@ class PassRunner:
                 raise
         finally:
             if carried is not None:
-                carried.stored.set()  # stored or not (then ``ok`` stays false)
+                carried.stored.set(ok=False)  # unless its first write stored them
             del self.running[workflow_id]
             await self._release(lease)
             if handle.stored:
