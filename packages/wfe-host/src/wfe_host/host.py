@@ -250,13 +250,14 @@ class WorkflowHost:
         return unique
 
     def _start_workers(self, tg: TaskGroup) -> None:
+        self.passes.open()
         visibility = max(self.options.lease_seconds * 10, 300.0)
         tg.start_soon(
             lambda: consume(
                 self.queue,
                 QueueName.WORKFLOW,
                 self.passes.process,
-                limit=self.options.concurrency,
+                slots=self.passes.slots,
                 visibility_timeout=visibility,
             )
         )
@@ -265,7 +266,7 @@ class WorkflowHost:
                 self.queue,
                 QueueName.EVENT,
                 self.events.process,
-                limit=_EVENT_CONCURRENCY,
+                slots=anyio.Semaphore(_EVENT_CONCURRENCY),
                 visibility_timeout=visibility,
             )
         )
@@ -275,10 +276,11 @@ class WorkflowHost:
                     self.queue,
                     QueueName.INDEX,
                     self._index,
-                    limit=_INDEX_CONCURRENCY,
+                    slots=anyio.Semaphore(_INDEX_CONCURRENCY),
                     visibility_timeout=visibility,
                 )
             )
+        tg.start_soon(self.passes.renew_leases)
         tg.start_soon(self.scheduler.run)
         tg.start_soon(self._recover_events)
 

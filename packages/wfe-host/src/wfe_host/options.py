@@ -13,7 +13,8 @@ class HostOptions:
     ``WFE_HOST_<FIELD>`` in the environment.
     """
 
-    #: Workflow passes (one instance each) run at the same time by this host. A pass waiting
+    #: Workflow passes (one instance each) run at the same time by this host, however they
+    #: started (from the queue, by ``start_workflow``, by an event's delivery). A pass waiting
     #: for its steps costs a coroutine, not a thread; more at once also share database commits.
     concurrency: int = attrs.field(default=100, validator=attrs.validators.ge(1))
     #: Steps run at the same time within one pass (parallel branches, parallel for_each).

@@ -1,4 +1,5 @@
-"""Consuming a queue: hand each item to a handler, at most ``limit`` at a time."""
+"""Consuming a queue: hand each item to a handler, at most as many at a time as there are
+slots."""
 
 from __future__ import annotations
 
@@ -30,11 +31,12 @@ async def consume(
     name: QueueName,
     handler: Handler,
     *,
-    limit: int,
+    slots: anyio.Semaphore,
     visibility_timeout: float,
 ) -> None:
-    """Run until cancelled: dequeue items of ``name`` and handle up to ``limit`` at once."""
-    slots = anyio.Semaphore(limit)
+    """Run until cancelled: take a slot, dequeue an item of ``name`` and handle it, the slot
+    held until it is acked. ``slots`` may be shared with other work that counts against the
+    same limit (the passes a host starts without the queue)."""
     async with anyio.create_task_group() as tg:
         while True:
             await slots.acquire()

@@ -15,6 +15,7 @@ from wfe_core.engine import WorkflowExecutor
 from wfe_core.errors import ConcurrencyError, LockNotHeldError, WfeError, WorkflowNotFoundError
 from wfe_core.models import EventSubscription, WorkflowInstance, WorkflowStatus, new_id
 from wfe_core.models.instance import utcnow
+from wfe_core.providers import Lease
 from wfe_core.serialization import to_primitive
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
         LifecycleEvent,
         StepDefinition,
     )
-    from wfe_core.providers import Lease
     from wfe_core.step import StepBody
     from wfe_host.host import WorkflowHost
 
@@ -50,6 +50,13 @@ class PassHandle:
     stored: bool = False
     #: Called after the pass released its lease.
     after: list[Callable[[], Awaitable[None]]] = attrs.field(factory=list)
+    #: The lease the pass holds (the renewed one once renewed), and when (anyio's clock) it
+    #: was last taken or renewed.
+    lease: Lease | None = None
+    leased_at: float = 0.0
+    #: The pass holds one of the runner's slots itself (it did not come through the queue,
+    #: whose consumer holds the slot of what it hands out).
+    slot: bool = False
 
 
 class Outcome:
@@ -160,9 +167,24 @@ class PassRunner:
     def __init__(self, host: WorkflowHost) -> None:
         self.host = host
         self.running: dict[str, PassHandle] = {}
+        #: One slot per pass this host runs, however it started (here, from the queue, taken
+        #: over from an event's delivery): ``concurrency`` bounds them all. Made anew each
+        #: time the workers start (see :meth:`open`).
+        self.slots = anyio.Semaphore(host.options.concurrency)
         #: Instances an outside change (suspend, resume, terminate) is waiting to lock: no new
         #: pass of this host starts on them meanwhile, so the change is not starved.
         self.held: dict[str, int] = {}
+
+    def open(self) -> None:
+        """Called as the host's workers start (in the event loop they run in)."""
+        self.slots = anyio.Semaphore(self.host.options.concurrency)
+
+    def _take_slot(self) -> bool:
+        try:
+            self.slots.acquire_nowait()
+        except anyio.WouldBlock:
+            return False
+        return True
 
     def owner(self) -> str:
         """A lease owner name unique to one acquisition (leases are not re-entrant)."""
@@ -197,15 +219,15 @@ class PassRunner:
         if (
             tg is None
             or not host.options.run_workers
-            or len(self.running) >= host.options.concurrency
             or instance.id in self.running
+            or not self._take_slot()
         ):
             return False
         # The pass changes the instance, and the caller's data is the caller's: a copy of the
         # data as a read would give it (a new instance has nothing else mutable).
         data = json.loads(json.dumps(to_primitive(instance.data)))
         working = host._restore(attrs.evolve(instance, pointers=[], data=data))
-        handle = PassHandle(instance.id)
+        handle = PassHandle(instance.id, slot=True)
         self.running[instance.id] = handle
         tg.start_soon(self._start, handle, working)
         return True
@@ -220,13 +242,20 @@ class PassRunner:
             logger.exception("could not lease new workflow %s; queueing it", instance.id)
             lease = None
         except BaseException:
-            del self.running[instance.id]  # stopping: it is stored due, the next start runs it
+            self._forget(handle)  # stopping: it is stored due, the next start runs it
             raise
         if lease is None:  # another worker got to it first, or the lock failed: queue it
-            del self.running[instance.id]
+            self._forget(handle)
             await host._enqueue_workflow(instance.id)
             return
         await self._own(handle, lease, instance)
+
+    def _forget(self, handle: PassHandle) -> None:
+        """``handle``'s pass is over (or never ran): unregister it and free its slot."""
+        del self.running[handle.workflow_id]
+        if handle.slot:
+            handle.slot = False
+            self.slots.release()
 
     def hand_over(
         self, instance: WorkflowInstance, lease: Lease, carried: Carried | None = None
@@ -235,16 +264,18 @@ class PassRunner:
         takes the lease over (and releases it) and stores ``carried`` (changes not stored
         yet) with its first write. Saves releasing the lease, queueing the instance, taking
         the lease again, reading the instance again, and a write. False when this host runs
-        no workers, or already runs a pass over it: the caller keeps the lease."""
+        no workers, already runs a pass over it, or has no free slot: the caller keeps the
+        lease."""
         tg = self.host._task_group
         if (
             tg is None
             or not self.host.options.run_workers
             or instance.id in self.running
             or instance.id in self.held
+            or not self._take_slot()
         ):
             return False
-        handle = PassHandle(instance.id)
+        handle = PassHandle(instance.id, slot=True)
         # Registered now, so what arrives for the instance meanwhile waits for this pass.
         self.running[instance.id] = handle
         tg.start_soon(self._own, handle, lease, instance, carried)
@@ -261,8 +292,10 @@ class PassRunner:
         what the pass left to do."""
         host = self.host
         workflow_id = handle.workflow_id
+        handle.lease = lease
+        handle.leased_at = anyio.current_time()
         try:
-            await self._leased_pass(handle, lease, instance, carried)
+            await self._leased_pass(handle, instance, carried)
         except BaseException as exc:
             if contains(exc, ConcurrencyError):
                 # Another writer got there first: this pass's view is stale; run it again.
@@ -275,8 +308,9 @@ class PassRunner:
         finally:
             if carried is not None:
                 carried.stored.set(ok=False)  # unless its first write stored them
-            del self.running[workflow_id]
-            await self._release(lease)
+            self._forget(handle)
+            # The renewer sees the handle gone and leaves the lease alone from now on.
+            await self._release(handle.lease or lease)
             if handle.stored:
                 # The instance's due time changed: the scheduler may have been waiting for
                 # this pass before it looks at the next due time.
@@ -288,26 +322,17 @@ class PassRunner:
                     await host._enqueue_workflow(workflow_id)
 
     async def _leased_pass(
-        self,
-        handle: PassHandle,
-        lease: Lease,
-        instance: WorkflowInstance | None,
-        carried: Carried | None,
+        self, handle: PassHandle, instance: WorkflowInstance | None, carried: Carried | None
     ) -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._renew, lease, handle)
-            try:
-                with handle.scope:
-                    environment = await self._run(handle.workflow_id, handle, instance, carried)
-                    if environment is not None and environment.stored:
-                        handle.stored = True
-                        due = environment.stored_due
-                        if due is not None and due <= utcnow():
-                            # It fell due while the pass stored its state (a short sleep on
-                            # a slow store): nothing else would wake it, so run it again.
-                            handle.rerun = True
-            finally:
-                tg.cancel_scope.cancel()
+        with handle.scope:
+            environment = await self._run(handle.workflow_id, handle, instance, carried)
+            if environment is not None and environment.stored:
+                handle.stored = True
+                due = environment.stored_due
+                if due is not None and due <= utcnow():
+                    # It fell due while the pass stored its state (a short sleep on a slow
+                    # store): nothing else would wake it, so run it again.
+                    handle.rerun = True
 
     async def _run(
         self,
@@ -355,20 +380,41 @@ class PassRunner:
             )
         return environment
 
-    async def _renew(self, lease: Lease, handle: PassHandle) -> None:
+    async def renew_leases(self) -> None:
+        """Run while the workers do: keep the leases of the running passes alive.
+
+        One task for every pass (not one each, which would cost every pass a task group and
+        a timer): it looks every sixth of ``lease_seconds`` and renews each lease older than
+        a third of it, so a lease is renewed by half its time at the latest.
+        """
         ttl = self.host.options.lease_seconds
         while True:
-            await anyio.sleep(ttl / 3)
-            try:
-                lease = await self.host.lock.renew(lease, ttl=ttl)
-            except (LockNotHeldError, WfeError):
+            await anyio.sleep(ttl / 6)
+            now = anyio.current_time()
+            due = [h for h in self.running.values() if h.lease and now - h.leased_at >= ttl / 3]
+            if due:
+                async with anyio.create_task_group() as tg:
+                    for handle in due:
+                        tg.start_soon(self._renew, handle, ttl)
+
+    async def _renew(self, handle: PassHandle, ttl: float) -> None:
+        lease = handle.lease
+        assert lease is not None
+        renewed_at = anyio.current_time()
+        try:
+            renewed = await self.host.lock.renew(lease, ttl=ttl)
+        except WfeError:  # LockNotHeldError, or the lock provider failed
+            if self.running.get(handle.workflow_id) is handle and handle.lease is lease:
                 logger.warning(
                     "lost the lease of a running pass; abandoning it",
                     extra={"workflow_id": handle.workflow_id},
                 )
                 handle.rerun = True
                 handle.scope.cancel()
-                return
+            return
+        if handle.lease is lease:
+            handle.lease = renewed
+            handle.leased_at = renewed_at
 
     async def _release(self, lease: Lease) -> None:
         with anyio.CancelScope(shield=True):

@@ -1,0 +1,126 @@
+"""What a host's passes share: ``concurrency`` slots, and one task renewing their leases."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+import attrs
+import pytest
+
+from wfe_core import WorkflowBuilder, WorkflowStatus
+from wfe_core.errors import LockNotHeldError
+from wfe_core.memory.lock import MemoryLock
+from wfe_host import HostOptions, WorkflowHost
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from wfe_core import StepContext
+    from wfe_core.providers import Lease
+
+pytestmark = pytest.mark.anyio
+
+
+async def until(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 10) -> None:
+    """Wait until ``condition()`` holds (it may be async), checking every 10 ms."""
+    with anyio.fail_after(timeout):
+        for _ in range(int(timeout * 100) + 1):
+            met = condition()
+            if met if isinstance(met, bool) else await met:
+                return
+            await anyio.sleep(0.01)
+
+
+@attrs.define
+class Gate:
+    """Steps that wait for ``opened``, counting how many wait at once."""
+
+    opened: anyio.Event = attrs.field(factory=anyio.Event)
+    inside: int = 0
+    most: int = 0
+
+    async def enter(self, ctx: StepContext) -> None:
+        self.inside += 1
+        self.most = max(self.most, self.inside)
+        try:
+            await self.opened.wait()
+        finally:
+            self.inside -= 1
+
+
+async def test_concurrency_bounds_every_pass_however_it_started() -> None:
+    """Workflows started here and workflows handed out by the queue share the slots: with
+    ``concurrency`` 2, never more than two passes (here: their steps) run at once."""
+    gate = Gate()
+    async with WorkflowHost(options=HostOptions(concurrency=2)) as host:
+        host.register(WorkflowBuilder(dict).start_with(gate.enter).build("gated"))
+        ids = [await host.start_workflow("gated") for _ in range(6)]
+        await until(lambda: gate.inside == 2)
+        await anyio.sleep(0.2)  # time for a third pass to start, were it allowed to
+        assert gate.most == 2
+        gate.opened.set()
+        for workflow_id in ids:
+            instance = await host.wait_for_workflow(workflow_id, timeout=10)
+            assert instance.status == WorkflowStatus.COMPLETE
+        assert gate.most == 2
+        assert host.passes.running == {}
+
+
+async def test_a_pass_longer_than_its_lease_keeps_it() -> None:
+    """The host renews the lease of a running pass, so no other worker can take the
+    instance however long its step runs."""
+    gate = Gate()
+    async with WorkflowHost(options=HostOptions(lease_seconds=0.3)) as host:
+        host.register(WorkflowBuilder(dict).start_with(gate.enter).build("long"))
+        workflow_id = await host.start_workflow("long")
+        await until(lambda: gate.inside == 1)
+        for _ in range(8):  # 1.2 s: four lease times
+            await anyio.sleep(0.15)
+            assert await host.lock.acquire(workflow_id, owner="another worker", ttl=1) is None
+        gate.opened.set()
+        instance = await host.wait_for_workflow(workflow_id, timeout=10)
+        assert instance.status == WorkflowStatus.COMPLETE
+
+        # Released as the pass ends (just after the write that finished the workflow).
+        async def free() -> bool:
+            return await host.lock.acquire(workflow_id, owner="other", ttl=1) is not None
+
+        await until(free)
+
+
+class ForgetfulLock(MemoryLock):
+    """Refuses to renew a lease once ``forget`` is set, as if it had expired and been taken."""
+
+    forget = False
+
+    async def renew(self, lease: Lease, *, ttl: float) -> Lease:
+        if self.forget:
+            self.forget = False
+            raise LockNotHeldError(f"lease of {lease.key} is not current")
+        return await super().renew(lease, ttl=ttl)
+
+
+async def test_a_pass_that_lost_its_lease_is_abandoned_and_run_again() -> None:
+    """A pass whose lease could not be renewed stops at once (its running step is cancelled,
+    its result is not stored), and the instance runs again."""
+    lock = ForgetfulLock()
+    runs: list[str] = []
+    gate = Gate()
+
+    async def step(ctx: StepContext) -> None:
+        runs.append("started")
+        if len(runs) == 1:
+            lock.forget = True
+            try:
+                await gate.enter(ctx)
+            except anyio.get_cancelled_exc_class():
+                runs.append("cancelled")
+                raise
+
+    async with WorkflowHost(lock=lock, options=HostOptions(lease_seconds=0.3)) as host:
+        host.register(WorkflowBuilder(dict).start_with(step).build("lost"))
+        workflow_id = await host.start_workflow("lost")
+        instance = await host.wait_for_workflow(workflow_id, timeout=10)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert runs == ["started", "cancelled", "started"]
