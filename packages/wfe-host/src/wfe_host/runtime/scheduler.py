@@ -22,6 +22,10 @@ logger = logging.getLogger("wfe_host.scheduler")
 
 #: Slack added to a due time so a wake-up is never a hair early.
 _SLACK = timedelta(milliseconds=5)
+#: Least time between two looks at persistence's due times. Every pass that stored a change
+#: wakes the scheduler (see :meth:`Scheduler.wake`); hundreds of passes ending per second
+#: should not cost hundreds of reads. (The local timers are looked at on every wake-up.)
+_LOOK_INTERVAL = 0.02
 
 
 class Scheduler:
@@ -51,6 +55,7 @@ class Scheduler:
         self._dispatched_due: datetime | None = None
         self._dispatched_at = -math.inf
         self._events_swept_at = -math.inf
+        self._looked_at = -math.inf
 
     @property
     def longest_sleep(self) -> float:
@@ -103,6 +108,11 @@ class Scheduler:
                 # Younger events are likely on their way through the queue.
                 await host._recover_events(now - timedelta(seconds=self.recovery_seconds))
             waits.append(self._events_swept_at + self.recovery_seconds - clock)
+        clock = anyio.current_time()
+        if clock - self._looked_at < _LOOK_INTERVAL:
+            waits.append(self._looked_at + _LOOK_INTERVAL - clock)
+            return max(min(waits), 0.0)
+        self._looked_at = clock
         due = await host.persistence.next_execution_time()
         if due is not None and due > now:
             waits.append((due - now + _SLACK).total_seconds())
