@@ -43,13 +43,20 @@ async def test_a_sequence_finishes_in_one_pass(engine: EngineHarness) -> None:
 
 
 async def test_max_parallel_steps_bounds_concurrency() -> None:
+    """At most that many steps run at once; the others wait as pending pointers (not marked
+    running, no attempt counted) until a running one ends."""
     engine = EngineHarness(max_parallel_steps=2)
-    active = peak = 0
+    active = peak = marked = 0
 
     async def work(ctx: StepContext) -> None:
-        nonlocal active, peak
+        nonlocal active, peak, marked
         active += 1
         peak = max(peak, active)
+        # The branches' pointers (the for_each container's own counts as running too).
+        running = [
+            p for p in ctx.workflow.pointers if p.scope and p.status == PointerStatus.RUNNING
+        ]
+        marked = max(marked, len(running))
         await anyio.sleep(0.1)
         active -= 1
 
@@ -59,6 +66,8 @@ async def test_max_parallel_steps_bounds_concurrency() -> None:
     instance = await engine.run(definition)
     assert instance.status == WorkflowStatus.COMPLETE
     assert peak == 2
+    assert marked == 2
+    assert all(p.attempt == 1 for p in instance.pointers)
 
 
 async def test_a_stale_pass_cannot_overwrite_newer_state(engine: EngineHarness) -> None:

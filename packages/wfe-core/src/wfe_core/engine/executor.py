@@ -153,7 +153,7 @@ class _Pass:
         self.instance = instance
         self.definition = definition
         self.should_stop = should_stop
-        self.limiter = anyio.CapacityLimiter(executor.max_parallel_steps)
+        self.max_parallel = executor.max_parallel_steps
         # No yield when it is free (most of the time): a sequence takes it once per step.
         self.lock = anyio.Lock(fast_acquire=True)
         self.running: dict[str, anyio.CancelScope] = {}
@@ -182,8 +182,11 @@ class _Pass:
             self._new_pointer(self.definition.start_step, scope=[], item=None, predecessor=None)
             self.dirty = True
         while True:
-            async with anyio.create_task_group() as tg, self.lock:
-                await self._start_runnable(tg)
+            async with anyio.create_task_group() as tg:
+                async with self.lock:
+                    alone = await self._start_runnable(tg, inline=True)
+                if alone is not None:
+                    await self._run_pointer(tg, *alone)
             # Something may have become due while the last steps ran (a short retry).
             if not self._may_continue() or next(px.runnable(self.instance, utcnow()), None) is None:
                 break
@@ -202,16 +205,25 @@ class _Pass:
     def _may_continue(self) -> bool:
         return self.instance.status == WorkflowStatus.RUNNABLE and not self.should_stop()
 
-    async def _start_runnable(self, tg: TaskGroup) -> None:
-        """Start every runnable pointer not running yet (call with the lock held)."""
+    async def _start_runnable(
+        self, tg: TaskGroup, *, inline: bool = False
+    ) -> tuple[ExecutionPointer, anyio.CancelScope] | None:
+        """Start the runnable pointers not running yet, as many as ``max_parallel_steps``
+        allows (the others start as running steps end); call with the lock held. With
+        ``inline``, a pointer that starts alone is returned for the caller to run in its own
+        task (after releasing the lock) instead of in a new one."""
         self._settle()
         started: list[tuple[ExecutionPointer, anyio.CancelScope]] = []
         if self._may_continue():
             now = utcnow()
+            room = self.max_parallel - len(self.running)
             for pointer in px.runnable(self.instance, now):
+                if room <= 0:
+                    break
                 if pointer.id in self.running:
                     continue
                 started.append((pointer, self._mark_started(pointer, now)))
+                room -= 1
             if started:
                 # Due while steps run: a crash mid-pass leaves the instance due, so the
                 # scheduler picks it up again (and the stored attempt counts this run).
@@ -220,7 +232,8 @@ class _Pass:
         if started or self.running:
             await self._flush()
         # Else the pass is ending: its last write (with the next due time) stores the rest.
-        for pointer, scope in started:
+        alone = inline and len(started) == 1 and len(self.running) == 1
+        for pointer, scope in started[alone:]:
             tg.start_soon(self._run_pointer, tg, pointer, scope)
         if len(self.running) > 1 and not self.flusher_alive:
             # Steps running side by side: one task stores their results as they come. (A
@@ -228,6 +241,7 @@ class _Pass:
             self.flusher_alive = True
             tg.start_soon(self._flusher, tg)
         self._arm_timer(tg)
+        return started[0] if alone else None
 
     def _keep_due(self, now: datetime) -> None:
         """Make the instance due by ``now``. A due time already past stays as it is: the
@@ -312,38 +326,33 @@ class _Pass:
     async def _run_pointer(
         self, tg: TaskGroup, pointer: ExecutionPointer, scope: anyio.CancelScope
     ) -> None:
-        async with self.limiter:
-            while True:
-                step = self.definition.step(pointer.step_id)
-                outcome = await self._execute(pointer, step, scope)
-                async with self._guard():
-                    self.running.pop(pointer.id, None)
-                    # The body may have changed its pointer (ctx.pointer), whatever came of it.
-                    self.changed.add(pointer.id)
-                    if (
-                        outcome is None
-                        or not pointer.active
-                        or pointer.status != PointerStatus.RUNNING
-                    ):
-                        return await self._after_run(tg)
-                    self.created = []
-                    self._apply(pointer, step, outcome)
-                    self.dirty = True
-                    successor = self._sole_successor(pointer)
-                    if successor is None:
-                        return await self._after_run(tg)
-                    # The lean path: store the result (with the successor started), then run
-                    # the successor in this task, without the flusher and a new task.
-                    now = utcnow()
-                    scope = self._mark_started(successor, now)
-                    self._keep_due(now)
-                    await self._flush()
-                    pointer = successor
-                    if time.monotonic() - self.yielded > _FAIR_SLICE:
-                        # Steps that never wait (and a store that never does either) would
-                        # keep every other task of the host waiting until the pass ends.
-                        await anyio.lowlevel.checkpoint()
-                        self.yielded = time.monotonic()
+        while True:
+            step = self.definition.step(pointer.step_id)
+            outcome = await self._execute(pointer, step, scope)
+            async with self._guard():
+                self.running.pop(pointer.id, None)
+                # The body may have changed its pointer (ctx.pointer), whatever came of it.
+                self.changed.add(pointer.id)
+                if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
+                    return await self._after_run(tg)
+                self.created = []
+                self._apply(pointer, step, outcome)
+                self.dirty = True
+                successor = self._sole_successor(pointer)
+                if successor is None:
+                    return await self._after_run(tg)
+                # The lean path: store the result (with the successor started), then run the
+                # successor in this task, without the flusher and a new task.
+                now = utcnow()
+                scope = self._mark_started(successor, now)
+                self._keep_due(now)
+                await self._flush()
+                pointer = successor
+                if time.monotonic() - self.yielded > _FAIR_SLICE:
+                    # Steps that never wait (and a store that never does either) would keep
+                    # every other task of the host waiting until the pass ends.
+                    await anyio.lowlevel.checkpoint()
+                    self.yielded = time.monotonic()
 
     async def _after_run(self, tg: TaskGroup) -> None:
         """A step's run ended (call with the lock held): the flusher stores its result and
