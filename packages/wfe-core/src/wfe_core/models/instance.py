@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,10 +10,18 @@ import attrs
 
 from wfe_core.models.status import PointerStatus, WorkflowStatus
 
+#: The bits of a UUID that hold its version and variant, and their values for version 4.
+_VERSION_MASK = ~((0xF000 << 64) | (0xC000 << 48))
+_VERSION_4 = (0x4000 << 64) | (0x8000 << 48)
+
 
 def new_id() -> str:
-    """A new random id (UUID4 hex) for instances, pointers, events and subscriptions."""
-    return uuid.uuid4().hex
+    """A new random id (UUID4 hex) for instances, pointers, events and subscriptions.
+
+    The same 32 hex digits as ``uuid.uuid4().hex`` (from ``os.urandom`` too), without building
+    a ``UUID`` object, which costs three times as much: every step creates a pointer.
+    """
+    return f"{int.from_bytes(os.urandom(16)) & _VERSION_MASK | _VERSION_4:032x}"
 
 
 def utcnow() -> datetime:
