@@ -167,6 +167,63 @@ async def test_cancelled_caller_does_not_break_the_group(db_url: str) -> None:
 
 
 @pytest.mark.anyio
+async def test_cancelled_writers_return_only_after_their_commit(db_url: str) -> None:
+    """Callers cancelled while their writes wait in line (one of them due to lead its group,
+    one alone in its group) still see their writes committed before they return, and the
+    groups behind them still run."""
+    async with SqlitePersistence(db_url, SqliteOptions(max_batch_size=2)) as persistence:
+        store = persistence.store
+        running, release = threading.Event(), threading.Event()
+        ran: list[str] = []
+        # Whether its write had run when each caller's call ended (by return or cancellation).
+        committed_first: dict[str, bool] = {}
+        results: dict[str, str] = {}
+        scopes: dict[str, anyio.CancelScope] = {}
+
+        def step(name: str) -> Callable[[object], str]:
+            def fn(conn: object) -> str:
+                if name == "first":
+                    running.set()
+                    release.wait(10)
+                ran.append(name)
+                return name
+
+            return fn
+
+        async def write(name: str) -> None:
+            with anyio.CancelScope() as scope:
+                scopes[name] = scope
+                try:
+                    results[name] = await store.write(step(name))
+                finally:
+                    committed_first[name] = name in ran
+
+        names = ["a1", "a2", "b1", "b2", "c1"]
+        async with anyio.create_task_group() as tg:
+            # The first group holds the writer while the next three (of two at most) line up.
+            tg.start_soon(write, "first")
+            await anyio.to_thread.run_sync(running.wait, 10)
+            for name in names:
+                tg.start_soon(write, name)
+            while len(scopes) < len(names) + 1:
+                await anyio.lowlevel.checkpoint()
+            for name in ("a1", "b2", "c1"):
+                scopes[name].cancel()
+            await anyio.sleep(0.05)
+            assert committed_first == {}, "a caller returned before its write was committed"
+            release.set()
+        assert ran == ["first", *names]
+        assert committed_first == dict.fromkeys(["first", *names], True)
+        assert {name: results[name] for name in ("first", "a2", "b1")} == {
+            "first": "first",
+            "a2": "a2",
+            "b1": "b1",
+        }
+        # The store keeps working.
+        assert await store.write(step("after")) == "after"
+
+
+@pytest.mark.anyio
 async def test_memory_database_is_shared_by_the_providers_of_a_process() -> None:
     url = "sqlite:///:memory:"
     instance = WorkflowInstance("flow", 1)
