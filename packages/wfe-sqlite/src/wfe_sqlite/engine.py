@@ -7,14 +7,15 @@ and an in-memory database is one database for all three.
 Blocking SQLite calls never run on the event loop (``PRAGMA data_version``, which reads shared
 memory and never waits, is the one call made there; see :meth:`Store.data_version`):
 
-* **Writes** go to one connection. Callers put their operation in a pending list; one of them
-  (the *leader*) takes everything pending, runs it in a worker thread as ONE transaction
-  (``BEGIN IMMEDIATE``) and commits once: operations arriving while a transaction is being
-  written share the next commit and its sync ("group commit"), which is what makes
-  ``synchronous=FULL`` fast under load. An operation that fails does not fail the others of its
-  group (see :meth:`Store.write`). No caller returns before the commit that holds its write is
-  done, and synced unless the write was marked as one whose loss could only cause a
-  redelivery.
+* **Writes** go to one connection. Callers add their operation to the last group in line
+  (up to ``max_batch_size`` each); when a group's turn comes, the caller of its first
+  operation (the *leader*) runs it in a worker thread as ONE transaction (``BEGIN
+  IMMEDIATE``) and commits once, while the other callers wait for the group to be done:
+  operations arriving while a transaction is being written share the next commit and its
+  sync ("group commit"), which is what makes ``synchronous=FULL`` fast under load. An
+  operation that fails does not fail the others of its group (see :meth:`Store.write`). No
+  caller returns before the commit that holds its write is done, and synced unless the write
+  was marked as one whose loss could only cause a redelivery.
 * **Reads** run on a small pool of reader connections in worker threads; in WAL mode they do
   not wait for writers. They are grouped like writes: the reads pending together run in one
   worker thread call and one read transaction (one snapshot), since the hop to a thread and
@@ -356,6 +357,9 @@ class Store:
         (``synchronous=NORMAL`` for that commit); it becomes durable with the next synced
         commit, since the WAL is written in order. Any durable write in the group makes the
         whole commit synced.
+
+        Once called, the write happens even when the caller is cancelled, and the call ends
+        (with the cancellation) only after the commit holding it, like a completed call.
         """
         groups = self._groups
         if groups and len(groups[-1].fns) < self.options.max_batch_size:
