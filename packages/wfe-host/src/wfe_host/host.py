@@ -390,9 +390,10 @@ class WorkflowHost:
             definition.version,
             extra={"workflow_id": instance.id, "definition_id": definition.id},
         )
-        await self._publish_lifecycle(
-            control.lifecycle_event(instance, LifecycleEventType.WORKFLOW_STARTED)
-        )
+        if self.lifecycle.has_subscribers:
+            await self._publish_lifecycle(
+                control.lifecycle_event(instance, LifecycleEventType.WORKFLOW_STARTED)
+            )
         if not self.passes.start(instance):
             await self._enqueue_workflow(instance.id)
         await self._enqueue_index(instance.id)
