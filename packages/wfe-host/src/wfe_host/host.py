@@ -460,9 +460,16 @@ class WorkflowHost:
         try:
             with anyio.fail_after(timeout):
                 while True:
-                    instance = await self._load(workflow_id)
-                    if instance.status.is_finished:
-                        return instance
+                    # While a pass of this host runs it, that pass wakes the waiter when it
+                    # stores the finished instance or ends (see _pass_ended): no read needed.
+                    if waiter.event.is_set() or workflow_id not in self.passes.running:
+                        if waiter.event.is_set():
+                            waiters.discard(waiter)
+                            waiter = _Waiter()
+                            waiters.add(waiter)
+                        instance = await self._load(workflow_id)
+                        if instance.status.is_finished:
+                            return instance
                     while True:
                         with anyio.move_on_after(self._recheck_after()):
                             await waiter.event.wait()
@@ -473,10 +480,6 @@ class WorkflowHost:
                         return self._restore(
                             from_primitive(json.loads(waiter.stored), WorkflowInstance)
                         )
-                    if waiter.event.is_set():
-                        waiters.discard(waiter)
-                        waiter = _Waiter()
-                        waiters.add(waiter)
         except TimeoutError:
             raise WorkflowTimeoutError(
                 f"workflow {workflow_id} did not finish within {timeout} s"
@@ -749,6 +752,13 @@ class WorkflowHost:
                     "workflow middleware failed after the workflow",
                     extra={"workflow_id": instance.id},
                 )
+
+    def _pass_ended(self, workflow_id: str) -> None:
+        """A pass of this host over ``workflow_id`` ended: its waiters that skipped reading
+        it while it ran look again (unless the pass woke them when it finished it)."""
+        for waiter in self._waiters.get(workflow_id, ()):
+            if not waiter.event.is_set():
+                waiter.wake()
 
     async def _publish_lifecycle(self, event: LifecycleEvent) -> None:
         try:

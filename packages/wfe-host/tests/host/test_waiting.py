@@ -189,3 +189,58 @@ async def test_a_finished_workflow_is_returned_at_once() -> None:
             again = await host.wait_for_workflow(workflow_id, timeout=10)
     assert first.status == again.status == WorkflowStatus.COMPLETE
     assert host._waiters == {}
+
+
+class CountingPersistence(MemoryPersistence):
+    """Counts the reads of each workflow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: dict[str, int] = {}
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowInstance:
+        self.reads[workflow_id] = self.reads.get(workflow_id, 0) + 1
+        return await super().get_workflow(workflow_id)
+
+
+class CountingSharedPersistence(CountingPersistence, SharedPersistence):
+    pass
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["memory", "durable"])
+async def test_waiting_for_a_workflow_this_host_runs_reads_it_only_when_needed(
+    durable: bool,
+) -> None:
+    """Started here and running: the waiter relies on the pass to wake it instead of reading
+    the workflow. When the pass ends without finishing it (it waits for an event), the waiter
+    reads it once, and it is still woken when a later pass finishes it."""
+    persistence = CountingSharedPersistence() if durable else CountingPersistence()
+    opened = anyio.Event()
+
+    async def gate(ctx: StepContext) -> None:
+        await opened.wait()
+
+    definition = (
+        WorkflowBuilder(Counter).start_with(gate).wait_for("go", key="k").then(bump).build("g")
+    )
+    async with WorkflowHost(persistence) as host:
+        host.register(definition)
+        workflow_id = await host.start_workflow("g")
+        async with anyio.create_task_group() as tg:
+            done: list[WorkflowInstance] = []
+
+            async def wait() -> None:
+                done.append(await host.wait_for_workflow(workflow_id, timeout=10))
+
+            tg.start_soon(wait)
+            await _when(lambda: workflow_id in host._waiters)
+            await anyio.sleep(0.05)
+            assert workflow_id in host.passes.running
+            assert persistence.reads.get(workflow_id, 0) == 0
+            opened.set()
+            await _when(lambda: workflow_id not in host.passes.running)
+            await _when(lambda: persistence.reads.get(workflow_id) == 1)
+            assert not done
+            await host.publish_event("go", "k")
+        assert done[0].status == WorkflowStatus.COMPLETE
+        assert done[0].data.count == 1

@@ -251,11 +251,13 @@ class PassRunner:
         await self._own(handle, lease, instance)
 
     def _forget(self, handle: PassHandle) -> None:
-        """``handle``'s pass is over (or never ran): unregister it and free its slot."""
+        """``handle``'s pass is over (or never ran): unregister it, free its slot, and let
+        the waiters that relied on it look again."""
         del self.running[handle.workflow_id]
         if handle.slot:
             handle.slot = False
             self.slots.release()
+        self.host._pass_ended(handle.workflow_id)
 
     def hand_over(
         self, instance: WorkflowInstance, lease: Lease, carried: Carried | None = None
