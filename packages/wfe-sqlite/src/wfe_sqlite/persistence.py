@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import bindparam, delete, func, select, update
@@ -16,6 +17,7 @@ from wfe_core.errors import (
     SubscriptionNotFoundError,
     WorkflowNotFoundError,
 )
+from wfe_core.memory.persistence import VERIFY_CHANGES_ENV
 from wfe_core.models import (
     Event,
     EventSubscription,
@@ -28,7 +30,9 @@ from wfe_core.providers import capabilities as cap
 from wfe_core.providers.persistence import PersistenceProvider
 from wfe_core.serialization import from_primitive, to_primitive
 from wfe_sqlite.base import SqliteProviderMixin
+from wfe_sqlite.documents import InstanceDocuments, Written, dumps
 from wfe_sqlite.engine import driver, from_us, to_us
+from wfe_sqlite.options import DEFAULT_URL
 from wfe_sqlite.schema import errors, events, subscriptions, workflows
 
 if TYPE_CHECKING:
@@ -36,6 +40,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy import Connection
+
+    from wfe_sqlite.options import SqliteOptions
 
 __all__ = ["SqlitePersistence"]
 
@@ -48,29 +54,22 @@ _RUNNABLE = WorkflowStatus.RUNNABLE.value
 _CHUNK = 500
 
 
-# Compact, and unicode kept as it is: the text is read back only by this module. One encoder
-# for every call: json.dumps with options builds a new one each time.
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
 def _maybe_us(value: datetime | None) -> int | None:
     return None if value is None else to_us(value)
 
 
 def _instance_columns(
-    instance: WorkflowInstance, revision: int
+    instance: WorkflowInstance, written: Written
 ) -> tuple[str, str | None, int | None, int | None, int, str]:
     """The columns an update of ``instance`` writes, in the order of ``_UPDATE_WORKFLOW_SQL``
     (status, reference, next_execution, complete_time, revision, document)."""
-    document = to_primitive(instance)
-    document["revision"] = revision
     return (
-        str(document["status"]),
+        written.status,
         instance.reference,
         _maybe_us(instance.next_execution),
         _maybe_us(instance.complete_time),
-        revision,
-        _dumps(document),
+        written.revision,
+        written.document,
     )
 
 
@@ -83,7 +82,7 @@ def _subscription_row(subscription: EventSubscription) -> dict[str, Any]:
         "subscribe_as_of": to_us(subscription.subscribe_as_of),
         "create_time": to_us(subscription.create_time),
         "terminated": int(bool(subscription.terminated)),
-        "document": _dumps(to_primitive(subscription)),
+        "document": dumps(to_primitive(subscription)),
     }
 
 
@@ -91,7 +90,7 @@ def _error_row(error: ExecutionError) -> dict[str, Any]:
     return {
         "workflow_id": error.workflow_id,
         "time": to_us(error.time),
-        "document": _dumps(to_primitive(error)),
+        "document": dumps(to_primitive(error)),
     }
 
 
@@ -102,7 +101,7 @@ def _event_row(event: Event) -> dict[str, Any]:
         "key": event.key,
         "time": to_us(event.time),
         "is_processed": int(bool(event.is_processed)),
-        "document": _dumps(to_primitive(event)),
+        "document": dumps(to_primitive(event)),
     }
 
 
@@ -230,9 +229,29 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
     next to indexed columns for the queries. :meth:`persist_workflow` is one transaction:
     the revision-checked update of the instance with its subscriptions, errors and events.
     Several processes may share one file; SQLite serializes their writes.
+
+    Writes from the executor re-encode only the pointers it changed (see
+    :mod:`wfe_sqlite.documents`). ``verify_changes=True`` (default: whether
+    ``WFE_VERIFY_POINTER_CHANGES`` is ``1``) checks each such write against a full encode and
+    raises :class:`AssertionError` naming a pointer that changed without being listed (slow;
+    for tests).
     """
 
     capabilities = frozenset({cap.DURABLE})
+
+    def __init__(
+        self,
+        url: str | None = DEFAULT_URL,
+        options: SqliteOptions | None = None,
+        *,
+        share_connections: bool = True,
+        verify_changes: bool | None = None,
+    ) -> None:
+        super().__init__(url, options, share_connections=share_connections)
+        if verify_changes is None:
+            verify_changes = os.environ.get(VERIFY_CHANGES_ENV) == "1"
+        #: The documents of the instances this provider wrote last.
+        self.documents = InstanceDocuments(verify=verify_changes)
 
     # -- workflow instances ----------------------------------------------------------------
     async def create_workflow(self, instance: WorkflowInstance) -> None:
@@ -241,19 +260,27 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         Raises :class:`~wfe_core.errors.ConcurrencyError` when the id is already stored.
         """
         workflow_id = instance.id
-        params = (
-            workflow_id,
-            instance.definition_id,
-            instance.version,
-            to_us(instance.create_time),
-            *_instance_columns(instance, 1),
-        )
+        documents = self.documents
+        try:
+            written = documents.encode(instance, 1)
+            params = (
+                workflow_id,
+                instance.definition_id,
+                instance.version,
+                to_us(instance.create_time),
+                *_instance_columns(instance, written),
+            )
 
-        def run(conn: Connection) -> None:
-            if driver(conn).execute(_INSERT_WORKFLOW_SQL, params).rowcount == 0:
-                raise ConcurrencyError(f"workflow {workflow_id} already exists")
+            def run(conn: Connection) -> None:
+                if driver(conn).execute(_INSERT_WORKFLOW_SQL, params).rowcount == 0:
+                    raise ConcurrencyError(f"workflow {workflow_id} already exists")
 
-        await self.store.write(run, "create_workflow")
+            await self.store.write(run, "create_workflow")
+        except BaseException:
+            # Whatever is stored now, what this provider kept of the instance may not be it.
+            documents.forget(workflow_id)
+            raise
+        documents.remember(workflow_id, written)
         instance.revision = 1
 
     async def persist_workflow(
@@ -268,36 +295,52 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         """Write ``instance`` when its revision is the stored one, with its subscriptions
         (added, or replaced by id), errors (appended) and events (added; an id already
         stored refuses the write with ``ConcurrencyError``), in one transaction.
-        (``changed_pointers`` is not needed: the instance is stored as one document.)
+
+        With ``changed_pointers``, the document is spliced from the texts this provider wrote
+        for the instance's revision, encoding again only those pointers and new ones (when it
+        wrote that revision; else the whole instance is encoded).
 
         Raises :class:`~wfe_core.errors.ConcurrencyError` (stale revision) or
         :class:`~wfe_core.errors.WorkflowNotFoundError`; then nothing is stored.
         """
         expected = instance.revision
         workflow_id = instance.id
-        params = (*_instance_columns(instance, expected + 1), workflow_id, expected)
-        # Serialized here, before anything is written: a value that fails stores nothing.
-        sub_rows = [_subscription_row(s) for s in subscriptions]
-        error_rows = [_error_row(e) for e in errors]
-        event_rows = [_event_row(e) for e in events]
+        documents = self.documents
+        try:
+            written = documents.encode(instance, expected + 1, changed_pointers)
+            params = (*_instance_columns(instance, written), workflow_id, expected)
+            # Serialized here, before anything is written: a value that fails stores nothing.
+            sub_rows = [_subscription_row(s) for s in subscriptions]
+            error_rows = [_error_row(e) for e in errors]
+            event_rows = [_event_row(e) for e in events]
 
-        def run(conn: Connection) -> None:
-            if driver(conn).execute(_UPDATE_WORKFLOW_SQL, params).rowcount == 0:
-                stored = conn.execute(_stored_revision, {"p_id": workflow_id}).scalar()
-                if stored is None:
-                    raise WorkflowNotFoundError(workflow_id)
-                raise ConcurrencyError(
-                    f"workflow {workflow_id}: revision {expected} is stale (stored: {stored})"
-                )
-            if sub_rows:
-                conn.execute(_upsert_subscription, sub_rows)
-            if error_rows:
-                conn.execute(_insert_error, error_rows)
-            # After a write: raising here makes the store roll the whole write back.
-            if event_rows and conn.execute(_insert_event, event_rows).rowcount != len(event_rows):
-                raise ConcurrencyError(f"workflow {workflow_id}: an event's id is already stored")
+            def run(conn: Connection) -> None:
+                if driver(conn).execute(_UPDATE_WORKFLOW_SQL, params).rowcount == 0:
+                    stored = conn.execute(_stored_revision, {"p_id": workflow_id}).scalar()
+                    if stored is None:
+                        raise WorkflowNotFoundError(workflow_id)
+                    raise ConcurrencyError(
+                        f"workflow {workflow_id}: revision {expected} is stale (stored: {stored})"
+                    )
+                if sub_rows:
+                    conn.execute(_upsert_subscription, sub_rows)
+                if error_rows:
+                    conn.execute(_insert_error, error_rows)
+                # After a write: raising here makes the store roll the whole write back.
+                if event_rows and conn.execute(_insert_event, event_rows).rowcount != len(
+                    event_rows
+                ):
+                    raise ConcurrencyError(
+                        f"workflow {workflow_id}: an event's id is already stored"
+                    )
 
-        await self.store.write(run, "persist_workflow")
+            await self.store.write(run, "persist_workflow")
+        except BaseException:
+            # A refused write means another wrote the instance, and a failed or cancelled one
+            # may or may not have been stored: what is kept may not be what is stored.
+            documents.forget(workflow_id)
+            raise
+        documents.remember(workflow_id, written)
         instance.revision = expected + 1
 
     async def get_workflow(self, workflow_id: str) -> WorkflowInstance:
@@ -412,6 +455,9 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
             return count
 
         count = await self.store.write(run, "purge_workflows")
+        # The purged instances are finished ones, which are not kept; but an id stored again
+        # later must not meet what was kept of it (cheap: purges are rare).
+        self.documents.clear()
         if count:
             logger.debug("purged %d workflow instances", count)
         return count
