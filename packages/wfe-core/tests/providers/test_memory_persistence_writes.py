@@ -179,3 +179,39 @@ async def test_the_head_is_kept_again_when_its_data_or_fields_change() -> None:
         # Compared as text too: 1 == True == 1.0, but they are stored differently.
         assert json.dumps(stored.data) == json.dumps(as_stored(instance).data)
     assert (await persistence.get_workflow(instance.id)).data == {"flag": 1.0, "items": []}
+
+
+async def test_pointer_fields_of_unexpected_types_come_back_as_json_gives_them() -> None:
+    """A snapshot keeps a pointer's fields as they are only for the types it expects; any
+    other type (one field is enough) reads back as it would from JSON text."""
+    persistence = MemoryPersistence()
+    instance = _instance(0)
+    plus_two = timezone(timedelta(hours=2))
+    odd: list[dict[str, object]] = [
+        {},  # the expected types: kept as they are
+        {"step_name": 5},  # an int where a str is expected
+        {"active": 1, "attempt": True, "predecessor_id": PointerStatus.RUNNING},
+        {"children": ("a", "b"), "scope": ["x"]},
+        {"children": [1]},
+        {
+            "end_time": datetime(2030, 1, 1, 12, tzinfo=plus_two),
+            "sleep_until": datetime(2030, 1, 1),
+        },
+        {"outcome": 1.5, "context_item": "item", "event_data": [{"k": (1,)}]},
+        {"extensions": {"k": {"n": [1, None, True]}}, "persistence_data": []},
+    ]
+    for step_id, fields in enumerate(odd):
+        instance.pointers.append(ExecutionPointer(step_id=step_id, **fields))  # type: ignore[arg-type]
+    await persistence.create_workflow(instance)
+    assert await persistence.get_workflow(instance.id) == as_stored(instance)
+    # Written again, listed or compared, each comes back the same.
+    for pointer in instance.pointers:
+        pointer.attempt = 2
+    await persistence.persist_workflow(
+        instance, changed_pointers=[pointer.id for pointer in instance.pointers]
+    )
+    stored = await persistence.get_workflow(instance.id)
+    assert stored == as_stored(instance)
+    assert [type(pointer.step_name) for pointer in stored.pointers[:2]] == [type(None), str]
+    assert stored.pointers[3].children == ["a", "b"]
+    assert stored.pointers[5].end_time.tzinfo is UTC  # type: ignore[union-attr]

@@ -79,9 +79,15 @@ def plain_equal(value: Any, kept: Any) -> bool:
     if kind is not type(kept):
         return False
     if kind is dict:
-        return value.keys() == kept.keys() and all(
-            type(key) is str and plain_equal(item, kept[key]) for key, item in value.items()
-        )
+        # A loop, not all() over a generator: a write compares the workflow data every step.
+        if len(value) != len(kept):
+            return False
+        for key, item in value.items():
+            # The kept data is plain, so NOT_PLAIN marks a key it lacks.
+            other = kept.get(key, NOT_PLAIN)
+            if type(key) is not str or other is NOT_PLAIN or not plain_equal(item, other):
+                return False
+        return True
     if kind is list:
         return len(value) == len(kept) and all(map(plain_equal, value, kept))
     if kind is str or kind is int or kind is float or kind is bool or value is None:
@@ -155,24 +161,70 @@ _HINTS = typing.get_type_hints(ExecutionPointer)
 # The rules line up with pointer_state's fields.
 assert list(_HINTS) == [field.name for field in attrs.fields(ExecutionPointer)]
 _RULES = [_rule_for(hint) for hint in _HINTS.values()]
-_SCALAR_INDEXES = [index for index, rule in enumerate(_RULES) if isinstance(rule, frozenset)]
-#: The scalar fields' values, in one C-level call, and the types each may have.
-_scalars = operator.itemgetter(*_SCALAR_INDEXES)
-_SCALAR_TYPES = [rule for rule in _RULES if isinstance(rule, frozenset)]
-_CONVERTED = [(index, rule) for index, rule in enumerate(_RULES) if not isinstance(rule, frozenset)]
 #: Positions of the fields that may hold dicts or lists (copied again on every read).
-_CONTAINERS = tuple(index for index, rule in _CONVERTED if rule is not _datetime)
+_CONTAINERS = tuple(
+    index for index, rule in enumerate(_RULES) if rule is plain_copy or rule is _str_list
+)
+
+#: What a snapshot does for one combination of the fields' types: the positions of the
+#: datetimes to see in UTC, and of the dicts and lists to copy with their rule.
+_Plan = tuple[tuple[int, ...], tuple[tuple[int, typing.Callable[[Any], Any]], ...]]
+#: Types an ``Any`` field keeps as they are.
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
+#: The plan of each combination of field types seen so far. Only combinations of the few
+#: types the rules accept are kept, so it stays small (a workflow's pointers use a handful).
+_PLANS: dict[tuple[type, ...], _Plan] = {}
+
+
+def _plan(kinds: tuple[type, ...]) -> _Plan | None:
+    """The plan for a pointer whose fields have the types ``kinds``; ``None`` when one of
+    them is not kept as plain data (the pointer must go through JSON)."""
+    datetimes: list[int] = []
+    containers: list[tuple[int, typing.Callable[[Any], Any]]] = []
+    for index, (kind, rule) in enumerate(zip(kinds, _RULES, strict=True)):
+        if isinstance(rule, frozenset):
+            if kind not in rule:
+                return None
+        elif kind is type(None):
+            continue
+        elif rule is _datetime:
+            if kind is not datetime:
+                return None
+            datetimes.append(index)
+        elif rule is plain_copy and kind in _IMMUTABLE:
+            continue
+        elif kind is list or (kind is dict and rule is plain_copy):
+            containers.append((index, rule))
+        else:
+            return None
+    plan = _PLANS[kinds] = (tuple(datetimes), tuple(containers))
+    return plan
 
 
 def snapshot_pointer(pointer: ExecutionPointer) -> tuple[Any, ...]:
     """The pointer's fields as a database would give them back: kept (and compared with later
     states of the pointer) instead of its JSON text."""
     values = pointer_state(pointer)
-    if all(map(frozenset.__contains__, _SCALAR_TYPES, map(type, _scalars(values)))):
+    # One look-up by the fields' types checks every scalar and skips the fields that are
+    # None, instead of a test per field: a write snapshots a pointer or two per step.
+    kinds = tuple(map(type, values))
+    plan = _PLANS.get(kinds)
+    if plan is None:
+        plan = _plan(kinds)
+    if plan is not None:
+        datetimes, containers = plan
+        if not datetimes and not containers:
+            return values  # only immutable scalars: nothing to copy
         kept = list(values)
-        for index, convert in _CONVERTED:
+        for index in datetimes:  # the rule of _datetime, inline
             value = values[index]
-            if value is not None:
+            if value.tzinfo is not UTC:
+                kept[index] = utc(value)
+        for index, convert in containers:
+            value = values[index]
+            if not value:
+                kept[index] = value.copy()  # empty: nothing to check
+            else:
                 value = kept[index] = convert(value)
                 if value is NOT_PLAIN:
                     break
