@@ -8,8 +8,15 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from wfe_core.errors import ConcurrencyError
 from wfe_core.memory import MemoryPersistence
-from wfe_core.models import ExecutionPointer, PointerStatus, WorkflowInstance, WorkflowStatus
+from wfe_core.models import (
+    Event,
+    ExecutionPointer,
+    PointerStatus,
+    WorkflowInstance,
+    WorkflowStatus,
+)
 from wfe_core.testing._support import as_stored
 
 pytestmark = pytest.mark.anyio
@@ -215,3 +222,38 @@ async def test_pointer_fields_of_unexpected_types_come_back_as_json_gives_them()
     assert [type(pointer.step_name) for pointer in stored.pointers[:2]] == [type(None), str]
     assert stored.pointers[3].children == ["a", "b"]
     assert stored.pointers[5].end_time.tzinfo is UTC  # type: ignore[union-attr]
+
+
+async def test_a_refused_write_leaves_the_stored_row_as_it_was() -> None:
+    """The row is changed in place, but only once the whole write is built."""
+    persistence = MemoryPersistence()
+    instance = _instance(2)
+    await persistence.create_workflow(instance)
+    await persistence.create_event(Event(name="e", key="k", id="taken"))
+    expected = as_stored(instance)
+    expected.revision = 1
+
+    def change_everything() -> None:
+        instance.data = {"n": 2}
+        instance.pointers[0].status = PointerStatus.COMPLETE
+        instance.pointers.append(ExecutionPointer(step_id=5))
+
+    change_everything()
+    instance.pointers.append(ExecutionPointer(step_id=6, outcome=object()))
+    with pytest.raises(TypeError):
+        await persistence.persist_workflow(instance, changed_pointers={instance.pointers[0].id})
+    assert await persistence.get_workflow(instance.id) == expected
+    instance.pointers.pop()
+    with pytest.raises(ConcurrencyError):
+        await persistence.persist_workflow(
+            instance,
+            changed_pointers={instance.pointers[0].id},
+            events=[Event(name="e", key="k", id="taken")],
+        )
+    assert await persistence.get_workflow(instance.id) == expected
+    # The same write without the refused parts is stored whole, and the next one on top of it.
+    await persistence.persist_workflow(instance, changed_pointers={instance.pointers[0].id})
+    assert await persistence.get_workflow(instance.id) == as_stored(instance)
+    instance.pointers[2].status = PointerStatus.RUNNING
+    await persistence.persist_workflow(instance, changed_pointers={instance.pointers[2].id})
+    assert await persistence.get_workflow(instance.id) == as_stored(instance)

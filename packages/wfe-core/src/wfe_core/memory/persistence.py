@@ -96,23 +96,45 @@ _head_state = operator.attrgetter(
 )
 
 
-def _head(
-    instance: WorkflowInstance, revision: int, previous: _InstanceRow | None
-) -> tuple[dict[str, Any], tuple[Any, ...]]:
-    """The instance without its pointers, as plain JSON data of the store's own, and the
-    fields it was made from. The previous head is reused when nothing in it changed (a
-    sequence of steps changes only pointers)."""
+@attrs.frozen
+class _Head:
+    """The instance without its pointers and revision, and the columns the queries use."""
+
+    #: Plain JSON data of the store's own.
+    document: dict[str, Any]
+    #: The fields it was made from (``_head_state``), to see whether a write changed any.
+    state: tuple[Any, ...]
+    status: WorkflowStatus
+    definition_id: str
+    reference: str | None
+    next_execution: datetime | None
+    create_time: datetime
+    complete_time: datetime | None
+
+
+def _changed_head(instance: WorkflowInstance, previous: _Head) -> _Head | None:
+    """The instance's new head, or ``None`` when ``previous`` is still right (a sequence of
+    steps changes only pointers)."""
     state = _head_state(instance)
-    if (
-        previous is not None
-        and state == previous.head_state
-        and plain_equal(instance.data, previous.head["data"])
-    ):
-        return {**previous.head, "revision": revision}, state
-    return _new_head(instance, revision), state
+    if state == previous.state and plain_equal(instance.data, previous.document["data"]):
+        return None
+    return _head(instance, state)
 
 
-def _new_head(instance: WorkflowInstance, revision: int) -> dict[str, Any]:
+def _head(instance: WorkflowInstance, state: tuple[Any, ...]) -> _Head:
+    return _Head(
+        document=_new_head(instance),
+        state=state,
+        status=WorkflowStatus(instance.status),
+        definition_id=instance.definition_id,
+        reference=instance.reference,
+        next_execution=_utc_or_none(instance.next_execution),
+        create_time=utc(instance.create_time),
+        complete_time=_utc_or_none(instance.complete_time),
+    )
+
+
+def _new_head(instance: WorkflowInstance) -> dict[str, Any]:
     pointers = instance.pointers
     # Without copying the instance: nothing awaits in between.
     instance.pointers = []
@@ -121,7 +143,8 @@ def _new_head(instance: WorkflowInstance, revision: int) -> dict[str, Any]:
     finally:
         instance.pointers = pointers
     del head["pointers"]
-    head["revision"] = revision
+    # The row keeps the revision (a write changes only it when the head is the same).
+    del head["revision"]
     # The converter built the head afresh of plain values, but for the data it may pass on.
     data = plain_copy(head["data"])
     if data is NOT_PLAIN:
@@ -131,29 +154,54 @@ def _new_head(instance: WorkflowInstance, revision: int) -> dict[str, Any]:
 
 
 @attrs.define
+class _PointerWrite:
+    """The snapshots a write keeps, built before the row changes (see ``_InstanceRow.apply``)."""
+
+    #: Start from no pointers (pointers were removed, or the row is new).
+    reset: bool
+    #: Stored positions kept again, and the snapshots to keep there.
+    replaced: list[tuple[int, tuple[Any, ...]]]
+    #: The snapshots of the pointers past the stored ones, in order.
+    added: list[tuple[Any, ...]]
+    #: The positions of the added pointers, by id (a repeated id keeps its first position).
+    positions: dict[str, int]
+
+
+@attrs.define
 class _InstanceRow:
-    #: The instance without its pointers (plain JSON data), and the fields it was made from.
-    head: dict[str, Any]
-    head_state: tuple[Any, ...]
+    """One stored instance. A write changes it in place (``apply``) instead of building a new
+    row with a copy of every pointer's snapshot: a write costs the same at any length."""
+
+    head: _Head
     #: Each pointer's fields as they read back (see ``values.snapshot_pointer``).
     pointer_states: list[tuple[Any, ...]]
-    #: The position of each pointer by id. Rows of one instance share it and only add to it
-    #: (a failed write may leave an entry past ``pointer_states``: read it with care).
+    #: The position of each pointer by id.
     positions: dict[str, int]
-    status: WorkflowStatus
-    definition_id: str
-    reference: str | None
-    next_execution: datetime | None
-    create_time: datetime
-    complete_time: datetime | None
     revision: int
     seq: int
 
     def instance(self) -> WorkflowInstance:
         """A fresh instance, sharing nothing with the row."""
-        instance = from_primitive(fresh(self.head), WorkflowInstance)
+        document = fresh(self.head.document)
+        document["revision"] = self.revision
+        instance = from_primitive(document, WorkflowInstance)
         instance.pointers.extend(map(copy_pointer, self.pointer_states))
         return instance
+
+    def apply(self, head: _Head | None, pointers: _PointerWrite, revision: int) -> None:
+        """Take a write built in full beforehand: nothing here can fail, so a reader never
+        sees a row half written (and nothing awaits)."""
+        if head is not None:
+            self.head = head
+        if pointers.reset:
+            self.pointer_states = []
+            self.positions = {}
+        states = self.pointer_states
+        for index, state in pointers.replaced:
+            states[index] = state
+        states.extend(pointers.added)
+        self.positions.update(pointers.positions)
+        self.revision = revision
 
 
 @attrs.define
@@ -210,47 +258,34 @@ class MemoryPersistence(PersistenceProvider):
         self._seq = itertools.count()
 
     # -- rows ------------------------------------------------------------------------------
-    def _instance_row(
+    def _pointer_write(
         self,
-        instance: WorkflowInstance,
-        revision: int,
-        seq: int,
+        pointers: list[ExecutionPointer],
         previous: _InstanceRow | None = None,
         changed: Collection[str] | None = None,
-    ) -> _InstanceRow:
-        pointers = instance.pointers
-        head, head_state = _head(instance, revision, previous)
+    ) -> _PointerWrite:
         count = len(pointers)
         if previous is None or count < len(previous.pointer_states):
             # New, or pointers were removed (the engine never does that): keep them all.
-            kept: list[tuple[Any, ...]] = []
-            positions: dict[str, int] = {}
+            reset = True
+            replaced: list[tuple[int, tuple[Any, ...]]] = []
+            known: dict[str, int] = {}
             stored = 0
         else:
-            kept = previous.pointer_states[:]
-            positions = previous.positions
-            stored = len(kept)
+            reset = False
+            replaced = []
             for index in self._changed_indices(pointers, previous, changed):
-                kept[index] = snapshot_pointer(pointers[index])
-        if count > stored:
-            for index in range(stored, count):
-                pointer = pointers[index]
-                kept.append(snapshot_pointer(pointer))
-                positions.setdefault(pointer.id, index)
-        return _InstanceRow(
-            head=head,
-            head_state=head_state,
-            pointer_states=kept,
-            positions=positions,
-            status=WorkflowStatus(instance.status),
-            definition_id=instance.definition_id,
-            reference=instance.reference,
-            next_execution=_utc_or_none(instance.next_execution),
-            create_time=utc(instance.create_time),
-            complete_time=_utc_or_none(instance.complete_time),
-            revision=revision,
-            seq=seq,
-        )
+                replaced.append((index, snapshot_pointer(pointers[index])))
+            known = previous.positions
+            stored = len(previous.pointer_states)
+        added: list[tuple[Any, ...]] = []
+        positions: dict[str, int] = {}
+        for index in range(stored, count):
+            pointer = pointers[index]
+            added.append(snapshot_pointer(pointer))
+            if pointer.id not in known and pointer.id not in positions:
+                positions[pointer.id] = index
+        return _PointerWrite(reset, replaced, added, positions)
 
     def _changed_indices(
         self,
@@ -266,7 +301,7 @@ class MemoryPersistence(PersistenceProvider):
             named = []
             for pointer_id in changed:
                 index = previous.positions.get(pointer_id)
-                if index is None or index >= stored:
+                if index is None:
                     continue  # new: kept with the others after the stored ones
                 if pointers[index].id != pointer_id:
                     named = None  # moved (the engine never does that): compare them all
@@ -310,7 +345,8 @@ class MemoryPersistence(PersistenceProvider):
         await checkpoint()
         if instance.id in self._instances:
             raise ConcurrencyError(f"workflow {instance.id} already exists")
-        row = self._instance_row(instance, 1, next(self._seq))
+        row = _InstanceRow(_head(instance, _head_state(instance)), [], {}, 1, next(self._seq))
+        row.apply(None, self._pointer_write(instance.pointers), 1)
         self._instances[instance.id] = row
         instance.revision = 1
 
@@ -340,21 +376,22 @@ class MemoryPersistence(PersistenceProvider):
                 f"(stored: {current.revision})"
             )
         # Build every row before writing any, so a value that fails to serialize stores nothing.
-        new_revision = current.revision + 1
-        row = self._instance_row(instance, new_revision, current.seq, current, changed_pointers)
+        head = _changed_head(instance, current.head)
+        pointer_write = self._pointer_write(instance.pointers, current, changed_pointers)
         sub_rows = []
         for subscription in subscriptions:
             existing = self._subscriptions.get(subscription.id)
             seq = existing.seq if existing is not None else next(self._seq)
             sub_rows.append((subscription.id, self._subscription_row(subscription, seq)))
-        error_rows = [self._error_row(error) for error in errors]
+        error_rows = list(map(self._error_row, errors))
         event_rows: dict[str, _EventRow] = {}
         for event in events:
             if event.id in self._events or event.id in event_rows:
                 raise ConcurrencyError(f"event {event.id} already exists")
             event_rows[event.id] = self._event_row_of(event)
 
-        self._instances[instance.id] = row
+        new_revision = current.revision + 1
+        current.apply(head, pointer_write, new_revision)
         self._subscriptions.update(sub_rows)
         for workflow_id, error_row in error_rows:
             self._errors.setdefault(workflow_id, []).append(error_row)
@@ -385,11 +422,11 @@ class MemoryPersistence(PersistenceProvider):
         """Ids of runnable instances due at or before ``as_of``, earliest due first."""
         await checkpoint()
         due = [
-            (row.next_execution, row.seq, workflow_id)
+            (row.head.next_execution, row.seq, workflow_id)
             for workflow_id, row in self._instances.items()
-            if row.status == WorkflowStatus.RUNNABLE
-            and row.next_execution is not None
-            and row.next_execution <= as_of
+            if row.head.status == WorkflowStatus.RUNNABLE
+            and row.head.next_execution is not None
+            and row.head.next_execution <= as_of
         ]
         return [workflow_id for _, _, workflow_id in sorted(due)]
 
@@ -397,9 +434,9 @@ class MemoryPersistence(PersistenceProvider):
         """The earliest ``next_execution`` of a runnable instance, ``None`` when there is none."""
         await checkpoint()
         times = [
-            row.next_execution
+            row.head.next_execution
             for row in self._instances.values()
-            if row.status == WorkflowStatus.RUNNABLE and row.next_execution is not None
+            if row.head.status == WorkflowStatus.RUNNABLE and row.head.next_execution is not None
         ]
         return min(times, default=None)
 
@@ -418,12 +455,12 @@ class MemoryPersistence(PersistenceProvider):
         rows = [
             row
             for row in self._instances.values()
-            if (status is None or row.status == status)
-            and (definition_id is None or row.definition_id == definition_id)
-            and (reference is None or row.reference == reference)
+            if (status is None or row.head.status == status)
+            and (definition_id is None or row.head.definition_id == definition_id)
+            and (reference is None or row.head.reference == reference)
         ]
         # Newest first; among equal times the later stored comes first.
-        rows.sort(key=lambda row: (row.create_time, row.seq), reverse=True)
+        rows.sort(key=lambda row: (row.head.create_time, row.seq), reverse=True)
         skip = max(skip, 0)
         take = max(take, 0)
         items = [row.instance() for row in rows[skip : skip + take]]
@@ -439,9 +476,9 @@ class MemoryPersistence(PersistenceProvider):
         doomed = [
             workflow_id
             for workflow_id, row in self._instances.items()
-            if row.status in wanted
-            and row.complete_time is not None
-            and row.complete_time < older_than
+            if row.head.status in wanted
+            and row.head.complete_time is not None
+            and row.head.complete_time < older_than
         ]
         doomed_set = set(doomed)
         for workflow_id in doomed:
