@@ -251,6 +251,9 @@ class MemoryPersistence(PersistenceProvider):
             os.environ.get(VERIFY_CHANGES_ENV) == "1" if verify_changes is None else verify_changes
         )
         self._instances: dict[str, _InstanceRow] = {}
+        #: The runnable instances with a due time: all the scheduler's queries look at, so
+        #: they cost the same however many finished instances are stored.
+        self._scheduled: dict[str, _InstanceRow] = {}
         self._events: dict[str, _EventRow] = {}
         self._subscriptions: dict[str, _SubscriptionRow] = {}
         self._errors: dict[str, list[_ErrorRow]] = {}
@@ -321,6 +324,13 @@ class MemoryPersistence(PersistenceProvider):
             return named
         return found
 
+    def _schedule(self, workflow_id: str, row: _InstanceRow) -> None:
+        """Keep ``_scheduled`` right after ``row``'s head changed."""
+        if row.head.status == WorkflowStatus.RUNNABLE and row.head.next_execution is not None:
+            self._scheduled[workflow_id] = row
+        else:
+            self._scheduled.pop(workflow_id, None)
+
     def _subscription_row(self, subscription: EventSubscription, seq: int) -> _SubscriptionRow:
         return _SubscriptionRow(
             document=_encode(subscription),
@@ -348,6 +358,7 @@ class MemoryPersistence(PersistenceProvider):
         row = _InstanceRow(_head(instance, _head_state(instance)), [], {}, 1, next(self._seq))
         row.apply(None, self._pointer_write(instance.pointers), 1)
         self._instances[instance.id] = row
+        self._schedule(instance.id, row)
         instance.revision = 1
 
     async def persist_workflow(
@@ -392,6 +403,8 @@ class MemoryPersistence(PersistenceProvider):
 
         new_revision = current.revision + 1
         current.apply(head, pointer_write, new_revision)
+        if head is not None:
+            self._schedule(instance.id, current)
         self._subscriptions.update(sub_rows)
         for workflow_id, error_row in error_rows:
             self._errors.setdefault(workflow_id, []).append(error_row)
@@ -423,22 +436,16 @@ class MemoryPersistence(PersistenceProvider):
         await checkpoint()
         due = [
             (row.head.next_execution, row.seq, workflow_id)
-            for workflow_id, row in self._instances.items()
-            if row.head.status == WorkflowStatus.RUNNABLE
-            and row.head.next_execution is not None
-            and row.head.next_execution <= as_of
+            for workflow_id, row in self._scheduled.items()
+            if row.head.next_execution is not None and row.head.next_execution <= as_of
         ]
         return [workflow_id for _, _, workflow_id in sorted(due)]
 
     async def next_execution_time(self) -> datetime | None:
         """The earliest ``next_execution`` of a runnable instance, ``None`` when there is none."""
         await checkpoint()
-        times = [
-            row.head.next_execution
-            for row in self._instances.values()
-            if row.head.status == WorkflowStatus.RUNNABLE and row.head.next_execution is not None
-        ]
-        return min(times, default=None)
+        times = [row.head.next_execution for row in self._scheduled.values()]
+        return min(filter(None, times), default=None)
 
     async def list_workflows(
         self,
@@ -483,6 +490,7 @@ class MemoryPersistence(PersistenceProvider):
         doomed_set = set(doomed)
         for workflow_id in doomed:
             del self._instances[workflow_id]
+            self._scheduled.pop(workflow_id, None)
             self._errors.pop(workflow_id, None)
         for subscription_id in [
             sid for sid, row in self._subscriptions.items() if row.workflow_id in doomed_set

@@ -463,6 +463,15 @@ class PersistenceSuite:
             future.id,
         }
         assert list(await persistence.get_runnable_instances(now - timedelta(minutes=1))) == []
+        # Writes move instances in and out: one finishes, one falls due, one is unscheduled.
+        due.status = WorkflowStatus.COMPLETE
+        due.complete_time = now
+        future.next_execution = now - timedelta(seconds=1)
+        due_now.next_execution = None
+        unscheduled.next_execution = now - timedelta(seconds=2)
+        for instance in (due, future, due_now, unscheduled):
+            await persistence.persist_workflow(instance)
+        assert list(await persistence.get_runnable_instances(now)) == [unscheduled.id, future.id]
 
     @pytest.mark.anyio
     async def test_next_execution_time(self, persistence: PersistenceProvider) -> None:
