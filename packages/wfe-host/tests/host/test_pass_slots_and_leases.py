@@ -1,4 +1,5 @@
-"""What a host's passes share: ``concurrency`` slots, and one task renewing their leases."""
+"""What a host's passes share: ``concurrency`` slots (new workflows wait a moment for one),
+and one task renewing their leases."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import pytest
 from wfe_core import WorkflowBuilder, WorkflowStatus
 from wfe_core.errors import LockNotHeldError
 from wfe_core.memory.lock import MemoryLock
+from wfe_core.memory.queue import MemoryQueue
+from wfe_core.providers import QueueName
 from wfe_host import HostOptions, WorkflowHost
+from wfe_host.runtime import passes
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -124,3 +128,72 @@ async def test_a_pass_that_lost_its_lease_is_abandoned_and_run_again() -> None:
         instance = await host.wait_for_workflow(workflow_id, timeout=10)
         assert instance.status == WorkflowStatus.COMPLETE
         assert runs == ["started", "cancelled", "started"]
+
+
+class CountingQueue(MemoryQueue):
+    """Counts what is queued, by queue."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enqueued: list[tuple[QueueName, str]] = []
+
+    async def enqueue(self, queue: QueueName, item_id: str) -> None:
+        self.enqueued.append((QueueName(queue), item_id))
+        await super().enqueue(queue, item_id)
+
+
+async def test_new_workflows_wait_briefly_for_a_slot_of_their_host() -> None:
+    """A burst a little larger than ``concurrency`` runs in the host that started it, as its
+    slots free up: nothing goes through the queue, and ``concurrency`` still holds."""
+    gate = Gate()
+    queue = CountingQueue()
+    async with WorkflowHost(queue=queue, options=HostOptions(concurrency=4)) as host:
+        host.register(WorkflowBuilder(dict).start_with(gate.enter).build("gated"))
+        ids = [await host.start_workflow("gated") for _ in range(6)]
+        await until(lambda: gate.inside >= 3)
+        await anyio.sleep(0.1)
+        assert gate.most <= 4
+        gate.opened.set()
+        for workflow_id in ids:
+            instance = await host.wait_for_workflow(workflow_id, timeout=10)
+            assert instance.status == WorkflowStatus.COMPLETE
+    assert [item for item in queue.enqueued if item[0] == QueueName.WORKFLOW] == []
+    assert gate.most <= 4
+
+
+class RecordingLock(MemoryLock):
+    """Logs each release, into the log a CountingQueue shares."""
+
+    def __init__(self, log: list[tuple[QueueName, str]]) -> None:
+        super().__init__()
+        self.log = log
+
+    async def release(self, lease: Lease) -> None:
+        await super().release(lease)
+        self.log.append((QueueName.WORKFLOW, f"released {lease.key}"))
+
+
+async def test_a_new_workflow_that_waited_in_vain_is_queued_for_any_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When no slot frees up in time, the instance's lease is let go and it is queued, so
+    any worker can run it (here the host's own queue consumer, whose slot the wait could
+    not have)."""
+    monkeypatch.setattr(passes, "START_WAIT", 0.1)
+    gate = Gate()
+    queue = CountingQueue()
+    lock = RecordingLock(queue.enqueued)
+    async with WorkflowHost(lock=lock, queue=queue, options=HostOptions(concurrency=2)) as host:
+        host.register(WorkflowBuilder(dict).start_with(gate.enter).build("gated"))
+        first = await host.start_workflow("gated")
+        await until(lambda: gate.inside == 1)  # the queue's consumer holds the other slot
+        late = await host.start_workflow("gated")
+        await until(lambda: gate.inside == 2)
+        assert queue.enqueued == [
+            (QueueName.WORKFLOW, f"released {late}"),
+            (QueueName.WORKFLOW, late),
+        ]
+        gate.opened.set()
+        for workflow_id in (first, late):
+            instance = await host.wait_for_workflow(workflow_id, timeout=10)
+            assert instance.status == WorkflowStatus.COMPLETE

@@ -34,6 +34,10 @@ logger = logging.getLogger("wfe_host.passes")
 
 #: Seconds before a worker tries again an instance whose lease another worker holds.
 BUSY_RETRY = 0.5
+#: Seconds a new instance waits for a slot of the host that created it before it is queued
+#: for any worker: a burst a little larger than ``concurrency`` is run here as slots free,
+#: without a round through the queue, while a host busy for longer shares its new work.
+START_WAIT = 1.0
 
 
 @attrs.define(eq=False)
@@ -171,6 +175,8 @@ class PassRunner:
         #: over from an event's delivery): ``concurrency`` bounds them all. Made anew each
         #: time the workers start (see :meth:`open`).
         self.slots = anyio.Semaphore(host.options.concurrency)
+        #: New instances waiting here for a slot (see :meth:`start`).
+        self.waiting = 0
         #: Instances an outside change (suspend, resume, terminate) is waiting to lock: no new
         #: pass of this host starts on them meanwhile, so the change is not starved.
         self.held: dict[str, int] = {}
@@ -211,40 +217,62 @@ class PassRunner:
 
     def start(self, instance: WorkflowInstance) -> bool:
         """Run the first pass over ``instance``, just created by this host, here (in the
-        background) instead of through the queue, when this host runs workers and has a free
-        slot. False when it does not: queue it. (Should the process die first, the instance
-        is stored due now, and the scheduler's recovery sweep runs it.)"""
+        background) instead of through the queue, when this host runs workers and has a slot
+        free now or within :data:`START_WAIT` seconds (holding the instance's lease while it
+        waits, so no other worker starts it meanwhile). False when it does not run workers,
+        or as many new instances already wait for a slot as there are slots: queue it. An
+        instance that waited in vain is queued then. (Should the process die first, the
+        instance is stored due now, and the scheduler's recovery sweep runs it.)"""
         host = self.host
         tg = host._task_group
-        if (
-            tg is None
-            or not host.options.run_workers
-            or instance.id in self.running
-            or not self._take_slot()
-        ):
+        if tg is None or not host.options.run_workers or instance.id in self.running:
+            return False
+        slot = self._take_slot()
+        if not slot and self.waiting >= host.options.concurrency:
             return False
         # The pass changes the instance, and the caller's data is the caller's: a copy of the
         # data as a read would give it (a new instance has nothing else mutable).
         data = json.loads(json.dumps(to_primitive(instance.data)))
         working = host._restore(attrs.evolve(instance, pointers=[], data=data))
-        handle = PassHandle(instance.id, slot=True)
+        handle = PassHandle(instance.id, slot=slot)
+        # Registered now, so what arrives for the instance meanwhile waits for this pass.
         self.running[instance.id] = handle
+        if not slot:
+            self.waiting += 1
         tg.start_soon(self._start, handle, working)
         return True
 
     async def _start(self, handle: PassHandle, instance: WorkflowInstance) -> None:
         host = self.host
+        waiting = not handle.slot
         try:
             lease = await host.lock.acquire(
                 instance.id, owner=self.owner(), ttl=host.options.lease_seconds
             )
+            if lease is not None and waiting:
+                # Renewed meanwhile like a running pass's (see renew_leases).
+                handle.lease, handle.leased_at = lease, anyio.current_time()
+                with anyio.move_on_after(START_WAIT):
+                    await self.slots.acquire()
+                    handle.slot = True
+                lease = handle.lease
+                if not handle.slot:  # busy here: let any worker have it
+                    handle.lease = None
+                    await self._release(lease)
+                    lease = None
         except Exception:
             logger.exception("could not lease new workflow %s; queueing it", instance.id)
             lease = None
         except BaseException:
-            self._forget(handle)  # stopping: it is stored due, the next start runs it
+            # Stopping: it is stored due, the next start runs it.
+            if handle.lease is not None:
+                await self._release(handle.lease)
+            self._forget(handle)
             raise
-        if lease is None:  # another worker got to it first, or the lock failed: queue it
+        finally:
+            if waiting:
+                self.waiting -= 1
+        if lease is None:  # another worker got to it first, no slot came, or the lock failed
             self._forget(handle)
             await host._enqueue_workflow(instance.id)
             return
