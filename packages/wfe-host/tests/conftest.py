@@ -36,6 +36,7 @@ def _load_helpers(name: str, path: Path) -> ModuleType:
 _HERE = Path(__file__).parent
 _fakes = _load_helpers("wfe_host_tests_fakes", _HERE / "plugins" / "_fakes.py")
 _load_helpers("wfe_host_tests_cli_store", _HERE / "cli" / "_store.py")
+_load_helpers("wfe_host_tests_polling", _HERE / "host" / "_polling.py")
 
 
 @pytest.fixture

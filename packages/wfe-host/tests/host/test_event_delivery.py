@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 import pytest
+from wfe_host_tests_polling import until_waiting_for_event
 
 from wfe_core import WorkflowBuilder, WorkflowStatus
 from wfe_core.memory.persistence import MemoryPersistence
@@ -71,10 +72,7 @@ async def test_an_event_for_a_workflow_another_worker_holds_is_delivered_after_i
     async with WorkflowHost() as host:
         host.register(WorkflowBuilder(Counter).wait_for("go", key="k").then(bump).build("gated"))
         workflow_id = await host.start_workflow("gated")
-        for _ in range(1000):  # until it waits for the event
-            if any(p.event_name for p in (await host.get_workflow(workflow_id)).pointers):
-                break
-            await anyio.sleep(0.01)
+        await until_waiting_for_event(host, workflow_id)
         lease = await host.lock.acquire(workflow_id, owner="another worker", ttl=30)
         assert lease is not None
         event_id = await host.publish_event("go", "k")
@@ -105,10 +103,7 @@ async def test_an_event_that_could_not_be_stored_is_not_delivered() -> None:
     async with WorkflowHost(FailingEvents()) as host:
         host.register(WorkflowBuilder(Counter).wait_for("go", key="k").then(bump).build("gated"))
         workflow_id = await host.start_workflow("gated")
-        for _ in range(1000):  # until it waits for the event
-            if any(p.event_name for p in (await host.get_workflow(workflow_id)).pointers):
-                break
-            await anyio.sleep(0.01)
+        await until_waiting_for_event(host, workflow_id)
         with pytest.raises(RuntimeError, match="disk full"):
             await host.publish_event("go", "k")
         await anyio.sleep(0.2)

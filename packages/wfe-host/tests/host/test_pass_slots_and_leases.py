@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import anyio
 import attrs
 import pytest
+from wfe_host_tests_polling import until
 
 from wfe_core import WorkflowBuilder, WorkflowStatus
 from wfe_core.errors import LockNotHeldError
@@ -18,22 +19,10 @@ from wfe_host import HostOptions, WorkflowHost
 from wfe_host.runtime import passes
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     from wfe_core import StepContext
     from wfe_core.providers import Lease
 
 pytestmark = pytest.mark.anyio
-
-
-async def until(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 10) -> None:
-    """Wait until ``condition()`` holds (it may be async), checking every 10 ms."""
-    with anyio.fail_after(timeout):
-        for _ in range(int(timeout * 100) + 1):
-            met = condition()
-            if met if isinstance(met, bool) else await met:
-                return
-            await anyio.sleep(0.01)
 
 
 @attrs.define

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 import pytest
+from wfe_host_tests_polling import until
 
 from wfe_core import WorkflowBuilder, WorkflowStatus
 from wfe_core.memory.lifecycle import MemoryLifecycle
@@ -75,14 +76,6 @@ async def _wait_all(host: WorkflowHost, ids: list[str]) -> list[WorkflowInstance
     return [results[i] for i in ids]
 
 
-async def _when(condition: Any) -> None:
-    for _ in range(1000):
-        if condition():
-            return
-        await anyio.sleep(0.01)
-    raise AssertionError("the condition did not come true within 10 s")
-
-
 async def test_waiters_do_not_subscribe_to_lifecycle_events() -> None:
     lifecycle = MemoryLifecycle()
     async with WorkflowHost(lifecycle=lifecycle) as host:
@@ -95,7 +88,7 @@ async def test_waiters_do_not_subscribe_to_lifecycle_events() -> None:
                 finished.extend(await _wait_all(host, ids))
 
             tg.start_soon(wait_all)
-            await _when(lambda: len(host._waiters) == len(ids))
+            await until(lambda: len(host._waiters) == len(ids))
             # A process-local publisher: this host's own completions wake its waiters.
             assert lifecycle.subscriber_count == 0
             await host.publish_event("go", "k")
@@ -124,7 +117,7 @@ async def test_one_watcher_per_host_for_a_distributed_publisher() -> None:
                 finished.extend(await _wait_all(client, ids))
 
             tg.start_soon(wait_all)
-            await _when(lambda: len(client._waiters) == len(ids))
+            await until(lambda: len(client._waiters) == len(ids))
             assert lifecycle.subscriber_count == 2  # one watcher per host
             await client.publish_event("go", "k")
         assert [i.status for i in finished] == [WorkflowStatus.COMPLETE] * len(ids)
@@ -151,7 +144,7 @@ async def test_hosts_sharing_a_local_publisher_wake_each_others_waiters() -> Non
                 finished.append(await client.wait_for_workflow(workflow_id, timeout=10))
 
             tg.start_soon(wait)
-            await _when(lambda: workflow_id in client._waiters)
+            await until(lambda: workflow_id in client._waiters)
             assert lifecycle.subscriber_count == 0
             await client.publish_event("go", "k")
         assert finished[0].status == WorkflowStatus.COMPLETE
@@ -233,13 +226,13 @@ async def test_waiting_for_a_workflow_this_host_runs_reads_it_only_when_needed(
                 done.append(await host.wait_for_workflow(workflow_id, timeout=10))
 
             tg.start_soon(wait)
-            await _when(lambda: workflow_id in host._waiters)
+            await until(lambda: workflow_id in host._waiters)
             await anyio.sleep(0.05)
             assert workflow_id in host.passes.running
             assert persistence.reads.get(workflow_id, 0) == 0
             opened.set()
-            await _when(lambda: workflow_id not in host.passes.running)
-            await _when(lambda: persistence.reads.get(workflow_id) == 1)
+            await until(lambda: workflow_id not in host.passes.running)
+            await until(lambda: persistence.reads.get(workflow_id) == 1)
             assert not done
             await host.publish_event("go", "k")
         assert done[0].status == WorkflowStatus.COMPLETE
