@@ -7,10 +7,16 @@ Versions are pinned by uv.lock: each session installs with a constraints file ex
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import nox
+
+# uv trusts the platform's certificate store, as pip and curl do: a machine behind a TLS proxy
+# has that proxy's certificate there, not in the roots uv bundles.
+os.environ.setdefault("UV_SYSTEM_CERTS", "1")
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
@@ -33,13 +39,26 @@ PACKAGES = sorted(
 EXAMPLE_PLUGIN = "examples/wfe-example-plugin"
 
 
+def _uv() -> str:
+    """The uv installed beside nox (the README's line does ``pip install nox uv``), else one on
+    PATH. Never a bare ``uv``: the line does not put its environment's bin on PATH."""
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        found = shutil.which("uv")
+        if found is None:
+            raise SystemExit("nox needs uv: install it beside nox (pip install nox uv)") from None
+        return found
+    return find_uv_bin()
+
+
 def _constraints() -> Path:
     """Export uv.lock as a constraints file once per nox run (third-party pins only)."""
     if not CONSTRAINTS.exists():
         CONSTRAINTS.parent.mkdir(exist_ok=True)
         subprocess.run(
             [
-                "uv",
+                _uv(),
                 "export",
                 "--locked",
                 "--all-packages",
@@ -115,7 +134,7 @@ def tests(session: nox.Session, package: str) -> None:
 @nox.session
 def repository(session: nox.Session) -> None:
     """Checks over the whole repository: lockstep versions, packaging, layering rules."""
-    _install(session, *TEST_DEPS, "uv")
+    _install(session, *TEST_DEPS)
     session.run("pytest", "tests", "-p", "no:cacheprovider", *session.posargs)
 
 

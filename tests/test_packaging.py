@@ -4,6 +4,7 @@ dependency rule (wfe-core imports no provider and no host; providers import only
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import tomllib
@@ -42,9 +43,12 @@ def test_versions_move_in_lockstep() -> None:
     versions = {package.name: _project(package)["version"] for package in PACKAGES}
     assert len(set(versions.values())) == 1, versions
     (version,) = set(versions.values())
-    # Workspace packages pin each other to exactly the shared version.
+    # Workspace packages pin each other to exactly the shared version, extras included.
     for package in PACKAGES:
-        for requirement in _project(package).get("dependencies", []):  # type: ignore[attr-defined]
+        project = _project(package)
+        extras: dict[str, list[str]] = project.get("optional-dependencies", {})  # type: ignore[assignment]
+        requirements = [*project.get("dependencies", []), *(r for e in extras.values() for r in e)]  # type: ignore[misc]
+        for requirement in requirements:
             name = requirement.split("=")[0].split(">")[0].split("[")[0].strip()
             if name in DISTRIBUTIONS:
                 assert requirement == f"{name}=={version}", (package.name, requirement)
@@ -82,6 +86,40 @@ def test_unbuilt_providers_register_no_plugin() -> None:
         assert has_plugin == registered, f"{package.name}: plugin.py and entry point disagree"
 
 
+def test_the_common_case_is_one_install() -> None:
+    """``pip install "wfe-host[sqlite,yaml]"``: the engine, the embedded default and YAML."""
+    extras = _project(ROOT / "packages" / "wfe-host")["optional-dependencies"]
+    assert extras == {"sqlite": ["wfe-sqlite==0.1.0"], "yaml": ["wfe-yaml==0.1.0"]}  # type: ignore[comparison-overlap]
+    assert 'pip install "wfe-host[sqlite,yaml]"' in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=DISTRIBUTIONS)
+def test_license_and_project_urls(package: Path) -> None:
+    project = _project(package)
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"]
+    # The sdist holds only the package's folder, so each has its copy of the one license.
+    assert (package / "LICENSE").read_text() == (ROOT / "LICENSE").read_text()
+    urls = project["urls"]
+    assert urls == _project(ROOT / "packages" / "wfe-core")["urls"], "one set of URLs"
+    assert set(urls) >= {"Homepage", "Documentation", "Repository", "Issues", "Changelog"}  # type: ignore[arg-type]
+    assert (ROOT / "CHANGELOG.md").is_file()
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=DISTRIBUTIONS)
+def test_package_readmes_have_no_links_that_break_on_pypi(package: Path) -> None:
+    """PyPI shows a package's README alone: a relative link there leads nowhere."""
+    readme = (package / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)]+)\)", readme)
+    relative = [t for t in targets if not t.startswith(("https://", "#"))]
+    assert not relative, f"{package.name}/README.md links {relative}"
+
+
+def test_what_the_readme_lines_create_is_git_ignored() -> None:
+    ignored = set((ROOT / ".gitignore").read_text().split())
+    assert {".demo/", ".tools/", ".nox/", ".wfe/"} <= ignored
+
+
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("dist")
@@ -104,3 +142,11 @@ def test_wheel_builds_from_a_clone_without_tags(package: Path, wheels: dict[str,
         names = set(zf.namelist())
     assert f"{module}/py.typed" in names
     assert f"{module}/__init__.py" in names
+    assert f"{module}-{version}.dist-info/licenses/LICENSE" in names
+
+
+def test_compose_publishes_ports_on_loopback_only() -> None:
+    ports = re.findall(r"ports:\s*\[([^\]]*)\]", (ROOT / "compose.yaml").read_text())
+    assert ports
+    for published in (p.strip().strip('"') for line in ports for p in line.split(",")):
+        assert published.startswith("127.0.0.1:"), published

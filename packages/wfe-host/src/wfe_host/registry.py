@@ -2,12 +2,16 @@
 
 :class:`PluginRegistry` asks every plugin's hooks once, remembers which plugin (and which
 distribution) offered each record, and answers lookups by kind and name, by URL scheme, by
-step type and by file suffix. Unknown names fail with the installed names and, for the
-providers WFE publishes, the distribution to ``pip install``.
+step type and by file suffix. Unknown names fail with the installed names and a hint that
+helps: "did you mean" for a typo, the distribution to ``pip install`` for a provider WFE
+publishes, or, when that distribution is installed yet registers nothing, which version is
+installed and why nothing registered.
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib.metadata
 import logging
 import os
 import threading
@@ -36,7 +40,7 @@ from wfe_host.plugins import make_plugin_manager
 from wfe_host.settings import SettingsError, SettingsProblem, structure
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from wfe_core.plugins.manager import PluginInfo, PluginManager
     from wfe_host.settings import ProviderSettings
@@ -91,6 +95,30 @@ PROVIDER_CLASSES: Mapping[ProviderKind, type[Provider]] = {
     ProviderKind.SEARCH: SearchIndex,
     ProviderKind.LIFECYCLE: LifecyclePublisher,
 }
+
+
+@attrs.frozen
+class InstalledDistribution:
+    """What :class:`PluginRegistry` needs to know of an installed distribution for a hint."""
+
+    version: str
+    #: Whether it declares an entry point of group ``wfe`` (a plugin, loaded or not).
+    has_plugin: bool
+
+
+def find_distribution(name: str) -> InstalledDistribution | None:
+    """The installed distribution ``name``, or ``None`` when it is not installed."""
+    try:
+        dist = importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    has_plugin = any(ep.group == "wfe" for ep in dist.entry_points)
+    return InstalledDistribution(dist.version, has_plugin)
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f". Did you mean {close[0]!r}?" if close else ""
 
 
 @attrs.frozen
@@ -204,8 +232,16 @@ class PluginRegistry:
     broken plugin fails at start-up with its name rather than later with a confusing error.
     """
 
-    def __init__(self, manager: PluginManager) -> None:
+    def __init__(
+        self,
+        manager: PluginManager,
+        *,
+        installed: Callable[[str], InstalledDistribution | None] = find_distribution,
+    ) -> None:
+        """``installed`` looks up an installed distribution by name; the hints of unknown
+        names use it (tests give a registry a world of their own)."""
         self._manager = manager
+        self._installed_distribution = installed
         self._providers: dict[tuple[ProviderKind, str], RegisteredProvider] = {}
         self._step_executors: dict[str, RegisteredStepExecutor] = {}
         self._formats: list[RegisteredDefinitionFormat] = []
@@ -410,12 +446,28 @@ class PluginRegistry:
             return f". {name!r} is installed but provides {kinds}, not {kind}"
         known = KNOWN_PROVIDERS.get(name)
         if known is None:
-            return ""
+            # A typo: of an installed name first, else of a provider WFE publishes.
+            installed = [p.name for p in self.providers(kind)]
+            publishable = [n for n, (_, kinds) in KNOWN_PROVIDERS.items() if kind in kinds]
+            return _did_you_mean(name, installed) or _did_you_mean(name, publishable)
         distribution, kinds_known = known
         if kind not in kinds_known:
             kinds = ", ".join(k for k in ProviderKind if k in kinds_known)
             return f". {name!r} ({distribution}) provides {kinds}, not {kind}"
-        return f". Install it with: pip install {distribution}"
+        return self._distribution_hint(distribution, f"{name} {kind} provider")
+
+    def _distribution_hint(self, distribution: str, what: str) -> str:
+        """Install ``distribution``; or, when it is installed, why it registered no ``what``."""
+        installed = self._installed_distribution(distribution)
+        if installed is None:
+            return f". Install it with: pip install {distribution}"
+        found = f". {distribution} {installed.version} is installed but registers no {what}"
+        if installed.has_plugin:
+            return (
+                f"{found}: its plugin is not loaded (see WFE_DISABLE_PLUGIN_AUTOLOAD, "
+                "WFE_PLUGINS and WFE_BLOCK_PLUGINS; `wfe plugins` lists what is loaded)"
+            )
+        return f"{found}: that version ships no plugin (see its README for what it provides)"
 
     def select(self, kind: ProviderKind | str, settings: ProviderSettings) -> RegisteredProvider:
         """The provider ``settings`` select: by ``provider`` name, else by ``url`` scheme."""
@@ -482,9 +534,10 @@ class PluginRegistry:
         entry = self._step_executors.get(name)
         if entry is None:
             installed = ", ".join(sorted(self._step_executors)) or "none"
-            hint = ""
             if name in KNOWN_STEP_TYPES:
-                hint = f". Install it with: pip install {KNOWN_STEP_TYPES[name]}"
+                hint = self._distribution_hint(KNOWN_STEP_TYPES[name], f"{name} step type")
+            else:
+                hint = _did_you_mean(name, [*self._step_executors, *KNOWN_STEP_TYPES])
             raise ProviderNotFoundError(f"unknown step type {name!r}; installed: {installed}{hint}")
         return entry
 
@@ -507,7 +560,7 @@ class PluginRegistry:
         installed = ", ".join(s for f in self._formats for s in f.suffixes) or "none"
         hint = ""
         if suffix in KNOWN_SUFFIXES:
-            hint = f". Install it with: pip install {KNOWN_SUFFIXES[suffix]}"
+            hint = self._distribution_hint(KNOWN_SUFFIXES[suffix], f"{suffix} definition format")
         raise ProviderNotFoundError(
             f"no definition format for {os.fspath(path)!r}; installed suffixes: {installed}{hint}"
         )

@@ -16,7 +16,9 @@ from wfe_host.plugins import PluginManager
 from wfe_host.registry import PROVIDER_CLASSES, PluginRegistry
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
+
+    from wfe_host.registry import InstalledDistribution
 
 ALL_KINDS = tuple(ProviderKind)
 
@@ -86,9 +88,13 @@ def memory_backend() -> FakeBackend:
     return FakeBackend("memory", schemes=("memory",))
 
 
-def registry_of(*plugins: tuple[str, object, str | None], memory: bool = True) -> PluginRegistry:
+def registry_of(
+    *plugins: tuple[str, object, str | None],
+    memory: bool = True,
+    installed: Mapping[str, InstalledDistribution] | None = None,
+) -> PluginRegistry:
     """A registry over a fresh manager holding (a stand-in for) memory and ``plugins``
-    given as (name, plugin, distribution)."""
+    given as (name, plugin, distribution), in a world where only ``installed`` is installed."""
     pm = PluginManager()
     if memory:
         pm.register_plugin(
@@ -98,7 +104,8 @@ def registry_of(*plugins: tuple[str, object, str | None], memory: bool = True) -
         pm.register_plugin(
             plugin, name, distribution=distribution, version="1.0" if distribution else None
         )
-    return PluginRegistry(pm)
+    world = dict(installed or {})
+    return PluginRegistry(pm, installed=world.get)
 
 
 SQLITE = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from wfe_core.plugins import (
 from wfe_core.providers import PersistenceProvider
 from wfe_host.plugins import PluginLoadOptions, make_plugin_manager
 from wfe_host.registry import (
+    InstalledDistribution,
     PluginRegistry,
     default_registry,
     redact_url,
@@ -66,6 +68,69 @@ def test_unknown_name_without_a_known_distribution_lists_installed_names(fakes) 
     with pytest.raises(ProviderNotFoundError) as info:
         registry.provider("lock", "zookeeper")
     assert str(info.value) == "unknown lock provider 'zookeeper'; installed: memory, sqlite"
+
+
+def test_an_installed_distribution_that_registers_nothing_says_so_with_its_version(
+    fakes,
+) -> None:
+    # `pip install wfe-postgres` of a version that ships no provider must not be told, again,
+    # to `pip install wfe-postgres`.
+    packaging_only = {"wfe-postgres": InstalledDistribution("0.1.0", has_plugin=False)}
+    with pytest.raises(ProviderNotFoundError) as info:
+        fakes.registry_of(installed=packaging_only).provider_for_url(
+            "persistence", "postgresql://db/wfe"
+        )
+    assert str(info.value).endswith(
+        "installed: memory (memory://). wfe-postgres 0.1.0 is installed but registers no "
+        "postgres persistence provider: that version ships no plugin (see its README for what "
+        "it provides)"
+    )
+    assert "pip install" not in str(info.value)
+
+
+def test_an_installed_plugin_that_is_not_loaded_points_at_the_plugin_switches(fakes) -> None:
+    not_loaded = {"wfe-sqlite": InstalledDistribution("0.1.0", has_plugin=True)}
+    with pytest.raises(ProviderNotFoundError) as info:
+        fakes.registry_of(installed=not_loaded).provider("queue", "sqlite")
+    assert str(info.value) == (
+        "unknown queue provider 'sqlite'; installed: memory. wfe-sqlite 0.1.0 is installed but "
+        "registers no sqlite queue provider: its plugin is not loaded (see "
+        "WFE_DISABLE_PLUGIN_AUTOLOAD, WFE_PLUGINS and WFE_BLOCK_PLUGINS; `wfe plugins` lists "
+        "what is loaded)"
+    )
+
+
+def test_the_real_lookup_sees_the_installed_wfe_sqlite_whose_plugin_is_off() -> None:
+    # This session installs wfe-sqlite; with autoloading off its plugin is not loaded.
+    version = importlib.metadata.version("wfe-sqlite")
+    registry = PluginRegistry(make_plugin_manager(options=PluginLoadOptions(autoload=False)))
+    with pytest.raises(ProviderNotFoundError) as info:
+        registry.provider("persistence", "sqlite")
+    assert f"wfe-sqlite {version} is installed but registers no sqlite persistence" in str(
+        info.value
+    )
+    assert "its plugin is not loaded" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "typo", "meant"),
+    [
+        ("persistence", "sqlit", "sqlite"),  # installed
+        ("persistence", "memroy", "memory"),  # installed
+        ("persistence", "postgress", "postgres"),  # published, not installed
+        ("lock", "valkye", "valkey"),
+    ],
+)
+def test_a_typo_gets_did_you_mean(fakes, kind: str, typo: str, meant: str) -> None:
+    with pytest.raises(ProviderNotFoundError) as info:
+        fakes.registry_of(fakes.SQLITE).provider(kind, typo)
+    assert str(info.value).endswith(f". Did you mean {meant!r}?")
+
+
+def test_a_step_type_typo_gets_did_you_mean(fakes) -> None:
+    with pytest.raises(ProviderNotFoundError) as info:
+        fakes.registry_of().step_executor("shel")
+    assert str(info.value) == "unknown step type 'shel'; installed: none. Did you mean 'shell'?"
 
 
 def test_a_known_provider_of_another_kind_says_what_it_provides(fakes) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +18,9 @@ import attrs
 import pytest
 
 ROOT = Path(__file__).resolve().parents[4]
-UV = shutil.which("uv")
-
-pytestmark = pytest.mark.skipif(UV is None, reason="needs the uv executable to build a venv")
+# uv is in the test dependency group (installed in every test session), run as a module so no
+# PATH decides which one; without it the test fails, it never skips.
+UV = [sys.executable, "-m", "uv"]
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -35,9 +34,8 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 def _uv(*args: str) -> None:
-    assert UV is not None
     completed = subprocess.run(
-        [UV, *args], capture_output=True, text=True, env=_clean_env(), timeout=600, check=False
+        [*UV, *args], capture_output=True, text=True, env=_clean_env(), timeout=600, check=False
     )
     assert completed.returncode == 0, f"uv {' '.join(args)} failed:\n{completed.stderr}"
 
@@ -74,6 +72,8 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     _uv(
         "pip", "install", "--quiet", "--python", python,
         str(ROOT / "packages" / "wfe-core"), str(ROOT / "packages" / "wfe-host"),
+        # A distribution whose provider is not built yet: it registers no plugin.
+        str(ROOT / "packages" / "wfe-postgres"),
     )  # fmt: skip
     before = Venv(path, []).providers()
     _uv(
@@ -153,4 +153,16 @@ def test_an_unknown_provider_in_the_installed_cli_is_one_line(venv: Venv) -> Non
     assert completed.stderr.startswith(
         "Error: WFE_PLUGINS names 'sqlite', but no installed distribution has a 'wfe' entry point"
     )
+    assert "Traceback" not in completed.stderr
+
+
+def test_an_installed_distribution_without_its_provider_is_not_told_to_install_it(
+    venv: Venv,
+) -> None:
+    completed = venv.wfe("--persistence", "postgresql://db/wfe", "workflows", "list")
+    assert completed.returncode == 1
+    assert "wfe-postgres 0.1.0 is installed but registers no postgres persistence provider" in (
+        completed.stderr
+    )
+    assert "pip install" not in completed.stderr
     assert "Traceback" not in completed.stderr

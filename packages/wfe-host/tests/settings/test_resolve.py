@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -197,10 +196,6 @@ def test_without_a_registry_the_environment_decides_which_plugins_load() -> None
         resolve(environ=environ)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("wfe_core.memory.persistence") is None,
-    reason="the in-memory providers are not in wfe-core yet",
-)
 def test_the_real_memory_providers_are_the_library_default() -> None:
     resolved = resolve(environ={"WFE_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert names(resolved)["persistence"] == "memory"
