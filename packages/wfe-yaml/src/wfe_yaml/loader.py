@@ -34,6 +34,7 @@ from wfe_yaml import schema
 from wfe_yaml.conditions import COMBINATORS, OPERATORS, Combination, Condition, FieldCondition
 from wfe_yaml.durations import parse_duration
 from wfe_yaml.errors import Mark, Problem, YamlWorkflowError
+from wfe_yaml.sources import SourceError, read_source
 from wfe_yaml.steps import (
     CheckOutputsFactory,
     ExecutorStepFactory,
@@ -73,11 +74,9 @@ def load_workflow(
     """
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise YamlWorkflowError(
-            [Problem(Mark(str(file)), f"cannot read the file: {exc}")]
-        ) from None
+        text = read_source(file)
+    except SourceError as exc:
+        raise YamlWorkflowError([exc.problem]) from None
     return load_workflows_from_str(
         text, config, file_name=str(file), base_dir=file.parent, executors=executors
     )
@@ -370,9 +369,9 @@ class Loader:
                 continue  # included already (or a cycle of includes): its workflows are there
             self._seen_files.add(key)
             try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                self.problem(mark, f"cannot include {name!r}: {exc}")
+                text = read_source(path, include_mark=mark, name=name)
+            except SourceError as exc:
+                self.problems.append(exc.problem)
                 continue
             specs.extend(
                 self._read_file(text, str(path), path.parent, depth=depth + 1, included=True)

@@ -21,6 +21,7 @@ import anyio
 import click
 
 from wfe_core.errors import InvalidInputError, WfeError
+from wfe_core.files import UnreadableFileError, read_regular_file
 from wfe_core.models import WorkflowStatus
 from wfe_host.cli.host_factory import build_host, describe_store, run_async
 from wfe_host.cli.progress import Progress, format_seconds
@@ -57,8 +58,10 @@ def load_file(
     state: CliState, file: Path, values: Mapping[str, str] | None
 ) -> list[WorkflowDefinition]:
     """Every definition in ``file``, through the definition format of its suffix."""
-    if not file.is_file():
+    if not file.exists():
         raise click.ClickException(f"no such file: {file}")
+    # Anything else that is not a regular file (a FIFO, /dev/zero) is refused by the format's
+    # loader with the reason, before it reads a byte.
     fmt = state.get_registry().definition_format_for(file)
     definitions = list(fmt.spec.load(file, values))
     if not definitions:
@@ -97,7 +100,12 @@ def run_reference(
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(name.encode())
-        digest.update(Path(name).read_bytes())
+        # The files were just loaded, so they are regular and small; reading them again
+        # through the same guard keeps a file swapped for a FIFO meanwhile from hanging us.
+        try:
+            digest.update(read_regular_file(name))
+        except UnreadableFileError as exc:
+            raise click.ClickException(f"cannot read {name}: {exc}") from None
     digest.update(json.dumps([sorted(values.items()), sorted(inputs.items())]).encode())
     return f"{REFERENCE_PREFIX}:{definition.id}:v{definition.version}:{digest.hexdigest()[:16]}"
 

@@ -1,0 +1,136 @@
+"""Untrusted YAML workflow files cannot exhaust memory or time: only regular files of at most
+10 MiB are read, aliases expand within a budget, numbers and durations are bounded."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+from click.testing import CliRunner
+
+from wfe_host.cli import main
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+#: Enough for the CLI; a loader reading /dev/zero into memory hits it within a second.
+_MEMORY_LIMIT = 1024 * 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("WFE_") and name not in ("WFE_DENO_BIN",):
+            monkeypatch.delenv(name)
+    return tmp_path
+
+
+def wfe(*args: str) -> tuple[int, str]:
+    """Exit status and standard output (problems); the count on stderr is left out."""
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert "Traceback" not in result.output
+    return result.exit_code, result.stdout
+
+
+def wfe_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI in a child process with a memory cap and a time limit, for input that made the
+    old loader hang or read until memory ran out (which must fail this test, not the machine)."""
+
+    def limit() -> None:  # pragma: no cover - runs in the child
+        resource.setrlimit(resource.RLIMIT_AS, (_MEMORY_LIMIT, _MEMORY_LIMIT))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "wfe_host", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=limit,
+        check=False,
+    )
+
+
+STEP = "workflow:\n  id: x\n  steps:\n    - name: a\n      config: {run: echo}\n"
+
+
+# -- 12: only regular files, at most 10 MiB --------------------------------------------------
+
+
+def test_a_fifo_as_the_workflow_file_is_refused_at_once(in_tmp: Path) -> None:
+    os.mkfifo(in_tmp / "pipe.yaml")  # nobody writes to it: opening it used to block forever
+    done = wfe_process("validate", "pipe.yaml", cwd=in_tmp)
+    assert done.returncode == 1
+    assert done.stdout == "pipe.yaml: cannot read the file: not a regular file (a FIFO)\n"
+    assert "Traceback" not in done.stderr
+
+
+def test_includes_of_dev_zero_and_a_fifo_are_refused_at_the_include(in_tmp: Path) -> None:
+    os.mkfifo(in_tmp / "pipe.yaml")
+    (in_tmp / "main.yaml").write_text("include: [/dev/zero, pipe.yaml]\n" + STEP)
+    done = wfe_process("validate", "main.yaml", cwd=in_tmp)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.splitlines() == [
+        "main.yaml:1:11: cannot include '/dev/zero': not a regular file (a character device)",
+        "main.yaml:1:22: cannot include 'pipe.yaml': not a regular file (a FIFO)",
+    ]
+    assert "Traceback" not in done.stderr
+
+
+def test_a_symlink_to_dev_zero_is_refused(in_tmp: Path) -> None:
+    (in_tmp / "zero.yaml").symlink_to("/dev/zero")
+    done = wfe_process("run", "zero.yaml", cwd=in_tmp)
+    assert done.returncode == 1
+    assert "zero.yaml: cannot read the file: not a regular file (a character device)" in (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr
+    assert not (in_tmp / ".wfe").exists()  # refused before a store was opened
+
+
+def test_a_workflow_file_over_10_mib_is_refused(in_tmp: Path) -> None:
+    big = in_tmp / "big.yaml"
+    big.write_text(STEP)
+    with big.open("ab") as handle:
+        handle.truncate(10 * 1024 * 1024 + 1)  # sparse: costs no disk
+    code, out = wfe("validate", "big.yaml")
+    assert code == 1
+    assert out == "big.yaml: cannot read the file: larger than the 10 MiB limit\n"
+
+
+def test_an_include_over_10_mib_is_refused_at_the_include(in_tmp: Path) -> None:
+    with (in_tmp / "big.yaml").open("wb") as handle:
+        handle.truncate(10 * 1024 * 1024 + 1)
+    (in_tmp / "main.yaml").write_text("include: big.yaml\n" + STEP)
+    code, out = wfe("validate", "main.yaml")
+    assert code == 1
+    assert out == ("main.yaml:1:10: cannot include 'big.yaml': larger than the 10 MiB limit\n")
+
+
+def test_a_file_of_exactly_10_mib_is_read(in_tmp: Path) -> None:
+    text = STEP + "#" * (10 * 1024 * 1024 - len(STEP) - 1) + "\n"
+    (in_tmp / "full.yaml").write_text(text)
+    code, out = wfe("validate", "full.yaml")
+    assert code == 0, out
+    assert out == "full.yaml: ok (x v1)\n"
+
+
+def test_non_utf8_yaml_names_the_line_and_column_of_the_bad_byte(in_tmp: Path) -> None:
+    (in_tmp / "latin1.yaml").write_bytes(STEP.replace("echo", "echo \xe9t\xe9").encode("latin-1"))
+    code, out = wfe("validate", "latin1.yaml")
+    assert code == 1
+    assert out == "latin1.yaml:5:26: the file is not valid UTF-8 (byte 0xe9 here)\n"
+
+
+def test_non_utf8_include_names_its_own_line_and_column(in_tmp: Path) -> None:
+    (in_tmp / "other.yaml").write_bytes(b"# caf\xc3\xa9 ok\nworkflow: {id: \xff}\n")
+    (in_tmp / "main.yaml").write_text("include: other.yaml\n" + STEP)
+    code, out = wfe("validate", "main.yaml")
+    assert code == 1
+    assert out == f"{in_tmp / 'other.yaml'}:2:16: the file is not valid UTF-8 (byte 0xff here)\n"
