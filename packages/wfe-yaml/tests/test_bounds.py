@@ -134,3 +134,81 @@ def test_non_utf8_include_names_its_own_line_and_column(in_tmp: Path) -> None:
     code, out = wfe("validate", "main.yaml")
     assert code == 1
     assert out == f"{in_tmp / 'other.yaml'}:2:16: the file is not valid UTF-8 (byte 0xff here)\n"
+
+
+# -- 11: aliases expand within a budget ------------------------------------------------------
+
+
+def _laughs(levels: int) -> str:
+    """The classic "billion laughs": anchor ``aN`` is ten aliases of ``aN-1``."""
+    lines = ['  a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"  a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels + 1)]
+    return "_laughs:\n" + "\n".join(lines) + f"\n{STEP}        env: {{X: *a{levels}}}\n"
+
+
+def test_nested_aliases_are_refused_at_the_alias_that_goes_over(in_tmp: Path) -> None:
+    # Six levels used to take ten seconds of CPU, eight never ended; now it is refused while
+    # parsing, at the alias where the expansion passes 100,000 values.
+    (in_tmp / "laughs.yaml").write_text(_laughs(8))
+    code, out = wfe("validate", "laughs.yaml")
+    assert code == 1
+    assert out == (
+        "laughs.yaml:6:40: alias *a3 expands the YAML to more than 100,000 values "
+        "(an alias counts its anchor's whole value each time it is used)\n"
+    )
+
+
+def test_the_same_bomb_through_a_merge_key_is_refused(in_tmp: Path) -> None:
+    levels = ["_m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9, j: 10}"]
+    for i in range(1, 8):
+        keys = ", ".join(f"k{k}: *m{i - 1}" for k in range(10))
+        levels.append(f"_m{i}: &m{i} {{<<: *m{i - 1}, {keys}}}")
+    (in_tmp / "merge.yaml").write_text("\n".join(levels) + "\n" + STEP)
+    code, out = wfe("validate", "merge.yaml")
+    assert code == 1
+    assert out == (
+        "merge.yaml:5:33: alias *m3 expands the YAML to more than 100,000 values "
+        "(an alias counts its anchor's whole value each time it is used)\n"
+    )
+
+
+def test_a_long_text_repeated_by_aliases_is_refused(in_tmp: Path) -> None:
+    text = "_big: &big '" + "x" * 1_000_000 + "'\n_copies: [" + ", ".join(["*big"] * 11) + "]\n"
+    (in_tmp / "text.yaml").write_text(text + STEP)
+    code, out = wfe("validate", "text.yaml")
+    assert code == 1
+    assert out == (
+        "text.yaml:2:65: alias *big expands the YAML to more than 10,485,760 characters of "
+        "text (an alias counts its anchor's whole value each time it is used)\n"
+    )
+
+
+def test_a_recursive_alias_is_refused(in_tmp: Path) -> None:
+    (in_tmp / "loop.yaml").write_text("_loop: &loop [1, *loop]\n" + STEP)
+    code, out = wfe("validate", "loop.yaml")
+    assert code == 1
+    assert out == (
+        "loop.yaml:1:18: alias *loop is used inside its own anchor: recursive YAML data "
+        "is not supported\n"
+    )
+
+
+def test_anchors_aliases_and_merge_keys_within_the_budget_work(in_tmp: Path) -> None:
+    (in_tmp / "defaults.yaml").write_text(
+        "_defaults: &defaults\n"
+        "  shell: bash\n"
+        "  env: &env {GREETING: hello}\n"
+        "workflow:\n"
+        "  id: merged\n"
+        "  steps:\n"
+        "    - name: a\n"
+        "      config:\n"
+        "        <<: *defaults\n"
+        '        run: echo "$GREETING from a"\n'
+        "    - name: b\n"
+        "      config: {<<: *defaults, env: *env, run: 'echo \"$GREETING from b\"'}\n"
+    )
+    result = CliRunner().invoke(main, ["run", "--timeout", "60", "defaults.yaml"])
+    assert result.exit_code == 0, result.output
+    assert "a │ hello from a" in result.stdout
+    assert "b │ hello from b" in result.stdout

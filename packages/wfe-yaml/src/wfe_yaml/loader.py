@@ -34,6 +34,7 @@ from wfe_yaml import schema
 from wfe_yaml.conditions import COMBINATORS, OPERATORS, Combination, Condition, FieldCondition
 from wfe_yaml.durations import parse_duration
 from wfe_yaml.errors import Mark, Problem, YamlWorkflowError
+from wfe_yaml.expansion import BudgetComposer, ExpansionError
 from wfe_yaml.sources import SourceError, read_source
 from wfe_yaml.steps import (
     CheckOutputsFactory,
@@ -258,8 +259,13 @@ class Loader:
     def _parse(self, text: str) -> Any:
         yaml = YAML(typ="rt", pure=True)
         yaml.allow_duplicate_keys = False
+        # Counts what aliases expand to while composing, so no later walk of the tree can be
+        # made to visit billions of nodes (see wfe_yaml.expansion).
+        yaml.Composer = BudgetComposer
         try:
             return yaml.load(io.StringIO(text))
+        except ExpansionError as exc:
+            self.problem(Mark(self.file, exc.line, exc.column), exc.message)
         except RecursionError:
             self.problem(Mark(self.file, 1, 1), "the YAML is nested too deeply")
         except Exception as exc:
