@@ -212,3 +212,49 @@ def test_anchors_aliases_and_merge_keys_within_the_budget_work(in_tmp: Path) -> 
     assert result.exit_code == 0, result.output
     assert "a │ hello from a" in result.stdout
     assert "b │ hello from b" in result.stdout
+
+
+# -- 14: numbers and durations fit what runs and stores them ---------------------------------
+
+
+def test_durations_longer_than_365_days_are_problems_at_their_place(in_tmp: Path) -> None:
+    (in_tmp / "long.yaml").write_text(
+        "workflow:\n"
+        "  id: long\n"
+        "  steps:\n"
+        "    - name: a\n"
+        "      config: {run: echo, timeout: 99999999999h}\n"
+        "    - name: b\n"
+        "      config: {run: echo, timeout: 8761h}\n"
+        "    - name: c\n"
+        "      config: {run: echo, timeout: 8760h}\n"
+        "      error_behavior: {type: retry, interval: 9999999999999999m, backoff: .inf}\n"
+    )
+    code, out = wfe("validate", "long.yaml")
+    assert code == 1
+    assert out.splitlines() == [
+        "long.yaml:5:36: step 'a': timeout: duration '99999999999h' is too long: at most 8760h",
+        "long.yaml:7:36: step 'b': timeout: duration '8761h' is too long: at most 8760h",
+        "long.yaml:10:47: `interval`: duration '9999999999999999m' is too long: at most 8760h",
+        "long.yaml:10:75: `backoff` must be a number >= 1 and at most 1000",
+    ]
+
+
+@pytest.mark.parametrize("version", ["9223372036854775808", "2147483648"])
+def test_a_version_too_large_for_the_store_is_refused_before_anything_is_stored(
+    in_tmp: Path, version: str
+) -> None:
+    (in_tmp / "v.yaml").write_text(STEP.replace("  id: x\n", f"  id: x\n  version: {version}\n"))
+    result = CliRunner().invoke(main, ["run", "--timeout", "60", "v.yaml"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: 1 problem in YAML workflow:\n  v.yaml:3:12: `version` must be at most 2147483647\n"
+    )
+    assert not (in_tmp / ".wfe").exists()
+
+
+def test_the_largest_version_runs(in_tmp: Path) -> None:
+    (in_tmp / "v.yaml").write_text(STEP.replace("  id: x\n", "  id: x\n  version: 2147483647\n"))
+    result = CliRunner().invoke(main, ["run", "--timeout", "60", "v.yaml"])
+    assert result.exit_code == 0, result.output
+    assert "✓ x v2147483647 complete" in result.stdout

@@ -21,6 +21,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from wfe_core.models.definition import (
+    MAX_DEFINITION_VERSION,
     ErrorBehavior,
     ErrorBehaviorKind,
     OutcomeRoute,
@@ -55,6 +56,10 @@ logger = logging.getLogger("wfe_yaml")
 #: Step type used when a step has no ``type:`` but its config has ``run`` (or ``file``).
 DEFAULT_TYPE = "shell"
 _MAX_INCLUDE_DEPTH = 32
+#: The largest integer a field takes (``max_retries``): what a 64-bit store column holds.
+_MAX_INT = 2**63 - 1
+#: The largest retry ``backoff`` factor (.inf or 1e308 would overflow the next delay).
+_MAX_BACKOFF = 1000
 
 
 # -- public API ----------------------------------------------------------------------------
@@ -516,7 +521,12 @@ class Loader:
         return text
 
     def int_field(
-        self, node: CommentedMap, key: str, default: int | None, minimum: int = 0
+        self,
+        node: CommentedMap,
+        key: str,
+        default: int | None,
+        minimum: int = 0,
+        maximum: int = _MAX_INT,
     ) -> int | None:
         """An integer field (a load-time reference to one is fine)."""
         if key not in node or node[key] is None:
@@ -535,6 +545,9 @@ class Loader:
             return default
         if value < minimum:
             self.problem(mark, f"`{key}` must be at least {minimum}")
+            return default
+        if value > maximum:
+            self.problem(mark, f"`{key}` must be at most {maximum}")
             return default
         return int(value)
 
@@ -557,7 +570,7 @@ class Loader:
         mark = self.node_mark(node)
         self._check_keys(node, schema.WORKFLOW_KEYS, "workflow")
         workflow_id = self.text_field(node, "id", required=True)
-        version = self.int_field(node, "version", 1, minimum=1)
+        version = self.int_field(node, "version", 1, minimum=1, maximum=MAX_DEFINITION_VERSION)
         spec = WorkflowSpec(
             id=workflow_id or "",
             version=version or 1,
@@ -640,8 +653,15 @@ class Loader:
         max_retries = self.int_field(value, "max_retries", None, minimum=0)
         max_interval = self.duration_field(value, "max_interval")
         backoff: Any = value.get("backoff", 1.0)
-        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff < 1:
-            self.problem(self.value_mark(value, "backoff"), "`backoff` must be a number >= 1")
+        if (
+            isinstance(backoff, bool)
+            or not isinstance(backoff, int | float)
+            or not 1 <= backoff <= _MAX_BACKOFF
+        ):
+            self.problem(
+                self.value_mark(value, "backoff"),
+                f"`backoff` must be a number >= 1 and at most {_MAX_BACKOFF}",
+            )
             backoff = 1.0
         return ErrorBehavior.retry(interval, max_retries, float(backoff), max_interval)
 
