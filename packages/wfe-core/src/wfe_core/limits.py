@@ -22,7 +22,8 @@ def seconds_problem(
 ) -> str | None:
     """Why ``value`` is not a valid number of seconds (``must be ...``), ``None`` if it is."""
     low = ">= 0" if allow_zero else "> 0"
-    wanted = f"must be a finite number of seconds {low} and at most {maximum:g}"
+    most = f"{int(maximum)}" if float(maximum).is_integer() else f"{maximum:g}"
+    wanted = f"must be a finite number of seconds {low} and at most {most}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return f"{wanted}, got {value!r}"
     if not math.isfinite(value) or value > maximum or value < 0 or (value == 0 and not allow_zero):

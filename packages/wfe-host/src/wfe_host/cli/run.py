@@ -23,6 +23,7 @@ import click
 from wfe_core.errors import InvalidInputError, WfeError
 from wfe_core.files import UnreadableFileError, read_regular_file
 from wfe_core.models import WorkflowStatus
+from wfe_host.cli.bounds import MAX_RUN_TIMEOUT, seconds_callback
 from wfe_host.cli.host_factory import build_host, describe_store, run_async
 from wfe_host.cli.progress import Progress, format_seconds
 from wfe_host.cli.state import cli_state
@@ -167,6 +168,7 @@ async def _unfinished_runs(host: WorkflowHost, definition_id: str) -> list[Workf
 @click.option(
     "--timeout",
     type=float,
+    callback=seconds_callback(MAX_RUN_TIMEOUT),
     default=None,
     metavar="SECONDS",
     help="Give up waiting after this many seconds (the run stays stored).",

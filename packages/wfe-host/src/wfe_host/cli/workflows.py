@@ -18,6 +18,7 @@ import click
 from wfe_core.errors import WorkflowNotFoundError
 from wfe_core.models import PointerStatus, WorkflowStatus
 from wfe_core.serialization import to_primitive
+from wfe_host.cli.bounds import MAX_SKIP, MAX_TAKE
 from wfe_host.cli.host_factory import build_host, not_found, run_async
 from wfe_host.cli.state import cli_state
 
@@ -178,11 +179,15 @@ def workflows_group() -> None:
 )
 @click.option("--reference", default=None, help="Only instances with this reference.")
 @click.option(
-    "--skip", type=click.IntRange(min=0), default=0, show_default=True, help="Skip this many."
+    "--skip",
+    type=click.IntRange(min=0, max=MAX_SKIP),
+    default=0,
+    show_default=True,
+    help="Skip this many.",
 )
 @click.option(
     "--take",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_TAKE),
     default=50,
     show_default=True,
     help="Show at most this many.",
