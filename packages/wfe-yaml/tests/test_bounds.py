@@ -258,3 +258,22 @@ def test_the_largest_version_runs(in_tmp: Path) -> None:
     result = CliRunner().invoke(main, ["run", "--timeout", "60", "v.yaml"])
     assert result.exit_code == 0, result.output
     assert "✓ x v2147483647 complete" in result.stdout
+
+
+def test_graph_to_a_missing_directory_is_one_error_line(in_tmp: Path) -> None:
+    (in_tmp / "g.yaml").write_text(STEP)
+    result = CliRunner().invoke(main, ["graph", "g.yaml", "-o", "missing/dir/x.mmd"])
+    assert result.exit_code == 1
+    assert result.stderr == "Error: cannot write missing/dir/x.mmd: No such file or directory\n"
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "1e300", "0"])
+def test_run_timeout_must_be_finite_and_at_most_a_year(in_tmp: Path, timeout: str) -> None:
+    (in_tmp / "t.yaml").write_text(STEP)
+    result = CliRunner().invoke(main, ["run", "--timeout", timeout, "t.yaml"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        "Error: Invalid value for '--timeout': must be a finite number of seconds > 0 and "
+        f"at most 31536000, got {float(timeout)!r}"
+    )
+    assert not (in_tmp / ".wfe").exists()  # refused before anything was started
