@@ -277,3 +277,12 @@ def test_run_timeout_must_be_finite_and_at_most_a_year(in_tmp: Path, timeout: st
         f"at most 31536000, got {float(timeout)!r}"
     )
     assert not (in_tmp / ".wfe").exists()  # refused before anything was started
+
+
+def test_an_integer_of_more_than_4300_digits_is_a_problem_at_its_place(in_tmp: Path) -> None:
+    (in_tmp / "digits.yaml").write_text(
+        STEP.replace("  id: x\n", f"  id: x\n  version: {'9' * 4301}\n")
+    )
+    code, out = wfe("validate", "digits.yaml")
+    assert code == 1
+    assert out == "digits.yaml:3:12: an integer of more than 4300 digits is not supported\n"

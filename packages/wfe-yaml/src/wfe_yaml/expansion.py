@@ -10,11 +10,12 @@ one, and an alias counts every value of its anchor each time it is used, as does
 key (``<<: *defaults``). Scalar text counts the same way. Past :data:`MAX_EXPANDED_VALUES`
 or :data:`MAX_EXPANDED_CHARS` it stops with :class:`ExpansionError` at the alias (or value)
 that went over, before anything walks the tree. Every later walk of the file is then bounded
-by these numbers.
+by these numbers. It also places the error of an integer too long for Python to convert.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ruamel.yaml.composer import Composer
@@ -73,6 +74,15 @@ class BudgetComposer(Composer):
                 self.expanded_values - before[0],
                 self.expanded_chars - before[1],
             )
+        return node
+
+    def compose_scalar_node(self, anchor: Any) -> Any:
+        node = super().compose_scalar_node(anchor)
+        # Python refuses to convert a decimal string of more digits than this (a guard of its
+        # own against slow conversions); ruamel.yaml's error for it carries no position.
+        most = sys.get_int_max_str_digits()
+        if most and str(node.tag).endswith(":int") and len(node.value) > most:
+            raise _error(node.start_mark, f"an integer of more than {most} digits is not supported")
         return node
 
     def _add(self, values: int, chars: int, mark: Any, *, alias: str | None) -> None:
