@@ -21,7 +21,7 @@ import dataclasses
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -694,6 +694,56 @@ class WorkflowScenarios:
         await host.publish_event("tick", key, "new")
         instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
         assert instance.data.payload == "new"
+
+    @pytest.mark.anyio
+    async def test_stored_events_are_delivered_earliest_first(self, host: ScenarioHost) -> None:
+        """Five stored events, five waits each effective just before the next event: every
+        wait gets the earliest event it matches (effective time, then publish order), also
+        when all of them are queued again at once for a new subscription."""
+        key = uuid.uuid4().hex
+        base = datetime(2026, 1, 1, tzinfo=UTC)
+        for minute in range(1, 6):
+            await host.publish_event(
+                "ordered", key, minute, effective_date=base + timedelta(minutes=minute)
+            )
+
+        def collect(ctx: StepContext) -> None:
+            ctx.data.items.append(ctx.data.payload)
+
+        def just_before(minute: int) -> Any:
+            return lambda data: base + timedelta(minutes=minute, seconds=-1)
+
+        builder = WorkflowBuilder(Journal).start_with(record("start"))
+        for minute in range(1, 6):
+            builder = (
+                builder.wait_for("ordered", key=key, effective_date=just_before(minute))
+                .output(payload=lambda step: step.event_data)
+                .then(collect)
+            )
+        definition = builder.build(_unique("event-order"))
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id)
+        instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
+        assert instance.data.items == [1, 2, 3, 4, 5]
+
+    @pytest.mark.anyio
+    async def test_events_of_one_effective_time_go_in_publish_order(
+        self, host: ScenarioHost
+    ) -> None:
+        key = uuid.uuid4().hex
+        when = datetime(2026, 1, 1, tzinfo=UTC)
+        for payload in ("first", "second", "third"):
+            await host.publish_event("tied", key, payload, effective_date=when)
+        definition = (
+            WorkflowBuilder(Journal)
+            .wait_for("tied", key=key, effective_date=lambda data: when)
+            .output(payload=lambda step: step.event_data)
+            .build(_unique("event-tie"))
+        )
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id)
+        instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
+        assert instance.data.payload == "first"
 
     @pytest.mark.anyio
     async def test_one_event_wakes_every_waiting_workflow(self, host: ScenarioHost) -> None:
