@@ -22,7 +22,12 @@ from wfe_core import (
     WorkflowMiddleware,
     WorkflowStatus,
 )
-from wfe_core.errors import DefinitionError, DefinitionNotFoundError, WorkflowTimeoutError
+from wfe_core.errors import (
+    DefinitionError,
+    DefinitionNotFoundError,
+    InvalidInputError,
+    WorkflowTimeoutError,
+)
 from wfe_core.memory.lifecycle import MemoryLifecycle
 from wfe_core.memory.lock import MemoryLock
 from wfe_core.memory.persistence import MemoryPersistence
@@ -500,3 +505,16 @@ async def test_purge_also_removes_search_entries() -> None:
                 await anyio.sleep(0.02)
         assert await host.purge(older_than=timedelta(seconds=-1)) == 1
         assert (await host.search("to-purge")).total == 0
+
+
+async def test_data_a_store_cannot_encode_is_refused_at_start_storing_nothing() -> None:
+    persistence = MemoryPersistence()
+    async with WorkflowHost(persistence=persistence) as host:
+        host.register(WorkflowBuilder(dict).start_with(bump).build("untyped"))
+        with pytest.raises(InvalidInputError) as info:
+            await host.start_workflow("untyped", data={"z": complex(1, 2)})
+        assert str(info.value) == (
+            "bad inputs for workflow 'untyped': the workflow data cannot be stored: "
+            "Object of type complex is not JSON serializable"
+        )
+        assert (await host.list_workflows()).total == 0

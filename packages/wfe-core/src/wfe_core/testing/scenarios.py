@@ -18,10 +18,13 @@ wfe-core never imports the host: :class:`ScenarioHost` types what the scenarios 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -102,6 +105,32 @@ class Journal:
     kind: str = ""
     flag: bool = False
     payload: Any = None
+
+
+class Tier(enum.Enum):
+    GOLD = "gold"
+    SILVER = "silver"
+
+
+@dataclasses.dataclass
+class Shipment:
+    """A nested dataclass of typed values."""
+
+    sent: date = date(2026, 1, 1)
+    parcels: frozenset[str] = frozenset()
+
+
+@attrs.define
+class Invoice:
+    """attrs workflow data of the standard library's value types."""
+
+    amount: Decimal = Decimal("0")
+    grace: timedelta = timedelta(0)
+    id: uuid.UUID = attrs.Factory(lambda: uuid.UUID(int=0))
+    tier: Tier = Tier.SILVER
+    shipment: Shipment = attrs.Factory(Shipment)
+    rates: dict[str, Decimal] = attrs.Factory(dict)
+    window: tuple[time_of_day, time_of_day] | None = None
 
 
 @dataclasses.dataclass
@@ -211,6 +240,38 @@ class WorkflowScenarios:
         instance = await self._run(host, definition, Journal(log=["start"]))
         assert isinstance(instance.data, Journal)
         assert instance.data == Journal(log=["start"], count=42)
+
+    @pytest.mark.anyio
+    async def test_standard_value_types_round_trip_exactly(self, host: ScenarioHost) -> None:
+        def bill(ctx: StepContext) -> None:
+            ctx.data.amount += Decimal("0.000000000000000001")
+            ctx.data.grace += timedelta(microseconds=1)
+            ctx.data.tier = Tier.GOLD
+            ctx.data.shipment.parcels |= {"p-2"}
+
+        definition = (
+            WorkflowBuilder(Invoice)
+            .start_with(bill)
+            .delay(timedelta(milliseconds=50))  # a second pass restores the stored data
+            .then(bill)
+            .build(_unique("typed-values"))
+        )
+        start = Invoice(
+            amount=Decimal("1.235465673450897890"),
+            grace=timedelta(days=3, seconds=7, microseconds=5),
+            id=uuid.UUID("12345678-1234-5678-1234-567812345678"),
+            shipment=Shipment(date(2026, 2, 3), frozenset({"p-1"})),
+            rates={"eur": Decimal("0.9137")},
+            window=(time_of_day(9, 0), time_of_day(17, 30, 0, 250)),
+        )
+        instance = await self._run(host, definition, start)
+        assert instance.data == attrs.evolve(
+            start,
+            amount=Decimal("1.235465673450897892"),
+            grace=timedelta(days=3, seconds=7, microseconds=7),
+            tier=Tier.GOLD,
+            shipment=Shipment(date(2026, 2, 3), frozenset({"p-1", "p-2"})),
+        )
 
     @pytest.mark.anyio
     async def test_dataclass_data_round_trips(self, host: ScenarioHost) -> None:
