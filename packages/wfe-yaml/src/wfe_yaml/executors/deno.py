@@ -8,16 +8,20 @@ import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import anyio.to_thread
 
 from wfe_core.providers.step_executor import StepExecutor
 from wfe_core.results import ExecutionResult
 from wfe_yaml.durations import parse_duration
 from wfe_yaml.errors import StepFailedError
 from wfe_yaml.executors.common import check_duration, check_source, check_strings, config_schema
+from wfe_yaml.executors.deno_grants import PathGrant, check_listable, resolve_path_grants
+from wfe_yaml.executors.deno_graph import own_modules, script_modules
 from wfe_yaml.executors.process import LineEmitter, run_process
 from wfe_yaml.steps import record_result
 
@@ -48,11 +52,22 @@ def deno_binary() -> str:
     return str(deno.find_deno_bin())
 
 
-def permission_flags(permissions: Mapping[str, Any]) -> list[str]:
-    """Deno command-line flags granting exactly ``permissions``."""
+def permission_flags(
+    permissions: Mapping[str, Any],
+    paths: Mapping[str, PathGrant] | None = None,
+    own: Sequence[str] = (),
+) -> list[str]:
+    """Deno command-line flags granting exactly ``permissions``: ``read`` and ``write`` as
+    resolved by :func:`resolve_path_grants` (``paths``, else as written), and ``read`` also on
+    the step's own module files ``own``."""
     flags: list[str] = []
     for key in _LIST_PERMISSIONS:
         value = permissions.get(key)
+        grant = paths.get(key) if paths is not None else None
+        if grant is not None:
+            value = True if grant.all else list(grant.paths)
+        if key == "read" and value is not True:
+            value = [*(value if isinstance(value, list) else ()), *own]
         if value is True:
             flags.append(f"--allow-{key}")
         elif isinstance(value, list) and value:
@@ -167,8 +182,18 @@ class DenoExecutor(StepExecutor):
             emit(stream, line)
             return True
 
+        permissions: Mapping[str, Any] = config.get("permissions") or {}
+        paths = await anyio.to_thread.run_sync(resolve_path_grants, permissions)
+        env = dict(os.environ)
+        env.update({"NO_COLOR": "1", "DENO_NO_UPDATE_CHECK": "1"})
         with tempfile.TemporaryDirectory(prefix="wfe-deno-") as tmp:
-            main = _write_modules(Path(tmp), config)
+            main, step = _write_modules(Path(tmp), config)
+            own = [step]
+            if config.get("file") and not paths["read"].all:
+                modules = await script_modules(deno_binary(), step, env)
+                own = own_modules(step, modules, paths["read"])
+            for path in own:
+                check_listable("deno", path)
             argv = [
                 deno_binary(),
                 "run",
@@ -177,11 +202,9 @@ class DenoExecutor(StepExecutor):
                 "--no-config",
                 "--no-lock",
                 "--no-npm",
-                *permission_flags(config.get("permissions") or {}),
+                *permission_flags(permissions, paths, own),
                 str(main),
             ]
-            env = dict(os.environ)
-            env.update({"NO_COLOR": "1", "DENO_NO_UPDATE_CHECK": "1"})
             try:
                 result = await run_process(
                     argv,
@@ -209,19 +232,29 @@ class DenoExecutor(StepExecutor):
         return ExecutionResult.outcome(record, output=outputs or None)
 
 
-def _write_modules(folder: Path, config: Mapping[str, Any]) -> Path:
+def _write_modules(folder: Path, config: Mapping[str, Any]) -> tuple[Path, str]:
     """Write the prelude, the step's script and the main module into ``folder``; returns the
-    main module. The script never gets permission to read them: Deno loads modules without
-    read permission."""
+    main module and the path of the step's script (its file, or the copy of ``script``)."""
+    folder = Path(os.path.realpath(folder))  # the path Deno names the modules by
     prelude = resources.files("wfe_yaml.executors").joinpath("deno_prelude.js")
     (folder / "wfe_prelude.js").write_text(prelude.read_text(encoding="utf-8"), encoding="utf-8")
     if config.get("file"):
-        module = Path(str(config["file"])).resolve().as_uri()
+        step = str(Path(str(config["file"])).resolve())
     else:
-        (folder / "step.ts").write_text(str(config["script"]), encoding="utf-8")
-        module = "./step.ts"
+        # A folder of its own: the step gets read on this one file (to load it), never on
+        # the executor's prelude and main module.
+        (folder / "step").mkdir()
+        step = str(folder / "step" / "step.ts")
+        Path(step).write_text(str(config["script"]), encoding="utf-8")
     # The prelude has no imports and runs synchronously, so it is evaluated before the
-    # step's module (a module's imports are evaluated in order).
+    # step's module. The step's module is loaded by a *computed* import(): Deno loads a static
+    # import graph without checking any permission, but checks every module of a graph it
+    # loads at run time against `read`, so nothing but granted files can be imported.
     main = folder / "main.js"
-    main.write_text(f'import "./wfe_prelude.js";\nimport {json.dumps(module)};\n', encoding="utf-8")
-    return main
+    main.write_text(
+        'import "./wfe_prelude.js";\n'
+        f"const step = [{json.dumps(Path(step).as_uri())}][0];\n"
+        "await import(step);\n",
+        encoding="utf-8",
+    )
+    return main, step
