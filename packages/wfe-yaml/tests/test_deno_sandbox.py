@@ -144,6 +144,22 @@ async def test_a_linked_module_leading_out_of_the_scripts_folder_is_refused(
     assert not leaked(instance)
 
 
+async def test_a_script_file_that_links_out_of_its_folder_is_refused(
+    tmp_path: Path, secret: Path
+) -> None:
+    (tmp_path / "steps").mkdir()
+    (tmp_path / "steps" / "main.js").symlink_to(secret / "mod.js")
+    instance = await run_yaml(file_flow("steps/main.js"), base_dir=tmp_path)
+    assert instance.status == WorkflowStatus.FAILED
+    assert f"{tmp_path}/steps/main.js is outside the step's own files" in error_of(instance)
+
+
+async def test_read_true_imports_anything(tmp_path: Path, secret: Path) -> None:
+    (tmp_path / "main.ts").write_text(f'import {{ s }} from "{secret.as_uri()}/mod.js";\n')
+    instance = await run_yaml(file_flow("main.ts", "{read: true}"), base_dir=tmp_path)
+    assert instance.status == WorkflowStatus.COMPLETE, error_of(instance)
+
+
 async def test_a_script_file_imports_its_own_modules(tmp_path: Path) -> None:
     steps = tmp_path / "steps"
     (steps / "plugins").mkdir(parents=True)

@@ -33,7 +33,7 @@ logger = logging.getLogger("wfe_yaml.deno")
 #: Permission keys and what they grant.
 PERMISSIONS: dict[str, str] = {
     "net": "Hosts (host or host:port) the script may connect to; true for any.",
-    "read": "Paths the script may read; true for any.",
+    "read": "Paths the script may read and import; true for any.",
     "write": "Paths the script may write; true for any.",
     "env": "Environment variables the script may read; true for any.",
     "run": "true: the script may start subprocesses.",
@@ -88,7 +88,10 @@ class DenoExecutor(StepExecutor):
     The data arrives on stdin, and outputs leave on stdout as lines marked with a random
     key the script never sees, so its own prints cannot forge an output. ``permissions``
     map to Deno's flags; everything else is denied (``--no-prompt``), including reading the
-    executor's own temporary files. ``timeout`` kills the process (group) hard.
+    executor's own temporary files. Imports count as reads (the step's module is loaded by a
+    computed ``import()``, see :mod:`wfe_yaml.executors.deno_graph`), and ``read``/``write``
+    grants are refused when a symbolic link leads out of them
+    (:mod:`wfe_yaml.executors.deno_grants`). ``timeout`` kills the process (group) hard.
     """
 
     literal_keys = ("script",)
@@ -149,11 +152,13 @@ class DenoExecutor(StepExecutor):
         return problems
 
     def prepare_config(self, config: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
-        """Resolve ``file`` against the YAML file's directory."""
+        """Make ``file`` absolute against the YAML file's (real) directory. Links below it are
+        left in place: the module check refuses a script that a link leads out of its
+        folder, so it must see the path as written."""
         prepared = dict(config)
         file = prepared.get("file")
         if isinstance(file, str) and file:
-            prepared["file"] = str((base_dir / file).resolve())
+            prepared["file"] = os.path.normpath(os.path.join(base_dir.resolve(), file))
         return prepared
 
     async def execute(self, config: Mapping[str, Any], ctx: StepContext) -> ExecutionResult:
@@ -239,7 +244,7 @@ def _write_modules(folder: Path, config: Mapping[str, Any]) -> tuple[Path, str]:
     prelude = resources.files("wfe_yaml.executors").joinpath("deno_prelude.js")
     (folder / "wfe_prelude.js").write_text(prelude.read_text(encoding="utf-8"), encoding="utf-8")
     if config.get("file"):
-        step = str(Path(str(config["file"])).resolve())
+        step = str(config["file"])
     else:
         # A folder of its own: the step gets read on this one file (to load it), never on
         # the executor's prelude and main module.
