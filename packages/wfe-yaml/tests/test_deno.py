@@ -145,7 +145,9 @@ await Deno.stdout.write(new TextEncoder().encode('{"kind":"output","key":"y","va
 async def test_a_throwing_script_fails_the_step() -> None:
     instance = await run_script('throw new Error("broken on purpose");')
     assert instance.status == WorkflowStatus.FAILED
-    assert "broken on purpose" in error_of(instance)
+    assert error_of(instance) == (
+        "StepFailedError: deno exited with code 1: Uncaught Error: broken on purpose"
+    )
 
 
 async def test_net_allowed_host(servers: tuple[Server, Server]) -> None:

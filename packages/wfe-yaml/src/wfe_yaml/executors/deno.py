@@ -259,7 +259,9 @@ def _write_modules(folder: Path, config: Mapping[str, Any]) -> tuple[Path, str]:
     main.write_text(
         'import "./wfe_prelude.js";\n'
         f"const step = [{json.dumps(Path(step).as_uri())}][0];\n"
-        "await import(step);\n",
+        # reportError: a failing script is reported as "Uncaught Error: ...", as when it was
+        # the main module, not as a rejected promise of the executor's.
+        "import(step).catch((error) => reportError(error));\n",
         encoding="utf-8",
     )
     return main, step
