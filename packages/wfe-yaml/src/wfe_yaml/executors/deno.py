@@ -18,7 +18,7 @@ from wfe_core.results import ExecutionResult
 from wfe_yaml.durations import parse_duration
 from wfe_yaml.errors import StepFailedError
 from wfe_yaml.executors.common import check_duration, check_source, check_strings, config_schema
-from wfe_yaml.executors.process import LineEmitter, run_process
+from wfe_yaml.executors.process import MAX_PARSED_LINE, LineEmitter, run_process
 from wfe_yaml.steps import record_result
 
 if TYPE_CHECKING:
@@ -150,16 +150,23 @@ class DenoExecutor(StepExecutor):
         outputs: dict[str, Any] = {}
         emit = LineEmitter(ctx, name)
 
-        def on_line(stream: str, line: str) -> bool:
+        problems: list[str] = []
+
+        def on_line(stream: str, line: str, cut: bool) -> bool:
             if stream == "stdout" and key in line:
                 before, _, message = line.partition(key)
                 if before:
                     emit(stream, before)
-                try:
-                    item = json.loads(message)
-                except ValueError:
-                    return bool(before)
-                if item.get("kind") == "output":
+                item = None if cut else _channel_message(message)
+                if item is None:
+                    # Never drop what the script sent: the step fails, saying why.
+                    problems.append(
+                        f"a Wfe.setOutput/Wfe.log message is over the limit of "
+                        f"{MAX_PARSED_LINE // (1024 * 1024)} MiB"
+                        if cut
+                        else "a Wfe.setOutput/Wfe.log message could not be read"
+                    )
+                elif item.get("kind") == "output":
                     outputs[str(item.get("key"))] = item.get("value")
                 elif item.get("kind") == "log":
                     emit("log", str(item.get("message", "")))
@@ -206,7 +213,18 @@ class DenoExecutor(StepExecutor):
             raise StepFailedError(
                 f"deno exited with code {result.exit_code}" + (f": {detail}" if detail else "")
             )
+        if problems:
+            raise StepFailedError(problems[0])
         return ExecutionResult.outcome(record, output=outputs or None)
+
+
+def _channel_message(text: str) -> dict[str, Any] | None:
+    """A message the prelude sent (a JSON object), ``None`` when it is not one."""
+    try:
+        item = json.loads(text)
+    except ValueError:
+        return None
+    return item if isinstance(item, dict) else None
 
 
 def _write_modules(folder: Path, config: Mapping[str, Any]) -> Path:
