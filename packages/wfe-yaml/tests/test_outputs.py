@@ -94,7 +94,7 @@ async def test_data_written_to_an_output_file_cannot_add_another_output(tmp_path
     instance = await run_yaml(
         "workflow:\n  id: safe\n  inputs: {text: string}\n  steps:\n"
         "    - name: Copy\n"
-        "      config: {run: 'printf %s \"${{ inputs.text }}\" > \"$WFE_OUTPUTS/greeting\"'}\n"
+        '      config: {run: \'printf %s "${{ inputs.text }}" > "$WFE_OUTPUTS/greeting"\'}\n'
         + gate(canary),
         {"text": value},
     )
@@ -103,18 +103,33 @@ async def test_data_written_to_an_output_file_cannot_add_another_output(tmp_path
     assert not canary.exists()
 
 
-async def test_stdout_outputs_only_when_the_step_opts_in() -> None:
+def notices(caplog: pytest.LogCaptureFixture, step: str) -> list[str]:
+    """What the executor told the user about step ``step`` (stream ``wfe`` of wfe.output)."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "wfe.output"
+        and getattr(r, "stream", "") == "wfe"
+        and getattr(r, "step_name", "") == step
+    ]
+
+
+async def test_stdout_outputs_only_when_the_step_opts_in(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="wfe.output")
     instance = await run_yaml(
         "workflow:\n  id: optin\n  steps:\n"
         "    - name: Old\n"
         "      config: {stdout_outputs: true, run: 'echo \"##wfe[output v=1]\"; echo done'}\n"
         "    - name: New\n"
-        "      config: {run: 'printf \"%s%s\\n\" \"##wfe\" \"[output w=2]\"'}\n"
+        '      config: {run: \'printf "%s%s\\n" "##wfe" "[output w=2]"\'}\n'
     )
     assert instance.status == WorkflowStatus.COMPLETE, error_of(instance, "Old")
     assert instance.data == {"v": "1"}
     assert result_of(instance, "Old")["stdout"] == "done"
     assert result_of(instance, "New")["stdout"] == "##wfe[output w=2]"
+    [notice] = notices(caplog, "New")
+    assert "set no output unless config.stdout_outputs is true" in notice
+    assert notices(caplog, "Old") == []
 
 
 def test_a_script_printing_output_commands_is_refused_at_load_time() -> None:
@@ -156,7 +171,7 @@ async def test_an_output_named_like_an_input_fails_the_step(channel: str) -> Non
         "file": "{run: 'echo who=mallory >> \"$WFE_OUTPUT\"'}",
         "directory": "{run: 'echo mallory > \"$WFE_OUTPUTS/who\"'}",
         "stdout": "{stdout_outputs: true, run: 'echo \"##wfe[output who=mallory]\"'}",
-        "deno": "{script: 'Wfe.setOutput(\"who\", \"mallory\")'}",
+        "deno": '{script: \'Wfe.setOutput("who", "mallory")\'}',
     }[channel]
     kind = "deno" if channel == "deno" else "shell"
     instance = await run_yaml(
@@ -174,9 +189,9 @@ async def test_an_output_named_like_an_input_fails_the_step(channel: str) -> Non
     [
         ("printf 'a<<EOF\\nno end\\n' >> \"$WFE_OUTPUT\"", "`a<<EOF` is never closed"),
         ("echo 'just text' >> \"$WFE_OUTPUT\"", "line 1: expected `key=value`"),
-        ("echo x > \"$WFE_OUTPUTS/9bad\"", "'9bad' is not an output name"),
-        ("mkfifo \"$WFE_OUTPUTS/pipe\"", "$WFE_OUTPUTS/pipe is not a regular file"),
-        ("ln -s /etc/hostname \"$WFE_OUTPUTS/link\"", "cannot read $WFE_OUTPUTS/link"),
+        ('echo x > "$WFE_OUTPUTS/9bad"', "'9bad' is not an output name"),
+        ('mkfifo "$WFE_OUTPUTS/pipe"', "$WFE_OUTPUTS/pipe is not a regular file"),
+        ('ln -s /etc/hostname "$WFE_OUTPUTS/link"', "cannot read $WFE_OUTPUTS/link"),
     ],
 )
 async def test_a_bad_output_fails_the_step_with_what_is_wrong(run: str, message: str) -> None:
@@ -234,7 +249,7 @@ async def test_a_stdout_output_over_the_limit_fails_the_step() -> None:
 async def test_an_output_file_over_the_limit_fails_the_step() -> None:
     instance = await run_yaml(
         "workflow:\n  id: huge\n  steps:\n    - name: Huge\n"
-        "      config: {run: 'head -c 5000000 /dev/zero | tr \"\\\\0\" a > \"$WFE_OUTPUTS/big\"'}\n"
+        '      config: {run: \'head -c 5000000 /dev/zero | tr "\\\\0" a > "$WFE_OUTPUTS/big"\'}\n'
     )
     assert instance.status == WorkflowStatus.FAILED
     assert "$WFE_OUTPUTS/big is over the limit of 4 MiB" in error_of(instance, "Huge")
@@ -270,7 +285,8 @@ def big_data(**sizes: int) -> dict[str, Any]:
     return {key: key[0] * size for key, size in sizes.items()}
 
 
-async def test_large_data_does_not_break_later_steps() -> None:
+async def test_large_data_does_not_break_later_steps(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="wfe.output")
     data = big_data(big=300 * 1024, small=10)
     instance = await run_yaml(
         """
@@ -284,12 +300,15 @@ workflow:
       config:
         run: |
           echo "${WFE_DATA_BIG-unset} ${WFE_DATA-unset} $WFE_DATA_SMALL"
-          python3 -c 'import json,os; d=json.load(open(os.environ["WFE_DATA_FILE"])); print(len(d["big"]))'
+          wc -c < "$WFE_DATA_FILE"
 """,
         data,
     )
     assert instance.status == WorkflowStatus.COMPLETE, error_of(instance, "First")
-    assert result_of(instance, "Second")["stdout"] == f"unset unset ssssssssss\n{300 * 1024}"
+    size = len(json.dumps(data))
+    assert result_of(instance, "Second")["stdout"] == f"unset unset ssssssssss\n{size}"
+    [notice] = notices(caplog, "Second")
+    assert notice.startswith("not set, too large for the environment: WFE_DATA, WFE_DATA_BIG;")
 
 
 async def test_many_medium_values_still_fit() -> None:

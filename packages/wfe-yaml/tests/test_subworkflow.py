@@ -72,7 +72,7 @@ async def test_child_failure_fails_the_step_and_the_parent() -> None:
 async def test_a_registered_workflow_from_another_file() -> None:
     [child] = load_workflows_from_str(
         "workflow:\n  id: greet\n  inputs: {who: string}\n  steps:\n    - name: Hi\n"
-        "      config: {run: 'echo \"greeting=hi ${{ inputs.who }}\" >> \"$WFE_OUTPUT\"'}\n"
+        '      config: {run: \'echo "greeting=hi ${{ inputs.who }}" >> "$WFE_OUTPUT"\'}\n'
     )
     [parent] = load_workflows_from_str(
         "workflow:\n  id: main\n  steps:\n    - name: Call\n      type: workflow\n"
