@@ -4,6 +4,7 @@ real bash and Deno processes."""
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -184,6 +185,19 @@ async def test_an_output_named_like_an_input_fails_the_step(channel: str) -> Non
     assert instance.data == {"who": "alice"}
 
 
+async def test_the_step_files_are_private_and_removed_afterwards() -> None:
+    instance = await run_yaml(
+        "workflow:\n  id: private\n  steps:\n    - name: Look\n      config:\n        run: |\n"
+        '          folder=$(dirname "$WFE_OUTPUT")\n'
+        '          echo "$folder"\n'
+        '          stat -c %a "$folder" "$WFE_OUTPUT" "$WFE_OUTPUTS" "$WFE_DATA_FILE"\n'
+    )
+    assert instance.status == WorkflowStatus.COMPLETE, error_of(instance, "Look")
+    folder, *modes = result_of(instance, "Look")["stdout"].splitlines()
+    assert modes == ["700", "600", "700", "600"]
+    assert not os.path.exists(folder)  # noqa: ASYNC240 (a test's check)
+
+
 @pytest.mark.parametrize(
     ("run", "message"),
     [
@@ -344,6 +358,16 @@ async def test_a_value_too_large_for_a_variable_fails_clearly(config: str, messa
     assert message in error
     assert "over the 128.0 KiB one environment variable may hold" in error
     assert "$WFE_DATA_FILE" in error
+
+
+async def test_a_script_too_long_to_start_fails_clearly() -> None:
+    instance = await run_yaml(
+        "workflow:\n  id: long\n  steps:\n"
+        f"    - name: Use\n      config: {{run: 'echo hi # {'x' * 200 * 1024}'}}\n"
+    )
+    assert instance.status == WorkflowStatus.FAILED
+    error = error_of(instance, "Use")
+    assert "cannot start 'bash': its environment and command line are over the system's" in error
 
 
 async def test_a_referenced_value_that_fits_is_passed_whole() -> None:

@@ -14,12 +14,13 @@ forge and which a step gets only with ``config.stdout_outputs: true``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -68,6 +69,12 @@ class StepFiles:
             "WFE_OUTPUTS": str(self.output_dir),
             "WFE_DATA_FILE": str(self.data_file),
         }
+
+    def write_data(self, data: Any) -> None:
+        """Write ``$WFE_DATA_FILE`` (0600)."""
+        fd = os.open(self.data_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, default=str)
 
     def read_outputs(self) -> dict[str, str]:
         """The outputs the script wrote; :class:`StepFailedError` naming what is wrong with

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import anyio
 
 from wfe_core.providers.step_executor import StepExecutor
 from wfe_core.results import ExecutionResult
@@ -131,11 +132,13 @@ class ShellExecutor(StepExecutor):
 
     async def execute(self, config: Mapping[str, Any], ctx: StepContext) -> ExecutionResult:
         """Run the script and turn its exit code and output files into the result."""
-        files = make_step_files()
+        # File work happens in a thread: the data and the outputs may be megabytes.
+        files = await anyio.to_thread.run_sync(make_step_files)
         try:
             return await self._execute(config, ctx, files)
         finally:
-            shutil.rmtree(files.folder, ignore_errors=True)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(shutil.rmtree, files.folder, True)
 
     async def _execute(
         self, config: Mapping[str, Any], ctx: StepContext, files: StepFiles
@@ -155,9 +158,7 @@ class ShellExecutor(StepExecutor):
             script, ref_env = ip.shell_safe(
                 run, resolve, only=lambda r: r.is_runtime, prefix="WFE_REF_"
             )
-        fd = os.open(files.data_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, default=str)
+        await anyio.to_thread.run_sync(files.write_data, data)
         data_env, omitted = data_environment(data)
         if omitted:
             emit(
@@ -223,7 +224,7 @@ class ShellExecutor(StepExecutor):
         # Outputs count only when the step succeeded (a failed step's data is not merged,
         # so hooks and later steps never see half of what a broken script wrote).
         outputs = dict(reader.outputs)
-        for key, value in files.read_outputs().items():
+        for key, value in (await anyio.to_thread.run_sync(files.read_outputs)).items():
             if key in outputs:
                 raise StepFailedError(
                     f"output {key!r} is set twice: on stdout and in $WFE_OUTPUT(S)"
