@@ -260,6 +260,17 @@ async def test_a_stdout_output_over_the_limit_fails_the_step() -> None:
     assert result_of(instance, "Huge")["stdout"] == "after"
 
 
+async def test_an_ordinary_line_over_the_limit_is_only_cut_in_the_log() -> None:
+    instance = await run_yaml(
+        "workflow:\n  id: huge\n  steps:\n    - name: Huge\n"
+        "      config: {run: 'head -c 5000000 /dev/zero | tr \"\\\\0\" a; echo; echo after'}\n"
+    )
+    assert instance.status == WorkflowStatus.COMPLETE, error_of(instance, "Huge")
+    first, after = result_of(instance, "Huge")["stdout"].splitlines()
+    assert first == "a" * 4000 + "… (a line over 4 MiB)"
+    assert after == "after"
+
+
 async def test_an_output_file_over_the_limit_fails_the_step() -> None:
     instance = await run_yaml(
         "workflow:\n  id: huge\n  steps:\n    - name: Huge\n"

@@ -171,7 +171,7 @@ class DenoExecutor(StepExecutor):
                 elif item.get("kind") == "log":
                     emit("log", str(item.get("message", "")))
                 return bool(before)
-            emit(stream, line)
+            emit(stream, line, cut)
             return True
 
         with tempfile.TemporaryDirectory(prefix="wfe-deno-") as tmp:

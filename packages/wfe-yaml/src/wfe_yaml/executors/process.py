@@ -86,14 +86,17 @@ class LineEmitter:
             "pointer_id": ctx.pointer.id,
         }
 
-    def __call__(self, stream: str, line: str) -> None:
-        line = shorten(line)
+    def __call__(self, stream: str, line: str, cut: bool = False) -> None:
+        line = shorten(line, cut)
         output_logger.info("%s", line, extra={**self.extra, "stream": stream, "line": line})
 
 
-def shorten(line: str) -> str:
+def shorten(line: str, cut: bool = False) -> str:
     """``line`` cut to :data:`MAX_LINE` characters for the log and the tail, saying how much
-    was left out (the executor has already parsed the whole line)."""
+    was left out (the executor has already parsed the whole line). ``cut``: ``line`` is the
+    start of a line over :data:`MAX_PARSED_LINE` bytes."""
+    if cut:
+        return line[:MAX_LINE] + f"… (a line over {MAX_PARSED_LINE // (1024 * 1024)} MiB)"
     if len(line) <= MAX_LINE:
         return line
     return line[:MAX_LINE] + f"… ({len(line) - MAX_LINE} more characters)"
@@ -184,7 +187,7 @@ async def _pump(
     def emit(raw: bytes, cut: bool) -> None:
         line = raw.decode("utf-8", errors="replace").rstrip("\r")
         if on_line(name, line, cut):
-            tail.append(shorten(line))
+            tail.append(shorten(line, cut))
 
     try:
         async for chunk in stream:

@@ -285,5 +285,5 @@ class _StdoutCommands:
                     self.outputs[command[0]] = command[1]
                     logger.debug("output %s from stdout", command[0])
                     return False
-        self.emit(stream, line)
+        self.emit(stream, line, cut)
         return True
