@@ -8,9 +8,12 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from wfe_core.models import WorkflowStatus
 from wfe_yaml import YamlWorkflowError, load_workflows_from_str
+from wfe_yaml.executors.outputs import parse_output_file
 from wfe_yaml_support import pointers, result_of, run_yaml
 
 if TYPE_CHECKING:
@@ -389,3 +392,29 @@ async def test_a_referenced_value_that_fits_is_passed_whole() -> None:
     )
     assert instance.status == WorkflowStatus.COMPLETE, error_of(instance, "Use")
     assert result_of(instance, "Use")["stdout"].strip() == str(100 * 1024)
+
+
+# -- the $WFE_OUTPUT format, as a property ---------------------------------------------------
+
+KEY = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,10}", fullmatch=True)
+VALUE = st.text(st.characters(exclude_categories=("Cs",)), max_size=50)
+
+
+@given(st.dictionaries(KEY, VALUE, max_size=5), st.data())
+def test_the_output_file_format_round_trips(outputs: dict[str, str], data: Any) -> None:
+    """Written as GitHub documents it (a block with a delimiter the value does not hold, or
+    one line for a value without newlines), every value reads back exactly."""
+    lines: list[str] = []
+    for key, value in outputs.items():
+        single = "\n" not in value and "\r" not in value
+        if single and data.draw(st.booleans()):
+            lines.append(f"{key}={value}")
+        else:
+            delimiter = "EOF_" + str(len(value))
+            while delimiter in value:
+                delimiter += "_"
+            lines.extend([f"{key}<<{delimiter}", *value.split("\n"), delimiter])
+    # A \r at a line's end is dropped (CRLF files), so values with \r are left out.
+    assume(all("\r" not in v for v in outputs.values()))
+    text = "\n".join(lines) + "\n"
+    assert parse_output_file(text.encode()) == outputs
