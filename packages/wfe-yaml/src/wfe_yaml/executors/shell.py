@@ -135,14 +135,22 @@ class ShellExecutor(StepExecutor):
         # File work happens in a thread: the data and the outputs may be megabytes.
         files = await anyio.to_thread.run_sync(make_step_files)
         try:
-            return await self._execute(config, ctx, files)
+            record, failure, outputs = await self._execute(config, ctx, files)
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(shutil.rmtree, files.folder, True)
+        # The pointer changes only here, after the last await: the engine may write the
+        # instance while a step body waits, and expects a step's pointer to change only as
+        # the step returns.
+        record_result(ctx, record)
+        if failure is not None:
+            raise failure
+        return ExecutionResult.outcome(record, output=outputs or None)
 
     async def _execute(
         self, config: Mapping[str, Any], ctx: StepContext, files: StepFiles
-    ) -> ExecutionResult:
+    ) -> tuple[dict[str, Any], StepFailedError | None, dict[str, str]]:
+        """Run the step: its result record, why it failed (if it did) and its outputs."""
         name = ctx.step.display_name
         data = ctx.data
         emit = LineEmitter(ctx, name)
@@ -209,28 +217,34 @@ class ShellExecutor(StepExecutor):
                 ) from exc
             raise StepFailedError(f"cannot run {shell!r}: {exc}") from exc
         record = result.record()
-        record_result(ctx, record)
         if result.timed_out:
-            raise StepFailedError(
+            failure = StepFailedError(
                 f"timed out after {config['timeout']} (its process group was killed)"
             )
+            return record, failure, {}
         if result.exit_code != 0:
             detail = result.last_error_line()
-            raise StepFailedError(
+            failure = StepFailedError(
                 f"exited with code {result.exit_code}" + (f": {detail}" if detail else "")
             )
+            return record, failure, {}
         if reader.problem is not None:
-            raise StepFailedError(reader.problem)
+            return record, StepFailedError(reader.problem), {}
         # Outputs count only when the step succeeded (a failed step's data is not merged,
         # so hooks and later steps never see half of what a broken script wrote).
         outputs = dict(reader.outputs)
-        for key, value in (await anyio.to_thread.run_sync(files.read_outputs)).items():
+        try:
+            written = await anyio.to_thread.run_sync(files.read_outputs)
+        except StepFailedError as exc:
+            return record, exc, {}
+        for key, value in written.items():
             if key in outputs:
-                raise StepFailedError(
+                failure = StepFailedError(
                     f"output {key!r} is set twice: on stdout and in $WFE_OUTPUT(S)"
                 )
+                return record, failure, {}
             outputs[key] = value
-        return ExecutionResult.outcome(record, output=outputs or None)
+        return record, None, outputs
 
 
 def _check_references(run: str, resolve: Callable[[ip.Reference], Any]) -> None:
