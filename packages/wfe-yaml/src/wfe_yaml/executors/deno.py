@@ -22,7 +22,7 @@ from wfe_yaml.errors import StepFailedError
 from wfe_yaml.executors.common import check_duration, check_source, check_strings, config_schema
 from wfe_yaml.executors.deno_grants import PathGrant, check_listable, resolve_path_grants
 from wfe_yaml.executors.deno_graph import own_modules, script_modules
-from wfe_yaml.executors.process import LineEmitter, run_process
+from wfe_yaml.executors.process import MAX_PARSED_LINE, LineEmitter, run_process
 from wfe_yaml.steps import record_result
 
 if TYPE_CHECKING:
@@ -170,21 +170,28 @@ class DenoExecutor(StepExecutor):
         outputs: dict[str, Any] = {}
         emit = LineEmitter(ctx, name)
 
-        def on_line(stream: str, line: str) -> bool:
+        problems: list[str] = []
+
+        def on_line(stream: str, line: str, cut: bool) -> bool:
             if stream == "stdout" and key in line:
                 before, _, message = line.partition(key)
                 if before:
                     emit(stream, before)
-                try:
-                    item = json.loads(message)
-                except ValueError:
-                    return bool(before)
-                if item.get("kind") == "output":
+                item = None if cut else _channel_message(message)
+                if item is None:
+                    # Never drop what the script sent: the step fails, saying why.
+                    problems.append(
+                        f"a Wfe.setOutput/Wfe.log message is over the limit of "
+                        f"{MAX_PARSED_LINE // (1024 * 1024)} MiB"
+                        if cut
+                        else "a Wfe.setOutput/Wfe.log message could not be read"
+                    )
+                elif item.get("kind") == "output":
                     outputs[str(item.get("key"))] = item.get("value")
                 elif item.get("kind") == "log":
                     emit("log", str(item.get("message", "")))
                 return bool(before)
-            emit(stream, line)
+            emit(stream, line, cut)
             return True
 
         permissions: Mapping[str, Any] = config.get("permissions") or {}
@@ -234,7 +241,18 @@ class DenoExecutor(StepExecutor):
             raise StepFailedError(
                 f"deno exited with code {result.exit_code}" + (f": {detail}" if detail else "")
             )
+        if problems:
+            raise StepFailedError(problems[0])
         return ExecutionResult.outcome(record, output=outputs or None)
+
+
+def _channel_message(text: str) -> dict[str, Any] | None:
+    """A message the prelude sent (a JSON object), ``None`` when it is not one."""
+    try:
+        item = json.loads(text)
+    except ValueError:
+        return None
+    return item if isinstance(item, dict) else None
 
 
 def _write_modules(folder: Path, config: Mapping[str, Any]) -> tuple[Path, str]:
