@@ -340,6 +340,9 @@ class _Pass:
         closed, self.closed_subscriptions = self.closed_subscriptions, []
         events, self.events = self.events, []
         changed, self.changed = self.changed, set()
+        # A running step's body may change its own pointer (ctx.pointer) before it returns:
+        # such a pointer may differ from what is stored, so it is listed too.
+        changed.update(self.running)
         await self.env.persist(
             self.instance,
             subscriptions=subscriptions,

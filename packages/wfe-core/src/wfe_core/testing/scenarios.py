@@ -346,6 +346,43 @@ class WorkflowScenarios:
         assert instance.data.log[4] == "joined"
 
     @pytest.mark.anyio
+    async def test_a_step_may_change_its_pointer_while_siblings_are_stored(
+        self, host: ScenarioHost
+    ) -> None:
+        """A body that records something on its pointer and then awaits: the writes its
+        sibling branches cause meanwhile store that pointer as it is, and its own end is
+        stored as always."""
+        sibling_done = anyio.Event()
+
+        async def mark_then_wait(ctx: StepContext) -> None:
+            ctx.pointer.extensions["progress"] = "half"
+            await sibling_done.wait()
+            ctx.pointer.extensions["progress"] = "done"
+
+        async def finish_first(ctx: StepContext) -> None:
+            await anyio.sleep(0.05)
+
+        def release(ctx: StepContext) -> None:
+            # Runs only once the sibling's first step and its own start were stored.
+            sibling_done.set()
+
+        definition = (
+            WorkflowBuilder(Journal)
+            .parallel(
+                lambda p: p.branch(lambda b: b.start_with(mark_then_wait).name("marker")).branch(
+                    lambda b: b.start_with(finish_first).then(release).then(record("sibling"))
+                )
+            )
+            .then(record("joined"))
+            .build(_unique("pointer-change"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert instance.data.log == ["sibling", "joined"]
+        (marker,) = [p for p in instance.pointers if p.step_name == "marker"]
+        assert marker.extensions["progress"] == "done"
+
+    @pytest.mark.anyio
     async def test_short_sleep_is_not_held_up_by_a_long_branch(self, host: ScenarioHost) -> None:
         started = time.monotonic()
         woke: list[float] = []
