@@ -62,9 +62,10 @@ _INTEGER = Spot(Place.ARITHMETIC, integer=True)
 
 
 ARITHMETIC_HINT = (
-    "bash evaluates the value as an arithmetic expression there, and an expression can run "
-    "commands (a value like a[$(cmd)]); declare the input as `integer` (its value is checked "
-    "before the step runs), or copy it into a variable and check it first: "
+    "in an arithmetic context ($(( )), (( )), let, [[ -eq ]], a[...], declare -i): bash "
+    "evaluates the value as an expression, and an expression can run commands (a value like "
+    "a[$(cmd)]); declare the input as `integer` (its value is checked before the step runs), "
+    "or copy it into a variable and check it first: "
     'n="${{ inputs.n }}"; [[ $n =~ ^-?[0-9]+$ ]] || exit 1'
 )
 _BACKQUOTE = "inside backquotes `...`, whose quoting cannot be followed safely; use $(...)"

@@ -115,9 +115,13 @@ class ShellExecutor(StepExecutor):
         script: str | None = None
         ref_env: dict[str, str] = {}
         if config.get("run") is not None:
-            script, ref_env = ip.shell_safe(
-                str(config["run"]), resolve, only=lambda r: r.is_runtime, prefix="WFE_REF_"
-            )
+            try:
+                script, ref_env = ip.shell_safe(
+                    str(config["run"]), resolve, only=lambda r: r.is_runtime, prefix="WFE_REF_"
+                )
+            except ip.InterpolationError as exc:
+                # E.g. an integer input overwritten by a step's (string) output.
+                raise StepFailedError(str(exc)) from exc
         env = dict(os.environ)
         env.update(data_environment(data))
         env.update(
