@@ -10,7 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wfe_core.models import WorkflowStatus
+from wfe_yaml import YamlWorkflowError, load_workflows_from_str
 from wfe_yaml import interpolation as ip
+from wfe_yaml_support import result_of, run_yaml
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -187,3 +190,144 @@ def test_arithmetic_takes_only_integers(tmp_path: Path, fragment: str, value: st
     script = fragment.replace("{R}", "${{ inputs.n }}")
     with pytest.raises(ip.InterpolationError, match="must be an integer"):
         substitute(script, {"n": value})
+
+
+# -- at load time ------------------------------------------------------------------------------
+
+REFUSED = [
+    # (a line of the script, what the problem says)
+    "if [[ ${{ inputs.s }} -gt 3 ]]; then :; fi",
+    'if [[ 3 -eq "${{ inputs.s }}" ]]; then :; fi',
+    "echo $(( ${{ inputs.s }} + 1 ))",
+    "echo $[ ${{ inputs.s }} ]",
+    "(( ${{ inputs.s }} > 3 )) || true",
+    "for (( i = ${{ inputs.s }}; i < 1; i++ )); do :; done",
+    "let x=${{ inputs.s }}",
+    "let 'x = ${{ inputs.s }}'",
+    "declare -i n=${{ inputs.s }}",
+    'declare -i n; n="${{ inputs.s }}"',
+    "local -i n=${{ inputs.s }}",
+    "a[${{ inputs.s }}]=1",
+    'unset "a[${{ inputs.s }}]"',
+    "echo $(( ${{ outputs.n }} ))",
+    "echo $(( ${{ inputs.n.deeper }} ))",
+]
+UNSAFE = [
+    ("echo `echo ${{ inputs.s }}`", "inside backquotes"),
+    ("echo ${x:-${{ inputs.s }}}", "inside a ${...} parameter expansion"),
+    ('echo "${s:${{ inputs.n }}}"', "inside a ${...} parameter expansion"),
+    ("cat <<'EOF'\n  ${{ inputs.s }}\n  EOF", "quoted delimiter"),
+    ('cat <<"EOF"\n  ${{ inputs.s }}\n  EOF', "quoted delimiter"),
+    ("cat <<\\EOF\n  ${{ inputs.s }}\n  EOF", "quoted delimiter"),
+    ("cat <<${{ inputs.s }}\n  x\n  EOF", "here-document delimiter"),
+    ("[[ -v ${{ inputs.s }} ]] || true", "variable name"),
+]
+
+
+def workflow_text(run: str) -> str:
+    body = "\n".join("          " + line for line in run.splitlines())
+    return (
+        "workflow:\n"
+        "  id: q\n"
+        "  inputs: {s: string, n: integer}\n"
+        "  steps:\n"
+        "    - name: Step\n"
+        "      config:\n"
+        "        run: |\n"
+        "          echo first\n"
+        f"{body}\n"
+    )
+
+
+def load_problems(text: str) -> list[str]:
+    with pytest.raises(YamlWorkflowError) as caught:
+        load_workflows_from_str(text, {"word": "x"}, file_name="q.yaml")
+    return [str(p) for p in caught.value.problems]
+
+
+def where(run: str, text: str) -> str:
+    """``q.yaml:line:column`` of the first reference in ``run`` within ``text``."""
+    offset = text.index("${{", text.index("echo first"))
+    line = text.count("\n", 0, offset) + 1
+    column = offset - text.rindex("\n", 0, offset)
+    return f"q.yaml:{line}:{column}"
+
+
+@pytest.mark.parametrize("run", REFUSED)
+def test_arithmetic_contexts_refuse_non_integer_references(run: str) -> None:
+    text = workflow_text(run)
+    problems = load_problems(text)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(where(run, text) + ": ")
+    assert "arithmetic context" in problems[0]
+
+
+@pytest.mark.parametrize(("run", "message"), UNSAFE)
+def test_unsafe_places_are_refused(run: str, message: str) -> None:
+    text = workflow_text(run)
+    problems = load_problems(text)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(where(run, text) + ": ")
+    assert "cannot stand here" in problems[0]
+    assert message in problems[0]
+
+
+def test_load_time_values_in_arithmetic_must_be_integers() -> None:
+    text = workflow_text("echo $(( ((word)) + 1 ))")
+    problems = load_problems(text)
+    assert len(problems) == 1
+    assert "must be an integer; got 'x'" in problems[0]
+    definitions = load_workflows_from_str(text, {"word": "41"}, file_name="q.yaml")
+    assert definitions
+
+
+@pytest.mark.anyio
+async def test_integer_inputs_work_in_arithmetic_and_strings_cannot_run(tmp_path: Path) -> None:
+    canary = tmp_path / "PWNED"
+    text = f"""
+workflow:
+  id: arith
+  inputs: {{n: integer, s: string}}
+  steps:
+    - name: Count
+      config:
+        run: |
+          if [[ ${{{{ inputs.n }}}} -gt 3 ]]; then echo "big $(( ${{{{ inputs.n }}}} * 2 ))"; fi
+          s=${{{{ inputs.s }}}}
+          [[ $s =~ ^[0-9]+$ ]] || echo "not a number: $s"
+          cat <<EOF
+          "${{{{ inputs.s }}}}"
+          EOF
+        working_dir: {tmp_path}
+"""
+    evil = "a[$(touch PWNED)] *"
+    instance = await run_yaml(text, {"n": "5", "s": evil})
+    assert instance.status == WorkflowStatus.COMPLETE, instance.pointers
+    stdout = result_of(instance, "Count")["stdout"]
+    assert "big 10" in stdout
+    assert f"not a number: {evil}" in stdout
+    assert f'"{evil}"' in stdout
+    assert not canary.exists()
+
+
+@pytest.mark.anyio
+async def test_an_integer_input_overwritten_by_a_string_fails_the_step(tmp_path: Path) -> None:
+    canary = tmp_path / "PWNED"
+    text = f"""
+workflow:
+  id: overwrite
+  inputs: {{n: integer}}
+  steps:
+    - name: Set
+      config: {{run: 'echo "##wfe[output n=a[$(touch PWNED)]]"'}}
+    - name: Use
+      config:
+        run: echo $(( ${{{{ inputs.n }}}} + 1 ))
+        working_dir: {tmp_path}
+"""
+    instance = await run_yaml(text, {"n": 1})
+    assert instance.status == WorkflowStatus.FAILED
+    errors = [p.error for p in instance.pointers if p.step_name == "Use" and p.error]
+    assert errors
+    assert "must be an integer" in str(errors[-1])
+    assert not canary.exists()

@@ -94,6 +94,14 @@ _KEEP_COMMAND_START = frozenset(
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[[^\]]*\])?\+?=")
 _MAX_DEPTH = 200
+#: Builtins that take variable names, where a subscript (``a[...]``) is arithmetic.
+_NAME_TAKERS = _DECLARERS | {"unset", "read", "printf", "mapfile", "readarray", "wait"}
+_SUBSCRIPTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\[")
+
+
+def _unquoted(word: str) -> str:
+    """``word`` without quote characters (enough to see ``"a[..."`` as ``a[...``)."""
+    return word.replace('"', "").replace("'", "").replace("\\", "")
 
 
 @attrs.define
@@ -105,6 +113,8 @@ class _Command:
     declarer: bool = False
     integer_flag: bool = False
     for_keyword: bool = False
+    #: The command's name (its first word that is no assignment), once read.
+    name: str = ""
     double_bracket: bool = False
     previous_word: str = ""
     previous_spots: list[int] = attrs.Factory(list)
@@ -539,7 +549,12 @@ class _Scanner:
         self.word_start, self.words[-1] = -1, []
         command = self.command
         assignment = _ASSIGNMENT.match(word)
-        if command.let or (assignment and command.declarer and command.integer_flag):
+        if (
+            command.let
+            or (assignment and command.declarer and command.integer_flag)
+            or (command.name in _NAME_TAKERS and _SUBSCRIPTED.match(_unquoted(word)))
+        ):
+            # ``unset "a[$V]"``, ``read 'a[$V]'``: the subscript of a name is arithmetic.
             self.mark_integer(spots)
         elif assignment and (command.start or command.declarer):
             self.assignments.extend((index, assignment.group(1)) for index in spots)
@@ -560,6 +575,7 @@ class _Scanner:
             elif word in _DECLARERS:
                 command.declarer = True
                 command.start = False
+                command.name = word
             elif word == "[[":
                 command.double_bracket = True
                 command.start = False
@@ -568,6 +584,7 @@ class _Scanner:
                 command.start = False
             elif word not in _KEEP_COMMAND_START and not assignment:
                 command.start = False
+                command.name = word
         elif self.case_in and word == "in":
             self.case_in = False
             command.start = True
