@@ -84,6 +84,7 @@ _VARIABLE_NAME = (
     "compare values instead"
 )
 _TOO_DEEP = "nested too deeply to follow"
+_UNFOLLOWED = "in text the scanner cannot follow (e.g. right after a backslash)"
 
 _ARITHMETIC_OPERATORS = frozenset(("-eq", "-ne", "-lt", "-le", "-gt", "-ge"))
 _DECLARERS = frozenset(("declare", "local", "typeset", "readonly", "export"))
@@ -93,7 +94,7 @@ _KEEP_COMMAND_START = frozenset(
 )
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[[^\]]*\])?\+?=")
-_MAX_DEPTH = 200
+_MAX_DEPTH = 50
 #: Builtins that take variable names, where a subscript (``a[...]``) is arithmetic.
 _NAME_TAKERS = _DECLARERS | {"unset", "read", "printf", "mapfile", "readarray", "wait"}
 _SUBSCRIPTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\[")
@@ -617,8 +618,7 @@ class _Scanner:
             if name in self.integer_names and spot is not None:
                 self.spots[index] = spot.as_integer()
         return [
-            spot if spot is not None else Spot(Place.REFUSED, "in text the scanner cannot follow")
-            for spot in self.spots
+            spot if spot is not None else Spot(Place.REFUSED, _UNFOLLOWED) for spot in self.spots
         ]
 
 
