@@ -89,6 +89,11 @@ TEMPLATES: list[tuple[str, Callable[[str], str]]] = [
     ("if [[ {R} == {R} ]]; then printf '<%s>' eq; fi\n", lambda v: "<eq>"),
     ("printf '<%s>' {R} | cat\n", lambda v: f"<{v}>"),
     ("printf '<%s>' <<<{R}\ncat <<<{R}\n", lambda v: f"<>{v}\n"),
+    (
+        "IFS= read -r -d '' -p {R} ans <<<{R} || true\nprintf '<%s>' \"$ans\"\n",
+        lambda v: f"<{v}\n>",
+    ),
+    ("printf '<%s>' {R} 2>/dev/null >&1\n", lambda v: f"<{v}>"),
 ]
 
 
@@ -221,6 +226,9 @@ UNSAFE = [
     ("cat <<\\EOF\n  ${{ inputs.s }}\n  EOF", "quoted delimiter"),
     ("cat <<${{ inputs.s }}\n  x\n  EOF", "here-document delimiter"),
     ("[[ -v ${{ inputs.s }} ]] || true", "variable name"),
+    ("read ${{ inputs.s }} <<<x", "variable name"),
+    ('printf -v "${{ inputs.s }}" %s 1', "variable name"),
+    ("declare -n r=${{ inputs.s }}", "variable name"),
 ]
 
 

@@ -80,8 +80,8 @@ _QUOTED_HEREDOC = (
 )
 _DELIMITER = "in a here-document delimiter; a delimiter must be fixed text"
 _VARIABLE_NAME = (
-    "used as a variable name ([[ -v ]]), which bash evaluates (a[$(cmd)] runs cmd); "
-    "compare values instead"
+    "used as a variable name ([[ -v ]], read, printf -v, declare, a declare -n target), "
+    "which bash evaluates (a name like a[$(cmd)] runs cmd); use a fixed name"
 )
 _TOO_DEEP = "nested too deeply to follow"
 _UNFOLLOWED = "in text the scanner cannot follow (e.g. right after a backslash)"
@@ -116,6 +116,11 @@ class _Command:
     for_keyword: bool = False
     #: The command's name (its first word that is no assignment), once read.
     name: str = ""
+    #: ``declare -n``: the values assigned are variable names.
+    nameref_flag: bool = False
+    previous_argument: str = ""
+    #: The next word is a redirection's target.
+    redirect_target: bool = False
     double_bracket: bool = False
     previous_word: str = ""
     previous_spots: list[int] = attrs.Factory(list)
@@ -505,15 +510,31 @@ class _Scanner:
                 # Else a `case` pattern's closing parenthesis.
                 self.command = _Command()
             elif char == "<" and self.at("<<") and not self.at("<<<"):
-                self.finish_word()
+                self.drop_file_descriptor()
                 self.pos += 2
                 self.heredoc_operator()
-            elif char in "<>":
-                self.finish_word()
-                self.pos += 3 if self.at("<<<") else 1
+            elif char in "<>" or (char == "&" and self.at("&>")):
+                self.redirection()
             else:
                 self.word_char(char)
         self.finish_word()
+
+    def drop_file_descriptor(self) -> None:
+        """Before a redirection: a word of digits right before it (``2>``) is its file
+        descriptor, not a word of the command."""
+        if self.word_start >= 0 and self.text[self.word_start : self.pos].isdigit():
+            self.word_start = -1
+        else:
+            self.finish_word()
+
+    def redirection(self) -> None:
+        """At ``<``, ``>``, ``<<<``, ``&>`` and the like: the next word is the target (a
+        file name or here-string), not an argument. Inside ``[[ ]]`` they compare."""
+        self.drop_file_descriptor()
+        while self.pos < self.limit and self.text[self.pos] in "<>&|":
+            self.pos += 1
+        if not self.command.double_bracket:
+            self.command.redirect_target = True
 
     def word_char(self, char: str) -> None:
         self.begin_word()
@@ -549,7 +570,12 @@ class _Scanner:
         spots = self.words[-1]
         self.word_start, self.words[-1] = -1, []
         command = self.command
+        if command.redirect_target:
+            command.redirect_target = False
+            return
         assignment = _ASSIGNMENT.match(word)
+        if command.name and spots:
+            self.name_argument(command, word, spots)
         if (
             command.let
             or (assignment and command.declarer and command.integer_flag)
@@ -590,12 +616,34 @@ class _Scanner:
             self.case_in = False
             command.start = True
         elif command.declarer:
-            if word.startswith("-") and "i" in word:
-                command.integer_flag = True
+            if word.startswith("-"):
+                command.integer_flag |= "i" in word
+                command.nameref_flag |= "n" in word
             elif command.integer_flag:
                 name = _NAME.match(word)
                 if name:
                     self.integer_names.add(name.group(0))
+        command.previous_argument = word
+
+    def name_argument(self, command: _Command, word: str, spots: list[int]) -> None:
+        """References in an argument that the command takes as a variable name (which bash
+        evaluates, subscript and all) are refused."""
+        previous = command.previous_argument
+        option_value = ""
+        if command.name == "read":
+            option_value = "dinNptu"
+        elif command.name in ("mapfile", "readarray"):
+            option_value = "dnOsuCc"
+        if option_value:
+            takes_value = previous.startswith("-") and previous[-1:] in option_value
+            if not word.startswith("-") and not takes_value:
+                self.refuse(spots, _VARIABLE_NAME)
+        elif (command.name == "printf" and previous == "-v") or (
+            command.declarer
+            and not word.startswith("-")
+            and (command.nameref_flag or not _ASSIGNMENT.match(_unquoted(word)))
+        ):
+            self.refuse(spots, _VARIABLE_NAME)
 
     def bracket_word(self, command: _Command, word: str, spots: list[int]) -> None:
         """A finished word inside ``[[ ... ]]``: operands of ``-eq`` and the like are
