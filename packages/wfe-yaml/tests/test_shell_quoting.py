@@ -339,3 +339,50 @@ workflow:
     assert errors
     assert "must be an integer" in str(errors[-1])
     assert not canary.exists()
+
+
+# -- random compositions ------------------------------------------------------------------------
+
+PIECES = [
+    *["${{ inputs.x }}"] * 3,
+    *("$(", "$((1))", ")", "(", "'", '"', "$'", "\\", "\n", " ", "<<EOF", "<<-EOF"),
+    *("\nEOF\n", "<<'EOF'", "#", "case", "in", "esac", ";;", "[[", "]]", "-eq", "=="),
+    *("let", "declare", "-i", "a[", "]", "${x:-", "}", "=", "x", "n=", ";", "|", "&&"),
+    *("echo", "printf '<%s>'", "cat", "$[1]", "`echo`", "{", "<<<"),  # no loops
+    *("if true; then", "fi", "*)", '$"', "\\'", "read", "-p", "printf -v", "2>", "<"),
+    *("mapfile -t", "declare -n r=", "unset", "(("),
+]
+CANARIES = ["a[$(touch PWNED)]", "$(touch PWNED)", "`touch PWNED`", "'$(touch PWNED)'"]
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    st.lists(st.sampled_from(PIECES), min_size=1, max_size=16),
+    st.sampled_from(["", " "]),
+    st.sampled_from(CANARIES),
+)
+def test_no_script_runs_a_value(tmp_path: Path, pieces: list[str], sep: str, value: str) -> None:
+    """Whatever the script around it, a value the loader accepts never runs (random
+    compositions of shell syntax; scripts bash rejects are fine, they run nothing)."""
+    script = sep.join(pieces)
+    try:
+        code, env = substitute(script, {"x": value})
+    except ip.InterpolationError:
+        return  # refused, or an arithmetic place that needs an integer
+    try:
+        subprocess.run(
+            ["bash", "--noprofile", "--norc", "-c", code],
+            env={"PATH": "/usr/bin:/bin", **env},
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+            timeout=10,
+        )
+    except subprocess.TimeoutExpired:
+        pass  # killed; the canary check below still holds
+    assert not (tmp_path / "PWNED").exists(), code
