@@ -34,6 +34,7 @@ from wfe_yaml import schema
 from wfe_yaml.conditions import COMBINATORS, OPERATORS, Combination, Condition, FieldCondition
 from wfe_yaml.durations import parse_duration
 from wfe_yaml.errors import Mark, Problem, YamlWorkflowError
+from wfe_yaml.shell_scan import ARITHMETIC_HINT, Place, Spot
 from wfe_yaml.steps import (
     CheckOutputsFactory,
     ExecutorStepFactory,
@@ -180,6 +181,8 @@ class Loader:
         self.file = "<string>"
         #: The directory relative paths of the file being read are resolved against.
         self.base_dir = Path.cwd()
+        #: The text of the file being read (to point at a reference inside a scalar).
+        self.source = ""
         self._seen_files: set[str] = set()
 
     # -- problems and positions --------------------------------------------------------------
@@ -281,8 +284,8 @@ class Loader:
     def _read_file(
         self, text: str, file_name: str, base_dir: Path, *, depth: int, included: bool
     ) -> list[WorkflowSpec]:
-        previous, previous_dir = self.file, self.base_dir
-        self.file, self.base_dir = file_name, base_dir
+        previous, previous_dir, previous_source = self.file, self.base_dir, self.source
+        self.file, self.base_dir, self.source = file_name, base_dir, text
         try:
             root = self._parse(text)
             if root is None:
@@ -339,7 +342,7 @@ class Loader:
                 specs.extend(self._includes(root, base_dir, depth))
             return specs
         finally:
-            self.file, self.base_dir = previous, previous_dir
+            self.file, self.base_dir, self.source = previous, previous_dir, previous_source
 
     def _includes(self, root: CommentedMap, base_dir: Path, depth: int) -> list[WorkflowSpec]:
         node = root["include"]
@@ -787,20 +790,26 @@ class Loader:
     ) -> str:
         """Shell code: load-time values go in as environment variables (never as code);
         runtime references stay for the executor to do the same when the step runs."""
-        refs = self.references(script, mark)
-        if refs is None:
+        try:
+            spots = ip.shell_spots(script)
+        except ip.InterpolationError as exc:
+            self.problem(mark, str(exc))
             return script
-        for ref in refs:
+        for ref, spot in spots:
             if ref.is_runtime:
                 self.check_input(ref.namespace, ref.path, workflow, mark)
             else:
                 self.check_value(ref, mark)
-        code, env = ip.shell_safe(
-            script,
-            lambda ref: ip.resolve(ref, None, self.values),
-            only=lambda ref: not ref.is_runtime,
-            prefix="WFE_SET_",
-        )
+            self._check_spot(ref, spot, workflow, self.locate(mark, script, ref))
+        try:
+            code, env = ip.shell_safe(
+                script,
+                lambda ref: ip.resolve(ref, None, self.values),
+                only=lambda ref: not ref.is_runtime,
+                prefix="WFE_SET_",
+            )
+        except ip.InterpolationError:
+            return script  # already recorded as a problem above
         if env:
             merged = dict(env)
             existing = config.get("env")
@@ -808,6 +817,47 @@ class Loader:
                 merged.update(existing)
             config["env"] = merged
         return code
+
+    def _check_spot(
+        self, ref: ip.Reference, spot: Spot, workflow: WorkflowSpec, mark: Mark
+    ) -> None:
+        """A reference in shell code must stand where a safe form exists; where bash
+        evaluates arithmetic, only an input declared `integer` (checked before the step
+        runs) or a load-time integer may."""
+        raw = ref.raw.strip()
+        if spot.place == Place.REFUSED:
+            self.problem(mark, f"{raw} cannot stand here: it is {spot.refused}")
+            return
+        if not spot.integer:
+            return
+        if ref.namespace == ip.CONFIG_NAMESPACE:
+            if ref.path[0] in self.values:
+                try:
+                    ip.integer_text(ref, ip.resolve(ref, None, self.values))
+                except ip.InterpolationError as exc:
+                    self.problem(mark, str(exc))
+            return
+        declared = workflow.inputs.get(ref.path[0]) if ref.namespace == "inputs" else None
+        if declared is not None and declared.name == "integer" and len(ref.path) == 1:
+            return
+        self.problem(mark, f"{raw} is {ARITHMETIC_HINT}")
+
+    def locate(self, mark: Mark, text: str, ref: ip.Reference) -> Mark:
+        """Where ``ref`` (in the scalar ``text`` that starts at ``mark``) is written: the
+        same occurrence of its text after ``mark`` in the file (else ``mark`` itself, e.g.
+        when YAML escapes changed it)."""
+        lines = self.source.splitlines(keepends=True)
+        if mark.file != self.file or not 0 < mark.line <= len(lines):
+            return mark
+        offset = sum(len(line) for line in lines[: mark.line - 1]) + max(mark.column - 1, 0)
+        found = offset - 1
+        for _ in range(text.count(ref.raw, 0, ref.start) + 1):
+            found = self.source.find(ref.raw, found + 1)
+            if found < 0:
+                return mark
+        line = self.source.count("\n", 0, found) + 1
+        column = found - (self.source.rfind("\n", 0, found) + 1) + 1
+        return Mark(self.file, line, column)
 
     # -- conditions ----------------------------------------------------------------------------
     def _condition(self, node: Any, mark: Mark, workflow: WorkflowSpec) -> Condition | None:

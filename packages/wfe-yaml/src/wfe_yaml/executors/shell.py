@@ -163,9 +163,13 @@ class ShellExecutor(StepExecutor):
         if config.get("run") is not None:
             run = str(config["run"])
             _check_references(run, resolve)
-            script, ref_env = ip.shell_safe(
-                run, resolve, only=lambda r: r.is_runtime, prefix="WFE_REF_"
-            )
+            try:
+                script, ref_env = ip.shell_safe(
+                    run, resolve, only=lambda r: r.is_runtime, prefix="WFE_REF_"
+                )
+            except ip.InterpolationError as exc:
+                # E.g. an integer input overwritten by a step's (string) output.
+                raise StepFailedError(str(exc)) from exc
         await anyio.to_thread.run_sync(files.write_data, data)
         data_env, omitted = data_environment(data)
         if omitted:
