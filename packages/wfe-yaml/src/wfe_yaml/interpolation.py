@@ -3,8 +3,9 @@
 
 ``config`` values are the load-time values (``--set key=value``) and are filled in when the
 file is loaded; the others read the workflow data when the step runs. Into a shell ``run``
-script nothing is pasted as code: every reference becomes a quoted reference to an
-environment variable that holds the value (see :func:`shell_safe`).
+script nothing is pasted as code: every reference becomes a reference to an environment
+variable that holds the value, in the form its place in the script needs (see
+:func:`shell_safe`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
+
+from wfe_yaml.shell_scan import Place, Spot, classify
 
 #: Namespaces read from the workflow data when a step runs.
 RUNTIME_NAMESPACES = ("inputs", "outputs", "data")
@@ -157,6 +160,40 @@ def env_name(prefix: str, text: str) -> str:
     return prefix + re.sub(r"[^A-Za-z0-9_]", "_", text).upper()
 
 
+def shell_spots(script: str) -> list[tuple[Reference, Spot]]:
+    """Every reference in a shell ``script`` and where it stands (``InterpolationError`` for
+    a malformed one)."""
+    refs = references(script)
+    spots = classify(script, [(ref.start, ref.end) for ref in refs])
+    return list(zip(refs, spots, strict=True))
+
+
+def integer_text(ref: Reference, value: Any) -> str:
+    """``value`` as the decimal text of an integer, for a reference bash evaluates as
+    arithmetic; ``InterpolationError`` when it is not one (no expression, no octal)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):
+        return str(int(value, 10))
+    shown = "nothing" if value is None else repr(to_text(value)[:80])
+    raise InterpolationError(
+        f"{ref.raw.strip()} stands where bash evaluates arithmetic, so its value must be "
+        f"an integer; got {shown}"
+    )
+
+
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+#: The text replacing a reference, by where it stands (``{}`` is the variable's name).
+_FORMS = {
+    Place.WORD: '"${{{}}}"',
+    Place.DOUBLE: "${{{}}}",
+    Place.SINGLE: "'\"${{{}}}\"'",
+    Place.ANSI_C: "'\"${{{}}}\"$'",
+    Place.HEREDOC: "${{{}}}",
+    Place.ARITHMETIC: "${{{}}}",
+}
+
+
 def shell_safe(
     script: str,
     resolver: Callable[[Reference], Any],
@@ -164,80 +201,35 @@ def shell_safe(
     only: Callable[[Reference], bool],
     prefix: str,
 ) -> tuple[str, dict[str, str]]:
-    """``script`` with every reference ``only`` accepts replaced by a quoted reference to an
-    environment variable, and those variables' values.
+    """``script`` with every reference ``only`` accepts replaced by a reference to an
+    environment variable that holds the value, and those variables' values.
 
-    The value is never shell code: ``$(touch /tmp/pwned)`` stays that text. The quoting
-    follows where the reference stands: ``"${V}"`` outside quotes, ``${V}`` inside double
-    quotes, ``'"${V}"'`` inside single quotes (which closes and reopens them).
+    The value is never shell code: ``$(touch /tmp/pwned)`` stays that text. The form follows
+    where the reference stands (:mod:`wfe_yaml.shell_scan`): ``"${V}"`` in a word, ``${V}``
+    inside double quotes and unquoted here-documents, ``'"${V}"'`` inside single quotes,
+    ``'"${V}"$'`` inside ``$'...'``. Where bash evaluates arithmetic the value must be an
+    integer. ``InterpolationError`` for a reference where no form is safe, or a value that
+    is not an integer where one must be (the loader refuses the first kind up front).
     """
-    refs = [r for r in references(script) if only(r)]
-    if not refs:
+    pairs = [(ref, spot) for ref, spot in shell_spots(script) if only(ref)]
+    if not pairs:
         return script, {}
     env: dict[str, str] = {}
-    names: dict[str, str] = {}
+    names: dict[tuple[str, bool], str] = {}
     out: list[str] = []
-    state: _State = (_Quote.NONE,)
     last = 0
-    for ref in refs:
-        state = _scan(script, last, ref.start, state)
+    for ref, spot in pairs:
+        if spot.place == Place.REFUSED:
+            raise InterpolationError(f"{ref.raw.strip()} cannot stand here: it is {spot.refused}")
         out.append(script[last : ref.start])
-        name = names.get(ref.dotted)
+        key = (ref.dotted, spot.integer)
+        name = names.get(key)
         if name is None:
             name = env_name(prefix, f"{len(names)}_{'_'.join(ref.path)}")
-            names[ref.dotted] = name
-            env[name] = to_text(resolver(ref))
-        if state[-1] == _Quote.DOUBLE:
-            out.append(f"${{{name}}}")
-        elif state[-1] == _Quote.SINGLE:
-            out.append(f"'\"${{{name}}}\"'")
-        else:
-            out.append(f'"${{{name}}}"')
+            names[key] = name
+            value = resolver(ref)
+            env[name] = integer_text(ref, value) if spot.integer else to_text(value)
+        out.append(_FORMS[spot.place].format(name))
         last = ref.end
     out.append(script[last:])
     return "".join(out), env
-
-
-class _Quote:
-    NONE = 0
-    SINGLE = 1
-    DOUBLE = 2
-
-
-#: The quoting state: a stack of contexts, innermost last (``$( ... )`` opens a new one,
-#: even inside double quotes).
-_State = tuple[int, ...]
-
-
-def _scan(text: str, start: int, end: int, state: _State) -> _State:
-    """The shell quoting state at ``end``, given ``state`` at ``start``."""
-    stack = list(state)
-    index = start
-    while index < end:
-        char = text[index]
-        current = stack[-1]
-        if current == _Quote.SINGLE:
-            if char == "'":
-                stack[-1] = _Quote.NONE
-        elif char == "\\":
-            index += 1
-        elif char == "$" and text.startswith("$(", index) and not text.startswith("$((", index):
-            stack.append(_Quote.NONE)
-            index += 1
-        elif current == _Quote.DOUBLE:
-            if char == '"':
-                stack[-1] = _Quote.NONE
-        elif char == ")" and len(stack) > 1:
-            stack.pop()
-        elif char == "'":
-            stack[-1] = _Quote.SINGLE
-        elif char == '"':
-            stack[-1] = _Quote.DOUBLE
-        elif char == "#" and (index == 0 or text[index - 1] in " \t\n;"):
-            # A comment runs to the end of the line; quotes in it do not count.
-            newline = text.find("\n", index)
-            if newline == -1 or newline >= end:
-                return tuple(stack)
-            index = newline
-        index += 1
-    return tuple(stack)

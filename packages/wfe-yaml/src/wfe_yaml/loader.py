@@ -36,6 +36,7 @@ from wfe_yaml.conditions import COMBINATORS, OPERATORS, Combination, Condition, 
 from wfe_yaml.durations import parse_duration
 from wfe_yaml.errors import Mark, Problem, YamlWorkflowError
 from wfe_yaml.expansion import BudgetComposer, ExpansionError
+from wfe_yaml.shell_scan import ARITHMETIC_HINT, Place, Spot
 from wfe_yaml.sources import SourceError, read_source
 from wfe_yaml.steps import (
     CheckOutputsFactory,
@@ -185,6 +186,8 @@ class Loader:
         self.file = "<string>"
         #: The directory relative paths of the file being read are resolved against.
         self.base_dir = Path.cwd()
+        #: The text of the file being read (to point at a reference inside a scalar).
+        self.source = ""
         self._seen_files: set[str] = set()
 
     # -- problems and positions --------------------------------------------------------------
@@ -291,8 +294,8 @@ class Loader:
     def _read_file(
         self, text: str, file_name: str, base_dir: Path, *, depth: int, included: bool
     ) -> list[WorkflowSpec]:
-        previous, previous_dir = self.file, self.base_dir
-        self.file, self.base_dir = file_name, base_dir
+        previous, previous_dir, previous_source = self.file, self.base_dir, self.source
+        self.file, self.base_dir, self.source = file_name, base_dir, text
         try:
             root = self._parse(text)
             if root is None:
@@ -349,7 +352,7 @@ class Loader:
                 specs.extend(self._includes(root, base_dir, depth))
             return specs
         finally:
-            self.file, self.base_dir = previous, previous_dir
+            self.file, self.base_dir, self.source = previous, previous_dir, previous_source
 
     def _includes(self, root: CommentedMap, base_dir: Path, depth: int) -> list[WorkflowSpec]:
         node = root["include"]
@@ -580,6 +583,13 @@ class Loader:
         )
         spec.inputs = self._declarations(node, "inputs")
         spec.outputs = self._declarations(node, "outputs")
+        for name in spec.outputs:
+            if name in spec.inputs:
+                self.problem(
+                    self.key_mark(node["outputs"], name),
+                    f"output {name!r} has the name of a declared input; an output may not "
+                    "overwrite an input (give it another name)",
+                )
         if "error_behavior" in node:
             spec.error_behavior = self._error_behavior(node, "error_behavior")
         steps = node.get("steps")
@@ -805,20 +815,26 @@ class Loader:
     ) -> str:
         """Shell code: load-time values go in as environment variables (never as code);
         runtime references stay for the executor to do the same when the step runs."""
-        refs = self.references(script, mark)
-        if refs is None:
+        try:
+            spots = ip.shell_spots(script)
+        except ip.InterpolationError as exc:
+            self.problem(mark, str(exc))
             return script
-        for ref in refs:
+        for ref, spot in spots:
             if ref.is_runtime:
                 self.check_input(ref.namespace, ref.path, workflow, mark)
             else:
                 self.check_value(ref, mark)
-        code, env = ip.shell_safe(
-            script,
-            lambda ref: ip.resolve(ref, None, self.values),
-            only=lambda ref: not ref.is_runtime,
-            prefix="WFE_SET_",
-        )
+            self._check_spot(ref, spot, workflow, self.locate(mark, script, ref))
+        try:
+            code, env = ip.shell_safe(
+                script,
+                lambda ref: ip.resolve(ref, None, self.values),
+                only=lambda ref: not ref.is_runtime,
+                prefix="WFE_SET_",
+            )
+        except ip.InterpolationError:
+            return script  # already recorded as a problem above
         if env:
             merged = dict(env)
             existing = config.get("env")
@@ -826,6 +842,47 @@ class Loader:
                 merged.update(existing)
             config["env"] = merged
         return code
+
+    def _check_spot(
+        self, ref: ip.Reference, spot: Spot, workflow: WorkflowSpec, mark: Mark
+    ) -> None:
+        """A reference in shell code must stand where a safe form exists; where bash
+        evaluates arithmetic, only an input declared `integer` (checked before the step
+        runs) or a load-time integer may."""
+        raw = ref.raw.strip()
+        if spot.place == Place.REFUSED:
+            self.problem(mark, f"{raw} cannot stand here: it is {spot.refused}")
+            return
+        if not spot.integer:
+            return
+        if ref.namespace == ip.CONFIG_NAMESPACE:
+            if ref.path[0] in self.values:
+                try:
+                    ip.integer_text(ref, ip.resolve(ref, None, self.values))
+                except ip.InterpolationError as exc:
+                    self.problem(mark, str(exc))
+            return
+        declared = workflow.inputs.get(ref.path[0]) if ref.namespace == "inputs" else None
+        if declared is not None and declared.name == "integer" and len(ref.path) == 1:
+            return
+        self.problem(mark, f"{raw} is {ARITHMETIC_HINT}")
+
+    def locate(self, mark: Mark, text: str, ref: ip.Reference) -> Mark:
+        """Where ``ref`` (in the scalar ``text`` that starts at ``mark``) is written: the
+        same occurrence of its text after ``mark`` in the file (else ``mark`` itself, e.g.
+        when YAML escapes changed it)."""
+        lines = self.source.splitlines(keepends=True)
+        if mark.file != self.file or not 0 < mark.line <= len(lines):
+            return mark
+        offset = sum(len(line) for line in lines[: mark.line - 1]) + max(mark.column - 1, 0)
+        found = offset - 1
+        for _ in range(text.count(ref.raw, 0, ref.start) + 1):
+            found = self.source.find(ref.raw, found + 1)
+            if found < 0:
+                return mark
+        line = self.source.count("\n", 0, found) + 1
+        column = found - (self.source.rfind("\n", 0, found) + 1) + 1
+        return Mark(self.file, line, column)
 
     # -- conditions ----------------------------------------------------------------------------
     def _condition(self, node: Any, mark: Mark, workflow: WorkflowSpec) -> Condition | None:
@@ -930,6 +987,23 @@ class Loader:
             if spec.id not in latest or spec.version > latest[spec.id].version:
                 latest[spec.id] = spec
         self._check_children(by_id, latest)
+        for spec in by_id.values():
+            self._check_copied_outputs(spec)
+
+    def _check_copied_outputs(self, spec: WorkflowSpec) -> None:
+        """A ``type: workflow`` step may not copy an output named like one of ``spec``'s
+        declared inputs into its data (it would overwrite the input)."""
+        for step in spec.all_steps():
+            copied = step.config.get("outputs") if step.type_name == "workflow" else None
+            if not isinstance(copied, list):
+                continue
+            for name in copied:
+                if name in spec.inputs:
+                    self.problem(
+                        step.mark,
+                        f"step {step.name!r} copies output {name!r}, the name of a declared "
+                        f"input of workflow {spec.id!r}; an output may not overwrite an input",
+                    )
 
     def _child_of(
         self,
@@ -1105,6 +1179,7 @@ class _Compiler:
                 when=when,
                 values=self.values,
                 output_types=self.spec.outputs,
+                input_names=frozenset(self.spec.inputs),
             )
             # A plain "fail" is what happens anyway; leaving it unset lets a guard's phase
             # catch the failure so on_failure and ensure run.
