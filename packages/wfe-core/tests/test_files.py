@@ -40,3 +40,13 @@ def test_refuses_anything_else_without_blocking(
         read_regular_file(path)
     assert str(caught.value) == reason
     assert isinstance(caught.value, OSError)
+
+
+def test_a_link_is_refused_when_links_are_not_followed(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.write_bytes(b"secret")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    assert read_regular_file(link) == b"secret"
+    with pytest.raises(UnreadableFileError, match="^a symbolic link, which is not followed$"):
+        read_regular_file(link, follow_links=False)

@@ -7,6 +7,7 @@ message instead of reading until memory runs out or hanging in ``open``.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from typing import TYPE_CHECKING
@@ -42,8 +43,14 @@ def _size(limit: int) -> str:
     return f"{limit} bytes"
 
 
-def read_regular_file(path: str | os.PathLike[str] | Path, limit: int = MAX_SOURCE_BYTES) -> bytes:
-    """The bytes of the regular file ``path``, at most ``limit`` of them.
+def read_regular_file(
+    path: str | os.PathLike[str] | Path,
+    limit: int = MAX_SOURCE_BYTES,
+    *,
+    follow_links: bool = True,
+) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them (with
+    ``follow_links=False``, a symbolic link is refused rather than followed).
 
     Raises :class:`UnreadableFileError` (an :class:`OSError`) whose message is the reason
     only (callers name the path): the OS error's text, ``not a regular file (a FIFO)`` or
@@ -54,9 +61,13 @@ def read_regular_file(path: str | os.PathLike[str] | Path, limit: int = MAX_SOUR
     # the path must not become our controlling terminal.
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    if not follow_links:
+        flags |= os.O_NOFOLLOW
     try:
         fd = os.open(path, flags)
     except OSError as exc:
+        if not follow_links and exc.errno == errno.ELOOP:
+            raise UnreadableFileError("a symbolic link, which is not followed") from None
         raise UnreadableFileError(exc.strerror or str(exc)) from None
     try:
         # fstat on the opened descriptor: a check of the path before opening could be
