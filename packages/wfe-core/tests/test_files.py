@@ -48,5 +48,5 @@ def test_a_link_is_refused_when_links_are_not_followed(tmp_path: Path) -> None:
     link = tmp_path / "link"
     link.symlink_to(target)
     assert read_regular_file(link) == b"secret"
-    with pytest.raises(UnreadableFileError, match="^a symbolic link, which is not followed$"):
+    with pytest.raises(UnreadableFileError, match=r"^a symbolic link, which is not followed$"):
         read_regular_file(link, follow_links=False)

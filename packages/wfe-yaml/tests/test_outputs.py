@@ -208,7 +208,10 @@ async def test_the_step_files_are_private_and_removed_afterwards() -> None:
         ("echo 'just text' >> \"$WFE_OUTPUT\"", "line 1: expected `key=value`"),
         ('echo x > "$WFE_OUTPUTS/9bad"', "'9bad' is not an output name"),
         ('mkfifo "$WFE_OUTPUTS/pipe"', "$WFE_OUTPUTS/pipe: not a regular file (a FIFO)"),
-        ('ln -s /etc/hostname "$WFE_OUTPUTS/link"', "$WFE_OUTPUTS/link: a symbolic link, which is not followed"),
+        (
+            'ln -s /etc/hostname "$WFE_OUTPUTS/link"',
+            "$WFE_OUTPUTS/link: a symbolic link, which is not followed",
+        ),
     ],
 )
 async def test_a_bad_output_fails_the_step_with_what_is_wrong(run: str, message: str) -> None:
