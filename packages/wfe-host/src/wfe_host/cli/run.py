@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import click
 
+from wfe_core import processes
 from wfe_core.errors import InvalidInputError, WfeError
 from wfe_core.models import WorkflowStatus
 from wfe_host.cli.host_factory import build_host, describe_store, run_async
 from wfe_host.cli.progress import Progress, format_seconds
+from wfe_host.cli.signals import exit_status, until_signalled
 from wfe_host.cli.state import cli_state
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 EXIT_FAILED = 1
 #: Exit status of a workflow that was suspended (resume it, then run the command again).
 EXIT_SUSPENDED = 3
+# Stopped by SIGINT or SIGTERM: 128 + the signal's number (130, 143), see signals.exit_status.
 #: Reference prefix of instances started by ``wfe run``.
 REFERENCE_PREFIX = "wfe-run"
 
@@ -185,8 +188,9 @@ def run_command(
     """Run the workflow in FILE here and now, showing its progress.
 
     Exits 0 when the workflow completes, 1 when it fails or is terminated, 3 when it is
-    suspended. Running the same command again resumes a run that did not finish (after a
-    crash or kill) when the store keeps it (the default .wfe/wfe.db with wfe-sqlite).
+    suspended, 130 or 143 when stopped by SIGINT (Ctrl+C) or SIGTERM. Running the same
+    command again resumes a run that did not finish (after a crash, kill or stop) when the
+    store keeps it (the default .wfe/wfe.db with wfe-sqlite).
     """
     state = cli_state(ctx)
     given_inputs = parse_pairs(inputs, "--input")
@@ -213,7 +217,27 @@ def run_command(
                 store=store,
             )
 
-    ctx.exit(run_async(main))
+    def on_signal(name: str, count: int) -> bool:
+        if count == 1:
+            # Cancelling the run kills its steps' processes and releases the leases, so that
+            # running the command again resumes at once.
+            click.echo(
+                f"wfe run: {name} received, stopping; the run stays stored, run the same "
+                "command again to resume it",
+                err=True,
+            )
+        return True
+
+    # Kills the steps' processes if this process dies without stopping them (SIGKILL).
+    processes.start_watchdog()
+    try:
+        code, received = run_async(lambda: until_signalled(main, on_signal))
+    finally:
+        processes.stop_watchdog()
+    if received:
+        ctx.exit(exit_status(received[0]))
+    assert code is not None
+    ctx.exit(code)
 
 
 async def _run(
