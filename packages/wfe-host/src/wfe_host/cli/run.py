@@ -27,6 +27,7 @@ from wfe_host.cli.host_factory import build_host, describe_store, run_async
 from wfe_host.cli.progress import Progress, format_seconds
 from wfe_host.cli.signals import exit_status, until_signalled
 from wfe_host.cli.state import cli_state
+from wfe_host.cli.terminal import printable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -285,7 +286,7 @@ async def _follow(
 ) -> int:
     started = time.monotonic()
     existing = None if new else await find_unfinished(host, definition.id, reference)
-    label = f"{definition.id} v{definition.version}"
+    label = f"{printable(definition.id)} v{definition.version}"
     if existing is not None:
         workflow_id = existing.id
         click.echo(
@@ -308,7 +309,7 @@ async def _follow(
         # this one, possibly on the new definition: a new run supersedes it.
         for stale in await _unfinished_runs(host, definition.id):
             await host.terminate_workflow(stale.id)
-            click.echo(f"Terminated the unfinished earlier run {stale.id} of {definition.id}")
+            click.echo(f"Terminated the unfinished earlier run {stale.id} of {label}")
         workflow_id = await host.start_workflow(
             definition.id, data, version=definition.version, reference=reference
         )
@@ -351,7 +352,7 @@ async def _follow(
             else f"✓ {label} complete in {took}"
         )
         return 0
-    message = await _failure(host, workflow_id)
+    message = printable(await _failure(host, workflow_id))
     line = f"✗ {label} {final.status} after {took}" + (f": {message}" if message else "")
     click.echo(click.style(line, fg="red") if tty else line, err=False)
     return EXIT_FAILED
