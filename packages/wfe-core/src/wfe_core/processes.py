@@ -20,6 +20,7 @@ process group is killed, and the watchdog kills only the process groups.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import subprocess
 import sys
@@ -76,6 +77,10 @@ def start_watchdog() -> bool:
             logger.warning("cannot start the step watchdog: %s", exc)
             _watchdog = None
             return False
+        assert _watchdog.stdin is not None
+        # A watchdog that stops reading (stopped, stuck) must never block a step from starting:
+        # a write that would block counts as the watchdog being gone.
+        os.set_blocking(_watchdog.stdin.fileno(), False)
         return True
 
 

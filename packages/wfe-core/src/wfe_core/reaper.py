@@ -13,14 +13,13 @@ it kills what is left of those steps. It must therefore import nothing outside t
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
-import signal
 import sys
 import time
-from typing import TYPE_CHECKING
 
+# Not from typing, and no `signal` module (it imports enum): the watchdog starts with each
+# `wfe run`, and those imports would take most of its start-up time.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable
 
@@ -28,14 +27,20 @@ if TYPE_CHECKING:
 TOKEN_VARIABLE = "WFE_STEP_TOKEN"
 
 _PROC = "/proc"
+#: SIGKILL's number, the same on every POSIX system.
+_SIGKILL = 9
 #: Rounds of "find, kill" before giving up on processes that keep forking faster than we kill.
 _MAX_ROUNDS = 200
 
 
-@functools.cache
+_supported: list[bool] = []
+
+
 def supported() -> bool:
     """Whether processes can be found by token here (a Linux ``/proc``)."""
-    return os.path.isfile(f"{_PROC}/loadavg") and os.path.isdir(f"{_PROC}/self/task")
+    if not _supported:
+        _supported.append(os.path.isfile(f"{_PROC}/loadavg") and os.path.isdir(f"{_PROC}/self"))
+    return _supported[0]
 
 
 def last_pid() -> int | None:
@@ -139,9 +144,11 @@ def kill_marked(
         if not pids:
             break
         for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-                killed.add(pid)
+            try:
+                os.kill(pid, _SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
+            killed.add(pid)
         # SIGKILL is delivered asynchronously: give the victims a moment to die before looking
         # again (dead ones are zombies, which are skipped).
         time.sleep(0.001)
@@ -153,24 +160,26 @@ def _watch(stdin: Iterable[bytes]) -> None:
     alive: dict[int, str] = {}
     for raw in stdin:
         line = raw.decode(errors="replace").strip()
-        with contextlib.suppress(ValueError):
+        try:
             if line.startswith("+"):
                 number, _, token = line[1:].partition(" ")
                 alive[int(number)] = token
             elif line.startswith("-"):
                 alive.pop(int(line[1:]), None)
+        except ValueError:
+            continue
     if not alive:
         return  # the runner ended its steps itself
     for pid in alive:
         # Each step's process leads its own process group.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+        try:
+            os.killpg(pid, _SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue
     if supported():
         kill_marked(set(alive.values()), groups=set(alive))
 
 
 if __name__ == "__main__":
-    # Ctrl+C in the terminal and a hang-up must not stop the watchdog before the runner.
-    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
+    # Started in a session of its own, with no terminal: Ctrl+C and hang-ups do not reach it.
     _watch(sys.stdin.buffer)
