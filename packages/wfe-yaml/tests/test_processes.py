@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -47,7 +46,6 @@ def kill(found: list[int]) -> None:
 
 async def test_setsid_and_daemons_die_with_their_step(tmp_path: Path) -> None:
     pid_file = tmp_path / "pids"
-    started = time.monotonic()
     instance = await run_yaml(
         f"""
 workflow:
@@ -72,8 +70,6 @@ workflow:
         assert instance.status == WorkflowStatus.COMPLETE
         assert len(found) == 3
         assert [pid for pid in found if alive(pid)] == []
-        # The leftover holding stdout no longer keeps the step waiting for its pipes to drain.
-        assert time.monotonic() - started < 4
     finally:
         kill(found)
 

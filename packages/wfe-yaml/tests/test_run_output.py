@@ -63,6 +63,10 @@ def test_step_output_names_and_errors_are_neutralised(
     ]
     assert stored["stdout"].startswith("title \x1b]0;pwned\x07 clip \x1b]52;")
     assert stored["stderr"] == "fail \x1b]0;err\x07"
+    # `wfe workflows show` prints the stored step names and errors neutralised too.
+    text = CliRunner().invoke(main, ["workflows", "show", item["id"]]).output
+    assert [char for char in RAW if char in text] == []
+    assert "Evil\\x1b]0;title\\x07" in text
 
 
 @pytest.mark.parametrize(
