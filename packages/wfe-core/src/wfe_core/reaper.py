@@ -55,11 +55,12 @@ def last_pid() -> int | None:
 def _pids_since(first: int | None) -> Iterable[int]:
     """Pids of live processes, only those handed out after ``first`` when given (pids grow until
     they wrap around, so a step's descendants are found without reading every process)."""
-    newest = last_pid() if first is not None else None
     try:
         names = os.listdir(_PROC)
     except OSError:
         return
+    # Read after the listing, so that no listed process is newer than ``newest``.
+    newest = last_pid() if first is not None else None
     for name in names:
         if not name.isdigit():
             continue
