@@ -229,7 +229,7 @@ workflow:
         run: |
           echo run >> {in_tmp}/second.log
           if [ "$(wc -l < {in_tmp}/second.log)" -lt 2 ]; then sleep 60; fi
-          echo "##wfe[output done=yes]"
+          echo "done=yes" >> "$WFE_OUTPUT"
 """,
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}

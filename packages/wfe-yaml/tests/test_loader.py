@@ -220,7 +220,7 @@ def test_include_and_same_file_children(tmp_path: Path) -> None:
         "include: [main.yaml]\n"  # a cycle of includes is harmless
         "workflow:\n  id: release\n  inputs: {tag: string}\n  outputs: {url: string}\n"
         "  steps:\n    - name: Publish\n"
-        "      config: {run: 'echo \"##wfe[output url=https://x/${{ inputs.tag }}]\"'}\n"
+        '      config: {run: \'echo "url=https://x/${{ inputs.tag }}" >> "$WFE_OUTPUT"\'}\n'
     )
     main = tmp_path / "main.yaml"
     main.write_text(

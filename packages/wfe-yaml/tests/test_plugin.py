@@ -35,7 +35,7 @@ async def test_host_load_definitions(tmp_path: Path) -> None:
     file = tmp_path / "flow.yml"
     file.write_text(
         "workflow:\n  id: loaded\n  steps:\n"
-        "    - {name: A, config: {run: 'echo \"##wfe[output v=((v))]\"'}}\n"
+        '    - {name: A, config: {run: \'echo "v=((v))" >> "$WFE_OUTPUT"\'}}\n'
     )
     async with WorkflowHost(registry=PluginRegistry.from_environ({})) as host:
         [definition] = host.load_definitions(file, {"v": "7"})

@@ -34,9 +34,9 @@ workflow:
       config:
         run: |
           echo "building"
-          echo "##wfe[output version=1.10]"
-          echo "##wfe[output raw=1.10]"
-          echo "##wfe[output count=3]"
+          echo "version=1.10" >> "$WFE_OUTPUT"
+          echo "raw=1.10" >> "$WFE_OUTPUT"
+          echo "count=3" >> "$WFE_OUTPUT"
           echo "warning: careful" >&2
 """
     )

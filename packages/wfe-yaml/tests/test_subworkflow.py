@@ -18,7 +18,7 @@ workflows:
     outputs: {url: string}
     steps:
       - name: Version
-        config: {run: 'echo "##wfe[output version=${{ inputs.tag }}.10]"'}
+        config: {run: 'echo "version=${{ inputs.tag }}.10" >> "$WFE_OUTPUT"'}
       - name: Release
         type: workflow
         config:
@@ -34,7 +34,7 @@ workflows:
         when: {field: inputs.fail, equals: true}
         config: {run: 'echo "release refused" >&2; exit 4'}
       - name: Publish
-        config: {run: 'echo "##wfe[output url=https://example.invalid/${{ inputs.tag }}]"'}
+        config: {run: 'echo "url=https://example.invalid/${{ inputs.tag }}" >> "$WFE_OUTPUT"'}
 """
 
 
@@ -72,7 +72,7 @@ async def test_child_failure_fails_the_step_and_the_parent() -> None:
 async def test_a_registered_workflow_from_another_file() -> None:
     [child] = load_workflows_from_str(
         "workflow:\n  id: greet\n  inputs: {who: string}\n  steps:\n    - name: Hi\n"
-        "      config: {run: 'echo \"##wfe[output greeting=hi ${{ inputs.who }}]\"'}\n"
+        '      config: {run: \'echo "greeting=hi ${{ inputs.who }}" >> "$WFE_OUTPUT"\'}\n'
     )
     [parent] = load_workflows_from_str(
         "workflow:\n  id: main\n  steps:\n    - name: Call\n      type: workflow\n"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 
 from wfe_core.errors import (
+    InvalidInputError,
     SubscriptionNotFoundError,
     WfeError,
     WorkflowNotFoundError,
@@ -383,7 +384,14 @@ class WorkflowHost:
         )
         for middleware in self.workflow_middleware:
             await middleware.before_workflow(instance)
-        await self.persistence.create_workflow(instance)
+        try:
+            await self.persistence.create_workflow(instance)
+        except (TypeError, ValueError) as exc:
+            # A value the definition's data type does not declare (a dict's values, an
+            # ``Any`` field) that the store cannot encode: nothing was stored.
+            raise InvalidInputError(
+                definition.id, [f"the workflow data cannot be stored: {exc}"]
+            ) from exc
         logger.info(
             "started workflow %s v%s",
             definition.id,

@@ -22,7 +22,12 @@ from wfe_core import (
     WorkflowMiddleware,
     WorkflowStatus,
 )
-from wfe_core.errors import DefinitionError, DefinitionNotFoundError, WorkflowTimeoutError
+from wfe_core.errors import (
+    DefinitionError,
+    DefinitionNotFoundError,
+    InvalidInputError,
+    WorkflowTimeoutError,
+)
 from wfe_core.memory.lifecycle import MemoryLifecycle
 from wfe_core.memory.lock import MemoryLock
 from wfe_core.memory.persistence import MemoryPersistence
@@ -500,3 +505,45 @@ async def test_purge_also_removes_search_entries() -> None:
                 await anyio.sleep(0.02)
         assert await host.purge(older_than=timedelta(seconds=-1)) == 1
         assert (await host.search("to-purge")).total == 0
+
+
+async def test_data_a_store_cannot_encode_is_refused_at_start_storing_nothing() -> None:
+    persistence = MemoryPersistence()
+    async with WorkflowHost(persistence=persistence) as host:
+        host.register(WorkflowBuilder(dict).start_with(bump).build("untyped"))
+        with pytest.raises(InvalidInputError) as info:
+            await host.start_workflow("untyped", data={"z": complex(1, 2)})
+        assert str(info.value) == (
+            "bad inputs for workflow 'untyped': the workflow data cannot be stored: "
+            "Object of type complex is not JSON serializable"
+        )
+        assert (await host.list_workflows()).total == 0
+
+
+@attrs.define
+class Typed:
+    n: int = 0
+
+
+async def test_stored_data_that_no_longer_fits_its_type_fails_the_workflow_once() -> None:
+    """A workflow whose data type changed under it cannot ever run: it ends failed with the
+    reason recorded, once, instead of a pass that fails for ever; its data is kept."""
+    persistence = MemoryPersistence()
+    queue = MemoryQueue()
+    # Started by a client (no workers) while the definition's data was a plain dict ...
+    async with WorkflowHost(
+        persistence=persistence, queue=queue, options=HostOptions(run_workers=False)
+    ) as client:
+        client.register(WorkflowBuilder(dict).start_with(bump).build("poison"))
+        workflow_id = await client.start_workflow("poison", data={"count": "not a number"})
+    # ... and run by a worker where it is typed, and the stored value does not fit.
+    async with WorkflowHost(persistence=persistence, queue=queue) as host:
+        host.register(WorkflowBuilder(Counter).start_with(bump).build("poison"))
+        instance = await host.wait_for_workflow(workflow_id, timeout=10)
+        assert instance.status == WorkflowStatus.FAILED
+        assert instance.data == {"count": "not a number"}
+        errors = await persistence.get_errors(workflow_id)
+        assert len(errors) == 1
+        assert errors[0].pointer_id is None
+        assert errors[0].message.startswith("its stored data does not fit Counter: ")
+        assert instance.pointers == []  # no step ran

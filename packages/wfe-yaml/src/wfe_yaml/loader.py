@@ -562,6 +562,13 @@ class Loader:
         )
         spec.inputs = self._declarations(node, "inputs")
         spec.outputs = self._declarations(node, "outputs")
+        for name in spec.outputs:
+            if name in spec.inputs:
+                self.problem(
+                    self.key_mark(node["outputs"], name),
+                    f"output {name!r} has the name of a declared input; an output may not "
+                    "overwrite an input (give it another name)",
+                )
         if "error_behavior" in node:
             spec.error_behavior = self._error_behavior(node, "error_behavior")
         steps = node.get("steps")
@@ -905,6 +912,23 @@ class Loader:
             if spec.id not in latest or spec.version > latest[spec.id].version:
                 latest[spec.id] = spec
         self._check_children(by_id, latest)
+        for spec in by_id.values():
+            self._check_copied_outputs(spec)
+
+    def _check_copied_outputs(self, spec: WorkflowSpec) -> None:
+        """A ``type: workflow`` step may not copy an output named like one of ``spec``'s
+        declared inputs into its data (it would overwrite the input)."""
+        for step in spec.all_steps():
+            copied = step.config.get("outputs") if step.type_name == "workflow" else None
+            if not isinstance(copied, list):
+                continue
+            for name in copied:
+                if name in spec.inputs:
+                    self.problem(
+                        step.mark,
+                        f"step {step.name!r} copies output {name!r}, the name of a declared "
+                        f"input of workflow {spec.id!r}; an output may not overwrite an input",
+                    )
 
     def _child_of(
         self,
@@ -1080,6 +1104,7 @@ class _Compiler:
                 when=when,
                 values=self.values,
                 output_types=self.spec.outputs,
+                input_names=frozenset(self.spec.inputs),
             )
             # A plain "fail" is what happens anyway; leaving it unset lets a guard's phase
             # catch the failure so on_failure and ensure run.

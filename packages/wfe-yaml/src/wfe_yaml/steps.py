@@ -77,6 +77,8 @@ class LeafPlan:
     values: Mapping[str, Any] = attrs.Factory(dict)
     #: Declared types of the workflow's outputs: step outputs of these keys are converted.
     output_types: Mapping[str, ValueType] = attrs.Factory(dict)
+    #: The workflow's declared inputs: no step output may carry one of these names.
+    input_names: frozenset[str] = frozenset()
 
 
 class ExecutorStep(StepBody):
@@ -98,6 +100,15 @@ class ExecutorStep(StepBody):
                 only=lambda ref: ref.is_runtime,
             )
         result = await plan.executor.execute(config, ctx)
+        if isinstance(result.output, Mapping) and plan.input_names:
+            # Outputs are merged into the workflow data, where the inputs are: an output of
+            # an input's name would overwrite what the workflow was started with.
+            clash = sorted(plan.input_names.intersection(result.output))
+            if clash:
+                raise StepFailedError(
+                    f"step {plan.name} set output {clash[0]!r}, the name of a declared input; "
+                    "an output may not overwrite an input (give the output another name)"
+                )
         if result.output and plan.output_types:
             declared = {k: t for k, t in plan.output_types.items() if k in result.output}
             coerced, problems = check_values(declared, result.output, "output", partial=True)

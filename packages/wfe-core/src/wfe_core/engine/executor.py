@@ -139,6 +139,19 @@ class WorkflowExecutor:
         and persisted; its ``next_execution`` says when it next has work."""
         await _Pass(self, instance, definition, should_stop).run()
 
+    async def fail_workflow(
+        self,
+        instance: WorkflowInstance,
+        definition: WorkflowDefinition,
+        message: str,
+        *,
+        error_type: str | None = None,
+    ) -> None:
+        """Fail ``instance`` without running a step, recording ``message`` as its error (for
+        a workflow no pass can run, such as one whose stored data does not fit its data
+        type). Persisted and announced like a pass's last write."""
+        await _Pass(self, instance, definition, lambda: True).fail(message, error_type)
+
 
 class _Pass:
     def __init__(
@@ -201,6 +214,22 @@ class _Pass:
                 self.instance.next_execution = due
                 self.dirty = True
             await self._flush()
+
+    async def fail(self, message: str, error_type: str | None) -> None:
+        if self.instance.status.is_finished:
+            return
+        self.errors.append(
+            ExecutionError(
+                workflow_id=self.instance.id,
+                pointer_id=None,
+                message=message,
+                error_type=error_type,
+                time=utcnow(),
+            )
+        )
+        self._finish(WorkflowStatus.FAILED, LifecycleEventType.WORKFLOW_FAILED, message)
+        self.dirty = True
+        await self._flush()
 
     def _may_continue(self) -> bool:
         return self.instance.status == WorkflowStatus.RUNNABLE and not self.should_stop()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from wfe_core.errors import DefinitionError
+from wfe_core.serialization import STORABLE, storage_problems
 
 if TYPE_CHECKING:
     from wfe_core.step import StepBody
@@ -226,6 +227,12 @@ def _problems(definition: WorkflowDefinition) -> list[str]:
     if not definition.steps:
         problems.append("it has no steps")
         return problems
+    if definition.data_type is not dict:
+        unstorable = storage_problems(definition.data_type)
+        if unstorable:
+            problems.append(
+                f"its data type cannot be stored: {', '.join(unstorable)} (storable: {STORABLE})"
+            )
     count = len(definition.steps)
     if not 0 <= definition.start_step < count:
         problems.append(f"start step {definition.start_step} does not exist")

@@ -96,10 +96,11 @@ class WorkflowInstance:
 
 @attrs.define
 class ExecutionError:
-    """A failure of one step run, kept for diagnosis (the workflow may retry past it)."""
+    """A failure of one step run, kept for diagnosis (the workflow may retry past it); of the
+    workflow itself when ``pointer_id`` is ``None`` (no step could run)."""
 
     workflow_id: str
-    pointer_id: str
+    pointer_id: str | None
     message: str
     step_id: int | None = None
     step_name: str | None = None

@@ -18,10 +18,13 @@ wfe-core never imports the host: :class:`ScenarioHost` types what the scenarios 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -102,6 +105,32 @@ class Journal:
     kind: str = ""
     flag: bool = False
     payload: Any = None
+
+
+class Tier(enum.Enum):
+    GOLD = "gold"
+    SILVER = "silver"
+
+
+@dataclasses.dataclass
+class Shipment:
+    """A nested dataclass of typed values."""
+
+    sent: date = date(2026, 1, 1)
+    parcels: frozenset[str] = frozenset()
+
+
+@attrs.define
+class Invoice:
+    """attrs workflow data of the standard library's value types."""
+
+    amount: Decimal = Decimal("0")
+    grace: timedelta = timedelta(0)
+    id: uuid.UUID = attrs.Factory(lambda: uuid.UUID(int=0))
+    tier: Tier = Tier.SILVER
+    shipment: Shipment = attrs.Factory(Shipment)
+    rates: dict[str, Decimal] = attrs.Factory(dict)
+    window: tuple[time_of_day, time_of_day] | None = None
 
 
 @dataclasses.dataclass
@@ -211,6 +240,38 @@ class WorkflowScenarios:
         instance = await self._run(host, definition, Journal(log=["start"]))
         assert isinstance(instance.data, Journal)
         assert instance.data == Journal(log=["start"], count=42)
+
+    @pytest.mark.anyio
+    async def test_standard_value_types_round_trip_exactly(self, host: ScenarioHost) -> None:
+        def bill(ctx: StepContext) -> None:
+            ctx.data.amount += Decimal("0.000000000000000001")
+            ctx.data.grace += timedelta(microseconds=1)
+            ctx.data.tier = Tier.GOLD
+            ctx.data.shipment.parcels |= {"p-2"}
+
+        definition = (
+            WorkflowBuilder(Invoice)
+            .start_with(bill)
+            .delay(timedelta(milliseconds=50))  # a second pass restores the stored data
+            .then(bill)
+            .build(_unique("typed-values"))
+        )
+        start = Invoice(
+            amount=Decimal("1.235465673450897890"),
+            grace=timedelta(days=3, seconds=7, microseconds=5),
+            id=uuid.UUID("12345678-1234-5678-1234-567812345678"),
+            shipment=Shipment(date(2026, 2, 3), frozenset({"p-1"})),
+            rates={"eur": Decimal("0.9137")},
+            window=(time_of_day(9, 0), time_of_day(17, 30, 0, 250)),
+        )
+        instance = await self._run(host, definition, start)
+        assert instance.data == attrs.evolve(
+            start,
+            amount=Decimal("1.235465673450897892"),
+            grace=timedelta(days=3, seconds=7, microseconds=7),
+            tier=Tier.GOLD,
+            shipment=Shipment(date(2026, 2, 3), frozenset({"p-1", "p-2"})),
+        )
 
     @pytest.mark.anyio
     async def test_dataclass_data_round_trips(self, host: ScenarioHost) -> None:
@@ -694,6 +755,56 @@ class WorkflowScenarios:
         await host.publish_event("tick", key, "new")
         instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
         assert instance.data.payload == "new"
+
+    @pytest.mark.anyio
+    async def test_stored_events_are_delivered_earliest_first(self, host: ScenarioHost) -> None:
+        """Five stored events, five waits each effective just before the next event: every
+        wait gets the earliest event it matches (effective time, then publish order), also
+        when all of them are queued again at once for a new subscription."""
+        key = uuid.uuid4().hex
+        base = datetime(2026, 1, 1, tzinfo=UTC)
+        for minute in range(1, 6):
+            await host.publish_event(
+                "ordered", key, minute, effective_date=base + timedelta(minutes=minute)
+            )
+
+        def collect(ctx: StepContext) -> None:
+            ctx.data.items.append(ctx.data.payload)
+
+        def just_before(minute: int) -> Any:
+            return lambda data: base + timedelta(minutes=minute, seconds=-1)
+
+        builder = WorkflowBuilder(Journal).start_with(record("start"))
+        for minute in range(1, 6):
+            builder = (
+                builder.wait_for("ordered", key=key, effective_date=just_before(minute))
+                .output(payload=lambda step: step.event_data)
+                .then(collect)
+            )
+        definition = builder.build(_unique("event-order"))
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id)
+        instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
+        assert instance.data.items == [1, 2, 3, 4, 5]
+
+    @pytest.mark.anyio
+    async def test_events_of_one_effective_time_go_in_publish_order(
+        self, host: ScenarioHost
+    ) -> None:
+        key = uuid.uuid4().hex
+        when = datetime(2026, 1, 1, tzinfo=UTC)
+        for payload in ("first", "second", "third"):
+            await host.publish_event("tied", key, payload, effective_date=when)
+        definition = (
+            WorkflowBuilder(Journal)
+            .wait_for("tied", key=key, effective_date=lambda data: when)
+            .output(payload=lambda step: step.event_data)
+            .build(_unique("event-tie"))
+        )
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id)
+        instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
+        assert instance.data.payload == "first"
 
     @pytest.mark.anyio
     async def test_one_event_wakes_every_waiting_workflow(self, host: ScenarioHost) -> None:

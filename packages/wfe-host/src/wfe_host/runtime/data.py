@@ -20,7 +20,30 @@ def is_structured_type(data_type: type) -> bool:
 
 
 def restore(data: Any, definition: WorkflowDefinition | None) -> Any:
-    """``data`` as the definition's data type (stored data comes back as dicts)."""
+    """``data`` as the definition's data type (stored data comes back as dicts); stored data
+    that does not fit the type stays as it was stored, so it can still be shown, and a pass
+    fails the workflow with :func:`restore_error`."""
+    try:
+        return _restored(data, definition)
+    except Exception:  # cattrs raises many kinds; restore_error tells which
+        return data
+
+
+def restore_error(data: Any, definition: WorkflowDefinition | None) -> Exception | None:
+    """Why ``data``, as :func:`restore` left it, is not the definition's data type; ``None``
+    when it is (the cheap check comes first: this runs on every pass)."""
+    if definition is None or not is_structured_type(definition.data_type):
+        return None
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        _restored(data, definition)
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _restored(data: Any, definition: WorkflowDefinition | None) -> Any:
     if definition is None or data is None:
         return data
     data_type = definition.data_type

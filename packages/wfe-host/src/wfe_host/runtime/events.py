@@ -183,6 +183,7 @@ class EventDelivery:
             if not waiting:
                 await self._close(subscription.id)
                 return True
+            event = await self._earliest_for(subscription, event)
             pointer.event_published = True
             pointer.event_data = event.data
             pointer.extensions["event_id"] = event.id
@@ -216,6 +217,22 @@ class EventDelivery:
                 await host.passes._release(lease)
                 if resume:
                     await host._enqueue_workflow(subscription.workflow_id)
+
+    async def _earliest_for(self, subscription: EventSubscription, event: Event) -> Event:
+        """The event ``subscription`` gets: the earliest stored one it matches (effective
+        time, then publish order), which need not be ``event``. Stored events reach the
+        queue in no particular order (a new subscription re-queues every match at once),
+        so whichever of them is processed first hands over the earliest."""
+        persistence = self.host.persistence
+        matching = await persistence.get_events(
+            subscription.event_name, subscription.event_key, subscription.subscribe_as_of
+        )
+        if not matching or matching[0] == event.id:
+            return event
+        try:
+            return await persistence.get_event(matching[0])
+        except EventNotFoundError:  # purged meanwhile
+            return event
 
     async def _close(self, subscription_id: str) -> None:
         with contextlib.suppress(SubscriptionNotFoundError):

@@ -17,6 +17,7 @@ from wfe_core.models import EventSubscription, WorkflowInstance, WorkflowStatus,
 from wfe_core.models.instance import utcnow
 from wfe_core.providers import Lease
 from wfe_core.serialization import to_primitive
+from wfe_host.runtime.data import restore_error
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
@@ -398,7 +399,19 @@ class PassRunner:
                 max_parallel_steps=host.options.max_parallel_steps,
                 step_middleware=tuple(host.step_middleware),
             )
-            await executor.run_pass(instance, definition, should_stop=lambda: handle.stop)
+            unfit = restore_error(instance.data, definition)
+            if unfit is not None:
+                # Stored data the data type cannot hold (the type changed under a running
+                # workflow): no pass could ever run, so fail it once, saying why, rather
+                # than retry for ever. The stored data stays as it was.
+                await executor.fail_workflow(
+                    instance,
+                    definition,
+                    f"its stored data does not fit {definition.data_type.__qualname__}: {unfit}",
+                    error_type=f"{type(unfit).__module__}.{type(unfit).__qualname__}",
+                )
+            else:
+                await executor.run_pass(instance, definition, should_stop=lambda: handle.stop)
         if environment.carried is not None:
             # The pass wrote nothing (it had nothing to run): the carried changes still must be.
             await environment.persist(

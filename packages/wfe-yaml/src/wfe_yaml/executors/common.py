@@ -1,5 +1,5 @@
 """What the built-in executors share: config checks, workflow data as environment
-variables, and the ``##wfe[...]`` output commands."""
+variables (within the kernel's limits), and the opt-in ``##wfe[...]`` stdout commands."""
 
 from __future__ import annotations
 
@@ -12,8 +12,13 @@ from typing import Any
 from wfe_yaml import interpolation as ip
 from wfe_yaml.durations import parse_duration
 
-#: ``##wfe[output key=value]``: a step output (the value is the rest of the line up to ``]``).
+#: ``##wfe[output key=value]``: a step output (the value is the rest of the line up to ``]``),
+#: honoured only with ``config.stdout_outputs: true``: any printed data can forge it.
 OUTPUT_COMMAND = re.compile(r"^##wfe\[output\s+(?P<key>[A-Za-z_][\w.-]*)=(?P<value>.*)\]\s*$")
+
+
+#: The start of an output command (to warn when stdout outputs are off).
+OUTPUT_COMMAND_PREFIX = "##wfe[output"
 
 
 def parse_output_command(line: str) -> tuple[str, str] | None:
@@ -24,14 +29,57 @@ def parse_output_command(line: str) -> tuple[str, str] | None:
     return match.group("key"), match.group("value")
 
 
-def data_environment(data: Any) -> dict[str, str]:
-    """The workflow data as environment variables: ``WFE_DATA`` (all of it, as JSON) and
-    ``WFE_DATA_<KEY>`` per top-level key (strings as they are, other values as JSON)."""
-    env = {"WFE_DATA": json.dumps(data, default=str)}
+#: Linux's MAX_ARG_STRLEN: the longest single ``NAME=value`` string (with its final NUL) a
+#: process can be started with. A longer one makes exec fail (``Argument list too long``).
+MAX_ENV_STRING = 128 * 1024
+#: The largest ``WFE_DATA`` / ``WFE_DATA_<KEY>`` variable set (its value, in bytes). These are
+#: set for every step whether it reads them or not, so they stay well below what one step may
+#: carry in all (Linux's ARG_MAX, 2 MiB by default, for argv and environment together).
+DATA_VARIABLE_LIMIT = 64 * 1024
+#: The most all ``WFE_DATA*`` variables of a step together may carry (bytes).
+DATA_VARIABLES_TOTAL = 256 * 1024
+
+
+def env_size(name: str, value: str) -> int:
+    """The bytes ``NAME=value`` takes in a process's environment (with its NUL)."""
+    return (
+        len(name.encode("utf-8", "surrogateescape"))
+        + len(value.encode("utf-8", "surrogateescape"))
+        + 2
+    )
+
+
+def kib(size: int) -> str:
+    """``size`` bytes in KiB, for messages."""
+    return f"{size / 1024:.1f} KiB"
+
+
+def data_environment(data: Any) -> tuple[dict[str, str], list[str]]:
+    """The workflow data as environment variables, and the names of those left out.
+
+    ``WFE_DATA`` (all of it, as JSON) and ``WFE_DATA_<KEY>`` per top-level key (strings as
+    they are, other values as JSON) are set when the value is at most
+    :data:`DATA_VARIABLE_LIMIT` bytes and, in that order, all of them together stay within
+    :data:`DATA_VARIABLES_TOTAL`; the others are not set (``$WFE_DATA_FILE`` has all the
+    data), so large data never keeps a step from starting.
+    """
+    candidates = {"WFE_DATA": json.dumps(data, default=str)}
     if isinstance(data, Mapping):
         for key, value in data.items():
-            env[ip.env_name("WFE_DATA_", str(key))] = ip.to_text(value)
-    return env
+            candidates[ip.env_name("WFE_DATA_", str(key))] = ip.to_text(value)
+    env: dict[str, str] = {}
+    omitted: list[str] = []
+    total = 0
+    for name, value in candidates.items():
+        size = env_size(name, value)
+        if len(value.encode("utf-8", "surrogateescape")) > DATA_VARIABLE_LIMIT or (
+            total + size > DATA_VARIABLES_TOTAL
+        ):
+            omitted.append(name)
+            continue
+        env[name] = value
+        total += size
+    return env, omitted
 
 
 def check_duration(config: Mapping[str, Any], key: str, problems: list[str]) -> None:

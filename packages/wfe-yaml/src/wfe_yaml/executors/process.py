@@ -33,8 +33,12 @@ output_logger = logging.getLogger(OUTPUT_LOGGER)
 
 #: Lines of each stream kept for the step's result.
 TAIL_LINES = 40
-#: Longest line kept (longer ones are cut in the tail and the log).
+#: Longest line shown (longer ones are cut in the tail and the log, never before parsing).
 MAX_LINE = 4000
+#: Longest line (in bytes) an executor's ``on_line`` gets whole; a longer one arrives cut to
+#: this many bytes with ``cut=True`` (its rest is read and dropped, so memory stays bounded),
+#: and an executor that parses it fails the step instead of losing what it carried.
+MAX_PARSED_LINE = 4 * 1024 * 1024
 #: How long the output pipes may stay open after the process exited and its group was killed.
 _DRAIN_SECONDS = 5.0
 
@@ -84,8 +88,20 @@ class LineEmitter:
             "pointer_id": ctx.pointer.id,
         }
 
-    def __call__(self, stream: str, line: str) -> None:
+    def __call__(self, stream: str, line: str, cut: bool = False) -> None:
+        line = shorten(line, cut)
         output_logger.info("%s", line, extra={**self.extra, "stream": stream, "line": line})
+
+
+def shorten(line: str, cut: bool = False) -> str:
+    """``line`` cut to :data:`MAX_LINE` characters for the log and the tail, saying how much
+    was left out (the executor has already parsed the whole line). ``cut``: ``line`` is the
+    start of a line over :data:`MAX_PARSED_LINE` bytes."""
+    if cut:
+        return line[:MAX_LINE] + f"… (a line over {MAX_PARSED_LINE // (1024 * 1024)} MiB)"
+    if len(line) <= MAX_LINE:
+        return line
+    return line[:MAX_LINE] + f"… ({len(line) - MAX_LINE} more characters)"
 
 
 async def run_process(
@@ -94,12 +110,13 @@ async def run_process(
     env: Mapping[str, str],
     cwd: str | None,
     timeout: timedelta | None,
-    on_line: Callable[[str, str], bool],
+    on_line: Callable[[str, str, bool], bool],
     stdin: bytes | None = None,
 ) -> ProcessResult:
     """Run ``argv`` in a new session (its own process group) and wait for it.
 
-    Every output line goes to ``on_line(stream, line)``; the line is kept in the tail when
+    Every output line goes whole to ``on_line(stream, line, cut)`` (``cut``: it was longer
+    than :data:`MAX_PARSED_LINE` bytes, this is its start); the line is kept (shortened) when
     that returns true. At ``timeout``, or when the step is cancelled, the whole process group
     is killed. When the process exits, what is left of its group is killed too, so a
     background child cannot keep the step (and its output pipes) alive; so is every process
@@ -171,28 +188,39 @@ async def _feed(process: Process, data: bytes) -> None:
 async def _pump(
     stream: ByteReceiveStream,
     name: str,
-    on_line: Callable[[str, str], bool],
+    on_line: Callable[[str, str, bool], bool],
     tail: collections.deque[str],
 ) -> None:
-    pending = b""
+    pending = bytearray()
+    # Past MAX_PARSED_LINE bytes without a newline the line's start has been delivered (cut)
+    # and the rest of it is dropped up to its newline.
+    dropping = False
 
-    def emit(raw: bytes) -> None:
+    def emit(raw: bytes, cut: bool) -> None:
         line = raw.decode("utf-8", errors="replace").rstrip("\r")
-        if len(line) > MAX_LINE:
-            line = line[:MAX_LINE] + "…"
-        if on_line(name, line):
-            tail.append(line)
+        if on_line(name, line, cut):
+            tail.append(shorten(line, cut))
 
     try:
         async for chunk in stream:
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for raw in lines:
-                emit(raw)
-            if len(pending) > 64 * 1024:
-                emit(pending)
-                pending = b""
+            start = 0
+            while True:
+                newline = chunk.find(b"\n", start)
+                piece = chunk[start:] if newline == -1 else chunk[start:newline]
+                if not dropping:
+                    pending += piece
+                    if len(pending) > MAX_PARSED_LINE:
+                        emit(bytes(pending[:MAX_PARSED_LINE]), True)
+                        pending.clear()
+                        dropping = True
+                    elif newline != -1:
+                        emit(bytes(pending), False)
+                        pending.clear()
+                if newline == -1:
+                    break
+                dropping = False
+                start = newline + 1
     except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
         pass
     if pending:
-        emit(pending)
+        emit(bytes(pending), False)
