@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -63,12 +63,12 @@ def start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def step_pids(tmp_path: Path, run: subprocess.Popen[str]) -> list[int]:
+def step_pids(tmp_path: Path, run: subprocess.Popen[Any]) -> list[int]:
     """The step's shell, its background child and its setsid child, once they all run."""
     deadline = time.monotonic() + 60
     while not (tmp_path / "pids").exists():
         assert time.monotonic() < deadline, "the step never started"
-        assert run.poll() is None, run.communicate()[0]
+        assert run.poll() is None, run.communicate()[0] if run.stdout else run.returncode
         time.sleep(0.05)
     return [int(pid) for pid in (tmp_path / "pids").read_text().split()]
 
@@ -156,4 +156,49 @@ def test_the_watchdog_kills_the_steps_of_a_run_killed_by_sigkill(
         assert [pid for pid in pids if alive(pid)] == []
         assert not alive(watchdogs[0])  # and then it exits
     finally:
+        kill(pids)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_stopped_or_killed_worker_leaves_no_step_running(
+    tmp_path: Path, pipeline: Path, signum: int
+) -> None:
+    import anyio
+
+    from wfe_host import WorkflowHost
+    from wfe_yaml import load_workflow
+
+    async def start() -> None:
+        # Stored by another process (this one); the worker runs it.
+        settings = {
+            "persistence": f"sqlite:///{tmp_path / '.wfe' / 'wfe.db'}",
+            "host": {"run_workers": False},
+        }
+        async with WorkflowHost.from_settings(settings) as host:
+            for definition in load_workflow(pipeline):
+                host.register(definition)
+            await host.start_workflow("cancel")
+
+    anyio.run(start)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "wfe_host", "worker", str(pipeline)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    pids: list[int] = []
+    try:
+        pids = step_pids(tmp_path, worker)
+        os.kill(worker.pid, signum)
+        worker.wait(timeout=60)
+        deadline = time.monotonic() + 30  # SIGKILL: the watchdog notices at once
+        while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in pids if alive(pid)] == []
+    finally:
+        worker.kill()
+        worker.wait()
         kill(pids)
