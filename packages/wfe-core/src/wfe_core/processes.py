@@ -11,9 +11,9 @@ and :func:`step_finished` around it. Then, on Linux:
   watchdog process kills the process groups and token-carrying processes of the steps still
   running when this process dies, even by SIGKILL.
 
-What escapes: a process that both removes the token from its environment and leaves the
-process tree of the step (clears its environment, then double-forks) — hostile code can do
-that; only a container or a cgroup contains it. Without ``/proc`` (macOS), only the step's
+What escapes: a process that both hides the token (clears its environment, or makes it
+unreadable) and leaves the process tree of the step (double-forks). Hostile code can do that;
+only a container or a cgroup contains it. Without ``/proc`` (macOS), only the step's
 process group is killed, and the watchdog kills only the process groups.
 """
 
@@ -34,6 +34,7 @@ from wfe_core.reaper import TOKEN_VARIABLE
 
 __all__ = [
     "TOKEN_VARIABLE",
+    "environment_with_token",
     "new_token",
     "start_watchdog",
     "step_finished",
