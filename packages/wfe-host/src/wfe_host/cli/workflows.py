@@ -21,6 +21,7 @@ from wfe_core.serialization import to_primitive
 from wfe_host.cli.bounds import MAX_SKIP, MAX_TAKE
 from wfe_host.cli.host_factory import build_host, not_found, run_async
 from wfe_host.cli.state import cli_state
+from wfe_host.cli.terminal import printable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -75,7 +76,11 @@ def _table(
     rows: Sequence[Sequence[str]],
     styles: Mapping[int, Callable[[str], str]] | None = None,
 ) -> str:
-    """A plain table whose cells are padded before being styled, so colours keep columns."""
+    """A plain table whose cells are padded before being styled, so colours keep columns.
+
+    Cells are shown :func:`printable`: they hold what workflows stored (step names, errors).
+    """
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
@@ -297,7 +302,7 @@ def _render(
         fields.append(("Parent", instance.parent_workflow_id))
     width = max(len(label) for label, _ in fields)
     lines = [
-        f"{label.ljust(width)}  {_style_status(value) if label == 'Status' else value}"
+        f"{label.ljust(width)}  {_style_status(value) if label == 'Status' else printable(value)}"
         for label, value in fields
     ]
     lines += ["", "Data:", _json_dump(to_primitive(instance.data))]
@@ -340,9 +345,9 @@ def _render(
                 if error.traceback:
                     lines += [
                         "",
-                        f"Traceback of {error.step_name or error.step_id} at "
+                        f"Traceback of {printable(str(error.step_name or error.step_id))} at "
                         f"{format_time(error.time)}:",
-                        error.traceback.rstrip(),
+                        "\n".join(printable(line) for line in error.traceback.rstrip().split("\n")),
                     ]
     return "\n".join(lines)
 
