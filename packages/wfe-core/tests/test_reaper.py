@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from wfe_core import processes, reaper
+from wfe_core import _reaper, processes
 
 pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or not reaper.supported(), reason="needs Linux /proc"
+    not sys.platform.startswith("linux") or not _reaper.supported(), reason="needs Linux /proc"
 )
 
 
@@ -44,7 +44,7 @@ def test_kill_marked_kills_only_the_tokens_processes() -> None:
     step, child = spawn_step(mine)
     bystander, bystander_child = spawn_step(other)
     try:
-        assert reaper.kill_marked({mine}, since=step.pid) == 2
+        assert _reaper.kill_marked({mine}, since=step.pid) == 2
         step.wait(timeout=30)
         assert not alive(child)
         assert alive(bystander.pid)

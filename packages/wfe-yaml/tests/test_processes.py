@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_core import reaper
+from wfe_core import processes
 from wfe_core.models import WorkflowStatus
 from wfe_yaml_support import pointers, run_yaml
 
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.skipif(
-        not sys.platform.startswith("linux") or not reaper.supported(), reason="needs Linux /proc"
+        not sys.platform.startswith("linux") or not processes.supported(),
+        reason="needs Linux /proc",
     ),
 ]
 

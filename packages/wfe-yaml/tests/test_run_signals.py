@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from wfe_core import reaper
+from wfe_core import processes
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or not reaper.supported(), reason="needs Linux /proc"
+    not sys.platform.startswith("linux") or not processes.supported(), reason="needs Linux /proc"
 )
 
 # The first run records its processes and waits; a run after that one finishes at once.

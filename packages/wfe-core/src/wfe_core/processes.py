@@ -29,8 +29,8 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from wfe_core import reaper
-from wfe_core.reaper import TOKEN_VARIABLE
+from wfe_core import _reaper
+from wfe_core._reaper import TOKEN_VARIABLE
 
 __all__ = [
     "TOKEN_VARIABLE",
@@ -40,12 +40,19 @@ __all__ = [
     "step_finished",
     "step_started",
     "stop_watchdog",
+    "supported",
 ]
 
 logger = logging.getLogger("wfe_core.processes")
 
 _lock = threading.Lock()
 _watchdog: subprocess.Popen[bytes] | None = None
+
+
+def supported() -> bool:
+    """Whether leftover processes can be found by their token here (Linux's ``/proc``);
+    elsewhere only a step's process group is killed."""
+    return _reaper.supported()
 
 
 def new_token() -> str:
@@ -67,7 +74,7 @@ def start_watchdog() -> bool:
             return True
         try:
             _watchdog = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(Path(reaper.__file__).resolve())],
+                [sys.executable, "-I", "-S", str(Path(_reaper.__file__).resolve())],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -126,9 +133,9 @@ async def step_finished(pid: int, token: str) -> int:
     """
     killed = 0
     # The common case (nothing left) is one look at the processes newer than the step.
-    if reaper.supported() and reaper.find_marked((token,), since=pid):
+    if _reaper.supported() and _reaper.find_marked((token,), since=pid):
         killed = await anyio.to_thread.run_sync(
-            lambda: reaper.kill_marked((token,), since=pid), abandon_on_cancel=False
+            lambda: _reaper.kill_marked((token,), since=pid), abandon_on_cancel=False
         )
         logger.info("killed %d leftover process(es) of a step", killed)
     _tell_watchdog(f"-{pid}\n")
