@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -11,7 +10,7 @@ import pytest
 
 from wfe_core import processes
 from wfe_core.models import WorkflowStatus
-from wfe_yaml_support import pointers, run_yaml
+from wfe_yaml_support import alive, kill_alive, pointers, run_yaml
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -25,24 +24,8 @@ pytestmark = [
 ]
 
 
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie has exited; it only waits to be reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def pids(path: Path) -> list[int]:
     return [int(line) for line in path.read_text().split()]
-
-
-def kill(found: list[int]) -> None:
-    """Tidy up after a failing test (the processes would outlive the test run)."""
-    for pid in found:
-        if alive(pid):
-            os.kill(pid, 9)
 
 
 async def test_setsid_and_daemons_die_with_their_step(tmp_path: Path) -> None:
@@ -72,7 +55,7 @@ workflow:
         assert len(found) == 3
         assert [pid for pid in found if alive(pid)] == []
     finally:
-        kill(found)
+        kill_alive(found)
 
 
 async def test_setsid_children_die_at_the_timeout(tmp_path: Path) -> None:
@@ -98,7 +81,7 @@ workflow:
         assert slow.extensions["result"]["timed_out"] is True
         assert [pid for pid in found if alive(pid)] == []
     finally:
-        kill(found)
+        kill_alive(found)
 
 
 async def test_concurrent_steps_kill_only_their_own_leftovers(tmp_path: Path) -> None:
@@ -139,4 +122,4 @@ workflow:
         assert long_step.extensions["result"]["stdout"] == "still alive"
         assert [pid for pid in found if alive(pid)] == []
     finally:
-        kill(found)
+        kill_alive(found)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from wfe_core import processes
+from wfe_yaml_support import alive, kill_alive
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -39,15 +40,6 @@ workflow:
 """
 
 
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie has exited; it only waits to be reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
     # A lease that would not lapse during the test: resuming at once proves it was released.
@@ -71,13 +63,6 @@ def step_pids(tmp_path: Path, run: subprocess.Popen[Any]) -> list[int]:
         assert run.poll() is None, run.communicate()[0] if run.stdout else run.returncode
         time.sleep(0.05)
     return [int(pid) for pid in (tmp_path / "pids").read_text().split()]
-
-
-def kill(pids: list[int]) -> None:
-    """Tidy up after a failing test (the processes would outlive the test run)."""
-    for pid in pids:
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
 
 
 def children(pid: int) -> list[int]:
@@ -122,7 +107,7 @@ def test_sigterm_stops_the_run_kills_its_steps_and_the_run_resumes(
         assert "Wait │ resumed" in out
     finally:
         run.kill()
-        kill(pids)
+        kill_alive(pids)
 
 
 def test_sigint_stops_the_run_like_sigterm(tmp_path: Path, pipeline: Path) -> None:
@@ -136,7 +121,7 @@ def test_sigint_stops_the_run_like_sigterm(tmp_path: Path, pipeline: Path) -> No
         assert [pid for pid in pids if alive(pid)] == []
     finally:
         run.kill()
-        kill(pids)
+        kill_alive(pids)
 
 
 def test_the_watchdog_kills_the_steps_of_a_run_killed_by_sigkill(
@@ -156,7 +141,7 @@ def test_the_watchdog_kills_the_steps_of_a_run_killed_by_sigkill(
         assert [pid for pid in pids if alive(pid)] == []
         assert not alive(watchdogs[0])  # and then it exits
     finally:
-        kill(pids)
+        kill_alive(pids)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
@@ -201,4 +186,4 @@ def test_a_stopped_or_killed_worker_leaves_no_step_running(
     finally:
         worker.kill()
         worker.wait()
-        kill(pids)
+        kill_alive(pids)
