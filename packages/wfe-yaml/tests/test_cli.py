@@ -469,3 +469,84 @@ def test_a_steps_start_line_comes_before_its_output(in_tmp: Path) -> None:
     assert code == 0, out
     assert "Clean up │ cleaning" in out
     progress_in_order(out)
+
+
+def validation_tree(root: Path) -> Path:
+    """``flows/`` with a good file, a bad ``.yml`` one level down and a hidden bad one."""
+    flows = root / "flows"
+    (flows / "sub").mkdir(parents=True)
+    (flows / ".hidden").mkdir()
+    shutil.copy(EXAMPLES / "hello.yaml", flows / "hello.yaml")
+    bad = (
+        "workflow:\n  id: x\n  steps:\n    - name: A\n      typo: 1\n"
+        "      config: {run: 'echo a, b: c'}\n"
+    )
+    write(flows / "sub" / "bad.yml", bad)
+    write(flows / ".hidden" / "bad.yaml", bad)
+    write(flows / "notes.txt", "not a workflow")
+    return flows
+
+
+def test_validate_takes_directories_and_globs(in_tmp: Path) -> None:
+    validation_tree(in_tmp)
+    code, out = wfe("validate", "flows")
+    assert code == 1
+    assert out.splitlines() == [
+        "flows/hello.yaml: ok (hello v1)",
+        "flows/sub/bad.yml:5:7: unknown key 'typo' in step (did you mean 'type'?)",
+        "1 problem found",
+    ]
+    code, out = wfe("validate", "flows/*.yaml")
+    assert (code, out) == (0, "flows/hello.yaml: ok (hello v1)\n")
+    code, out = wfe("validate", "flows/**/*.yml", "nothing/*.yaml")
+    assert code == 1
+    assert "flows/sub/bad.yml:5:7: unknown key 'typo'" in out
+    assert "nothing/*.yaml: no files match this pattern" in out
+    (in_tmp / "empty").mkdir()
+    write(in_tmp / "empty" / "x.txt", "")
+    code, out = wfe("validate", "empty")
+    assert code == 1
+    assert "empty: no definition files in directory empty" in out
+
+
+def test_validate_json_lists_every_problem(in_tmp: Path) -> None:
+    validation_tree(in_tmp)
+    result = invoke("validate", "--json", "flows", "missing.yaml")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == [
+        {
+            "file": "flows/sub/bad.yml",
+            "line": 5,
+            "column": 7,
+            "message": "unknown key 'typo' in step (did you mean 'type'?)",
+        },
+        {
+            "file": "missing.yaml",
+            "line": None,
+            "column": None,
+            "message": "no such file: missing.yaml",
+        },
+    ]
+    assert result.stderr == "2 problems found\n"
+    ok = invoke("validate", "--format", "json", "flows/hello.yaml")
+    assert (ok.exit_code, json.loads(ok.stdout)) == (0, [])
+
+
+def test_validate_format_github_prints_annotations(in_tmp: Path) -> None:
+    flows = validation_tree(in_tmp)
+    write(
+        flows / "a,b.yaml",
+        "workflow:\n  id: y\n  steps:\n    - {name: 'a,b', config: {run: echo}, when: 3}\n",
+    )
+    result = invoke("validate", "--format", "github", "flows")
+    assert result.exit_code == 1
+    annotations = [line for line in result.stdout.splitlines() if line.startswith("::")]
+    # Files in name order; a comma in a property is escaped, or GitHub would end the file
+    # name there.
+    assert annotations == [
+        "::error file=flows/a%2Cb.yaml,line=4,col=48::a condition must be a mapping, e.g. "
+        "{field: inputs.branch, equals: main}",
+        "::error file=flows/sub/bad.yml,line=5,col=7::unknown key 'typo' in step "
+        "(did you mean 'type'?)",
+    ]
+    assert "flows/hello.yaml: ok (hello v1)" in result.stdout
