@@ -550,3 +550,28 @@ def test_validate_format_github_prints_annotations(in_tmp: Path) -> None:
         "(did you mean 'type'?)",
     ]
     assert "flows/hello.yaml: ok (hello v1)" in result.stdout
+
+
+def test_workflows_show_lists_the_users_steps_in_order_and_all_with_all(in_tmp: Path) -> None:
+    file = write(in_tmp / "out.yaml", OUTPUTS_FILE)
+    result = invoke("run", str(file), "--json")
+    assert result.exit_code == 0, result.output
+    workflow_id = json.loads(result.stdout)["workflow_id"]
+    code, out = wfe("workflows", "show", workflow_id[:10])
+    assert code == 0, out
+    steps = out.split("Steps:\n", 1)[1].splitlines()
+    names = [line.split()[1] for line in steps[1:] if line[:1].isdigit()]
+    assert names == ["Make", "Tidy", "Last"]
+    # The guard, the (main) and (ensure) phases around Make (each visited for both of the
+    # guard's phases), and the outputs check.
+    assert "(6 internal steps not shown; --all shows them)" in steps
+    code, out = wfe("workflows", "show", workflow_id, "--all")
+    assert code == 0, out
+    listed = out.split("Steps:\n", 1)[1]
+    for internal in ("Make (main)", "Make (ensure)", "Check outputs"):
+        assert internal in listed
+    assert "not shown" not in listed
+    code, out = wfe("workflows", "show", workflow_id, "--json")
+    pointers = json.loads(out)["pointers"]
+    internal = [p["step_name"] for p in pointers if p["extensions"].get("wfe.internal")]
+    assert sorted(set(internal)) == ["Check outputs", "Make", "Make (ensure)", "Make (main)"]
