@@ -25,6 +25,8 @@ __all__ = ["declared_outputs", "format_value", "run_summary"]
 def declared_outputs(definition: WorkflowDefinition, instance: WorkflowInstance) -> dict[str, Any]:
     """The values of the definition's declared outputs the workflow data holds, in the
     declared order."""
+    if not definition.outputs:
+        return {}
     data = to_primitive(instance.data)
     if not isinstance(data, dict):
         return {}

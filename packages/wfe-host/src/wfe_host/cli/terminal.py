@@ -7,6 +7,9 @@ sequences: set the window title, write the clipboard (OSC 52), rewrite lines alr
 is shown as an escape instead (``\\x1b``, ``\\x9b``, ``\\r``...), so what follows an ESC is inert
 text and the user still sees that something was there; so are the Unicode bidirectional
 overrides that reorder what a line seems to say.
+
+Whether to colour output at all follows ``NO_COLOR`` and ``FORCE_COLOR``
+(:func:`color_from_environment`), else whether the output is a terminal.
 """
 
 from __future__ import annotations
