@@ -5,9 +5,13 @@ On a terminal a status line at the bottom shows the running steps and their time
 when the output is not a terminal (CI logs, pipes) every change is one plain line.
 
 Step output arrives through the ``wfe.output`` logger (one record per line, with
-``workflow_id``, ``step_name``, ``stream`` and ``line`` attributes), which any step type can
-log to. Steps whose definition marks them ``metadata["hidden"]`` (the plumbing a format
-compiles to) are not shown, except when they are skipped.
+``workflow_id``, ``step_name``, ``pointer_id``, ``stream`` and ``line`` attributes), which any
+step type can log to. A record comes the moment the step prints, possibly before the step's
+STEP_STARTED lifecycle event (published after the pass stored the start), so the first
+output line of a pointer shows its start line first, and the event then adds nothing.
+
+Steps whose definition marks them ``metadata["hidden"]`` (the plumbing a format compiles to)
+are not shown, except when they are skipped.
 
 Everything shown that comes from the workflow (output lines, step and workflow names, error
 messages) goes through :func:`~wfe_host.cli.terminal.printable` first, so a step cannot send
