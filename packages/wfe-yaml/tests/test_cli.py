@@ -27,6 +27,9 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
         if name.startswith("WFE_") and name not in ("WFE_DENO_BIN",):
             monkeypatch.delenv(name)
+    # Colours are what a test asks for, not what the developer's shell or CI sets.
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
     return tmp_path
 
 

@@ -28,6 +28,9 @@ ESC = "\x1b["
 @pytest.fixture
 def shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)  # no wfe.toml of the developer's, and .wfe/ lands here
+    # Colours are what a test asks for, not what the developer's shell or CI sets.
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
     return h.SharedStore()
 
 
