@@ -20,6 +20,7 @@ See ``docs/settings.md`` for every key and environment variable.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -451,11 +452,16 @@ def _check_unknown_variables(environ: Mapping[str, str], known: set[str]) -> Non
             continue
         base = name.removesuffix("_FILE")
         if base not in known:
-            raise _fail(
-                f"environment {name}",
-                "",
-                "unknown setting; known ones: " + ", ".join(sorted(known)),
-            )
+            close = difflib.get_close_matches(base, sorted(known), n=1, cutoff=0.75)
+            if close:
+                hint = f"did you mean {close[0]}{name[len(base) :]}?"
+            else:
+                # Only the variables of its own prefix: the whole list is 25 names.
+                group = next(p for p in prefixes if name.startswith(p))
+                hint = f"known {group}* variables: " + ", ".join(
+                    sorted(k for k in known if k.startswith(group) or k == group[:-1])
+                )
+            raise _fail(f"environment {name}", "", f"unknown setting; {hint}")
 
 
 def read_toml(path: str | os.PathLike[str]) -> SettingsLayer:

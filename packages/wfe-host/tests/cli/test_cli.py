@@ -311,3 +311,12 @@ def test_every_concern_has_a_global_option(fakes) -> None:
         "search=opensearch",
         "lifecycle=valkey",
     ]
+
+
+def test_a_misspelled_settings_variable_gets_one_did_you_mean_line(registry) -> None:
+    result = run(["which"], registry, env={"WFE_PERSISTENCE_UR": "sqlite:///x.db"})
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: environment WFE_PERSISTENCE_UR: unknown setting; did you mean "
+        "WFE_PERSISTENCE_URL?\n"
+    )

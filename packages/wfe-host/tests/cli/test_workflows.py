@@ -28,6 +28,9 @@ ESC = "\x1b["
 @pytest.fixture
 def shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)  # no wfe.toml of the developer's, and .wfe/ lands here
+    # Colours are what a test asks for, not what the developer's shell or CI sets.
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
     return h.SharedStore()
 
 
@@ -415,3 +418,48 @@ def test_default_sqlite_store_across_processes(tmp_path: Path) -> None:
     assert missing.returncode == 1
     assert missing.stderr == "Error: no workflow with id 'nope'\n"
     assert "Traceback" not in missing.stderr
+
+
+# -- show by id prefix -----------------------------------------------------------------------
+
+
+def test_show_accepts_a_unique_id_prefix(cli, stored) -> None:
+    prefix = stored["greet"][:8]
+    assert not any(wid.startswith(prefix) for key, wid in stored.items() if key != "greet")
+    result = cli("workflows", "show", prefix)
+    assert result.exit_code == 0, result.output
+    assert f"Workflow     {stored['greet']}" in result.stdout
+    as_json = cli("workflows", "show", prefix, "--json")
+    assert json.loads(as_json.stdout)["id"] == stored["greet"]
+
+
+def test_an_ambiguous_prefix_is_an_error_listing_the_matches(cli, shared) -> None:
+    # 17 ids over 16 hex digits: two of them surely start with the same one.
+    ids = [h.start(shared.persistence, DEFS, "greet", {"name": str(n)}) for n in range(17)]
+    firsts = [wid[0] for wid in ids]
+    digit = next(d for d in firsts if firsts.count(d) > 1)
+    matching = [wid for wid in ids if wid.startswith(digit)]
+    result = cli("workflows", "show", digit)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    message = result.stderr
+    assert message.startswith(f"Error: id prefix '{digit}' matches {len(matching)} workflows: ")
+    assert message.endswith("; give more of the id\n")
+    assert all(f"{wid} (greet)" in message for wid in matching[:10])
+    assert message.count("\n") == 1
+
+
+def test_an_unknown_prefix_is_the_unknown_id_line(cli, stored) -> None:
+    unused = next(
+        d for d in "0123456789abcdef" if not any(w.startswith(d) for w in stored.values())
+    )
+    result = cli("workflows", "show", unused + "00")
+    assert (result.exit_code, result.stderr) == (1, f"Error: no workflow with id '{unused}00'\n")
+
+
+def test_force_color_colours_statuses_off_a_terminal(cli, stored) -> None:
+    forced = cli("workflows", "list", env={"FORCE_COLOR": "1"})
+    assert ESC in forced.stdout
+    assert ESC not in cli("workflows", "list").stdout
+    both = cli("workflows", "list", env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    assert ESC not in both.stdout  # NO_COLOR wins

@@ -166,9 +166,23 @@ def test_empty_variables_count_as_unset() -> None:
 def test_a_misspelled_variable_is_an_error() -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(environ={"WFE_HOST_CONCURENCY": "4"})
-    message = str(info.value)
-    assert message.startswith("environment WFE_HOST_CONCURENCY: unknown setting; known ones: ")
-    assert "WFE_HOST_CONCURRENCY" in message
+    assert str(info.value) == (
+        "environment WFE_HOST_CONCURENCY: unknown setting; did you mean WFE_HOST_CONCURRENCY?"
+    )
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ={"WFE_QUEUE_URL_FILES": "/run/secret"})
+    assert str(info.value) == (
+        "environment WFE_QUEUE_URL_FILES: unknown setting; did you mean WFE_QUEUE_URL?"
+    )
+
+
+def test_a_variable_like_no_known_one_lists_only_its_group() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ={"WFE_LOCK_ZZZZZZZZ": "x"})
+    assert str(info.value) == (
+        "environment WFE_LOCK_ZZZZZZZZ: unknown setting; known WFE_LOCK_* variables: "
+        "WFE_LOCK, WFE_LOCK_OPTIONS, WFE_LOCK_PROVIDER, WFE_LOCK_URL"
+    )
 
 
 def test_options_variable_must_be_a_json_object() -> None:

@@ -1107,6 +1107,8 @@ class _Compiler:
             description=spec.description,
             start_step=chain[0],
             prepare_input=PrepareInputs(spec.id, spec.inputs) if spec.inputs else None,
+            inputs=tuple(spec.inputs),
+            outputs=tuple(spec.outputs),
         )
         definition.validate()
         return definition

@@ -31,7 +31,7 @@ from wfe_core.engine.data import call_flexible, merge_into, set_field
 from wfe_core.engine.middleware import StepMiddleware, run_step_middleware
 from wfe_core.models.definition import ErrorBehaviorKind
 from wfe_core.models.event import EventSubscription
-from wfe_core.models.instance import ExecutionError, ExecutionPointer, utcnow
+from wfe_core.models.instance import INTERNAL_POINTER, ExecutionError, ExecutionPointer, utcnow
 from wfe_core.models.lifecycle import LifecycleEvent, LifecycleEventType
 from wfe_core.models.status import PointerStatus, WorkflowStatus
 from wfe_core.results import ExecutionResult
@@ -718,6 +718,9 @@ class _Pass:
             context_item=item,
             predecessor_id=predecessor,
         )
+        if step.metadata.get("hidden") is True:
+            # Recorded on the pointer: readers of the store have no definition to look at.
+            pointer.extensions[INTERNAL_POINTER] = True
         self.instance.pointers.append(pointer)
         self.created.append(pointer)
         self.changed.add(pointer.id)

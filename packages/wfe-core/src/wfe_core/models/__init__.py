@@ -10,12 +10,19 @@ from wfe_core.models.definition import (
     WorkflowDefinition,
 )
 from wfe_core.models.event import Event, EventSubscription
-from wfe_core.models.instance import ExecutionError, ExecutionPointer, WorkflowInstance, new_id
+from wfe_core.models.instance import (
+    INTERNAL_POINTER,
+    ExecutionError,
+    ExecutionPointer,
+    WorkflowInstance,
+    new_id,
+)
 from wfe_core.models.lifecycle import LifecycleEvent, LifecycleEventType
 from wfe_core.models.page import Page
 from wfe_core.models.status import PointerStatus, WorkflowStatus
 
 __all__ = [
+    "INTERNAL_POINTER",
     "ErrorBehavior",
     "ErrorBehaviorKind",
     "Event",

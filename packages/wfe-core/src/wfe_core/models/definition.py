@@ -7,7 +7,7 @@ YAML); they are never persisted, only their id and version are.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -192,6 +192,10 @@ MAX_RETRY_DELAY = timedelta(days=365)
 MAX_DEFINITION_VERSION = 2**31 - 1
 
 
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @attrs.define
 class WorkflowDefinition:
     """A workflow definition: ``steps`` (indexed by id), starting at ``start_step``.
@@ -201,6 +205,11 @@ class WorkflowDefinition:
     ``start_workflow`` with the initial data before anything is stored: it returns the data to
     store (inputs converted to their declared types) or raises
     :class:`~wfe_core.errors.InvalidInputError` listing every problem.
+
+    ``inputs`` and ``outputs`` name the data fields the definition declares as its inputs and
+    outputs (both empty: nothing declared). Tools read them: ``wfe run`` refuses an
+    ``--input`` that is not a declared input (when any is declared) and prints the outputs'
+    values when the workflow ends.
     """
 
     id: str
@@ -211,6 +220,8 @@ class WorkflowDefinition:
     description: str | None = None
     start_step: int = 0
     prepare_input: Callable[[Any], Any] | None = None
+    inputs: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    outputs: tuple[str, ...] = attrs.field(default=(), converter=_names)
 
     def step(self, step_id: int) -> StepDefinition:
         """The step with ``step_id`` (``DefinitionError`` when there is none)."""

@@ -28,12 +28,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: The :attr:`ExecutionPointer.extensions` key set (to ``True``) on pointers of steps the
+#: definition marks ``metadata["hidden"]``.
+INTERNAL_POINTER = "wfe.internal"
+
+
 @attrs.define
 class ExecutionPointer:
     """Where execution stands on one step: one pointer per step visit (and per branch item).
 
     ``scope`` is the stack of container pointer ids this pointer runs inside (innermost
-    first); ``children`` the ids of the pointers a container started.
+    first); ``children`` the ids of the pointers a container started. ``extensions`` holds
+    what step bodies keep between runs, and :data:`INTERNAL_POINTER` when the pointer's step
+    is plumbing a definition format compiled to (see :attr:`internal`).
     """
 
     step_id: int
@@ -58,6 +65,13 @@ class ExecutionPointer:
     scope: list[str] = attrs.field(factory=list)
     error: str | None = None
     extensions: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def internal(self) -> bool:
+        """Whether the pointer's step is engine plumbing rather than a step the user wrote:
+        its definition marks it ``metadata["hidden"]`` (a YAML step's guard and phases, the
+        outputs check). Tools hide these (``wfe workflows show`` without ``--all``)."""
+        return self.extensions.get(INTERNAL_POINTER) is True
 
 
 @attrs.define

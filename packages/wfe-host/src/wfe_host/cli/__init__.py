@@ -23,6 +23,7 @@ from wfe_host.cli.graph import graph_command
 from wfe_host.cli.info import plugins_command, providers_command
 from wfe_host.cli.run import run_command
 from wfe_host.cli.state import CliState, cli_state
+from wfe_host.cli.terminal import color_from_environment
 from wfe_host.cli.validate import validate_command
 from wfe_host.cli.worker import worker_command
 from wfe_host.cli.workflows import workflows_group
@@ -195,6 +196,8 @@ def main(
     Settings come from these options, WFE_* environment variables, a wfe.toml file and
     defaults, in that order of priority.
     """
+    # NO_COLOR / FORCE_COLOR for every command: click.echo strips or keeps styles by this.
+    ctx.color = color_from_environment()
     state = cli_state(ctx)
     state.debug = debug
     state.config = config

@@ -5,9 +5,13 @@ On a terminal a status line at the bottom shows the running steps and their time
 when the output is not a terminal (CI logs, pipes) every change is one plain line.
 
 Step output arrives through the ``wfe.output`` logger (one record per line, with
-``workflow_id``, ``step_name``, ``stream`` and ``line`` attributes), which any step type can
-log to. Steps whose definition marks them ``metadata["hidden"]`` (the plumbing a format
-compiles to) are not shown, except when they are skipped.
+``workflow_id``, ``step_name``, ``pointer_id``, ``stream`` and ``line`` attributes), which any
+step type can log to. A record comes the moment the step prints, possibly before the step's
+STEP_STARTED lifecycle event (published after the pass stored the start), so the first
+output line of a pointer shows its start line first, and the event then adds nothing.
+
+Steps whose definition marks them ``metadata["hidden"]`` (the plumbing a format compiles to)
+are not shown, except when they are skipped.
 
 Everything shown that comes from the workflow (output lines, step and workflow names, error
 messages) goes through :func:`~wfe_host.cli.terminal.printable` first, so a step cannot send
@@ -67,6 +71,7 @@ class _OutputHandler(logging.Handler):
         self.progress.output_line(
             workflow_id,
             str(getattr(record, "step_name", "") or ""),
+            getattr(record, "pointer_id", None),
             str(getattr(record, "stream", "stdout")),
             str(getattr(record, "line", record.getMessage())),
         )
@@ -75,11 +80,16 @@ class _OutputHandler(logging.Handler):
 class Progress:
     """Prints the progress of workflow ``root_id`` (and of the child workflows it starts)."""
 
-    def __init__(self, host: WorkflowHost, root_id: str, *, tty: bool, color: bool) -> None:
+    def __init__(
+        self, host: WorkflowHost, root_id: str, *, tty: bool, color: bool, err: bool = False
+    ) -> None:
         self.host = host
         self.root_id = root_id
+        #: A status line at the bottom (a terminal that is not --plain).
         self.tty = tty
         self.color = color
+        #: Print to stderr (``wfe run --json`` keeps stdout for the summary).
+        self.err = err
         #: Followed workflows → label prefix ("" for the root, "release > " for a child).
         self.workflows: dict[str, str] = {root_id: ""}
         self.running: dict[str, tuple[str, float]] = {}
@@ -99,13 +109,14 @@ class Progress:
 
     def _clear_status(self) -> None:
         if self._status_shown:
-            click.echo("\r\x1b[2K", nl=False)
+            # color=True: the line must be erased even when colours are off (NO_COLOR).
+            click.echo("\r\x1b[2K", nl=False, err=self.err, color=True)
             self._status_shown = False
 
     def echo(self, line: str) -> None:
         """Print ``line`` above the status line."""
         self._clear_status()
-        click.echo(line)
+        click.echo(line, err=self.err, color=self.color)
         self._draw_status()
 
     def _draw_status(self) -> None:
@@ -116,13 +127,19 @@ class Progress:
         parts = [f"{label} {format_seconds(now - since)}" for label, since in self.running.values()]
         text = f"{spinner} running: " + " · ".join(parts)
         width = max(shutil.get_terminal_size().columns - 1, 20)
-        click.echo(self._style(text[:width], fg="cyan"), nl=False)
+        click.echo(self._style(text[:width], fg="cyan"), nl=False, err=self.err, color=True)
         self._status_shown = True
 
-    def output_line(self, workflow_id: str, step: str, stream: str, line: str) -> None:
-        """One line a step printed."""
+    def output_line(
+        self, workflow_id: str, step: str, pointer_id: object, stream: str, line: str
+    ) -> None:
+        """One line a step printed: after the step's start line, shown first if its
+        lifecycle event has not come yet (the executor publishes a pass's events after the
+        step's output was logged)."""
         prefix = self.workflows.get(workflow_id, "")
         label = f"{prefix}{printable(step)}"
+        if isinstance(pointer_id, str):
+            self._show_start(pointer_id, label)
         bar = self._style("│", fg="bright_black")
         line = printable(line)
         text = self._style(line, fg="yellow") if stream == "stderr" else line
@@ -203,6 +220,17 @@ class Progress:
             color = "green" if status == "complete" else "red"
             self.echo(self._style(f"↳ workflow {prefix.rstrip(' >')} {status}", fg=color))
 
+    def _show_start(self, pointer_id: str, name: str) -> None:
+        """The start line of a pointer, once per attempt (its first output line or its
+        STEP_STARTED event, whichever comes first)."""
+        again = pointer_id in self.started
+        self.started.setdefault(pointer_id, time.monotonic())
+        self.running[pointer_id] = (name, self.started[pointer_id])
+        if again and pointer_id not in self.failed:
+            return  # a container running again as its branches finish, or already shown
+        self.failed.discard(pointer_id)
+        self.echo(self._style(f"▶ {name}", fg="cyan"))
+
     async def _on_step(self, event: LifecycleEvent, prefix: str) -> None:
         step = self._step(event)
         hidden = step is not None and bool(step.metadata.get("hidden"))
@@ -210,18 +238,8 @@ class Progress:
         pointer_id = str(event.pointer_id)
         now = time.monotonic()
         if event.type == LifecycleEventType.STEP_STARTED:
-            if hidden:
-                return
-            again = pointer_id in self.started
-            self.started.setdefault(pointer_id, now)
-            self.running[pointer_id] = (name, self.started[pointer_id])
-            if again and pointer_id not in self.failed:
-                return  # a container running again as its branches finish, not news
-            self.failed.discard(pointer_id)
-            if not self.tty:
-                self.echo(f"▶ {name}")
-            else:
-                self.echo(self._style(f"▶ {name}", fg="cyan"))
+            if not hidden:
+                self._show_start(pointer_id, name)
             return
         instance = await self.host.get_workflow(event.workflow_id)
         try:

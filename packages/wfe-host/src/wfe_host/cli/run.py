@@ -9,6 +9,7 @@ instance instead of starting over (``--new`` starts a new one anyway).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -18,23 +19,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import attrs
 import click
 
 from wfe_core import processes
-from wfe_core.errors import InvalidInputError, WfeError
+from wfe_core.errors import InvalidInputError, WfeError, WorkflowTimeoutError
 from wfe_core.files import UnreadableFileError, read_regular_file
 from wfe_core.models import WorkflowStatus
 from wfe_host.cli.bounds import MAX_RUN_TIMEOUT, seconds_callback
 from wfe_host.cli.host_factory import build_host, describe_store, run_async
 from wfe_host.cli.progress import Progress, format_seconds
+from wfe_host.cli.run_summary import declared_outputs, format_value, run_summary
 from wfe_host.cli.signals import exit_status, until_signalled
 from wfe_host.cli.state import cli_state
-from wfe_host.cli.terminal import printable
+from wfe_host.cli.terminal import printable, use_color
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
 
-    from wfe_core.models import LifecycleEvent, WorkflowDefinition, WorkflowInstance
+    from wfe_core.models import (
+        ExecutionError,
+        LifecycleEvent,
+        WorkflowDefinition,
+        WorkflowInstance,
+    )
     from wfe_host.cli.state import CliState
     from wfe_host.host import WorkflowHost
 
@@ -42,6 +50,8 @@ if TYPE_CHECKING:
 EXIT_FAILED = 1
 #: Exit status of a workflow that was suspended (resume it, then run the command again).
 EXIT_SUSPENDED = 3
+#: Exit status when ``--timeout`` ran out before the workflow finished (it stays stored).
+EXIT_TIMEOUT = 4
 # Stopped by SIGINT or SIGTERM: 128 + the signal's number (130, 143), see signals.exit_status.
 #: Reference prefix of instances started by ``wfe run``.
 REFERENCE_PREFIX = "wfe-run"
@@ -72,6 +82,26 @@ def load_file(
     if not definitions:
         raise click.ClickException(f"{file} defines no workflow")
     return definitions
+
+
+def check_inputs(definition: WorkflowDefinition, inputs: Mapping[str, str]) -> None:
+    """Refuse ``--input`` keys the definition does not declare (when it declares any), each
+    with the closest declared name."""
+    if not definition.inputs:
+        return
+    problems = []
+    for key in inputs:
+        if key in definition.inputs:
+            continue
+        close = difflib.get_close_matches(key, definition.inputs, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(f"unknown input {key!r}{hint}")
+    if problems:
+        declared = ", ".join(definition.inputs)
+        raise click.BadParameter(
+            f"{'; '.join(problems)}; {definition.id} declares: {declared}",
+            param_hint="--input",
+        )
 
 
 def choose(
@@ -175,7 +205,8 @@ async def _unfinished_runs(host: WorkflowHost, definition_id: str) -> list[Workf
     callback=seconds_callback(MAX_RUN_TIMEOUT),
     default=None,
     metavar="SECONDS",
-    help="Give up waiting after this many seconds (the run stays stored).",
+    help=f"Give up waiting after this many seconds (exit status {EXIT_TIMEOUT}; the run "
+    "stays stored).",
 )
 @click.option(
     "--plain",
@@ -183,6 +214,12 @@ async def _unfinished_runs(host: WorkflowHost, definition_id: str) -> list[Workf
     envvar="WFE_PLAIN",
     show_envvar=True,
     help="Plain lines even on a terminal (no colors, no status line).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON summary (status, outputs, steps) on stdout; progress goes to stderr.",
 )
 @click.pass_context
 def run_command(
@@ -195,11 +232,13 @@ def run_command(
     new: bool,
     timeout: float | None,
     plain: bool,
+    as_json: bool,
 ) -> None:
     """Run the workflow in FILE here and now, showing its progress.
 
-    Exits 0 when the workflow completes, 1 when it fails or is terminated, 3 when it is
-    suspended, 130 or 143 when stopped by SIGINT (Ctrl+C) or SIGTERM. Running the same
+    Prints the workflow's declared outputs when it completes. Exits 0 when the workflow
+    completes, 1 when it fails or is terminated, 3 when it is suspended, 4 when --timeout ran
+    out, 130 or 143 when stopped by SIGINT (Ctrl+C) or SIGTERM. Running the same
     command again resumes a run that did not finish (after a crash, kill or stop) when the
     store keeps it (the default .wfe/wfe.db with wfe-sqlite).
     """
@@ -208,9 +247,16 @@ def run_command(
     given_values = parse_pairs(values, "--set")
     definitions = load_file(state, file, given_values)
     definition = choose(definitions, workflow_id)
+    check_inputs(definition, given_inputs)
     reference = run_reference(file, definitions, definition, given_values, given_inputs)
     host, resolved = build_host(state, run_workers=True, warn_if_memory=False)
-    tty = sys.stdout.isatty() and not plain
+    stream = sys.stderr if as_json else sys.stdout
+    view = View(
+        tty=stream.isatty() and not plain,
+        color=use_color(stream, plain=plain),
+        err=as_json,
+        as_json=as_json,
+    )
     store = describe_store(resolved)
 
     async def main() -> int:
@@ -224,7 +270,7 @@ def run_command(
                 reference,
                 new=new,
                 timeout=timeout,
-                tty=tty,
+                view=view,
                 store=store,
             )
 
@@ -251,6 +297,22 @@ def run_command(
     ctx.exit(code)
 
 
+@attrs.frozen
+class View:
+    """How ``wfe run`` shows the run: a status line (``tty``), colours, human lines on
+    stderr instead of stdout (``err``), and a JSON summary at the end (``as_json``)."""
+
+    tty: bool
+    color: bool
+    err: bool = False
+    as_json: bool = False
+
+    def echo(self, line: str, **styles: Any) -> None:
+        """One human line, styled when colours are on."""
+        text = click.style(line, **styles) if self.color and styles else line
+        click.echo(text, err=self.err, color=self.color)
+
+
 async def _run(
     host: WorkflowHost,
     definition: WorkflowDefinition,
@@ -259,7 +321,7 @@ async def _run(
     *,
     new: bool,
     timeout: float | None,
-    tty: bool,
+    view: View,
     store: str,
 ) -> int:
     events = host.lifecycle_events()
@@ -272,7 +334,7 @@ async def _run(
             events,
             new=new,
             timeout=timeout,
-            tty=tty,
+            view=view,
             store=store,
         )
     finally:
@@ -291,7 +353,7 @@ async def _follow(
     *,
     new: bool,
     timeout: float | None,
-    tty: bool,
+    view: View,
     store: str,
 ) -> int:
     started = time.monotonic()
@@ -299,7 +361,7 @@ async def _follow(
     label = f"{printable(definition.id)} v{definition.version}"
     if existing is not None:
         workflow_id = existing.id
-        click.echo(
+        view.echo(
             f"Resuming {label} (workflow {workflow_id}, started "
             f"{existing.create_time:%Y-%m-%d %H:%M:%S} UTC) in {store}"
         )
@@ -319,23 +381,28 @@ async def _follow(
         # this one, possibly on the new definition: a new run supersedes it.
         for stale in await _unfinished_runs(host, definition.id):
             await host.terminate_workflow(stale.id)
-            click.echo(f"Terminated the unfinished earlier run {stale.id} of {label}")
+            view.echo(f"Terminated the unfinished earlier run {stale.id} of {label}")
         workflow_id = await host.start_workflow(
             definition.id, data, version=definition.version, reference=reference
         )
-        click.echo(f"Running {label} (workflow {workflow_id}) in {store}")
-    progress = Progress(host, workflow_id, tty=tty, color=tty)
+        view.echo(f"Running {label} (workflow {workflow_id}) in {store}")
+    progress = Progress(host, workflow_id, tty=view.tty, color=view.color, err=view.err)
     final: WorkflowInstance | None = None
+    timed_out = False
     with progress:
         async with anyio.create_task_group() as tg:
             tg.start_soon(progress.follow, events)
 
             async def wait() -> None:
-                nonlocal final
-                final = await host.wait_for_workflow(workflow_id, timeout=timeout)
-                # Let the progress show the events still on their way (the last steps).
-                with anyio.move_on_after(2):
-                    await progress.finished.wait()
+                nonlocal final, timed_out
+                try:
+                    final = await host.wait_for_workflow(workflow_id, timeout=timeout)
+                except WorkflowTimeoutError:
+                    timed_out = True
+                else:
+                    # Let the progress show the events still on their way (the last steps).
+                    with anyio.move_on_after(2):
+                        await progress.finished.wait()
                 tg.cancel_scope.cancel()
 
             async def suspended() -> None:
@@ -344,33 +411,60 @@ async def _follow(
 
             tg.start_soon(wait)
             tg.start_soon(suspended)
-    took = format_seconds(time.monotonic() - started)
-    if final is None:
-        instance = await host.get_workflow(workflow_id)
-        click.echo(
-            click.style(
-                f"⏸ {label} suspended after {took} (workflow {workflow_id}); "
-                "resume it with `wfe workflows resume`",
-                fg="yellow",
-            )
+    elapsed = time.monotonic() - started
+    took = format_seconds(elapsed)
+    instance = final if final is not None else await host.get_workflow(workflow_id)
+    if timed_out:
+        code = EXIT_TIMEOUT
+        outcome = "timeout"
+        view.echo(
+            f"⏱ {label} still {instance.status} after --timeout {format_seconds(timeout or 0)} "
+            f"(workflow {workflow_id}); the run stays stored, run the same command again "
+            "to resume it",
+            fg="yellow",
         )
-        return EXIT_SUSPENDED if instance.status == WorkflowStatus.SUSPENDED else EXIT_FAILED
-    if final.status == WorkflowStatus.COMPLETE:
-        click.echo(
-            click.style(f"✓ {label} complete in {took}", fg="green")
-            if tty
-            else f"✓ {label} complete in {took}"
+    elif final is None:
+        code = EXIT_SUSPENDED if instance.status == WorkflowStatus.SUSPENDED else EXIT_FAILED
+        outcome = str(instance.status)
+        view.echo(
+            f"⏸ {label} suspended after {took} (workflow {workflow_id}); "
+            "resume it with `wfe workflows resume`",
+            fg="yellow",
         )
-        return 0
-    message = printable(await _failure(host, workflow_id))
-    line = f"✗ {label} {final.status} after {took}" + (f": {message}" if message else "")
-    click.echo(click.style(line, fg="red") if tty else line, err=False)
-    return EXIT_FAILED
+    elif final.status == WorkflowStatus.COMPLETE:
+        code = 0
+        outcome = str(final.status)
+        view.echo(f"✓ {label} complete in {took}", fg="green")
+        _echo_outputs(view, declared_outputs(definition, final))
+    else:
+        code = EXIT_FAILED
+        outcome = str(final.status)
+        message = printable(await _failure(host, workflow_id))
+        line = f"✗ {label} {final.status} after {took}" + (f": {message}" if message else "")
+        view.echo(line, fg="red")
+    if view.as_json:
+        errors = await _errors(host, workflow_id)
+        summary = run_summary(definition, instance, errors, status=outcome, seconds=elapsed)
+        click.echo(json.dumps(summary, indent=2, default=str, ensure_ascii=False))
+    return code
+
+
+def _echo_outputs(view: View, outputs: Mapping[str, Any]) -> None:
+    if not outputs:
+        return
+    width = max(len(name) for name in outputs)
+    view.echo("Outputs:")
+    for name, value in outputs.items():
+        view.echo(f"  {printable(name).ljust(width)}  {printable(format_value(value))}")
+
+
+async def _errors(host: WorkflowHost, workflow_id: str) -> list[ExecutionError]:
+    try:
+        return list(await host.persistence.get_errors(workflow_id))
+    except WfeError:
+        return []
 
 
 async def _failure(host: WorkflowHost, workflow_id: str) -> str:
-    try:
-        errors = await host.persistence.get_errors(workflow_id)
-    except WfeError:
-        return ""
+    errors = await _errors(host, workflow_id)
     return errors[-1].message if errors else ""

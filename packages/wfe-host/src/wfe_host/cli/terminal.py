@@ -7,11 +7,21 @@ sequences: set the window title, write the clipboard (OSC 52), rewrite lines alr
 is shown as an escape instead (``\\x1b``, ``\\x9b``, ``\\r``...), so what follows an ESC is inert
 text and the user still sees that something was there; so are the Unicode bidirectional
 overrides that reorder what a line seems to say.
+
+Whether to colour output at all follows ``NO_COLOR`` and ``FORCE_COLOR``
+(:func:`color_from_environment`), else whether the output is a terminal.
 """
 
 from __future__ import annotations
 
-__all__ = ["printable"]
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import TextIO
+
+__all__ = ["color_from_environment", "printable", "use_color"]
 
 
 def _table() -> dict[int, str]:
@@ -31,3 +41,25 @@ def printable(text: str) -> str:
     """``text`` with every control character (C0 but tab, DEL, C1) and bidirectional
     override shown as a visible escape: ``"\\x1b]0;pwned\\x07"`` → ``"\\\\x1b]0;pwned\\\\x07"``."""
     return text.translate(_TABLE)
+
+
+def color_from_environment(environ: Mapping[str, str] | None = None) -> bool | None:
+    """What ``NO_COLOR`` and ``FORCE_COLOR`` ask for: ``False`` when ``NO_COLOR`` is set (and
+    not empty; it wins), ``True`` when ``FORCE_COLOR`` is (and not empty or ``0``), else
+    ``None``: colours only on a terminal. See https://no-color.org/ and
+    https://force-color.org/."""
+    env = os.environ if environ is None else environ
+    if env.get("NO_COLOR"):
+        return False
+    if env.get("FORCE_COLOR", "") not in ("", "0"):
+        return True
+    return None
+
+
+def use_color(stream: TextIO, *, plain: bool = False) -> bool:
+    """Whether to colour what goes to ``stream``: the environment's wish, else whether it is
+    a terminal; never with ``plain``."""
+    if plain:
+        return False
+    wish = color_from_environment()
+    return stream.isatty() if wish is None else wish

@@ -20,6 +20,7 @@ from wfe_core.models import PointerStatus, WorkflowStatus
 from wfe_core.serialization import to_primitive
 from wfe_host.cli.bounds import MAX_SKIP, MAX_TAKE
 from wfe_host.cli.host_factory import build_host, not_found, run_async
+from wfe_host.cli.pointers import ordered_pointers
 from wfe_host.cli.state import cli_state
 from wfe_host.cli.terminal import printable
 
@@ -33,8 +34,15 @@ __all__ = [
     "error_record",
     "format_time",
     "instance_summary",
+    "resolve_id",
     "workflows_group",
 ]
+
+#: How many of the newest instances ``wfe workflows show`` looks for an id prefix in.
+MAX_PREFIX_SCAN = 10_000
+_SCAN_PAGE = 500
+#: How many of the instances an ambiguous prefix matches the error names.
+_MATCHES_SHOWN = 10
 
 #: Colours of statuses on a terminal (workflow and pointer statuses share names).
 _STATUS_COLOURS: dict[str, str] = {
@@ -160,6 +168,47 @@ def _run_on_host(
         raise not_found(workflow_id) from exc
 
 
+async def resolve_id(host: WorkflowHost, text: str) -> str:
+    """The id of the workflow ``text`` names: its whole id, or a prefix of exactly one id
+    among the newest :data:`MAX_PREFIX_SCAN` instances (an ambiguous or unknown prefix is
+    one error line)."""
+    try:
+        await host.get_workflow(text)
+    except WorkflowNotFoundError:
+        if not text:
+            raise
+    else:
+        return text
+    matches: dict[str, str] = {}
+    skip = 0
+    total = 0
+    while skip < MAX_PREFIX_SCAN:
+        page = await host.list_workflows(skip=skip, take=_SCAN_PAGE)
+        total = page.total
+        for item in page.items:
+            if item.id.startswith(text):
+                matches[item.id] = item.definition_id
+        skip += len(page.items)
+        if len(page.items) < _SCAN_PAGE or skip >= page.total:
+            break
+    if len(matches) == 1:
+        return next(iter(matches))
+    if not matches and skip < total:
+        raise click.ClickException(
+            f"no workflow with id {text!r} (no id starts with it among the newest {skip}; "
+            "give the whole id)"
+        )
+    if not matches:
+        raise WorkflowNotFoundError(text)
+    shown = [f"{wid} ({printable(name)})" for wid, name in list(matches.items())[:_MATCHES_SHOWN]]
+    more = len(matches) - len(shown)
+    raise click.ClickException(
+        f"id prefix {text!r} matches {len(matches)} workflows: {', '.join(shown)}"
+        + (f" and {more} more" if more else "")
+        + "; give more of the id"
+    )
+
+
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
@@ -263,17 +312,28 @@ def list_command(
 @workflows_group.command("show")
 @click.argument("workflow_id", metavar="ID")
 @click.option("--tracebacks", is_flag=True, help="Also print the errors' tracebacks.")
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Also list the engine's internal steps (a definition format's plumbing).",
+)
 @_json_option
 @click.pass_context
-def show_command(ctx: click.Context, workflow_id: str, tracebacks: bool, as_json: bool) -> None:
+def show_command(
+    ctx: click.Context, workflow_id: str, tracebacks: bool, show_all: bool, as_json: bool
+) -> None:
     """Show a workflow instance: status, data, steps and errors.
 
-    --json prints the stored instance (with its execution pointers) plus an "errors" list.
+    ID may be the start of an id, if it is the start of one only. Steps are listed in the
+    order they started, without the engine's internal ones unless --all. --json prints the
+    stored instance (with all its execution pointers) plus an "errors" list.
     """
 
     async def body(host: WorkflowHost) -> tuple[WorkflowInstance, list[ExecutionError]]:
-        instance = await host.get_workflow(workflow_id)
-        errors = await host.persistence.get_errors(workflow_id)
+        found = await resolve_id(host, workflow_id)
+        instance = await host.get_workflow(found)
+        errors = await host.persistence.get_errors(found)
         return instance, list(errors)
 
     instance, errors = _run_on_host(ctx, body, workflow_id)
@@ -282,11 +342,15 @@ def show_command(ctx: click.Context, workflow_id: str, tracebacks: bool, as_json
         record["errors"] = [error_record(e) for e in errors]
         click.echo(_json_dump(record))
         return
-    click.echo(_render(instance, errors, tracebacks=tracebacks))
+    click.echo(_render(instance, errors, tracebacks=tracebacks, show_all=show_all))
 
 
 def _render(
-    instance: WorkflowInstance, errors: Sequence[ExecutionError], *, tracebacks: bool = False
+    instance: WorkflowInstance,
+    errors: Sequence[ExecutionError],
+    *,
+    tracebacks: bool = False,
+    show_all: bool = False,
 ) -> str:
     fields = [
         ("Workflow", instance.id),
@@ -307,8 +371,9 @@ def _render(
     ]
     lines += ["", "Data:", _json_dump(to_primitive(instance.data))]
     lines += ["", "Steps:"]
-    if instance.pointers:
-        details = [_pointer_detail(p) for p in instance.pointers]
+    pointers = ordered_pointers(instance, include_internal=show_all)
+    if pointers:
+        details = [_pointer_detail(p) for p in pointers]
         # The column only when something waits: finished workflows have nothing to show in it.
         waiting = any(details)
         rows = [
@@ -321,13 +386,18 @@ def _render(
                 *([detail or "-"] if waiting else []),
                 _one_line(p.error, 60),
             ]
-            for p, detail in zip(instance.pointers, details, strict=True)
+            for p, detail in zip(pointers, details, strict=True)
         ]
         headers = ["STEP", "STATUS", "STARTED", "ENDED", "ATTEMPT"]
         headers += [*(["WAITING FOR"] if waiting else []), "ERROR"]
         lines.append(_table(headers, rows, {1: _style_status}))
     else:
         lines.append("(none yet)")
+    hidden = len(instance.pointers) - len(pointers)
+    if hidden:
+        lines.append(
+            f"({hidden} internal step{'s' if hidden != 1 else ''} not shown; --all shows them)"
+        )
     if errors:
         lines += ["", "Errors:"]
         rows = [
