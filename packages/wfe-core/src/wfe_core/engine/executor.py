@@ -186,6 +186,22 @@ class _Pass:
         self.log_extra = {"workflow_id": instance.id, "definition_id": definition.id}
         #: When the lean path last let other tasks run (see _FAIR_SLICE).
         self.yielded = time.monotonic()
+        #: The active pointers by id, in the instance's order: all that the pass's searches
+        #: for runnable pointers look at, so a step costs the same however many finished
+        #: pointers the instance holds. Pointers only ever go inactive (dropped lazily, see
+        #: ``_active``) and new ones are appended at the end, so the order stays right.
+        self.live: dict[str, ExecutionPointer] = {p.id: p for p in instance.pointers if p.active}
+
+    def _active(self) -> list[ExecutionPointer]:
+        """The active pointers, in order (those that went inactive are dropped here)."""
+        live = self.live
+        pointers = list(live.values())
+        if all(p.active for p in pointers):
+            return pointers
+        for pointer in pointers:
+            if not pointer.active:
+                del live[pointer.id]
+        return list(live.values())
 
     # -- the pass ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -201,12 +217,15 @@ class _Pass:
                 if alone is not None:
                     await self._run_pointer(tg, *alone)
             # Something may have become due while the last steps ran (a short retry).
-            if not self._may_continue() or next(px.runnable(self.instance, utcnow()), None) is None:
+            if (
+                not self._may_continue()
+                or next(px.runnable_among(self._active(), utcnow()), None) is None
+            ):
                 break
         async with self.lock:
             self._settle()
             due = (
-                px.next_execution(self.instance, utcnow())
+                px.next_execution_among(self._active(), utcnow())
                 if self.instance.status == WorkflowStatus.RUNNABLE
                 else None
             )
@@ -246,7 +265,7 @@ class _Pass:
         if self._may_continue():
             now = utcnow()
             room = self.max_parallel - len(self.running)
-            for pointer in px.runnable(self.instance, now):
+            for pointer in px.runnable_among(self._active(), now):
                 if room <= 0:
                     break
                 if pointer.id in self.running:
@@ -300,10 +319,11 @@ class _Pass:
         if not self.running or not self._may_continue():
             return  # the pass is ending; the host's scheduler wakes the instance
         now = utcnow()
-        busy = px.busy_containers(self.instance)
+        active = self._active()
+        busy = px.busy_containers_among(active)
         times = [
             t
-            for p in self.instance.pointers
+            for p in active
             if p.id not in self.running
             and (t := px.ready_time(p, busy, now)) is not None
             and t > now
@@ -324,7 +344,7 @@ class _Pass:
         """Complete the workflow when no pointer is active any more."""
         if self.instance.status != WorkflowStatus.RUNNABLE:
             return
-        if any(p.active for p in self.instance.pointers):
+        if self._active():
             return
         failed = [p for p in self.instance.pointers if fx.FAIL_AFTER_COMPENSATION in p.extensions]
         if failed:
@@ -500,7 +520,7 @@ class _Pass:
             self._close_subscription(pointer)
         if result.end_workflow_requested:
             self._complete_pointer(pointer, result, now)
-            for other in self.instance.pointers:
+            for other in self._active():
                 if other.active:
                     self._cancel(other, now)
             self._finish(WorkflowStatus.COMPLETE, LifecycleEventType.WORKFLOW_COMPLETED, None)
@@ -635,7 +655,7 @@ class _Pass:
             self._compensate(pointer, now)
         else:
             self._end_failed_pointer(pointer, now)
-            for other in self.instance.pointers:
+            for other in self._active():
                 if other.active:
                     self._cancel(other, now)
             if kind == ErrorBehaviorKind.TERMINATE:
@@ -719,10 +739,13 @@ class _Pass:
             predecessor_id=predecessor,
         )
         self.instance.pointers.append(pointer)
+        self.live[pointer.id] = pointer
         self.created.append(pointer)
         self.changed.add(pointer.id)
         if scope:
-            parent = self.instance.pointer(scope[0])
+            # The container starting it is active (found without a walk), but for a
+            # compensation started in a finished saga's scope.
+            parent = self.live.get(scope[0]) or self.instance.pointer(scope[0])
             parent.children.append(pointer.id)
             self.changed.add(parent.id)
         return pointer
