@@ -2,9 +2,9 @@
 as one JSON document each), for ``test_migrations``. Kept to show how the file was made; run
 it only with a wfe-sqlite of that version (before issue 13's schema version 4):
 
-    python packages/wfe-sqlite/tests/data/make_schema_v3.py packages/wfe-sqlite/tests/data/schema-v3.db
+    cd packages/wfe-sqlite/tests/data && python make_schema_v3.py schema-v3.db
 
-The workflows are the ones ``test_migrations.loop_definition`` builds: one finished, and one
+The workflows are the ones ``test_migrations._loop_definition`` builds: one finished, and one
 waiting for an event in the fourth round of a ``while_do`` (which also ran a parallel
 ``for_each``), so the migrated file must resume it.
 """
@@ -16,7 +16,7 @@ import sys
 
 import anyio
 
-from wfe_core import StepContext, WorkflowBuilder
+from wfe_core import StepContext, WorkflowBuilder, WorkflowDefinition
 from wfe_host import WorkflowHost
 
 
@@ -28,7 +28,7 @@ def _collect(ctx: StepContext) -> None:
     ctx.workflow.data["seen"].append(ctx.item)
 
 
-def loop_definition():  # type: ignore[no-untyped-def]
+def loop_definition() -> WorkflowDefinition:
     return (
         WorkflowBuilder(dict)
         .for_each(lambda data: ["a", "b", "c"], lambda b: b.start_with(_collect))
