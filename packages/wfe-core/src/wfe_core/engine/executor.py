@@ -34,6 +34,7 @@ from wfe_core.models.event import EventSubscription
 from wfe_core.models.instance import ExecutionError, ExecutionPointer, utcnow
 from wfe_core.models.lifecycle import LifecycleEvent, LifecycleEventType
 from wfe_core.models.status import PointerStatus, WorkflowStatus
+from wfe_core.primitives import containers
 from wfe_core.results import ExecutionResult
 from wfe_core.step import StepContext
 
@@ -53,6 +54,22 @@ logger = logging.getLogger("wfe_core.engine")
 SUBSCRIPTION_ID = "subscription_id"
 #: Seconds a sequence of steps runs on the lean path before it lets other tasks run.
 _FAIR_SLICE = 0.005
+#: The engine's container steps: they only compute their result from their inputs and their
+#: state (no I/O, no waiting), so a pass runs them without storing their start first, and
+#: their result is stored with the next write (a loop's round costs one write, not two). A
+#: crash before that write runs them again, as any step whose result was not stored.
+_PRIMITIVES = frozenset(
+    {
+        containers.Sequence,
+        containers.If,
+        containers.While,
+        containers.ForEach,
+        containers.Decide,
+        containers.When,
+    }
+)
+#: At most this many primitive runs in a row before a write (a bound, not a limit users meet).
+_MAX_PRIMITIVE_RUNS = 256
 #: Subscriptions with no effective date see every stored event of their name and key.
 _BEGINNING = datetime.min.replace(tzinfo=UTC)
 
@@ -260,6 +277,8 @@ class _Pass:
         allows (the others start as running steps end); call with the lock held. With
         ``inline``, a pointer that starts alone is returned for the caller to run in its own
         task (after releasing the lock) instead of in a new one."""
+        if not self.middleware:
+            await self._run_primitives()
         self._settle()
         started: list[tuple[ExecutionPointer, anyio.CancelScope]] = []
         if self._may_continue():
@@ -291,6 +310,36 @@ class _Pass:
         self._arm_timer(tg)
         return started[0] if alone else None
 
+    async def _run_primitives(self) -> None:
+        """Run the runnable container steps at once, in this task, without storing their
+        start (see ``_PRIMITIVES``); what they start is started by the caller with them.
+        Not with step middleware, which may want to see every step run as any other."""
+        for _ in range(_MAX_PRIMITIVE_RUNS):
+            self._settle()
+            if not self._may_continue():
+                return
+            now = utcnow()
+            pointer = next(
+                (
+                    p
+                    for p in px.runnable_among(self._active(), now)
+                    if p.id not in self.running
+                    and self.definition.step(p.step_id).body in _PRIMITIVES
+                ),
+                None,
+            )
+            if pointer is None:
+                return
+            step = self.definition.step(pointer.step_id)
+            scope = self._mark_started(pointer, now)
+            outcome = await self._execute(pointer, step, scope)
+            self.running.pop(pointer.id, None)
+            self.dirty = True
+            if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
+                continue
+            self.created = []
+            self._apply(pointer, step, outcome)
+
     def _keep_due(self, now: datetime) -> None:
         """Make the instance due by ``now``. A due time already past stays as it is: the
         instance is as due, and its stored head need not change with every step."""
@@ -320,14 +369,13 @@ class _Pass:
             return  # the pass is ending; the host's scheduler wakes the instance
         now = utcnow()
         active = self._active()
+        # Only a pointer with a time set can fall due later: look at those alone (a wide
+        # for_each has thousands of pending pointers and wakes this on every flush).
+        timed = [p for p in active if p.sleep_until is not None and p.id not in self.running]
+        if not timed:
+            return
         busy = px.busy_containers_among(active)
-        times = [
-            t
-            for p in active
-            if p.id not in self.running
-            and (t := px.ready_time(p, busy, now)) is not None
-            and t > now
-        ]
+        times = [t for p in timed if (t := px.ready_time(p, busy, now)) is not None and t > now]
         if times:
             self.timer = anyio.CancelScope()
             tg.start_soon(self._wake_at, tg, self.timer, min(times))
@@ -381,38 +429,44 @@ class _Pass:
         while True:
             step = self.definition.step(pointer.step_id)
             outcome = await self._execute(pointer, step, scope)
+            following: tuple[ExecutionPointer, anyio.CancelScope] | None
             async with self._guard():
                 self.running.pop(pointer.id, None)
                 # The body may have changed its pointer (ctx.pointer), whatever came of it.
                 self.changed.add(pointer.id)
                 if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
-                    return await self._after_run(tg)
-                self.created = []
-                self._apply(pointer, step, outcome)
-                self.dirty = True
-                successor = self._sole_successor(pointer)
-                if successor is None:
-                    return await self._after_run(tg)
-                # The lean path: store the result (with the successor started), then run the
-                # successor in this task, without the flusher and a new task.
-                now = utcnow()
-                scope = self._mark_started(successor, now)
-                self._keep_due(now)
-                await self._flush()
-                pointer = successor
-                if time.monotonic() - self.yielded > _FAIR_SLICE:
-                    # Steps that never wait (and a store that never does either) would keep
-                    # every other task of the host waiting until the pass ends.
-                    await anyio.lowlevel.checkpoint()
-                    self.yielded = time.monotonic()
+                    following = await self._after_run(tg)
+                else:
+                    self.created = []
+                    self._apply(pointer, step, outcome)
+                    self.dirty = True
+                    successor = self._sole_successor(pointer)
+                    if successor is None:
+                        following = await self._after_run(tg)
+                    else:
+                        # The lean path: store the result (with the successor started), then
+                        # run the successor in this task, without the flusher and a new task.
+                        now = utcnow()
+                        following = (successor, self._mark_started(successor, now))
+                        self._keep_due(now)
+                        await self._flush()
+            if following is None:
+                return
+            pointer, scope = following
+            if time.monotonic() - self.yielded > _FAIR_SLICE:
+                # Steps that never wait (and a store that never does either) would keep
+                # every other task of the host waiting until the pass ends.
+                await anyio.lowlevel.checkpoint()
+                self.yielded = time.monotonic()
 
-    async def _after_run(self, tg: TaskGroup) -> None:
+    async def _after_run(self, tg: TaskGroup) -> tuple[ExecutionPointer, anyio.CancelScope] | None:
         """A step's run ended (call with the lock held): the flusher stores its result and
-        starts what it made runnable, or, with no flusher, this task does."""
+        starts what it made runnable, or, with no flusher, this task does; a step it starts
+        alone (the next round of a loop) is returned for this task to run."""
         if self.flusher_alive:
             self.kick.set()
-        else:
-            await self._start_runnable(tg)
+            return None
+        return await self._start_runnable(tg, inline=True)
 
     def _guard(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """The pass's lock, or nothing while no other task of the pass can touch its state
