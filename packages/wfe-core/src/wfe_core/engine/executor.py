@@ -9,6 +9,12 @@ steps it makes runnable start, so a crash loses at most the steps that were runn
 A plain sequence takes a lean path: when a step's result makes exactly its successor runnable
 and no other step is running, the successor runs in the same task once that result (and the
 successor's start) is stored, without a new task or a round through the flusher.
+
+Long workflows cost the same per step as short ones: a pass keeps the active pointers apart
+and never walks the finished ones again, and the engine's container steps (``while_do``,
+``for_each``, ``if_do``, ``parallel``, ``decide``) run at once without storing their start
+(they only compute their result), so a loop's round is one write: the body's result with the
+container's next round and the next body step's start.
 """
 
 from __future__ import annotations
