@@ -222,3 +222,20 @@ async def test_a_file_of_schema_version_3_keeps_every_pointer_and_finishes(
         # The documents hold no pointer any more: they are rows.
         heads = [json.loads(d) for (d,) in conn.execute("SELECT document FROM wfe_workflows")]
         assert all(head["pointers"] == [] for head in heads)
+
+
+@pytest.mark.anyio
+async def test_a_version_3_document_that_cannot_be_read_stops_the_migration(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "damaged.db"
+    shutil.copyfile(SCHEMA_V3, path)
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        (workflow_id,) = conn.execute("SELECT id FROM wfe_workflows LIMIT 1").fetchone()
+        conn.execute("UPDATE wfe_workflows SET document = '[1, 2' WHERE id = ?", (workflow_id,))
+    with pytest.raises(ProviderError, match=f"migration 4: the document of workflow {workflow_id}"):
+        async with SqlitePersistence(f"sqlite:///{path}"):
+            pass
+    # Nothing of the migration is kept: the file is still at version 3, as it was.
+    assert max(v for v, _, _ in _versions(path)) == 3
+    assert "wfe_pointers" not in _tables(path)
