@@ -19,6 +19,7 @@ container's next round and the next body step's start.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -214,17 +215,41 @@ class _Pass:
         #: pointers the instance holds. Pointers only ever go inactive (dropped lazily, see
         #: ``_active``) and new ones are appended at the end, so the order stays right.
         self.live: dict[str, ExecutionPointer] = {p.id: p for p in instance.pointers if p.active}
+        #: How many active pointers each container has inside it (at any depth), kept as
+        #: pointers are created and end: a container's "busy" costs the same with 10,000
+        #: branches as with one.
+        self.inside: collections.Counter[str] = collections.Counter(
+            container for p in self.live.values() for container in p.scope
+        )
+        #: Ids of the pointers the pass ended since ``_active`` last dropped them.
+        self.ended: list[str] = []
+        #: The definition's container steps (see ``_PRIMITIVES``), by id.
+        self.primitive_steps = frozenset(
+            step.id for step in definition.steps if step.body in _PRIMITIVES
+        )
+
+    def _active_dropped(self) -> None:
+        live = self.live
+        inside = self.inside
+        for pointer_id in self.ended:
+            pointer = live.pop(pointer_id, None)
+            if pointer is not None:
+                for container in pointer.scope:
+                    inside[container] -= 1
+        self.ended.clear()
+
+    def _busy(self) -> set[str]:
+        """Ids of the containers with an active pointer inside them (as
+        ``pointers.busy_containers``), from counts kept as pointers start and end."""
+        self._active_dropped()
+        return {container for container, count in self.inside.items() if count > 0}
 
     def _active(self) -> list[ExecutionPointer]:
-        """The active pointers, in order (those that went inactive are dropped here)."""
-        live = self.live
-        pointers = list(live.values())
-        if all(p.active for p in pointers):
-            return pointers
-        for pointer in pointers:
-            if not pointer.active:
-                del live[pointer.id]
-        return list(live.values())
+        """The active pointers, in order (those the pass ended since are dropped here; one
+        ended by other means is still listed, which the searches allow: they check
+        ``active``)."""
+        self._active_dropped()
+        return list(self.live.values())
 
     # -- the pass ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -242,13 +267,13 @@ class _Pass:
             # Something may have become due while the last steps ran (a short retry).
             if (
                 not self._may_continue()
-                or next(px.runnable_among(self._active(), utcnow()), None) is None
+                or next(px.runnable_among(self._active(), utcnow(), self._busy()), None) is None
             ):
                 break
         async with self.lock:
             self._settle()
             due = (
-                px.next_execution_among(self._active(), utcnow())
+                px.next_execution_among(self._active(), utcnow(), self._busy())
                 if self.instance.status == WorkflowStatus.RUNNABLE
                 else None
             )
@@ -283,14 +308,14 @@ class _Pass:
         allows (the others start as running steps end); call with the lock held. With
         ``inline``, a pointer that starts alone is returned for the caller to run in its own
         task (after releasing the lock) instead of in a new one."""
-        if not self.middleware:
+        if self.primitive_steps and not self.middleware:
             await self._run_primitives()
         self._settle()
         started: list[tuple[ExecutionPointer, anyio.CancelScope]] = []
         if self._may_continue():
             now = utcnow()
             room = self.max_parallel - len(self.running)
-            for pointer in px.runnable_among(self._active(), now):
+            for pointer in px.runnable_among(self._active(), now, self._busy()):
                 if room <= 0:
                     break
                 if pointer.id in self.running:
@@ -324,13 +349,28 @@ class _Pass:
             self._settle()
             if not self._may_continue():
                 return
+            active = self._active()
+            # Containers first (cheap), then whether one can run: a wide for_each has
+            # thousands of pending steps and no runnable container while they run.
+            primitives = self.primitive_steps
+            live = self.live
+            candidates = [
+                p
+                for p in active
+                if p.step_id in primitives
+                and p.id not in self.running
+                # A container whose last child is active is busy: known without the walk.
+                and not (p.children and getattr(live.get(p.children[-1]), "active", False))
+            ]
+            if not candidates:
+                return
             now = utcnow()
+            busy = self._busy()
             pointer = next(
                 (
                     p
-                    for p in px.runnable_among(self._active(), now)
-                    if p.id not in self.running
-                    and self.definition.step(p.step_id).body in _PRIMITIVES
+                    for p in candidates
+                    if (t := px.ready_time(p, busy, now)) is not None and t <= now
                 ),
                 None,
             )
@@ -380,7 +420,7 @@ class _Pass:
         timed = [p for p in active if p.sleep_until is not None and p.id not in self.running]
         if not timed:
             return
-        busy = px.busy_containers_among(active)
+        busy = self._busy()
         times = [t for p in timed if (t := px.ready_time(p, busy, now)) is not None and t > now]
         if times:
             self.timer = anyio.CancelScope()
@@ -398,7 +438,9 @@ class _Pass:
         """Complete the workflow when no pointer is active any more."""
         if self.instance.status != WorkflowStatus.RUNNABLE:
             return
-        if self._active():
+        # The oldest active pointer comes first once the ended ones are dropped: cheap.
+        self._active_dropped()
+        if any(p.active for p in self.live.values()):
             return
         failed = [p for p in self.instance.pointers if fx.FAIL_AFTER_COMPENSATION in p.extensions]
         if failed:
@@ -616,6 +658,7 @@ class _Pass:
             else PointerStatus.COMPLETE
         )
         pointer.active = False
+        self.ended.append(pointer.id)
         pointer.end_time = now
         pointer.outcome = result.outcome_value
         self._emit(LifecycleEventType.STEP_COMPLETED, pointer)
@@ -729,6 +772,7 @@ class _Pass:
         self.changed.add(pointer.id)
         pointer.status = PointerStatus.FAILED
         pointer.active = False
+        self.ended.append(pointer.id)
         pointer.end_time = now
 
     def _compensate(self, failed: ExecutionPointer, now: datetime) -> None:
@@ -771,6 +815,7 @@ class _Pass:
         self.changed.add(pointer.id)
         pointer.status = PointerStatus.CANCELLED
         pointer.active = False
+        self.ended.append(pointer.id)
         pointer.end_time = now
         self._close_subscription(pointer)
         scope = self.running.get(pointer.id)
@@ -800,6 +845,7 @@ class _Pass:
         )
         self.instance.pointers.append(pointer)
         self.live[pointer.id] = pointer
+        self.inside.update(pointer.scope)
         self.created.append(pointer)
         self.changed.add(pointer.id)
         if scope:

@@ -49,10 +49,12 @@ def runnable(instance: WorkflowInstance, now: datetime) -> Iterator[ExecutionPoi
 
 
 def runnable_among(
-    pointers: Sequence[ExecutionPointer], now: datetime
+    pointers: Sequence[ExecutionPointer], now: datetime, busy: set[str] | None = None
 ) -> Iterator[ExecutionPointer]:
-    """:func:`runnable` over ``pointers`` (all the active ones at least, in order)."""
-    busy = busy_containers_among(pointers)
+    """:func:`runnable` over ``pointers`` (all the active ones at least, in order);
+    ``busy`` is their :func:`busy_containers_among` when the caller keeps it."""
+    if busy is None:
+        busy = busy_containers_among(pointers)
     for pointer in pointers:
         at = ready_time(pointer, busy, now)
         if at is not None and at <= now:
@@ -64,9 +66,12 @@ def next_execution(instance: WorkflowInstance, now: datetime) -> datetime | None
     return next_execution_among(instance.pointers, now)
 
 
-def next_execution_among(pointers: Sequence[ExecutionPointer], now: datetime) -> datetime | None:
+def next_execution_among(
+    pointers: Sequence[ExecutionPointer], now: datetime, busy: set[str] | None = None
+) -> datetime | None:
     """:func:`next_execution` over ``pointers`` (all the active ones at least)."""
-    busy = busy_containers_among(pointers)
+    if busy is None:
+        busy = busy_containers_among(pointers)
     times = [t for p in pointers if (t := ready_time(p, busy, now)) is not None]
     return min(times, default=None)
 
