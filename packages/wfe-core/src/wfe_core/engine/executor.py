@@ -221,11 +221,21 @@ class _Pass:
         self.inside: collections.Counter[str] = collections.Counter(
             container for p in self.live.values() for container in p.scope
         )
+        #: The active pointers that may have a time set (``sleep_until``): the only ones the
+        #: timer looks at. The pass adds those it gives a time; dropped when they end.
+        self.timed: dict[str, ExecutionPointer] = {
+            p.id: p for p in self.live.values() if p.sleep_until is not None
+        }
+        #: The active container pointers (the definition's ``_PRIMITIVES``), in order.
+        self.containers: dict[str, ExecutionPointer] = {}
         #: Ids of the pointers the pass ended since ``_active`` last dropped them.
         self.ended: list[str] = []
         #: The definition's container steps (see ``_PRIMITIVES``), by id.
         self.primitive_steps = frozenset(
             step.id for step in definition.steps if step.body in _PRIMITIVES
+        )
+        self.containers.update(
+            (p.id, p) for p in self.live.values() if p.step_id in self.primitive_steps
         )
 
     def _active_dropped(self) -> None:
@@ -236,6 +246,8 @@ class _Pass:
             if pointer is not None:
                 for container in pointer.scope:
                     inside[container] -= 1
+                self.timed.pop(pointer_id, None)
+                self.containers.pop(pointer_id, None)
         self.ended.clear()
 
     def _busy(self) -> set[str]:
@@ -349,15 +361,14 @@ class _Pass:
             self._settle()
             if not self._may_continue():
                 return
-            active = self._active()
-            # Containers first (cheap), then whether one can run: a wide for_each has
-            # thousands of pending steps and no runnable container while they run.
-            primitives = self.primitive_steps
+            self._active_dropped()
+            # The containers alone (kept apart), then whether one can run: a wide for_each
+            # has thousands of pending steps and no runnable container while they run.
             live = self.live
             candidates = [
                 p
-                for p in active
-                if p.step_id in primitives
+                for p in self.containers.values()
+                if p.active
                 and p.id not in self.running
                 # A container whose last child is active is busy: known without the walk.
                 and not (p.children and getattr(live.get(p.children[-1]), "active", False))
@@ -414,10 +425,14 @@ class _Pass:
         if not self.running or not self._may_continue():
             return  # the pass is ending; the host's scheduler wakes the instance
         now = utcnow()
-        active = self._active()
+        self._active_dropped()
         # Only a pointer with a time set can fall due later: look at those alone (a wide
         # for_each has thousands of pending pointers and wakes this on every flush).
-        timed = [p for p in active if p.sleep_until is not None and p.id not in self.running]
+        timed = [
+            p
+            for p in self.timed.values()
+            if p.active and p.sleep_until is not None and p.id not in self.running
+        ]
         if not timed:
             return
         busy = self._busy()
@@ -643,6 +658,7 @@ class _Pass:
             pointer.attempt = 0
             pointer.status = PointerStatus.SLEEPING
             pointer.sleep_until = now + result.sleep_for
+            self.timed[pointer.id] = pointer
             pointer.persistence_data = result.persistence_data
         else:
             pointer.attempt = 0
@@ -694,6 +710,7 @@ class _Pass:
         pointer.event_published = False
         pointer.event_data = None
         pointer.sleep_until = None if result.event_timeout is None else now + result.event_timeout
+        self.timed[pointer.id] = pointer
         subscription = EventSubscription(
             workflow_id=self.instance.id,
             pointer_id=pointer.id,
@@ -747,6 +764,7 @@ class _Pass:
             if behavior.max_retries is None or failures <= behavior.max_retries:
                 pointer.status = PointerStatus.SLEEPING
                 pointer.sleep_until = now + behavior.retry_delay(failures)
+                self.timed[pointer.id] = pointer
                 return
             behavior = fx.fallback_behavior(self.definition, in_saga, is_compensation)
         kind = behavior.kind
@@ -846,6 +864,8 @@ class _Pass:
         self.instance.pointers.append(pointer)
         self.live[pointer.id] = pointer
         self.inside.update(pointer.scope)
+        if step_id in self.primitive_steps:
+            self.containers[pointer.id] = pointer
         self.created.append(pointer)
         self.changed.add(pointer.id)
         if scope:
