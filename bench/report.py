@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from bench.scenarios import TITLES
+from bench.scenarios import LONG_BACKENDS, LONG_SHAPES, TITLES, long_system
 from bench.stats import Summary
 
 if TYPE_CHECKING:
@@ -30,6 +30,8 @@ _METRICS = {
     "workflow_ms": "as a workflow ms (p50)",
     "overhead_ms": "overhead ms",
     "ratio": "workflow / direct",
+    "bytes_per_step": "bytes written / step",
+    "peak_rss_mb": "peak RSS MiB",
 }
 
 Values = dict[tuple[str, str, str], dict[str, list[float]]]
@@ -192,7 +194,60 @@ def targets(
             text += f"; CPU per workflow {cpu6 / cpu2:.2f}x"
         text += ")"
         found.append(Target("6 SQLite: scenario 6 vs 2", ">= 0.8x", text, ratio >= 0.8))
+    p50 = med("1", "WFE", "sqlite", "latency_p50_ms")
+    found.append(
+        Target(
+            "1 SQLite: start-and-wait p50 (issue 13)",
+            "<= 2 ms",
+            "not measured" if p50 is None else f"{p50:.2f} ms",
+            None if p50 is None else p50 <= 2,
+        )
+    )
+    found += _long_targets(med)
     return found
+
+
+def _long_targets(med: Any) -> list[Target]:
+    """Scenario 7's targets (issue 13), on the shortest and the longest N measured."""
+    found: list[Target] = []
+    short, long = LONG_STEPS_CHECKED
+    for shape in LONG_SHAPES:
+        for backend in LONG_BACKENDS:
+            a = med("7", long_system("WFE", shape, short), backend, "cpu_us_per_step")
+            b = med("7", long_system("WFE", shape, long), backend, "cpu_us_per_step")
+            name = f"7 {backend} {shape}: CPU/step N={long:,} vs N={short:,}"
+            if a is None or b is None:
+                found.append(Target(name, "<= 1.5x", "not measured", None))
+                continue
+            ratio = b / a
+            text = f"{ratio:.2f}x ({_num(b)} vs {_num(a)} us)"
+            found.append(Target(name, "<= 1.5x", text, ratio <= 1.5))
+    wfe = med("7", long_system("WFE", "while_do", long), "sqlite", "steps_per_s")
+    dbos = med("7", long_system("DBOS (WAL)", "loop", long), "sqlite", "steps_per_s")
+    name = f"7 SQLite while_do N={long:,}: steps/s vs DBOS (WAL)"
+    if wfe is None or dbos is None:
+        found.append(Target(name, ">= 5x", "not measured", None))
+    else:
+        ratio = wfe / dbos
+        found.append(
+            Target(name, ">= 5x", f"{ratio:.2f}x ({_num(wfe)} vs {_num(dbos)})", ratio >= 5)
+        )
+    for backend in LONG_BACKENDS:
+        rss = med("7", long_system("WFE", "for_each_parallel", long), backend, "peak_rss_mb")
+        name = f"7 {backend} parallel for_each N={long:,}: peak RSS"
+        found.append(
+            Target(
+                name,
+                "< 300 MiB",
+                "not measured" if rss is None else f"{rss:.0f} MiB",
+                None if rss is None else rss < 300,
+            )
+        )
+    return found
+
+
+#: The lengths scenario 7's growth targets compare (issue 13).
+LONG_STEPS_CHECKED = (100, 10_000)
 
 
 def build(
@@ -272,7 +327,7 @@ def render(document: dict[str, Any], checked: list[Target]) -> str:
         f"sizes: {', '.join(f'{k}={v}' for k, v in sizes.items())}",
         "",
     ]
-    header = f"{'scenario':<42} {'system':<18} {'backend':<9} {'metric':<23} " + (
+    header = f"{'scenario':<42} {'system':<32} {'backend':<9} {'metric':<23} " + (
         f"{'median':>9} {'min':>9} {'max':>9}"
     )
     lines += [header, "-" * len(header)]
@@ -282,10 +337,10 @@ def render(document: dict[str, Any], checked: list[Target]) -> str:
         shown = title if title != last else ""
         last = title
         if row["metric"] is None:
-            lines.append(f"{shown:<42} {row['system']:<18} {row['backend']:<9} -- {row['skipped']}")
+            lines.append(f"{shown:<42} {row['system']:<32} {row['backend']:<9} -- {row['skipped']}")
             continue
         lines.append(
-            f"{shown:<42} {row['system']:<18} {row['backend']:<9} "
+            f"{shown:<42} {row['system']:<32} {row['backend']:<9} "
             f"{metric_label(row['metric']):<23} "
             f"{_num(_nan(row['median'])):>9} {_num(_nan(row['min'])):>9} "
             f"{_num(_nan(row['max'])):>9}"

@@ -41,7 +41,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--repetitions", "-n", type=int, help="timed rounds per scenario")
     parser.add_argument("--warmup-rounds", type=int, help="untimed rounds first (default 1)")
-    parser.add_argument("--only", help="comma-separated scenarios to run (1-6)")
+    parser.add_argument("--only", help="comma-separated scenarios to run (1-7)")
     parser.add_argument("--sequential", type=int, help="workflows per run of scenario 1")
     parser.add_argument("--burst", type=int, help="workflows started at once (2 and 6)")
     parser.add_argument("--memory-workflows", type=int, help="100-step workflows per run of 3")
@@ -49,6 +49,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--commands", type=int, help="commands per run of scenario 5")
     parser.add_argument("--floor-commits", type=int, help="commits per floor run")
     parser.add_argument("--stored", type=int, help="finished instances stored for scenario 6")
+    parser.add_argument(
+        "--long-steps", help="comma-separated workflow lengths of scenario 7 (100,1000,10000)"
+    )
     parser.add_argument("--no-postgres", action="store_true", help="do not start PostgreSQL")
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temp dir)")
     parser.add_argument("--output", type=Path, help="JSON file (default bench/results/<date>)")
@@ -69,6 +72,9 @@ def _sizes(args: argparse.Namespace) -> Sizes:
         "commands": args.commands,
         "floor_commits": args.floor_commits,
         "stored": args.stored,
+        "long_steps": (
+            tuple(int(n) for n in args.long_steps.split(",")) if args.long_steps else None
+        ),
     }
     return attrs.evolve(sizes, **{k: v for k, v in changes.items() if v is not None})
 

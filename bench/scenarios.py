@@ -20,7 +20,17 @@ TITLES = {
     "4": "4. event round trip",
     "5": "5. shell / Deno step overhead",
     "6": "6. as 2, with N finished instances stored",
+    "7": "7. one long workflow of N steps, alone",
 }
+
+#: Scenario 7's shapes (see ``bench.peers.wfe.LONG_SHAPES``) and backends.
+LONG_SHAPES = ("sequence", "while_do", "for_each", "for_each_parallel")
+LONG_BACKENDS = ("memory", "sqlite")
+
+
+def long_system(system: str, shape: str, steps: int) -> str:
+    """The row label of one scenario 7 job: the system, the shape and N."""
+    return f"{system} {shape} N={steps:,}"
 
 
 @attrs.frozen
@@ -39,6 +49,8 @@ class Sizes:
     stored: int = 100_000
     #: Workflows (or events) run before the timed part inside each run.
     warmup: int = 10
+    #: Scenario 7: the lengths (steps) of the one long workflow.
+    long_steps: tuple[int, ...] = (100, 1_000, 10_000)
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -195,4 +207,15 @@ def groups(
             ),
         ]
         result.append(("5", jobs))
+    if wanted("7"):
+        jobs = []
+        for steps in sizes.long_steps:
+            for shape in LONG_SHAPES:
+                for backend in LONG_BACKENDS:
+                    job = _wfe("7", backend, "long", None, shape=shape, steps=steps, warmup=2)
+                    jobs.append(attrs.evolve(job, system=long_system("WFE", shape, steps)))
+            # DBOS on WAL (faster than its default journal): the stricter comparison.
+            job = _dbos("7", "DBOS (WAL)", "wal", "sqlite", "loop", count=steps, warmup=2)
+            jobs.append(attrs.evolve(job, system=long_system("DBOS (WAL)", "loop", steps)))
+        result.append(("7", jobs))
     return result

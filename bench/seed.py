@@ -2,10 +2,10 @@
 
 Seeding goes through the provider's own tables, fast: one 3-step workflow is run to its end
 by a real host (so its row and JSON document are exactly what wfe-sqlite writes), then that
-row is cloned ``count`` times by a single ``INSERT ... SELECT`` over a recursive CTE, each
-clone with a new id (also replaced inside its document) and slightly earlier times, in one
-transaction. The file is checkpointed and then copied for every run, so each run starts from
-the same store.
+row and its pointer rows are cloned ``count`` times by ``INSERT ... SELECT`` over a
+recursive CTE, each clone with a new id (also replaced inside its document) and slightly
+earlier times, in one transaction. The file is checkpointed and then copied for every run,
+so each run starts from the same store.
 """
 
 from __future__ import annotations
@@ -27,6 +27,19 @@ SELECT printf('seed%028d', i), definition_id, version, status, reference, NULL,
        replace(document, :template, printf('seed%028d', i))
 FROM wfe_workflows, n WHERE wfe_workflows.id = :template
 """
+# The template's pointer rows and child ids, for every clone (schema version 4 on).
+_CLONE_POINTERS = """
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)
+INSERT INTO wfe_pointers (workflow_id, position, document)
+SELECT printf('seed%028d', i), position, document
+FROM wfe_pointers, n WHERE wfe_pointers.workflow_id = :template
+"""
+_CLONE_CHILDREN = """
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)
+INSERT INTO wfe_pointer_children (workflow_id, position, idx, child_id)
+SELECT printf('seed%028d', i), position, idx, child_id
+FROM wfe_pointer_children, n WHERE wfe_pointer_children.workflow_id = :template
+"""
 
 
 async def seed(path: str, count: int) -> dict[str, Any]:
@@ -40,7 +53,8 @@ async def seed(path: str, count: int) -> dict[str, Any]:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(_CLONE, {"count": count, "template": template})
+        for statement in (_CLONE, _CLONE_POINTERS, _CLONE_CHILDREN):
+            conn.execute(statement, {"count": count, "template": template})
         conn.execute("COMMIT")
         stored = conn.execute("SELECT count(*) FROM wfe_workflows").fetchone()[0]
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

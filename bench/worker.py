@@ -74,6 +74,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         return anyio.run(wfe.memory_steps, int(spec["steps"]), count, warmup)
     if scenario == "event":
         return anyio.run(wfe.event_round_trip, backend, target, count, warmup)
+    if scenario == "long":
+        return anyio.run(
+            wfe.long_workflow, spec["shape"], backend, target, int(spec["steps"]), warmup
+        )
     if scenario in ("shell", "deno"):
         with tempfile.TemporaryDirectory(prefix="wfe-bench-") as workdir:
             return anyio.run(wfe.step_overhead, scenario, count, warmup, workdir)

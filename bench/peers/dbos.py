@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from bench.stats import percentile
+from bench.usage import peak_rss_mb, written_bytes
 
 TIMEOUT = 300.0
 
@@ -79,8 +80,20 @@ def _launch(backend: str, target: str, journal: str) -> Any:
         await DBOS.recv_async("bench-go", timeout_seconds=TIMEOUT)
         await mark(key)
 
+    @DBOS.workflow()
+    async def loop(steps: int) -> int:
+        value = 0
+        for _ in range(steps):
+            value = await noop(value)
+        return value
+
     DBOS.launch()
+    _workflows["loop"] = loop
     return DBOS, three_steps, waits
+
+
+#: Workflows registered by ``_launch`` beyond the three it returns.
+_workflows: dict[str, Any] = {}
 
 
 async def _run(kind: str, backend: str, target: str, journal: str, count: int, warmup: int) -> Any:
@@ -143,6 +156,24 @@ async def _run(kind: str, backend: str, target: str, journal: str, count: int, w
             return {
                 "latency_p50_ms": percentile(latencies, 50) * 1000,
                 "latency_p99_ms": percentile(latencies, 99) * 1000,
+            }
+        if kind == "loop":
+            # Scenario 7: one workflow calling one step ``count`` times, alone.
+            loop = _workflows["loop"]
+            for _ in range(warmup):
+                await (await dbos.start_workflow_async(loop, 10)).get_result()
+            written = written_bytes()
+            started = time.perf_counter()
+            cpu = time.process_time()
+            await (await dbos.start_workflow_async(loop, count)).get_result()
+            elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu
+            written = written_bytes() - written
+            return {
+                "steps_per_s": count / elapsed,
+                "cpu_us_per_step": cpu * 1e6 / count,
+                "bytes_per_step": written / count,
+                "peak_rss_mb": peak_rss_mb(),
             }
         raise ValueError(f"DBOS has no {kind!r} scenario")
     finally:

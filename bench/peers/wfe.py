@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from bench.stats import percentile
+from bench.usage import peak_rss_mb, written_bytes
 from wfe_core import ExecutionResult, StepBody, StepContext, WorkflowBuilder
 from wfe_host import WorkflowHost
 
@@ -148,6 +149,80 @@ async def memory_steps(steps: int, workflows: int, warmup: int) -> dict[str, Any
         "steps_per_s": steps * workflows / elapsed,
         "cpu_us_per_step": cpu * 1e6 / (steps * workflows),
     }
+
+
+# -- scenario 7: one long workflow ---------------------------------------------------------
+#: The shapes of scenario 7: each runs ``steps`` trivial steps in one workflow.
+LONG_SHAPES = ("sequence", "while_do", "for_each", "for_each_parallel")
+
+
+def _count(ctx: StepContext) -> None:
+    ctx.workflow.data["i"] += 1
+
+
+def _noop(ctx: StepContext) -> None:
+    return None
+
+
+def long_definition(shape: str, steps: int) -> WorkflowDefinition:
+    """One workflow of ``steps`` trivial steps shaped as ``shape`` (see ``LONG_SHAPES``): a
+    sequence of ``then``, a ``while_do`` of one inline step, a sequential or a parallel
+    ``for_each`` of one inline step."""
+    definition_id = f"bench-{shape}-{steps}"
+    if shape == "sequence":
+        return chain(steps, definition_id)
+    builder = WorkflowBuilder(dict)
+    if shape == "while_do":
+        flow = builder.while_do(
+            lambda data: data["i"] < steps, lambda body: body.start_with(_count)
+        )
+    elif shape in ("for_each", "for_each_parallel"):
+        flow = builder.for_each(
+            lambda data: range(steps),
+            lambda body: body.start_with(_noop),
+            parallel=shape == "for_each_parallel",
+        )
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
+    return flow.build(definition_id, 1)
+
+
+async def long_workflow(
+    shape: str, backend: str, target: str | None, steps: int, warmup: int
+) -> dict[str, Any]:
+    """Scenario 7: one workflow of ``steps`` steps, started and awaited alone (after
+    ``warmup`` small ones of the same shape)."""
+    if backend == "sqlite" and target:
+        remove_database(target)
+    async with make_host(backend, target) as host:
+        host.register(long_definition(shape, steps))
+        host.register(long_definition(shape, 10))
+        for _ in range(warmup):
+            await _run_long(host, f"bench-{shape}-10")
+        written = written_bytes()
+        started = time.perf_counter()
+        cpu = time.process_time()
+        await _run_long(host, f"bench-{shape}-{steps}")
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        written = written_bytes() - written
+    return {
+        "steps_per_s": steps / elapsed,
+        "cpu_us_per_step": cpu * 1e6 / steps,
+        "bytes_per_step": written / steps,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+async def _run_long(host: WorkflowHost, definition_id: str) -> None:
+    workflow_id = await host.start_workflow(definition_id, {"i": 0})
+    instance = await host.wait_for_workflow(workflow_id, timeout=RUN_LONG_TIMEOUT)
+    if str(instance.status) != "complete":
+        raise RuntimeError(f"workflow {workflow_id} ended {instance.status}")
+
+
+#: Seconds one long workflow may take (10,000 steps at a slow 20 steps/s).
+RUN_LONG_TIMEOUT = 600.0
 
 
 _resumed: dict[str, float] = {}

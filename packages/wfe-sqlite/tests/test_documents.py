@@ -1,12 +1,13 @@
-"""Instance documents spliced from the pointers that changed (``wfe_sqlite.documents``): what
-is stored is the very text a full encode gives, whatever happens between writes."""
+"""Instances stored as a head and pointer rows written from what changed
+(``wfe_sqlite.documents``): what is stored reads back as a full encode, whatever happens
+between writes, and a write stores only the pointers (and child ids) that changed."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
@@ -34,19 +35,36 @@ def _full(instance: WorkflowInstance) -> str:
     return dumps(primitive)
 
 
-def _stored(path: Path, workflow_id: str) -> tuple[str, int]:
-    """The document and revision in the file, read past the provider."""
+def _stored(path: Path, workflow_id: str) -> tuple[dict[str, Any], int]:
+    """The instance (its JSON data, put together from its rows) and revision in the file,
+    read past the provider."""
     with sqlite3.connect(path) as conn:
-        row = conn.execute(
+        document, revision = conn.execute(
             "SELECT document, revision FROM wfe_workflows WHERE id = ?", (workflow_id,)
         ).fetchone()
-    return row[0], row[1]
+        head = json.loads(document)
+        assert head["pointers"] == []
+        pointers = [
+            {**json.loads(text), "children": []}
+            for (text,) in conn.execute(
+                "SELECT document FROM wfe_pointers WHERE workflow_id = ? ORDER BY position",
+                (workflow_id,),
+            )
+        ]
+        for position, child in conn.execute(
+            "SELECT position, child_id FROM wfe_pointer_children WHERE workflow_id = ?"
+            " ORDER BY position, idx",
+            (workflow_id,),
+        ):
+            pointers[position]["children"].append(child)
+    head["pointers"] = pointers
+    return head, revision
 
 
 def _assert_stored_is_full(path: Path, instance: WorkflowInstance) -> None:
-    document, revision = _stored(path, instance.id)
+    stored, revision = _stored(path, instance.id)
     assert revision == instance.revision
-    assert document == _full(instance)
+    assert stored == json.loads(_full(instance))
 
 
 def _step(instance: WorkflowInstance, pointer: ExecutionPointer, *, next_step: bool) -> set[str]:
@@ -79,7 +97,7 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.mark.anyio
-async def test_spliced_documents_equal_a_full_encode_across_writes(db_path: Path) -> None:
+async def test_stored_rows_equal_a_full_encode_across_writes(db_path: Path) -> None:
     # Data whose text holds what the splice looks for, and text needing escapes.
     data = {"pointers": [], "quote": 'a "pointers":[] b', "unicode": "ü\u2028", "n": 1.5}
     instance = WorkflowInstance("flow", 1, data=data, reference="ref")
@@ -232,18 +250,16 @@ def test_what_is_kept_is_bounded() -> None:
     newest = _written(documents)
     assert set(documents._entries) == {instances[2].id, instances[4].id, newest.id}
 
-    # A size bound too: long instances push others out, and one too long is not kept.
-    small = _written(InstanceDocuments())
-    size = len(dumps(to_primitive(small)))
-    documents = InstanceDocuments(max_chars=size * 10)
+    # A bound on pointers too: long instances push others out, and one too long is not kept.
+    documents = InstanceDocuments(max_pointers=10)
     for _ in range(20):
         _written(documents, pointers=1)
-    assert documents.chars <= size * 10
+    assert documents.pointers <= 10
     assert len(documents) <= 10
     long = _written(documents, pointers=50)
     assert long.id not in documents._entries
-    assert documents.chars <= size * 10
-    assert documents.chars == sum(e.size for e in documents._entries.values())
+    assert documents.pointers <= 10
+    assert documents.pointers == sum(len(e.counts) for e in documents._entries.values())
 
     # Finished or forgotten: dropped.
     documents = InstanceDocuments()
@@ -253,7 +269,7 @@ def test_what_is_kept_is_bounded() -> None:
     assert len(documents) == 0
     instance = _written(documents)
     documents.forget(instance.id)
-    assert (len(documents), documents.chars) == (0, 0)
+    assert (len(documents), documents.pointers) == (0, 0)
 
 
 def test_an_older_revision_does_not_replace_a_newer_one() -> None:
@@ -295,7 +311,7 @@ class _Data:
     tags: list[str]
 
 
-def test_data_of_an_attrs_class_is_spliced_as_a_full_encode_writes_it() -> None:
+def test_data_of_an_attrs_class_is_stored_as_a_full_encode_writes_it() -> None:
     documents = InstanceDocuments(verify=True)
     now = utcnow()
     instance = WorkflowInstance("flow", 1, data=_Data("x", now, ["a"]), next_execution=now)
@@ -311,6 +327,50 @@ def test_data_of_an_attrs_class_is_spliced_as_a_full_encode_writes_it() -> None:
 
 
 def _full_as(instance: WorkflowInstance, revision: int) -> str:
+    """The head document a full encode gives (the pointers are rows)."""
     primitive = to_primitive(instance)
     primitive["revision"] = revision
+    primitive["pointers"] = []
     return dumps(primitive)
+
+
+def test_a_write_stores_only_what_changed_however_long_the_instance() -> None:
+    documents = InstanceDocuments(verify=True)
+    instance = WorkflowInstance("flow", 1, data={"i": 0})
+    loop = ExecutionPointer(step_id=0, status=PointerStatus.RUNNING)
+    instance.pointers.append(loop)
+    documents.remember(instance.id, documents.encode(instance, 1))
+    instance.revision = 1
+    for round_no in range(200):
+        # One round of a loop: the container starts a branch, which finishes.
+        branch = ExecutionPointer(step_id=1, scope=[loop.id], status=PointerStatus.COMPLETE)
+        branch.active = False
+        instance.pointers.append(branch)
+        loop.children.append(branch.id)
+        loop.persistence_data = {"rounds": round_no + 1}
+        instance.data["i"] = round_no + 1
+        written = documents.encode(instance, instance.revision + 1, {loop.id, branch.id})
+        # The container and the new branch, and one child id: not the 200 before them.
+        assert not written.full
+        assert sorted(position for position, _ in written.pointer_rows) == [0, round_no + 1]
+        assert written.child_rows == [(0, round_no, branch.id)]
+        documents.remember(instance.id, written)
+        instance.revision += 1
+
+    # Children changed other than by appending: the oracle says so.
+    loop.children[0] = "replaced"
+    with pytest.raises(AssertionError, match="not only appended"):
+        documents.encode(instance, instance.revision + 1, {loop.id})
+
+
+@pytest.mark.anyio
+async def test_children_that_shrank_are_stored_again(db_path: Path) -> None:
+    instance = WorkflowInstance("flow", 1)
+    loop = ExecutionPointer(step_id=0, children=["a", "b", "c"])
+    instance.pointers.append(loop)
+    async with SqlitePersistence(f"sqlite:///{db_path}", verify_changes=False) as persistence:
+        await persistence.create_workflow(instance)
+        loop.children[:] = ["d"]
+        await persistence.persist_workflow(instance, changed_pointers=[loop.id])
+        _assert_stored_is_full(db_path, instance)
+        assert (await persistence.get_workflow(instance.id)).pointers[0].children == ["d"]

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sqlite3
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from wfe_core import StepContext, WorkflowBuilder
 from wfe_core.errors import ProviderError
 from wfe_core.models import WorkflowInstance
 from wfe_core.providers import QueueName
 from wfe_core.serialization import to_primitive
+from wfe_host import WorkflowHost
 from wfe_sqlite import SchemaVersionError, SqliteLock, SqlitePersistence, SqliteQueue
 from wfe_sqlite.schema import LATEST_VERSION, MIGRATIONS
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from wfe_core.models import WorkflowDefinition
 
 
 def _versions(path: Path) -> list[tuple[int, str, int]]:
@@ -150,3 +154,88 @@ async def test_a_failed_open_can_be_retried(tmp_path: Path) -> None:
         conn.execute("DELETE FROM wfe_schema_version WHERE version = 99")
     async with persistence:
         assert await persistence.next_execution_time() is None
+
+
+#: A file written by wfe-sqlite at schema version 3 (see data/make_schema_v3.py).
+SCHEMA_V3 = Path(__file__).parent / "data" / "schema-v3.db"
+
+
+def _count(ctx: StepContext) -> None:
+    ctx.workflow.data["i"] += 1
+
+
+def _collect(ctx: StepContext) -> None:
+    ctx.workflow.data["seen"].append(ctx.item)
+
+
+def _loop_definition() -> WorkflowDefinition:
+    """The definition the file's workflows run (as data/make_schema_v3.py builds it)."""
+    return (
+        WorkflowBuilder(dict)
+        .for_each(lambda data: ["a", "b", "c"], lambda b: b.start_with(_collect))
+        .while_do(
+            lambda data: data["i"] < 5,
+            lambda b: b.start_with(_count).wait_for(
+                "go", key=lambda data: f"{data['key']}-{data['i']}"
+            ),
+        )
+        .build("migration-loop", 1)
+    )
+
+
+@pytest.mark.anyio
+async def test_a_file_of_schema_version_3_keeps_every_pointer_and_finishes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v3.db"
+    shutil.copyfile(SCHEMA_V3, path)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT max(version) FROM wfe_schema_version").fetchone() == (3,)
+        before = {
+            workflow_id: json.loads(document)
+            for workflow_id, document in conn.execute("SELECT id, document FROM wfe_workflows")
+        }
+    assert sum(len(d["pointers"]) for d in before.values()) > 20
+    assert any(p["children"] for d in before.values() for p in d["pointers"])
+
+    async with WorkflowHost.from_settings({"persistence": f"sqlite:///{path}"}) as host:
+        host.register(_loop_definition())
+        # Every instance reads back as the version 3 document held it, pointer for pointer.
+        for workflow_id, document in before.items():
+            loaded = await host.persistence.get_workflow(workflow_id)
+            assert to_primitive(loaded) == document
+            page = await host.get_workflow_pointers(workflow_id, skip=2, take=3)
+            assert page.total == len(document["pointers"])
+            assert [to_primitive(p) for p in page.items] == document["pointers"][2:5]
+        (waiting,) = [i for i, d in before.items() if d["status"] == "runnable"]
+        assert before[waiting]["data"]["i"] == 3
+        # The waiting workflow goes on where it stopped, and finishes.
+        for i in (3, 4, 5):
+            await host.publish_event("go", f"w-{i}", i)
+        finished = await host.wait_for_workflow(waiting, timeout=30)
+        assert str(finished.status) == "complete"
+        assert finished.data["i"] == 5
+        assert sorted(finished.data["seen"]) == ["a", "b", "c"]
+        assert len(finished.pointers) > len(before[waiting]["pointers"])
+    assert [v for v, _, _ in _versions(path)] == list(range(1, LATEST_VERSION + 1))
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        # The documents hold no pointer any more: they are rows.
+        heads = [json.loads(d) for (d,) in conn.execute("SELECT document FROM wfe_workflows")]
+        assert all(head["pointers"] == [] for head in heads)
+
+
+@pytest.mark.anyio
+async def test_a_version_3_document_that_cannot_be_read_stops_the_migration(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "damaged.db"
+    shutil.copyfile(SCHEMA_V3, path)
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        (workflow_id,) = conn.execute("SELECT id FROM wfe_workflows LIMIT 1").fetchone()
+        conn.execute("UPDATE wfe_workflows SET document = '[1, 2' WHERE id = ?", (workflow_id,))
+    with pytest.raises(ProviderError, match=f"migration 4: the document of workflow {workflow_id}"):
+        async with SqlitePersistence(f"sqlite:///{path}"):
+            pass
+    # Nothing of the migration is kept: the file is still at version 3, as it was.
+    assert max(v for v, _, _ in _versions(path)) == 3
+    assert "wfe_pointers" not in _tables(path)

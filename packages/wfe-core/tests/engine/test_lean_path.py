@@ -138,3 +138,32 @@ async def test_a_long_run_of_steps_that_never_wait_lets_other_tasks_run(
     assert instance.status == WorkflowStatus.COMPLETE
     # The pass blocks for 0.3 s or more in all; the other task waits a few ms at a time.
     assert max(gaps) < 0.1
+
+
+async def test_a_loop_round_is_one_write_and_stores_its_container_with_it(
+    engine: EngineHarness,
+) -> None:
+    """A ``while_do`` round: the container's run (a primitive) is stored with the body's
+    start, so each round is one write, and a body step sees its container stored running."""
+    seen: list[tuple[str, int]] = []
+
+    async def body(ctx: StepContext) -> ExecutionResult:
+        stored = await engine.persistence.get_workflow(ctx.workflow.id)
+        loop = stored.pointers[0]
+        seen.append((str(loop.status), len(loop.children)))
+        ctx.data["i"] += 1
+        return ExecutionResult.next()
+
+    definition = (
+        WorkflowBuilder()
+        .while_do(lambda data: data["i"] < 20, lambda b: b.start_with(body))
+        .build("loop-writes")
+    )
+    writes = _count_writes(engine)
+    instance = await engine.run(definition, {"i": 0})
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert instance.data["i"] == 20
+    # Each body step starts once its container's round (its own pointer) is stored.
+    assert seen == [("running", n) for n in range(1, 21)]
+    assert writes[0] == 21  # one per round, and the last one's result with the loop's end
+    assert instance.pointers[0].children == [p.id for p in instance.pointers[1:]]

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from wfe_core.models import (
         EventSubscription,
         ExecutionError,
+        ExecutionPointer,
         StepDefinition,
         WorkflowDefinition,
     )
@@ -410,6 +411,15 @@ class WorkflowHost:
     async def get_workflow(self, workflow_id: str) -> WorkflowInstance:
         """The stored instance with its data restored to the definition's data type."""
         return await self._load(workflow_id)
+
+    async def get_workflow_pointers(
+        self, workflow_id: str, *, skip: int = 0, take: int = 100
+    ) -> Page[ExecutionPointer]:
+        """A page of the workflow's execution pointers, in the order they were created:
+        ``take`` of them from position ``skip`` on, with ``total``, how many it has. For
+        showing a long history without reading it whole (:meth:`get_workflow` returns every
+        pointer); ``WorkflowNotFoundError`` for an unknown id."""
+        return await self.persistence.get_pointers(workflow_id, skip=skip, take=take)
 
     async def list_workflows(
         self,

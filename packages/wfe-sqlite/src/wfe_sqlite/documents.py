@@ -1,26 +1,30 @@
-"""Workflow instance documents encoded from the pieces that changed.
+"""Workflow instances stored as a head row and one row per pointer, written from what changed.
 
-An instance is stored as one JSON document, and the executor writes it after every step. Most
-of that document is its pointers, and a step changes one or two of them, so encoding the
-whole instance each time is mostly wasted work on the event loop's thread.
+An instance is stored as its *head* (``wfe_workflows.document``: the instance without its
+pointers, which reads ``"pointers":[]``), one row per pointer in ``wfe_pointers`` (the
+pointer's JSON without its ``children``, by position), and one row per child id in
+``wfe_pointer_children``. The executor writes the instance after every step and names the
+pointers it changed (``changed_pointers``), so a write stores the head, the rows of those
+pointers and the child ids added since the last write: what a step costs to store does not
+grow with the number of steps the instance already ran. (The document of schema versions 1-3
+held every pointer, so a write of step 10,000 stored 10,000 pointers.)
 
-:class:`InstanceDocuments` keeps, for each instance this process wrote last, the JSON text of
-each pointer as it wrote it. The next write of that instance from that revision encodes the
-instance without its pointers, and only the pointers named in ``changed_pointers`` (and new
-ones) again, and splices the document together from the texts. The result is the very text a
-full encode gives (``dumps(to_primitive(instance))``): the JSON encoder writes a list or an
-object as its items joined by ``,`` between brackets, so joining the items' own texts is the
-same text.
+:class:`InstanceDocuments` keeps, for each instance this process wrote last, the head's text
+pieces, each pointer's position and how many child ids are stored for it. A write from the
+revision kept, with ``changed_pointers``, stores only the changed and new pointers; any other
+write (``changed_pointers`` is ``None``, or the instance was written elsewhere since) rewrites
+all of the instance's rows. The persistence contract says the engine only appends pointers
+and child ids, so a changed pointer's stored child ids are a prefix of its list; a list that
+got shorter is stored again whole.
 
-A kept text is used only for the revision it was written as: a write by any other process or
-provider moves the stored revision on, so the instance read back never matches what is kept,
-and a write from a stale revision is refused by the database before anything is stored. The
-caller drops what it keeps for an instance when a write fails, since it may then not know
-what is stored.
+A kept entry is used only for the revision it was written as: a write by any other process or
+provider moves the stored revision on, and a write from a stale revision is refused by the
+database before anything is stored. The caller drops what it keeps for an instance when a
+write fails, since it may then not know what is stored.
 
-With ``verify`` on (``WFE_VERIFY_POINTER_CHANGES=1``, which the test suites set), every
-document is compared with a full encode, and a pointer that changed without being named
-raises :class:`AssertionError`.
+With ``verify`` on (``WFE_VERIFY_POINTER_CHANGES=1``, which the test suites set), the texts
+and child ids of every pointer are kept too, and a pointer that changed without being named,
+or whose child ids were changed other than by appending, raises :class:`AssertionError`.
 """
 
 from __future__ import annotations
@@ -39,7 +43,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection
 
 
-__all__ = ["DEFAULT_MAX_CHARS", "DEFAULT_MAX_ENTRIES", "InstanceDocuments", "Written", "dumps"]
+__all__ = [
+    "DEFAULT_MAX_ENTRIES",
+    "DEFAULT_MAX_POINTERS",
+    "InstanceDocuments",
+    "Written",
+    "dumps",
+    "pointer_primitive",
+]
 
 # Compact, and unicode kept as it is: the text is read back only by this provider.
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -79,9 +90,9 @@ dumps = _make_dumps()
 #: How many instances' texts are kept at most (the least recently written go first): the
 #: instances a host runs at once, with room to spare.
 DEFAULT_MAX_ENTRIES = 4096
-#: How many characters of documents are kept at most, over all instances (a plain step's
-#: pointer is about 600 characters): a bound on the memory kept when instances grow long.
-DEFAULT_MAX_CHARS = 32_000_000
+#: How many pointers are kept track of at most, over all instances (an id and two integers
+#: each; their texts too with ``verify``): a bound on the memory kept when instances grow long.
+DEFAULT_MAX_POINTERS = 2_000_000
 
 _RUNNABLE = WorkflowStatus.RUNNABLE
 
@@ -118,8 +129,8 @@ if [
 @attrs.define(eq=False)
 class _Head:
     """The text of an instance without its data, pointers and revision, in four pieces: the
-    data goes after the first, the pointers' texts after the second, the revision after the
-    third."""
+    data goes after the first, the pointers' texts (none: they are rows) after the second,
+    the revision after the third."""
 
     #: The fields it was made from (see ``_head_state``).
     state: tuple[Any, ...]
@@ -129,33 +140,45 @@ class _Head:
 
 @attrs.define(eq=False)
 class Written:
-    """An instance document as encoded for one revision, with the pieces it was made of."""
+    """One write of an instance: its head document and the pointer rows to store."""
 
     revision: int
-    #: The whole document.
+    #: The head document (the instance without its pointers).
     document: str
     #: The instance's ``status`` as stored (the status column).
     status: str
     head: _Head
-    #: Each pointer's text, in order.
-    texts: list[str]
-    #: Each pointer's position by id. What is kept of one instance shares it and only adds
-    #: to it, so a position may be past ``texts`` (read it with care).
+    #: Whether every row of the instance is written again (the old ones deleted first).
+    full: bool
+    #: ``(position, document)`` of each pointer row to store (insert or replace).
+    pointer_rows: list[tuple[int, str]]
+    #: ``(position, index, child id)`` of each child row to insert.
+    child_rows: list[tuple[int, int, str]]
+    #: Positions whose child rows are deleted before ``child_rows`` are inserted.
+    reset_children: list[int]
+    #: Each pointer's position by id, and its stored child count, once written (shared with
+    #: what was kept, and updated by ``InstanceDocuments.remember``: see ``updates``).
     positions: dict[str, int]
+    counts: list[int]
+    #: ``(position, pointer id, child count)`` to set in ``positions``/``counts`` on success.
+    updates: list[tuple[int, str, int]]
+    #: With ``verify``: each pointer's text and child ids, as stored.
+    texts: list[str] | None
+    children: list[list[str]] | None
     #: Whether the instance may be written again (the others are not worth keeping).
     runnable: bool
 
 
 @attrs.define(eq=False)
 class _Kept:
-    """What is kept of a :class:`Written` once stored (its pieces, not its document)."""
+    """What is kept of a :class:`Written` once stored."""
 
     revision: int
     head: _Head
-    texts: list[str]
     positions: dict[str, int]
-    #: The document's length (what the cap counts).
-    size: int
+    counts: list[int]
+    texts: list[str] | None
+    children: list[list[str]] | None
 
 
 def _new_head(instance: WorkflowInstance, state: tuple[Any, ...]) -> _Head:
@@ -180,23 +203,30 @@ def _new_head(instance: WorkflowInstance, state: tuple[Any, ...]) -> _Head:
     return _Head(state, (first, second, third, last), str(head["status"]))
 
 
-def _document(head: _Head, data: str, texts: list[str], revision: int) -> str:
-    """The document of ``head`` with ``data`` (its text), the pointer ``texts`` and
-    ``revision`` in their places."""
+def _document(head: _Head, data: str, revision: int) -> str:
+    """The head document of ``head`` with ``data`` (its text) and ``revision``."""
     first, second, third, last = head.pieces
-    return "".join((first, data, second, ",".join(texts), third, str(revision), last))
+    return "".join((first, data, second, third, str(revision), last))
 
 
 # The converter's own hook, called without looking it up for each pointer.
 _unstructure_pointer = converter.get_unstructure_hook(ExecutionPointer)
 
 
-def _encode_pointer(pointer: ExecutionPointer) -> str:
-    return dumps(_unstructure_pointer(pointer))
+def pointer_primitive(pointer: ExecutionPointer) -> tuple[dict[str, Any], list[str]]:
+    """The pointer's JSON data without ``children``, and its children ids."""
+    primitive: dict[str, Any] = _unstructure_pointer(pointer)
+    children: list[str] = primitive.pop("children")
+    return primitive, children
+
+
+def _encode_pointer(pointer: ExecutionPointer) -> tuple[str, list[str]]:
+    primitive, children = pointer_primitive(pointer)
+    return dumps(primitive), children
 
 
 class InstanceDocuments:
-    """The documents of the instances this process wrote last, to encode the next write of
+    """What this process stored of the instances it wrote last, to write the next write of
     each from what changed (see the module docstring). Not thread-safe: use it from one
     thread (the event loop's)."""
 
@@ -205,21 +235,21 @@ class InstanceDocuments:
         *,
         verify: bool = False,
         max_entries: int = DEFAULT_MAX_ENTRIES,
-        max_chars: int = DEFAULT_MAX_CHARS,
+        max_pointers: int = DEFAULT_MAX_POINTERS,
     ) -> None:
         self.verify = verify
         self.max_entries = max_entries
-        self.max_chars = max_chars
+        self.max_pointers = max_pointers
         self._entries: OrderedDict[str, _Kept] = OrderedDict()
-        self._chars = 0
+        self._pointers = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
     @property
-    def chars(self) -> int:
-        """Characters kept over all instances."""
-        return self._chars
+    def pointers(self) -> int:
+        """Pointers kept track of over all instances."""
+        return self._pointers
 
     def encode(
         self,
@@ -227,9 +257,10 @@ class InstanceDocuments:
         revision: int,
         changed: Collection[str] | None = None,
     ) -> Written:
-        """``instance`` encoded as ``revision``, from the texts kept for ``instance.revision``
-        when there are some and ``changed`` is given; then only the pointers in ``changed``
-        and new ones are encoded again. Nothing is kept yet (see :meth:`remember`)."""
+        """The write of ``instance`` as ``revision``: from what is kept for
+        ``instance.revision`` when there is some and ``changed`` is given (then only the
+        pointers in ``changed`` and new ones are stored), else every row. Nothing is kept
+        yet (see :meth:`remember`)."""
         pointers = instance.pointers
         previous = self._entries.get(instance.id)
         indices: list[int] | None = None
@@ -240,38 +271,94 @@ class InstanceDocuments:
         # The head's fields are immutable values: the same objects encode the same.
         if head is None or not all(map(operator.is_, state, head.state)):
             head = _new_head(instance, state)
+        document = _document(head, dumps(to_primitive(instance.data)), revision)
+        runnable = instance.status == _RUNNABLE
         if previous is None or indices is None:
-            texts = [_encode_pointer(p) for p in pointers]
-            positions = {p.id: i for i, p in enumerate(pointers)}
-        else:
-            stored = len(previous.texts)
-            texts = previous.texts[:]
-            for index in indices:
-                texts[index] = _encode_pointer(pointers[index])
-            positions = previous.positions
-            for index in range(stored, len(pointers)):
-                pointer = pointers[index]
-                texts.append(_encode_pointer(pointer))
-                positions.setdefault(pointer.id, index)
-            if self.verify:
-                self._verify(pointers, previous, indices, changed)
-        written = Written(
+            return self._full(instance, revision, document, head, runnable)
+        counts = previous.counts
+        stored = len(counts)
+        pointer_rows: list[tuple[int, str]] = []
+        child_rows: list[tuple[int, int, str]] = []
+        reset: list[int] = []
+        updates: list[tuple[int, str, int]] = []
+        texts = previous.texts[:] if previous.texts is not None else None
+        kids = previous.children[:] if previous.children is not None else None
+        if self.verify:
+            self._verify(pointers, previous, indices, changed)
+        for index in (*indices, *range(stored, len(pointers))):
+            pointer = pointers[index]
+            text, children = _encode_pointer(pointer)
+            pointer_rows.append((index, text))
+            known = counts[index] if index < stored else 0
+            if len(children) < known:
+                reset.append(index)
+                known = 0
+            child_rows.extend((index, i, children[i]) for i in range(known, len(children)))
+            updates.append((index, pointer.id, len(children)))
+            if texts is not None and kids is not None:
+                if index < stored:
+                    texts[index] = text
+                    kids[index] = list(children)
+                else:
+                    texts.append(text)
+                    kids.append(list(children))
+        return Written(
             revision=revision,
-            document=_document(head, dumps(to_primitive(instance.data)), texts, revision),
+            document=document,
             status=head.status,
             head=head,
+            full=False,
+            pointer_rows=pointer_rows,
+            child_rows=child_rows,
+            reset_children=reset,
+            positions=previous.positions,
+            counts=counts,
+            updates=updates,
             texts=texts,
-            positions=positions,
-            runnable=instance.status == _RUNNABLE,
+            children=kids,
+            runnable=runnable,
         )
-        if self.verify:
-            full = to_primitive(instance)
-            full["revision"] = revision
-            if written.document != dumps(full):
-                raise AssertionError(
-                    f"workflow {instance.id}: the spliced document differs from a full encode"
-                )
-        return written
+
+    def _full(
+        self,
+        instance: WorkflowInstance,
+        revision: int,
+        document: str,
+        head: _Head,
+        runnable: bool,
+    ) -> Written:
+        pointer_rows: list[tuple[int, str]] = []
+        child_rows: list[tuple[int, int, str]] = []
+        counts: list[int] = []
+        texts: list[str] = []
+        kids: list[list[str]] = []
+        for index, pointer in enumerate(instance.pointers):
+            text, children = _encode_pointer(pointer)
+            pointer_rows.append((index, text))
+            child_rows.extend((index, i, child) for i, child in enumerate(children))
+            counts.append(len(children))
+            if self.verify:
+                texts.append(text)
+                kids.append(list(children))
+        positions: dict[str, int] = {}
+        for index, pointer in enumerate(instance.pointers):
+            positions.setdefault(pointer.id, index)
+        return Written(
+            revision=revision,
+            document=document,
+            status=head.status,
+            head=head,
+            full=True,
+            pointer_rows=pointer_rows,
+            child_rows=child_rows,
+            reset_children=[],
+            positions=positions,
+            counts=counts,
+            updates=[],
+            texts=texts if self.verify else None,
+            children=kids if self.verify else None,
+            runnable=runnable,
+        )
 
     def _changed_indices(
         self,
@@ -279,9 +366,9 @@ class InstanceDocuments:
         previous: _Kept,
         changed: Collection[str] | None,
     ) -> list[int] | None:
-        """Positions among the kept texts of the pointers to encode again, or ``None`` when
-        the kept texts cannot be used (encode them all)."""
-        stored = len(previous.texts)
+        """Positions among the stored pointers of those to store again, or ``None`` when
+        what is kept cannot be used (store them all)."""
+        stored = len(previous.counts)
         if changed is None or len(pointers) < stored:
             return None  # anything may have changed, or pointers went (the engine never does)
         # Pointer ids are random: the same first and last ids mean this is the instance kept
@@ -296,7 +383,7 @@ class InstanceDocuments:
         for pointer_id in changed:
             index = positions.get(pointer_id)
             if index is None or index >= stored:
-                continue  # new: encoded with the others after the kept ones
+                continue  # new: stored with the others after the kept ones
             if pointers[index].id != pointer_id:
                 return None  # moved (the engine never does that)
             indices.append(index)
@@ -309,12 +396,21 @@ class InstanceDocuments:
         indices: list[int],
         changed: Collection[str] | None,
     ) -> None:
+        texts, kids = previous.texts, previous.children
+        if texts is None or kids is None:
+            return
         named = set(indices)
-        unnamed = [
-            pointers[index].id
-            for index, text in enumerate(previous.texts)
-            if index not in named and _encode_pointer(pointers[index]) != text
-        ]
+        unnamed: list[str] = []
+        for index, text in enumerate(texts):
+            now, children = _encode_pointer(pointers[index])
+            if index in named:
+                if children[: len(kids[index])] != kids[index]:
+                    raise AssertionError(
+                        f"workflow pointer {pointers[index].id}: its children were changed, "
+                        "not only appended to"
+                    )
+            elif now != text or children != kids[index]:
+                unnamed.append(pointers[index].id)
         if unnamed:
             raise AssertionError(
                 f"workflow pointers {sorted(unnamed)} changed but are not in "
@@ -330,24 +426,32 @@ class InstanceDocuments:
         if current is not None and current.revision > written.revision:
             return
         self.forget(workflow_id)
-        size = len(written.document)
-        if not written.runnable or size > self.max_chars:
+        counts = written.counts
+        positions = written.positions
+        for index, pointer_id, count in written.updates:
+            if index < len(counts):
+                counts[index] = count
+            else:
+                counts.append(count)
+                positions.setdefault(pointer_id, index)
+        size = len(counts)
+        if not written.runnable or size > self.max_pointers:
             return
         self._entries[workflow_id] = _Kept(
-            written.revision, written.head, written.texts, written.positions, size
+            written.revision, written.head, positions, counts, written.texts, written.children
         )
-        self._chars += size
-        while len(self._entries) > self.max_entries or self._chars > self.max_chars:
+        self._pointers += size
+        while len(self._entries) > self.max_entries or self._pointers > self.max_pointers:
             _, oldest = self._entries.popitem(last=False)
-            self._chars -= oldest.size
+            self._pointers -= len(oldest.counts)
 
     def forget(self, workflow_id: str) -> None:
         """Drop what is kept for ``workflow_id`` (a write failed, or it is not stored any more)."""
         entry = self._entries.pop(workflow_id, None)
         if entry is not None:
-            self._chars -= entry.size
+            self._pointers -= len(entry.counts)
 
     def clear(self) -> None:
         """Drop everything kept."""
         self._entries.clear()
-        self._chars = 0
+        self._pointers = 0

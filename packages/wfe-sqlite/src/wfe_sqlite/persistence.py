@@ -22,6 +22,7 @@ from wfe_core.models import (
     Event,
     EventSubscription,
     ExecutionError,
+    ExecutionPointer,
     Page,
     WorkflowInstance,
     WorkflowStatus,
@@ -33,7 +34,7 @@ from wfe_sqlite.base import SqliteProviderMixin
 from wfe_sqlite.documents import InstanceDocuments, Written, dumps
 from wfe_sqlite.engine import driver, from_us, to_us
 from wfe_sqlite.options import DEFAULT_URL
-from wfe_sqlite.schema import errors, events, subscriptions, workflows
+from wfe_sqlite.schema import errors, events, pointer_children, pointers, subscriptions, workflows
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
@@ -118,8 +119,38 @@ def _decode(document: str, cls: type[T], overrides: dict[str, Any] | None = None
         ) from exc
 
 
-def _load_instance(document: str) -> WorkflowInstance:
-    return _decode(document, WorkflowInstance)
+def _load_instance(conn: Connection, workflow_id: str, document: str) -> WorkflowInstance:
+    """The instance of head ``document`` with its pointers read from their rows."""
+    try:
+        primitive = json.loads(document)
+        primitive["pointers"] = _pointer_primitives(conn, workflow_id, 0, None)
+        return from_primitive(primitive, WorkflowInstance)
+    except ProviderError:
+        raise
+    except Exception as exc:
+        # A document this code cannot read (edited by hand, or damaged): say which.
+        raise ProviderError(
+            f"a stored WorkflowInstance cannot be read ({workflow_id}): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _pointer_primitives(
+    conn: Connection, workflow_id: str, skip: int, take: int | None
+) -> list[dict[str, Any]]:
+    """The JSON data of the workflow's pointers from position ``skip`` on (``take`` of them,
+    or all), children included."""
+    raw = driver(conn)
+    limit = -1 if take is None else take
+    loaded: list[dict[str, Any]] = []
+    for (document,) in raw.execute(_POINTERS_SQL, (workflow_id, skip, limit)):
+        pointer = json.loads(document)
+        pointer["children"] = []
+        loaded.append(pointer)
+    if loaded:
+        last = skip + len(loaded)
+        for position, child in raw.execute(_CHILDREN_SQL, (workflow_id, skip, last)):
+            loaded[position - skip]["children"].append(child)
+    return loaded
 
 
 def _load_event(document: str, is_processed: int) -> Event:
@@ -148,6 +179,25 @@ _UPDATE_WORKFLOW_SQL = (
     " complete_time = ?, revision = ?, document = ? WHERE id = ? AND revision = ?"
 )
 _WORKFLOW_DOCUMENT_SQL = "SELECT document FROM wfe_workflows WHERE id = ?"
+_POINTERS_SQL = (
+    "SELECT document FROM wfe_pointers WHERE workflow_id = ? AND position >= ?"
+    " ORDER BY position LIMIT ?"
+)
+_CHILDREN_SQL = (
+    "SELECT position, child_id FROM wfe_pointer_children"
+    " WHERE workflow_id = ? AND position >= ? AND position < ? ORDER BY position, idx"
+)
+_POINTER_COUNT_SQL = "SELECT count(*) FROM wfe_pointers WHERE workflow_id = ?"
+_DELETE_POINTERS_SQL = "DELETE FROM wfe_pointers WHERE workflow_id = ?"
+_DELETE_CHILDREN_SQL = "DELETE FROM wfe_pointer_children WHERE workflow_id = ?"
+_DELETE_CHILDREN_OF_SQL = "DELETE FROM wfe_pointer_children WHERE workflow_id = ? AND position = ?"
+_UPSERT_POINTER_SQL = (
+    "INSERT OR REPLACE INTO wfe_pointers (workflow_id, position, document) VALUES (?, ?, ?)"
+)
+_INSERT_CHILD_SQL = (
+    "INSERT OR REPLACE INTO wfe_pointer_children (workflow_id, position, idx, child_id)"
+    " VALUES (?, ?, ?, ?)"
+)
 # The scheduler's polls, as plain SQL too: it runs them after every change it sees.
 _DUE_WORKFLOWS_SQL = (
     "SELECT id FROM wfe_workflows WHERE status = ? AND next_execution IS NOT NULL"
@@ -221,6 +271,26 @@ _insert_subscription = sqlite_insert(subscriptions).on_conflict_do_nothing(
 )
 
 
+def _write_pointers(conn: Connection, workflow_id: str, written: Written) -> None:
+    """Store the pointer rows of ``written`` (all of them again when it is a full write)."""
+    raw = driver(conn)
+    if written.full:
+        raw.execute(_DELETE_POINTERS_SQL, (workflow_id,))
+        raw.execute(_DELETE_CHILDREN_SQL, (workflow_id,))
+    for position in written.reset_children:
+        raw.execute(_DELETE_CHILDREN_OF_SQL, (workflow_id, position))
+    if written.pointer_rows:
+        raw.executemany(
+            _UPSERT_POINTER_SQL,
+            [(workflow_id, position, text) for position, text in written.pointer_rows],
+        )
+    if written.child_rows:
+        raw.executemany(
+            _INSERT_CHILD_SQL,
+            [(workflow_id, position, i, child) for position, i, child in written.child_rows],
+        )
+
+
 class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
     """Durable persistence in a SQLite file (or an in-memory database).
 
@@ -274,6 +344,7 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
             def run(conn: Connection) -> None:
                 if driver(conn).execute(_INSERT_WORKFLOW_SQL, params).rowcount == 0:
                     raise ConcurrencyError(f"workflow {workflow_id} already exists")
+                _write_pointers(conn, workflow_id, written)
 
             await self.store.write(run, "create_workflow")
         except BaseException:
@@ -296,9 +367,9 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         (added, or replaced by id), errors (appended) and events (added; an id already
         stored refuses the write with ``ConcurrencyError``), in one transaction.
 
-        With ``changed_pointers``, the document is spliced from the texts this provider wrote
-        for the instance's revision, encoding again only those pointers and new ones (when it
-        wrote that revision; else the whole instance is encoded).
+        With ``changed_pointers``, only the rows of those pointers and new ones are written
+        (and the child ids added since), when this provider wrote the instance's revision;
+        else every pointer row of the instance is written again.
 
         Raises :class:`~wfe_core.errors.ConcurrencyError` (stale revision) or
         :class:`~wfe_core.errors.WorkflowNotFoundError`; then nothing is stored.
@@ -322,6 +393,7 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
                     raise ConcurrencyError(
                         f"workflow {workflow_id}: revision {expected} is stale (stored: {stored})"
                     )
+                _write_pointers(conn, workflow_id, written)
                 if sub_rows:
                     conn.execute(_upsert_subscription, sub_rows)
                 if error_rows:
@@ -352,7 +424,7 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
             row = driver(conn).execute(_WORKFLOW_DOCUMENT_SQL, params).fetchone()
             if row is None:
                 raise WorkflowNotFoundError(workflow_id)
-            return _load_instance(row[0])
+            return _load_instance(conn, workflow_id, row[0])
 
         return await self.store.read(run, "get_workflow")
 
@@ -370,9 +442,36 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
                     select(workflows.c.id, workflows.c.document).where(workflows.c.id.in_(chunk))
                 ):
                     found[row.id] = row.document
-            return [_load_instance(found[i]) for i in wanted if i in found]
+            return [_load_instance(conn, i, found[i]) for i in wanted if i in found]
 
         return await self.store.read(run, "get_workflows")
+
+    async def get_pointers(
+        self, workflow_id: str, *, skip: int = 0, take: int = 100
+    ) -> Page[ExecutionPointer]:
+        """The workflow's pointers from position ``skip`` on, at most ``take``, read from
+        their rows (a page costs the same however long the workflow is)."""
+        skip = max(skip, 0)
+        take = max(take, 0)
+
+        def run(conn: Connection) -> Page[ExecutionPointer]:
+            raw = driver(conn)
+            if raw.execute(_WORKFLOW_DOCUMENT_SQL, (workflow_id,)).fetchone() is None:
+                raise WorkflowNotFoundError(workflow_id)
+            total = raw.execute(_POINTER_COUNT_SQL, (workflow_id,)).fetchone()[0]
+            try:
+                items = [
+                    from_primitive(p, ExecutionPointer)
+                    for p in _pointer_primitives(conn, workflow_id, skip, take)
+                ]
+            except Exception as exc:
+                raise ProviderError(
+                    f"a stored pointer of workflow {workflow_id} cannot be read: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            return Page(items=items, total=total, skip=skip, take=take)
+
+        return await self.store.read(run, "get_pointers")
 
     async def get_runnable_instances(self, as_of: datetime) -> Sequence[str]:
         """Ids of runnable instances due at or before ``as_of``, earliest due first."""
@@ -421,14 +520,14 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
             total = conn.execute(
                 select(func.count()).select_from(workflows).where(*conditions)
             ).scalar_one()
-            documents = conn.execute(
-                select(workflows.c.document)
+            rows = conn.execute(
+                select(workflows.c.id, workflows.c.document)
                 .where(*conditions)
                 .order_by(workflows.c.create_time.desc(), workflows.c.seq.desc())
                 .limit(take)
                 .offset(skip)
-            ).scalars()
-            items = [_load_instance(d) for d in documents]
+            ).all()
+            items = [_load_instance(conn, row.id, row.document) for row in rows]
             return Page(items=items, total=total, skip=skip, take=take)
 
         return await self.store.read(run, "list_workflows")
@@ -451,6 +550,8 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         def run(conn: Connection) -> int:
             conn.execute(delete(subscriptions).where(subscriptions.c.workflow_id.in_(doomed)))
             conn.execute(delete(errors).where(errors.c.workflow_id.in_(doomed)))
+            conn.execute(delete(pointers).where(pointers.c.workflow_id.in_(doomed)))
+            conn.execute(delete(pointer_children).where(pointer_children.c.workflow_id.in_(doomed)))
             count: int = conn.execute(delete(workflows).where(workflows.c.id.in_(doomed))).rowcount
             return count
 

@@ -3,8 +3,12 @@
 Every table has an ``INTEGER PRIMARY KEY`` ``seq``: SQLite keeps such a rowid stable (also
 across ``VACUUM``), so it breaks ties between equal timestamps in the order rows were stored.
 Times are integer microseconds since the Unix epoch (UTC), so SQL compares and orders them
-exactly. Model objects are stored whole as JSON text (``document``); the other columns exist
-only for the queries and are derived from the document on every write.
+exactly. Model objects are stored as JSON text (``document``); the other columns exist only
+for the queries and are derived from the document on every write. A workflow instance is
+its head (``wfe_workflows.document``, the instance without its pointers), one row per
+pointer (``wfe_pointers``, the pointer without its ``children``) and one row per child id
+(``wfe_pointer_children``), so a write stores only what changed (see
+:mod:`wfe_sqlite.documents`).
 
 Migrations are plain DDL frozen at the version that introduced them; never edit one that has
 shipped, add a new one at the end.
@@ -12,9 +16,11 @@ shipped, add a new one at the end.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 import attrs
 from sqlalchemy import (
@@ -28,6 +34,9 @@ from sqlalchemy import (
 )
 
 from wfe_core.errors import ProviderError
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = [
     "LATEST_VERSION",
@@ -64,6 +73,23 @@ workflows = Table(
     Column("complete_time", Integer),
     Column("revision", Integer, nullable=False),
     Column("document", Text, nullable=False),
+)
+
+pointers = Table(
+    "wfe_pointers",
+    metadata,
+    Column("workflow_id", Text, primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("document", Text, nullable=False),
+)
+
+pointer_children = Table(
+    "wfe_pointer_children",
+    metadata,
+    Column("workflow_id", Text, primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("child_id", Text, nullable=False),
 )
 
 events = Table(
@@ -150,6 +176,44 @@ class Migration:
     statements: tuple[str, ...]
     #: Extra work in Python after the statements (rarely needed).
     after: Callable[[Connection], None] | None = None
+
+
+def _split_documents(conn: Connection) -> None:
+    """Migration 4: move every pointer out of its instance's document into rows."""
+    # Imported here: the module encodes as the provider does (and imports the models).
+    from wfe_sqlite.documents import dumps
+
+    raw = cast("sqlite3.Connection", conn.connection.driver_connection)
+    rows = raw.execute("SELECT id, document FROM wfe_workflows ORDER BY seq").fetchall()
+    for workflow_id, document in rows:
+        try:
+            instance = json.loads(document)
+            stored = instance.get("pointers") or []
+        except (ValueError, AttributeError) as exc:
+            raise ProviderError(
+                f"migration 4: the document of workflow {workflow_id} cannot be read: {exc}"
+            ) from exc
+        pointer_rows: list[tuple[str, int, str]] = []
+        child_rows: list[tuple[str, int, int, str]] = []
+        for position, pointer in enumerate(stored):
+            children = pointer.pop("children", None) or []
+            pointer_rows.append((workflow_id, position, dumps(pointer)))
+            child_rows.extend(
+                (workflow_id, position, index, child) for index, child in enumerate(children)
+            )
+        raw.executemany(
+            "INSERT INTO wfe_pointers (workflow_id, position, document) VALUES (?, ?, ?)",
+            pointer_rows,
+        )
+        raw.executemany(
+            "INSERT INTO wfe_pointer_children (workflow_id, position, idx, child_id)"
+            " VALUES (?, ?, ?, ?)",
+            child_rows,
+        )
+        instance["pointers"] = []
+        raw.execute(
+            "UPDATE wfe_workflows SET document = ? WHERE id = ?", (dumps(instance), workflow_id)
+        )
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -255,6 +319,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "INSERT INTO wfe_lock_tokens (id, value) VALUES (1, 0)",
         ),
+    ),
+    Migration(
+        4,
+        "pointers as rows of their own (a write stores only the pointers that changed)",
+        (
+            """CREATE TABLE wfe_pointers (
+                workflow_id TEXT NOT NULL,
+                position INTEGER NOT NULL,
+                document TEXT NOT NULL,
+                PRIMARY KEY (workflow_id, position)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE wfe_pointer_children (
+                workflow_id TEXT NOT NULL,
+                position INTEGER NOT NULL,
+                idx INTEGER NOT NULL,
+                child_id TEXT NOT NULL,
+                PRIMARY KEY (workflow_id, position, idx)
+            ) WITHOUT ROWID""",
+        ),
+        after=_split_documents,
     ),
 )
 

@@ -9,10 +9,17 @@ steps it makes runnable start, so a crash loses at most the steps that were runn
 A plain sequence takes a lean path: when a step's result makes exactly its successor runnable
 and no other step is running, the successor runs in the same task once that result (and the
 successor's start) is stored, without a new task or a round through the flusher.
+
+Long workflows cost the same per step as short ones: a pass keeps the active pointers apart
+and never walks the finished ones again, and the engine's container steps (``while_do``,
+``for_each``, ``if_do``, ``parallel``, ``decide``) run at once without storing their start
+(they only compute their result), so a loop's round is one write: the body's result with the
+container's next round and the next body step's start.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -34,6 +41,7 @@ from wfe_core.models.event import EventSubscription
 from wfe_core.models.instance import INTERNAL_POINTER, ExecutionError, ExecutionPointer, utcnow
 from wfe_core.models.lifecycle import LifecycleEvent, LifecycleEventType
 from wfe_core.models.status import PointerStatus, WorkflowStatus
+from wfe_core.primitives import containers
 from wfe_core.results import ExecutionResult
 from wfe_core.step import StepContext
 
@@ -53,6 +61,22 @@ logger = logging.getLogger("wfe_core.engine")
 SUBSCRIPTION_ID = "subscription_id"
 #: Seconds a sequence of steps runs on the lean path before it lets other tasks run.
 _FAIR_SLICE = 0.005
+#: The engine's container steps: they only compute their result from their inputs and their
+#: state (no I/O, no waiting), so a pass runs them without storing their start first, and
+#: their result is stored with the next write (a loop's round costs one write, not two). A
+#: crash before that write runs them again, as any step whose result was not stored.
+_PRIMITIVES = frozenset(
+    {
+        containers.Sequence,
+        containers.If,
+        containers.While,
+        containers.ForEach,
+        containers.Decide,
+        containers.When,
+    }
+)
+#: At most this many primitive runs in a row before a write (a bound, not a limit users meet).
+_MAX_PRIMITIVE_RUNS = 256
 #: Subscriptions with no effective date see every stored event of their name and key.
 _BEGINNING = datetime.min.replace(tzinfo=UTC)
 
@@ -186,6 +210,58 @@ class _Pass:
         self.log_extra = {"workflow_id": instance.id, "definition_id": definition.id}
         #: When the lean path last let other tasks run (see _FAIR_SLICE).
         self.yielded = time.monotonic()
+        #: The active pointers by id, in the instance's order: all that the pass's searches
+        #: for runnable pointers look at, so a step costs the same however many finished
+        #: pointers the instance holds. Pointers only ever go inactive (dropped lazily, see
+        #: ``_active``) and new ones are appended at the end, so the order stays right.
+        self.live: dict[str, ExecutionPointer] = {p.id: p for p in instance.pointers if p.active}
+        #: How many active pointers each container has inside it (at any depth), kept as
+        #: pointers are created and end: a container's "busy" costs the same with 10,000
+        #: branches as with one.
+        self.inside: collections.Counter[str] = collections.Counter(
+            container for p in self.live.values() for container in p.scope
+        )
+        #: The active pointers that may have a time set (``sleep_until``): the only ones the
+        #: timer looks at. The pass adds those it gives a time; dropped when they end.
+        self.timed: dict[str, ExecutionPointer] = {
+            p.id: p for p in self.live.values() if p.sleep_until is not None
+        }
+        #: The active container pointers (the definition's ``_PRIMITIVES``), in order.
+        self.containers: dict[str, ExecutionPointer] = {}
+        #: Ids of the pointers the pass ended since ``_active`` last dropped them.
+        self.ended: list[str] = []
+        #: The definition's container steps (see ``_PRIMITIVES``), by id.
+        self.primitive_steps = frozenset(
+            step.id for step in definition.steps if step.body in _PRIMITIVES
+        )
+        self.containers.update(
+            (p.id, p) for p in self.live.values() if p.step_id in self.primitive_steps
+        )
+
+    def _active_dropped(self) -> None:
+        live = self.live
+        inside = self.inside
+        for pointer_id in self.ended:
+            pointer = live.pop(pointer_id, None)
+            if pointer is not None:
+                for container in pointer.scope:
+                    inside[container] -= 1
+                self.timed.pop(pointer_id, None)
+                self.containers.pop(pointer_id, None)
+        self.ended.clear()
+
+    def _busy(self) -> set[str]:
+        """Ids of the containers with an active pointer inside them (as
+        ``pointers.busy_containers``), from counts kept as pointers start and end."""
+        self._active_dropped()
+        return {container for container, count in self.inside.items() if count > 0}
+
+    def _active(self) -> list[ExecutionPointer]:
+        """The active pointers, in order (those the pass ended since are dropped here; one
+        ended by other means is still listed, which the searches allow: they check
+        ``active``)."""
+        self._active_dropped()
+        return list(self.live.values())
 
     # -- the pass ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -201,12 +277,15 @@ class _Pass:
                 if alone is not None:
                     await self._run_pointer(tg, *alone)
             # Something may have become due while the last steps ran (a short retry).
-            if not self._may_continue() or next(px.runnable(self.instance, utcnow()), None) is None:
+            if (
+                not self._may_continue()
+                or next(px.runnable_among(self._active(), utcnow(), self._busy()), None) is None
+            ):
                 break
         async with self.lock:
             self._settle()
             due = (
-                px.next_execution(self.instance, utcnow())
+                px.next_execution_among(self._active(), utcnow(), self._busy())
                 if self.instance.status == WorkflowStatus.RUNNABLE
                 else None
             )
@@ -241,12 +320,14 @@ class _Pass:
         allows (the others start as running steps end); call with the lock held. With
         ``inline``, a pointer that starts alone is returned for the caller to run in its own
         task (after releasing the lock) instead of in a new one."""
+        if self.primitive_steps and not self.middleware:
+            await self._run_primitives()
         self._settle()
         started: list[tuple[ExecutionPointer, anyio.CancelScope]] = []
         if self._may_continue():
             now = utcnow()
             room = self.max_parallel - len(self.running)
-            for pointer in px.runnable(self.instance, now):
+            for pointer in px.runnable_among(self._active(), now, self._busy()):
                 if room <= 0:
                     break
                 if pointer.id in self.running:
@@ -271,6 +352,50 @@ class _Pass:
             tg.start_soon(self._flusher, tg)
         self._arm_timer(tg)
         return started[0] if alone else None
+
+    async def _run_primitives(self) -> None:
+        """Run the runnable container steps at once, in this task, without storing their
+        start (see ``_PRIMITIVES``); what they start is started by the caller with them.
+        Not with step middleware, which may want to see every step run as any other."""
+        for _ in range(_MAX_PRIMITIVE_RUNS):
+            self._settle()
+            if not self._may_continue():
+                return
+            self._active_dropped()
+            # The containers alone (kept apart), then whether one can run: a wide for_each
+            # has thousands of pending steps and no runnable container while they run.
+            live = self.live
+            candidates = [
+                p
+                for p in self.containers.values()
+                if p.active
+                and p.id not in self.running
+                # A container whose last child is active is busy: known without the walk.
+                and not (p.children and getattr(live.get(p.children[-1]), "active", False))
+            ]
+            if not candidates:
+                return
+            now = utcnow()
+            busy = self._busy()
+            pointer = next(
+                (
+                    p
+                    for p in candidates
+                    if (t := px.ready_time(p, busy, now)) is not None and t <= now
+                ),
+                None,
+            )
+            if pointer is None:
+                return
+            step = self.definition.step(pointer.step_id)
+            scope = self._mark_started(pointer, now)
+            outcome = await self._execute(pointer, step, scope)
+            self.running.pop(pointer.id, None)
+            self.dirty = True
+            if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
+                continue
+            self.created = []
+            self._apply(pointer, step, outcome)
 
     def _keep_due(self, now: datetime) -> None:
         """Make the instance due by ``now``. A due time already past stays as it is: the
@@ -300,14 +425,18 @@ class _Pass:
         if not self.running or not self._may_continue():
             return  # the pass is ending; the host's scheduler wakes the instance
         now = utcnow()
-        busy = px.busy_containers(self.instance)
-        times = [
-            t
-            for p in self.instance.pointers
-            if p.id not in self.running
-            and (t := px.ready_time(p, busy, now)) is not None
-            and t > now
+        self._active_dropped()
+        # Only a pointer with a time set can fall due later: look at those alone (a wide
+        # for_each has thousands of pending pointers and wakes this on every flush).
+        timed = [
+            p
+            for p in self.timed.values()
+            if p.active and p.sleep_until is not None and p.id not in self.running
         ]
+        if not timed:
+            return
+        busy = self._busy()
+        times = [t for p in timed if (t := px.ready_time(p, busy, now)) is not None and t > now]
         if times:
             self.timer = anyio.CancelScope()
             tg.start_soon(self._wake_at, tg, self.timer, min(times))
@@ -324,7 +453,9 @@ class _Pass:
         """Complete the workflow when no pointer is active any more."""
         if self.instance.status != WorkflowStatus.RUNNABLE:
             return
-        if any(p.active for p in self.instance.pointers):
+        # The oldest active pointer comes first once the ended ones are dropped: cheap.
+        self._active_dropped()
+        if any(p.active for p in self.live.values()):
             return
         failed = [p for p in self.instance.pointers if fx.FAIL_AFTER_COMPENSATION in p.extensions]
         if failed:
@@ -361,38 +492,44 @@ class _Pass:
         while True:
             step = self.definition.step(pointer.step_id)
             outcome = await self._execute(pointer, step, scope)
+            following: tuple[ExecutionPointer, anyio.CancelScope] | None
             async with self._guard():
                 self.running.pop(pointer.id, None)
                 # The body may have changed its pointer (ctx.pointer), whatever came of it.
                 self.changed.add(pointer.id)
                 if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
-                    return await self._after_run(tg)
-                self.created = []
-                self._apply(pointer, step, outcome)
-                self.dirty = True
-                successor = self._sole_successor(pointer)
-                if successor is None:
-                    return await self._after_run(tg)
-                # The lean path: store the result (with the successor started), then run the
-                # successor in this task, without the flusher and a new task.
-                now = utcnow()
-                scope = self._mark_started(successor, now)
-                self._keep_due(now)
-                await self._flush()
-                pointer = successor
-                if time.monotonic() - self.yielded > _FAIR_SLICE:
-                    # Steps that never wait (and a store that never does either) would keep
-                    # every other task of the host waiting until the pass ends.
-                    await anyio.lowlevel.checkpoint()
-                    self.yielded = time.monotonic()
+                    following = await self._after_run(tg)
+                else:
+                    self.created = []
+                    self._apply(pointer, step, outcome)
+                    self.dirty = True
+                    successor = self._sole_successor(pointer)
+                    if successor is None:
+                        following = await self._after_run(tg)
+                    else:
+                        # The lean path: store the result (with the successor started), then
+                        # run the successor in this task, without the flusher and a new task.
+                        now = utcnow()
+                        following = (successor, self._mark_started(successor, now))
+                        self._keep_due(now)
+                        await self._flush()
+            if following is None:
+                return
+            pointer, scope = following
+            if time.monotonic() - self.yielded > _FAIR_SLICE:
+                # Steps that never wait (and a store that never does either) would keep
+                # every other task of the host waiting until the pass ends.
+                await anyio.lowlevel.checkpoint()
+                self.yielded = time.monotonic()
 
-    async def _after_run(self, tg: TaskGroup) -> None:
+    async def _after_run(self, tg: TaskGroup) -> tuple[ExecutionPointer, anyio.CancelScope] | None:
         """A step's run ended (call with the lock held): the flusher stores its result and
-        starts what it made runnable, or, with no flusher, this task does."""
+        starts what it made runnable, or, with no flusher, this task does; a step it starts
+        alone (the next round of a loop) is returned for this task to run."""
         if self.flusher_alive:
             self.kick.set()
-        else:
-            await self._start_runnable(tg)
+            return None
+        return await self._start_runnable(tg, inline=True)
 
     def _guard(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """The pass's lock, or nothing while no other task of the pass can touch its state
@@ -500,7 +637,7 @@ class _Pass:
             self._close_subscription(pointer)
         if result.end_workflow_requested:
             self._complete_pointer(pointer, result, now)
-            for other in self.instance.pointers:
+            for other in self._active():
                 if other.active:
                     self._cancel(other, now)
             self._finish(WorkflowStatus.COMPLETE, LifecycleEventType.WORKFLOW_COMPLETED, None)
@@ -521,6 +658,7 @@ class _Pass:
             pointer.attempt = 0
             pointer.status = PointerStatus.SLEEPING
             pointer.sleep_until = now + result.sleep_for
+            self.timed[pointer.id] = pointer
             pointer.persistence_data = result.persistence_data
         else:
             pointer.attempt = 0
@@ -536,6 +674,7 @@ class _Pass:
             else PointerStatus.COMPLETE
         )
         pointer.active = False
+        self.ended.append(pointer.id)
         pointer.end_time = now
         pointer.outcome = result.outcome_value
         self._emit(LifecycleEventType.STEP_COMPLETED, pointer)
@@ -571,6 +710,7 @@ class _Pass:
         pointer.event_published = False
         pointer.event_data = None
         pointer.sleep_until = None if result.event_timeout is None else now + result.event_timeout
+        self.timed[pointer.id] = pointer
         subscription = EventSubscription(
             workflow_id=self.instance.id,
             pointer_id=pointer.id,
@@ -624,6 +764,7 @@ class _Pass:
             if behavior.max_retries is None or failures <= behavior.max_retries:
                 pointer.status = PointerStatus.SLEEPING
                 pointer.sleep_until = now + behavior.retry_delay(failures)
+                self.timed[pointer.id] = pointer
                 return
             behavior = fx.fallback_behavior(self.definition, in_saga, is_compensation)
         kind = behavior.kind
@@ -635,7 +776,7 @@ class _Pass:
             self._compensate(pointer, now)
         else:
             self._end_failed_pointer(pointer, now)
-            for other in self.instance.pointers:
+            for other in self._active():
                 if other.active:
                     self._cancel(other, now)
             if kind == ErrorBehaviorKind.TERMINATE:
@@ -649,6 +790,7 @@ class _Pass:
         self.changed.add(pointer.id)
         pointer.status = PointerStatus.FAILED
         pointer.active = False
+        self.ended.append(pointer.id)
         pointer.end_time = now
 
     def _compensate(self, failed: ExecutionPointer, now: datetime) -> None:
@@ -691,6 +833,7 @@ class _Pass:
         self.changed.add(pointer.id)
         pointer.status = PointerStatus.CANCELLED
         pointer.active = False
+        self.ended.append(pointer.id)
         pointer.end_time = now
         self._close_subscription(pointer)
         scope = self.running.get(pointer.id)
@@ -722,10 +865,16 @@ class _Pass:
             # Recorded on the pointer: readers of the store have no definition to look at.
             pointer.extensions[INTERNAL_POINTER] = True
         self.instance.pointers.append(pointer)
+        self.live[pointer.id] = pointer
+        self.inside.update(pointer.scope)
+        if step_id in self.primitive_steps:
+            self.containers[pointer.id] = pointer
         self.created.append(pointer)
         self.changed.add(pointer.id)
         if scope:
-            parent = self.instance.pointer(scope[0])
+            # The container starting it is active (found without a walk), but for a
+            # compensation started in a finished saga's scope.
+            parent = self.live.get(scope[0]) or self.instance.pointer(scope[0])
             parent.children.append(pointer.id)
             self.changed.add(parent.id)
         return pointer

@@ -153,6 +153,40 @@ def _new_head(instance: WorkflowInstance) -> dict[str, Any]:
     return head  # type: ignore[no-any-return]
 
 
+#: Where ``children`` sits in a pointer's snapshot (``values.pointer_state`` order).
+_CHILDREN = [field.name for field in attrs.fields(ExecutionPointer)].index("children")
+#: Below this many children a changed pointer's list is simply copied again.
+_SHARE_CHILDREN_FROM = 8
+
+
+def _grown_snapshot(
+    pointer: ExecutionPointer, stored: tuple[Any, ...]
+) -> tuple[tuple[Any, ...], list[str]] | None:
+    """The snapshot of a changed pointer that keeps its stored ``children`` list (and the new
+    ids to append to it when the write is applied), or ``None`` to snapshot it in full.
+
+    The engine only appends to ``children`` (the persistence contract), so a container that
+    started its 10,000th branch costs the same to keep as one that started its first: the
+    stored ids are not copied again. Only for writes that name their changed pointers (the
+    executor's); the oracle (``verify_changes``) checks the stored ids are a prefix."""
+    kept = stored[_CHILDREN]
+    children = pointer.children
+    if type(kept) is not list or type(children) is not list or len(kept) < _SHARE_CHILDREN_FROM:
+        return None
+    known = len(kept)
+    if len(children) < known:
+        return None
+    tail = children[known:]
+    if not all(type(item) is str for item in tail):
+        return None
+    pointer.children = []
+    try:
+        state = snapshot_pointer(pointer)
+    finally:
+        pointer.children = children
+    return (*state[:_CHILDREN], kept, *state[_CHILDREN + 1 :]), tail
+
+
 @attrs.define
 class _PointerWrite:
     """The snapshots a write keeps, built before the row changes (see ``_InstanceRow.apply``)."""
@@ -165,6 +199,8 @@ class _PointerWrite:
     added: list[tuple[Any, ...]]
     #: The positions of the added pointers, by id (a repeated id keeps its first position).
     positions: dict[str, int]
+    #: Stored ``children`` lists the replaced snapshots keep, and the ids to append to each.
+    grown: list[tuple[list[str], list[str]]] = attrs.Factory(list)
 
 
 @attrs.define
@@ -199,6 +235,8 @@ class _InstanceRow:
         states = self.pointer_states
         for index, state in pointers.replaced:
             states[index] = state
+        for kept, tail in pointers.grown:
+            kept.extend(tail)
         states.extend(pointers.added)
         self.positions.update(pointers.positions)
         self.revision = revision
@@ -277,8 +315,23 @@ class MemoryPersistence(PersistenceProvider):
         else:
             reset = False
             replaced = []
+            grown: list[tuple[list[str], list[str]]] = []
+            states = previous.pointer_states
             for index in self._changed_indices(pointers, previous, changed):
-                replaced.append((index, snapshot_pointer(pointers[index])))
+                pointer = pointers[index]
+                shared = None if changed is None else _grown_snapshot(pointer, states[index])
+                if shared is None:
+                    replaced.append((index, snapshot_pointer(pointer)))
+                else:
+                    state, tail = shared
+                    kept = state[_CHILDREN]
+                    if self.verify_changes and pointer.children[: len(kept)] != kept:
+                        raise AssertionError(
+                            f"workflow pointer {pointer.id}: children were changed, not only "
+                            "appended to"
+                        )
+                    replaced.append((index, state))
+                    grown.append((kept, tail))
             known = previous.positions
             stored = len(previous.pointer_states)
         added: list[tuple[Any, ...]] = []
@@ -288,7 +341,9 @@ class MemoryPersistence(PersistenceProvider):
             added.append(snapshot_pointer(pointer))
             if pointer.id not in known and pointer.id not in positions:
                 positions[pointer.id] = index
-        return _PointerWrite(reset, replaced, added, positions)
+        if reset:
+            return _PointerWrite(reset, replaced, added, positions)
+        return _PointerWrite(reset, replaced, added, positions, grown)
 
     def _changed_indices(
         self,

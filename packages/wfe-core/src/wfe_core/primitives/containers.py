@@ -6,6 +6,7 @@ so every ``run`` after the first one means "my branches have finished".
 
 from __future__ import annotations
 
+from collections import abc
 from typing import TYPE_CHECKING, Any
 
 from wfe_core.results import ExecutionResult
@@ -57,13 +58,17 @@ class ForEach(StepBody):
     parallel: bool = True
 
     async def run(self, ctx: StepContext) -> ExecutionResult:
-        items = list(self.collection or ())
+        collection = self.collection or ()
         state = ctx.persistence_data
         if self.parallel:
-            if state is None and items:
-                return ExecutionResult.branch(items, {"started": True})
+            branches = list(collection)
+            if state is None and branches:
+                return ExecutionResult.branch(branches, {"started": True})
             return ExecutionResult.next()
         index = 0 if state is None else int(state["index"]) + 1
+        # A sequence (list, tuple, range) is indexed as it is: one round of a long loop does
+        # not copy the whole collection.
+        items = collection if isinstance(collection, abc.Sequence) else list(collection)
         if index < len(items):
             return ExecutionResult.branch([items[index]], {"index": index})
         return ExecutionResult.next()

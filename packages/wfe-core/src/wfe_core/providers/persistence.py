@@ -15,6 +15,7 @@ if TYPE_CHECKING:
         Event,
         EventSubscription,
         ExecutionError,
+        ExecutionPointer,
         Page,
         WorkflowInstance,
         WorkflowStatus,
@@ -36,6 +37,10 @@ class PersistenceProvider(Provider):
       transaction (a refused write stores none of them).
     * Unknown ids raise the matching ``*NotFoundError`` from :mod:`wfe_core.errors`.
     * Times are timezone-aware UTC datetimes, stored with at least millisecond precision.
+    * The write contract (see :meth:`persist_workflow`): what a write must store is the whole
+      instance as the caller holds it; with ``changed_pointers`` it may skip every pointer not
+      named there, and of a named pointer's ``children`` the ids it stored before. A provider
+      built on that stores, per step, what the step changed, not the whole history.
     """
 
     # -- workflow instances ----------------------------------------------------------------
@@ -56,11 +61,26 @@ class PersistenceProvider(Provider):
         """Write ``instance`` (checking its revision) with new subscriptions, errors and events,
         all or nothing.
 
-        ``changed_pointers`` names the pointers that may differ from the stored instance,
-        new ones included: the executor passes the pointers its pass changed since its last
-        write, so a provider that stores pointers apart (rows, or one text each) may write only
-        those. ``None`` (what every other caller passes) means any pointer may have changed.
-        The engine only appends pointers, never removes or reorders them.
+        What a write must store, and what it may skip (the write contract; checked by
+        ``PersistenceSuite``):
+
+        * It must store the head of the instance (every field but ``pointers``, ``data``
+          included) and the new ``revision``, always.
+        * ``changed_pointers=None`` (what every caller but the executor passes): any pointer
+          may have changed, been added, or (rarely) been removed; the stored pointers must
+          become exactly ``instance.pointers``, in order.
+        * ``changed_pointers`` given: it names every pointer that may differ from the stored
+          instance, new ones included (the executor passes the pointers its pass changed since
+          its last write). The write must store the named pointers and the ones past the
+          stored count, and may skip every other one: a provider that stores pointers apart
+          (rows, or one text each) writes only those, so a step costs the same to store at
+          step 10,000 as at step 1. The caller keeps two promises then: pointers are only
+          appended (never removed or reordered), and a pointer's ``children`` only grow by
+          appending, so a provider may store only the ids past the ones it stored before
+          (a container that started its 10,000th branch stores one id, not 10,000).
+        * A provider that cannot rely on what it stored (it did not write the stored revision
+          itself, or lost track) writes the whole instance: skipping is an optimisation a
+          provider may make, never a requirement.
 
         ``events`` are stored as :meth:`create_event` stores them, in the same transaction as
         the instance: a transactional outbox. The engine uses it for notifications that must
@@ -73,6 +93,27 @@ class PersistenceProvider(Provider):
     @abstractmethod
     async def get_workflow(self, workflow_id: str) -> WorkflowInstance:
         """The stored instance."""
+
+    async def get_pointers(
+        self, workflow_id: str, *, skip: int = 0, take: int = 100
+    ) -> Page[ExecutionPointer]:
+        """A page of the workflow's pointers, in order: ``take`` of them from position ``skip``
+        on, with ``total``, the count of all its pointers (for CLIs and UIs showing long
+        histories). ``WorkflowNotFoundError`` for an unknown id.
+
+        This default reads the whole instance; a provider storing pointers apart reads only
+        the page."""
+        from wfe_core.models import Page
+
+        instance = await self.get_workflow(workflow_id)
+        skip = max(skip, 0)
+        take = max(take, 0)
+        return Page(
+            items=instance.pointers[skip : skip + take],
+            total=len(instance.pointers),
+            skip=skip,
+            take=take,
+        )
 
     @abstractmethod
     async def get_workflows(self, workflow_ids: Iterable[str]) -> Sequence[WorkflowInstance]:

@@ -286,6 +286,122 @@ class PersistenceSuite:
         assert await persistence.get_workflow(instance.id) == as_stored(loaded)
 
     @pytest.mark.anyio
+    async def test_write_contract_a_loop_written_step_by_step(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        """The write contract, as the executor writes a loop: each write names the container
+        (whose ``children`` grew by one), the branch that finished and the one started, and
+        leaves out every other pointer. Whatever a provider skips, the instance reads back
+        whole after every write: the head, the named pointers, the new ones (named or not)
+        and the child ids appended."""
+        loop = ExecutionPointer(step_id=0, status=PointerStatus.RUNNING)
+        instance = make_instance(pointers=[loop], data={"i": 0})
+        await persistence.create_workflow(instance)
+        loaded = await persistence.get_workflow(instance.id)
+        for round_no in range(1, 41):
+            container = loaded.pointers[0]
+            previous = loaded.pointers[-1] if len(loaded.pointers) > 1 else None
+            changed = {container.id}
+            if previous is not None:
+                previous.status = PointerStatus.COMPLETE
+                previous.active = False
+                previous.end_time = now_ms()
+                previous.outcome = {"round": round_no - 1}
+                changed.add(previous.id)
+            branch = ExecutionPointer(
+                step_id=1, scope=[container.id], context_item=round_no, attempt=1
+            )
+            loaded.pointers.append(branch)
+            container.children.append(branch.id)
+            container.persistence_data = {"rounds": round_no}
+            loaded.data["i"] = round_no
+            if round_no % 3:
+                changed.add(branch.id)  # new pointers may be named or not
+            await persistence.persist_workflow(loaded, changed_pointers=changed)
+            assert loaded.revision == round_no + 1
+            if round_no % 10 == 0:
+                assert await persistence.get_workflow(instance.id) == as_stored(loaded)
+                # A fresh copy read back writes on from the stored revision.
+                loaded = await persistence.get_workflow(instance.id)
+        stored = await persistence.get_workflow(instance.id)
+        assert stored == as_stored(loaded)
+        assert len(stored.pointers) == 41
+        assert stored.pointers[0].children == [p.id for p in stored.pointers[1:]]
+
+    @pytest.mark.anyio
+    async def test_write_contract_without_changed_pointers_stores_everything(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        """``changed_pointers=None``: any pointer may have changed, been added or removed;
+        after the write the stored pointers are exactly the instance's."""
+        pointers = [ExecutionPointer(step_id=i, children=[new_id()]) for i in range(4)]
+        instance = make_instance(pointers=pointers)
+        await persistence.create_workflow(instance)
+        loaded = await persistence.get_workflow(instance.id)
+        # An executor write first, so a provider keeping track of its rows has some.
+        loaded.pointers[3].attempt = 1
+        await persistence.persist_workflow(loaded, changed_pointers=[loaded.pointers[3].id])
+        loaded.pointers[0].extensions["edited"] = True
+        loaded.pointers[1].children = ["replaced"]
+        loaded.pointers[2].children.clear()
+        del loaded.pointers[3]
+        await persistence.persist_workflow(loaded)
+        assert await persistence.get_workflow(instance.id) == as_stored(loaded)
+        # And a changed pointer named again after that is stored from there on.
+        loaded.pointers[1].children.append("appended")
+        await persistence.persist_workflow(loaded, changed_pointers=[loaded.pointers[1].id])
+        assert await persistence.get_workflow(instance.id) == as_stored(loaded)
+
+    @pytest.mark.anyio
+    async def test_write_contract_from_a_copy_written_elsewhere(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        """A write naming its changes, from a copy read after another writer's write, stores
+        that writer's changes too (they are in the copy, not named: the provider cannot take
+        what it stored itself as the base)."""
+        instance = make_instance(pointers=[ExecutionPointer(step_id=0), ExecutionPointer(1)])
+        await persistence.create_workflow(instance)
+        mine = await persistence.get_workflow(instance.id)
+        mine.pointers[0].attempt = 1
+        await persistence.persist_workflow(mine, changed_pointers=[mine.pointers[0].id])
+        theirs = await persistence.get_workflow(instance.id)
+        theirs.pointers[1].extensions["theirs"] = 1
+        theirs.pointers[1].children.append(new_id())
+        await persistence.persist_workflow(theirs)
+        copy = await persistence.get_workflow(instance.id)
+        copy.pointers[0].attempt = 2
+        await persistence.persist_workflow(copy, changed_pointers=[copy.pointers[0].id])
+        stored = await persistence.get_workflow(instance.id)
+        assert stored == as_stored(copy)
+        assert stored.pointers[1].extensions == {"theirs": 1}
+
+    @pytest.mark.anyio
+    async def test_pointers_read_page_by_page(self, persistence: PersistenceProvider) -> None:
+        pointers = [
+            ExecutionPointer(step_id=i, children=[new_id()] if i % 4 == 0 else [])
+            for i in range(23)
+        ]
+        instance = make_instance(pointers=pointers)
+        await persistence.create_workflow(instance)
+        loaded = await persistence.get_workflow(instance.id)
+        loaded.pointers[5].status = PointerStatus.COMPLETE
+        loaded.pointers.append(ExecutionPointer(step_id=99))
+        await persistence.persist_workflow(loaded, changed_pointers=[loaded.pointers[5].id])
+        whole = (await persistence.get_workflow(instance.id)).pointers
+        pages: list[ExecutionPointer] = []
+        for skip in range(0, 30, 10):
+            page = await persistence.get_pointers(instance.id, skip=skip, take=10)
+            assert (page.total, page.skip, page.take) == (24, skip, 10)
+            pages.extend(page.items)
+        assert pages == whole
+        assert (await persistence.get_pointers(instance.id, skip=40)).items == []
+        assert (await persistence.get_pointers(instance.id, skip=3, take=0)).items == []
+        first = await persistence.get_pointers(instance.id)
+        assert first.items == whole[:100]
+        with pytest.raises(WorkflowNotFoundError):
+            await persistence.get_pointers(new_id())
+
+    @pytest.mark.anyio
     async def test_stale_write_is_refused_and_stores_nothing(
         self, persistence: PersistenceProvider
     ) -> None:

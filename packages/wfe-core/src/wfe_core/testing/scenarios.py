@@ -35,8 +35,10 @@ from hypothesis import HealthCheck, given, settings
 from wfe_core.builder import WorkflowBuilder
 from wfe_core.models import (
     ErrorBehavior,
+    ExecutionPointer,
     LifecycleEvent,
     LifecycleEventType,
+    Page,
     PointerStatus,
     WorkflowDefinition,
     WorkflowInstance,
@@ -76,6 +78,10 @@ class ScenarioHost(Protocol):
     ) -> WorkflowInstance: ...
 
     async def get_workflow(self, workflow_id: str) -> WorkflowInstance: ...
+
+    async def get_workflow_pointers(
+        self, workflow_id: str, *, skip: int = 0, take: int = 100
+    ) -> Page[ExecutionPointer]: ...
 
     async def publish_event(
         self, name: str, key: str, data: Any = None, effective_date: datetime | None = None
@@ -467,6 +473,48 @@ class WorkflowScenarios:
         instance = await self._run(host, definition)
         assert instance.data.count == 5
         assert instance.data.log == ["after"]
+
+    @pytest.mark.anyio
+    async def test_a_long_loop_keeps_its_whole_history(self, host: ScenarioHost) -> None:
+        """A loop of many rounds, resumed halfway by an event (a new pass over the stored
+        instance): every round's pointer is stored, the container lists every branch, and
+        the pointers read page by page are the instance's."""
+        rounds = 150
+        key = _unique("halfway")
+        definition = (
+            WorkflowBuilder(Journal)
+            .while_do(
+                lambda data: data.count < rounds,
+                lambda b: b.start_with(
+                    lambda ctx: setattr(ctx.data, "count", ctx.data.count + 1)
+                ).if_do(
+                    lambda data: data.count == rounds // 2,
+                    lambda w: w.start_with(record("waiting")).wait_for(EVENT_NAME, key=key),
+                ),
+            )
+            .then(record("after"))
+            .build(_unique("long-while"))
+        )
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id, Journal())
+        await self._wait_until(host, workflow_id, self._waiting)
+        await host.publish_event(EVENT_NAME, key, "go")
+        instance = await host.wait_for_workflow(workflow_id, timeout=TIMEOUT)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert instance.data.count == rounds
+        assert instance.data.log == ["waiting", "after"]
+        (loop,) = [p for p in instance.pointers if p.step_name == "While"]
+        rounds_run = [p for p in instance.pointers if p.scope and p.scope[0] == loop.id]
+        assert loop.children == [p.id for p in rounds_run]
+        assert len(rounds_run) == 2 * rounds  # the counting step and the if, each round
+        assert all(p.status == PointerStatus.COMPLETE and not p.active for p in instance.pointers)
+        paged: list[ExecutionPointer] = []
+        while len(paged) < len(instance.pointers):
+            page = await host.get_workflow_pointers(workflow_id, skip=len(paged), take=64)
+            assert page.total == len(instance.pointers)
+            assert page.items
+            paged.extend(page.items)
+        assert paged == instance.pointers
 
     @pytest.mark.anyio
     async def test_if_runs_branch_only_when_true(self, host: ScenarioHost) -> None:
