@@ -1,0 +1,369 @@
+"""The OpenSearch search index of workflow instances."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+from opensearchpy import AsyncOpenSearch
+from opensearchpy.exceptions import (
+    ConflictError,
+    NotFoundError,
+    OpenSearchException,
+    RequestError,
+    TransportError,
+)
+
+from wfe_core.errors import ConfigurationError, ProviderError
+from wfe_core.models import Page, WorkflowInstance
+from wfe_core.providers import SearchIndex
+from wfe_core.providers import capabilities as cap
+from wfe_core.serialization import from_primitive
+from wfe_opensearch import _queries
+from wfe_opensearch._documents import MAPPING_VERSION, document, index_body
+from wfe_opensearch.options import OpenSearchOptions, parse_url
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Iterable, Mapping
+
+__all__ = ["RESULT_WINDOW", "OpenSearchIndex"]
+
+logger = logging.getLogger("wfe_opensearch")
+
+T = TypeVar("T")
+
+#: Most hits one request pages to with ``from``/``size`` (OpenSearch's
+#: ``index.max_result_window``); deeper pages are reached with ``search_after``.
+RESULT_WINDOW = 10_000
+#: Most instances one bulk request carries.
+BULK_CHUNK = 1_000
+
+
+class OpenSearchIndex(SearchIndex):
+    """Workflow instances indexed in OpenSearch (2.x), for search across millions of them.
+
+    The provider owns its index: ``<prefix>-workflows-v<N>`` behind the alias
+    ``<prefix>-workflows``, created with the configured shards and replicas and a strict
+    mapping (see ``docs/providers/opensearch.md``). Every write carries the instance's
+    ``revision`` as an external version, so a late, stale update is refused by the node and
+    the index converges to the latest state whatever order updates arrive in.
+
+    The node may be down when the provider is opened: creating the index is then retried on
+    the next call, and the host's index queue retries failed updates with back-off. ``text``
+    matches words (not substrings) of the reference, definition id, description and data.
+    Backend failures raise :class:`~wfe_core.errors.ProviderError`; bad filters
+    :class:`ValueError`.
+    """
+
+    capabilities = frozenset({cap.SEARCH_BY_DATA, cap.DURABLE, cap.DISTRIBUTED, cap.ASYNCIO_ONLY})
+
+    def __init__(self, url: str | None = None, options: OpenSearchOptions | None = None) -> None:
+        self._connection = parse_url(url, options)
+        self._client: AsyncOpenSearch | None = None
+        self._ready = False
+        self._ready_lock = anyio.Lock()
+
+    @property
+    def alias(self) -> str:
+        """The name searches and writes go through (``<prefix>-workflows``)."""
+        return self._connection.alias
+
+    @property
+    def index_name(self) -> str:
+        """The index the alias points at for this mapping version."""
+        return f"{self.alias}-v{MAPPING_VERSION}"
+
+    @property
+    def url(self) -> str:
+        return self._connection.url
+
+    async def open(self) -> None:
+        """Connect, and create the index unless it exists. A node that does not answer yet
+        is not an error here: the index is then set up on the first call that needs it."""
+        if self._client is not None:
+            return
+        options = self._connection.options
+        self._client = AsyncOpenSearch(
+            hosts=[self._connection.url],
+            http_auth=self._connection.auth,
+            timeout=options.timeout,
+            max_retries=options.max_retries,
+            retry_on_timeout=False,
+            verify_certs=options.verify_certs,
+            ca_certs=options.ca_certs,
+        )
+        try:
+            await self._ensure_index()
+        except ProviderError as exc:
+            logger.warning("OpenSearch at %s is not ready (%s); will retry", self.url, exc)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        self._ready = False
+        if client is not None:
+            await client.close()
+
+    def _require(self) -> AsyncOpenSearch:
+        if self._client is None:
+            raise ProviderError("the OpenSearch index is not open (use it as 'async with')")
+        return self._client
+
+    async def _call(self, what: str, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except OpenSearchException as exc:
+            raise ProviderError(f"OpenSearch {what} at {self.url} failed: {_reason(exc)}") from exc
+
+    async def _ensure_index(self) -> None:
+        if self._ready:
+            return
+        client = self._require()
+        async with self._ready_lock:
+            if not self._ready:  # another task may have set it up meanwhile
+                await self._set_up(client)
+
+    async def _set_up(self, client: AsyncOpenSearch) -> None:
+        try:
+            found = await client.indices.get_alias(name=self.alias)
+        except NotFoundError:
+            found = {}
+        except OpenSearchException as exc:
+            raise ProviderError(f"OpenSearch at {self.url} did not answer: {_reason(exc)}") from exc
+        if found:
+            self._check_version(set(found))
+        else:
+            await self._create_index(client)
+        self._ready = True
+
+    def _check_version(self, indices: set[str]) -> None:
+        if indices != {self.index_name}:
+            raise ConfigurationError(
+                f"OpenSearch alias {self.alias} points at {sorted(indices)}, but this "
+                f"wfe-opensearch uses {self.index_name} (mapping version {MAPPING_VERSION}): "
+                "reindex into it and move the alias (docs/providers/opensearch.md, Operations)"
+            )
+
+    async def _create_index(self, client: AsyncOpenSearch) -> None:
+        options = self._connection.options
+        body = index_body(options.number_of_shards, options.number_of_replicas, self.alias)
+        try:
+            await client.indices.create(index=self.index_name, body=body)
+            logger.info("created OpenSearch index %s (alias %s)", self.index_name, self.alias)
+        except RequestError as exc:
+            if exc.error != "resource_already_exists_exception":
+                raise ProviderError(
+                    f"creating OpenSearch index {self.index_name} failed: {_reason(exc)}"
+                ) from exc
+            # Another host created it first.
+        except OpenSearchException as exc:
+            raise ProviderError(
+                f"creating OpenSearch index {self.index_name} failed: {_reason(exc)}"
+            ) from exc
+
+    async def index_workflow(self, instance: WorkflowInstance) -> None:
+        """Index ``instance`` unless the index holds a later revision of it already."""
+        await self._ensure_index()
+        client = self._require()
+        try:
+            await client.index(
+                index=self.alias,
+                id=instance.id,
+                body=document(instance),
+                params={
+                    "version": str(instance.revision),
+                    "version_type": "external_gte",
+                    "refresh": self._connection.options.refresh,
+                },
+            )
+        except ConflictError:
+            logger.debug(
+                "skipped a stale index update of %s (revision %d)",
+                instance.id,
+                instance.revision,
+                extra={"workflow_id": instance.id},
+            )
+        except OpenSearchException as exc:
+            raise ProviderError(
+                f"OpenSearch indexing {instance.id} at {self.url} failed: {_reason(exc)}"
+            ) from exc
+
+    async def index_many(self, instances: Iterable[WorkflowInstance]) -> int:
+        """Index many instances with bulk requests (for backfills and benchmarks); stale ones
+        are skipped as by :meth:`index_workflow`. Returns how many documents were written."""
+        await self._ensure_index()
+        client = self._require()
+        written = 0
+        batch: list[WorkflowInstance] = []
+        for instance in instances:
+            batch.append(instance)
+            if len(batch) >= BULK_CHUNK:
+                written += await self._bulk(client, batch)
+                batch = []
+        if batch:
+            written += await self._bulk(client, batch)
+        return written
+
+    async def _bulk(self, client: AsyncOpenSearch, batch: list[WorkflowInstance]) -> int:
+        lines: list[dict[str, Any]] = []
+        for instance in batch:
+            lines.append(
+                {
+                    "index": {
+                        "_index": self.alias,
+                        "_id": instance.id,
+                        "version": instance.revision,
+                        "version_type": "external_gte",
+                    }
+                }
+            )
+            lines.append(document(instance))
+        response = await self._call(
+            "bulk indexing",
+            client.bulk(body=lines, params={"refresh": self._connection.options.refresh}),
+        )
+        written = 0
+        failures: list[str] = []
+        for item in response["items"]:
+            result = item["index"]
+            status = result.get("status", 500)
+            if status < 300:
+                written += 1
+            elif status != 409:  # 409: stale, a later revision is indexed
+                failures.append(f"{result.get('_id')}: {result.get('error')}")
+        if failures:
+            raise ProviderError(
+                f"OpenSearch bulk indexing failed for {len(failures)} instances: {failures[0]}"
+            )
+        return written
+
+    async def remove_workflow(self, workflow_id: str) -> None:
+        """Drop the entry of ``workflow_id``; a no-op when it is not indexed."""
+        await self._ensure_index()
+        client = self._require()
+        try:
+            await client.delete(
+                index=self.alias,
+                id=workflow_id,
+                params={"refresh": self._connection.options.refresh},
+            )
+        except NotFoundError:
+            return
+        except OpenSearchException as exc:
+            raise ProviderError(
+                f"OpenSearch removing {workflow_id} at {self.url} failed: {_reason(exc)}"
+            ) from exc
+
+    async def refresh(self) -> None:
+        """Make every write so far visible to searches now (tests, after a backfill)."""
+        await self._ensure_index()
+        await self._call("refresh", self._require().indices.refresh(index=self.alias))
+
+    async def delete_index(self) -> None:
+        """Delete the index and its alias (everything indexed is lost; the next call creates
+        the index again)."""
+        client = self._require()
+        try:
+            await client.indices.delete(index=self.index_name)
+        except NotFoundError:
+            pass
+        except OpenSearchException as exc:
+            raise ProviderError(
+                f"deleting OpenSearch index {self.index_name} failed: {_reason(exc)}"
+            ) from exc
+        self._ready = False
+
+    async def search(
+        self,
+        text: str | None = None,
+        *,
+        filters: Mapping[str, Any] | None = None,
+        skip: int = 0,
+        take: int = 20,
+    ) -> Page[WorkflowInstance]:
+        """Matching instances, best match first, newest first among equals.
+
+        Pages within the node's result window use ``from``/``size``; deeper ones walk there
+        with ``search_after`` over a total order (score, creation time, id), so every page of
+        an index that does not change meanwhile holds each instance once.
+        """
+        query, ranked = _queries.build(text, filters)
+        await self._ensure_index()
+        client = self._require()
+        skip, take = max(skip, 0), max(take, 0)
+        base: dict[str, Any] = {
+            "query": query,
+            "sort": _queries.SORT_BY_SCORE if ranked else _queries.SORT_BY_TIME,
+        }
+        if skip + take <= RESULT_WINDOW:
+            response = await self._call(
+                "search",
+                client.search(
+                    index=self.alias,
+                    body={
+                        **base,
+                        "from": skip,
+                        "size": take,
+                        "track_total_hits": True,
+                        "_source": ["instance"],
+                    },
+                ),
+            )
+            hits = response["hits"]["hits"]
+            total = response["hits"]["total"]["value"]
+        else:
+            hits, total = await self._deep_page(client, base, skip, take)
+        items = [from_primitive(hit["_source"]["instance"], WorkflowInstance) for hit in hits]
+        return Page(items=items, total=total, skip=skip, take=take)
+
+    async def _deep_page(
+        self, client: AsyncOpenSearch, base: dict[str, Any], skip: int, take: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        after: list[Any] | None = None
+        # Walk past the skipped hits, reading only their sort values.
+        while skip > 0:
+            size = min(skip, RESULT_WINDOW)
+            body = {**base, "size": size, "_source": False, "track_total_hits": False}
+            if after is not None:
+                body["search_after"] = after
+            response = await self._call("search", client.search(index=self.alias, body=body))
+            skipped = response["hits"]["hits"]
+            if not skipped:
+                break
+            after = skipped[-1]["sort"]
+            skip -= len(skipped)
+        hits: list[dict[str, Any]] = []
+        total = 0
+        first = True
+        while skip <= 0 and (first or len(hits) < take):
+            size = min(take - len(hits), RESULT_WINDOW)
+            body = {**base, "size": size, "_source": ["instance"], "track_total_hits": first}
+            if after is not None:
+                body["search_after"] = after
+            response = await self._call("search", client.search(index=self.alias, body=body))
+            if first:
+                total = response["hits"]["total"]["value"]
+                first = False
+            page = response["hits"]["hits"]
+            if not page or size == 0:
+                break
+            hits += page
+            after = page[-1]["sort"]
+        if first:  # the skipped hits ran out: count the matches
+            response = await self._call(
+                "count", client.count(index=self.alias, body={"query": base["query"]})
+            )
+            total = response["count"]
+        return hits, total
+
+
+def _reason(exc: OpenSearchException) -> str:
+    """One line saying why a request failed."""
+    if isinstance(exc, TransportError) and isinstance(exc.status_code, int):
+        info = exc.info
+        if isinstance(info, dict):
+            error = info.get("error")
+            if isinstance(error, dict):
+                return f"{exc.status_code} {error.get('type')}: {error.get('reason')}"
+        return f"{exc.status_code} {exc.error}"
+    return f"{type(exc).__name__}: {exc}"
