@@ -19,7 +19,7 @@ from wfe_opensearch import OpenSearchOptions
 from wfe_opensearch.search import OpenSearchIndex
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
     from types import ModuleType
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "opensearch_node.py"
@@ -62,7 +62,7 @@ def opensearch_url() -> Iterator[str]:
         node.remove()
 
 
-def test_options(**overrides: object) -> OpenSearchOptions:
+def fresh_options(**overrides: object) -> OpenSearchOptions:
     """Options of a fresh index of its own: a unique prefix, no replicas, refresh per write."""
     values: dict[str, object] = {
         "index_prefix": f"test-{new_id().lower()}",
@@ -74,9 +74,15 @@ def test_options(**overrides: object) -> OpenSearchOptions:
 
 
 @pytest.fixture
+def options() -> Callable[..., OpenSearchOptions]:
+    """Makes options of a fresh index (see :func:`fresh_options`)."""
+    return fresh_options
+
+
+@pytest.fixture
 async def fresh_index(opensearch_url: str) -> AsyncIterator[OpenSearchIndex]:
     """An entered provider over an empty index of its own, deleted afterwards."""
-    async with OpenSearchIndex(opensearch_url, test_options()) as index:
+    async with OpenSearchIndex(opensearch_url, fresh_options()) as index:
         try:
             yield index
         finally:
