@@ -39,6 +39,12 @@ def node_script() -> ModuleType:
     return module
 
 
+@pytest.fixture(scope="session")
+def node_module() -> ModuleType:
+    """The node script (``Node``, ``java_home``, ...), for tests that run a node of their own."""
+    return node_script()
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
