@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,9 @@ MAPPING: dict[str, Any] = {
         "next_execution": _DATE,
         "parent_workflow_id": _KEYWORD,
         "revision": {"type": "long"},
+        # A number derived from the id that makes the sort order total: a keyword id as the
+        # last sort key costs 5-10x more per search at 100,000 documents.
+        "tiebreak": {"type": "long"},
         "step_names": _KEYWORD,
         "step_statuses": _KEYWORD,
         "data": {"type": "flat_object"},
@@ -58,6 +62,13 @@ def index_body(shards: int, replicas: int, alias: str) -> dict[str, Any]:
         "mappings": MAPPING,
         "aliases": {alias: {}},
     }
+
+
+def tiebreak(workflow_id: str) -> int:
+    """A non-negative 63-bit number of ``workflow_id`` (distinct ids collide with odds of
+    about one in 2**63 per pair, and then only tie among equal creation times)."""
+    digest = hashlib.blake2b(workflow_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest) >> 1
 
 
 def _date(value: datetime | None) -> str | None:
@@ -113,6 +124,7 @@ def document(instance: WorkflowInstance) -> dict[str, Any]:
         "next_execution": _date(instance.next_execution),
         "parent_workflow_id": instance.parent_workflow_id,
         "revision": instance.revision,
+        "tiebreak": tiebreak(instance.id),
         "step_names": sorted({p.step_name for p in instance.pointers if p.step_name}),
         "step_statuses": sorted({str(p.status) for p in instance.pointers}),
         "data": _flat_data(data),

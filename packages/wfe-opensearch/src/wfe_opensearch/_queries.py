@@ -12,14 +12,14 @@ from wfe_core.memory.search import DATA_FILTER_PREFIX, check_filters
 # Weights of a text match per field, as the memory index ranks them.
 _TEXT_FIELDS = ("reference.text^4", "definition_id.text^3", "description^2", "data_text")
 
-#: Best match first, newest first among equals, the id last so the order is total (deep
-#: paging with search_after needs one).
+#: Best match first, newest first among equals, a number of the id last so the order is total
+#: (deep paging with search_after needs one).
 SORT_BY_SCORE: list[Any] = [
     {"_score": "desc"},
     {"create_time": "desc"},
-    {"id": "asc"},
+    {"tiebreak": "asc"},
 ]
-SORT_BY_TIME: list[Any] = [{"create_time": "desc"}, {"id": "asc"}]
+SORT_BY_TIME: list[Any] = [{"create_time": "desc"}, {"tiebreak": "asc"}]
 
 
 def _values(wanted: Any) -> list[Any]:

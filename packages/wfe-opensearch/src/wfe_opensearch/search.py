@@ -284,7 +284,7 @@ class OpenSearchIndex(SearchIndex):
         """Matching instances, best match first, newest first among equals.
 
         Pages within the node's result window use ``from``/``size``; deeper ones walk there
-        with ``search_after`` over a total order (score, creation time, id), so every page of
+        with ``search_after`` over a total order (score, creation time, tiebreak), so every page of
         an index that does not change meanwhile holds each instance once.
         """
         query, ranked = _queries.build(text, filters)
@@ -323,11 +323,23 @@ class OpenSearchIndex(SearchIndex):
         # Walk past the skipped hits, reading only their sort values.
         while skip > 0:
             size = min(skip, RESULT_WINDOW)
-            body = {**base, "size": size, "_source": False, "track_total_hits": False}
+            body = {
+                **base,
+                "size": size,
+                "_source": False,
+                "stored_fields": "_none_",
+                "track_total_hits": False,
+            }
             if after is not None:
                 body["search_after"] = after
-            response = await self._call("search", client.search(index=self.alias, body=body))
-            skipped = response["hits"]["hits"]
+            # Only the sort values come back: a tenth of the bytes of whole hits.
+            response = await self._call(
+                "search",
+                client.search(
+                    index=self.alias, body=body, params={"filter_path": "hits.hits.sort"}
+                ),
+            )
+            skipped = response.get("hits", {}).get("hits", [])
             if not skipped:
                 break
             after = skipped[-1]["sort"]
