@@ -6,10 +6,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from wfe_core.errors import ProviderError
+from wfe_core.models import WorkflowInstance
 from wfe_core.testing import SearchSuite
+from wfe_opensearch.search import OpenSearchIndex
 
 if TYPE_CHECKING:
-    from wfe_opensearch.search import OpenSearchIndex
+    from collections.abc import Callable
+
+    from wfe_opensearch import OpenSearchOptions
 
 
 class TestOpenSearchIndex(SearchSuite):
@@ -18,3 +23,25 @@ class TestOpenSearchIndex(SearchSuite):
     @pytest.fixture
     def search(self, fresh_index: OpenSearchIndex) -> OpenSearchIndex:
         return fresh_index
+
+
+@pytest.mark.anyio
+async def test_an_index_deleted_under_a_running_provider_is_created_again(
+    fresh_index: OpenSearchIndex, options: Callable[..., OpenSearchOptions]
+) -> None:
+    """A write never auto-creates an index of the cluster's defaults: it fails, and the next
+    one (the index queue's retry) creates the provider's own index again."""
+    instance = WorkflowInstance(definition_id="again", version=1, reference="back")
+    await fresh_index.index_workflow(instance)
+    await fresh_index.delete_index()
+    await fresh_index.index_workflow(instance)  # the provider knows it deleted it
+    assert [i.id for i in (await fresh_index.search("back")).items] == [instance.id]
+
+    other = OpenSearchIndex(fresh_index.url, options(index_prefix=fresh_index.alias[:-10]))
+    async with other:
+        await other.delete_index()  # behind the first provider's back
+    with pytest.raises(ProviderError, match=r"index_not_found|alias"):
+        await fresh_index.index_workflow(instance)
+    await fresh_index.index_workflow(instance)
+    page = await fresh_index.search("back")
+    assert [i.id for i in page.items] == [instance.id]

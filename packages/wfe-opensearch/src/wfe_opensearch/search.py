@@ -174,6 +174,8 @@ class OpenSearchIndex(SearchIndex):
                     "version": str(instance.revision),
                     "version_type": "external_gte",
                     "refresh": self._connection.options.refresh,
+                    # Never let a write auto-create an index of the cluster's defaults.
+                    "require_alias": "true",
                 },
             )
         except ConflictError:
@@ -184,6 +186,8 @@ class OpenSearchIndex(SearchIndex):
                 extra={"workflow_id": instance.id},
             )
         except OpenSearchException as exc:
+            if isinstance(exc, NotFoundError):
+                self._ready = False  # the index was deleted: create it again on the retry
             raise ProviderError(
                 f"OpenSearch indexing {instance.id} at {self.url} failed: {_reason(exc)}"
             ) from exc
@@ -220,7 +224,10 @@ class OpenSearchIndex(SearchIndex):
             lines.append(document(instance))
         response = await self._call(
             "bulk indexing",
-            client.bulk(body=lines, params={"refresh": self._connection.options.refresh}),
+            client.bulk(
+                body=lines,
+                params={"refresh": self._connection.options.refresh, "require_alias": "true"},
+            ),
         )
         written = 0
         failures: list[str] = []
@@ -231,6 +238,8 @@ class OpenSearchIndex(SearchIndex):
                 written += 1
             elif status != 409:  # 409: stale, a later revision is indexed
                 failures.append(f"{result.get('_id')}: {result.get('error')}")
+                if status == 404:
+                    self._ready = False
         if failures:
             raise ProviderError(
                 f"OpenSearch bulk indexing failed for {len(failures)} instances: {failures[0]}"
