@@ -125,12 +125,11 @@ class OpenSearchIndex(SearchIndex):
 
     async def _set_up(self, client: AsyncOpenSearch) -> None:
         try:
-            found = await client.indices.get_alias(name=self.alias)
-        except NotFoundError:
-            found = {}
+            # ignore=404: a missing alias is the normal first start, not a logged failure.
+            found = await client.indices.get_alias(name=self.alias, params={"ignore": 404})
         except OpenSearchException as exc:
             raise ProviderError(f"OpenSearch at {self.url} did not answer: {_reason(exc)}") from exc
-        if found:
+        if found and found.get("status") != 404:
             self._check_version(set(found))
         else:
             await self._create_index(client)
@@ -254,10 +253,8 @@ class OpenSearchIndex(SearchIndex):
             await client.delete(
                 index=self.alias,
                 id=workflow_id,
-                params={"refresh": self._connection.options.refresh},
+                params={"refresh": self._connection.options.refresh, "ignore": 404},
             )
-        except NotFoundError:
-            return
         except OpenSearchException as exc:
             raise ProviderError(
                 f"OpenSearch removing {workflow_id} at {self.url} failed: {_reason(exc)}"
@@ -273,9 +270,7 @@ class OpenSearchIndex(SearchIndex):
         the index again)."""
         client = self._require()
         try:
-            await client.indices.delete(index=self.index_name)
-        except NotFoundError:
-            pass
+            await client.indices.delete(index=self.index_name, params={"ignore": 404})
         except OpenSearchException as exc:
             raise ProviderError(
                 f"deleting OpenSearch index {self.index_name} failed: {_reason(exc)}"
@@ -387,4 +382,6 @@ def _reason(exc: OpenSearchException) -> str:
             if isinstance(error, dict):
                 return f"{exc.status_code} {error.get('type')}: {error.get('reason')}"
         return f"{exc.status_code} {exc.error}"
+    if isinstance(exc, TransportError) and isinstance(exc.error, str):
+        return exc.error  # a connection error: the driver's own words, once
     return f"{type(exc).__name__}: {exc}"

@@ -57,10 +57,22 @@ _DATE = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"])
     "--definition", "definition_id", metavar="ID", default=None, help="Only this definition."
 )
 @click.option("--reference", default=None, help="Only instances with this reference.")
-@click.option("--created-after", type=_DATE, default=None, help="Created at or after (UTC).")
-@click.option("--created-before", type=_DATE, default=None, help="Created before (UTC).")
-@click.option("--completed-after", type=_DATE, default=None, help="Finished at or after (UTC).")
-@click.option("--completed-before", type=_DATE, default=None, help="Finished before (UTC).")
+@click.option(
+    "--created-after", type=_DATE, metavar="TIME", default=None, help="Created at or after (UTC)."
+)
+@click.option(
+    "--created-before", type=_DATE, metavar="TIME", default=None, help="Created before (UTC)."
+)
+@click.option(
+    "--completed-after",
+    type=_DATE,
+    metavar="TIME",
+    default=None,
+    help="Finished at or after (UTC).",
+)
+@click.option(
+    "--completed-before", type=_DATE, metavar="TIME", default=None, help="Finished before (UTC)."
+)
 @click.option(
     "--data",
     "data",
