@@ -97,13 +97,30 @@ def _flat_data(data: Any) -> dict[str, Any] | None:
     return flat
 
 
+#: Longest key and leaf value (characters) kept in the ``flat_object``: each leaf is one
+#: keyword term, with its path, and Lucene refuses a whole document for a term over 32 KB.
+#: Longer ones are left out there (no data filter matches them; text search still does).
+MAX_FLAT_KEY = 256
+MAX_FLAT_VALUE = 2_048
+
+
 def _scalars(value: Any) -> Any:
     if isinstance(value, dict):
-        return {str(k): _scalars(v) for k, v in value.items() if v is not None}
+        kept = {
+            key: _scalars(item)
+            for key, item in value.items()
+            if item is not None and len(key) <= MAX_FLAT_KEY
+        }
+        return {key: item for key, item in kept.items() if item is not _DROPPED}
     if isinstance(value, list):
-        return [_scalars(v) for v in value if v is not None]
+        items = (_scalars(item) for item in value if item is not None)
+        return [item for item in items if item is not _DROPPED]
     # flat_object indexes every leaf as a keyword: numbers and booleans by their JSON text.
-    return value if isinstance(value, str) else json.dumps(value)
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= MAX_FLAT_VALUE else _DROPPED
+
+
+_DROPPED = object()
 
 
 def document(instance: WorkflowInstance) -> dict[str, Any]:
