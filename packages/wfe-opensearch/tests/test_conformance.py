@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from opensearchpy import AsyncOpenSearch
 
-from wfe_core.errors import ProviderError
+from wfe_core.errors import ConfigurationError, ProviderError
 from wfe_core.models import WorkflowInstance
 from wfe_core.testing import SearchSuite
 from wfe_opensearch.search import OpenSearchIndex
@@ -45,3 +46,24 @@ async def test_an_index_deleted_under_a_running_provider_is_created_again(
     await fresh_index.index_workflow(instance)
     page = await fresh_index.search("back")
     assert [i.id for i in page.items] == [instance.id]
+
+
+@pytest.mark.anyio
+async def test_an_alias_on_another_mapping_version_is_refused(
+    opensearch_url: str, options: Callable[..., OpenSearchOptions]
+) -> None:
+    """A release with another mapping does not write into an index it does not know."""
+    settings = options()
+    async with OpenSearchIndex(opensearch_url, settings) as current:
+        await current.delete_index()
+        assert current.index_name.endswith("-v1")
+        client = AsyncOpenSearch(hosts=[opensearch_url])
+        older = f"{current.alias}-v0"
+        try:
+            body = {"settings": {"number_of_replicas": 0}, "aliases": {current.alias: {}}}
+            await client.indices.create(index=older, body=body)
+            with pytest.raises(ConfigurationError, match=r"points at \['.*-v0'\].*reindex"):
+                await current.search()
+        finally:
+            await client.indices.delete(index=older)
+            await client.close()

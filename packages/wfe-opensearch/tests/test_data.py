@@ -93,6 +93,7 @@ async def test_awkward_data_shapes_share_one_mapping(index: OpenSearchIndex) -> 
         {f"k{n}": n for n in range(2_000)},  # many keys: still one field
     ]
     instances = [WorkflowInstance(definition_id="shapes", version=1, data=d) for d in shapes]
+    instances[4].reference = "r" * 40_000  # a keyword field over the term limit, too
     for instance in instances:
         await index.index_workflow(instance)
     page = await index.search(take=100)

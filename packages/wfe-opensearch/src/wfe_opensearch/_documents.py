@@ -16,10 +16,12 @@ if TYPE_CHECKING:
 #: Bumped on every mapping change: a new version is a new index (a reindex), behind the alias.
 MAPPING_VERSION = 1
 
-_KEYWORD = {"type": "keyword"}
+# ignore_above: a longer value stays in the document but is not a term (Lucene refuses a
+# document with a term over 32 KB); exact filters do not match it.
+_KEYWORD = {"type": "keyword", "ignore_above": 1024}
 _DATE = {"type": "date"}
-# Ids, definition and reference are matched exactly (filters, sorting) and as words (text).
-_KEYWORD_AND_TEXT = {"type": "keyword", "fields": {"text": {"type": "text"}}}
+# Definition and reference are matched exactly (filters) and as words (text).
+_KEYWORD_AND_TEXT = {**_KEYWORD, "fields": {"text": {"type": "text"}}}
 
 #: Strict: a field the provider does not know is refused, never added by a write. The data is
 #: one ``flat_object`` (every dotted path searchable, no field per path: arbitrary user data
