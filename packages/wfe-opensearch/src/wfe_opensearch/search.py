@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import (
-    ConflictError,
     NotFoundError,
     OpenSearchException,
     RequestError,
@@ -165,7 +164,7 @@ class OpenSearchIndex(SearchIndex):
         await self._ensure_index()
         client = self._require()
         try:
-            await client.index(
+            response = await client.index(
                 index=self.alias,
                 id=instance.id,
                 body=document(instance),
@@ -175,14 +174,9 @@ class OpenSearchIndex(SearchIndex):
                     "refresh": self._connection.options.refresh,
                     # Never let a write auto-create an index of the cluster's defaults.
                     "require_alias": "true",
+                    # A stale update is normal (retries, several hosts): not a logged failure.
+                    "ignore": 409,
                 },
-            )
-        except ConflictError:
-            logger.debug(
-                "skipped a stale index update of %s (revision %d)",
-                instance.id,
-                instance.revision,
-                extra={"workflow_id": instance.id},
             )
         except OpenSearchException as exc:
             if isinstance(exc, NotFoundError):
@@ -190,6 +184,13 @@ class OpenSearchIndex(SearchIndex):
             raise ProviderError(
                 f"OpenSearch indexing {instance.id} at {self.url} failed: {_reason(exc)}"
             ) from exc
+        if response.get("status") == 409:
+            logger.debug(
+                "skipped a stale index update of %s (revision %d)",
+                instance.id,
+                instance.revision,
+                extra={"workflow_id": instance.id},
+            )
 
     async def index_many(self, instances: Iterable[WorkflowInstance]) -> int:
         """Index many instances with bulk requests (for backfills and benchmarks); stale ones
