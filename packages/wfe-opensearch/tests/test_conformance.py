@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 from opensearchpy import AsyncOpenSearch
 
@@ -67,3 +68,26 @@ async def test_an_alias_on_another_mapping_version_is_refused(
         finally:
             await client.indices.delete(index=older)
             await client.close()
+
+
+@pytest.mark.anyio
+async def test_concurrent_updates_share_requests_and_the_newest_revision_wins(
+    fresh_index: OpenSearchIndex,
+) -> None:
+    """The host indexes several instances at once: every call returns once its own update is
+    written, and updates of one instance arriving together still end at its newest revision."""
+    many = [WorkflowInstance(definition_id="together", version=1, revision=1) for _ in range(40)]
+    contested = many[0]
+    versions = [
+        WorkflowInstance(
+            id=contested.id, definition_id="together", version=1, reference=f"rev{n}", revision=n
+        )
+        for n in (3, 7, 5, 2)
+    ]
+    async with anyio.create_task_group() as tg:
+        for instance in [*many[1:], *versions]:
+            tg.start_soon(fresh_index.index_workflow, instance)
+    page = await fresh_index.search(filters={"definition_id": "together"}, take=100)
+    assert page.total == 40
+    (found,) = [i for i in page.items if i.id == contested.id]
+    assert (found.revision, found.reference) == (7, "rev7")

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import (
-    NotFoundError,
     OpenSearchException,
     RequestError,
     TransportError,
@@ -62,6 +61,9 @@ class OpenSearchIndex(SearchIndex):
         self._client: AsyncOpenSearch | None = None
         self._ready = False
         self._ready_lock = anyio.Lock()
+        #: Index updates waiting for the next bulk request, and whether one is under way.
+        self._pending: list[_Pending] = []
+        self._flushing = False
 
     @property
     def alias(self) -> str:
@@ -160,37 +162,62 @@ class OpenSearchIndex(SearchIndex):
             ) from exc
 
     async def index_workflow(self, instance: WorkflowInstance) -> None:
-        """Index ``instance`` unless the index holds a later revision of it already."""
+        """Index ``instance`` unless the index holds a later revision of it already.
+
+        Calls made while another one's request is under way wait for the next request and
+        share it (one bulk request for all of them): the host runs several at once."""
         await self._ensure_index()
         client = self._require()
-        try:
-            response = await client.index(
-                index=self.alias,
-                id=instance.id,
-                body=document(instance),
-                params={
-                    "version": str(instance.revision),
-                    "version_type": "external_gte",
-                    "refresh": self._connection.options.refresh,
-                    # Never let a write auto-create an index of the cluster's defaults.
-                    "require_alias": "true",
-                    # A stale update is normal (retries, several hosts): not a logged failure.
-                    "ignore": 409,
-                },
-            )
-        except OpenSearchException as exc:
-            if isinstance(exc, NotFoundError):
-                self._ready = False  # the index was deleted: create it again on the retry
-            raise ProviderError(
-                f"OpenSearch indexing {instance.id} at {self.url} failed: {_reason(exc)}"
-            ) from exc
-        if response.get("status") == 409:
+        pending = _Pending(instance)
+        self._pending.append(pending)
+        if self._flushing:
+            await pending.done.wait()
+        else:
+            await self._flush(client)
+        if pending.error is not None:
+            raise ProviderError(pending.error)
+        if pending.stale:
             logger.debug(
                 "skipped a stale index update of %s (revision %d)",
                 instance.id,
                 instance.revision,
                 extra={"workflow_id": instance.id},
             )
+
+    async def _flush(self, client: AsyncOpenSearch) -> None:
+        """Send what is pending, and what arrives meanwhile, until nothing is left."""
+        self._flushing = True
+        batch: list[_Pending] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:BULK_CHUNK], self._pending[BULK_CHUNK:]
+                failed: str | None = None
+                try:
+                    outcomes = await self._send_bulk(client, [p.instance for p in batch])
+                except ProviderError as exc:
+                    failed, outcomes = str(exc), [False] * len(batch)
+                for waiting, outcome in zip(batch, outcomes, strict=True):
+                    waiting.stale = outcome is False
+                    if failed is not None:
+                        waiting.error = failed
+                    elif isinstance(outcome, str):
+                        waiting.error = (
+                            f"OpenSearch indexing {waiting.instance.id} at {self.url} failed: "
+                            f"{outcome}"
+                        )
+                    waiting.done.set()
+                batch = []
+        finally:
+            self._flushing = False
+            # Cancelled mid-request: nobody sends for the others now; they fail and are retried.
+            for waiting in [*batch, *self._pending]:
+                if not waiting.done.is_set():
+                    waiting.error = (
+                        f"OpenSearch indexing {waiting.instance.id}: the request sending it "
+                        "was cancelled"
+                    )
+                    waiting.done.set()
+            self._pending = [p for p in self._pending if not p.done.is_set()]
 
     async def index_many(self, instances: Iterable[WorkflowInstance]) -> int:
         """Index many instances with bulk requests (for backfills and benchmarks); stale ones
@@ -209,6 +236,19 @@ class OpenSearchIndex(SearchIndex):
         return written
 
     async def _bulk(self, client: AsyncOpenSearch, batch: list[WorkflowInstance]) -> int:
+        outcomes = await self._send_bulk(client, batch)
+        failures = [outcome for outcome in outcomes if isinstance(outcome, str)]
+        if failures:
+            raise ProviderError(
+                f"OpenSearch bulk indexing failed for {len(failures)} instances: {failures[0]}"
+            )
+        return sum(1 for outcome in outcomes if outcome is True)
+
+    async def _send_bulk(
+        self, client: AsyncOpenSearch, batch: list[WorkflowInstance]
+    ) -> list[bool | str]:
+        """One bulk request; per instance ``True`` (written), ``False`` (stale, skipped) or
+        why it failed."""
         lines: list[dict[str, Any]] = []
         for instance in batch:
             lines.append(
@@ -229,22 +269,19 @@ class OpenSearchIndex(SearchIndex):
                 params={"refresh": self._connection.options.refresh, "require_alias": "true"},
             ),
         )
-        written = 0
-        failures: list[str] = []
+        outcomes: list[bool | str] = []
         for item in response["items"]:
             result = item["index"]
             status = result.get("status", 500)
             if status < 300:
-                written += 1
-            elif status != 409:  # 409: stale, a later revision is indexed
-                failures.append(f"{result.get('_id')}: {result.get('error')}")
+                outcomes.append(True)
+            elif status == 409:  # stale: a later revision is indexed
+                outcomes.append(False)
+            else:
                 if status == 404:
-                    self._ready = False
-        if failures:
-            raise ProviderError(
-                f"OpenSearch bulk indexing failed for {len(failures)} instances: {failures[0]}"
-            )
-        return written
+                    self._ready = False  # the index was deleted: create it again on the retry
+                outcomes.append(f"{result.get('_id')}: {status} {result.get('error')}")
+        return outcomes
 
     async def remove_workflow(self, workflow_id: str) -> None:
         """Drop the entry of ``workflow_id``; a no-op when it is not indexed."""
@@ -372,6 +409,18 @@ class OpenSearchIndex(SearchIndex):
             )
             total = response["count"]
         return hits, total
+
+
+class _Pending:
+    """One ``index_workflow`` call waiting for the bulk request that carries it."""
+
+    __slots__ = ("done", "error", "instance", "stale")
+
+    def __init__(self, instance: WorkflowInstance) -> None:
+        self.instance = instance
+        self.done = anyio.Event()
+        self.error: str | None = None
+        self.stale = False
 
 
 def _reason(exc: OpenSearchException) -> str:
