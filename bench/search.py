@@ -2,7 +2,8 @@
 
 Starts a node with the repository's script (unless ``--url`` names one), bulk-indexes N
 instances (100,000; 20,000 with ``--quick``) through ``OpenSearchIndex.index_many``, indexes
-some one at a time as the host's index queue does (4 at once), then times searches of each
+1,000 one at a time from one caller and 4,000 from 4 at once (as the host's index queue does;
+concurrent calls share bulk requests), then times searches of each
 kind over the whole index. Prints one line per figure; not a test (no thresholds).
 """
 
@@ -65,6 +66,11 @@ async def _timed(label: str, runs: int, call: Any) -> None:
     print(f"  search {label}: median {statistics.median(times):.1f} ms, p95 {p95:.1f} ms")
 
 
+async def _consume(index: OpenSearchIndex, queue: list[WorkflowInstance]) -> None:
+    while queue:
+        await index.index_workflow(queue.pop())
+
+
 async def _run(url: str, count: int, runs: int) -> None:
     options = OpenSearchOptions(index_prefix="bench", number_of_replicas=0)
     async with OpenSearchIndex(url, options) as index:
@@ -76,20 +82,17 @@ async def _run(url: str, count: int, runs: int) -> None:
         elapsed = time.perf_counter() - began
         print(f"  bulk indexing: {count:,} instances in {elapsed:.1f} s = {count / elapsed:,.0f}/s")
 
-        singles = _instances(2_000, start=count)
-        queue = list(singles)
-        began = time.perf_counter()
+        singles: list[WorkflowInstance] = []
+        for callers in (1, 4):
+            batch = _instances(1_000 * callers, start=count + len(singles))
+            singles += batch
+            queue = list(batch)
+            began = time.perf_counter()
 
-        async def consumer() -> None:
-            while queue:
-                await index.index_workflow(queue.pop())
-
-        await asyncio.gather(*(consumer() for _ in range(4)))
-        elapsed = time.perf_counter() - began
-        print(
-            f"  one at a time (4 concurrent, as the host's index queue): "
-            f"{len(singles) / elapsed:,.0f}/s"
-        )
+            await asyncio.gather(*(_consume(index, queue) for _ in range(callers)))
+            elapsed = time.perf_counter() - began
+            how = "as the host's index queue" if callers == 4 else "one caller"
+            print(f"  one at a time ({callers} concurrent, {how}): {len(batch) / elapsed:,.0f}/s")
         await index.refresh()
         total = count + len(singles)
         assert (await index.search(take=0)).total == total
