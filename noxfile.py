@@ -21,13 +21,14 @@ os.environ.setdefault("UV_SYSTEM_CERTS", "1")
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "types", "tests", "repository", "coverage"]
+nox.options.sessions = ["lint", "types", "docs", "tests", "repository", "coverage"]
 
 ROOT = Path(__file__).parent
 CONSTRAINTS = ROOT / ".nox" / "constraints.txt"
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 TEST_DEPS = nox.project.dependency_groups(PYPROJECT, "test")
 LINT_DEPS = nox.project.dependency_groups(PYPROJECT, "lint")
+DOCS_DEPS = nox.project.dependency_groups(PYPROJECT, "docs")
 
 # Every package that has tests gets a session holding that package (installed from source, with
 # the wfe-core and wfe-host it is tested through) and nothing else of the workspace, so a
@@ -99,6 +100,17 @@ def types(session: nox.Session) -> None:
     _install(session, *LINT_DEPS, *TEST_DEPS, *editable)
     sources = [f"{p}/src" for p in packages]
     session.run("mypy", *sources)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, built strictly: a broken link, a page missing from the nav or
+    a docstring mkdocstrings cannot render fails. The CLI reference is generated from the
+    installed ``wfe --help``, so wfe-host and wfe-yaml are installed too."""
+    packages = ("wfe-core", "wfe-host", "wfe-yaml", "wfe-sqlite")
+    _install(session, *DOCS_DEPS, *(f"packages/{p}" for p in packages))
+    # Not --quiet: it hides the warnings that --strict counts.
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session

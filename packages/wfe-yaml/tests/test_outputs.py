@@ -207,8 +207,11 @@ async def test_the_step_files_are_private_and_removed_afterwards() -> None:
         ("printf 'a<<EOF\\nno end\\n' >> \"$WFE_OUTPUT\"", "`a<<EOF` is never closed"),
         ("echo 'just text' >> \"$WFE_OUTPUT\"", "line 1: expected `key=value`"),
         ('echo x > "$WFE_OUTPUTS/9bad"', "'9bad' is not an output name"),
-        ('mkfifo "$WFE_OUTPUTS/pipe"', "$WFE_OUTPUTS/pipe is not a regular file"),
-        ('ln -s /etc/hostname "$WFE_OUTPUTS/link"', "cannot read $WFE_OUTPUTS/link"),
+        ('mkfifo "$WFE_OUTPUTS/pipe"', "$WFE_OUTPUTS/pipe: not a regular file (a FIFO)"),
+        (
+            'ln -s /etc/hostname "$WFE_OUTPUTS/link"',
+            "$WFE_OUTPUTS/link: a symbolic link, which is not followed",
+        ),
     ],
 )
 async def test_a_bad_output_fails_the_step_with_what_is_wrong(run: str, message: str) -> None:
@@ -280,7 +283,7 @@ async def test_an_output_file_over_the_limit_fails_the_step() -> None:
         '      config: {run: \'head -c 5000000 /dev/zero | tr "\\\\0" a > "$WFE_OUTPUTS/big"\'}\n'
     )
     assert instance.status == WorkflowStatus.FAILED
-    assert "$WFE_OUTPUTS/big is over the limit of 4 MiB" in error_of(instance, "Huge")
+    assert "$WFE_OUTPUTS/big: larger than the 4 MiB limit" in error_of(instance, "Huge")
 
 
 async def test_long_deno_outputs_are_kept_whole() -> None:

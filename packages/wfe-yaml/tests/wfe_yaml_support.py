@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import TYPE_CHECKING, Any
 
 from wfe_host import WorkflowHost
@@ -47,3 +49,19 @@ def result_of(instance: WorkflowInstance, name: str) -> dict[str, Any]:
     found = pointers(instance, name)
     assert found, f"step {name!r} never ran: {[p.step_name for p in instance.pointers]}"
     return dict(found[-1].extensions["result"])
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has exited; it only waits to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def kill_alive(pids: list[int]) -> None:
+    """Tidy up after a failing test (the processes would outlive the test run)."""
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)

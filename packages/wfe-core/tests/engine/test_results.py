@@ -8,6 +8,7 @@ import pytest
 
 from wfe_core import ErrorBehavior, ExecutionResult
 from wfe_core.models import ErrorBehaviorKind
+from wfe_core.models.definition import MAX_RETRY_DELAY
 
 
 def test_next_and_outcome_proceed() -> None:
@@ -38,6 +39,16 @@ def test_retry_delay_backs_off_to_the_cap() -> None:
     assert behavior.kind == ErrorBehaviorKind.RETRY
     delays = [behavior.retry_delay(n).total_seconds() for n in range(1, 6)]
     assert delays == [1, 2, 4, 5, 5]
+
+
+def test_retry_delay_without_a_cap_stops_at_365_days_instead_of_overflowing() -> None:
+    # An hour doubled 40 times overflows a timedelta; 2.0 ** 2000 overflows a float.
+    behavior = ErrorBehavior.retry(interval=3600, backoff=2)
+    assert behavior.retry_delay(3) == timedelta(hours=4)
+    assert behavior.retry_delay(41) == MAX_RETRY_DELAY == timedelta(days=365)
+    assert behavior.retry_delay(5000) == MAX_RETRY_DELAY
+    capped = ErrorBehavior.retry(interval=3600, backoff=2, max_interval=7200)
+    assert capped.retry_delay(5000) == timedelta(hours=2)
 
 
 @pytest.mark.parametrize(

@@ -202,6 +202,8 @@ def _choose(
         concern = attrs.evolve(default, options=concern.options or default.options)
     try:
         entry = registry.select(kind, concern)
+    except SettingsError as exc:
+        raise exc.with_sources(origins) from None
     except ProviderNotFoundError as exc:
         field = "provider" if concern.provider is not None else "url"
         label = source_of(f"{kind}.{field}", origins)

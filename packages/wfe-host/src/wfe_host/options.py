@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import attrs
 
+from wfe_core.limits import seconds_validator
+
 
 @attrs.define
 class HostOptions:
@@ -20,8 +22,8 @@ class HostOptions:
     #: Steps run at the same time within one pass (parallel branches, parallel for_each).
     max_parallel_steps: int = attrs.field(default=64, validator=attrs.validators.ge(1))
     #: Seconds a worker's lease on an instance lasts before another worker may take it over;
-    #: renewed while a pass runs.
-    lease_seconds: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    #: renewed while a pass runs. Finite, > 0 and at most 86400 (one day).
+    lease_seconds: float = attrs.field(default=30.0, validator=seconds_validator())
     #: Run background consumers (execute workflows). A host that only starts workflows and
     #: reads their state (the CLI's ``wfe workflows ...``) sets this to false.
     run_workers: bool = True

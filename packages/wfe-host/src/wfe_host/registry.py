@@ -473,10 +473,39 @@ class PluginRegistry:
         """The provider ``settings`` select: by ``provider`` name, else by ``url`` scheme."""
         k = _kind(kind)
         if settings.provider is not None:
-            return self.provider(k, settings.provider)
+            entry = self.provider(k, settings.provider)
+            if settings.url is not None:
+                self._check_url_fits(k, entry, settings.url)
+            return entry
         if settings.url is not None:
             return self.provider_for_url(k, settings.url)
         raise ConfigurationError(f"{k}: no provider selected; set {k}.provider or {k}.url")
+
+    def _check_url_fits(self, kind: ProviderKind, entry: RegisteredProvider, url: str) -> None:
+        """A URL whose scheme the named provider does not claim is a conflict: silently
+        using the provider would ignore the URL (``memory`` with ``sqlite:///x.db`` stores
+        nothing where the user meant it to). A provider that claims no schemes takes any."""
+        claimed = {s.lower() for s in entry.spec.url_schemes}
+        if not claimed:
+            return
+        try:
+            scheme = urlsplit(url).scheme.lower()
+        except ValueError:
+            return  # the provider reports its own URL errors
+        if scheme in claimed:
+            return
+        takes = ", ".join(f"{s}://" for s in sorted(claimed))
+        owner = self.provider_name_for_url(kind, url)
+        belongs = f"; {scheme}:// URLs select {owner!r}" if owner is not None else ""
+        raise SettingsError(
+            [
+                SettingsProblem(
+                    f"{kind}.url",
+                    f"conflicts with {kind}.provider {entry.name!r}: {entry.name} takes "
+                    f"{takes} URLs, not {redact_url(url)!r}{belongs}; set one of them only",
+                )
+            ]
+        )
 
     def create(self, kind: ProviderKind | str, settings: ProviderSettings) -> Provider:
         """Build (not enter) the provider ``settings`` select.

@@ -36,6 +36,7 @@ from cattrs.errors import (
 )
 
 from wfe_core.errors import ConfigurationError
+from wfe_core.files import UnreadableFileError, read_regular_file
 from wfe_core.serialization import converter as _core_converter
 from wfe_host.options import HostOptions
 
@@ -51,6 +52,9 @@ ENV_CONFIG = "WFE_CONFIG"
 EXPLICIT_SOURCE = "settings"
 #: Source label of defaults passed by a caller (the CLI's own defaults, for instance).
 DEFAULTS_SOURCE = "defaults"
+
+#: The largest ``WFE_*_FILE`` secret file read (a URL or a JSON object of options): 1 MiB.
+MAX_SECRET_FILE_BYTES = 1024 * 1024
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
@@ -238,7 +242,9 @@ def _problems(exc: BaseException, path: tuple[str, ...]) -> Iterator[tuple[tuple
         if match:
             yield (*path, match["name"]), match["rest"]
             return
-        yield path, message if isinstance(exc, ValueError) else f"{type(exc).__name__}: {message}"
+        # A ConfigurationError from an options class's validator names the field itself.
+        plain = isinstance(exc, ValueError | ConfigurationError)
+        yield path, message if plain else f"{type(exc).__name__}: {message}"
 
 
 def structure(value: Any, cls: type[T], path: Sequence[str] = ()) -> T:
@@ -362,11 +368,16 @@ def _env_value(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
         try:
             # Secrets files (Docker, Kubernetes) usually end with a newline that is no part
             # of the value.
-            return Path(path).read_text(encoding="utf-8").strip(), file_name
-        except OSError as exc:
+            data = read_regular_file(path, MAX_SECRET_FILE_BYTES)
+            return data.decode("utf-8").strip(), file_name
+        except UnreadableFileError as exc:
+            raise _fail(f"environment {file_name}", "", f"cannot read {path}: {exc}") from None
+        except UnicodeDecodeError as exc:
             raise _fail(
-                f"environment {file_name}", "", f"cannot read {path}: {exc.strerror or exc}"
-            ) from exc
+                f"environment {file_name}",
+                "",
+                f"cannot read {path}: not valid UTF-8 (byte {exc.start + 1})",
+            ) from None
     return None
 
 
@@ -450,21 +461,40 @@ def _check_unknown_variables(environ: Mapping[str, str], known: set[str]) -> Non
 def read_toml(path: str | os.PathLike[str]) -> SettingsLayer:
     """The layer of a TOML settings file (``[tool.wfe]`` when it is a ``pyproject.toml``)."""
     file = Path(path)
-    try:
-        with file.open("rb") as handle:
-            document = tomllib.load(handle)
-    except FileNotFoundError as exc:
-        raise ConfigurationError(f"settings file {file} does not exist") from exc
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read settings file {file}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{file}: invalid TOML: {exc}") from exc
+    if not file.exists() and not file.is_symlink():
+        raise ConfigurationError(f"settings file {file} does not exist")
+    document = _parse_toml(file)
     label = str(file)
     if file.name == "pyproject.toml":
         label = f"{file} [tool.wfe]"
         tool = document.get("tool", {})
         document = tool.get("wfe", {}) if isinstance(tool, dict) else {}
     return layer_from_mapping(document, label)
+
+
+def _parse_toml(file: Path) -> dict[str, Any]:
+    """The document of the TOML file ``file``; :class:`ConfigurationError` with one line
+    naming the file (and the line and column when the TOML is wrong) otherwise."""
+    try:
+        data = read_regular_file(file)
+    except UnreadableFileError as exc:
+        raise ConfigurationError(f"cannot read settings file {file}: {exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = len(data[data.rfind(b"\n", 0, exc.start) + 1 : exc.start].decode()) + 1
+        raise ConfigurationError(
+            f"{file}:{line}:{column}: invalid TOML: not valid UTF-8 "
+            f"(byte 0x{data[exc.start : exc.start + 1].hex()})"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{file}: invalid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise ConfigurationError(f"{file}: invalid TOML: nested too deeply") from None
 
 
 def find_settings_file(
@@ -483,9 +513,8 @@ def find_settings_file(
     pyproject = base / "pyproject.toml"
     if pyproject.is_file():
         try:
-            with pyproject.open("rb") as handle:
-                tool = tomllib.load(handle).get("tool", {})
-        except (OSError, tomllib.TOMLDecodeError):
+            tool = _parse_toml(pyproject).get("tool", {})
+        except ConfigurationError:
             return None  # not ours to complain about unless it holds our settings
         if isinstance(tool, dict) and "wfe" in tool:
             return pyproject

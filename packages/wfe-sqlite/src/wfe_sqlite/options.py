@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import attrs
 
 from wfe_core.errors import ConfigurationError
+from wfe_core.limits import seconds_problem
 
 __all__ = ["DEFAULT_URL", "MEMORY", "DatabaseTarget", "SqliteOptions", "parse_url"]
 
@@ -27,11 +28,12 @@ Synchronous = Literal["full", "normal", "extra"]
 _SYNCHRONOUS: tuple[str, ...] = ("full", "normal", "extra")
 
 
-def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigurationError(
-            f"sqlite option {attribute.name} must be a positive number, got {value!r}"
-        )
+def _seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    # Finite and at most a day: inf or 1e12 would overflow the millisecond PRAGMA value or a
+    # deadline much later instead of being refused here.
+    problem = seconds_problem(value)
+    if problem is not None:
+        raise ConfigurationError(f"sqlite option {attribute.name} {problem}")
 
 
 def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -67,7 +69,7 @@ class SqliteOptions:
     synchronous: Synchronous = attrs.field(default="full", validator=_synchronous)
     #: Seconds a connection waits for another process's write transaction before giving up
     #: with :class:`~wfe_core.errors.ProviderError`.
-    busy_timeout: float = attrs.field(default=30.0, validator=_positive)
+    busy_timeout: float = attrs.field(default=30.0, validator=_seconds)
     #: Reader connections (and worker threads for reads): the most groups of reads run at
     #: once. WAL lets them read while a write is under way. In-memory databases always use one
     #: connection for everything.
@@ -85,8 +87,8 @@ class SqliteOptions:
     #: First and longest pause (seconds) between two looks at the queue or a lock for changes
     #: made by another process. Changes made in this process wake waiters at once; the pause
     #: doubles from ``poll_interval`` up to ``max_poll_interval`` while nothing happens.
-    poll_interval: float = attrs.field(default=0.005, validator=_positive)
-    max_poll_interval: float = attrs.field(default=0.1, validator=_positive)
+    poll_interval: float = attrs.field(default=0.005, validator=_seconds)
+    max_poll_interval: float = attrs.field(default=0.1, validator=_seconds)
 
     def __attrs_post_init__(self) -> None:
         if self.max_poll_interval < self.poll_interval:

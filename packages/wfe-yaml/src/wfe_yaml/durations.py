@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
+
+#: The longest duration a workflow may give (a timeout, a retry interval): 365 days.
+MAX_DURATION = timedelta(days=365)
 
 _NUMBER = r"(\d+(?:\.\d+)?)"
 # Units in a fixed order, each at most once; ``m`` must not be the start of ``ms``.
@@ -22,6 +26,11 @@ def parse_duration(text: object) -> timedelta:
     if not text.strip() or match is None or not any(match.groups()):
         raise ValueError(f"bad duration {text!r}: expected e.g. 250ms, 5s, 1.5s, 2m, 1h30m")
     hours, minutes, seconds, millis = (float(g) if g else 0.0 for g in match.groups())
+    # Checked before building the timedelta: 99999999999h overflows it (OverflowError), and
+    # anything near its limit overflows the deadlines computed from it later.
+    total = hours * 3600 + minutes * 60 + seconds + millis / 1000
+    if not math.isfinite(total) or total > MAX_DURATION.total_seconds():
+        raise ValueError(f"duration {text!r} is too long: at most {format_duration(MAX_DURATION)}")
     return timedelta(hours=hours, minutes=minutes, seconds=seconds, milliseconds=millis)
 
 

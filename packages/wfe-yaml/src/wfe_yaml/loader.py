@@ -21,6 +21,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from wfe_core.models.definition import (
+    MAX_DEFINITION_VERSION,
     ErrorBehavior,
     ErrorBehaviorKind,
     OutcomeRoute,
@@ -34,7 +35,9 @@ from wfe_yaml import schema
 from wfe_yaml.conditions import COMBINATORS, OPERATORS, Combination, Condition, FieldCondition
 from wfe_yaml.durations import parse_duration
 from wfe_yaml.errors import Mark, Problem, YamlWorkflowError
+from wfe_yaml.expansion import BudgetComposer, ExpansionError
 from wfe_yaml.shell_scan import ARITHMETIC_HINT, Place, Spot
+from wfe_yaml.sources import SourceError, read_source
 from wfe_yaml.steps import (
     CheckOutputsFactory,
     ExecutorStepFactory,
@@ -54,6 +57,10 @@ logger = logging.getLogger("wfe_yaml")
 #: Step type used when a step has no ``type:`` but its config has ``run`` (or ``file``).
 DEFAULT_TYPE = "shell"
 _MAX_INCLUDE_DEPTH = 32
+#: The largest integer a field takes (``max_retries``): what a 64-bit store column holds.
+_MAX_INT = 2**63 - 1
+#: The largest retry ``backoff`` factor (.inf or 1e308 would overflow the next delay).
+_MAX_BACKOFF = 1000
 
 
 # -- public API ----------------------------------------------------------------------------
@@ -74,11 +81,9 @@ def load_workflow(
     """
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise YamlWorkflowError(
-            [Problem(Mark(str(file)), f"cannot read the file: {exc}")]
-        ) from None
+        text = read_source(file)
+    except SourceError as exc:
+        raise YamlWorkflowError([exc.problem]) from None
     return load_workflows_from_str(
         text, config, file_name=str(file), base_dir=file.parent, executors=executors
     )
@@ -262,8 +267,13 @@ class Loader:
     def _parse(self, text: str) -> Any:
         yaml = YAML(typ="rt", pure=True)
         yaml.allow_duplicate_keys = False
+        # Counts what aliases expand to while composing, so no later walk of the tree can be
+        # made to visit billions of nodes (see wfe_yaml.expansion).
+        yaml.Composer = BudgetComposer
         try:
             return yaml.load(io.StringIO(text))
+        except ExpansionError as exc:
+            self.problem(Mark(self.file, exc.line, exc.column), exc.message)
         except RecursionError:
             self.problem(Mark(self.file, 1, 1), "the YAML is nested too deeply")
         except Exception as exc:
@@ -373,9 +383,9 @@ class Loader:
                 continue  # included already (or a cycle of includes): its workflows are there
             self._seen_files.add(key)
             try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                self.problem(mark, f"cannot include {name!r}: {exc}")
+                text = read_source(path, include_mark=mark, name=name)
+            except SourceError as exc:
+                self.problems.append(exc.problem)
                 continue
             specs.extend(
                 self._read_file(text, str(path), path.parent, depth=depth + 1, included=True)
@@ -514,7 +524,12 @@ class Loader:
         return text
 
     def int_field(
-        self, node: CommentedMap, key: str, default: int | None, minimum: int = 0
+        self,
+        node: CommentedMap,
+        key: str,
+        default: int | None,
+        minimum: int = 0,
+        maximum: int = _MAX_INT,
     ) -> int | None:
         """An integer field (a load-time reference to one is fine)."""
         if key not in node or node[key] is None:
@@ -533,6 +548,9 @@ class Loader:
             return default
         if value < minimum:
             self.problem(mark, f"`{key}` must be at least {minimum}")
+            return default
+        if value > maximum:
+            self.problem(mark, f"`{key}` must be at most {maximum}")
             return default
         return int(value)
 
@@ -555,7 +573,7 @@ class Loader:
         mark = self.node_mark(node)
         self._check_keys(node, schema.WORKFLOW_KEYS, "workflow")
         workflow_id = self.text_field(node, "id", required=True)
-        version = self.int_field(node, "version", 1, minimum=1)
+        version = self.int_field(node, "version", 1, minimum=1, maximum=MAX_DEFINITION_VERSION)
         spec = WorkflowSpec(
             id=workflow_id or "",
             version=version or 1,
@@ -645,8 +663,15 @@ class Loader:
         max_retries = self.int_field(value, "max_retries", None, minimum=0)
         max_interval = self.duration_field(value, "max_interval")
         backoff: Any = value.get("backoff", 1.0)
-        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff < 1:
-            self.problem(self.value_mark(value, "backoff"), "`backoff` must be a number >= 1")
+        if (
+            isinstance(backoff, bool)
+            or not isinstance(backoff, int | float)
+            or not 1 <= backoff <= _MAX_BACKOFF
+        ):
+            self.problem(
+                self.value_mark(value, "backoff"),
+                f"`backoff` must be a number >= 1 and at most {_MAX_BACKOFF}",
+            )
             backoff = 1.0
         return ErrorBehavior.retry(interval, max_retries, float(backoff), max_interval)
 

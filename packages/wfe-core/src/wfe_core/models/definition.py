@@ -98,10 +98,16 @@ class ErrorBehavior:
 
     def retry_delay(self, failures: int) -> timedelta:
         """The wait before the retry that follows failure number ``failures`` (1-based)."""
-        delay = self.interval * (self.backoff ** max(failures - 1, 0))
-        if self.max_interval is not None and delay > self.max_interval:
-            return self.max_interval
-        return delay
+        cap = self.max_interval if self.max_interval is not None else MAX_RETRY_DELAY
+        try:
+            factor = float(self.backoff) ** max(failures - 1, 0)
+        except OverflowError:
+            return cap
+        # Compared as float seconds first: interval * 2**50 overflows a timedelta (an
+        # OverflowError in the middle of a run) long before it would be capped.
+        if self.interval.total_seconds() * factor >= cap.total_seconds():
+            return cap
+        return self.interval * factor
 
 
 def _delta(value: timedelta | float) -> timedelta:
@@ -178,6 +184,14 @@ class StepDefinition:
         return body
 
 
+#: The longest wait before a retry when the error behavior sets no ``max_interval``: 365 days.
+MAX_RETRY_DELAY = timedelta(days=365)
+
+#: The largest definition version: 2**31 - 1, so that every store can keep it in an integer
+#: column (SQLite's are 64-bit, a PostgreSQL ``integer`` is 32-bit) and JSON keeps it exact.
+MAX_DEFINITION_VERSION = 2**31 - 1
+
+
 @attrs.define
 class WorkflowDefinition:
     """A workflow definition: ``steps`` (indexed by id), starting at ``start_step``.
@@ -224,6 +238,8 @@ def _problems(definition: WorkflowDefinition) -> list[str]:
     problems: list[str] = []
     if not definition.id:
         problems.append("the definition id is empty")
+    if definition.version > MAX_DEFINITION_VERSION:
+        problems.append(f"the version is larger than {MAX_DEFINITION_VERSION}")
     if not definition.steps:
         problems.append("it has no steps")
         return problems

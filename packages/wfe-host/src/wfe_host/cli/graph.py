@@ -311,7 +311,10 @@ def graph_command(
     if fmt == "svg":
         text = to_svg(text)
     if output is not None:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
         click.echo(f"wrote {output}")
     else:
         click.echo(text, nl=False)

@@ -8,6 +8,10 @@ Step output arrives through the ``wfe.output`` logger (one record per line, with
 ``workflow_id``, ``step_name``, ``stream`` and ``line`` attributes), which any step type can
 log to. Steps whose definition marks them ``metadata["hidden"]`` (the plumbing a format
 compiles to) are not shown, except when they are skipped.
+
+Everything shown that comes from the workflow (output lines, step and workflow names, error
+messages) goes through :func:`~wfe_host.cli.terminal.printable` first, so a step cannot send
+escape sequences to the terminal; the stored results keep the bytes as they were.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import click
 
 from wfe_core.errors import WfeError
 from wfe_core.models import LifecycleEventType, PointerStatus
+from wfe_host.cli.terminal import printable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -117,8 +122,9 @@ class Progress:
     def output_line(self, workflow_id: str, step: str, stream: str, line: str) -> None:
         """One line a step printed."""
         prefix = self.workflows.get(workflow_id, "")
-        label = f"{prefix}{step}"
+        label = f"{prefix}{printable(step)}"
         bar = self._style("│", fg="bright_black")
+        line = printable(line)
         text = self._style(line, fg="yellow") if stream == "stderr" else line
         self.echo(f"  {self._style(label, dim=True)} {bar} {text}")
 
@@ -170,10 +176,9 @@ class Progress:
             parent = child.parent_workflow_id
             if parent is None or parent not in self.workflows:
                 return
-            self.workflows[child.id] = f"{self.workflows[parent]}{child.definition_id} > "
-            self.echo(
-                self._style(f"↳ started workflow {child.definition_id} v{child.version}", fg="blue")
-            )
+            child_name = printable(child.definition_id)
+            self.workflows[child.id] = f"{self.workflows[parent]}{child_name} > "
+            self.echo(self._style(f"↳ started workflow {child_name} v{child.version}", fg="blue"))
             return
         prefix = self.workflows[event.workflow_id]
         kind = event.type
@@ -201,7 +206,7 @@ class Progress:
     async def _on_step(self, event: LifecycleEvent, prefix: str) -> None:
         step = self._step(event)
         hidden = step is not None and bool(step.metadata.get("hidden"))
-        name = f"{prefix}{event.step_name or (step.display_name if step else '?')}"
+        name = f"{prefix}{printable(event.step_name or (step.display_name if step else '?'))}"
         pointer_id = str(event.pointer_id)
         now = time.monotonic()
         if event.type == LifecycleEventType.STEP_STARTED:
@@ -234,7 +239,8 @@ class Progress:
                 return
             retrying = pointer.active and pointer.status == PointerStatus.SLEEPING
             what = "failed, will retry" if retrying else "failed"
-            self.echo(self._style(f"✗ {name} {what} ({took}): {event.message or ''}", fg="red"))
+            message = printable(event.message or "")
+            self.echo(self._style(f"✗ {name} {what} ({took}): {message}", fg="red"))
             return
         self.running.pop(pointer_id, None)
         skipped = isinstance(pointer.outcome, dict) and pointer.outcome.get("skipped") is True

@@ -20,11 +20,16 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import click
 
+from wfe_core import processes
 from wfe_core.errors import InvalidInputError, WfeError
+from wfe_core.files import UnreadableFileError, read_regular_file
 from wfe_core.models import WorkflowStatus
+from wfe_host.cli.bounds import MAX_RUN_TIMEOUT, seconds_callback
 from wfe_host.cli.host_factory import build_host, describe_store, run_async
 from wfe_host.cli.progress import Progress, format_seconds
+from wfe_host.cli.signals import exit_status, until_signalled
 from wfe_host.cli.state import cli_state
+from wfe_host.cli.terminal import printable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 EXIT_FAILED = 1
 #: Exit status of a workflow that was suspended (resume it, then run the command again).
 EXIT_SUSPENDED = 3
+# Stopped by SIGINT or SIGTERM: 128 + the signal's number (130, 143), see signals.exit_status.
 #: Reference prefix of instances started by ``wfe run``.
 REFERENCE_PREFIX = "wfe-run"
 
@@ -57,8 +63,10 @@ def load_file(
     state: CliState, file: Path, values: Mapping[str, str] | None
 ) -> list[WorkflowDefinition]:
     """Every definition in ``file``, through the definition format of its suffix."""
-    if not file.is_file():
+    if not file.exists():
         raise click.ClickException(f"no such file: {file}")
+    # Anything else that is not a regular file (a FIFO, /dev/zero) is refused by the format's
+    # loader with the reason, before it reads a byte.
     fmt = state.get_registry().definition_format_for(file)
     definitions = list(fmt.spec.load(file, values))
     if not definitions:
@@ -97,7 +105,12 @@ def run_reference(
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(name.encode())
-        digest.update(Path(name).read_bytes())
+        # The files were just loaded, so they are regular and small; reading them again
+        # through the same guard keeps a file swapped for a FIFO meanwhile from hanging us.
+        try:
+            digest.update(read_regular_file(name))
+        except UnreadableFileError as exc:
+            raise click.ClickException(f"cannot read {name}: {exc}") from None
     digest.update(json.dumps([sorted(values.items()), sorted(inputs.items())]).encode())
     return f"{REFERENCE_PREFIX}:{definition.id}:v{definition.version}:{digest.hexdigest()[:16]}"
 
@@ -159,6 +172,7 @@ async def _unfinished_runs(host: WorkflowHost, definition_id: str) -> list[Workf
 @click.option(
     "--timeout",
     type=float,
+    callback=seconds_callback(MAX_RUN_TIMEOUT),
     default=None,
     metavar="SECONDS",
     help="Give up waiting after this many seconds (the run stays stored).",
@@ -185,8 +199,9 @@ def run_command(
     """Run the workflow in FILE here and now, showing its progress.
 
     Exits 0 when the workflow completes, 1 when it fails or is terminated, 3 when it is
-    suspended. Running the same command again resumes a run that did not finish (after a
-    crash or kill) when the store keeps it (the default .wfe/wfe.db with wfe-sqlite).
+    suspended, 130 or 143 when stopped by SIGINT (Ctrl+C) or SIGTERM. Running the same
+    command again resumes a run that did not finish (after a crash, kill or stop) when the
+    store keeps it (the default .wfe/wfe.db with wfe-sqlite).
     """
     state = cli_state(ctx)
     given_inputs = parse_pairs(inputs, "--input")
@@ -213,7 +228,27 @@ def run_command(
                 store=store,
             )
 
-    ctx.exit(run_async(main))
+    def on_signal(name: str, count: int) -> bool:
+        if count == 1:
+            # Cancelling the run kills its steps' processes and releases the leases, so that
+            # running the command again resumes at once.
+            click.echo(
+                f"wfe run: {name} received, stopping; the run stays stored, run the same "
+                "command again to resume it",
+                err=True,
+            )
+        return True
+
+    # Kills the steps' processes if this process dies without stopping them (SIGKILL).
+    processes.start_watchdog()
+    try:
+        code, received = run_async(lambda: until_signalled(main, on_signal))
+    finally:
+        processes.stop_watchdog()
+    if received:
+        ctx.exit(exit_status(received[0]))
+    assert code is not None
+    ctx.exit(code)
 
 
 async def _run(
@@ -261,7 +296,7 @@ async def _follow(
 ) -> int:
     started = time.monotonic()
     existing = None if new else await find_unfinished(host, definition.id, reference)
-    label = f"{definition.id} v{definition.version}"
+    label = f"{printable(definition.id)} v{definition.version}"
     if existing is not None:
         workflow_id = existing.id
         click.echo(
@@ -284,7 +319,7 @@ async def _follow(
         # this one, possibly on the new definition: a new run supersedes it.
         for stale in await _unfinished_runs(host, definition.id):
             await host.terminate_workflow(stale.id)
-            click.echo(f"Terminated the unfinished earlier run {stale.id} of {definition.id}")
+            click.echo(f"Terminated the unfinished earlier run {stale.id} of {label}")
         workflow_id = await host.start_workflow(
             definition.id, data, version=definition.version, reference=reference
         )
@@ -327,7 +362,7 @@ async def _follow(
             else f"✓ {label} complete in {took}"
         )
         return 0
-    message = await _failure(host, workflow_id)
+    message = printable(await _failure(host, workflow_id))
     line = f"✗ {label} {final.status} after {took}" + (f": {message}" if message else "")
     click.echo(click.style(line, fg="red") if tty else line, err=False)
     return EXIT_FAILED

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -20,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import click
 
+from wfe_core import processes
 from wfe_core.errors import ConfigurationError
 from wfe_core.models import WorkflowDefinition
 from wfe_host.cli.host_factory import build_host, describe_store, run_async
+from wfe_host.cli.signals import until_signalled
 from wfe_host.cli.state import cli_state
 
 if TYPE_CHECKING:
@@ -40,9 +41,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("wfe_host.cli.worker")
-
-#: The signals that stop a worker: Ctrl+C and what service managers send.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -176,27 +174,17 @@ async def _serve_until_signalled(
     forced.
     """
     stop = anyio.Event()
-    received: list[str] = []
-    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
-        async with anyio.create_task_group() as tg:
 
-            async def watch() -> None:
-                async for signum in signals:
-                    received.append(signal.Signals(signum).name)
-                    if len(received) == 1:
-                        click.echo(
-                            f"wfe worker: {received[0]} received, stopping "
-                            "(send it again to stop at once)",
-                            err=True,
-                        )
-                        stop.set()
-                    else:
-                        tg.cancel_scope.cancel()
-                        return
+    def on_signal(name: str, count: int) -> bool:
+        if count > 1:
+            return True
+        click.echo(
+            f"wfe worker: {name} received, stopping (send it again to stop at once)", err=True
+        )
+        stop.set()
+        return False
 
-            tg.start_soon(watch)
-            await serve(host, stop, on_ready=on_ready)
-            tg.cancel_scope.cancel()
+    _, received = await until_signalled(lambda: serve(host, stop, on_ready=on_ready), on_signal)
     return (received[0] if received else None), len(received) > 1
 
 
@@ -318,7 +306,12 @@ def worker_command(
             err=True,
         )
 
-    _signal_name, forced = run_async(lambda: _serve_until_signalled(host, announce))
+    # Kills the steps' processes if this process dies without stopping them (SIGKILL).
+    processes.start_watchdog()
+    try:
+        _signal_name, forced = run_async(lambda: _serve_until_signalled(host, announce))
+    finally:
+        processes.stop_watchdog()
     if forced:
         click.echo("wfe worker: stopped at once", err=True)
         ctx.exit(1)

@@ -18,8 +18,10 @@ import click
 from wfe_core.errors import WorkflowNotFoundError
 from wfe_core.models import PointerStatus, WorkflowStatus
 from wfe_core.serialization import to_primitive
+from wfe_host.cli.bounds import MAX_SKIP, MAX_TAKE
 from wfe_host.cli.host_factory import build_host, not_found, run_async
 from wfe_host.cli.state import cli_state
+from wfe_host.cli.terminal import printable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -76,7 +78,11 @@ def _table(
     rows: Sequence[Sequence[str]],
     styles: Mapping[int, Callable[[str], str]] | None = None,
 ) -> str:
-    """A plain table whose cells are padded before being styled, so colours keep columns."""
+    """A plain table whose cells are padded before being styled, so colours keep columns.
+
+    Cells are shown :func:`printable`: they hold what workflows stored (step names, errors).
+    """
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
@@ -220,11 +226,15 @@ def workflows_group() -> None:
 )
 @click.option("--reference", default=None, help="Only instances with this reference.")
 @click.option(
-    "--skip", type=click.IntRange(min=0), default=0, show_default=True, help="Skip this many."
+    "--skip",
+    type=click.IntRange(min=0, max=MAX_SKIP),
+    default=0,
+    show_default=True,
+    help="Skip this many.",
 )
 @click.option(
     "--take",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_TAKE),
     default=50,
     show_default=True,
     help="Show at most this many.",
@@ -300,7 +310,7 @@ def _render(
         fields.append(("Parent", instance.parent_workflow_id))
     width = max(len(label) for label, _ in fields)
     lines = [
-        f"{label.ljust(width)}  {_style_status(value) if label == 'Status' else value}"
+        f"{label.ljust(width)}  {_style_status(value) if label == 'Status' else printable(value)}"
         for label, value in fields
     ]
     lines += ["", "Data:", _json_dump(to_primitive(instance.data))]
@@ -343,9 +353,9 @@ def _render(
                 if error.traceback:
                     lines += [
                         "",
-                        f"Traceback of {error.step_name or error.step_id} at "
+                        f"Traceback of {printable(str(error.step_name or error.step_id))} at "
                         f"{format_time(error.time)}:",
-                        error.traceback.rstrip(),
+                        "\n".join(printable(line) for line in error.traceback.rstrip().split("\n")),
                     ]
     return "\n".join(lines)
 

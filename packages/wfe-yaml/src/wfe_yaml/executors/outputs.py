@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from wfe_core.files import UnreadableFileError, read_regular_file
 from wfe_yaml.errors import StepFailedError
 
 if TYPE_CHECKING:
@@ -120,22 +120,15 @@ def _directory_entries(folder: Path) -> Iterator[str]:
 
 
 def _read_regular(path: Path, limit: int, label: str = "$WFE_OUTPUT") -> bytes:
-    """At most ``limit`` bytes of the regular file ``path``; a step failure when it is
-    larger or not a regular file. Never follows a symlink nor blocks on a FIFO the script
-    may have put there."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
+    """At most ``limit`` bytes of the regular file ``path`` (nothing when it is missing); a
+    step failure when it is larger or not a regular file. Never follows a symlink nor
+    blocks on a FIFO the script may have put there."""
+    if not os.path.lexists(path):
         return b""
-    except OSError as exc:
-        raise StepFailedError(f"cannot read {label}: {exc.strerror} (not a plain file?)") from exc
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise StepFailedError(f"{label} is not a regular file")
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise StepFailedError(f"{label} is over the limit of {_mib(limit)}")
-    return data
+    try:
+        return read_regular_file(path, limit, follow_links=False)
+    except UnreadableFileError as exc:
+        raise StepFailedError(f"{label}: {exc}") from exc
 
 
 def parse_output_file(raw: bytes) -> dict[str, str]:

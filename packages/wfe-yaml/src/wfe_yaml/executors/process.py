@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
+from wfe_core import processes
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from datetime import timedelta
@@ -117,22 +119,27 @@ async def run_process(
     than :data:`MAX_PARSED_LINE` bytes, this is its start); the line is kept (shortened) when
     that returns true. At ``timeout``, or when the step is cancelled, the whole process group
     is killed. When the process exits, what is left of its group is killed too, so a
-    background child cannot keep the step (and its output pipes) alive.
+    background child cannot keep the step (and its output pipes) alive; so is every process
+    that carries the step's token (:mod:`wfe_core.processes`), which finds the descendants
+    that left the group (``setsid``, daemons).
     """
     started = time.monotonic()
     tails: dict[str, collections.deque[str]] = {
         "stdout": collections.deque(maxlen=TAIL_LINES),
         "stderr": collections.deque(maxlen=TAIL_LINES),
     }
+    token = processes.new_token()
     process = await anyio.open_process(
         list(argv),
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=cwd,
-        env=dict(env),
+        env=processes.environment_with_token(dict(env), token),
         start_new_session=True,
     )
+    processes.step_started(process.pid, token)
+    finished = False
     timed_out = False
     try:
         async with anyio.create_task_group() as tg:
@@ -148,6 +155,9 @@ async def run_process(
                 timed_out = True
             kill_group(process)
             await process.wait()
+            # Before draining: a leftover that kept the output pipes open would hold it up.
+            finished = True
+            await processes.step_finished(process.pid, token)
             tg.cancel_scope.deadline = anyio.current_time() + _DRAIN_SECONDS
     finally:
         if process.returncode is None:
@@ -155,6 +165,8 @@ async def run_process(
             with anyio.CancelScope(shield=True):
                 await process.wait()
         with anyio.CancelScope(shield=True):
+            if not finished:
+                await processes.step_finished(process.pid, token)
             await process.aclose()
     return ProcessResult(
         exit_code=process.returncode,
