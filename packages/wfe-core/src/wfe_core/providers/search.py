@@ -17,8 +17,17 @@ class SearchIndex(Provider):
     """An index the host keeps up to date with every persisted instance.
 
     ``filters`` keys are instance fields: ``status``, ``definition_id``, ``reference``,
-    ``version``, and ``created_after`` / ``created_before`` (datetimes). ``text`` matches the
-    reference, description and definition id (and the data, with ``search-by-data``).
+    ``version`` (equal to the value, or to any member of a list, tuple or set of values);
+    ``created_after`` / ``created_before`` and ``completed_after`` / ``completed_before``
+    (datetimes: at or after, strictly before; an unfinished instance has no completion time and
+    matches no completion bound); and ``data.<dotted.path>`` (the workflow data's value at that
+    path equals the given one, compared as text so ``1`` and ``"1"`` agree; a list at the path
+    matches when one of its members does). ``text`` matches the reference, description and
+    definition id (and the data, with ``search-by-data``). An unknown filter key raises
+    :class:`ValueError`. ``Page.total`` counts every match, however many pages there are.
+
+    ``index_workflow`` may be called out of order for one instance (retries, several hosts):
+    an entry of a lower ``revision`` than the one indexed must not replace it.
     """
 
     @abstractmethod

@@ -192,3 +192,60 @@ class SearchSuite:
         await search.remove_workflow(new_id())
         assert _ids((await search.search()).items) == [kept.id]
         assert (await search.search("drop")).total == 0
+
+    @pytest.mark.anyio
+    async def test_filters_by_completion_time(self, search: SearchIndex) -> None:
+        now = now_ms()
+        early = _instance(status=WorkflowStatus.COMPLETE, complete_time=now - timedelta(hours=2))
+        late = _instance(status=WorkflowStatus.COMPLETE, complete_time=now - timedelta(hours=1))
+        running = _instance(status=WorkflowStatus.RUNNABLE)
+        await self._index(search, early, late, running)
+
+        async def found(**filters: Any) -> set[str]:
+            return set(_ids((await search.search(filters=filters)).items))
+
+        assert await found(completed_after=now - timedelta(minutes=90)) == {late.id}
+        assert await found(completed_before=now - timedelta(minutes=90)) == {early.id}
+        assert await found(completed_before=now) == {early.id, late.id}
+
+    @pytest.mark.anyio
+    async def test_filters_by_data_field(self, search: SearchIndex) -> None:
+        oslo = _instance(data={"customer": {"city": "Oslo", "tier": 2}, "tags": ["gold", "eu"]})
+        paris = _instance(data={"customer": {"city": "Paris", "tier": 1}, "tags": ["eu"]})
+        await self._index(search, oslo, paris, _instance(data=None))
+
+        async def found(**filters: Any) -> set[str]:
+            page = await search.search(filters=filters)
+            assert page.total == len(page.items)
+            return set(_ids(page.items))
+
+        assert await found(**{"data.customer.city": "Oslo"}) == {oslo.id}
+        assert await found(**{"data.customer.tier": 1}) == {paris.id}
+        assert await found(**{"data.customer.tier": "2"}) == {oslo.id}
+        assert await found(**{"data.tags": "eu"}) == {oslo.id, paris.id}
+        assert await found(**{"data.customer.city": ["Oslo", "Paris"]}) == {oslo.id, paris.id}
+        assert await found(**{"data.customer.city": "Rome"}) == set()
+        assert await found(**{"data.customer.city": "Paris", "data.tags": "gold"}) == set()
+
+    @pytest.mark.anyio
+    async def test_unknown_filter_is_refused(self, search: SearchIndex) -> None:
+        with pytest.raises(ValueError, match="colour"):
+            await search.search(filters={"colour": "red"})
+
+    @pytest.mark.anyio
+    async def test_a_stale_revision_does_not_replace_a_newer_entry(
+        self, search: SearchIndex
+    ) -> None:
+        instance = _instance(reference="newer", revision=5, status=WorkflowStatus.COMPLETE)
+        await self._index(search, instance)
+        stale = _instance(id=instance.id, reference="older", revision=3)
+        await self._index(search, stale)
+        (found,) = (await search.search()).items
+        assert (found.reference, found.revision, found.status) == (
+            "newer",
+            5,
+            WorkflowStatus.COMPLETE,
+        )
+        newer = _instance(id=instance.id, reference="newest", revision=6)
+        await self._index(search, newer)
+        assert _ids((await search.search("newest")).items) == [instance.id]

@@ -22,6 +22,7 @@ from wfe_host.cli.events import events_group
 from wfe_host.cli.graph import graph_command
 from wfe_host.cli.info import plugins_command, providers_command
 from wfe_host.cli.run import run_command
+from wfe_host.cli.search import search_command
 from wfe_host.cli.state import CliState, cli_state
 from wfe_host.cli.terminal import color_from_environment
 from wfe_host.cli.validate import validate_command
@@ -210,6 +211,7 @@ main.add_command(plugins_command)
 main.add_command(providers_command)
 main.add_command(worker_command)
 main.add_command(workflows_group)
+main.add_command(search_command)
 main.add_command(events_group)
 main.add_command(run_command)
 main.add_command(validate_command)

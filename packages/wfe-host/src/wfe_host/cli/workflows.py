@@ -34,7 +34,9 @@ __all__ = [
     "error_record",
     "format_time",
     "instance_summary",
+    "print_page",
     "resolve_id",
+    "run_on_host",
     "workflows_group",
 ]
 
@@ -144,10 +146,50 @@ def _pointer_detail(pointer: ExecutionPointer) -> str:
     return ""
 
 
+def print_page(page: Page[WorkflowInstance], *, as_json: bool, empty: str = "no workflows") -> None:
+    """Print a page of instances as a table (with a "1-50 of 120" line on stderr when there is
+    more), or as JSON: ``{"total", "skip", "take", "items"}``, items without their pointers."""
+    skip = page.skip
+    if as_json:
+        click.echo(
+            _json_dump(
+                {
+                    "total": page.total,
+                    "skip": page.skip,
+                    "take": page.take,
+                    "items": [instance_summary(i) for i in page.items],
+                }
+            )
+        )
+        return
+    if not page.items:
+        what = empty if page.total == 0 else f"{empty} after the first {skip}"
+        click.echo(f"{what} (of {page.total})" if page.total else what, err=True)
+        return
+    rows = [
+        [
+            i.id,
+            i.definition_id,
+            str(i.version),
+            str(i.status),
+            i.reference or "-",
+            format_time(i.create_time),
+            format_time(i.complete_time),
+        ]
+        for i in page.items
+    ]
+    headers = ["ID", "DEFINITION", "VERSION", "STATUS", "REFERENCE", "CREATED", "COMPLETED"]
+    click.echo(_table(headers, rows, {3: _style_status}))
+    shown_to = skip + len(page.items)
+    if shown_to < page.total or skip:
+        more = f"; --skip {shown_to} for more" if shown_to < page.total else ""
+        click.echo(f"{skip + 1}-{shown_to} of {page.total}{more}", err=True)
+
+
 # -- commands ------------------------------------------------------------------------------------
 
 
-def _run_on_host(
+def run_on_host(
     ctx: click.Context,
     body: Callable[[WorkflowHost], Awaitable[Any]],
     workflow_id: str | None = None,
@@ -272,41 +314,7 @@ def list_command(
             take=take,
         )
 
-    page: Page[WorkflowInstance] = _run_on_host(ctx, body)
-    if as_json:
-        click.echo(
-            _json_dump(
-                {
-                    "total": page.total,
-                    "skip": page.skip,
-                    "take": page.take,
-                    "items": [instance_summary(i) for i in page.items],
-                }
-            )
-        )
-        return
-    if not page.items:
-        what = "no workflows" if page.total == 0 else f"no workflows after the first {skip}"
-        click.echo(f"{what} (of {page.total})" if page.total else what, err=True)
-        return
-    rows = [
-        [
-            i.id,
-            i.definition_id,
-            str(i.version),
-            str(i.status),
-            i.reference or "-",
-            format_time(i.create_time),
-            format_time(i.complete_time),
-        ]
-        for i in page.items
-    ]
-    headers = ["ID", "DEFINITION", "VERSION", "STATUS", "REFERENCE", "CREATED", "COMPLETED"]
-    click.echo(_table(headers, rows, {3: _style_status}))
-    shown_to = skip + len(page.items)
-    if shown_to < page.total or skip:
-        more = f"; --skip {shown_to} for more" if shown_to < page.total else ""
-        click.echo(f"{skip + 1}-{shown_to} of {page.total}{more}", err=True)
+    print_page(run_on_host(ctx, body), as_json=as_json)
 
 
 @workflows_group.command("show")
@@ -336,7 +344,7 @@ def show_command(
         errors = await host.persistence.get_errors(found)
         return instance, list(errors)
 
-    instance, errors = _run_on_host(ctx, body, workflow_id)
+    instance, errors = run_on_host(ctx, body, workflow_id)
     if as_json:
         record: dict[str, Any] = to_primitive(instance)
         record["errors"] = [error_record(e) for e in errors]
@@ -441,7 +449,7 @@ def _control_command(
             # Read again to say why: the change did not apply to the status it has now.
             return (await host.get_workflow(workflow_id)).status
 
-        status = _run_on_host(ctx, body, workflow_id)
+        status = run_on_host(ctx, body, workflow_id)
         if status is not None:
             raise click.ClickException(
                 f"workflow {workflow_id} is {status}; only {expected} workflows can be {verb}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from wfe_core.memory.search import DATA_FILTER_PREFIX, check_filters, data_field_matches
 from wfe_core.models import WorkflowStatus
 from wfe_core.serialization import to_primitive
 
@@ -20,6 +21,7 @@ BATCH = 500
 
 async def scan(host: WorkflowHost, filters: Mapping[str, Any]) -> AsyncIterator[WorkflowInstance]:
     """Every stored instance matching ``filters`` (the search filter keys), data restored."""
+    check_filters(filters)
     status = filters.get("status")
     skip = 0
     while True:
@@ -50,7 +52,7 @@ def matches_text(instance: WorkflowInstance, text: str | None) -> bool:
 
 
 def matches_filters(instance: WorkflowInstance, filters: Mapping[str, Any]) -> bool:
-    """The filters persistence listings cannot apply: version and creation time bounds."""
+    """The filters persistence listings cannot apply: version, time bounds, data fields."""
     version = filters.get("version")
     if version is not None and instance.version != int(version):
         return False
@@ -58,4 +60,20 @@ def matches_filters(instance: WorkflowInstance, filters: Mapping[str, Any]) -> b
     if after is not None and instance.create_time < after:
         return False
     before = filters.get("created_before")
-    return before is None or instance.create_time < before
+    if before is not None and instance.create_time >= before:
+        return False
+    done = instance.complete_time
+    after = filters.get("completed_after")
+    if after is not None and (done is None or done < after):
+        return False
+    before = filters.get("completed_before")
+    if before is not None and (done is None or done >= before):
+        return False
+    data: Any = None
+    for key, wanted in filters.items():
+        if key.startswith(DATA_FILTER_PREFIX) and wanted is not None:
+            if data is None:
+                data = to_primitive(instance.data)
+            if not data_field_matches(data, key[len(DATA_FILTER_PREFIX) :], wanted):
+                return False
+    return True
