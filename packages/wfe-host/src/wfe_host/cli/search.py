@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from wfe_core.models import WorkflowStatus
-from wfe_host.cli.workflows import print_page, run_on_host
+from wfe_host.cli.workflows import filter_options, page_options, print_page, run_on_host
 
 if TYPE_CHECKING:
     from wfe_core.models import Page, WorkflowInstance
@@ -47,16 +47,7 @@ _DATE = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"])
 
 @click.command("search")
 @click.argument("text", required=False, default=None)
-@click.option(
-    "--status",
-    type=click.Choice([str(s) for s in WorkflowStatus], case_sensitive=False),
-    default=None,
-    help="Only instances with this status.",
-)
-@click.option(
-    "--definition", "definition_id", metavar="ID", default=None, help="Only this definition."
-)
-@click.option("--reference", default=None, help="Only instances with this reference.")
+@filter_options
 @click.option(
     "--created-after", type=_DATE, metavar="TIME", default=None, help="Created at or after (UTC)."
 )
@@ -80,12 +71,7 @@ _DATE = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"])
     multiple=True,
     help="Only instances whose data holds VALUE at the dotted PATH (repeatable).",
 )
-@click.option(
-    "--skip", type=click.IntRange(min=0), default=0, show_default=True, help="Skip this many."
-)
-@click.option(
-    "--take", type=click.IntRange(min=1), default=20, show_default=True, help="Show this many."
-)
+@page_options(take=20)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_context
 def search_command(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -32,8 +32,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "error_record",
+    "filter_options",
     "format_time",
     "instance_summary",
+    "page_options",
     "print_page",
     "resolve_id",
     "run_on_host",
@@ -251,7 +253,55 @@ async def resolve_id(host: WorkflowHost, text: str) -> str:
     )
 
 
+F = TypeVar("F", bound="Callable[..., Any]")
+
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def filter_options(command: F) -> F:
+    """``--status``, ``--definition`` and ``--reference``: the filters every listing takes."""
+    for option in reversed(
+        (
+            click.option(
+                "--status",
+                type=click.Choice([str(s) for s in WorkflowStatus], case_sensitive=False),
+                default=None,
+                help="Only instances with this status.",
+            ),
+            click.option(
+                "--definition",
+                "definition_id",
+                metavar="ID",
+                default=None,
+                help="Only this definition.",
+            ),
+            click.option("--reference", default=None, help="Only instances with this reference."),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+def page_options(*, take: int) -> Callable[[F], F]:
+    """``--skip`` and ``--take`` (``take`` by default), bounded as the stores can page."""
+
+    def decorate(command: F) -> F:
+        command = click.option(
+            "--take",
+            type=click.IntRange(min=1, max=MAX_TAKE),
+            default=take,
+            show_default=True,
+            help="Show at most this many.",
+        )(command)
+        return click.option(
+            "--skip",
+            type=click.IntRange(min=0, max=MAX_SKIP),
+            default=0,
+            show_default=True,
+            help="Skip this many.",
+        )(command)
+
+    return decorate
 
 
 @click.group("workflows")
@@ -264,30 +314,8 @@ def workflows_group() -> None:
 
 
 @workflows_group.command("list")
-@click.option(
-    "--status",
-    type=click.Choice([str(s) for s in WorkflowStatus], case_sensitive=False),
-    default=None,
-    help="Only instances with this status.",
-)
-@click.option(
-    "--definition", "definition_id", metavar="ID", default=None, help="Only this definition."
-)
-@click.option("--reference", default=None, help="Only instances with this reference.")
-@click.option(
-    "--skip",
-    type=click.IntRange(min=0, max=MAX_SKIP),
-    default=0,
-    show_default=True,
-    help="Skip this many.",
-)
-@click.option(
-    "--take",
-    type=click.IntRange(min=1, max=MAX_TAKE),
-    default=50,
-    show_default=True,
-    help="Show at most this many.",
-)
+@filter_options
+@page_options(take=50)
 @_json_option
 @click.pass_context
 def list_command(
