@@ -4,6 +4,7 @@ a newer one refused."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import shutil
 import sqlite3
@@ -12,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_core import StepContext, WorkflowBuilder
 from wfe_core.errors import ProviderError
 from wfe_core.models import WorkflowInstance
 from wfe_core.providers import QueueName
@@ -22,7 +22,7 @@ from wfe_sqlite import SchemaVersionError, SqliteLock, SqlitePersistence, Sqlite
 from wfe_sqlite.schema import LATEST_VERSION, MIGRATIONS
 
 if TYPE_CHECKING:
-    from wfe_core.models import WorkflowDefinition
+    from types import ModuleType
 
 
 def _versions(path: Path) -> list[tuple[int, str, int]]:
@@ -160,27 +160,16 @@ async def test_a_failed_open_can_be_retried(tmp_path: Path) -> None:
 SCHEMA_V3 = Path(__file__).parent / "data" / "schema-v3.db"
 
 
-def _count(ctx: StepContext) -> None:
-    ctx.workflow.data["i"] += 1
-
-
-def _collect(ctx: StepContext) -> None:
-    ctx.workflow.data["seen"].append(ctx.item)
-
-
-def _loop_definition() -> WorkflowDefinition:
-    """The definition the file's workflows run (as data/make_schema_v3.py builds it)."""
-    return (
-        WorkflowBuilder(dict)
-        .for_each(lambda data: ["a", "b", "c"], lambda b: b.start_with(_collect))
-        .while_do(
-            lambda data: data["i"] < 5,
-            lambda b: b.start_with(_count).wait_for(
-                "go", key=lambda data: f"{data['key']}-{data['i']}"
-            ),
-        )
-        .build("migration-loop", 1)
+def _maker() -> ModuleType:
+    """data/make_schema_v3.py, which holds the definition the file's workflows run."""
+    spec = importlib.util.spec_from_file_location(
+        "make_schema_v3", SCHEMA_V3.with_name("make_schema_v3.py")
     )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.anyio
@@ -199,7 +188,7 @@ async def test_a_file_of_schema_version_3_keeps_every_pointer_and_finishes(
     assert any(p["children"] for d in before.values() for p in d["pointers"])
 
     async with WorkflowHost.from_settings({"persistence": f"sqlite:///{path}"}) as host:
-        host.register(_loop_definition())
+        host.register(_maker().loop_definition())
         # Every instance reads back as the version 3 document held it, pointer for pointer.
         for workflow_id, document in before.items():
             loaded = await host.persistence.get_workflow(workflow_id)

@@ -4,9 +4,9 @@ it only with a wfe-sqlite of that version (before issue 13's schema version 4):
 
     cd packages/wfe-sqlite/tests/data && python make_schema_v3.py schema-v3.db
 
-The workflows are the ones ``test_migrations._loop_definition`` builds: one finished, and one
-waiting for an event in the fourth round of a ``while_do`` (which also ran a parallel
-``for_each``), so the migrated file must resume it.
+The workflows run :func:`loop_definition` (``test_migrations`` registers it too): one
+finished, and one waiting for an event in the fourth round of a ``while_do`` (which also ran
+a parallel ``for_each``), so the migrated file must resume it.
 """
 
 from __future__ import annotations
