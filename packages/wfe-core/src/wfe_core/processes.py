@@ -19,6 +19,7 @@ process group is killed, and the watchdog kills only the process groups.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -26,11 +27,15 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
 from wfe_core import _reaper
 from wfe_core._reaper import TOKEN_VARIABLE
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = [
     "TOKEN_VARIABLE",
@@ -41,6 +46,7 @@ __all__ = [
     "step_started",
     "stop_watchdog",
     "supported",
+    "watchdog",
 ]
 
 logger = logging.getLogger("wfe_core.processes")
@@ -106,6 +112,17 @@ def stop_watchdog() -> None:
     except subprocess.TimeoutExpired:
         watchdog.kill()
         watchdog.wait()
+
+
+@contextlib.contextmanager
+def watchdog() -> Iterator[None]:
+    """:func:`start_watchdog` for the ``with`` block, :func:`stop_watchdog` after it (how
+    ``wfe run`` and ``wfe worker`` use it)."""
+    start_watchdog()
+    try:
+        yield
+    finally:
+        stop_watchdog()
 
 
 def _tell_watchdog(line: str) -> None:

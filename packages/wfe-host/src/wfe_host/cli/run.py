@@ -286,11 +286,8 @@ def run_command(
         return True
 
     # Kills the steps' processes if this process dies without stopping them (SIGKILL).
-    processes.start_watchdog()
-    try:
+    with processes.watchdog():
         code, received = run_async(lambda: until_signalled(main, on_signal))
-    finally:
-        processes.stop_watchdog()
     if received:
         ctx.exit(exit_status(received[0]))
     assert code is not None

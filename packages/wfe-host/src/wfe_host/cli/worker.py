@@ -307,11 +307,8 @@ def worker_command(
         )
 
     # Kills the steps' processes if this process dies without stopping them (SIGKILL).
-    processes.start_watchdog()
-    try:
+    with processes.watchdog():
         _signal_name, forced = run_async(lambda: _serve_until_signalled(host, announce))
-    finally:
-        processes.stop_watchdog()
     if forced:
         click.echo("wfe worker: stopped at once", err=True)
         ctx.exit(1)
