@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+# The helpers next to the tests (_cluster.py, the chaos worker module) import by name.
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture
