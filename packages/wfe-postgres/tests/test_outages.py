@@ -7,36 +7,34 @@ a poll.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 import psycopg
 import pytest
 
-from _cluster import Cluster
 from wfe_core.providers import QueueMessage, QueueName
 from wfe_postgres.lock import PostgresLock
 from wfe_postgres.queue import PostgresQueue
+from wfe_postgres.testing import PostgresServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 W = QueueName.WORKFLOW
-MIGRATION = Path(__file__).parents[1] / "src/wfe_postgres/migrations/0002_queue_lock.sql"
-RARE_POLLS = {"poll_interval": 60.0, "max_poll_interval": 60.0}
+#: Consumers that look by themselves only once a minute.
+RARE_POLLS = "poll_interval=60&max_poll_interval=60"
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    cluster = Cluster()
-    cluster.start()
-    with psycopg.connect(cluster.url, autocommit=True) as conn:
-        conn.execute(MIGRATION.read_text())
-    try:
-        yield cluster
-    finally:
-        cluster.remove()
+def cluster() -> Iterator[PostgresServer]:
+    """A server of this module's own: the tests kill its connections and restart it."""
+    with PostgresServer(fast=True) as server:
+        yield server
+
+
+def _url(server: PostgresServer, query: str = "") -> str:
+    return f"{server.url}?schema=outages" + (f"&{query}" if query else "")
 
 
 def _listener_pids(url: str) -> list[int]:
@@ -73,8 +71,10 @@ async def _dequeue_while(
 
 
 @pytest.mark.anyio
-async def test_killed_listen_connection_reconnects_and_wakes_waiters(cluster: Cluster) -> None:
-    async with PostgresQueue(cluster.url, **RARE_POLLS) as queue:
+async def test_killed_listen_connection_reconnects_and_wakes_waiters(
+    cluster: PostgresServer,
+) -> None:
+    async with PostgresQueue(_url(cluster, RARE_POLLS)) as queue:
         pids = _listener_pids(cluster.url)
         assert len(pids) == 1, "one LISTEN connection per process"
 
@@ -83,10 +83,10 @@ async def test_killed_listen_connection_reconnects_and_wakes_waiters(cluster: Cl
             # Sent while nobody listens: this notification is gone.
             with psycopg.connect(cluster.url, autocommit=True) as conn:
                 conn.execute(
-                    "INSERT INTO wfe_queue (queue, item_id, visible_at, enqueued_at)"
+                    "INSERT INTO outages.wfe_queue (queue, item_id, visible_at, enqueued_at)"
                     " VALUES ('workflow', 'during', now(), now())"
                 )
-                conn.execute("NOTIFY \"wfe.public\", 'q:workflow'")
+                conn.execute("NOTIFY \"wfe.outages\", 'q:workflow'")
 
         message = await _dequeue_while(queue, kill_then_enqueue)
         assert message is not None
@@ -97,7 +97,7 @@ async def test_killed_listen_connection_reconnects_and_wakes_waiters(cluster: Cl
         assert new_pids != pids, "listening again on a new connection"
 
         # Notifications wake waiters again.
-        async with PostgresQueue(cluster.url) as other:
+        async with PostgresQueue(_url(cluster), share_connections=False) as other:
             message = await _dequeue_while(
                 queue, lambda: anyio.from_thread.run(other.enqueue, W, "after")
             )
@@ -107,21 +107,20 @@ async def test_killed_listen_connection_reconnects_and_wakes_waiters(cluster: Cl
 
 
 @pytest.mark.anyio
-async def test_server_restart_mid_dequeue(cluster: Cluster) -> None:
+async def test_server_restart_mid_dequeue(cluster: PostgresServer) -> None:
     async with (
-        PostgresQueue(cluster.url, **RARE_POLLS) as queue,
-        PostgresLock(cluster.url) as lock,
+        PostgresQueue(_url(cluster, RARE_POLLS)) as queue,
+        PostgresLock(_url(cluster)) as lock,
     ):
         await queue.enqueue(W, "before")
         before = await lock.acquire("restart", owner="a", ttl=1.0)
         assert before is not None
 
         def restart_then_enqueue() -> None:
-            cluster.stop()
-            cluster.start()
+            cluster.restart()
             with psycopg.connect(cluster.url, autocommit=True) as conn:
                 conn.execute(
-                    "INSERT INTO wfe_queue (queue, item_id, visible_at, enqueued_at)"
+                    "INSERT INTO outages.wfe_queue (queue, item_id, visible_at, enqueued_at)"
                     " VALUES ('workflow', 'during', now(), now())"
                 )
 
@@ -136,7 +135,7 @@ async def test_server_restart_mid_dequeue(cluster: Cluster) -> None:
         # The same providers carry on: ack, enqueue, and a wake-up by notification.
         await queue.ack(first)
         await queue.ack(message)
-        async with PostgresQueue(cluster.url) as other:
+        async with PostgresQueue(_url(cluster), share_connections=False) as other:
             woken = await _dequeue_while(
                 queue, lambda: anyio.from_thread.run(other.enqueue, W, "after")
             )

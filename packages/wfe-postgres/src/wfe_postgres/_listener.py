@@ -17,13 +17,28 @@ import random
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Final
 
+import anyio
 import psycopg
 from psycopg import sql
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from wfe_core.errors import ProviderError, WfeError
+from wfe_postgres.base import PostgresProviderMixin
 
-__all__ = ["Listener", "Watch", "acquire_listener", "channel_for", "notify_sql", "release_listener"]
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Hashable, Iterator
+
+    #: Opens the listening connection (autocommit, with :data:`KEEPALIVES`).
+    Connect = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
+
+__all__ = [
+    "Listener",
+    "ListeningProviderMixin",
+    "Watch",
+    "acquire_listener",
+    "channel_for",
+    "notify_sql",
+    "release_listener",
+]
 
 logger = logging.getLogger("wfe_postgres.listener")
 
@@ -40,6 +55,9 @@ KEEPALIVES: Final[dict[str, Any]] = {
 #: all come back in the same instant.
 RECONNECT_FIRST: Final = 0.1
 RECONNECT_MAX: Final = 5.0
+#: How long opening a provider waits for the listener's first connection; its waiters poll
+#: until it is there.
+LISTENER_READY_WAIT: Final = 5.0
 
 
 def channel_for(schema: str) -> str:
@@ -84,8 +102,8 @@ class Watch:
 class Listener:
     """The process's listening connection to one database and channel (shared, counted)."""
 
-    def __init__(self, conninfo: str, channel: str) -> None:
-        self.conninfo = conninfo
+    def __init__(self, connect: Connect, channel: str) -> None:
+        self._connect = connect
         self.channel = channel
         self.users = 0
         self.connected = False
@@ -142,10 +160,8 @@ class Listener:
         delay = RECONNECT_FIRST
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self.conninfo, autocommit=True, **KEEPALIVES
-                )
-            except (psycopg.Error, OSError) as exc:
+                conn = await self._connect()
+            except (psycopg.Error, OSError, WfeError) as exc:
                 logger.warning("cannot connect the LISTEN connection (%s); retrying", exc)
             else:
                 try:
@@ -173,17 +189,17 @@ class Listener:
             delay = min(delay * 2, RECONNECT_MAX)
 
 
-# One listener per event loop, database and channel, shared by the providers of a process.
-_listeners: dict[tuple[int, str, str], Listener] = {}
+# One listener per event loop and database (and channel), shared by the providers of a process.
+_listeners: dict[Hashable, Listener] = {}
 
 
-async def acquire_listener(conninfo: str, channel: str) -> Listener:
-    """The shared listener of ``conninfo`` and ``channel`` in this event loop, started on first
-    use; give it back with :func:`release_listener`."""
-    key = (id(asyncio.get_running_loop()), conninfo, channel)
-    listener = _listeners.get(key)
+async def acquire_listener(key: Hashable, connect: Connect, channel: str) -> Listener:
+    """The listener of ``key`` (the database and channel) in this event loop, started on
+    first use; give it back with :func:`release_listener`."""
+    full_key = (id(asyncio.get_running_loop()), key, channel)
+    listener = _listeners.get(full_key)
     if listener is None:
-        listener = _listeners[key] = Listener(conninfo, channel)
+        listener = _listeners[full_key] = Listener(connect, channel)
         listener.start()
     listener.users += 1
     return listener
@@ -197,3 +213,43 @@ async def release_listener(listener: Listener) -> None:
             if value is listener:
                 del _listeners[key]
         await listener.stop()
+
+
+class ListeningProviderMixin(PostgresProviderMixin):
+    """A provider on the shared pool that also holds the process's listener of its database
+    (the queue and the lock)."""
+
+    _listener: Listener | None = None
+
+    @property
+    def listener(self) -> Listener:
+        listener = self._listener
+        if listener is None:
+            raise ProviderError(f"{self!r} is not open; use it as 'async with'")
+        return listener
+
+    async def open(self) -> None:
+        """Connect the pool (migrating the schema) and the listener. Idempotent."""
+        await super().open()
+        if self._listener is None:
+            database = self.database
+            target = database.target
+
+            async def connect() -> psycopg.AsyncConnection[Any]:
+                kwargs = {**database.connect_kwargs(), **KEEPALIVES}
+                return await psycopg.AsyncConnection.connect(target.conninfo, **kwargs)
+
+            # Not shared: a listener of its own, as another process would have.
+            key: Hashable = target if self.share_connections else object()
+            self._listener = await acquire_listener(key, connect, channel_for(database.schema))
+            await self._listener.ready(LISTENER_READY_WAIT)
+
+    async def close(self) -> None:
+        """Release the listener and the pool. Idempotent."""
+        listener, self._listener = self._listener, None
+        try:
+            if listener is not None:
+                with anyio.CancelScope(shield=True):
+                    await release_listener(listener)
+        finally:
+            await super().close()

@@ -16,19 +16,14 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 from psycopg import sql
 
-from wfe_core.errors import LockNotHeldError, ProviderError
+from wfe_core.errors import LockNotHeldError
 from wfe_core.providers import capabilities as cap
 from wfe_core.providers.lock import Lease, LockProvider
-from wfe_postgres._listener import (
-    acquire_listener,
-    channel_for,
-    notify_sql,
-    release_listener,
-)
-from wfe_postgres._pool_shim import Database
+from wfe_postgres._listener import ListeningProviderMixin, notify_sql
 
 if TYPE_CHECKING:
-    from wfe_postgres._listener import Listener
+    from wfe_postgres._database import Connection
+    from wfe_postgres.options import PostgresOptions
 
 __all__ = ["PostgresLock", "lock_topic"]
 
@@ -45,9 +40,9 @@ def lock_topic(key: str) -> str:
 
 
 def _statements(schema: str) -> dict[str, sql.Composed]:
-    table = sql.Identifier(schema, "wfe_locks")
-    quoted = '"' + schema.replace('"', '""') + '"'
-    tokens = sql.Literal(f"{quoted}.wfe_lock_tokens")
+    # Unqualified: every connection has the schema as its search_path.
+    table = sql.Identifier("wfe_locks")
+    tokens = sql.Literal("wfe_lock_tokens")
     return {
         # Take the key when it is free or its lease has expired, with a fresh token. The row
         # lock of ON CONFLICT serializes concurrent takers: one wins, the others see it held.
@@ -79,7 +74,7 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
     }
 
 
-class PostgresLock(LockProvider):
+class PostgresLock(ListeningProviderMixin, LockProvider):
     """Leases in a PostgreSQL table, excluding every process that uses the database.
 
     * At most one unexpired lease per key; a lease lapses ``ttl`` seconds (database clock)
@@ -94,40 +89,27 @@ class PostgresLock(LockProvider):
 
     capabilities = frozenset({cap.DURABLE, cap.DISTRIBUTED, cap.LEASE_RENEWAL, cap.ASYNCIO_ONLY})
 
-    def __init__(self, url: str, *, schema: str = "public") -> None:
-        self.url = url
-        self.schema = schema
-        self._sql = _statements(schema)
-        self._db: Database | None = None
-        self._listener: Listener | None = None
+    def __init__(
+        self,
+        url: str | None,
+        options: PostgresOptions | None = None,
+        *,
+        share_connections: bool = True,
+    ) -> None:
+        super().__init__(url, options, share_connections=share_connections)
+        self._sql = _statements(self.target.options.schema)
 
-    def __repr__(self) -> str:
-        return f"PostgresLock(schema={self.schema!r})"
+    async def _rows(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        query = self._sql[name]
 
-    @property
-    def db(self) -> Database:
-        if self._db is None:
-            raise ProviderError("PostgresLock is not open; use it as 'async with'")
-        return self._db
+        async def run(conn: Connection) -> list[tuple[Any, ...]]:
+            cursor = await conn.execute(query, params)
+            if cursor.description is None:
+                return []  # a statement without RETURNING
+            rows: list[tuple[Any, ...]] = await cursor.fetchall()
+            return rows
 
-    async def open(self) -> None:
-        """Connect the pool and the process's listener. Idempotent."""
-        if self._db is not None:
-            return
-        db = Database(self.url, self.schema)
-        await db.open()
-        self._db = db
-        self._listener = await acquire_listener(self.url, channel_for(self.schema))
-
-    async def close(self) -> None:
-        """Release the pool and the listener. Idempotent."""
-        db, self._db = self._db, None
-        listener, self._listener = self._listener, None
-        with anyio.CancelScope(shield=True):
-            if listener is not None:
-                await release_listener(listener)
-            if db is not None:
-                await db.close()
+        return await self.database.run(run, name, transaction=False)
 
     async def acquire(self, key: str, *, owner: str, ttl: float, wait: float = 0.0) -> Lease | None:
         """Take ``key`` for ``owner`` for ``ttl`` seconds, waiting up to ``wait`` seconds for
@@ -138,9 +120,7 @@ class PostgresLock(LockProvider):
         if wait <= 0:
             lease, _, _ = await self._try(params)
             return lease
-        listener = self._listener
-        if listener is None:
-            raise ProviderError("PostgresLock is not open; use it as 'async with'")
+        listener = self.listener
         deadline = anyio.current_time() + wait
         with listener.watch(lock_topic(key)) as watch:
             while True:
@@ -159,7 +139,7 @@ class PostgresLock(LockProvider):
                 await watch.wait(pause)
 
     async def _try(self, params: dict[str, Any]) -> tuple[Lease | None, str | None, float | None]:
-        rows = await self.db.rows(self._sql["acquire"], params, "acquire")
+        rows = await self._rows("acquire", params)
         if not rows:
             # Freed between the two halves of the statement's snapshot: look again soon.
             return None, None, 0.0
@@ -175,9 +155,7 @@ class PostgresLock(LockProvider):
         """Extend the current ``lease`` to ``ttl`` seconds from now (same token)."""
         if ttl <= 0:
             raise ValueError("ttl must be positive")
-        rows = await self.db.rows(
-            self._sql["renew"], {**_identity(lease), "ttl": float(ttl)}, "renew"
-        )
+        rows = await self._rows("renew", {**_identity(lease), "ttl": float(ttl)})
         if not rows:
             raise _not_current(lease)
         return Lease(key=lease.key, owner=lease.owner, token=lease.token, expires_at=rows[0][0])
@@ -185,7 +163,7 @@ class PostgresLock(LockProvider):
     async def release(self, lease: Lease) -> None:
         """Free the key of the current ``lease`` at once and wake its waiters."""
         params = {**_identity(lease), "topic": lock_topic(lease.key)}
-        if not await self.db.rows(self._sql["release"], params, "release"):
+        if not await self._rows("release", params):
             raise _not_current(lease)
 
 

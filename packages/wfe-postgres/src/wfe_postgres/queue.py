@@ -16,28 +16,20 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 from psycopg import sql
 
-from wfe_core.errors import ProviderError
 from wfe_core.providers import capabilities as cap
 from wfe_core.providers.queue import QueueMessage, QueueName, QueueProvider
-from wfe_postgres._listener import (
-    acquire_listener,
-    channel_for,
-    notify_sql,
-    release_listener,
-)
-from wfe_postgres._pool_shim import Database
+from wfe_postgres._listener import ListeningProviderMixin, notify_sql
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from wfe_postgres._listener import Listener
+    from wfe_postgres._database import Connection
+    from wfe_postgres.options import PostgresOptions
 
 __all__ = ["PostgresQueue", "queue_topic"]
 
 logger = logging.getLogger("wfe_postgres.queue")
 
-#: How long to wait for the listener's first connection before the first wait polls instead.
-_LISTENER_READY_WAIT: Final = 5.0
 #: The pause before looking again when another consumer held the visible head row for the
 #: instant of our look (SKIP LOCKED passed it by, yet it is due).
 _CONTENDED_PAUSE: Final = 0.01
@@ -49,7 +41,8 @@ def queue_topic(queue: QueueName | str) -> str:
 
 
 def _statements(schema: str) -> dict[str, sql.Composed]:
-    table = sql.Identifier(schema, "wfe_queue")
+    # Unqualified: every connection has the schema as its search_path.
+    table = sql.Identifier("wfe_queue")
     notify = notify_sql(schema)
     return {
         # The waiting copy of an id stands for every enqueue of it: it keeps its place and,
@@ -65,10 +58,11 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
             " RETURNING 1)"
             " SELECT {notify}"
         ).format(q=table, notify=notify),
-        # The claim. A lapsed delivery (in flight past its deadline) is taken first, in place
-        # (it is the oldest work); else the head of the waiting items. SKIP LOCKED: a row
-        # another consumer is claiming right now is passed by, never waited for. The CTEs run
-        # lazily: the waiting items are not looked at when a lapsed delivery was found.
+        # The claim: one statement. A lapsed delivery (in flight past its deadline) is taken
+        # first, in place (it is the oldest work); else the head of the waiting items. SKIP
+        # LOCKED: a row another consumer is claiming right now is passed by, never waited
+        # for. The CTEs run lazily: the waiting items are not read when a lapsed delivery
+        # was found.
         # When nothing was claimed the same round trip says when something is next due (a
         # delayed item, or a delivery that lapses), in seconds from the database's now.
         "claim": sql.SQL(
@@ -118,7 +112,7 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
     }
 
 
-class PostgresQueue(QueueProvider):
+class PostgresQueue(ListeningProviderMixin, QueueProvider):
     """Queues of ids in a PostgreSQL table, shared by every process using the database.
 
     * FIFO per queue; an enqueue of an id already waiting adds no copy (a delayed one becomes
@@ -127,8 +121,9 @@ class PostgresQueue(QueueProvider):
       out again with ``attempt + 1`` and a new receipt; the old receipt acks nothing.
     * :meth:`dequeue` sleeps on the process's ``LISTEN`` connection and wakes on the
       ``NOTIFY`` an enqueue sends; a jittered poll every ``poll_interval`` seconds, doubling
-      to ``max_poll_interval``, is the floor in case a notification is lost. When the
-      listening connection drops, waiters poll at once and keep polling until it is back.
+      to ``max_poll_interval`` (options), is the floor in case a notification is lost. When
+      the listening connection drops, waiters look at once and poll at the first pace until
+      it is back.
     """
 
     capabilities = frozenset(
@@ -137,57 +132,31 @@ class PostgresQueue(QueueProvider):
 
     def __init__(
         self,
-        url: str,
+        url: str | None,
+        options: PostgresOptions | None = None,
         *,
-        schema: str = "public",
-        poll_interval: float = 1.0,
-        max_poll_interval: float = 30.0,
+        share_connections: bool = True,
     ) -> None:
-        self.url = url
-        self.schema = schema
-        self.poll_interval = poll_interval
-        self.max_poll_interval = max_poll_interval
-        self._sql = _statements(schema)
-        self._db: Database | None = None
-        self._listener: Listener | None = None
+        super().__init__(url, options, share_connections=share_connections)
+        self._sql = _statements(self.target.options.schema)
 
-    def __repr__(self) -> str:
-        return f"PostgresQueue(schema={self.schema!r})"
+    async def _rows(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        query = self._sql[name]
 
-    @property
-    def db(self) -> Database:
-        if self._db is None:
-            raise ProviderError("PostgresQueue is not open; use it as 'async with'")
-        return self._db
+        async def run(conn: Connection) -> list[tuple[Any, ...]]:
+            cursor = await conn.execute(query, params)
+            if cursor.description is None:
+                return []  # a statement without RETURNING
+            rows: list[tuple[Any, ...]] = await cursor.fetchall()
+            return rows
 
-    async def open(self) -> None:
-        """Connect the pool and the process's listener. Idempotent."""
-        if self._db is not None:
-            return
-        db = Database(self.url, self.schema)
-        await db.open()
-        self._db = db
-        self._listener = await acquire_listener(self.url, channel_for(self.schema))
-        await self._listener.ready(_LISTENER_READY_WAIT)
-
-    async def close(self) -> None:
-        """Release the pool and the listener. Idempotent."""
-        db, self._db = self._db, None
-        listener, self._listener = self._listener, None
-        with anyio.CancelScope(shield=True):
-            if listener is not None:
-                await release_listener(listener)
-            if db is not None:
-                await db.close()
+        # One statement each, in autocommit: its own transaction, NOTIFY included.
+        return await self.database.run(run, name, transaction=False)
 
     async def enqueue(self, queue: QueueName, item_id: str) -> None:
         """Add ``item_id`` at the tail of ``queue`` and wake a waiting consumer."""
         name = QueueName(queue).value
-        await self.db.rows(
-            self._sql["enqueue"],
-            {"queue": name, "item_id": item_id, "topic": queue_topic(name)},
-            "enqueue",
-        )
+        await self._rows("enqueue", {"queue": name, "item_id": item_id, "topic": queue_topic(name)})
 
     async def dequeue(
         self,
@@ -202,11 +171,10 @@ class PostgresQueue(QueueProvider):
         if timeout <= 0:
             message, _ = await self._claim(name, params)
             return message
-        listener = self._listener
-        if listener is None:
-            raise ProviderError("PostgresQueue is not open; use it as 'async with'")
+        listener = self.listener
         deadline = anyio.current_time() + timeout
-        interval = self.poll_interval
+        options = self.target.options
+        interval = options.poll_interval
         contended = False
         with listener.watch(queue_topic(name)) as watch:
             while True:
@@ -229,17 +197,17 @@ class PostgresQueue(QueueProvider):
                 if until_due is not None:
                     pause = min(pause, until_due)
                 if await watch.wait(pause):
-                    interval = self.poll_interval
+                    interval = options.poll_interval
                 elif watch.listening:
-                    interval = min(interval * 2, self.max_poll_interval)
+                    interval = min(interval * 2, options.max_poll_interval)
                 else:
                     # No notifications until the listener is back: poll at the first pace.
-                    interval = self.poll_interval
+                    interval = options.poll_interval
 
     async def _claim(
         self, name: str, params: dict[str, Any]
     ) -> tuple[QueueMessage | None, float | None]:
-        rows = await self.db.rows(self._sql["claim"], params, "dequeue")
+        rows = await self._rows("claim", params)
         if not rows:
             return None, None
         item_id, receipt, attempt, delivered_at, until_due = rows[0]
@@ -249,26 +217,23 @@ class PostgresQueue(QueueProvider):
 
     async def ack(self, message: QueueMessage) -> None:
         """Forget the delivery for good; a no-op for a receipt that is not in flight."""
-        await self.db.rows(self._sql["ack"], {"receipt": message.receipt}, "ack")
+        await self._rows("ack", {"receipt": message.receipt})
 
     async def requeue(self, message: QueueMessage, *, delay: float = 0.0) -> None:
         """Put the delivered item back at the tail, visible after ``delay`` seconds.
 
         A no-op for a receipt that is not in flight (acked, or lapsed).
         """
-        await self.db.rows(
-            self._sql["requeue"],
-            {
-                "receipt": message.receipt,
-                "delay": max(float(delay), 0.0),
-                "topic": queue_topic(message.queue),
-            },
-            "requeue",
-        )
+        params = {
+            "receipt": message.receipt,
+            "delay": max(float(delay), 0.0),
+            "topic": queue_topic(message.queue),
+        }
+        await self._rows("requeue", params)
 
     async def size(self, queue: QueueName) -> int:
         """Items waiting in ``queue`` (delayed ones included, deliveries in flight not)."""
-        rows = await self.db.rows(self._sql["size"], {"queue": QueueName(queue).value}, "size")
+        rows = await self._rows("size", {"queue": QueueName(queue).value})
         return int(rows[0][0])
 
 
