@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING
 import anyio
 import psycopg
 import pytest
-from _cluster import Cluster
 
 from chaos_flows import CREATE_RUNS, STEPS, ChaosData, chaos
 from wfe_host import WorkflowHost
+from wfe_postgres.testing import PostgresServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -46,20 +46,21 @@ RUN_LIMIT = 300.0
 
 
 @pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    cluster = Cluster()
-    cluster.start()
-    with psycopg.connect(cluster.url, autocommit=True) as conn:
-        conn.execute(CREATE_RUNS)
-    try:
-        yield cluster
-    finally:
-        cluster.remove()
+def cluster() -> Iterator[PostgresServer]:
+    """A server of the test's own: the restart test restarts it."""
+    with PostgresServer(fast=True) as server:
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            conn.execute(CREATE_RUNS)
+        yield server
+
+
+def _persistence(url: str) -> str:
+    return os.environ.get("WFE_CHAOS_PERSISTENCE") or url
 
 
 def _settings(url: str) -> dict[str, str]:
     return {
-        "WFE_PERSISTENCE": url,
+        "WFE_PERSISTENCE": _persistence(url),
         "WFE_QUEUE": url,
         "WFE_LOCK": url,
         "WFE_HOST_LEASE_SECONDS": str(LEASE_SECONDS),
@@ -166,6 +167,7 @@ async def _completed(client: WorkflowHost) -> int:
 
 
 async def _wait_until(client: WorkflowHost, done: int, deadline: float) -> None:
+    print(f"{time.monotonic():.1f} waiting for {done}", flush=True)
     while await _completed(client) < done:
         assert time.monotonic() < deadline, "the workflows did not finish in time"
         await anyio.sleep(0.2)
@@ -223,11 +225,16 @@ def _killed_spans(url: str, pid: int) -> int:
 
 
 @pytest.mark.anyio
-async def test_three_workers_one_killed_one_paused(cluster: Cluster, tmp_path: Path) -> None:
+async def test_three_workers_one_killed_one_paused(cluster: PostgresServer, tmp_path: Path) -> None:
     url = cluster.url
     deadline = time.monotonic() + RUN_LIMIT
     client = WorkflowHost.from_settings(
-        {"persistence": url, "queue": url, "lock": url, "host": {"run_workers": False}}
+        {
+            "persistence": _persistence(url),
+            "queue": url,
+            "lock": url,
+            "host": {"run_workers": False},
+        }
     )
     client.register(chaos)
     async with client:
@@ -260,20 +267,24 @@ async def test_three_workers_one_killed_one_paused(cluster: Cluster, tmp_path: P
 
 
 @pytest.mark.anyio
-async def test_server_restart_mid_run(cluster: Cluster, tmp_path: Path) -> None:
+async def test_server_restart_mid_run(cluster: PostgresServer, tmp_path: Path) -> None:
     url = cluster.url
     count = max(WORKFLOWS // 3, 30)
     deadline = time.monotonic() + RUN_LIMIT
     client = WorkflowHost.from_settings(
-        {"persistence": url, "queue": url, "lock": url, "host": {"run_workers": False}}
+        {
+            "persistence": _persistence(url),
+            "queue": url,
+            "lock": url,
+            "host": {"run_workers": False},
+        }
     )
     client.register(chaos)
     async with client:
         with _workers(url, tmp_path, 3) as workers:
             ids = await _start_all(client, count)
             await _wait_until(client, count // 4, deadline)
-            await anyio.to_thread.run_sync(cluster.stop)
-            await anyio.to_thread.run_sync(cluster.start)
+            await anyio.to_thread.run_sync(cluster.restart)
             # Events published after the restart still reach their workflows.
             await _publish_rest(client, count)
             await _wait_until(client, count, deadline)
