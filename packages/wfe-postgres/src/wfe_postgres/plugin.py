@@ -1,5 +1,4 @@
-"""The ``wfe`` plugin of wfe-postgres: PostgreSQL persistence, queue and lock, all named
-``postgres`` (URLs ``postgresql://`` and ``postgres://``).
+"""The ``wfe`` plugin of wfe-postgres: the PostgreSQL providers, named ``postgres``.
 
 Only hook implementations live here; psycopg is imported inside the factories, so listing
 providers stays fast.
@@ -11,13 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 from wfe_core.plugins import ProviderKind, ProviderSpec, hookimpl
 from wfe_core.providers import capabilities as cap
-from wfe_postgres.options import PostgresOptions
+from wfe_postgres.options import SCHEMES, PostgresOptions
 
 if TYPE_CHECKING:
     from wfe_core.providers import Provider
 
 NAME = "postgres"
-SCHEMES = ("postgresql", "postgres")
+
+
+def _persistence(url: str | None, options: Any) -> Provider:
+    from wfe_postgres.persistence import PostgresPersistence
+
+    return PostgresPersistence(url, options)
 
 
 # -- queue and lock ----------------------------------------------------------------------------
@@ -33,8 +37,7 @@ def _lock(url: str | None, options: Any) -> Provider:
     return PostgresLock(url, options)
 
 
-def queue_and_lock_specs() -> list[ProviderSpec]:
-    """The queue and the lock (kept apart from the persistence's spec)."""
+def _queue_and_lock_specs() -> list[ProviderSpec]:
     return [
         ProviderSpec(
             ProviderKind.QUEUE,
@@ -70,5 +73,17 @@ def queue_and_lock_specs() -> list[ProviderSpec]:
 
 @hookimpl
 def register_providers() -> list[ProviderSpec]:
-    """The PostgreSQL queue and lock (postgresql://...)."""
-    return queue_and_lock_specs()
+    """The PostgreSQL providers (postgresql://user@host:5432/database, shared by many hosts)."""
+    return [
+        ProviderSpec(
+            ProviderKind.PERSISTENCE,
+            NAME,
+            _persistence,
+            summary="Instances, events and subscriptions in PostgreSQL, shared by many hosts"
+            " (fenced writes, versioned schema)",
+            url_schemes=SCHEMES,
+            options_class=PostgresOptions,
+            capabilities=frozenset({cap.DURABLE, cap.FENCING, cap.ASYNCIO_ONLY}),
+        ),
+        *_queue_and_lock_specs(),
+    ]

@@ -16,6 +16,8 @@ CREATE TABLE workflows (
     create_time     timestamptz NOT NULL,
     complete_time   timestamptz,
     revision        bigint      NOT NULL,
+    -- How many rows of pointers the instance has (get_pointers' total without a count).
+    pointer_count   integer     NOT NULL,
     -- The highest fencing token (Lease.token) a write has carried; NULL: none yet.
     fence           bigint,
     -- Ties between equal create_time values, in the order instances were stored.
