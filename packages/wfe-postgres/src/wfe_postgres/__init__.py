@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 from wfe_postgres.options import PostgresOptions, parse_url
 
 if TYPE_CHECKING:
-    from wfe_postgres.migrations import SchemaVersionError, apply_migrations, check_migrations
     from wfe_postgres.lock import PostgresLock
+    from wfe_postgres.migrations import SchemaVersionError, apply_migrations, check_migrations
     from wfe_postgres.persistence import PostgresPersistence
     from wfe_postgres.queue import PostgresQueue
 
 __all__ = [
-    "PostgresOptions",
     "PostgresLock",
+    "PostgresOptions",
     "PostgresPersistence",
     "PostgresQueue",
     "SchemaVersionError",
