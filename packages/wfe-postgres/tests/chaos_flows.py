@@ -115,3 +115,22 @@ chaos = (
 )
 
 definitions = [chaos]
+
+
+def _dump_tasks(signum: int, frame: Any) -> None:
+    """SIGUSR1: print every asyncio task's stack to stderr (the test asks when work stalls)."""
+    import asyncio
+    import sys
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    for task in asyncio.all_tasks(loop):
+        task.print_stack(limit=12, file=sys.stderr)
+
+
+if os.environ.get("CHAOS_DSN"):
+    import signal
+
+    signal.signal(signal.SIGUSR1, _dump_tasks)
