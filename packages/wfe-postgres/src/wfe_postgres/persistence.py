@@ -31,7 +31,7 @@ from wfe_core.serialization import from_primitive, to_primitive
 from wfe_postgres import _sql as q
 from wfe_postgres._documents import InstanceRows, Write, dumps
 from wfe_postgres.base import PostgresProviderMixin
-from wfe_postgres.migrations import SchemaStatus, check_schema
+from wfe_postgres.migrations import SchemaVersions, check_schema
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
@@ -201,7 +201,7 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
         #: What this provider stored of the instances it wrote last.
         self.rows = InstanceRows()
 
-    async def check_schema(self) -> SchemaStatus:
+    async def check_schema(self) -> SchemaVersions:
         """The schema's status; :class:`~wfe_postgres.migrations.SchemaVersionError` naming
         what to run when it is not up to date."""
         return await check_schema(self.database)
