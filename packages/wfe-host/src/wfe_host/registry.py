@@ -48,7 +48,7 @@ from wfe_host.settings import SettingsError, SettingsProblem, structure
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-    from wfe_core.plugins.manager import PluginInfo, PluginManager
+    from wfe_core.spi import PluginInfo, PluginManager
     from wfe_host.settings import ProviderSettings
 
 logger = logging.getLogger(__name__)
