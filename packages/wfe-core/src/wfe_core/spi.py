@@ -6,6 +6,7 @@ layering test, ``tests/test_packaging.py``, enforces it for every distribution h
 
 * ``wfe_core``: the user API (builder, steps, results, models, middleware);
 * ``wfe_core.errors``: the exception tree (wrap driver errors in it);
+* ``wfe_core.log_context``: the workflow and step ids of log records (``LogContextFilter``);
 * ``wfe_core.models``: the attrs models;
 * ``wfe_core.providers``: the provider contracts (ABCs), ``Lease``, ``QueueName``, ...;
 * ``wfe_core.providers.capabilities``: ``Capability`` and its aliases;
