@@ -340,7 +340,16 @@ class Pass:
             if pointer is None:
                 return
             scope = self._mark_started(pointer, now)
-            outcome = await self._run_step(pointer, scope)
+            outcome = await run_step(
+                self.env,
+                self.middleware,
+                self.instance,
+                self.definition,
+                pointer,
+                self.definition.step(pointer.step_id),
+                scope,
+                self.log_extra,
+            )
             self.running.pop(pointer.id, None)
             self.dirty = True
             if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
@@ -413,25 +422,20 @@ class Pass:
                     return
 
     # -- one step run ------------------------------------------------------------------------
-    async def _run_step(
-        self, pointer: ExecutionPointer, scope: anyio.CancelScope
-    ) -> ExecutionResult | tx.StepFailure | None:
-        return await run_step(
-            self.env,
-            self.middleware,
-            self.instance,
-            self.definition,
-            pointer,
-            self.definition.step(pointer.step_id),
-            scope,
-            self.log_extra,
-        )
-
     async def _run_pointer(
         self, tg: TaskGroup, pointer: ExecutionPointer, scope: anyio.CancelScope
     ) -> None:
         while True:
-            outcome = await self._run_step(pointer, scope)
+            outcome = await run_step(
+                self.env,
+                self.middleware,
+                self.instance,
+                self.definition,
+                pointer,
+                self.definition.step(pointer.step_id),
+                scope,
+                self.log_extra,
+            )
             following: tuple[ExecutionPointer, anyio.CancelScope] | None
             async with self._guard():
                 self.running.pop(pointer.id, None)
