@@ -151,8 +151,6 @@ async def test_list_and_purge_work_on_many_instances_by_filter(
     page = await persistence.list_workflows(status=WorkflowStatus.COMPLETE, reference="r1")
     assert page.total == 2
     assert all(i.reference == "r1" and i.status == WorkflowStatus.COMPLETE for i in page.items)
-    purged = await persistence.purge_workflows(
-        older_than=now, statuses=[WorkflowStatus.COMPLETE]
-    )
+    purged = await persistence.purge_workflows(older_than=now, statuses=[WorkflowStatus.COMPLETE])
     assert purged == 6
     assert (await persistence.list_workflows()).total == 6
