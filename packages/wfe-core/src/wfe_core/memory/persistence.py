@@ -280,7 +280,7 @@ class MemoryPersistence(PersistenceProvider):
     :meth:`persist_workflow` let other tasks run first, as a call to a database would.
     """
 
-    capabilities = frozenset[str]()
+    capabilities = frozenset()
 
     def __init__(self, *, verify_changes: bool | None = None) -> None:
         #: Check every ``changed_pointers`` list given to :meth:`persist_workflow` (slow; for
