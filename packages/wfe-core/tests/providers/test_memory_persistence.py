@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from wfe_core.memory import MemoryPersistence
-from wfe_core.testing import PersistenceSuite
+from wfe_core.testing.conformance import PersistenceSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_core.testing.scenarios import WorkflowScenarios
+from wfe_core.testing.conformance.scenarios import WorkflowScenarios
 from wfe_host import WorkflowHost
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ class TestMemoryScenarios(WorkflowScenarios):
 
 def test_workflow_host_satisfies_the_core_protocols() -> None:
     """Static (mypy) and runtime check that the host is what core's protocols describe."""
-    from wfe_core.testing.scenarios import ScenarioHost
+    from wfe_core.testing.conformance.scenarios import ScenarioHost
 
     host = WorkflowHost()
     as_scenario_host: ScenarioHost = host

@@ -37,8 +37,8 @@ from wfe_core.models import (
     WorkflowStatus,
     new_id,
 )
-from wfe_core.testing import strategies
-from wfe_core.testing._support import MACHINE_SETTINGS, as_stored, call, now_ms
+from wfe_core.testing.conformance import strategies
+from wfe_core.testing.conformance._support import MACHINE_SETTINGS, as_stored, call, now_ms
 
 if TYPE_CHECKING:
     from wfe_core.providers import PersistenceProvider
