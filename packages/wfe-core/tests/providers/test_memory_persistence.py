@@ -12,9 +12,13 @@ if TYPE_CHECKING:
 
 
 class TestMemoryPersistence(PersistenceSuite):
+    """The whole suite, its machine against the reference model included, with the store's
+    shortcuts on (the product default) and off."""
+
     __test__ = True
 
-    @pytest.fixture
-    async def persistence(self) -> AsyncIterator[MemoryPersistence]:
-        async with MemoryPersistence() as provider:
+    @pytest.fixture(params=[True, False], ids=["fast", "plain"])
+    async def persistence(self, request: pytest.FixtureRequest) -> AsyncIterator[MemoryPersistence]:
+        async with MemoryPersistence(fast=request.param) as provider:
+            assert provider.fast is request.param
             yield provider
