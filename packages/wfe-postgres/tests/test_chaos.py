@@ -190,6 +190,8 @@ async def _stuck(client: WorkflowHost) -> str:
         lines.append(f"{instance.id} next={instance.next_execution} {pointers} {instance.data}")
     url = _URL_FOR_DIAGNOSIS[0]
     with psycopg.connect(url, autocommit=True) as conn:
+        counts = conn.execute("SELECT status, count(*) FROM wfe.workflows GROUP BY 1").fetchall()
+        lines.append(f"statuses: {counts}")
         for instance in page.items:
             rows = conn.execute(
                 "SELECT id, is_processed, time, now() FROM wfe.events WHERE key = %s",
