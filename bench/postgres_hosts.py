@@ -198,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.stats import percentile
     from wfe_postgres.testing import PostgresServer
 
-    settings = {"shared_preload_libraries": ""}
-    with tempfile.TemporaryDirectory(), PostgresServer(fast=False, settings=settings) as server:
+    # fast=False: fsync on, as a deployment runs.
+    with tempfile.TemporaryDirectory(), PostgresServer(fast=False) as server:
         import psycopg
 
         def url_for(name: str) -> str:

@@ -70,12 +70,21 @@ async def _recorder() -> AsyncConnectionPool:
 
 
 async def _execute(query: str, params: tuple[Any, ...]) -> Any:
-    # The server may be restarting under the chaos: a recording waits for it, as the step's
-    # own work would.
+    # The server may be restarting under the chaos: a recording waits for it and tries again,
+    # as the step's own work would (a start recorded twice by one process checks the same).
+    import psycopg
+
     pool = await _recorder()
-    async with pool.connection(timeout=60) as conn:
-        cursor = await conn.execute(query, params)
-        return await cursor.fetchone()
+    for attempt in range(120):
+        try:
+            async with pool.connection(timeout=60) as conn:
+                cursor = await conn.execute(query, params)
+                return await cursor.fetchone()
+        except psycopg.OperationalError:
+            if attempt == 119:
+                raise
+            await anyio.sleep(0.5)
+    return None
 
 
 def _step(name: str) -> Any:
