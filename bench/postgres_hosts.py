@@ -112,17 +112,26 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
 
 
 def idle_cost(url: str, seconds: float) -> dict[str, float]:
-    """Transactions per minute the server commits for one idle worker."""
+    """Transactions per minute the server commits for one idle worker, net of what the
+    server commits by itself meanwhile (autovacuum, ...), measured first."""
+    own = 1  # the second _commits' transaction (the first is before the window)
+    before = _commits(url)
+    time.sleep(seconds)
+    baseline = (_commits(url) - before - own) * 60 / seconds
     process = _worker(url, {})
     try:
-        time.sleep(5)  # past start-up (migrations, the first looks)
+        # Past start-up (migrations, the first looks) and the first back-off of the polls.
+        time.sleep(35)
         before = _commits(url)
         time.sleep(seconds)
         after = _commits(url)
     finally:
         _stop([process])
-    own = 1  # the second _commits' transaction (the first is before the window)
-    return {"idle transactions/min": (after - before - own) * 60 / seconds}
+    total = (after - before - own) * 60 / seconds
+    return {
+        "idle transactions/min": total - baseline,
+        "server alone transactions/min": baseline,
+    }
 
 
 async def _start_and_wait(url: str, workflows: int) -> float:
@@ -177,7 +186,8 @@ async def _round_trips(url: str, samples: int) -> list[float]:
             key = f"e{index}"
             workflow_id = await host.start_workflow("pg-waiting", data=Waiting(key=key))
             for _ in range(1000):  # until it waits for the event (a few passes)
-                if (await host.get_workflow(workflow_id)).pointers[-1].event_name:
+                pointers = (await host.get_workflow(workflow_id)).pointers
+                if pointers and pointers[-1].event_name:
                     break
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.05)  # subscribed and idle
@@ -193,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workflows", type=int, default=600)
     parser.add_argument("--events", type=int, default=50)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--no-scaling", action="store_true", help="skip the 1-3 worker runs")
     args = parser.parse_args(argv)
 
     from bench.stats import percentile
@@ -210,8 +221,12 @@ def main(argv: list[str] | None = None) -> int:
         postmaster = server.pid
         assert postmaster is not None
         idle = idle_cost(url_for("idle"), args.idle_seconds)
-        print(f"idle worker: {idle['idle transactions/min']:.1f} transactions/min")
-        for row in workers_scaling(url_for, postmaster, args.workflows):
+        print(
+            f"idle worker: {idle['idle transactions/min']:.1f} transactions/min"
+            f" (the server alone: {idle['server alone transactions/min']:.1f}/min, subtracted)"
+        )
+        rows = [] if args.no_scaling else workers_scaling(url_for, postmaster, args.workflows)
+        for row in rows:
             print(
                 f"{row['workers']} worker(s): {row['workflows/s']:.1f} workflows/s,"
                 f" host CPU {row['host CPU ms/workflow']:.2f} ms/workflow,"
