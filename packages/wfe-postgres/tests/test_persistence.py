@@ -10,7 +10,7 @@ import pytest
 
 from wfe_core.errors import ConcurrencyError, StaleLeaseError, WorkflowNotFoundError
 from wfe_core.models import Event, ExecutionPointer, WorkflowStatus
-from wfe_core.testing.persistence import make_instance
+from wfe_core.testing.conformance.persistence import make_instance
 from wfe_postgres import PostgresPersistence
 
 if TYPE_CHECKING:

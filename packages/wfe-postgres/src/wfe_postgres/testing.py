@@ -187,8 +187,7 @@ class PostgresServer:
     def start(self) -> None:
         """Create the cluster (first call only) and start the server; returns once it accepts
         connections. Raises :class:`~wfe_core.testing.conformance.servers.ServerError` with its
-        output
-        when it does not."""
+        output when it does not."""
         if self._process is not None:
             return
         binaries = postgres_binaries()
