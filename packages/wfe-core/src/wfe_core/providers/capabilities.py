@@ -13,6 +13,9 @@ QUEUE_REDELIVERY = "queue-redelivery"
 LEASE_RENEWAL = "lease-renewal"
 #: Locks are shared between processes (and machines), not only tasks of one process.
 DISTRIBUTED = "distributed"
+#: ``PersistenceProvider.persist_workflow`` enforces ``fence``: a write carrying a fencing token
+#: older than the newest it accepted for the instance is refused (``StaleLeaseError``).
+FENCING = "fencing"
 #: State survives a restart of the process.
 DURABLE = "durable"
 #: ``SearchIndex.search`` matches text inside workflow data.
