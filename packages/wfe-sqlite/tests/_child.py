@@ -120,7 +120,8 @@ def blocking_flow(side_effects: str, deadline: float = 60.0) -> Any:
     """The workflow of the blocked-loop test: ``work`` then ``after``, each writing a side
     effect line (pid, step) and appending ``step:pid`` to ``log``. The first run of ``work``
     (no side effect yet) blocks its event loop, as CPU-bound code would, until another
-    process has run the step (or ``deadline`` seconds passed)."""
+    process has finished the workflow and closed its host (its ``done`` line), or
+    ``deadline`` seconds passed."""
     import attrs
 
     from wfe_core import StepContext, WorkflowBuilder
@@ -145,7 +146,9 @@ def blocking_flow(side_effects: str, deadline: float = 60.0) -> Any:
             me = str(os.getpid())
             until = time.monotonic() + deadline
             # Blocks the event loop on purpose: no await, so no lease renewal either.
-            while time.monotonic() < until and not any(pid != me for pid, _ in lines()):
+            while time.monotonic() < until and not any(
+                line[1] == "done" and line[0] != me for line in lines()
+            ):
                 time.sleep(0.05)  # noqa: ASYNC251
 
     async def after(ctx: StepContext) -> None:
@@ -162,7 +165,10 @@ async def finish_one(url: str, workflow_id: str, side_effects: str) -> None:
         host.register(blocking_flow(side_effects))
         say(ready=True)
         finished = await host.wait_for_workflow(workflow_id, timeout=60)
-        say(status=str(finished.status), pid=os.getpid())
+    # After the host stopped (and gave its leases back).
+    with open(side_effects, "a") as out:  # noqa: ASYNC230 - a short append
+        out.write(f"{os.getpid()} done\n")
+    say(status=str(finished.status), pid=os.getpid())
 
 
 def main() -> None:

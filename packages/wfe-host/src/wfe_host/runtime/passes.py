@@ -66,6 +66,8 @@ class PassHandle:
     #: was last taken or renewed.
     lease: Lease | None = None
     leased_at: float = 0.0
+    #: Held while the lease is renewed or taken again (see ``runtime.leases``).
+    lease_guard: anyio.Lock = attrs.field(factory=anyio.Lock)
     #: The pass holds one of the runner's slots itself (it did not come through the queue,
     #: whose consumer holds the slot of what it hands out).
     slot: bool = False
