@@ -1025,6 +1025,9 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
 
     offsets = st.integers(min_value=0, max_value=120)
     maybe_offsets = st.none() | offsets
+    # Fences only for a provider that enforces them (the model always does).
+    fences = st.none() | st.integers(min_value=0, max_value=4)
+    fencing = cap.FENCING in type(persistence).capabilities
 
     class PersistenceMachine(RuleBasedStateMachine):
         copies = Bundle("copies")  # (provider's copy, model's copy) of one instance
@@ -1098,6 +1101,7 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
             subscribe_at=st.lists(st.tuples(st.sampled_from("ab"), offsets), max_size=2),
             error_count=st.integers(min_value=0, max_value=2),
             event_at=st.lists(st.tuples(st.sampled_from("ab"), offsets), max_size=2),
+            fence=fences,
         )
         def persist(
             self,
@@ -1108,8 +1112,11 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
             subscribe_at: list[tuple[str, int]],
             error_count: int,
             event_at: list[tuple[str, int]],
+            fence: int | None,
         ) -> None:
             ours, model = pair
+            if not fencing:
+                fence = None
             finished_at = self.at(0) if status.is_finished else None
             next_execution = None if next_at is None else self.at(next_at)
             for copy in pair:
@@ -1144,7 +1151,10 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
                         subscriptions=[attrs.evolve(s) for s in subscriptions],
                         errors=[attrs.evolve(e) for e in errors],
                         events=[attrs.evolve(e) for e in events],
+                        fence=fence,
                     )
+                except StaleLeaseError:
+                    outcomes.append("refused: stale lease")
                 except ConcurrencyError:
                     outcomes.append("refused")
                 else:
