@@ -1032,9 +1032,6 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
     """
     offsets = st.integers(min_value=0, max_value=120)
     maybe_offsets = st.none() | offsets
-    # Fences only for a provider that enforces them (the model always does).
-    fences = st.none() | st.integers(min_value=0, max_value=4)
-    fencing = cap.FENCING in type(persistence).capabilities
 
     class PersistenceMachine(RuleBasedStateMachine):
         copies = Bundle("copies")  # (provider's copy, model's copy) of one instance
@@ -1108,7 +1105,6 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
             subscribe_at=st.lists(st.tuples(st.sampled_from("ab"), offsets), max_size=2),
             error_count=st.integers(min_value=0, max_value=2),
             event_at=st.lists(st.tuples(st.sampled_from("ab"), offsets), max_size=2),
-            fence=fences,
         )
         def persist(
             self,
@@ -1119,7 +1115,6 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
             subscribe_at: list[tuple[str, int]],
             error_count: int,
             event_at: list[tuple[str, int]],
-            fence: int | None,
         ) -> None:
             ours = pair[0]
             finished_at = self.at(0) if status.is_finished else None
@@ -1147,13 +1142,7 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
             # Counted as this run's whether the write is refused or not: a provider storing
             # the events of a refused write then disagrees with the model in find_events.
             self.mine["events"].update(event.id for event in events)
-            self.write(
-                pair,
-                subscriptions=subscriptions,
-                errors=errors,
-                events=events,
-                fence=fence if fencing else None,
-            )
+            self.write(pair, subscriptions=subscriptions, errors=errors, events=events)
 
         def write(
             self,
@@ -1163,7 +1152,6 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
             subscriptions: list[EventSubscription] | None = None,
             errors: list[ExecutionError] | None = None,
             events: list[Event] | None = None,
-            fence: int | None = None,
         ) -> None:
             """Persist both copies (with copies of the rest); both store or both refuse."""
             ours, model = pair
@@ -1177,10 +1165,7 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
                         errors=[attrs.evolve(e) for e in errors or ()],
                         events=[attrs.evolve(e) for e in events or ()],
                         changed_pointers=changed_pointers,
-                        fence=fence,
                     )
-                except StaleLeaseError:
-                    outcomes.append("refused: stale lease")
                 except ConcurrencyError:
                     outcomes.append("refused")
                 else:
