@@ -74,6 +74,15 @@ class ConcurrencyError(WfeError):
     """
 
 
+class StaleLeaseError(ConcurrencyError):
+    """A write carried a fencing token older than the newest the store has accepted for that
+    instance: the writer's lease was lost (expired and taken over) and a newer holder wrote.
+
+    Nothing of the write was stored. The writer should stop working on the instance and leave
+    it to the current holder.
+    """
+
+
 class LockError(WfeError):
     """Base class of lock failures."""
 

@@ -600,12 +600,20 @@ class WorkflowHost:
         """Suspend a runnable workflow (running steps finish first). False when it was not
         runnable."""
 
-        return bool(await self.passes.with_lease(workflow_id, lambda i: control.suspend(self, i)))
+        return bool(
+            await self.passes.with_lease(
+                workflow_id, lambda i, fence: control.suspend(self, i, fence=fence)
+            )
+        )
 
     async def resume_workflow(self, workflow_id: str) -> bool:
         """Resume a suspended workflow. False when it was not suspended."""
 
-        resumed = bool(await self.passes.with_lease(workflow_id, lambda i: control.resume(self, i)))
+        resumed = bool(
+            await self.passes.with_lease(
+                workflow_id, lambda i, fence: control.resume(self, i, fence=fence)
+            )
+        )
         if resumed:
             await self._enqueue_workflow(workflow_id)
         return resumed
@@ -620,7 +628,9 @@ class WorkflowHost:
         one after a restart) delivers them.
         """
         terminated, child_events = await self.passes.with_lease(
-            workflow_id, lambda i: control.terminate(self, i), cancel_running=True
+            workflow_id,
+            lambda i, fence: control.terminate(self, i, fence=fence),
+            cancel_running=True,
         )
         # After the parent's lease is released: a child's termination takes the child's lease.
         for event_id in child_events:
@@ -668,15 +678,18 @@ class WorkflowHost:
         closed_subscriptions: Sequence[str] = (),
         events: Sequence[Event] = (),
         changed_pointers: Collection[str] | None = None,
+        fence: int | None = None,
     ) -> None:
-        """Persist ``instance`` (revision-checked) with ``events`` in the same write (an
-        outbox: notifications that must not be lost), and do what follows from it."""
+        """Persist ``instance`` (revision-checked, and fenced by ``fence``, the token of the
+        lease the write is made under) with ``events`` in the same write (an outbox:
+        notifications that must not be lost), and do what follows from it."""
         await self.persistence.persist_workflow(
             instance,
             subscriptions=subscriptions,
             errors=errors,
             events=events,
             changed_pointers=changed_pointers,
+            fence=fence,
         )
         for event in events:
             await self._enqueue_stored_event(event.id)
