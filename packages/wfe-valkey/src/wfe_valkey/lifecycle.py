@@ -1,0 +1,223 @@
+"""Valkey lifecycle publisher: lifecycle events to every host over pub/sub, optionally also a
+capped stream for consumers that need to replay what they missed."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+from valkey import exceptions as valkey_errors
+
+from wfe_core.errors import LifecycleGapError, ProviderError
+from wfe_core.models import LifecycleEvent
+from wfe_core.providers import capabilities as cap
+from wfe_core.providers.lifecycle import LifecyclePublisher
+from wfe_core.serialization import from_primitive, to_primitive
+from wfe_valkey._connection import RETRIED, Connection, provider_error
+from wfe_valkey.options import ValkeyOptions, parse_url
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from valkey.asyncio.client import PubSub
+
+__all__ = ["ValkeyLifecycle", "ValkeySubscription"]
+
+logger = logging.getLogger(__name__)
+
+
+def _encode(event: LifecycleEvent) -> str:
+    return json.dumps(to_primitive(event), separators=(",", ":"))
+
+
+def _decode(data: bytes | str) -> LifecycleEvent:
+    return from_primitive(json.loads(data), LifecycleEvent)
+
+
+class ValkeySubscription:
+    """The async iterator :meth:`ValkeyLifecycle.subscribe` returns: one pub/sub connection.
+
+    It subscribes when iteration starts (the first ``__anext__``), so events published before
+    that are missed. When the connection is lost (the server restarted, the network failed)
+    events published meanwhile are lost too, so the subscription does not quietly reconnect:
+    it raises :class:`~wfe_core.errors.LifecycleGapError` and ends. Subscribe again, and
+    re-check what you were waiting for. It ends when closed (``aclose()``) or when the
+    publisher closes.
+    """
+
+    def __init__(self, owner: ValkeyLifecycle) -> None:
+        self._owner = owner
+        self._pubsub: PubSub | None = None
+        self._closed = False
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> LifecycleEvent:
+        owner = self._owner
+        while True:
+            if self._closed:
+                raise StopAsyncIteration
+            try:
+                if self._pubsub is None:
+                    self._pubsub = await owner.open_pubsub()
+                message = await self._pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=None
+                )
+            except RETRIED as exc:
+                if self._closed:
+                    raise StopAsyncIteration from None
+                await self.aclose()
+                error = LifecycleGapError(
+                    f"the lifecycle subscription on {owner.target.display} lost its connection"
+                    f" ({exc}); events published meanwhile are lost: subscribe again"
+                )
+                raise error from exc
+            except valkey_errors.ValkeyError as exc:
+                if self._closed:
+                    raise StopAsyncIteration from None
+                await self.aclose()
+                raise provider_error(owner.target, "reading lifecycle events", exc) from exc
+            if message is None or message.get("type") != "message":
+                continue
+            try:
+                return _decode(message["data"])
+            except (ValueError, TypeError, KeyError):
+                logger.warning("ignoring a lifecycle message that is not an event", exc_info=True)
+
+    async def aclose(self) -> None:
+        """Stop receiving events (unsubscribes and gives the connection back)."""
+        self._closed = True
+        self._owner.forget(self)
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                except valkey_errors.ValkeyError:  # pragma: no cover - a dead connection
+                    logger.debug("closing a lifecycle subscription failed", exc_info=True)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class ValkeyLifecycle(LifecyclePublisher):
+    """Publishes lifecycle events on the channel ``<prefix>:lifecycle`` of a Valkey (or Redis)
+    server, so every host subscribed there sees them (``host.lifecycle_events()``,
+    ``wait_for_workflow`` across hosts).
+
+    Pub/sub delivers at most once: an event published while a subscriber is disconnected is
+    lost for it (measured: one published right after a server restart never arrived), and the
+    subscription then raises :class:`~wfe_core.errors.LifecycleGapError` instead of hiding the
+    gap; the host's finish watcher subscribes again and its waiters read persistence again.
+    With ``lifecycle_stream_length`` set, every event also goes to the capped stream
+    ``<prefix>:lifecycle:stream`` that :meth:`history` reads, for consumers that need to
+    replay (lost too when a server without persistence restarts).
+    """
+
+    capabilities = frozenset({cap.DISTRIBUTED, cap.ASYNCIO_ONLY})
+
+    def __init__(self, url: str | None = None, options: ValkeyOptions | None = None) -> None:
+        self.target = parse_url(url, options)
+        prefix = self.target.options.key_prefix
+        #: The pub/sub channel events are published on.
+        self.channel = f"{prefix}:lifecycle"
+        #: The capped stream events also go to (when ``lifecycle_stream_length`` is set).
+        self.stream = f"{prefix}:lifecycle:stream"
+        self._connection: Connection | None = None
+        self._subscriptions: set[ValkeySubscription] = set()
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            raise ProviderError("the valkey lifecycle publisher is not open (use `async with`)")
+        return self._connection
+
+    async def open(self) -> None:
+        """Connect, and check the server answers."""
+        if self._connection is not None:
+            return
+        connection = Connection(self.target)
+        try:
+            await connection.check()
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection = connection
+
+    async def close(self) -> None:
+        """End every subscription and close the connections."""
+        for subscription in list(self._subscriptions):
+            await subscription.aclose()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with anyio.CancelScope(shield=True):
+                await connection.close()
+
+    async def publish(self, event: LifecycleEvent) -> None:
+        """Send ``event`` to every host's subscribers (and to the stream, when it is on)."""
+        data = _encode(event)
+        client = self.connection.client
+        length = self.target.options.lifecycle_stream_length
+
+        async def send() -> Any:
+            if not length:
+                return await client.publish(self.channel, data)
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.publish(self.channel, data)
+                pipe.xadd(self.stream, {"event": data}, maxlen=length, approximate=True)
+                return await pipe.execute()
+
+        await self.connection.run("publishing a lifecycle event", send)
+
+    def subscribe(self) -> ValkeySubscription:
+        """Events published from when iteration starts, until the subscription is closed, the
+        publisher closes, or the connection is lost (``LifecycleGapError``)."""
+        subscription = ValkeySubscription(self)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def forget(self, subscription: ValkeySubscription) -> None:
+        """Called by a subscription that closed."""
+        self._subscriptions.discard(subscription)
+
+    async def open_pubsub(self) -> PubSub:
+        """A pub/sub connection subscribed to :attr:`channel` (for :class:`ValkeySubscription`)."""
+        pubsub = self.connection.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await self.connection.run(
+                "subscribing to lifecycle events", lambda: pubsub.subscribe(self.channel)
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            raise
+        return pubsub
+
+    async def history(
+        self, *, after: str = "0-0", count: int = 100
+    ) -> list[tuple[str, LifecycleEvent]]:
+        """Up to ``count`` events of the capped stream published after the entry id
+        ``after`` (``"0-0"``: from the oldest kept), oldest first, as ``(entry id, event)``.
+        Pass the last id you got to read on. Empty when ``lifecycle_stream_length`` is 0."""
+        client = self.connection.client
+
+        async def read() -> Any:
+            return await client.xrange(self.stream, min=f"({after}", max="+", count=count)
+
+        entries = await self.connection.run("reading the lifecycle stream", read)
+        result: list[tuple[str, LifecycleEvent]] = []
+        for entry_id, fields in entries:
+            ident = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            result.append((ident, _decode(fields[b"event"])))
+        return result

