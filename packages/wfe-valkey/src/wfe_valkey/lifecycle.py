@@ -3,6 +3,7 @@ capped stream for consumers that need to replay what they missed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import TYPE_CHECKING, Any, Self
@@ -39,18 +40,32 @@ def _decode(data: bytes | str) -> LifecycleEvent:
 class ValkeySubscription:
     """The async iterator :meth:`ValkeyLifecycle.subscribe` returns: one pub/sub connection.
 
-    It subscribes when iteration starts (the first ``__anext__``), so events published before
-    that are missed. When the connection is lost (the server restarted, the network failed)
-    events published meanwhile are lost too, so the subscription does not quietly reconnect:
-    it raises :class:`~wfe_core.errors.LifecycleGapError` and ends. Subscribe again, and
-    re-check what you were waiting for. It ends when closed (``aclose()``) or when the
-    publisher closes.
+    It starts subscribing when created; events published after that by its own publisher
+    (which waits for the subscription to be active first) reach it, and so do other hosts'
+    events once the server confirmed the subscription. When the connection is lost (the
+    server restarted, the network failed) events published meanwhile are lost too, so the
+    subscription does not quietly reconnect: it raises
+    :class:`~wfe_core.errors.LifecycleGapError` and ends. Subscribe again, and re-check what
+    you were waiting for. It ends when closed (``aclose()``) or when the publisher closes.
     """
 
     def __init__(self, owner: ValkeyLifecycle) -> None:
         self._owner = owner
         self._pubsub: PubSub | None = None
         self._closed = False
+        self._connecting: asyncio.Task[PubSub] | None = None
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop yet: subscribe when iteration starts
+            return
+        self._connecting = asyncio.ensure_future(owner.open_pubsub())
+        self._connecting.add_done_callback(_retrieve)
+
+    @property
+    def connecting(self) -> asyncio.Task[PubSub] | None:
+        """The subscribing under way (for the publisher, which waits for it)."""
+        task = self._connecting
+        return task if task is not None and not task.done() else None
 
     def __aiter__(self) -> Self:
         return self
@@ -62,10 +77,11 @@ class ValkeySubscription:
                 raise StopAsyncIteration
             try:
                 if self._pubsub is None:
-                    self._pubsub = await owner.open_pubsub()
-                message = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=None
-                )
+                    connecting = self._connecting
+                    if connecting is None:
+                        connecting = self._connecting = asyncio.ensure_future(owner.open_pubsub())
+                    self._pubsub = await connecting
+                message = await self._pubsub.get_message(timeout=None)
             except RETRIED as exc:
                 if self._closed:
                     raise StopAsyncIteration from None
@@ -80,6 +96,10 @@ class ValkeySubscription:
                     raise StopAsyncIteration from None
                 await self.aclose()
                 raise provider_error(owner.target, "reading lifecycle events", exc) from exc
+            except ProviderError:
+                # Subscribing failed for good (retries exhausted).
+                await self.aclose()
+                raise
             if message is None or message.get("type") != "message":
                 continue
             try:
@@ -92,6 +112,13 @@ class ValkeySubscription:
         self._closed = True
         self._owner.forget(self)
         pubsub, self._pubsub = self._pubsub, None
+        connecting, self._connecting = self._connecting, None
+        if pubsub is None and connecting is not None:
+            if connecting.done():
+                if not connecting.cancelled() and connecting.exception() is None:
+                    pubsub = connecting.result()
+            else:
+                connecting.cancel()
         if pubsub is not None:
             with anyio.CancelScope(shield=True):
                 try:
@@ -109,6 +136,12 @@ class ValkeySubscription:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    # A subscription nobody iterates must not log "exception never retrieved".
+    if not task.cancelled():
+        task.exception()
 
 
 class ValkeyLifecycle(LifecyclePublisher):
@@ -168,6 +201,10 @@ class ValkeyLifecycle(LifecyclePublisher):
         """Send ``event`` to every host's subscribers (and to the stream, when it is on)."""
         data = _encode(event)
         client = self.connection.client
+        pending = [t for s in self._subscriptions if (t := s.connecting) is not None]
+        if pending:
+            # "From then on": a subscription made before this publish hears it.
+            await asyncio.wait(pending)
         length = self.target.options.lifecycle_stream_length
 
         async def send() -> Any:
