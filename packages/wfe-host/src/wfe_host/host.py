@@ -17,6 +17,7 @@ import anyio
 
 from wfe_core.errors import (
     InvalidInputError,
+    LifecycleGapError,
     SubscriptionNotFoundError,
     WfeError,
     WorkflowNotFoundError,
@@ -535,6 +536,9 @@ class WorkflowHost:
                         for waiter in self._waiters.get(event.workflow_id, ()):
                             waiter.wake()
                 return  # the publisher closed: the host is stopping
+            except LifecycleGapError as exc:
+                # Events were lost (a reconnect): the waiters, woken below, read persistence.
+                logger.warning("lifecycle events may be lost (%s); subscribing again", exc)
             except Exception:
                 logger.exception("watching lifecycle events failed; subscribing again")
             finally:
