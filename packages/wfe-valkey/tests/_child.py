@@ -51,7 +51,7 @@ async def relay(url: str, options: ValkeyOptions) -> None:
 STEPS = ("one", "two", "three", "four")
 
 
-def chaos_flow(side_effects: str) -> Any:
+def chaos_flow(side_effects: str, step_seconds: float = 0.05) -> Any:
     """Four steps, each bumping ``count``, appending its name to ``log`` and writing a
     side-effect line (pid, workflow, step, attempt) to a file."""
     import attrs
@@ -65,7 +65,7 @@ def chaos_flow(side_effects: str) -> Any:
 
     def step(name: str) -> Any:
         async def run(ctx: StepContext) -> None:
-            await anyio.sleep(0.05)
+            await anyio.sleep(step_seconds)
             with open(side_effects, "a") as out:  # noqa: ASYNC230 - a short append
                 out.write(f"{os.getpid()} {ctx.workflow.id} {name} {ctx.attempt}\n")
             ctx.data.count += 1
@@ -84,7 +84,9 @@ def chaos_flow(side_effects: str) -> Any:
 RECOVERY_SECONDS = 1.0
 
 
-def host_settings(valkey_url: str, prefix: str, db_url: str) -> dict[str, Any]:
+def host_settings(
+    valkey_url: str, prefix: str, db_url: str, concurrency: int = 100
+) -> dict[str, Any]:
     """Instances in SQLite; lock, queue and lifecycle in Valkey; short leases, so the leases
     of a killed host lapse quickly."""
     valkey = {"url": valkey_url, "options": {"key_prefix": prefix, "retry_timeout": 20.0}}
@@ -93,18 +95,20 @@ def host_settings(valkey_url: str, prefix: str, db_url: str) -> dict[str, Any]:
         "lock": valkey,
         "queue": valkey,
         "lifecycle": valkey,
-        "host": {"lease_seconds": 1.5},
+        "host": {"lease_seconds": 1.5, "concurrency": concurrency},
     }
 
 
-async def run_host(valkey_url: str, prefix: str, db_url: str, side_effects: str) -> None:
+async def run_host(
+    valkey_url: str, prefix: str, db_url: str, side_effects: str, concurrency: int, step: float
+) -> None:
     """Run a host with workers until killed."""
     from wfe_host import WorkflowHost
 
-    host = WorkflowHost.from_settings(host_settings(valkey_url, prefix, db_url))
+    host = WorkflowHost.from_settings(host_settings(valkey_url, prefix, db_url, concurrency))
     host.scheduler.recovery_seconds = RECOVERY_SECONDS
     async with host:
-        host.register(chaos_flow(side_effects))
+        host.register(chaos_flow(side_effects, step))
         say(ready=True)
         await anyio.sleep(3600)
 
@@ -117,7 +121,8 @@ def main() -> None:
     elif mode == "relay":
         anyio.run(relay, url, options)
     elif mode == "host":
-        anyio.run(run_host, url, prefix, args[0], args[1])
+        db_url, side_effects, concurrency, step = args
+        anyio.run(run_host, url, prefix, db_url, side_effects, int(concurrency), float(step))
     else:
         raise SystemExit(f"unknown mode {mode}")
 

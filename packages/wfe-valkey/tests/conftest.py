@@ -7,6 +7,8 @@ or the one ``WFE_TEST_VALKEY_URL`` names. Tests that restart a server start one 
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -16,7 +18,9 @@ from wfe_valkey.testing import ValkeyTestServer, unique_prefix, valkey_test_url
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
+    from types import ModuleType
+
+CHILD = Path(__file__).with_name("_child.py")
 
 
 @pytest.fixture
@@ -42,3 +46,15 @@ def restartable(tmp_path: Path) -> Iterator[ValkeyTestServer]:
     """A server of this test's own, which the test may restart (losing every key)."""
     with ValkeyTestServer(tmp_path / "valkey") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def child() -> ModuleType:
+    """The child script of the multi-process tests, which also defines their workflow
+    (loaded by path: the tests directory is not a package)."""
+    spec = importlib.util.spec_from_file_location("wfe_valkey_test_child", CHILD)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

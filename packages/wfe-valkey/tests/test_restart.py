@@ -3,9 +3,7 @@ queues again the work still recorded in persistence, and no workflow is lost."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -20,22 +18,11 @@ from wfe_valkey.queue import ValkeyQueue
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
     from types import ModuleType
 
     from wfe_valkey.options import ValkeyOptions
     from wfe_valkey.testing import ValkeyTestServer
-
-
-def child_module() -> ModuleType:
-    # The child script defines the workflow; load it by path (tests is not a package).
-    spec = importlib.util.spec_from_file_location(
-        "wfe_valkey_test_child", Path(__file__).with_name("_child.py")
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def lines(path: Path) -> list[list[str]]:
@@ -49,7 +36,9 @@ async def until(condition: Callable[[], bool]) -> None:
         await anyio.sleep(0.01)
 
 
-def make_host(db_url: str, url: str, options: ValkeyOptions, *, workers: bool) -> WorkflowHost:
+def make_host(
+    child: ModuleType, db_url: str, url: str, options: ValkeyOptions, *, workers: bool
+) -> WorkflowHost:
     host = WorkflowHost(
         SqlitePersistence(db_url),
         ValkeyLock(url, options),
@@ -57,26 +46,25 @@ def make_host(db_url: str, url: str, options: ValkeyOptions, *, workers: bool) -
         lifecycle=ValkeyLifecycle(url, options),
         options=HostOptions(lease_seconds=1.5, run_workers=workers),
     )
-    host.scheduler.recovery_seconds = child_module().RECOVERY_SECONDS
+    host.scheduler.recovery_seconds = child.RECOVERY_SECONDS
     return host
 
 
 @pytest.mark.anyio
 async def test_hosts_carry_on_after_valkey_restarts_and_loses_everything(
-    tmp_path: Path, restartable: ValkeyTestServer, options: ValkeyOptions
+    tmp_path: Path, restartable: ValkeyTestServer, options: ValkeyOptions, child: ModuleType
 ) -> None:
-    child = child_module()
     steps: tuple[str, ...] = child.STEPS
     side_effects = tmp_path / "side-effects.txt"
     definition = child.chaos_flow(str(side_effects))
     db_url = f"sqlite:///{tmp_path}/wfe.db"
     count = 16
     url = restartable.url
-    one = make_host(db_url, url, options, workers=True)
-    two = make_host(db_url, url, options, workers=True)
+    one = make_host(child, db_url, url, options, workers=True)
+    two = make_host(child, db_url, url, options, workers=True)
     # A client that only waits: woken by lifecycle events, it must also notice the ones the
     # restart lost (its subscription ends with a gap; it reads persistence again).
-    client = make_host(db_url, url, options, workers=False)
+    client = make_host(child, db_url, url, options, workers=False)
     async with one, two, client:
         for host in (one, two, client):
             host.register(definition)
