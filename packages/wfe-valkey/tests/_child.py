@@ -44,6 +44,7 @@ async def relay(url: str, options: ValkeyOptions) -> None:
             if not line:
                 return
             await lifecycle.publish(from_primitive(json.loads(line), LifecycleEvent))
+            await lifecycle.drain()  # sent, not only handed to the outbox
             say(published=True)
 
 

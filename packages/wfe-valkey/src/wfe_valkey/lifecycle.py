@@ -4,6 +4,8 @@ capped stream for consumers that need to replay what they missed."""
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import json
 import logging
 from typing import TYPE_CHECKING, Any, Self
@@ -37,6 +39,11 @@ def _decode(data: bytes | str) -> LifecycleEvent:
     return from_primitive(json.loads(data), LifecycleEvent)
 
 
+def _decode_batch(data: bytes | str) -> list[LifecycleEvent]:
+    """The events of one pub/sub message: a JSON array of events."""
+    return [from_primitive(item, LifecycleEvent) for item in json.loads(data)]
+
+
 class ValkeySubscription:
     """The async iterator :meth:`ValkeyLifecycle.subscribe` returns: one pub/sub connection.
 
@@ -53,6 +60,8 @@ class ValkeySubscription:
         self._owner = owner
         self._pubsub: PubSub | None = None
         self._closed = False
+        #: Events of a message not handed out yet (one message carries several).
+        self._received: collections.deque[LifecycleEvent] = collections.deque()
         self._connecting: asyncio.Task[PubSub] | None = None
         try:
             asyncio.get_running_loop()
@@ -75,6 +84,8 @@ class ValkeySubscription:
         while True:
             if self._closed:
                 raise StopAsyncIteration
+            if self._received:
+                return self._received.popleft()
             try:
                 if self._pubsub is None:
                     connecting = self._connecting
@@ -103,9 +114,9 @@ class ValkeySubscription:
             if message is None or message.get("type") != "message":
                 continue
             try:
-                return _decode(message["data"])
+                self._received.extend(_decode_batch(message["data"]))
             except (ValueError, TypeError, KeyError):
-                logger.warning("ignoring a lifecycle message that is not an event", exc_info=True)
+                logger.warning("ignoring a lifecycle message that is not events", exc_info=True)
 
     async def aclose(self) -> None:
         """Stop receiving events (unsubscribes and gives the connection back)."""
@@ -144,10 +155,21 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
+#: Events one pub/sub message carries at most.
+BATCH_LIMIT = 500
+#: Events waiting to be sent at most: while the server is unreachable, older ones are dropped
+#: (counted in ``ValkeyLifecycle.dropped``) instead of growing memory for ever.
+OUTBOX_LIMIT = 10_000
+
+
 class ValkeyLifecycle(LifecyclePublisher):
     """Publishes lifecycle events on the channel ``<prefix>:lifecycle`` of a Valkey (or Redis)
     server, so every host subscribed there sees them (``host.lifecycle_events()``,
     ``wait_for_workflow`` across hosts).
+
+    :meth:`publish` never waits for the server: events go to an outbox that one task sends
+    in order, as many as have accumulated in one message (a JSON array), so a pass that
+    publishes a dozen events costs a dozen JSON encodings, not a dozen round trips.
 
     Pub/sub delivers at most once: an event published while a subscriber is disconnected is
     lost for it (measured: one published right after a server restart never arrived), and the
@@ -167,8 +189,18 @@ class ValkeyLifecycle(LifecyclePublisher):
         self.channel = f"{prefix}:lifecycle"
         #: The capped stream events also go to (when ``lifecycle_stream_length`` is set).
         self.stream = f"{prefix}:lifecycle:stream"
+        #: Events dropped unsent: the outbox was full (the server unreachable for long) or
+        #: sending failed after every retry.
+        self.dropped = 0
         self._connection: Connection | None = None
         self._subscriptions: set[ValkeySubscription] = set()
+        self._outbox: list[str] = []
+        #: Events put in the outbox so far, and those sent (or dropped) so far.
+        self._queued = 0
+        self._handled = 0
+        self._drained: list[tuple[int, asyncio.Future[None]]] = []
+        self._wake: asyncio.Event | None = None
+        self._sender: asyncio.Task[None] | None = None
 
     @property
     def connection(self) -> Connection:
@@ -177,7 +209,7 @@ class ValkeyLifecycle(LifecyclePublisher):
         return self._connection
 
     async def open(self) -> None:
-        """Connect, and check the server answers."""
+        """Connect, check the server answers, and start the sending task."""
         if self._connection is not None:
             return
         connection = Connection(self.target)
@@ -187,35 +219,93 @@ class ValkeyLifecycle(LifecyclePublisher):
             await connection.close()
             raise
         self._connection = connection
+        self._wake = asyncio.Event()
+        self._sender = asyncio.ensure_future(self._send_outbox())
 
     async def close(self) -> None:
-        """End every subscription and close the connections."""
-        for subscription in list(self._subscriptions):
-            await subscription.aclose()
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            with anyio.CancelScope(shield=True):
+        """Send what is in the outbox (for up to ``socket_timeout`` seconds), end every
+        subscription and close the connections."""
+        with anyio.CancelScope(shield=True):
+            if self._sender is not None:
+                with anyio.move_on_after(self.target.options.socket_timeout):
+                    await self.drain()
+                self._sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._sender
+                self._sender = None
+            for subscription in list(self._subscriptions):
+                await subscription.aclose()
+            connection, self._connection = self._connection, None
+            if connection is not None:
                 await connection.close()
 
     async def publish(self, event: LifecycleEvent) -> None:
-        """Send ``event`` to every host's subscribers (and to the stream, when it is on)."""
-        data = _encode(event)
-        client = self.connection.client
+        """Hand ``event`` to the outbox, sent to every host's subscribers (and to the stream,
+        when it is on) in publish order, without waiting for the server."""
+        if self._wake is None:
+            raise ProviderError("the valkey lifecycle publisher is not open (use `async with`)")
         pending = [t for s in self._subscriptions if (t := s.connecting) is not None]
         if pending:
             # "From then on": a subscription made before this publish hears it.
             await asyncio.wait(pending)
+        self._outbox.append(_encode(event))
+        self._queued += 1
+        if len(self._outbox) > OUTBOX_LIMIT:
+            del self._outbox[0]
+            self.dropped += 1
+            self._count_handled(1)
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """Wait until every event published so far was sent (or dropped)."""
+        if self._handled >= self._queued:
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._drained.append((self._queued, done))
+        await done
+
+    def _count_handled(self, count: int) -> None:
+        self._handled += count
+        waiting, self._drained = self._drained, []
+        for target, done in waiting:
+            if target <= self._handled:
+                if not done.done():
+                    done.set_result(None)
+            else:
+                self._drained.append((target, done))
+
+    async def _send_outbox(self) -> None:
+        wake = self._wake
+        assert wake is not None
+        while True:
+            await wake.wait()
+            wake.clear()
+            while self._outbox:
+                batch = self._outbox[:BATCH_LIMIT]
+                del self._outbox[:BATCH_LIMIT]
+                try:
+                    await self._send(batch)
+                except Exception as exc:
+                    # At most once: a batch that could not be sent after every retry is lost.
+                    self.dropped += len(batch)
+                    logger.warning("%d lifecycle events lost: %s", len(batch), exc)
+                self._count_handled(len(batch))
+
+    async def _send(self, batch: list[str]) -> None:
+        client = self.connection.client
+        message = "[" + ",".join(batch) + "]"
         length = self.target.options.lifecycle_stream_length
 
         async def send() -> Any:
             if not length:
-                return await client.publish(self.channel, data)
+                return await client.publish(self.channel, message)
             async with client.pipeline(transaction=False) as pipe:
-                pipe.publish(self.channel, data)
-                pipe.xadd(self.stream, {"event": data}, maxlen=length, approximate=True)
+                pipe.publish(self.channel, message)
+                for data in batch:
+                    pipe.xadd(self.stream, {"event": data}, maxlen=length, approximate=True)
                 return await pipe.execute()
 
-        await self.connection.run("publishing a lifecycle event", send)
+        await self.connection.run("publishing lifecycle events", send)
 
     def subscribe(self) -> ValkeySubscription:
         """Events published from when iteration starts, until the subscription is closed, the
@@ -247,6 +337,7 @@ class ValkeyLifecycle(LifecyclePublisher):
         """Up to ``count`` events of the capped stream published after the entry id
         ``after`` (``"0-0"``: from the oldest kept), oldest first, as ``(entry id, event)``.
         Pass the last id you got to read on. Empty when ``lifecycle_stream_length`` is 0."""
+        await self.drain()  # what this publisher published so far is in
         client = self.connection.client
 
         async def read() -> Any:

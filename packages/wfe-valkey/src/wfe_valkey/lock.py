@@ -16,7 +16,6 @@ clock has caught up: safety holds, progress stalls. Tokens stay below 2**53.
 from __future__ import annotations
 
 import logging
-import secrets
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -205,8 +204,3 @@ def _not_current(lease: Lease) -> LockNotHeldError:
     return LockNotHeldError(
         f"lease {lease.token} of {lease.key!r} by {lease.owner!r} is not current"
     )
-
-
-def new_owner() -> str:
-    """A random owner name, for callers that need one of their own."""
-    return secrets.token_hex(8)
