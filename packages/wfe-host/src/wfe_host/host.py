@@ -36,6 +36,7 @@ from wfe_core.models.instance import utcnow
 from wfe_core.primitives import CHILD_FINISHED_EVENT
 from wfe_core.providers import QueueName, capabilities
 from wfe_core.serialization import from_primitive, to_primitive
+from wfe_host import telemetry
 from wfe_host.options import HostOptions
 from wfe_host.runtime import control, queries
 from wfe_host.runtime.consumer import consume
@@ -175,6 +176,10 @@ class WorkflowHost:
         self.definitions = DefinitionRegistry()
         self.step_middleware: list[StepMiddleware] = list(step_middleware)
         self.workflow_middleware: list[WorkflowMiddleware] = list(workflow_middleware)
+        if self.options.telemetry and telemetry.available():
+            instruments = telemetry.Telemetry()
+            self.step_middleware.insert(0, instruments)  # outermost: it times the others too
+            self.workflow_middleware.insert(0, instruments)
         self.step_factories: dict[type, Callable[[], StepBody]] = {}
         self.passes = PassRunner(self)
         self.events = EventDelivery(self)
