@@ -61,6 +61,11 @@ class ConcurrencyError(WfeError):
     """
 
 
+class StaleLeaseError(ConcurrencyError):
+    """A write carried a fencing token older than the newest the store has accepted for that
+    instance: the writer's lease was lost (it paused past its expiry) and another took it."""
+
+
 class LockError(WfeError):
     """Base class of lock failures."""
 
@@ -74,6 +79,11 @@ class ProviderError(WfeError):
 
     The original driver exception is chained as ``__cause__``.
     """
+
+
+class ProviderUnavailableError(ProviderError):
+    """A provider's backend could not be reached (or kept failing with transient errors)
+    for longer than the provider retries."""
 
 
 class LifecycleGapError(ProviderError):

@@ -19,3 +19,6 @@ DURABLE = "durable"
 SEARCH_BY_DATA = "search-by-data"
 #: The provider's driver only runs under asyncio (not trio).
 ASYNCIO_ONLY = "asyncio-only"
+#: ``PersistenceProvider.persist_workflow`` refuses a ``fence`` older than the newest it has
+#: accepted for the instance (:class:`~wfe_core.errors.StaleLeaseError`).
+FENCING = "fencing"
