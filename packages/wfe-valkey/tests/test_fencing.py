@@ -1,5 +1,6 @@
 """A lock holder paused past its lease: another holder takes over, and the paused one's
-renew, release and persistence writes are refused (Valkey lock, SQLite persistence)."""
+renew, release and persistence writes are refused (Valkey lock; SQLite and PostgreSQL
+persistence)."""
 
 from __future__ import annotations
 
@@ -10,28 +11,38 @@ import pytest
 
 from wfe_core.errors import ConcurrencyError, LockNotHeldError
 from wfe_core.models import WorkflowInstance
+from wfe_postgres import PostgresPersistence
 from wfe_sqlite import SqlitePersistence
 from wfe_valkey.lock import ValkeyLock
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from wfe_core.providers import PersistenceProvider
     from wfe_valkey.options import ValkeyOptions
 
 #: The store-side check of the fencing contract (``wfe_core.providers.capabilities``).
 FENCING = "fencing"
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> PersistenceProvider:
+    """The persistence the writes go to: SQLite, or PostgreSQL (a schema of the test's own)."""
+    if request.param == "sqlite":
+        return SqlitePersistence(f"sqlite:///{tmp_path}/wfe.db")
+    return PostgresPersistence(request.getfixturevalue("pg_url"))
+
+
 @pytest.mark.anyio
 async def test_a_holder_paused_past_its_ttl_is_refused_everywhere(
-    tmp_path: Path, valkey_url: str, options: ValkeyOptions
+    store: PersistenceProvider, valkey_url: str, options: ValkeyOptions
 ) -> None:
-    if FENCING not in SqlitePersistence.capabilities:
-        pytest.skip("SqlitePersistence lacks the 'fencing' capability")
+    if FENCING not in type(store).capabilities:
+        pytest.skip(f"{type(store).__name__} lacks the 'fencing' capability")
     from wfe_core.errors import StaleLeaseError  # type: ignore[attr-defined,unused-ignore]
 
     async with (
-        SqlitePersistence(f"sqlite:///{tmp_path}/wfe.db") as store,
+        store,
         ValkeyLock(valkey_url, options) as lock_a,
         ValkeyLock(valkey_url, options) as lock_b,
     ):

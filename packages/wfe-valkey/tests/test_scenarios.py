@@ -1,5 +1,5 @@
 """The end-to-end workflow scenarios of wfe_core.testing on a host whose lock, queue and
-lifecycle publisher are Valkey's, with instances in SQLite."""
+lifecycle publisher are Valkey's, with instances in SQLite and in PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from wfe_core.testing.scenarios import WorkflowScenarios
 from wfe_host import WorkflowHost
+from wfe_postgres import PostgresPersistence
 from wfe_sqlite import SqlitePersistence
 from wfe_valkey.lifecycle import ValkeyLifecycle
 from wfe_valkey.lock import ValkeyLock
@@ -30,6 +31,23 @@ class TestValkeyOverSqliteScenarios(WorkflowScenarios):
     ) -> AsyncIterator[WorkflowHost]:
         host = WorkflowHost(
             SqlitePersistence(f"sqlite:///{tmp_path}/wfe.db"),
+            ValkeyLock(valkey_url, options),
+            ValkeyQueue(valkey_url, options),
+            lifecycle=ValkeyLifecycle(valkey_url, options),
+        )
+        async with host:
+            yield host
+
+
+class TestValkeyOverPostgresScenarios(WorkflowScenarios):
+    __test__ = True
+
+    @pytest.fixture
+    async def host(
+        self, pg_url: str, valkey_url: str, options: ValkeyOptions
+    ) -> AsyncIterator[WorkflowHost]:
+        host = WorkflowHost(
+            PostgresPersistence(pg_url),
             ValkeyLock(valkey_url, options),
             ValkeyQueue(valkey_url, options),
             lifecycle=ValkeyLifecycle(valkey_url, options),
