@@ -100,6 +100,9 @@ reclaim(now)
 promote(now)
 local head = redis.call('ZPOPMIN', KEYS[1])
 if #head == 0 then
+  -- Tokens left in the wake list announced items that are gone by now: without this, the
+  -- consumer's next BLPOP would return at once for each of them (a spin, not a wait).
+  redis.call('DEL', KEYS[8])
   local next_at = -1
   local delayed = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   if #delayed > 0 then next_at = tonumber(delayed[2]) end
