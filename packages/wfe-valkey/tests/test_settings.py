@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from wfe_core import WorkflowBuilder, WorkflowStatus
-from wfe_core.errors import ConfigurationError, ProviderError
+from wfe_core.errors import ConfigurationError, ProviderUnavailableError
 from wfe_core.testing.servers import free_port
 from wfe_host import WorkflowHost
 from wfe_host.cli import main
@@ -106,9 +106,11 @@ def test_url_options_win_and_passwords_stay_out_of_messages() -> None:
 
 
 @pytest.mark.anyio
-async def test_an_unreachable_server_is_a_provider_error_naming_it() -> None:
+async def test_an_unreachable_server_is_an_unavailable_error_naming_it() -> None:
     port = free_port()
     options = ValkeyOptions(retry_attempts=3, retry_initial_wait=0.01, retry_timeout=2)
     queue = ValkeyQueue(f"valkey://127.0.0.1:{port}/0", options)
-    with pytest.raises(ProviderError, match=f"valkey ping on valkey://127.0.0.1:{port}/0 failed"):
+    with pytest.raises(
+        ProviderUnavailableError, match=f"valkey ping on valkey://127.0.0.1:{port}/0 failed"
+    ):
         await queue.open()

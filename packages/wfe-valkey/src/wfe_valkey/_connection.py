@@ -12,7 +12,7 @@ import stamina
 import valkey.asyncio as valkey_asyncio
 from valkey import exceptions as valkey_errors
 
-from wfe_core.errors import ProviderError
+from wfe_core.errors import ProviderError, ProviderUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -34,8 +34,10 @@ RETRIED: tuple[type[Exception], ...] = (
 
 
 def provider_error(target: Target, operation: str, exc: BaseException) -> ProviderError:
-    """A :class:`ProviderError` naming the server and the operation, the driver error as cause."""
-    error = ProviderError(f"valkey {operation} on {target.display} failed: {exc}")
+    """A :class:`ProviderError` naming the server and the operation, the driver error as cause
+    (:class:`ProviderUnavailableError` when the server could not be reached)."""
+    kind = ProviderUnavailableError if isinstance(exc, RETRIED) else ProviderError
+    error = kind(f"valkey {operation} on {target.display} failed: {exc}")
     error.__cause__ = exc
     return error
 
