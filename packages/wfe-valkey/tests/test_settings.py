@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -114,3 +116,12 @@ async def test_an_unreachable_server_is_an_unavailable_error_naming_it() -> None
         ProviderUnavailableError, match=f"valkey ping on valkey://127.0.0.1:{port}/0 failed"
     ):
         await queue.open()
+
+
+def test_listing_providers_does_not_import_the_valkey_client() -> None:
+    # `wfe providers` imports every plugin module: it must stay fast.
+    code = (
+        "import sys, wfe_valkey.plugin, wfe_valkey; "
+        "assert 'valkey' not in sys.modules, 'the plugin imported the client'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
