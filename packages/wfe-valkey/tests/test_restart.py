@@ -96,3 +96,33 @@ async def test_hosts_carry_on_after_valkey_restarts_and_loses_everything(
     async with SqlitePersistence(db_url) as store:
         for workflow_id in ids:
             assert (await store.get_workflow(workflow_id)).status == WorkflowStatus.COMPLETE
+
+
+@pytest.mark.anyio
+async def test_a_waiter_sees_a_workflow_finished_while_valkey_was_down(
+    tmp_path: Path, restartable: ValkeyTestServer, options: ValkeyOptions, child: ModuleType
+) -> None:
+    db_url = f"sqlite:///{tmp_path}/wfe.db"
+    definition = child.chaos_flow(str(tmp_path / "side-effects.txt"))
+    # A client that runs no workers: it learns of finishes from lifecycle events only.
+    client = make_host(child, db_url, restartable.url, options, workers=False)
+    async with client, SqlitePersistence(db_url) as other_process:
+        client.register(definition)
+        workflow_id = await client.start_workflow("chaos-flow")
+        result: list[WorkflowStatus] = []
+
+        async def wait() -> None:
+            result.append((await client.wait_for_workflow(workflow_id, timeout=60)).status)
+
+        with anyio.fail_after(90):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait)
+                await anyio.sleep(0.3)
+                restartable.stop()
+                # Another host finishes it while Valkey is down: its event reaches nobody.
+                instance = await other_process.get_workflow(workflow_id)
+                instance.status = WorkflowStatus.COMPLETE
+                await other_process.persist_workflow(instance)
+                await anyio.sleep(1.5)
+                restartable.start()
+        assert result == [WorkflowStatus.COMPLETE]

@@ -76,6 +76,17 @@ class ValkeySubscription:
         task = self._connecting
         return task if task is not None and not task.done() else None
 
+    async def wait_active(self) -> None:
+        """Return once the server confirmed the subscription: every event published from
+        then on, by any host, reaches it (the host's finish watcher waits for this before it
+        stops re-reading persistence). Raises ``ProviderError`` when subscribing failed."""
+        if self._pubsub is not None or self._closed:
+            return
+        connecting = self._connecting
+        if connecting is None:
+            connecting = self._connecting = asyncio.ensure_future(self._owner.open_pubsub())
+        self._pubsub = await connecting
+
     def __aiter__(self) -> Self:
         return self
 
@@ -87,11 +98,9 @@ class ValkeySubscription:
             if self._received:
                 return self._received.popleft()
             try:
-                if self._pubsub is None:
-                    connecting = self._connecting
-                    if connecting is None:
-                        connecting = self._connecting = asyncio.ensure_future(owner.open_pubsub())
-                    self._pubsub = await connecting
+                await self.wait_active()
+                if self._pubsub is None:  # closed meanwhile
+                    raise StopAsyncIteration
                 message = await self._pubsub.get_message(timeout=None)
             except RETRIED as exc:
                 if self._closed:

