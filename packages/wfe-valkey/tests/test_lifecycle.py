@@ -10,7 +10,7 @@ import pytest
 
 from wfe_core.errors import LifecycleGapError
 from wfe_core.models import LifecycleEvent, LifecycleEventType
-from wfe_core.testing import LifecycleSuite
+from wfe_core.testing.conformance import LifecycleSuite
 from wfe_valkey.lifecycle import ValkeyLifecycle
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ import pytest
 import valkey.asyncio as valkey_asyncio
 
 from wfe_core.errors import LockNotHeldError
-from wfe_core.testing import LockSuite
+from wfe_core.testing.conformance import LockSuite
 from wfe_valkey.lock import ValkeyLock
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import pytest
 
 from wfe_core.providers import LifecyclePublisher, QueueName
 from wfe_core.serialization import to_primitive
-from wfe_core.testing import LifecycleSuite
+from wfe_core.testing.conformance import LifecycleSuite
 from wfe_valkey.lifecycle import ValkeyLifecycle, ValkeySubscription
 from wfe_valkey.options import ValkeyOptions
 from wfe_valkey.queue import ValkeyQueue

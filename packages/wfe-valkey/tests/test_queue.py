@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_core.testing import QueueSuite
+from wfe_core.testing.conformance import QueueSuite
 from wfe_valkey.queue import ValkeyQueue
 
 if TYPE_CHECKING:

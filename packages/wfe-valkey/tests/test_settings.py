@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from wfe_core import WorkflowBuilder, WorkflowStatus
 from wfe_core.errors import ConfigurationError, ProviderUnavailableError
-from wfe_core.testing.servers import free_port
+from wfe_core.testing.conformance.servers import free_port
 from wfe_host import WorkflowHost
 from wfe_host.cli import main
 from wfe_valkey.lifecycle import ValkeyLifecycle

@@ -15,8 +15,8 @@ from valkey import exceptions as valkey_errors
 
 from wfe_core.errors import LifecycleGapError, ProviderError
 from wfe_core.models import LifecycleEvent
+from wfe_core.providers import LifecyclePublisher
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers.lifecycle import LifecyclePublisher
 from wfe_core.serialization import from_primitive, to_primitive
 from wfe_valkey._connection import RETRIED, Connection, provider_error
 from wfe_valkey.options import ValkeyOptions, parse_url

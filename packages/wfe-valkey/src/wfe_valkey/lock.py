@@ -23,8 +23,8 @@ import anyio
 import attrs
 
 from wfe_core.errors import LockNotHeldError, ProviderError
+from wfe_core.providers import Lease, LockProvider
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers.lock import Lease, LockProvider
 from wfe_valkey._connection import Connection
 from wfe_valkey.options import ValkeyOptions, parse_url
 

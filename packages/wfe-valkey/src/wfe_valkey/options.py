@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import attrs
 
 from wfe_core.errors import ConfigurationError
-from wfe_core.limits import seconds_problem
+from wfe_core.spi import seconds_problem
 
 __all__ = ["DEFAULT_URL", "SCHEMES", "Target", "ValkeyOptions", "parse_url"]
 

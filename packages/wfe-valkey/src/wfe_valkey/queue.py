@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 
 from wfe_core.errors import ProviderError
+from wfe_core.providers import QueueMessage, QueueName, QueueProvider
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers.queue import QueueMessage, QueueName, QueueProvider
 from wfe_valkey import _queue_scripts as scripts
 from wfe_valkey._connection import Connection
 from wfe_valkey.options import ValkeyOptions, parse_url

@@ -28,7 +28,13 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
-from wfe_core.testing.servers import LOOPBACK, ServerError, free_port, running_server, url_from_env
+from wfe_core.testing.conformance.servers import (
+    LOOPBACK,
+    ServerError,
+    free_port,
+    running_server,
+    url_from_env,
+)
 
 if TYPE_CHECKING:
     import subprocess
