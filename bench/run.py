@@ -103,6 +103,8 @@ class Runner:
         self.notes: dict[tuple[str, str, str], set[str]] = defaultdict(set)
         self.errors: list[dict[str, Any]] = []
         self.template: str | None = None
+        #: The seeded PostgreSQL database scenario 6's runs copy.
+        self.pg_template: str | None = None
 
     def _spec(self, job: Job) -> tuple[dict[str, Any], Path | None]:
         spec = dict(job.spec)
@@ -114,7 +116,9 @@ class Runner:
             spec["target"] = str(scratch)
         elif job.target_kind == "postgres-db":
             assert self.pg is not None
-            spec["target"] = self.pg.database_url(f"bench_{spec['system']}")
+            # Scenario 6 starts from a copy of the seeded database.
+            template = self.pg_template if spec.get("scenario") == "scale" else None
+            spec["target"] = self.pg.database_url(f"bench_{spec['system']}", template)
         if "valkey" in job.backend:
             spec["valkey_url"] = self.valkey_url
         if spec.get("scenario") == "scale":
@@ -284,6 +288,31 @@ def _run_plan(runner: Runner, plan: list[tuple[str, list[Job]]], sizes: Sizes) -
                 runner.template = str(template)
                 seed_info = {k: round(v, 2) for k, v in result["metrics"].items()}
                 print(f"    seeded: {seed_info}", file=sys.stderr)
+        if any(job.scenario == "6" and job.backend == "postgres" for job in runnable):
+            assert runner.pg is not None
+            url = runner.pg.database_url("bench_seed")
+            print(
+                f"[6] seeding {sizes.stored:,} finished instances in PostgreSQL ...",
+                file=sys.stderr,
+            )
+            result = runner.run_worker(
+                {
+                    "system": "seed",
+                    "scenario": "seed",
+                    "backend": "postgres",
+                    "target": url,
+                    "count": sizes.stored,
+                }
+            )
+            if not result["ok"]:
+                runner.errors.append({"job": ["6", "seed", "postgres"], "error": result["error"]})
+                runnable = [
+                    j for j in runnable if not (j.scenario == "6" and j.backend == "postgres")
+                ]
+            else:
+                runner.pg_template = url.rsplit("/", 1)[1].split("?")[0]
+                seed_info["postgres"] = {k: round(v, 2) for k, v in result["metrics"].items()}
+                print(f"    seeded: {seed_info['postgres']}", file=sys.stderr)
         if not runnable:
             continue
         print(f"[{name}] {len(runnable)} jobs x {sizes.repetitions} rounds", file=sys.stderr)

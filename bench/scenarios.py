@@ -25,7 +25,7 @@ TITLES = {
 
 #: Scenario 7's shapes (see ``bench.peers.wfe.LONG_SHAPES``) and backends.
 LONG_SHAPES = ("sequence", "while_do", "for_each", "for_each_parallel")
-LONG_BACKENDS = ("memory", "sqlite")
+LONG_BACKENDS = ("memory", "sqlite", "postgres")
 
 
 def long_system(system: str, shape: str, steps: int) -> str:
@@ -170,6 +170,7 @@ def groups(
                 jobs.append(_floor("2", "postgres", sizes.floor_commits))
         if wanted("6"):
             jobs.append(_wfe("6", "sqlite", "scale", None, count=count, warmup=warm))
+            jobs.append(_wfe("6", "postgres", "scale", pg_wfe_skip, count=count, warmup=warm))
         result.append(("2+6" if wanted("2") and wanted("6") else "2" if wanted("2") else "6", jobs))
     if wanted("3"):
         jobs = [
@@ -223,7 +224,8 @@ def groups(
         for steps in sizes.long_steps:
             for shape in LONG_SHAPES:
                 for backend in LONG_BACKENDS:
-                    job = _wfe("7", backend, "long", None, shape=shape, steps=steps, warmup=2)
+                    skip = pg_wfe_skip if backend == "postgres" else None
+                    job = _wfe("7", backend, "long", skip, shape=shape, steps=steps, warmup=2)
                     jobs.append(attrs.evolve(job, system=long_system("WFE", shape, steps)))
             # DBOS on WAL (faster than its default journal): the stricter comparison.
             job = _dbos("7", "DBOS (WAL)", "wal", "sqlite", "loop", count=steps, warmup=2)

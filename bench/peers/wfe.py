@@ -55,7 +55,7 @@ def make_host(backend: str, target: str | None) -> WorkflowHost:
         return WorkflowHost.from_settings({"persistence": f"sqlite:///{target}"})
     if backend == "postgres":
         assert target is not None
-        return WorkflowHost.from_settings({"persistence": {"provider": "postgres", "url": target}})
+        return WorkflowHost.from_settings(_postgres_settings(target))
     if backend == "sqlite+valkey":
         # Instances in the SQLite file; lock, queue and lifecycle events in Valkey, under a
         # key prefix of this run's own.
@@ -71,6 +71,19 @@ def make_host(backend: str, target: str | None) -> WorkflowHost:
             }
         )
     raise ValueError(f"unknown backend {backend!r}")
+
+
+def _postgres_settings(url: str) -> dict[str, Any]:
+    """PostgreSQL persistence, and its lock and queue where wfe-postgres has them (else the
+    in-memory ones: the run measures the persistence then)."""
+    from wfe_host.registry import default_registry
+
+    registry = default_registry()
+    settings: dict[str, Any] = {"persistence": {"provider": "postgres", "url": url}}
+    for kind in ("lock", "queue"):
+        has = registry.has_provider(kind, "postgres")
+        settings[kind] = {"provider": "postgres", "url": url} if has else "memory"
+    return settings
 
 
 async def _start_and_wait(host: WorkflowHost, definition_id: str) -> None:

@@ -7,7 +7,9 @@ isolated without creating a database each: a fresh schema is migrated in millise
 
 from __future__ import annotations
 
+import sys
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -19,6 +21,10 @@ from wfe_postgres.testing import postgres_url as external_url
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+# The chaos tests' workflow module (chaos_flows.py) imports by name, in the tests and in the
+# worker processes they start.
+sys.path.insert(0, str(Path(__file__).parent))
 
 #: The database the tests use on an external server (created when missing).
 _DATABASE = "wfe_tests"

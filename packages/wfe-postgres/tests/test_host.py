@@ -53,6 +53,15 @@ async def test_a_url_selects_the_postgres_persistence(db_url: str, scheme: str) 
         assert (await persistence.get_workflow(workflow_id)).status == WorkflowStatus.COMPLETE
 
 
+def test_the_lock_and_queue_follow_the_postgres_persistence(db_url: str) -> None:
+    from wfe_postgres import PostgresLock, PostgresQueue
+
+    resolved = wfe_host.bootstrap.resolve({"persistence": db_url})
+    assert isinstance(resolved.persistence, PostgresPersistence)
+    assert isinstance(resolved.lock, PostgresLock)
+    assert isinstance(resolved.queue, PostgresQueue)
+
+
 async def test_settings_by_name_with_options(db_url: str, schema: str, tmp_path: Path) -> None:
     base, _, _ = db_url.partition("?")
     secret = tmp_path / "password"

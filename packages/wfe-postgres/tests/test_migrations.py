@@ -35,18 +35,29 @@ def test_the_migrations_are_numbered_in_order_from_one() -> None:
 async def test_an_empty_database_is_migrated_on_open(db_url: str, postgres_url: str, schema: str):
     status = await check_migrations(db_url)
     assert (status.applied, status.up_to_date) == ((), False)
+    # Checking created nothing, not even the schema.
+    with psycopg.connect(postgres_url) as conn:
+        found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+        assert found.fetchone() is None
     async with PostgresPersistence(db_url):
         pass
     assert _versions(postgres_url, schema) == [m.version for m in MIGRATIONS]
     assert (await check_migrations(db_url)).up_to_date
 
 
-async def test_migrating_an_up_to_date_schema_changes_nothing(db_url: str) -> None:
+async def test_migrating_an_up_to_date_schema_changes_nothing(
+    db_url: str, postgres_url: str, schema: str
+) -> None:
     first = await apply_migrations(db_url)
     assert first.pending == tuple(m.version for m in MIGRATIONS)
+    with psycopg.connect(postgres_url) as conn:
+        stamps = conn.execute(f"SELECT version, applied_at FROM {schema}.schema_version").fetchall()
     again = await apply_migrations(db_url)
     assert again.pending == ()
     assert again.applied == first.pending
+    with psycopg.connect(postgres_url) as conn:
+        after = conn.execute(f"SELECT version, applied_at FROM {schema}.schema_version").fetchall()
+    assert after == stamps
 
 
 async def test_hosts_migrating_at_once_migrate_once(db_url: str, postgres_url, schema) -> None:
@@ -90,3 +101,25 @@ async def test_a_schema_newer_than_the_code_is_refused(
     with pytest.raises(SchemaVersionError, match="newer than this wfe-postgres knows"):
         async with PostgresPersistence(db_url):
             pass
+
+
+def test_wfe_migrate_checks_then_migrates_the_postgres_schema(db_url: str, schema: str) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    wfe_host_cli = pytest.importorskip("wfe_host.cli", reason="wfe migrate is wfe-host's")
+    env = {"WFE_PERSISTENCE": db_url, "WFE_LOCK": db_url, "WFE_QUEUE": db_url}
+    runner = CliRunner()
+    checked = runner.invoke(wfe_host_cli.main, ["migrate", "--check", "--json"], env=env)
+    assert checked.exit_code == 3, checked.output
+    (row,) = json.loads(checked.output.split("\nrun ")[0])
+    assert row["where"].startswith(f"schema {schema} on postgresql://")
+    assert (row["version"], row["latest"]) == (0, LATEST_VERSION)
+    assert row["pending"][0] == "0001 persistence"
+    migrated = runner.invoke(wfe_host_cli.main, ["migrate"], env=env)
+    assert migrated.exit_code == 0, migrated.output
+    assert f"migrated from schema version 0 to {LATEST_VERSION}" in migrated.output
+    again = runner.invoke(wfe_host_cli.main, ["migrate", "--check"], env=env)
+    assert again.exit_code == 0, again.output
+    assert "up to date" in again.output

@@ -1,5 +1,5 @@
-"""The end-to-end workflow scenarios of wfe_core.testing on a host whose persistence is
-PostgreSQL (the queue and lock are the in-memory ones until wfe-postgres has its own)."""
+"""The end-to-end workflow scenarios of wfe_core.testing on a host whose persistence, queue
+and lock are this package's, on one PostgreSQL database (a schema per test)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_core.memory import MemoryLock, MemoryQueue
 from wfe_core.testing.scenarios import WorkflowScenarios
-from wfe_postgres import PostgresPersistence
+from wfe_postgres import PostgresLock, PostgresPersistence, PostgresQueue
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -22,7 +21,9 @@ class TestPostgresScenarios(WorkflowScenarios):
 
     @pytest.fixture
     async def host(self, db_url: str) -> AsyncIterator[object]:
-        # Built directly (not through settings), so the persistence is surely this one.
-        host = wfe_host.WorkflowHost(PostgresPersistence(db_url), MemoryLock(), MemoryQueue())
+        # Built directly (not through settings), so the providers are surely these.
+        host = wfe_host.WorkflowHost(
+            PostgresPersistence(db_url), PostgresLock(db_url), PostgresQueue(db_url)
+        )
         async with host:
             yield host

@@ -14,12 +14,16 @@ from typing import TYPE_CHECKING, Any
 from wfe_postgres.options import PostgresOptions, parse_url
 
 if TYPE_CHECKING:
+    from wfe_postgres.lock import PostgresLock
     from wfe_postgres.migrations import SchemaVersionError, apply_migrations, check_migrations
     from wfe_postgres.persistence import PostgresPersistence
+    from wfe_postgres.queue import PostgresQueue
 
 __all__ = [
+    "PostgresLock",
     "PostgresOptions",
     "PostgresPersistence",
+    "PostgresQueue",
     "SchemaVersionError",
     "apply_migrations",
     "check_migrations",
@@ -28,6 +32,8 @@ __all__ = [
 
 _LAZY = {
     "PostgresPersistence": "wfe_postgres.persistence",
+    "PostgresQueue": "wfe_postgres.queue",
+    "PostgresLock": "wfe_postgres.lock",
     "SchemaVersionError": "wfe_postgres.migrations",
     "apply_migrations": "wfe_postgres.migrations",
     "check_migrations": "wfe_postgres.migrations",

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.lowlevel
@@ -24,7 +26,6 @@ import psycopg_pool
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
-    stop_after_attempt,
     stop_after_delay,
     wait_random_exponential,
 )
@@ -109,6 +110,32 @@ def _log_retry(state: Any) -> None:
     )
 
 
+def _log_first_retry(what: str, exc: BaseException) -> None:
+    logger.warning("PostgreSQL %s: transient error, retrying: %s", what, exc)
+
+
+class _RecentUse:
+    """The pool's ``check``: a connection returned to the pool within the last
+    ``fresh_seconds`` is handed out as it is; an older one is checked with a round trip
+    (``AsyncConnectionPool.check_connection``) and replaced when broken (a server restart
+    while it was idle). Checking every checkout costs a round trip per operation; a
+    connection that broke within the last moment fails its operation, which is then
+    retried like any transient error."""
+
+    def __init__(self, fresh_seconds: float = 1.0) -> None:
+        self.fresh_seconds = fresh_seconds
+        self._returned: weakref.WeakKeyDictionary[Connection, float] = weakref.WeakKeyDictionary()
+
+    async def check(self, conn: Connection) -> None:
+        returned = self._returned.get(conn)
+        if returned is not None and time.monotonic() - returned < self.fresh_seconds:
+            return
+        await psycopg_pool.AsyncConnectionPool.check_connection(conn)
+
+    async def reset(self, conn: Connection) -> None:
+        self._returned[conn] = time.monotonic()
+
+
 class Database:
     """A connection pool to one database with the providers' settings.
 
@@ -123,6 +150,7 @@ class Database:
         self._pool: psycopg_pool.AsyncConnectionPool[Connection] | None = None
         self._opened = False
         self._open_lock = anyio.Lock()
+        self._recent = _RecentUse()
 
     @property
     def where(self) -> str:
@@ -183,7 +211,8 @@ class Database:
                 open=False,
                 # A connection that broke while idle (a server restart) is replaced before
                 # it is handed out, not failed on first use.
-                check=psycopg_pool.AsyncConnectionPool.check_connection,
+                check=self._recent.check,
+                reset=self._recent.reset,
                 timeout=options.connect_timeout,
                 name=f"wfe-{options.schema}",
             )
@@ -240,22 +269,34 @@ class Database:
         pool = self._pool
         if pool is None:
             raise ProviderError(f"PostgreSQL provider for {self.where} is not open")
+
+        async def attempt() -> T:
+            async with pool.connection() as conn:
+                if not transaction:
+                    return await fn(conn)
+                async with conn.transaction():
+                    return await fn(conn)
+
+        try:
+            # The first attempt outside tenacity: its set-up costs more than a query here,
+            # and almost every call succeeds at once.
+            return await attempt()
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            if not is_transient(exc) or self.target.options.retry_timeout <= 0:
+                raise wrap_error(exc, what, self.where) from exc
+            _log_first_retry(what, exc)
         timeout = self.target.options.retry_timeout
         retrying = AsyncRetrying(
-            stop=stop_after_delay(timeout) if timeout > 0 else stop_after_attempt(1),
+            stop=stop_after_delay(timeout),
             wait=wait_random_exponential(multiplier=0.02, max=1.0),
             retry=retry_if_exception(is_transient),
             before_sleep=_log_retry,
             reraise=True,
         )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    async with pool.connection() as conn:
-                        if not transaction:
-                            return await fn(conn)
-                        async with conn.transaction():
-                            return await fn(conn)
+            async for retry in retrying:
+                with retry:
+                    return await attempt()
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise wrap_error(exc, what, self.where) from exc
         raise AssertionError("unreachable: the retry loop returns or raises")  # pragma: no cover

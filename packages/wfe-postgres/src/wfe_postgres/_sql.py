@@ -8,6 +8,7 @@ round trips.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 # The head's columns of an update, checked against the stored revision and fence in the
@@ -40,7 +41,7 @@ _POINTER_ROWS = """
 
 # Subscriptions are replaced by id (keeping their place among equal times: seq stays);
 # an event id already stored fails the statement (unique violation), so nothing is stored.
-_WITH_ROWS = """
+_SUBSCRIPTION_ROWS = """
     s AS (
         INSERT INTO subscriptions (id, workflow_id, event_name, event_key, subscribe_as_of,
                                    create_time, terminated, document)
@@ -51,29 +52,46 @@ _WITH_ROWS = """
             event_name = EXCLUDED.event_name, event_key = EXCLUDED.event_key,
             subscribe_as_of = EXCLUDED.subscribe_as_of, create_time = EXCLUDED.create_time,
             terminated = EXCLUDED.terminated, document = EXCLUDED.document
-    ),
+    )"""
+_ERROR_ROWS = """
     e AS (
         INSERT INTO errors (workflow_id, time, document)
         SELECT t.* FROM w, unnest(%(e_workflow)s::text[], %(e_time)s::timestamptz[],
             %(e_document)s::text[]) AS t
-    ),
+    )"""
+_EVENT_ROWS = """
     v AS (
         INSERT INTO events (id, name, key, time, is_processed, document)
         SELECT t.* FROM w, unnest(%(v_id)s::text[], %(v_name)s::text[], %(v_key)s::text[],
             %(v_time)s::timestamptz[], %(v_processed)s::boolean[], %(v_document)s::text[]) AS t
-        RETURNING 1
     )"""
 
 # What the statement found: whether it wrote, and the stored revision and fence before it
 # (the sub-selects read the statement's snapshot), for the error of a refused write.
 _RESULT = """
     SELECT (SELECT count(*) FROM w), (SELECT revision FROM workflows WHERE id = %(id)s),
-           (SELECT fence FROM workflows WHERE id = %(id)s), (SELECT count(*) FROM v)"""
+           (SELECT fence FROM workflows WHERE id = %(id)s)"""
 
-#: The executor's write: head, changed and new pointers, new child ids and the rows passed.
-PERSIST_CHANGED = f"WITH {_UPDATE_HEAD}, {_POINTER_ROWS}, {_WITH_ROWS} {_RESULT}"
-#: A whole-instance write, first statement: the head and the rows passed (the pointers follow).
-PERSIST_FULL = f"WITH {_UPDATE_HEAD}, {_WITH_ROWS} {_RESULT}"
+
+@functools.cache
+def persist(pointers: bool, subscriptions: bool, errors: bool, events: bool) -> str:
+    """The statement of a write holding the parts given: the head always; the changed and
+    new pointer rows (the executor's write; a whole-instance write stores them after); the
+    subscriptions, errors and events passed with it. Only the parts a write needs: most
+    steps pass none of the last three, and every part costs the server work even when empty.
+    (At most 16 texts, each prepared by the driver once it is used often.)"""
+    parts = [_UPDATE_HEAD]
+    for wanted, part in (
+        (pointers, _POINTER_ROWS),
+        (subscriptions, _SUBSCRIPTION_ROWS),
+        (errors, _ERROR_ROWS),
+        (events, _EVENT_ROWS),
+    ):
+        if wanted:
+            parts.append(part)
+    return f"WITH {', '.join(parts)} {_RESULT}"
+
+
 #: A whole-instance write: drop the child rows and the pointers past the new count.
 REPLACE_POINTERS = """
     WITH gone AS (DELETE FROM pointers WHERE workflow_id = %(id)s AND position >= %(pointer_count)s)

@@ -9,6 +9,7 @@ from wfe_postgres._database import acquire_database, release_database
 from wfe_postgres.options import parse_url
 
 if TYPE_CHECKING:
+    from wfe_core.providers.schema import SchemaStatus
     from wfe_postgres._database import Database
     from wfe_postgres.options import DatabaseTarget, PostgresOptions
 
@@ -59,6 +60,27 @@ class PostgresProviderMixin:
         database, self._database = self._database, None
         if database is not None:
             await release_database(database)
+
+    # -- the schema (wfe_core.providers.SchemaOwner; `wfe migrate`) ------------------------
+    @property
+    def schema_where(self) -> str:
+        """The schema and database, for messages (``schema wfe on postgresql://...``)."""
+        return f"schema {self.target.options.schema} on {self.target.display}"
+
+    async def schema_status(self) -> SchemaStatus:
+        """The schema's version, read without changing anything (the provider need not be
+        open; a schema that does not exist yet is version 0)."""
+        from wfe_postgres.migrations import check_migrations
+
+        found = await check_migrations(self.target.conninfo, self.target.options)
+        return found.status(self.schema_where)
+
+    async def migrate_schema(self) -> SchemaStatus:
+        """Apply the pending migrations (under the advisory lock) and report the new status."""
+        from wfe_postgres.migrations import apply_migrations
+
+        await apply_migrations(self.target.conninfo, self.target.options)
+        return await self.schema_status()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target.display!r})"

@@ -117,10 +117,21 @@ class PostgresOptions:
     #: and refuse to start on a schema that is not up to date, naming what to run.
     migrate: bool = attrs.field(default=True, validator=_bool)
 
+    #: Queue and lock: a waiting dequeue is woken by ``NOTIFY``; it also looks every
+    #: ``poll_interval`` seconds (jittered), the pause doubling up to ``max_poll_interval``
+    #: while nothing comes, in case a notification is lost. While the listening connection is
+    #: down, it looks every ``poll_interval`` seconds.
+    poll_interval: float = attrs.field(default=1.0, validator=_seconds)
+    max_poll_interval: float = attrs.field(default=30.0, validator=_seconds)
+
     def __attrs_post_init__(self) -> None:
         if self.max_pool_size < self.min_pool_size:
             raise ConfigurationError(
                 "postgres option max_pool_size must not be smaller than min_pool_size"
+            )
+        if self.max_poll_interval < self.poll_interval:
+            raise ConfigurationError(
+                "postgres option max_poll_interval must not be smaller than poll_interval"
             )
 
 
@@ -134,6 +145,8 @@ _FIELD_KINDS: dict[str, type] = {
     "application_name": str,
     "password_file": str,
     "migrate": bool,
+    "poll_interval": float,
+    "max_poll_interval": float,
 }
 
 _TRUE = ("true", "1", "yes", "on")

@@ -31,7 +31,7 @@ from wfe_core.serialization import from_primitive, to_primitive
 from wfe_postgres import _sql as q
 from wfe_postgres._documents import InstanceRows, Write, dumps
 from wfe_postgres.base import PostgresProviderMixin
-from wfe_postgres.migrations import SchemaStatus, check_schema
+from wfe_postgres.migrations import SchemaVersions, check_schema
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
@@ -201,7 +201,7 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
         #: What this provider stored of the instances it wrote last.
         self.rows = InstanceRows()
 
-    async def check_schema(self) -> SchemaStatus:
+    async def check_schema(self) -> SchemaVersions:
         """The schema's status; :class:`~wfe_postgres.migrations.SchemaVersionError` naming
         what to run when it is not up to date."""
         return await check_schema(self.database)
@@ -259,16 +259,19 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
         try:
             write = rows.encode(instance, expected + 1, changed_pointers)
             # Serialized here, before anything is written: a value that fails stores nothing.
+            subscription_columns = _subscription_columns(subscriptions)
+            error_columns = _error_columns(errors)
             event_columns = _event_columns(events)
-            params = {
-                **_head_params(instance, write),
-                "expected": expected,
-                "fence": fence,
-                **dict(zip(_SUBSCRIPTION_KEYS, _subscription_columns(subscriptions), strict=True)),
-                **dict(zip(_ERROR_KEYS, _error_columns(errors), strict=True)),
-                **dict(zip(_EVENT_KEYS, event_columns, strict=True)),
-            }
-            event_count = len(event_columns[0])
+            params = {**_head_params(instance, write), "expected": expected, "fence": fence}
+            has_subscriptions = bool(subscription_columns[0])
+            has_errors = bool(error_columns[0])
+            has_events = bool(event_columns[0])
+            if has_subscriptions:
+                params.update(zip(_SUBSCRIPTION_KEYS, subscription_columns, strict=True))
+            if has_errors:
+                params.update(zip(_ERROR_KEYS, error_columns, strict=True))
+            if has_events:
+                params.update(zip(_EVENT_KEYS, event_columns, strict=True))
 
             async def execute(conn: Connection, statement: str, values: dict[str, Any]) -> None:
                 try:
@@ -284,10 +287,8 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
             def check(result: tuple[Any, ...] | None) -> None:
                 if result is None:  # pragma: no cover - the statement always returns a row
                     raise ProviderError("persist_workflow returned no row")
-                updated, stored_revision, stored_fence, inserted_events = result
+                updated, stored_revision, stored_fence = result
                 if updated:
-                    if inserted_events != event_count:  # pragma: no cover - a unique key
-                        raise ProviderError(f"workflow {workflow_id}: events were not stored")
                     return
                 if stored_revision is None:
                     raise WorkflowNotFoundError(workflow_id)
@@ -304,12 +305,15 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
             if not write.full:
 
                 async def run(conn: Connection) -> None:
-                    await execute(conn, q.PERSIST_CHANGED, {**params, **_pointer_params(write)})
+                    has_rows = bool(write.positions)
+                    statement = q.persist(has_rows, has_subscriptions, has_errors, has_events)
+                    await execute(conn, statement, {**params, **_pointer_params(write)})
 
             else:
 
                 async def run(conn: Connection) -> None:
-                    await execute(conn, q.PERSIST_FULL, params)
+                    statement = q.persist(False, has_subscriptions, has_errors, has_events)
+                    await execute(conn, statement, params)
                     await conn.execute(q.REPLACE_POINTERS, params)
                     await conn.execute(
                         q.INSERT_POINTERS, {"id": workflow_id, **_pointer_params(write)}

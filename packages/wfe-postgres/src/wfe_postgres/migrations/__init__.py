@@ -26,6 +26,7 @@ import attrs
 from wfe_core.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from wfe_core.providers.schema import SchemaStatus
     from wfe_postgres._database import Connection, Database
     from wfe_postgres.options import PostgresOptions
 
@@ -33,8 +34,8 @@ __all__ = [
     "LATEST_VERSION",
     "MIGRATIONS",
     "Migration",
-    "SchemaStatus",
     "SchemaVersionError",
+    "SchemaVersions",
     "apply_migrations",
     "check_migrations",
     "check_schema",
@@ -80,7 +81,7 @@ LATEST_VERSION: int = MIGRATIONS[-1].version if MIGRATIONS else 0
 
 
 @attrs.frozen
-class SchemaStatus:
+class SchemaVersions:
     """What :func:`check_migrations` / :func:`apply_migrations` found."""
 
     schema: str
@@ -92,6 +93,18 @@ class SchemaStatus:
     @property
     def up_to_date(self) -> bool:
         return not self.pending
+
+    def status(self, where: str) -> SchemaStatus:
+        """As :class:`wfe_core.providers.schema.SchemaStatus` (``wfe migrate``'s report)."""
+        from wfe_core.providers.schema import SchemaStatus
+
+        known = {m.version: m.description for m in MIGRATIONS}
+        return SchemaStatus(
+            where=where,
+            current=max(self.applied, default=0),
+            latest=LATEST_VERSION,
+            pending=tuple(f"{v:04d} {known.get(v, '?')}" for v in self.pending),
+        )
 
 
 _CREATE_VERSION_TABLE = (
@@ -131,12 +144,12 @@ def _too_new(schema: str, applied: tuple[int, ...], where: str) -> SchemaVersion
     )
 
 
-async def migrate(database: Database) -> SchemaStatus:
+async def migrate(database: Database) -> SchemaVersions:
     """Apply the pending migrations to the database's schema, under the advisory lock, in one
     transaction (all or none). Returns what was pending. Safe to run from many hosts at once."""
     schema = database.schema
 
-    async def run(conn: Connection) -> SchemaStatus:
+    async def run(conn: Connection) -> SchemaVersions:
         from psycopg import sql
 
         await _lock(conn, schema)
@@ -147,7 +160,7 @@ async def migrate(database: Database) -> SchemaStatus:
                 raise error
             pending = [m for m in MIGRATIONS if m.version not in applied]
             if not pending:
-                return SchemaStatus(schema, applied, ())
+                return SchemaVersions(schema, applied, ())
         else:
             applied = ()
             pending = list(MIGRATIONS)
@@ -169,27 +182,27 @@ async def migrate(database: Database) -> SchemaStatus:
                 migration.description,
                 time.monotonic() - started,
             )
-        return SchemaStatus(schema, applied, tuple(m.version for m in pending))
+        return SchemaVersions(schema, applied, tuple(m.version for m in pending))
 
     return await database.run(run, "migrate")
 
 
-async def status(database: Database) -> SchemaStatus:
+async def status(database: Database) -> SchemaVersions:
     """The database schema's versions, without changing anything."""
     schema = database.schema
 
-    async def run(conn: Connection) -> SchemaStatus:
+    async def run(conn: Connection) -> SchemaVersions:
         applied = await _applied(conn, schema) or ()
         error = _too_new(schema, applied, database.where)
         if error is not None:
             raise error
         pending = tuple(m.version for m in MIGRATIONS if m.version not in applied)
-        return SchemaStatus(schema, applied, pending)
+        return SchemaVersions(schema, applied, pending)
 
     return await database.run(run, "check schema", transaction=False)
 
 
-async def check_schema(database: Database) -> SchemaStatus:
+async def check_schema(database: Database) -> SchemaVersions:
     """:class:`SchemaVersionError` unless the schema is up to date (``migrate=False``)."""
     found = await status(database)
     if not found.up_to_date:
@@ -204,7 +217,7 @@ async def check_schema(database: Database) -> SchemaStatus:
     return found
 
 
-async def _with_database(url: str, options: PostgresOptions | None, fn: Any) -> SchemaStatus:
+async def _with_database(url: str, options: PostgresOptions | None, fn: Any) -> SchemaVersions:
     from wfe_postgres._database import Database
     from wfe_postgres.options import parse_url
 
@@ -212,19 +225,19 @@ async def _with_database(url: str, options: PostgresOptions | None, fn: Any) -> 
     try:
         # Without the providers' own migration step: fn does the work.
         await database.open(schema=False)
-        result: SchemaStatus = await fn(database)
+        result: SchemaVersions = await fn(database)
         return result
     finally:
         await database.close()
 
 
-async def apply_migrations(url: str, options: PostgresOptions | None = None) -> SchemaStatus:
+async def apply_migrations(url: str, options: PostgresOptions | None = None) -> SchemaVersions:
     """Bring the schema at ``url`` (``options.schema``) up to date; returns what was pending.
     For ``wfe migrate`` and deployment scripts run with a role that may run DDL."""
     return await _with_database(url, options, migrate)
 
 
-async def check_migrations(url: str, options: PostgresOptions | None = None) -> SchemaStatus:
+async def check_migrations(url: str, options: PostgresOptions | None = None) -> SchemaVersions:
     """The schema's status at ``url`` without changing anything (``wfe migrate --check``);
-    see :attr:`SchemaStatus.up_to_date`."""
+    see :attr:`SchemaVersions.up_to_date`."""
     return await _with_database(url, options, status)
