@@ -9,7 +9,7 @@ from wfe_postgres._database import acquire_database, release_database
 from wfe_postgres.options import parse_url
 
 if TYPE_CHECKING:
-    from wfe_core.providers.schema import SchemaStatus
+    from wfe_core.providers import SchemaStatus
     from wfe_postgres._database import Database
     from wfe_postgres.options import DatabaseTarget, PostgresOptions
 

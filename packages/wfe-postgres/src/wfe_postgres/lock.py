@@ -17,8 +17,8 @@ import anyio
 from psycopg import sql
 
 from wfe_core.errors import LockNotHeldError
+from wfe_core.providers import Lease, LockProvider
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers.lock import Lease, LockProvider
 from wfe_postgres._listener import ListeningProviderMixin, notify_sql
 
 if TYPE_CHECKING:

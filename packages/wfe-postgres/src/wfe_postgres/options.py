@@ -13,8 +13,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 import attrs
 
 from wfe_core.errors import ConfigurationError
-from wfe_core.files import UnreadableFileError, read_regular_file
-from wfe_core.limits import seconds_problem
+from wfe_core.spi import UnreadableFileError, read_regular_file, seconds_problem
 
 __all__ = ["SCHEMES", "DatabaseTarget", "PostgresOptions", "parse_url", "redact"]
 

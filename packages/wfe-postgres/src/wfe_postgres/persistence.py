@@ -25,8 +25,8 @@ from wfe_core.models import (
     WorkflowInstance,
     WorkflowStatus,
 )
+from wfe_core.providers import PersistenceProvider
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers.persistence import PersistenceProvider
 from wfe_core.serialization import from_primitive, to_primitive
 from wfe_postgres import _sql as q
 from wfe_postgres._documents import InstanceRows, Write, dumps

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 from psycopg import sql
 
+from wfe_core.providers import QueueMessage, QueueName, QueueProvider
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers.queue import QueueMessage, QueueName, QueueProvider
 from wfe_postgres._listener import ListeningProviderMixin, notify_sql
 
 if TYPE_CHECKING:

@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wfe_core.testing.servers import LOOPBACK, ServerError, free_port, url_from_env
+from wfe_core.testing.conformance.servers import LOOPBACK, ServerError, free_port, url_from_env
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -26,7 +26,7 @@ import attrs
 from wfe_core.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from wfe_core.providers.schema import SchemaStatus
+    from wfe_core.providers import SchemaStatus
     from wfe_postgres._database import Connection, Database
     from wfe_postgres.options import PostgresOptions
 
@@ -96,7 +96,7 @@ class SchemaVersions:
 
     def status(self, where: str) -> SchemaStatus:
         """As :class:`wfe_core.providers.schema.SchemaStatus` (``wfe migrate``'s report)."""
-        from wfe_core.providers.schema import SchemaStatus
+        from wfe_core.providers import SchemaStatus
 
         known = {m.version: m.description for m in MIGRATIONS}
         return SchemaStatus(
