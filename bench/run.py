@@ -82,9 +82,16 @@ def _sizes(args: argparse.Namespace) -> Sizes:
 class Runner:
     """Runs jobs in worker processes and keeps what they measured."""
 
-    def __init__(self, workdir: Path, pg: backends.Postgres | None, verbose: bool) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        pg: backends.Postgres | None,
+        verbose: bool,
+        valkey_url: str | None = None,
+    ) -> None:
         self.workdir = workdir
         self.pg = pg
+        self.valkey_url = valkey_url
         self.verbose = verbose
         self.runs = 0
         #: Job key -> metric -> values (one per timed round).
@@ -96,6 +103,8 @@ class Runner:
         self.notes: dict[tuple[str, str, str], set[str]] = defaultdict(set)
         self.errors: list[dict[str, Any]] = []
         self.template: str | None = None
+        #: The seeded PostgreSQL database scenario 6's runs copy.
+        self.pg_template: str | None = None
 
     def _spec(self, job: Job) -> tuple[dict[str, Any], Path | None]:
         spec = dict(job.spec)
@@ -107,7 +116,11 @@ class Runner:
             spec["target"] = str(scratch)
         elif job.target_kind == "postgres-db":
             assert self.pg is not None
-            spec["target"] = self.pg.database_url(f"bench_{spec['system']}")
+            # Scenario 6 starts from a copy of the seeded database.
+            template = self.pg_template if spec.get("scenario") == "scale" else None
+            spec["target"] = self.pg.database_url(f"bench_{spec['system']}", template)
+        if "valkey" in job.backend:
+            spec["valkey_url"] = self.valkey_url
         if spec.get("scenario") == "scale":
             spec["template"] = self.template
         return spec, scratch
@@ -189,18 +202,20 @@ def main(argv: list[str] | None = None) -> int:
             pg_context: Any = _no_postgres()
         else:
             pg_context = backends.postgres(workdir)
-        with pg_context as pg_or_reason:
+        with pg_context as pg_or_reason, backends.valkey(workdir) as valkey_or_reason:
             pg = pg_or_reason if isinstance(pg_or_reason, backends.Postgres) else None
             postgres_skip = None if pg is not None else str(pg_or_reason)
             if pg is not None:
                 info["postgres"] = pg.version
-            runner = Runner(workdir, pg, args.verbose)
+            valkey_url = valkey_or_reason if valkey_or_reason.startswith("valkey://") else None
+            runner = Runner(workdir, pg, args.verbose, valkey_url)
             plan = groups(
                 sizes,
                 wfe_postgres_skip=backends.wfe_postgres_missing(),
                 postgres_skip=postgres_skip,
                 step_types_skip=step_types_missing(),
                 only=only,
+                valkey_skip=None if valkey_url else valkey_or_reason,
             )
             seed_info = _run_plan(runner, plan, sizes)
     finally:
@@ -273,6 +288,31 @@ def _run_plan(runner: Runner, plan: list[tuple[str, list[Job]]], sizes: Sizes) -
                 runner.template = str(template)
                 seed_info = {k: round(v, 2) for k, v in result["metrics"].items()}
                 print(f"    seeded: {seed_info}", file=sys.stderr)
+        if any(job.scenario == "6" and job.backend == "postgres" for job in runnable):
+            assert runner.pg is not None
+            url = runner.pg.database_url("bench_seed")
+            print(
+                f"[6] seeding {sizes.stored:,} finished instances in PostgreSQL ...",
+                file=sys.stderr,
+            )
+            result = runner.run_worker(
+                {
+                    "system": "seed",
+                    "scenario": "seed",
+                    "backend": "postgres",
+                    "target": url,
+                    "count": sizes.stored,
+                }
+            )
+            if not result["ok"]:
+                runner.errors.append({"job": ["6", "seed", "postgres"], "error": result["error"]})
+                runnable = [
+                    j for j in runnable if not (j.scenario == "6" and j.backend == "postgres")
+                ]
+            else:
+                runner.pg_template = url.rsplit("/", 1)[1].split("?")[0]
+                seed_info["postgres"] = {k: round(v, 2) for k, v in result["metrics"].items()}
+                print(f"    seeded: {seed_info['postgres']}", file=sys.stderr)
         if not runnable:
             continue
         print(f"[{name}] {len(runnable)} jobs x {sizes.repetitions} rounds", file=sys.stderr)

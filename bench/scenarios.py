@@ -25,7 +25,7 @@ TITLES = {
 
 #: Scenario 7's shapes (see ``bench.peers.wfe.LONG_SHAPES``) and backends.
 LONG_SHAPES = ("sequence", "while_do", "for_each", "for_each_parallel")
-LONG_BACKENDS = ("memory", "sqlite")
+LONG_BACKENDS = ("memory", "sqlite", "postgres")
 
 
 def long_system(system: str, shape: str, steps: int) -> str:
@@ -91,7 +91,11 @@ DBOS_SQLITE = (("DBOS", "default"), ("DBOS (WAL)", "wal"))
 
 
 def _wfe(scenario: str, backend: str, kind: str, skip: str | None, **spec: Any) -> Job:
-    target = {"sqlite": "sqlite-file", "postgres": "postgres-db"}.get(backend)
+    target = {
+        "sqlite": "sqlite-file",
+        "sqlite+valkey": "sqlite-file",
+        "postgres": "postgres-db",
+    }.get(backend)
     return Job(
         scenario,
         "WFE",
@@ -127,6 +131,7 @@ def groups(
     postgres_skip: str | None,
     step_types_skip: str | None,
     only: set[str] | None = None,
+    valkey_skip: str | None = "no Valkey server",
 ) -> list[tuple[str, list[Job]]]:
     """The groups of jobs to run, each named by the scenarios it holds."""
     warm = sizes.warmup
@@ -152,6 +157,8 @@ def groups(
         jobs = []
         if wanted("2"):
             jobs.append(_wfe("2", "sqlite", "burst", None, count=count, warmup=warm))
+            # The same store with Valkey as lock, queue and lifecycle, in the same rounds.
+            jobs.append(_wfe("2", "sqlite+valkey", "burst", valkey_skip, count=count, warmup=warm))
             jobs += [
                 _dbos("2", label, journal, "sqlite", "burst", count=count, warmup=warm)
                 for label, journal in DBOS_SQLITE
@@ -163,6 +170,7 @@ def groups(
                 jobs.append(_floor("2", "postgres", sizes.floor_commits))
         if wanted("6"):
             jobs.append(_wfe("6", "sqlite", "scale", None, count=count, warmup=warm))
+            jobs.append(_wfe("6", "postgres", "scale", pg_wfe_skip, count=count, warmup=warm))
         result.append(("2+6" if wanted("2") and wanted("6") else "2" if wanted("2") else "6", jobs))
     if wanted("3"):
         jobs = [
@@ -185,6 +193,7 @@ def groups(
         jobs = [
             _wfe("4", "memory", "event", None, count=count, warmup=warm),
             _wfe("4", "sqlite", "event", None, count=count, warmup=warm),
+            _wfe("4", "sqlite+valkey", "event", valkey_skip, count=count, warmup=warm),
             _dbos("4", "DBOS (WAL)", "wal", "sqlite", "event", count=count, warmup=warm),
             _wfe("4", "postgres", "event", pg_wfe_skip, count=count, warmup=warm),
         ]
@@ -215,7 +224,8 @@ def groups(
         for steps in sizes.long_steps:
             for shape in LONG_SHAPES:
                 for backend in LONG_BACKENDS:
-                    job = _wfe("7", backend, "long", None, shape=shape, steps=steps, warmup=2)
+                    skip = pg_wfe_skip if backend == "postgres" else None
+                    job = _wfe("7", backend, "long", skip, shape=shape, steps=steps, warmup=2)
                     jobs.append(attrs.evolve(job, system=long_system("WFE", shape, steps)))
             # DBOS on WAL (faster than its default journal): the stricter comparison.
             job = _dbos("7", "DBOS (WAL)", "wal", "sqlite", "loop", count=steps, warmup=2)

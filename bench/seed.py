@@ -84,3 +84,47 @@ def copy_store(template: str, path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# PostgreSQL: the same clone in wfe-postgres's schema ("wfe"); each run gets a copy of the
+# seeded database (CREATE DATABASE ... TEMPLATE), analysed, so it starts from the same store.
+_PG_CLONE = """
+INSERT INTO wfe.workflows (id, definition_id, version, status, reference, next_execution,
+    create_time, complete_time, revision, pointer_count, document)
+SELECT 'seed' || lpad(i::text, 28, '0'), definition_id, version, status, reference, NULL,
+       create_time - i * interval '1 ms', complete_time - i * interval '1 ms', revision,
+       pointer_count, replace(document, %(template)s, 'seed' || lpad(i::text, 28, '0'))
+FROM wfe.workflows, generate_series(1, %(count)s) AS i WHERE id = %(template)s;
+INSERT INTO wfe.pointers (workflow_id, position, document)
+SELECT 'seed' || lpad(i::text, 28, '0'), position, document
+FROM wfe.pointers, generate_series(1, %(count)s) AS i WHERE workflow_id = %(template)s;
+INSERT INTO wfe.pointer_children (workflow_id, position, idx, child_id)
+SELECT 'seed' || lpad(i::text, 28, '0'), position, idx, child_id
+FROM wfe.pointer_children, generate_series(1, %(count)s) AS i WHERE workflow_id = %(template)s;
+"""
+
+
+async def seed_postgres(url: str, count: int) -> dict[str, Any]:
+    """Fill the (empty) database at ``url`` with ``count`` (+1) finished ``bench-3``
+    instances, as :func:`seed` does for SQLite."""
+    import psycopg
+
+    started = time.perf_counter()
+    async with wfe.make_host("postgres", url) as host:
+        host.register(wfe.chain(3, "bench-3"))
+        template = await host.start_workflow("bench-3", {})
+        await host.wait_for_workflow(template, timeout=wfe.TIMEOUT)
+    with psycopg.connect(url) as conn:
+        # One statement at a time: with parameters, the server takes one per command.
+        for statement in filter(str.strip, _PG_CLONE.split(";")):
+            conn.execute(statement.encode(), {"count": count, "template": template})
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
+        stored = conn.execute("SELECT count(*) FROM wfe.workflows").fetchone()
+        size = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return {
+        "stored_instances": stored[0] if stored else 0,
+        "seconds": time.perf_counter() - started,
+        "database_mib": (size[0] if size else 0) / 2**20,
+    }

@@ -51,11 +51,14 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     if system == "seed":
         from bench import seed
 
+        if backend == "postgres":
+            return anyio.run(seed.seed_postgres, target, count)
         return anyio.run(seed.seed, target, count)
     if system != "wfe":
         raise ValueError(f"unknown system {system!r}")
     from bench.peers import wfe
 
+    wfe.VALKEY_URL = spec.get("valkey_url")
     if scenario == "sequential":
         return anyio.run(wfe.sequential, backend, target, count, warmup)
     if scenario == "burst":
@@ -63,7 +66,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     if scenario == "scale":
         from bench import seed
 
-        seed.copy_store(spec["template"], target)
+        if backend == "sqlite":
+            seed.copy_store(spec["template"], target)
 
         async def scaled() -> dict[str, Any]:
             return await wfe.burst(backend, target, count, warmup, fresh=False)

@@ -98,5 +98,19 @@ class ProviderError(WfeError):
     """
 
 
+class ProviderUnavailableError(ProviderError):
+    """A provider's backend could not be reached (or kept failing with transient errors)
+    for longer than the provider retries."""
+
+
+class LifecycleGapError(ProviderError):
+    """A lifecycle subscription lost its connection: events published meanwhile are lost.
+
+    Raised by a subscription of a network publisher (pub/sub) when it notices the gap; the
+    subscription has ended. Subscribe again, and re-check anything you were waiting for
+    (``wait_for_workflow`` reads persistence again) instead of relying on a missed event.
+    """
+
+
 class WorkflowTimeoutError(WfeError, TimeoutError):
     """Waiting for a workflow to finish took longer than the given timeout."""

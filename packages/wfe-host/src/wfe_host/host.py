@@ -17,6 +17,7 @@ import anyio
 
 from wfe_core.errors import (
     InvalidInputError,
+    LifecycleGapError,
     SubscriptionNotFoundError,
     WfeError,
     WorkflowNotFoundError,
@@ -526,16 +527,28 @@ class WorkflowHost:
         started = False
         while True:
             subscription = self.lifecycle.subscribe()
-            self._watching = True
-            if not started:
-                task_status.started()
-                started = True
             try:
+                # A network subscription is active only once its server confirmed it; until
+                # then waiters keep reading persistence now and then.
+                active = getattr(subscription, "wait_active", None)
+                if active is not None:
+                    await active()
+                self._watching = True
+                if started:
+                    # Subscribed again after a failure: what finished meanwhile was announced
+                    # to nobody, so the waiters read persistence once more.
+                    self._wake_all_waiters()
+                else:
+                    task_status.started()
+                    started = True
                 async for event in subscription:
                     if event.type in _FINISHED_EVENTS:
                         for waiter in self._waiters.get(event.workflow_id, ()):
                             waiter.wake()
                 return  # the publisher closed: the host is stopping
+            except LifecycleGapError as exc:
+                # Events were lost (a reconnect): the waiters, woken below, read persistence.
+                logger.warning("lifecycle events may be lost (%s); subscribing again", exc)
             except Exception:
                 logger.exception("watching lifecycle events failed; subscribing again")
             finally:
@@ -544,11 +557,17 @@ class WorkflowHost:
                 if closer is not None:
                     with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                         await closer()
+            if not started:
+                task_status.started()
+                started = True
             # Waiters read again while it is down; wake them so they notice the change.
-            for waiters in list(self._waiters.values()):
-                for waiter in waiters:
-                    waiter.wake()
+            self._wake_all_waiters()
             await anyio.sleep(_WATCH_RETRY)
+
+    def _wake_all_waiters(self) -> None:
+        for waiters in list(self._waiters.values()):
+            for waiter in waiters:
+                waiter.wake()
 
     def lifecycle_events(self) -> AsyncIterator[LifecycleEvent]:
         """Lifecycle events from now on (``async for event in host.lifecycle_events()``)."""

@@ -1,0 +1,215 @@
+"""The SQL statements of the PostgreSQL persistence (internal).
+
+Unqualified names: every connection's ``search_path`` is the provider's schema. Rows of a
+write travel as arrays (``unnest``), so a write is one statement whatever it holds; a
+statement is atomic on its own, so the executor's per-step write needs no ``BEGIN``/``COMMIT``
+round trips.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+# The head's columns of an update, checked against the stored revision and fence in the
+# same statement. A fence only ever moves up (GREATEST ignores NULL).
+_UPDATE_HEAD = """
+    w AS (
+        UPDATE workflows SET status = %(status)s, reference = %(reference)s,
+            next_execution = %(next_execution)s, complete_time = %(complete_time)s,
+            revision = %(revision)s, pointer_count = %(pointer_count)s,
+            document = %(document)s, fence = GREATEST(fence, %(fence)s::bigint)
+        WHERE id = %(id)s AND revision = %(expected)s
+            AND (fence IS NULL OR %(fence)s::bigint IS NULL OR fence <= %(fence)s::bigint)
+        RETURNING id
+    )"""
+
+_POINTER_ROWS = """
+    p AS (
+        INSERT INTO pointers (workflow_id, position, document)
+        SELECT w.id, t.position, t.document
+        FROM w, unnest(%(positions)s::integer[], %(texts)s::text[]) AS t(position, document)
+        ON CONFLICT (workflow_id, position) DO UPDATE SET document = EXCLUDED.document
+    ),
+    c AS (
+        INSERT INTO pointer_children (workflow_id, position, idx, child_id)
+        SELECT w.id, t.position, t.idx, t.child_id
+        FROM w, unnest(%(child_positions)s::integer[], %(child_indices)s::integer[],
+                       %(child_ids)s::text[]) AS t(position, idx, child_id)
+        ON CONFLICT (workflow_id, position, idx) DO UPDATE SET child_id = EXCLUDED.child_id
+    )"""
+
+# Subscriptions are replaced by id (keeping their place among equal times: seq stays);
+# an event id already stored fails the statement (unique violation), so nothing is stored.
+_SUBSCRIPTION_ROWS = """
+    s AS (
+        INSERT INTO subscriptions (id, workflow_id, event_name, event_key, subscribe_as_of,
+                                   create_time, terminated, document)
+        SELECT t.* FROM w, unnest(%(s_id)s::text[], %(s_workflow)s::text[], %(s_name)s::text[],
+            %(s_key)s::text[], %(s_as_of)s::timestamptz[], %(s_created)s::timestamptz[],
+            %(s_terminated)s::boolean[], %(s_document)s::text[]) AS t
+        ON CONFLICT (id) DO UPDATE SET workflow_id = EXCLUDED.workflow_id,
+            event_name = EXCLUDED.event_name, event_key = EXCLUDED.event_key,
+            subscribe_as_of = EXCLUDED.subscribe_as_of, create_time = EXCLUDED.create_time,
+            terminated = EXCLUDED.terminated, document = EXCLUDED.document
+    )"""
+_ERROR_ROWS = """
+    e AS (
+        INSERT INTO errors (workflow_id, time, document)
+        SELECT t.* FROM w, unnest(%(e_workflow)s::text[], %(e_time)s::timestamptz[],
+            %(e_document)s::text[]) AS t
+    )"""
+_EVENT_ROWS = """
+    v AS (
+        INSERT INTO events (id, name, key, time, is_processed, document)
+        SELECT t.* FROM w, unnest(%(v_id)s::text[], %(v_name)s::text[], %(v_key)s::text[],
+            %(v_time)s::timestamptz[], %(v_processed)s::boolean[], %(v_document)s::text[]) AS t
+    )"""
+
+# What the statement found: whether it wrote, and the stored revision and fence before it
+# (the sub-selects read the statement's snapshot), for the error of a refused write.
+_RESULT = """
+    SELECT (SELECT count(*) FROM w), (SELECT revision FROM workflows WHERE id = %(id)s),
+           (SELECT fence FROM workflows WHERE id = %(id)s)"""
+
+
+@functools.cache
+def persist(pointers: bool, subscriptions: bool, errors: bool, events: bool) -> str:
+    """The statement of a write holding the parts given: the head always; the changed and
+    new pointer rows (the executor's write; a whole-instance write stores them after); the
+    subscriptions, errors and events passed with it. Only the parts a write needs: most
+    steps pass none of the last three, and every part costs the server work even when empty.
+    (At most 16 texts, each prepared by the driver once it is used often.)"""
+    parts = [_UPDATE_HEAD]
+    for wanted, part in (
+        (pointers, _POINTER_ROWS),
+        (subscriptions, _SUBSCRIPTION_ROWS),
+        (errors, _ERROR_ROWS),
+        (events, _EVENT_ROWS),
+    ):
+        if wanted:
+            parts.append(part)
+    return f"WITH {', '.join(parts)} {_RESULT}"
+
+
+#: A whole-instance write: drop the child rows and the pointers past the new count.
+REPLACE_POINTERS = """
+    WITH gone AS (DELETE FROM pointers WHERE workflow_id = %(id)s AND position >= %(pointer_count)s)
+    DELETE FROM pointer_children WHERE workflow_id = %(id)s"""
+#: A whole-instance write: every pointer and child row.
+INSERT_POINTERS = f"""
+    WITH w AS (SELECT %(id)s::text AS id), {_POINTER_ROWS}
+    SELECT 1"""
+
+CREATE_WORKFLOW = f"""
+    WITH w AS (
+        INSERT INTO workflows (id, definition_id, version, create_time, status, reference,
+            next_execution, complete_time, revision, pointer_count, document)
+        VALUES (%(id)s, %(definition_id)s, %(version)s, %(create_time)s, %(status)s,
+            %(reference)s, %(next_execution)s, %(complete_time)s, %(revision)s,
+            %(pointer_count)s, %(document)s)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id
+    ), {_POINTER_ROWS}
+    SELECT count(*) FROM w"""
+
+#: Heads and pointers (with their child ids) of the instances ``ids``, in one snapshot:
+#: each head, then its pointers in order.
+LOAD_WORKFLOWS = """
+    SELECT id, NULL::integer, document, NULL::text[] FROM workflows WHERE id = ANY(%(ids)s)
+    UNION ALL
+    SELECT p.workflow_id, p.position, p.document,
+           ARRAY(SELECT c.child_id FROM pointer_children c
+                 WHERE c.workflow_id = p.workflow_id AND c.position = p.position
+                 ORDER BY c.idx)
+    FROM pointers p WHERE p.workflow_id = ANY(%(ids)s)
+    ORDER BY 1, 2 NULLS FIRST"""
+
+#: A page of pointers with the instance's pointer count (one row with NULLs when the page is
+#: empty, none when the instance is unknown).
+POINTER_PAGE = """
+    SELECT w.pointer_count, p.position, p.document,
+           ARRAY(SELECT c.child_id FROM pointer_children c
+                 WHERE c.workflow_id = p.workflow_id AND c.position = p.position
+                 ORDER BY c.idx)
+    FROM workflows w
+    LEFT JOIN LATERAL (
+        SELECT * FROM pointers p WHERE p.workflow_id = w.id AND p.position >= %(skip)s
+        ORDER BY p.position LIMIT %(take)s
+    ) p ON true
+    WHERE w.id = %(id)s
+    ORDER BY p.position"""
+
+DUE_WORKFLOWS = """
+    SELECT id FROM workflows
+    WHERE status = 'runnable' AND next_execution IS NOT NULL AND next_execution <= %s
+    ORDER BY next_execution, seq"""
+NEXT_EXECUTION = """
+    SELECT min(next_execution) FROM workflows
+    WHERE status = 'runnable' AND next_execution IS NOT NULL"""
+
+PURGE = """
+    WITH doomed AS (
+        DELETE FROM workflows
+        WHERE status = ANY(%s::text[]) AND complete_time IS NOT NULL AND complete_time < %s
+        RETURNING id
+    ),
+    p AS (DELETE FROM pointers WHERE workflow_id IN (SELECT id FROM doomed)),
+    c AS (DELETE FROM pointer_children WHERE workflow_id IN (SELECT id FROM doomed)),
+    s AS (DELETE FROM subscriptions WHERE workflow_id IN (SELECT id FROM doomed)),
+    e AS (DELETE FROM errors WHERE workflow_id IN (SELECT id FROM doomed))
+    SELECT count(*) FROM doomed"""
+
+INSERT_EVENTS = """
+    INSERT INTO events (id, name, key, time, is_processed, document)
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[],
+                         %s::boolean[], %s::text[])
+    ON CONFLICT (id) DO NOTHING"""
+GET_EVENT = "SELECT document, is_processed FROM events WHERE id = %s"
+DUE_EVENTS = """
+    SELECT id FROM events WHERE NOT is_processed AND time <= %s ORDER BY time, seq"""
+MATCHING_EVENTS = """
+    SELECT id FROM events WHERE name = %s AND key = %s AND time >= %s ORDER BY time, seq"""
+SET_PROCESSED = "UPDATE events SET is_processed = %s WHERE id = %s"
+
+INSERT_SUBSCRIPTION = """
+    INSERT INTO subscriptions (id, workflow_id, event_name, event_key, subscribe_as_of,
+                               create_time, terminated, document)
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
+                         %s::timestamptz[], %s::boolean[], %s::text[])
+    ON CONFLICT (id) DO NOTHING"""
+GET_SUBSCRIPTION = "SELECT document, terminated FROM subscriptions WHERE id = %s"
+OPEN_SUBSCRIPTIONS = """
+    SELECT document, terminated FROM subscriptions
+    WHERE event_name = %s AND event_key = %s AND subscribe_as_of <= %s AND NOT terminated
+    ORDER BY subscribe_as_of, create_time, seq"""
+TERMINATE_SUBSCRIPTION = """
+    WITH u AS (UPDATE subscriptions SET terminated = true WHERE id = %(id)s AND NOT terminated)
+    SELECT id FROM subscriptions WHERE id = %(id)s"""
+
+WORKFLOW_ERRORS = "SELECT document FROM errors WHERE workflow_id = %s ORDER BY time, seq"
+
+
+def list_filter(
+    status: str | None, definition_id: str | None, reference: str | None
+) -> tuple[str, tuple[Any, ...]]:
+    """The ``WHERE`` clause (from fixed pieces only) and its parameters of a list."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("status", status),
+        ("definition_id", definition_id),
+        ("reference", reference),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = %s")
+            params.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+def list_count(where: str) -> str:
+    return f"SELECT count(*) FROM workflows{where}"
+
+
+def list_page(where: str) -> str:
+    return f"SELECT id FROM workflows{where} ORDER BY create_time DESC, seq DESC LIMIT %s OFFSET %s"
