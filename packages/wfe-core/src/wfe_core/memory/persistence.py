@@ -303,7 +303,7 @@ class MemoryPersistence(PersistenceProvider):
     :meth:`persist_workflow` let other tasks run first, as a call to a database would.
     """
 
-    capabilities = frozenset[str]()
+    capabilities = frozenset()
 
     def __init__(self, *, fast: bool | None = None, verify_changes: bool | None = None) -> None:
         #: Take the shortcuts (see the module docstring); ``False`` keeps every write whole.

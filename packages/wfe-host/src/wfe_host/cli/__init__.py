@@ -22,6 +22,7 @@ from wfe_host.cli.config import config_group
 from wfe_host.cli.events import events_group
 from wfe_host.cli.graph import graph_command
 from wfe_host.cli.info import plugins_command, providers_command
+from wfe_host.cli.migrate import migrate_command
 from wfe_host.cli.purge import purge_command
 from wfe_host.cli.run import run_command
 from wfe_host.cli.search import search_command
@@ -240,3 +241,4 @@ main.add_command(validate_command)
 main.add_command(graph_command)
 main.add_command(config_group)
 main.add_command(purge_command)
+main.add_command(migrate_command)

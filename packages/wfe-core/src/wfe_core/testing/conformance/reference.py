@@ -63,7 +63,7 @@ class ReferencePersistence(PersistenceProvider):
     so each call is atomic with respect to other tasks.
     """
 
-    capabilities = frozenset[str]()
+    capabilities = frozenset()
 
     def __init__(self) -> None:
         #: The whole instance (``revision`` and ``pointers`` included) as text, by id.
