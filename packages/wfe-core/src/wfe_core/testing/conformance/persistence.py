@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
+    initialize,
     invariant,
     rule,
     run_state_machine_as_test,
@@ -1076,6 +1077,11 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
         def create(
             self, status: WorkflowStatus, data: Any, next_at: int | None, pointers: int
         ) -> str:
+            return self.new_instance(status, data, next_at, pointers)
+
+        def new_instance(
+            self, status: WorkflowStatus, data: Any, next_at: int | None, pointers: int
+        ) -> str:
             # Simple instances (the round-trip property covers every field): they shrink fast.
             instance = make_instance(
                 definition_id=self.prefix,
@@ -1093,9 +1099,28 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
 
         @rule(target=copies, workflow_id=workflow_ids)
         def load(self, workflow_id: str) -> tuple[WorkflowInstance, WorkflowInstance]:
+            return self.copy_of(workflow_id)
+
+        @rule(target=copies, pair=copies)
+        def reload(
+            self, pair: tuple[WorkflowInstance, WorkflowInstance]
+        ) -> tuple[WorkflowInstance, WorkflowInstance]:
+            """Another copy of an instance already loaded: once one of them is written, the
+            other is stale, and the stores must refuse its writes."""
+            return self.copy_of(pair[0].id)
+
+        def copy_of(self, workflow_id: str) -> tuple[WorkflowInstance, WorkflowInstance]:
+            """The instance as each store reads it back (they must agree)."""
             got, expected = self.both("get_workflow", workflow_id)
             assert got == expected
             return got, expected
+
+        @initialize(target=copies, pointers=st.integers(min_value=1, max_value=3))
+        def first(self, pointers: int) -> tuple[WorkflowInstance, WorkflowInstance]:
+            """Every run starts with a runnable instance loaded, so the writes that change
+            pointers (``step``, ``rewrite``) can run from its first step on."""
+            workflow_id = self.new_instance(WorkflowStatus.RUNNABLE, {"n": 0}, None, pointers)
+            return self.copy_of(workflow_id)
 
         @rule(
             pair=copies,
