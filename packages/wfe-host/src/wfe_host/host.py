@@ -31,10 +31,11 @@ from wfe_core.models import (
     WorkflowStatus,
     new_id,
 )
-from wfe_core.models.instance import utcnow
 from wfe_core.primitives import CHILD_FINISHED_EVENT
 from wfe_core.providers import QueueName, capabilities
 from wfe_core.serialization import from_primitive, to_primitive
+from wfe_core.spi import utcnow
+from wfe_host import telemetry
 from wfe_host.options import HostOptions
 from wfe_host.runtime import control, queries
 from wfe_host.runtime.consumer import consume
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup, TaskStatus
 
-    from wfe_core.engine import StepMiddleware, WorkflowMiddleware
+    from wfe_core import StepBody, StepMiddleware, WorkflowMiddleware
     from wfe_core.models import (
         EventSubscription,
         ExecutionError,
@@ -72,7 +73,6 @@ if TYPE_CHECKING:
         QueueProvider,
         SearchIndex,
     )
-    from wfe_core.step import StepBody
     from wfe_host.registry import PluginRegistry
 
 logger = logging.getLogger("wfe_host")
@@ -155,10 +155,7 @@ class WorkflowHost:
         step_middleware: Iterable[StepMiddleware] = (),
         workflow_middleware: Iterable[WorkflowMiddleware] = (),
     ) -> None:
-        from wfe_core.memory.lifecycle import MemoryLifecycle
-        from wfe_core.memory.lock import MemoryLock
-        from wfe_core.memory.persistence import MemoryPersistence
-        from wfe_core.memory.queue import MemoryQueue
+        from wfe_core.memory import MemoryLifecycle, MemoryLock, MemoryPersistence, MemoryQueue
 
         self.persistence: PersistenceProvider = persistence or MemoryPersistence()
         self.lock: LockProvider = lock or MemoryLock()
@@ -174,6 +171,10 @@ class WorkflowHost:
         self.definitions = DefinitionRegistry()
         self.step_middleware: list[StepMiddleware] = list(step_middleware)
         self.workflow_middleware: list[WorkflowMiddleware] = list(workflow_middleware)
+        if self.options.telemetry and telemetry.available():
+            instruments = telemetry.Telemetry()
+            self.step_middleware.insert(0, instruments)  # outermost: it times the others too
+            self.workflow_middleware.insert(0, instruments)
         self.step_factories: dict[type, Callable[[], StepBody]] = {}
         self.passes = PassRunner(self)
         self.events = EventDelivery(self)

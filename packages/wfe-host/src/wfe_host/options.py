@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from wfe_core.limits import seconds_validator
+from wfe_core.spi import seconds_validator
 
 
 @attrs.define
@@ -29,3 +29,6 @@ class HostOptions:
     run_workers: bool = True
     #: Name of this worker in leases and logs; a random one when unset.
     worker_id: str | None = None
+    #: Record OpenTelemetry spans and metrics when ``opentelemetry-api`` is installed
+    #: (no-ops until an SDK is configured; see docs/observability.md).
+    telemetry: bool = True

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wfe_core.engine.executor import SUBSCRIPTION_ID
 from wfe_core.models import (
     Event,
     LifecycleEvent,
@@ -13,8 +12,8 @@ from wfe_core.models import (
     PointerStatus,
     WorkflowStatus,
 )
-from wfe_core.models.instance import utcnow
 from wfe_core.primitives import TERMINATE_CHILD_EVENT, child_workflow_candidates
+from wfe_core.spi import SUBSCRIPTION_ID, utcnow
 
 if TYPE_CHECKING:
     from wfe_core.models import WorkflowInstance

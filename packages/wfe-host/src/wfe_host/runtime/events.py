@@ -9,16 +9,15 @@ from typing import TYPE_CHECKING
 import anyio
 import attrs
 
-from wfe_core.engine.executor import SUBSCRIPTION_ID
 from wfe_core.errors import (
     EventNotFoundError,
     SubscriptionNotFoundError,
     WorkflowNotFoundError,
 )
 from wfe_core.models import PointerStatus, WorkflowStatus
-from wfe_core.models.instance import utcnow
 from wfe_core.primitives import TERMINATE_CHILD_EVENT
 from wfe_core.providers import QueueName
+from wfe_core.spi import SUBSCRIPTION_ID, utcnow
 from wfe_host.runtime.passes import Carried, Outcome
 
 if TYPE_CHECKING:

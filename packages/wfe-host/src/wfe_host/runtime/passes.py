@@ -11,24 +11,24 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from wfe_core.engine import WorkflowExecutor
+from wfe_core import WorkflowExecutor
 from wfe_core.errors import ConcurrencyError, LockNotHeldError, WfeError, WorkflowNotFoundError
 from wfe_core.models import EventSubscription, WorkflowInstance, WorkflowStatus, new_id
-from wfe_core.models.instance import utcnow
 from wfe_core.providers import Lease
 from wfe_core.serialization import to_primitive
+from wfe_core.spi import utcnow
 from wfe_host.runtime.data import restore_error
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
     from datetime import datetime
 
+    from wfe_core import StepBody
     from wfe_core.models import (
         ExecutionError,
         LifecycleEvent,
         StepDefinition,
     )
-    from wfe_core.step import StepBody
     from wfe_host.host import WorkflowHost
 
 logger = logging.getLogger("wfe_host.passes")

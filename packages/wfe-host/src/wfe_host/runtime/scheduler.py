@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from wfe_core.models.instance import utcnow
 from wfe_core.providers import capabilities as cap
+from wfe_core.spi import utcnow
 
 if TYPE_CHECKING:
     from datetime import datetime
