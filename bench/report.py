@@ -148,7 +148,7 @@ def targets(
             None if rate is None else rate >= 20_000,
         )
     )
-    for backend in ("memory", "sqlite", "postgres"):
+    for backend in ("memory", "sqlite", "sqlite+valkey", "postgres"):
         p50 = med("4", "WFE", backend, "latency_p50_ms")
         reason = skipped.get(("4", "WFE", backend))
         found.append(
@@ -327,7 +327,7 @@ def render(document: dict[str, Any], checked: list[Target]) -> str:
         f"sizes: {', '.join(f'{k}={v}' for k, v in sizes.items())}",
         "",
     ]
-    header = f"{'scenario':<42} {'system':<32} {'backend':<9} {'metric':<23} " + (
+    header = f"{'scenario':<42} {'system':<32} {'backend':<13} {'metric':<23} " + (
         f"{'median':>9} {'min':>9} {'max':>9}"
     )
     lines += [header, "-" * len(header)]
@@ -337,10 +337,11 @@ def render(document: dict[str, Any], checked: list[Target]) -> str:
         shown = title if title != last else ""
         last = title
         if row["metric"] is None:
-            lines.append(f"{shown:<42} {row['system']:<32} {row['backend']:<9} -- {row['skipped']}")
+            skipped = row["skipped"]
+            lines.append(f"{shown:<42} {row['system']:<32} {row['backend']:<13} -- {skipped}")
             continue
         lines.append(
-            f"{shown:<42} {row['system']:<32} {row['backend']:<9} "
+            f"{shown:<42} {row['system']:<32} {row['backend']:<13} "
             f"{metric_label(row['metric']):<23} "
             f"{_num(_nan(row['median'])):>9} {_num(_nan(row['min'])):>9} "
             f"{_num(_nan(row['max'])):>9}"

@@ -82,9 +82,16 @@ def _sizes(args: argparse.Namespace) -> Sizes:
 class Runner:
     """Runs jobs in worker processes and keeps what they measured."""
 
-    def __init__(self, workdir: Path, pg: backends.Postgres | None, verbose: bool) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        pg: backends.Postgres | None,
+        verbose: bool,
+        valkey_url: str | None = None,
+    ) -> None:
         self.workdir = workdir
         self.pg = pg
+        self.valkey_url = valkey_url
         self.verbose = verbose
         self.runs = 0
         #: Job key -> metric -> values (one per timed round).
@@ -112,6 +119,8 @@ class Runner:
             # Scenario 6 starts from a copy of the seeded database.
             template = self.pg_template if spec.get("scenario") == "scale" else None
             spec["target"] = self.pg.database_url(f"bench_{spec['system']}", template)
+        if "valkey" in job.backend:
+            spec["valkey_url"] = self.valkey_url
         if spec.get("scenario") == "scale":
             spec["template"] = self.template
         return spec, scratch
@@ -193,18 +202,20 @@ def main(argv: list[str] | None = None) -> int:
             pg_context: Any = _no_postgres()
         else:
             pg_context = backends.postgres(workdir)
-        with pg_context as pg_or_reason:
+        with pg_context as pg_or_reason, backends.valkey(workdir) as valkey_or_reason:
             pg = pg_or_reason if isinstance(pg_or_reason, backends.Postgres) else None
             postgres_skip = None if pg is not None else str(pg_or_reason)
             if pg is not None:
                 info["postgres"] = pg.version
-            runner = Runner(workdir, pg, args.verbose)
+            valkey_url = valkey_or_reason if valkey_or_reason.startswith("valkey://") else None
+            runner = Runner(workdir, pg, args.verbose, valkey_url)
             plan = groups(
                 sizes,
                 wfe_postgres_skip=backends.wfe_postgres_missing(),
                 postgres_skip=postgres_skip,
                 step_types_skip=step_types_missing(),
                 only=only,
+                valkey_skip=None if valkey_url else valkey_or_reason,
             )
             seed_info = _run_plan(runner, plan, sizes)
     finally:

@@ -91,7 +91,11 @@ DBOS_SQLITE = (("DBOS", "default"), ("DBOS (WAL)", "wal"))
 
 
 def _wfe(scenario: str, backend: str, kind: str, skip: str | None, **spec: Any) -> Job:
-    target = {"sqlite": "sqlite-file", "postgres": "postgres-db"}.get(backend)
+    target = {
+        "sqlite": "sqlite-file",
+        "sqlite+valkey": "sqlite-file",
+        "postgres": "postgres-db",
+    }.get(backend)
     return Job(
         scenario,
         "WFE",
@@ -127,6 +131,7 @@ def groups(
     postgres_skip: str | None,
     step_types_skip: str | None,
     only: set[str] | None = None,
+    valkey_skip: str | None = "no Valkey server",
 ) -> list[tuple[str, list[Job]]]:
     """The groups of jobs to run, each named by the scenarios it holds."""
     warm = sizes.warmup
@@ -152,6 +157,8 @@ def groups(
         jobs = []
         if wanted("2"):
             jobs.append(_wfe("2", "sqlite", "burst", None, count=count, warmup=warm))
+            # The same store with Valkey as lock, queue and lifecycle, in the same rounds.
+            jobs.append(_wfe("2", "sqlite+valkey", "burst", valkey_skip, count=count, warmup=warm))
             jobs += [
                 _dbos("2", label, journal, "sqlite", "burst", count=count, warmup=warm)
                 for label, journal in DBOS_SQLITE
@@ -186,6 +193,7 @@ def groups(
         jobs = [
             _wfe("4", "memory", "event", None, count=count, warmup=warm),
             _wfe("4", "sqlite", "event", None, count=count, warmup=warm),
+            _wfe("4", "sqlite+valkey", "event", valkey_skip, count=count, warmup=warm),
             _dbos("4", "DBOS (WAL)", "wal", "sqlite", "event", count=count, warmup=warm),
             _wfe("4", "postgres", "event", pg_wfe_skip, count=count, warmup=warm),
         ]

@@ -58,6 +58,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown system {system!r}")
     from bench.peers import wfe
 
+    wfe.VALKEY_URL = spec.get("valkey_url")
     if scenario == "sequential":
         return anyio.run(wfe.sequential, backend, target, count, warmup)
     if scenario == "burst":

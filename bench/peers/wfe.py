@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 #: Seconds any single wait may take before a run is declared failed.
 TIMEOUT = 120.0
+#: The Valkey server of the ``sqlite+valkey`` backend (set by the worker from its spec).
+VALKEY_URL: str | None = None
 
 
 class Noop(StepBody):
@@ -44,7 +46,8 @@ def remove_database(path: str) -> None:
 
 def make_host(backend: str, target: str | None) -> WorkflowHost:
     """A host on ``backend``: ``memory``, ``sqlite`` (``target`` is the file) or
-    ``postgres`` (``target`` is the URL), lock and queue following persistence."""
+    ``postgres`` (``target`` is the URL), lock and queue following persistence; or
+    ``sqlite+valkey``: the SQLite file with Valkey's lock, queue and lifecycle publisher."""
     if backend == "memory":
         return WorkflowHost()
     if backend == "sqlite":
@@ -53,6 +56,20 @@ def make_host(backend: str, target: str | None) -> WorkflowHost:
     if backend == "postgres":
         assert target is not None
         return WorkflowHost.from_settings(_postgres_settings(target))
+    if backend == "sqlite+valkey":
+        # Instances in the SQLite file; lock, queue and lifecycle events in Valkey, under a
+        # key prefix of this run's own.
+        assert target is not None
+        assert VALKEY_URL is not None, "the sqlite+valkey backend needs a Valkey server"
+        valkey = {"url": VALKEY_URL, "options": {"key_prefix": f"bench-{os.getpid()}"}}
+        return WorkflowHost.from_settings(
+            {
+                "persistence": f"sqlite:///{target}",
+                "lock": valkey,
+                "queue": valkey,
+                "lifecycle": valkey,
+            }
+        )
     raise ValueError(f"unknown backend {backend!r}")
 
 
@@ -104,7 +121,7 @@ async def _wait_complete(host: WorkflowHost, workflow_id: str) -> None:
 # -- scenarios ---------------------------------------------------------------------------------
 async def sequential(backend: str, target: str | None, count: int, warmup: int) -> dict[str, Any]:
     """Scenario 1: 3-step workflows started and awaited one after the other."""
-    if backend == "sqlite" and target:
+    if backend.startswith("sqlite") and target:
         remove_database(target)
     async with make_host(backend, target) as host:
         host.register(chain(3, "bench-3"))
@@ -131,7 +148,7 @@ async def burst(
     backend: str, target: str | None, count: int, warmup: int, *, fresh: bool = True
 ) -> dict[str, Any]:
     """Scenario 2 (and 6 on a seeded file): ``count`` 3-step workflows started at once."""
-    if fresh and backend == "sqlite" and target:
+    if fresh and backend.startswith("sqlite") and target:
         remove_database(target)
     async with make_host(backend, target) as host:
         host.register(chain(3, "bench-3"))
@@ -210,7 +227,7 @@ async def long_workflow(
 ) -> dict[str, Any]:
     """Scenario 7: one workflow of ``steps`` steps, started and awaited alone (after
     ``warmup`` small ones of the same shape)."""
-    if backend == "sqlite" and target:
+    if backend.startswith("sqlite") and target:
         remove_database(target)
     async with make_host(backend, target) as host:
         host.register(long_definition(shape, steps))
@@ -269,7 +286,7 @@ async def event_round_trip(
     backend: str, target: str | None, count: int, warmup: int
 ) -> dict[str, Any]:
     """Scenario 4: ``publish_event`` until the step after the waiting one runs."""
-    if backend == "sqlite" and target:
+    if backend.startswith("sqlite") and target:
         remove_database(target)
     definition = (
         WorkflowBuilder(dict)

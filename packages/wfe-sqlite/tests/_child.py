@@ -116,6 +116,61 @@ async def run_host(url: str, side_effects: str) -> None:
         await anyio.sleep(3600)
 
 
+def blocking_flow(side_effects: str, deadline: float = 60.0) -> Any:
+    """The workflow of the blocked-loop test: ``work`` then ``after``, each writing a side
+    effect line (pid, step) and appending ``step:pid`` to ``log``. The first run of ``work``
+    (no side effect yet) blocks its event loop, as CPU-bound code would, until another
+    process has finished the workflow and closed its host (its ``done`` line), or
+    ``deadline`` seconds passed."""
+    import attrs
+
+    from wfe_core import StepContext, WorkflowBuilder
+
+    @attrs.define
+    class Log:
+        log: list[str] = attrs.Factory(list)
+
+    def lines() -> list[list[str]]:
+        path = Path(side_effects)
+        return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+    def note(ctx: StepContext, name: str) -> None:
+        with open(side_effects, "a") as out:
+            out.write(f"{os.getpid()} {name}\n")
+        ctx.data.log.append(f"{name}:{os.getpid()}")
+
+    async def work(ctx: StepContext) -> None:
+        first = not lines()
+        note(ctx, "work")
+        if first:
+            me = str(os.getpid())
+            until = time.monotonic() + deadline
+            # Blocks the event loop on purpose: no await, so no lease renewal either.
+            while time.monotonic() < until and not any(
+                line[1] == "done" and line[0] != me for line in lines()
+            ):
+                time.sleep(0.05)  # noqa: ASYNC251
+
+    async def after(ctx: StepContext) -> None:
+        note(ctx, "after")
+
+    return WorkflowBuilder(Log).start_with(work).then(after).build("blocking-flow", version=1)
+
+
+async def finish_one(url: str, workflow_id: str, side_effects: str) -> None:
+    """Run a host with workers (short leases) on ``url`` until ``workflow_id`` finished."""
+    from wfe_host import WorkflowHost
+
+    async with WorkflowHost.from_settings(host_settings(url)) as host:
+        host.register(blocking_flow(side_effects))
+        say(ready=True)
+        finished = await host.wait_for_workflow(workflow_id, timeout=60)
+    # After the host stopped (and gave its leases back).
+    with open(side_effects, "a") as out:  # noqa: ASYNC230 - a short append
+        out.write(f"{os.getpid()} done\n")
+    say(status=str(finished.status), pid=os.getpid())
+
+
 def main() -> None:
     mode, url, *args = sys.argv[1:]
     if mode == "consume":
@@ -126,6 +181,8 @@ def main() -> None:
         anyio.run(hold, url, float(args[0]))
     elif mode == "host":
         anyio.run(run_host, url, args[0])
+    elif mode == "finish-one":
+        anyio.run(finish_one, url, args[0], args[1])
     else:
         raise SystemExit(f"unknown mode {mode}")
 

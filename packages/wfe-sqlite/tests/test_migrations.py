@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_core.errors import ProviderError
+from wfe_core.errors import ProviderError, StaleLeaseError
 from wfe_core.models import WorkflowInstance
 from wfe_core.providers import QueueName
 from wfe_core.serialization import to_primitive
@@ -228,3 +228,25 @@ async def test_a_version_3_document_that_cannot_be_read_stops_the_migration(
     # Nothing of the migration is kept: the file is still at version 3, as it was.
     assert max(v for v, _, _ in _versions(path)) == 3
     assert "wfe_pointers" not in _tables(path)
+
+
+@pytest.mark.anyio
+async def test_a_file_of_schema_version_3_gets_fencing_for_its_instances(tmp_path: Path) -> None:
+    """Migration 5 adds the highest accepted fence per instance, empty for the instances a
+    file already holds: the first write under a lease is accepted whatever its token, and
+    from then on an older token is refused."""
+    path = tmp_path / "v3.db"
+    shutil.copyfile(SCHEMA_V3, path)
+    async with SqlitePersistence(f"sqlite:///{path}") as persistence:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            rows = conn.execute("SELECT id, revision, fence FROM wfe_workflows").fetchall()
+        assert rows
+        assert all(fence is None for _, _, fence in rows)
+        workflow_id, revision, _ = rows[0]
+        instance = await persistence.get_workflow(workflow_id)
+        await persistence.persist_workflow(instance, fence=1)
+        assert instance.revision == revision + 1
+        with pytest.raises(StaleLeaseError):
+            await persistence.persist_workflow(instance, fence=0)
+        assert (await persistence.get_workflow(workflow_id)).revision == revision + 1
+    assert max(v for v, _, _ in _versions(path)) == LATEST_VERSION == 5

@@ -118,6 +118,32 @@ async def test_two_processes_contend_for_one_lock(db_url: str, tmp_path: Path) -
 
 
 @pytest.mark.anyio
+async def test_lock_tokens_grow_across_release_and_process_restarts(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Stores keep tokens as fences: a process started later (the lock's server restarted:
+    for SQLite, the processes using the file) must never issue a token seen before."""
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    async with SqlitePersistence(db_url):
+        pass  # create the file first
+    runs: list[list[int]] = []
+    for _ in range(2):
+        child = _spawn("contend", db_url, "3", str(counter))
+        try:
+            report = await _in_thread(partial(_rest, child))
+        finally:
+            _reap([child])
+        runs.append([r["token"] for r in report if "token" in r])
+    async with SqliteLock(db_url) as lock:
+        lease = await lock.acquire("counter", owner="parent", ttl=30)
+        assert lease is not None
+    tokens = [*runs[0], *runs[1], lease.token]
+    assert len(tokens) == 7
+    assert tokens == sorted(set(tokens)), f"a token went backwards: {runs} then {lease.token}"
+
+
+@pytest.mark.anyio
 async def test_killed_holder_lease_and_delivery_lapse(db_url: str) -> None:
     ttl = 1.0
     async with SqliteLock(db_url) as lock, SqliteQueue(db_url) as queue:

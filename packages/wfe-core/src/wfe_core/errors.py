@@ -76,7 +76,11 @@ class ConcurrencyError(WfeError):
 
 class StaleLeaseError(ConcurrencyError):
     """A write carried a fencing token older than the newest the store has accepted for that
-    instance: the writer's lease was lost (it paused past its expiry) and another took it."""
+    instance: the writer's lease was lost (expired and taken over) and a newer holder wrote.
+
+    Nothing of the write was stored. The writer should stop working on the instance and leave
+    it to the current holder.
+    """
 
 
 class LockError(WfeError):
@@ -97,6 +101,15 @@ class ProviderError(WfeError):
 class ProviderUnavailableError(ProviderError):
     """A provider's backend could not be reached (or kept failing with transient errors)
     for longer than the provider retries."""
+
+
+class LifecycleGapError(ProviderError):
+    """A lifecycle subscription lost its connection: events published meanwhile are lost.
+
+    Raised by a subscription of a network publisher (pub/sub) when it notices the gap; the
+    subscription has ended. Subscribe again, and re-check anything you were waiting for
+    (``wait_for_workflow`` reads persistence again) instead of relying on a missed event.
+    """
 
 
 class WorkflowTimeoutError(WfeError, TimeoutError):

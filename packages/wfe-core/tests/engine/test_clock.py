@@ -8,27 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from wfe_core import ErrorBehavior, ExecutionResult, StepContext, WorkflowBuilder
-from wfe_core.clock import Clock
 from wfe_core.engine import WorkflowExecutor
 from wfe_core.memory import MemoryLock, MemoryQueue
 from wfe_core.models import PointerStatus, WorkflowStatus
 from wfe_core.providers import QueueName
+from wfe_core.testing import ManualClock
 from wfe_core.testing.harness import EngineHarness
 
 pytestmark = pytest.mark.anyio
-
-
-class ManualClock:
-    """A clock that stands still until moved."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-    def advance(self, by: timedelta) -> None:
-        self.at += by
 
 
 @pytest.fixture
@@ -42,10 +29,6 @@ def engine(clock: ManualClock) -> EngineHarness:
     harness = EngineHarness()
     harness.executor = WorkflowExecutor(harness, clock=clock)
     return harness
-
-
-def test_the_manual_clock_is_a_clock(clock: ManualClock) -> None:
-    assert isinstance(clock, Clock)
 
 
 async def test_a_retry_is_due_exactly_its_interval_after_the_clock_s_now(

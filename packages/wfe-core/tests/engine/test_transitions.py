@@ -222,7 +222,7 @@ def test_a_failure_inside_a_saga_compensates_its_completed_steps_in_reverse() ->
     assert undo_first.extensions[fx.COMPENSATES] == first.id
     transition = run(instance, definition, undo_first, ExecutionResult.next())
     assert first.status == PointerStatus.COMPENSATED
-    assert transition.created == []
+    assert not transition.created
 
     # The saga then finishes as compensated, and the workflow goes on after it.
     transition = run(instance, definition, saga, ExecutionResult.next())
@@ -308,7 +308,7 @@ def test_settle_finishes_a_workflow_with_no_active_pointer() -> None:
     assert transition is not None
     assert instance.status == WorkflowStatus.COMPLETE
     assert (instance.complete_time, transition.finished) == (NOW, WorkflowStatus.COMPLETE)
-    assert transition.events == []
+    assert not transition.events
     assert tx.settle(instance, definition, NOW) is None  # finished already
 
 

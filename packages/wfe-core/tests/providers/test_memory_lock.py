@@ -58,3 +58,22 @@ class TestSharedMemoryLock(LockSuite):
     async def other_lock(self, shared: MemoryLock) -> AsyncIterator[SharedLockView]:
         async with SharedLockView(shared) as provider:
             yield provider
+
+
+@pytest.mark.anyio
+async def test_tokens_of_a_lock_made_after_a_restart_are_higher() -> None:
+    """A durable store may keep the tokens of a process that has ended as fences: the lock of
+    the next process (a new MemoryLock) must issue higher ones, or its writes are refused."""
+    async with MemoryLock() as before:
+        key = "workflow-1"
+        last = None
+        for owner in ("a", "b", "c"):
+            lease = await before.acquire(key, owner=owner, ttl=30)
+            assert lease is not None
+            await before.release(lease)
+            last = lease
+    assert last is not None
+    async with MemoryLock() as after:
+        lease = await after.acquire(key, owner="d", ttl=30)
+        assert lease is not None
+        assert lease.token > last.token

@@ -67,3 +67,13 @@ def test_importing_the_kit_does_not_import_the_suites() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
+
+
+def test_a_moved_module_keeps_its_own_name_and_spec() -> None:
+    """Importing it by the old name leaves the module as it was (its spec names its file)."""
+    module = importlib.import_module("wfe_core.testing.scenarios")
+    assert module.__name__ == "wfe_core.testing.conformance.scenarios"
+    assert module.__spec__ is not None
+    assert module.__spec__.name == "wfe_core.testing.conformance.scenarios"
+    assert module.__spec__.origin is not None
+    assert module.__spec__.origin.endswith("conformance/scenarios.py")

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 import pytest
 
+from wfe_core.builder import WorkflowBuilder
 from wfe_core.clock import Clock
-from wfe_core.testing import ManualClock
+from wfe_core.models import ErrorBehavior, WorkflowStatus
+from wfe_core.testing import EngineHarness, ManualClock
+
+if TYPE_CHECKING:
+    from wfe_core.step import StepContext
 
 START = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
 
@@ -54,3 +60,30 @@ def test_naive_times_are_refused() -> None:
 
 def test_starts_at_a_fixed_time_by_default() -> None:
     assert ManualClock().now() == ManualClock().now()
+
+
+@pytest.mark.anyio
+async def test_the_harness_travels_in_time_on_a_manual_clock() -> None:
+    """A workflow sleeping a day, then retrying a failing step an hour later, finishes
+    without the test waiting, with every recorded time on the manual clock."""
+    attempts: list[datetime] = []
+    clock = ManualClock(START)
+
+    def flaky(ctx: StepContext) -> None:
+        attempts.append(clock.now())
+        if len(attempts) == 1:
+            raise RuntimeError("first try fails")
+
+    definition = (
+        WorkflowBuilder()
+        .delay(timedelta(days=1))
+        .then_fn(flaky)
+        .on_error(ErrorBehavior.retry(interval=timedelta(hours=1)))
+        .build("time-travel")
+    )
+    instance = await EngineHarness(clock=clock).run(definition)
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert attempts == [START + timedelta(days=1), START + timedelta(days=1, hours=1)]
+    assert instance.create_time == START
+    assert instance.complete_time == START + timedelta(days=1, hours=1)
+    assert clock.now() == START + timedelta(days=1, hours=1)

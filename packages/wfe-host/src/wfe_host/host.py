@@ -17,6 +17,7 @@ import anyio
 
 from wfe_core.errors import (
     InvalidInputError,
+    LifecycleGapError,
     SubscriptionNotFoundError,
     WfeError,
     WorkflowNotFoundError,
@@ -526,16 +527,28 @@ class WorkflowHost:
         started = False
         while True:
             subscription = self.lifecycle.subscribe()
-            self._watching = True
-            if not started:
-                task_status.started()
-                started = True
             try:
+                # A network subscription is active only once its server confirmed it; until
+                # then waiters keep reading persistence now and then.
+                active = getattr(subscription, "wait_active", None)
+                if active is not None:
+                    await active()
+                self._watching = True
+                if started:
+                    # Subscribed again after a failure: what finished meanwhile was announced
+                    # to nobody, so the waiters read persistence once more.
+                    self._wake_all_waiters()
+                else:
+                    task_status.started()
+                    started = True
                 async for event in subscription:
                     if event.type in _FINISHED_EVENTS:
                         for waiter in self._waiters.get(event.workflow_id, ()):
                             waiter.wake()
                 return  # the publisher closed: the host is stopping
+            except LifecycleGapError as exc:
+                # Events were lost (a reconnect): the waiters, woken below, read persistence.
+                logger.warning("lifecycle events may be lost (%s); subscribing again", exc)
             except Exception:
                 logger.exception("watching lifecycle events failed; subscribing again")
             finally:
@@ -544,11 +557,17 @@ class WorkflowHost:
                 if closer is not None:
                     with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                         await closer()
+            if not started:
+                task_status.started()
+                started = True
             # Waiters read again while it is down; wake them so they notice the change.
-            for waiters in list(self._waiters.values()):
-                for waiter in waiters:
-                    waiter.wake()
+            self._wake_all_waiters()
             await anyio.sleep(_WATCH_RETRY)
+
+    def _wake_all_waiters(self) -> None:
+        for waiters in list(self._waiters.values()):
+            for waiter in waiters:
+                waiter.wake()
 
     def lifecycle_events(self) -> AsyncIterator[LifecycleEvent]:
         """Lifecycle events from now on (``async for event in host.lifecycle_events()``)."""
@@ -600,12 +619,20 @@ class WorkflowHost:
         """Suspend a runnable workflow (running steps finish first). False when it was not
         runnable."""
 
-        return bool(await self.passes.with_lease(workflow_id, lambda i: control.suspend(self, i)))
+        return bool(
+            await self.passes.with_lease(
+                workflow_id, lambda i, fence: control.suspend(self, i, fence=fence)
+            )
+        )
 
     async def resume_workflow(self, workflow_id: str) -> bool:
         """Resume a suspended workflow. False when it was not suspended."""
 
-        resumed = bool(await self.passes.with_lease(workflow_id, lambda i: control.resume(self, i)))
+        resumed = bool(
+            await self.passes.with_lease(
+                workflow_id, lambda i, fence: control.resume(self, i, fence=fence)
+            )
+        )
         if resumed:
             await self._enqueue_workflow(workflow_id)
         return resumed
@@ -620,7 +647,9 @@ class WorkflowHost:
         one after a restart) delivers them.
         """
         terminated, child_events = await self.passes.with_lease(
-            workflow_id, lambda i: control.terminate(self, i), cancel_running=True
+            workflow_id,
+            lambda i, fence: control.terminate(self, i, fence=fence),
+            cancel_running=True,
         )
         # After the parent's lease is released: a child's termination takes the child's lease.
         for event_id in child_events:
@@ -668,15 +697,18 @@ class WorkflowHost:
         closed_subscriptions: Sequence[str] = (),
         events: Sequence[Event] = (),
         changed_pointers: Collection[str] | None = None,
+        fence: int | None = None,
     ) -> None:
-        """Persist ``instance`` (revision-checked) with ``events`` in the same write (an
-        outbox: notifications that must not be lost), and do what follows from it."""
+        """Persist ``instance`` (revision-checked, and fenced by ``fence``, the token of the
+        lease the write is made under) with ``events`` in the same write (an outbox:
+        notifications that must not be lost), and do what follows from it."""
         await self.persistence.persist_workflow(
             instance,
             subscriptions=subscriptions,
             errors=errors,
             events=events,
             changed_pointers=changed_pointers,
+            fence=fence,
         )
         for event in events:
             await self._enqueue_stored_event(event.id)

@@ -52,6 +52,7 @@ class SharedStore:
                 lambda url, options: self.persistence,
                 summary="one in-memory store shared by the commands of a test",
                 url_schemes=("shared",),
+                capabilities=MemoryPersistence.capabilities,
             )
         ]
 

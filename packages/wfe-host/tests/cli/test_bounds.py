@@ -194,5 +194,5 @@ def test_environment_provider_and_url_that_conflict_name_the_variable() -> None:
     assert result.stderr == (
         "Error: environment WFE_PERSISTENCE_URL: persistence.url: conflicts with "
         "persistence.provider 'memory': memory takes memory:// URLs, not "
-        "'postgresql://db/x'; set one of them only\n"
+        "'postgresql://db/x'; postgresql:// URLs select 'postgres'; set one of them only\n"
     )

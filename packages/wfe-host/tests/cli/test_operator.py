@@ -148,6 +148,7 @@ class _SecretStore(h.SharedStore):
                 lambda url, options: self.persistence,
                 url_schemes=("shared",),
                 options_class=_SecretOptions,
+                capabilities=type(self.persistence).capabilities,
             )
         ]
 

@@ -64,16 +64,43 @@ class Venv:
         return records
 
 
+# An early release of a provider distribution that shipped no plugin yet (as wfe-postgres
+# 0.0.1 could have): installed, but registering nothing.
+_EMPTY_POSTGRES_FILES = {
+    "pyproject.toml": """\
+[build-system]
+requires = ["hatchling>=1.25"]
+build-backend = "hatchling.build"
+
+[project]
+name = "wfe-postgres"
+version = "0.0.1"
+requires-python = ">=3.11"
+
+[tool.hatch.build.targets.wheel]
+packages = ["src/wfe_postgres"]
+""",
+    "src/wfe_postgres/__init__.py": "",
+}
+
+
+def _write_tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     path = tmp_path_factory.mktemp("third-party") / "venv"
     _uv("venv", "--quiet", "--python", sys.executable, str(path))
     python = str(path / "bin" / "python")
+    empty_postgres = _write_tree(tmp_path_factory.mktemp("wfe-postgres"), _EMPTY_POSTGRES_FILES)
     _uv(
         "pip", "install", "--quiet", "--python", python,
         str(ROOT / "packages" / "wfe-core"), str(ROOT / "packages" / "wfe-host"),
-        # A distribution whose provider is not built yet: it registers no plugin.
-        str(ROOT / "packages" / "wfe-postgres"),
+        str(empty_postgres),
     )  # fmt: skip
     before = Venv(path, []).providers()
     _uv(
@@ -161,7 +188,7 @@ def test_an_installed_distribution_without_its_provider_is_not_told_to_install_i
 ) -> None:
     completed = venv.wfe("--persistence", "postgresql://db/wfe", "workflows", "list")
     assert completed.returncode == 1
-    assert "wfe-postgres 0.1.0 is installed but registers no postgres persistence provider" in (
+    assert "wfe-postgres 0.0.1 is installed but registers no postgres persistence provider" in (
         completed.stderr
     )
     assert "pip install" not in completed.stderr
@@ -228,10 +255,7 @@ class HalfLock(LockProvider):
 
 @pytest.fixture(scope="module")
 def halflock_path(venv: Venv, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    source = tmp_path_factory.mktemp("wfe-halflock")
-    for name, text in _HALFLOCK_FILES.items():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        (source / name).write_text(text)
+    source = _write_tree(tmp_path_factory.mktemp("wfe-halflock"), _HALFLOCK_FILES)
     target = tmp_path_factory.mktemp("halflock-site")
     _uv(
         "pip", "install", "--quiet", "--no-deps", "--python", str(venv.path / "bin" / "python"),

@@ -14,6 +14,7 @@ from wfe_core.errors import (
     ConcurrencyError,
     EventNotFoundError,
     ProviderError,
+    StaleLeaseError,
     SubscriptionNotFoundError,
     WorkflowNotFoundError,
 )
@@ -178,6 +179,12 @@ _UPDATE_WORKFLOW_SQL = (
     "UPDATE wfe_workflows SET status = ?, reference = ?, next_execution = ?,"
     " complete_time = ?, revision = ?, document = ? WHERE id = ? AND revision = ?"
 )
+# A write under a lease: also refused when a higher fence was accepted, in the same statement.
+_UPDATE_FENCED_WORKFLOW_SQL = (
+    "UPDATE wfe_workflows SET status = ?, reference = ?, next_execution = ?,"
+    " complete_time = ?, revision = ?, document = ?, fence = ?"
+    " WHERE id = ? AND revision = ? AND (fence IS NULL OR fence <= ?)"
+)
 _WORKFLOW_DOCUMENT_SQL = "SELECT document FROM wfe_workflows WHERE id = ?"
 _POINTERS_SQL = (
     "SELECT document FROM wfe_pointers WHERE workflow_id = ? AND position >= ?"
@@ -207,7 +214,9 @@ _NEXT_EXECUTION_SQL = "SELECT min(next_execution) FROM wfe_workflows WHERE statu
 _DUE_EVENTS_SQL = (
     "SELECT id FROM wfe_events WHERE is_processed = 0 AND time <= ? ORDER BY time, seq"
 )
-_stored_revision = select(workflows.c.revision).where(workflows.c.id == bindparam("p_id"))
+_stored_revision = select(workflows.c.revision, workflows.c.fence).where(
+    workflows.c.id == bindparam("p_id")
+)
 _event_document = select(events.c.document, events.c.is_processed).where(
     events.c.id == bindparam("p_id")
 )
@@ -307,7 +316,7 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
     for tests).
     """
 
-    capabilities = frozenset({cap.DURABLE})
+    capabilities = frozenset({cap.DURABLE, cap.FENCING})
 
     def __init__(
         self,
@@ -362,16 +371,19 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         errors: Iterable[ExecutionError] = (),
         events: Iterable[Event] = (),
         changed_pointers: Collection[str] | None = None,
+        fence: int | None = None,
     ) -> None:
-        """Write ``instance`` when its revision is the stored one, with its subscriptions
-        (added, or replaced by id), errors (appended) and events (added; an id already
-        stored refuses the write with ``ConcurrencyError``), in one transaction.
+        """Write ``instance`` when its revision is the stored one (and, with ``fence``, no
+        higher fence was accepted for it: the same ``UPDATE`` checks both), with its
+        subscriptions (added, or replaced by id), errors (appended) and events (added; an id
+        already stored refuses the write with ``ConcurrencyError``), in one transaction.
 
         With ``changed_pointers``, only the rows of those pointers and new ones are written
         (and the child ids added since), when this provider wrote the instance's revision;
         else every pointer row of the instance is written again.
 
-        Raises :class:`~wfe_core.errors.ConcurrencyError` (stale revision) or
+        Raises :class:`~wfe_core.errors.StaleLeaseError` (older fence),
+        :class:`~wfe_core.errors.ConcurrencyError` (stale revision) or
         :class:`~wfe_core.errors.WorkflowNotFoundError`; then nothing is stored.
         """
         expected = instance.revision
@@ -379,17 +391,29 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         documents = self.documents
         try:
             written = documents.encode(instance, expected + 1, changed_pointers)
-            params = (*_instance_columns(instance, written), workflow_id, expected)
+            columns = _instance_columns(instance, written)
+            if fence is None:
+                statement = _UPDATE_WORKFLOW_SQL
+                params: tuple[Any, ...] = (*columns, workflow_id, expected)
+            else:
+                statement = _UPDATE_FENCED_WORKFLOW_SQL
+                params = (*columns, fence, workflow_id, expected, fence)
             # Serialized here, before anything is written: a value that fails stores nothing.
             sub_rows = [_subscription_row(s) for s in subscriptions]
             error_rows = [_error_row(e) for e in errors]
             event_rows = [_event_row(e) for e in events]
 
             def run(conn: Connection) -> None:
-                if driver(conn).execute(_UPDATE_WORKFLOW_SQL, params).rowcount == 0:
-                    stored = conn.execute(_stored_revision, {"p_id": workflow_id}).scalar()
-                    if stored is None:
+                if driver(conn).execute(statement, params).rowcount == 0:
+                    row = conn.execute(_stored_revision, {"p_id": workflow_id}).first()
+                    if row is None:
                         raise WorkflowNotFoundError(workflow_id)
+                    stored, highest = row
+                    if fence is not None and highest is not None and fence < highest:
+                        raise StaleLeaseError(
+                            f"workflow {workflow_id}: fencing token {fence} is stale (a write"
+                            f" under token {highest} was accepted)"
+                        )
                     raise ConcurrencyError(
                         f"workflow {workflow_id}: revision {expected} is stale (stored: {stored})"
                     )

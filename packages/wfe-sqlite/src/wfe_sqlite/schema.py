@@ -73,6 +73,8 @@ workflows = Table(
     Column("complete_time", Integer),
     Column("revision", Integer, nullable=False),
     Column("document", Text, nullable=False),
+    # The highest fencing token a write carried (NULL: none did yet).
+    Column("fence", Integer),
 )
 
 pointers = Table(
@@ -339,6 +341,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
         after=_split_documents,
+    ),
+    Migration(
+        5,
+        "fencing: the highest lease token a write of each instance carried",
+        # NULL for every stored instance: no write carried a fence yet, so the first one
+        # under a lease is accepted whatever its token.
+        ("ALTER TABLE wfe_workflows ADD COLUMN fence INTEGER",),
     ),
 )
 

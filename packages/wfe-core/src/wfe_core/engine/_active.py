@@ -46,19 +46,21 @@ class ActivePointers:
 
     def track(self, transition: Transition) -> None:
         """Take in the pointers ``transition`` created, ended and timed."""
-        for pointer in transition.created:
-            self.add(pointer)
+        if transition.created:
+            live = self.live
+            inside = self.inside
+            primitive = self.primitive_steps
+            for pointer in transition.created:
+                live[pointer.id] = pointer
+                if pointer.scope:
+                    inside.update(pointer.scope)
+                if pointer.step_id in primitive:
+                    self.containers[pointer.id] = pointer
         if transition.ended:
             self.ended.extend(transition.ended)
-        for pointer in transition.timed:
-            self.timed[pointer.id] = pointer
-
-    def add(self, pointer: ExecutionPointer) -> None:
-        """Index a new pointer (appended to the instance's pointers)."""
-        self.live[pointer.id] = pointer
-        self.inside.update(pointer.scope)
-        if pointer.step_id in self.primitive_steps:
-            self.containers[pointer.id] = pointer
+        if transition.timed:
+            for pointer in transition.timed:
+                self.timed[pointer.id] = pointer
 
     def drop_ended(self) -> None:
         """Forget the pointers ended since the last look."""

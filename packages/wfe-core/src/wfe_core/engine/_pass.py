@@ -121,7 +121,7 @@ class Pass:
         #: Ids of the pointers changed since the last write (see ``changed_pointers``).
         self.changed: set[str] = set()
         #: Pointers created by the result last applied (the lean path looks at them).
-        self.created: list[ExecutionPointer] = []
+        self.created: Sequence[ExecutionPointer] = ()
         self.log_extra = {"workflow_id": instance.id, "definition_id": definition.id}
         #: When the lean path last let other tasks run (see _FAIR_SLICE).
         self.yielded = time.monotonic()

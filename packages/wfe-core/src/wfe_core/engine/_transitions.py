@@ -15,6 +15,7 @@ it the instance's pointers are looked at.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -63,26 +64,31 @@ class StepFailure:
 
 @attrs.define
 class Transition:
-    """What a transition leaves for the pass to do, besides the instance it changed."""
+    """What a transition leaves for the pass to do, besides the instance it changed.
+
+    Parts it has nothing for are empty tuples: a step's transition allocates only what it
+    holds (a pass makes one or two per step, so it is not frozen either: that costs twice as
+    much to build).
+    """
 
     #: Pointers it created, in the instance's order (appended to ``instance.pointers``).
-    created: list[ExecutionPointer] = attrs.Factory(list)
+    created: Sequence[ExecutionPointer] = ()
     #: Ids of pointers it ended (completed, failed or cancelled); a step of one of these that
     #: is still running is abandoned.
-    ended: list[str] = attrs.Factory(list)
+    ended: Sequence[str] = ()
     #: Active pointers it gave a time to wake at (``sleep_until``) or an event to wait for.
-    timed: list[ExecutionPointer] = attrs.Factory(list)
+    timed: Sequence[ExecutionPointer] = ()
     #: Ids of every pointer it changed or created (see ``changed_pointers`` of
     #: ``PersistenceProvider.persist_workflow``).
-    changed: set[str] = attrs.Factory(set)
+    changed: Collection[str] = ()
     #: Event subscriptions to store with the instance.
-    subscriptions: list[EventSubscription] = attrs.Factory(list)
+    subscriptions: Sequence[EventSubscription] = ()
     #: Ids of subscriptions to close once the instance is stored.
-    closed_subscriptions: list[str] = attrs.Factory(list)
+    closed_subscriptions: Sequence[str] = ()
     #: Errors to store with the instance.
-    errors: list[ExecutionError] = attrs.Factory(list)
+    errors: Sequence[ExecutionError] = ()
     #: Lifecycle events to publish once the instance is stored (none unless ``announce``).
-    events: list[LifecycleEvent] = attrs.Factory(list)
+    events: Sequence[LifecycleEvent] = ()
     #: How many compensations a failure set out to run (``None``: it compensated nothing).
     compensating: int | None = None
     #: The status the workflow finished with, when the transition finished it.
@@ -115,7 +121,7 @@ def begin(instance: WorkflowInstance, definition: WorkflowDefinition, now: datet
     """Create the first pointer of an instance that has none: its definition's start step."""
     out = _Builder(instance, definition, now, None, announce=False)
     out.new_pointer(definition.start_step, scope=[], item=None, predecessor=None)
-    return out.transition
+    return out.done()
 
 
 def mark_started(
@@ -147,13 +153,13 @@ def apply_outcome(
     branch, wait for an event, end the workflow) or a failure (retry, suspend, compensate,
     terminate, fail), with the step's outputs already in the workflow data."""
     out = _Builder(instance, definition, now, active, announce=announce)
-    out.transition.changed.add(pointer.id)
+    out.changed = {pointer.id}
     step = definition.step(pointer.step_id)
     if isinstance(outcome, StepFailure):
         out.fail_step(pointer, step, outcome)
     else:
         out.apply_result(pointer, step, outcome)
-    return out.transition
+    return out.done()
 
 
 def settle(
@@ -178,7 +184,7 @@ def settle(
         out.finish(WorkflowStatus.FAILED, LifecycleEventType.WORKFLOW_FAILED, failed[0].error)
     else:
         out.finish(WorkflowStatus.COMPLETE, LifecycleEventType.WORKFLOW_COMPLETED, None)
-    return out.transition
+    return out.done()
 
 
 def fail_workflow(
@@ -195,7 +201,7 @@ def fail_workflow(
     if instance.status.is_finished:
         return None
     out = _Builder(instance, definition, now, None, announce=announce)
-    out.transition.errors.append(
+    out.errors = [
         ExecutionError(
             workflow_id=instance.id,
             pointer_id=None,
@@ -203,9 +209,9 @@ def fail_workflow(
             error_type=error_type,
             time=now,
         )
-    )
+    ]
     out.finish(WorkflowStatus.FAILED, LifecycleEventType.WORKFLOW_FAILED, message)
-    return out.transition
+    return out.done()
 
 
 def _pointer_id() -> str:
@@ -215,9 +221,26 @@ def _pointer_id() -> str:
 
 
 class _Builder:
-    """One transition under way: the changes it makes and the :class:`Transition` it builds."""
+    """One transition under way: the changes it makes and the :class:`Transition` it builds
+    (each part a container made when its first item comes)."""
 
-    __slots__ = ("active", "announce", "definition", "instance", "now", "transition")
+    __slots__ = (
+        "active",
+        "announce",
+        "changed",
+        "closed",
+        "compensating",
+        "created",
+        "definition",
+        "ended",
+        "errors",
+        "events",
+        "finished",
+        "instance",
+        "now",
+        "subscriptions",
+        "timed",
+    )
 
     def __init__(
         self,
@@ -233,7 +256,48 @@ class _Builder:
         self.now = now
         self.active = active
         self.announce = announce
-        self.transition = Transition()
+        self.created: list[ExecutionPointer] | None = None
+        self.ended: list[str] | None = None
+        self.timed: list[ExecutionPointer] | None = None
+        self.changed: set[str] | None = None
+        self.subscriptions: list[EventSubscription] | None = None
+        self.closed: list[str] | None = None
+        self.errors: list[ExecutionError] | None = None
+        self.events: list[LifecycleEvent] | None = None
+        self.compensating: int | None = None
+        self.finished: WorkflowStatus | None = None
+
+    def done(self) -> Transition:
+        return Transition(
+            created=self.created or (),
+            ended=self.ended or (),
+            timed=self.timed or (),
+            changed=self.changed or (),
+            subscriptions=self.subscriptions or (),
+            closed_subscriptions=self.closed or (),
+            errors=self.errors or (),
+            events=self.events or (),
+            compensating=self.compensating,
+            finished=self.finished,
+        )
+
+    def change(self, pointer_id: str) -> None:
+        if self.changed is None:
+            self.changed = {pointer_id}
+        else:
+            self.changed.add(pointer_id)
+
+    def end(self, pointer_id: str) -> None:
+        if self.ended is None:
+            self.ended = [pointer_id]
+        else:
+            self.ended.append(pointer_id)
+
+    def time(self, pointer: ExecutionPointer) -> None:
+        if self.timed is None:
+            self.timed = [pointer]
+        else:
+            self.timed.append(pointer)
 
     # -- a result ----------------------------------------------------------------------------
     def apply_result(
@@ -264,7 +328,7 @@ class _Builder:
             pointer.attempt = 0
             pointer.status = PointerStatus.SLEEPING
             pointer.sleep_until = now + result.sleep_for
-            self.transition.timed.append(pointer)
+            self.time(pointer)
             pointer.persistence_data = result.persistence_data
         else:
             pointer.attempt = 0
@@ -278,7 +342,11 @@ class _Builder:
             else PointerStatus.COMPLETE
         )
         pointer.active = False
-        self.transition.ended.append(pointer.id)
+        # The first pointer a result ends: no list yet (see ``end``).
+        if self.ended is None:
+            self.ended = [pointer.id]
+        else:
+            self.ended.append(pointer.id)
         pointer.end_time = self.now
         pointer.outcome = result.outcome_value
         self.emit(LifecycleEventType.STEP_COMPLETED, pointer)
@@ -291,7 +359,7 @@ class _Builder:
             # A compensation finished: mark what it undid, then undo the next one.
             target = self.instance.pointer(target_id)
             target.status = PointerStatus.COMPENSATED
-            self.transition.changed.add(target.id)
+            self.change(target.id)
             self.start_compensation(list(pointer.extensions.get(fx.CHAIN, [])), pointer.scope)
             return
         for route in step.outcomes:
@@ -316,7 +384,7 @@ class _Builder:
         pointer.sleep_until = (
             None if result.event_timeout is None else self.now + result.event_timeout
         )
-        self.transition.timed.append(pointer)
+        self.time(pointer)
         subscription = EventSubscription(
             workflow_id=self.instance.id,
             pointer_id=pointer.id,
@@ -328,12 +396,16 @@ class _Builder:
             create_time=self.now,
         )
         pointer.extensions[SUBSCRIPTION_ID] = subscription.id
-        self.transition.subscriptions.append(subscription)
+        if self.subscriptions is None:
+            self.subscriptions = []
+        self.subscriptions.append(subscription)
 
     def close_subscription(self, pointer: ExecutionPointer) -> None:
         subscription_id = pointer.extensions.pop(SUBSCRIPTION_ID, None)
         if subscription_id is not None:
-            self.transition.closed_subscriptions.append(subscription_id)
+            if self.closed is None:
+                self.closed = []
+            self.closed.append(subscription_id)
 
     # -- a failure ---------------------------------------------------------------------------
     def fail_step(
@@ -344,7 +416,9 @@ class _Builder:
         definition = self.definition
         error = failure.error
         message = f"{type(error).__name__}: {error}"
-        self.transition.errors.append(
+        if self.errors is None:
+            self.errors = []
+        self.errors.append(
             ExecutionError(
                 workflow_id=instance.id,
                 pointer_id=pointer.id,
@@ -373,7 +447,7 @@ class _Builder:
             if behavior.max_retries is None or failures <= behavior.max_retries:
                 pointer.status = PointerStatus.SLEEPING
                 pointer.sleep_until = now + behavior.retry_delay(failures)
-                self.transition.timed.append(pointer)
+                self.time(pointer)
                 return
             behavior = fx.fallback_behavior(definition, in_saga, is_compensation)
         kind = behavior.kind
@@ -394,10 +468,10 @@ class _Builder:
                 self.finish(WorkflowStatus.FAILED, LifecycleEventType.WORKFLOW_FAILED, message)
 
     def end_failed_pointer(self, pointer: ExecutionPointer) -> None:
-        self.transition.changed.add(pointer.id)
+        self.change(pointer.id)
         pointer.status = PointerStatus.FAILED
         pointer.active = False
-        self.transition.ended.append(pointer.id)
+        self.end(pointer.id)
         pointer.end_time = self.now
 
     def compensate(self, failed: ExecutionPointer) -> None:
@@ -407,7 +481,7 @@ class _Builder:
             members = px.in_scope(instance, saga.id)
             scope = [saga.id, *saga.scope]
             saga.extensions[fx.COMPENSATED] = True
-            self.transition.changed.add(saga.id)
+            self.change(saga.id)
         else:
             members = list(instance.pointers)
             scope = []
@@ -415,7 +489,7 @@ class _Builder:
         self.end_failed_pointer(failed)
         self.cancel_all(members)
         targets = fx.compensation_targets(instance, self.definition, failed, members)
-        self.transition.compensating = len(targets)
+        self.compensating = len(targets)
         self.start_compensation(targets, scope)
 
     def start_compensation(self, targets: list[str], scope: list[str]) -> None:
@@ -441,10 +515,10 @@ class _Builder:
                 self.cancel(pointer)
 
     def cancel(self, pointer: ExecutionPointer) -> None:
-        self.transition.changed.add(pointer.id)
+        self.change(pointer.id)
         pointer.status = PointerStatus.CANCELLED
         pointer.active = False
-        self.transition.ended.append(pointer.id)
+        self.end(pointer.id)
         pointer.end_time = self.now
         self.close_subscription(pointer)
 
@@ -452,7 +526,7 @@ class _Builder:
         self.instance.status = status
         self.instance.complete_time = self.now
         self.instance.next_execution = None
-        self.transition.finished = status
+        self.finished = status
         self.emit(event, None, None if message is None else str(message))
 
     # -- helpers -----------------------------------------------------------------------------
@@ -473,15 +547,21 @@ class _Builder:
             # Recorded on the pointer: readers of the store have no definition to look at.
             pointer.extensions[INTERNAL_POINTER] = True
         instance.pointers.append(pointer)
-        transition = self.transition
-        transition.created.append(pointer)
-        transition.changed.add(pointer.id)
+        if self.created is None:
+            self.created = [pointer]
+        else:
+            self.created.append(pointer)
+        # Inline (not ``change``): one call fewer for every step a workflow runs.
+        if self.changed is None:
+            self.changed = {pointer.id}
+        else:
+            self.changed.add(pointer.id)
         if scope:
             # The container starting it is active (found without a walk), but for a
             # compensation started in a finished saga's scope.
             parent = (self.active or {}).get(scope[0]) or instance.pointer(scope[0])
             parent.children.append(pointer.id)
-            transition.changed.add(parent.id)
+            self.change(parent.id)
         return pointer
 
     def emit(
@@ -491,6 +571,8 @@ class _Builder:
         message: str | None = None,
     ) -> None:
         if self.announce:
-            self.transition.events.append(
-                lifecycle_event(self.instance, event_type, pointer, self.now, message)
-            )
+            event = lifecycle_event(self.instance, event_type, pointer, self.now, message)
+            if self.events is None:
+                self.events = [event]
+            else:
+                self.events.append(event)

@@ -37,6 +37,11 @@ class MemoryLock(LockProvider):
     A lease that has expired is no longer the current one: :meth:`renew` and :meth:`release`
     refuse it even when no other owner has taken the key yet. ``clock`` gives the leases'
     ``expires_at`` (informative only).
+
+    Fencing tokens start above the wall-clock time in microseconds when the lock was made, so
+    the tokens of a lock made after a restart are higher than any the previous process
+    issued (a durable store may hold them as fences): a key would have to be taken more than
+    once per microsecond to catch up, or the clock set back.
     """
 
     capabilities = frozenset({cap.LEASE_RENEWAL})
@@ -46,6 +51,7 @@ class MemoryLock(LockProvider):
         self._held: dict[str, _Held] = {}
         # Fencing tokens keep growing per key even after a key is released and forgotten.
         self._tokens: dict[str, int] = {}
+        self._first_token = int(clock.now().timestamp() * 1_000_000)
         # One event per waiting acquire, set on release. Each waiter creates its own (anyio
         # events need a running loop) and removes it when it leaves, so no event outlives its
         # event loop (a provider may serve several ``anyio.run`` calls one after another).
@@ -60,7 +66,7 @@ class MemoryLock(LockProvider):
         return held
 
     def _grant(self, key: str, owner: str, ttl: float, now: float) -> Lease:
-        token = self._tokens.get(key, 0) + 1
+        token = self._tokens.get(key, self._first_token) + 1
         self._tokens[key] = token
         self._held[key] = _Held(owner, token, now + ttl)
         return Lease(key=key, owner=owner, token=token, expires_at=_wall(self._clock, ttl))

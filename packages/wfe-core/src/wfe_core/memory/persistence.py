@@ -41,6 +41,7 @@ from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
 from wfe_core.errors import (
     ConcurrencyError,
     EventNotFoundError,
+    StaleLeaseError,
     SubscriptionNotFoundError,
     WorkflowNotFoundError,
 )
@@ -65,6 +66,7 @@ from wfe_core.models import (
     WorkflowInstance,
     WorkflowStatus,
 )
+from wfe_core.providers import capabilities as cap
 from wfe_core.providers.persistence import PersistenceProvider
 from wfe_core.serialization import from_primitive, to_primitive
 
@@ -238,6 +240,8 @@ class _InstanceRow:
     positions: dict[str, int]
     revision: int
     seq: int
+    #: The highest fencing token a write carried (``None``: no write carried one yet).
+    fence: int | None = None
 
     def instance(self) -> WorkflowInstance:
         """A fresh instance, sharing nothing with the row."""
@@ -303,7 +307,7 @@ class MemoryPersistence(PersistenceProvider):
     :meth:`persist_workflow` let other tasks run first, as a call to a database would.
     """
 
-    capabilities = frozenset()
+    capabilities = frozenset({cap.FENCING})
 
     def __init__(self, *, fast: bool | None = None, verify_changes: bool | None = None) -> None:
         #: Take the shortcuts (see the module docstring); ``False`` keeps every write whole.
@@ -480,11 +484,13 @@ class MemoryPersistence(PersistenceProvider):
         errors: Iterable[ExecutionError] = (),
         events: Iterable[Event] = (),
         changed_pointers: Collection[str] | None = None,
+        fence: int | None = None,
     ) -> None:
-        """Write ``instance`` when its revision is the stored one, with its subscriptions
-        (added, or replaced by id), errors (appended) and events (added; an id already
-        stored refuses the write with ``ConcurrencyError``), all or nothing. Only the pointers
-        in ``changed_pointers`` (and new ones) are kept again, when it is given.
+        """Write ``instance`` when its revision is the stored one and ``fence`` (when given)
+        is not below the highest one accepted for it (else ``StaleLeaseError``), with its
+        subscriptions (added, or replaced by id), errors (appended) and events (added; an id
+        already stored refuses the write with ``ConcurrencyError``), all or nothing. Only the
+        pointers in ``changed_pointers`` (and new ones) are kept again, when it is given.
 
         It does not yield to other tasks (the executor writes after every step, and lets
         others run now and then itself)."""
@@ -492,6 +498,11 @@ class MemoryPersistence(PersistenceProvider):
         current = self._instances.get(instance.id)
         if current is None:
             raise WorkflowNotFoundError(instance.id)
+        if fence is not None and current.fence is not None and fence < current.fence:
+            raise StaleLeaseError(
+                f"workflow {instance.id}: fencing token {fence} is stale (a write under "
+                f"token {current.fence} was accepted)"
+            )
         if current.revision != instance.revision:
             raise ConcurrencyError(
                 f"workflow {instance.id}: revision {instance.revision} is stale "
@@ -517,6 +528,8 @@ class MemoryPersistence(PersistenceProvider):
 
         new_revision = current.revision + 1
         current.apply(head, pointer_write, new_revision)
+        if fence is not None and (current.fence is None or fence > current.fence):
+            current.fence = fence
         if head is not None:
             self._schedule(instance.id, current)
         self._subscriptions.update(sub_rows)

@@ -57,6 +57,7 @@ def register_providers() -> list[ProviderSpec]:
             _persistence,
             summary=f"Instances {in_process}",
             url_schemes=("memory",),
+            capabilities=frozenset({cap.FENCING}),
         ),
         ProviderSpec(
             ProviderKind.LOCK,

@@ -35,6 +35,14 @@ class PersistenceProvider(Provider):
       ``instance``; otherwise it raises :class:`~wfe_core.errors.ConcurrencyError` and stores
       nothing. The subscriptions, errors and events passed with it are written in the same
       transaction (a refused write stores none of them).
+    * Fencing (providers declaring the ``fencing`` capability, checked by the suite for them):
+      the store keeps, per instance, the highest ``fence`` (a :attr:`Lease.token
+      <wfe_core.providers.Lease.token>`) it has accepted. :meth:`persist_workflow` with a
+      ``fence`` lower than that raises :class:`~wfe_core.errors.StaleLeaseError` and stores
+      nothing, checked atomically with the revision (same statement or transaction); an
+      accepted write with a ``fence`` stores it as the new highest. ``fence=None`` skips the
+      check (a write not made under a lease). A store without the capability ignores
+      ``fence`` and relies on the revision check alone.
     * Unknown ids raise the matching ``*NotFoundError`` from :mod:`wfe_core.errors`.
     * Times are timezone-aware UTC datetimes, stored with at least millisecond precision.
     * The write contract (see :meth:`persist_workflow`): what a write must store is the whole
@@ -57,9 +65,19 @@ class PersistenceProvider(Provider):
         errors: Iterable[ExecutionError] = (),
         events: Iterable[Event] = (),
         changed_pointers: Collection[str] | None = None,
+        fence: int | None = None,
     ) -> None:
-        """Write ``instance`` (checking its revision) with new subscriptions, errors and events,
-        all or nothing.
+        """Write ``instance`` (checking its revision, and its ``fence``) with new
+        subscriptions, errors and events, all or nothing.
+
+        ``fence`` is the :attr:`Lease.token <wfe_core.providers.Lease.token>` the writer holds
+        on ``instance.id`` (``None``: not written under a lease; not checked). A store with the
+        ``fencing`` capability keeps the highest fence it accepted per instance; a write whose
+        ``fence`` is lower raises :class:`~wfe_core.errors.StaleLeaseError` (a
+        :class:`~wfe_core.errors.ConcurrencyError`) and stores nothing; an equal or higher
+        one is accepted (revision permitting) and a higher one becomes the new highest. The
+        fence is checked in the same statement or transaction as the revision, so no write
+        can slip in between. When both are stale, ``StaleLeaseError`` is raised.
 
         What a write must store, and what it may skip (the write contract; checked by
         ``PersistenceSuite``):

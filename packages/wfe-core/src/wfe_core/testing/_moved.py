@@ -36,13 +36,18 @@ NEW_PACKAGE = "wfe_core.testing.conformance"
 class _Alias(importlib.abc.Loader):
     def __init__(self, target: str) -> None:
         self.target = target
+        self.target_spec: ModuleSpec | None = None
 
     def create_module(self, spec: ModuleSpec) -> ModuleType:
         # The moved module itself, so both names share one module (and its classes).
-        return importlib.import_module(self.target)
+        module = importlib.import_module(self.target)
+        self.target_spec = module.__spec__
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
-        """Nothing to run: the target was executed when it was imported."""
+        """Nothing to run (the target ran when it was imported); only give the module back the
+        spec the import system just replaced with the alias's, so it still names its file."""
+        module.__spec__ = self.target_spec
 
 
 class MovedModuleFinder(importlib.abc.MetaPathFinder):

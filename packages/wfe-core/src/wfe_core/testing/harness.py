@@ -6,22 +6,29 @@ events)::
     harness = EngineHarness()
     instance = await harness.run(definition, {"n": 1})
     assert instance.status == WorkflowStatus.COMPLETE
+
+With ``EngineHarness(clock=ManualClock())`` the engine records every time on that clock and
+:meth:`EngineHarness.run` moves the clock to the next due time instead of sleeping: a workflow
+that waits a day finishes at once, a day later on the clock.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from wfe_core.clock import SYSTEM_CLOCK
 from wfe_core.engine import WorkflowExecutor
 from wfe_core.memory.persistence import MemoryPersistence
 from wfe_core.models import WorkflowInstance
-from wfe_core.models.instance import utcnow
+from wfe_core.testing.clock import ManualClock
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
 
+    from wfe_core.clock import Clock
     from wfe_core.models import (
         EventSubscription,
         ExecutionError,
@@ -36,13 +43,19 @@ __all__ = ["EngineHarness"]
 
 class EngineHarness:
     """Runs passes of the executor directly on memory persistence (no host, no events):
-    reloads the instance before every pass, sleeps until it is due, until it finishes."""
+    reloads the instance before every pass, waits until it is due, until it finishes.
 
-    def __init__(self, max_parallel_steps: int = 64) -> None:
+    ``clock`` is the engine's clock (default: the wall clock, and waiting sleeps); with a
+    :class:`~wfe_core.testing.ManualClock`, waiting advances that clock instead."""
+
+    def __init__(self, max_parallel_steps: int = 64, *, clock: Clock | None = None) -> None:
+        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self.persistence = MemoryPersistence()
         self.events: list[LifecycleEvent] = []
         self.subscriptions: list[EventSubscription] = []
-        self.executor = WorkflowExecutor(self, max_parallel_steps=max_parallel_steps)
+        self.executor = WorkflowExecutor(
+            self, max_parallel_steps=max_parallel_steps, clock=self.clock
+        )
 
     @property
     def host_context(self) -> Any:
@@ -75,11 +88,13 @@ class EngineHarness:
         return step.create_body()
 
     async def start(self, definition: WorkflowDefinition, data: Any = None) -> WorkflowInstance:
+        now = self.clock.now()
         instance = WorkflowInstance(
             definition.id,
             definition.version,
             data={} if data is None else data,
-            next_execution=utcnow(),
+            next_execution=now,
+            create_time=now,
         )
         await self.persistence.create_workflow(instance)
         return instance
@@ -94,6 +109,9 @@ class EngineHarness:
             await self.executor.run_pass(instance, definition)
             if instance.status.is_finished or instance.next_execution is None:
                 return await self.persistence.get_workflow(workflow_id)
-            wait = (instance.next_execution - utcnow()).total_seconds()
-            await anyio.sleep(max(wait, 0.0))
+            wait = max(instance.next_execution - self.clock.now(), timedelta(0))
+            if isinstance(self.clock, ManualClock):
+                self.clock.advance(wait)  # time travel: nothing real to wait for
+            else:
+                await anyio.sleep(wait.total_seconds())
         raise AssertionError(f"not finished after {max_passes} passes")

@@ -31,30 +31,35 @@ def lifecycle_event(instance: WorkflowInstance, event_type: LifecycleEventType) 
     )
 
 
-async def suspend(host: WorkflowHost, instance: WorkflowInstance) -> bool:
-    """Suspend a runnable instance; False when it was not runnable."""
+async def suspend(host: WorkflowHost, instance: WorkflowInstance, *, fence: int | None) -> bool:
+    """Suspend a runnable instance (writing under the lease token ``fence``); False when it
+    was not runnable."""
     if instance.status != WorkflowStatus.RUNNABLE:
         return False
     instance.status = WorkflowStatus.SUSPENDED
-    await host._store(instance)
+    await host._store(instance, fence=fence)
     await host._publish_lifecycle(lifecycle_event(instance, LifecycleEventType.WORKFLOW_SUSPENDED))
     return True
 
 
-async def resume(host: WorkflowHost, instance: WorkflowInstance) -> bool:
-    """Make a suspended instance runnable (due now); False when it was not suspended."""
+async def resume(host: WorkflowHost, instance: WorkflowInstance, *, fence: int | None) -> bool:
+    """Make a suspended instance runnable (due now), writing under the lease token
+    ``fence``; False when it was not suspended."""
     if instance.status != WorkflowStatus.SUSPENDED:
         return False
     instance.status = WorkflowStatus.RUNNABLE
     instance.next_execution = utcnow()
-    await host._store(instance)
+    await host._store(instance, fence=fence)
     await host._publish_lifecycle(lifecycle_event(instance, LifecycleEventType.WORKFLOW_RESUMED))
     return True
 
 
-async def terminate(host: WorkflowHost, instance: WorkflowInstance) -> tuple[bool, list[str]]:
-    """Cancel every active pointer and end the instance as terminated; False when it had
-    already finished. With it are stored a child-finished event for its parent and a
+async def terminate(
+    host: WorkflowHost, instance: WorkflowInstance, *, fence: int | None
+) -> tuple[bool, list[str]]:
+    """Cancel every active pointer and end the instance as terminated (writing under the
+    lease token ``fence``); False when it had already finished. With it are stored a
+    child-finished event for its parent and a
     :data:`~wfe_core.primitives.TERMINATE_CHILD_EVENT` for each unfinished child (returned:
     the caller delivers them once it released this instance's lease)."""
     if instance.status.is_finished:
@@ -84,7 +89,7 @@ async def terminate(host: WorkflowHost, instance: WorkflowInstance) -> tuple[boo
         for child_id in children
     ]
     events = [*await host._finished_events(instance), *terminations]
-    await host._store(instance, closed_subscriptions=closed, events=events)
+    await host._store(instance, closed_subscriptions=closed, events=events, fence=fence)
     await host._publish_lifecycle(lifecycle_event(instance, LifecycleEventType.WORKFLOW_TERMINATED))
     await host._on_finished(instance)
     return True, [event.id for event in terminations]

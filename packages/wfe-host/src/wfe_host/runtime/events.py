@@ -201,7 +201,12 @@ class EventDelivery:
                 if not await carried.stored.wait():
                     return False  # the pass failed before storing it: deliver it again
             else:
-                await host._store(instance, subscriptions=[closed], changed_pointers=[pointer.id])
+                await host._store(
+                    instance,
+                    subscriptions=[closed],
+                    changed_pointers=[pointer.id],
+                    fence=lease.token,
+                )
             logger.info(
                 "event %s/%s delivered",
                 event.name,

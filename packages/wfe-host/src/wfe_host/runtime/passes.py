@@ -12,12 +12,19 @@ import anyio
 import attrs
 
 from wfe_core import WorkflowExecutor
-from wfe_core.errors import ConcurrencyError, LockNotHeldError, WfeError, WorkflowNotFoundError
+from wfe_core.errors import (
+    ConcurrencyError,
+    LockNotHeldError,
+    StaleLeaseError,
+    WfeError,
+    WorkflowNotFoundError,
+)
 from wfe_core.models import EventSubscription, WorkflowInstance, WorkflowStatus, new_id
 from wfe_core.providers import Lease
 from wfe_core.serialization import to_primitive
 from wfe_core.spi import utcnow
 from wfe_host.runtime.data import restore_error
+from wfe_host.runtime.leases import LeaseRenewer, ensure_current
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
@@ -59,6 +66,8 @@ class PassHandle:
     #: was last taken or renewed.
     lease: Lease | None = None
     leased_at: float = 0.0
+    #: Held while the lease is renewed or taken again (see ``runtime.leases``).
+    lease_guard: anyio.Lock = attrs.field(factory=anyio.Lock)
     #: The pass holds one of the runner's slots itself (it did not come through the queue,
     #: whose consumer holds the slot of what it hands out).
     slot: bool = False
@@ -102,13 +111,26 @@ def contains(error: BaseException, kind: type[BaseException]) -> bool:
     return isinstance(error, kind)
 
 
+def _message(error: BaseException) -> str:
+    """The message of ``error``, or of the first error in an exception group."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return str(error)
+
+
 class _PassEnvironment:
     """What the executor needs, bound to one instance's pass."""
 
     def __init__(
-        self, host: WorkflowHost, instance: WorkflowInstance, carried: Carried | None = None
+        self,
+        host: WorkflowHost,
+        instance: WorkflowInstance,
+        handle: PassHandle,
+        carried: Carried | None = None,
     ) -> None:
         self.host = host
+        #: The pass: its lease's token goes with every write.
+        self.handle = handle
         self.finished = instance.status.is_finished
         self.stored_due: datetime | None = None
         self.stored = False
@@ -136,13 +158,16 @@ class _PassEnvironment:
         if carried is not None:
             subscriptions = [*subscriptions, *carried.subscriptions]
             changed_pointers = {*changed_pointers, *carried.pointers}
-        await self.host._store(
+        host = self.host
+        fence = await ensure_current(host.lock, self.handle, host.options.lease_seconds)
+        await host._store(
             instance,
             subscriptions=subscriptions,
             errors=errors,
             closed_subscriptions=closed_subscriptions,
             events=events,
             changed_pointers=changed_pointers,
+            fence=fence,
         )
         if carried is not None:
             self.carried = None
@@ -328,7 +353,24 @@ class PassRunner:
         try:
             await self._leased_pass(handle, instance, carried)
         except BaseException as exc:
-            if contains(exc, ConcurrencyError):
+            if contains(exc, StaleLeaseError):
+                # A newer holder of the lease wrote the instance: it is theirs now. Expected
+                # after a lost lease (a pause, a partition), so no traceback.
+                logger.warning(
+                    "lost the lease of a running pass (another worker wrote the instance "
+                    "under a newer lease); abandoning it: %s",
+                    _message(exc),
+                    extra={"workflow_id": workflow_id},
+                )
+            elif contains(exc, LockNotHeldError):
+                # Found before writing (ensure_current): nothing was written.
+                logger.warning(
+                    "lost the lease of a running pass; abandoning it: %s",
+                    _message(exc),
+                    extra={"workflow_id": workflow_id},
+                )
+                handle.rerun = True
+            elif contains(exc, ConcurrencyError):
                 # Another writer got there first: this pass's view is stale; run it again.
                 logger.warning(
                     "stale pass dropped", extra={"workflow_id": workflow_id}, exc_info=True
@@ -383,7 +425,7 @@ class PassRunner:
                 return None
         if instance.status.is_finished:
             return None
-        environment = _PassEnvironment(host, instance, carried)
+        environment = _PassEnvironment(host, instance, handle, carried)
         definition = host.definitions.find(instance.definition_id, instance.version)
         if definition is None:
             logger.error(
@@ -424,40 +466,22 @@ class PassRunner:
         return environment
 
     async def renew_leases(self) -> None:
-        """Run while the workers do: keep the leases of the running passes alive.
+        """Run while the workers do: keep the leases of the running passes alive (see
+        :mod:`wfe_host.runtime.leases`)."""
+        host = self.host
+        renewer = LeaseRenewer(
+            host.lock, host.options.lease_seconds, self.running.values, self._lease_lost
+        )
+        await renewer.run()
 
-        One task for every pass (not one each, which would cost every pass a task group and
-        a timer): it looks every sixth of ``lease_seconds`` and renews each lease older than
-        a third of it, so a lease is renewed by half its time at the latest.
-        """
-        ttl = self.host.options.lease_seconds
-        while True:
-            await anyio.sleep(ttl / 6)
-            now = anyio.current_time()
-            due = [h for h in self.running.values() if h.lease and now - h.leased_at >= ttl / 3]
-            if due:
-                async with anyio.create_task_group() as tg:
-                    for handle in due:
-                        tg.start_soon(self._renew, handle, ttl)
-
-    async def _renew(self, handle: PassHandle, ttl: float) -> None:
-        lease = handle.lease
-        assert lease is not None
-        renewed_at = anyio.current_time()
-        try:
-            renewed = await self.host.lock.renew(lease, ttl=ttl)
-        except WfeError:  # LockNotHeldError, or the lock provider failed
-            if self.running.get(handle.workflow_id) is handle and handle.lease is lease:
-                logger.warning(
-                    "lost the lease of a running pass; abandoning it",
-                    extra={"workflow_id": handle.workflow_id},
-                )
-                handle.rerun = True
-                handle.scope.cancel()
-            return
-        if handle.lease is lease:
-            handle.lease = renewed
-            handle.leased_at = renewed_at
+    def _lease_lost(self, handle: PassHandle) -> None:
+        if self.running.get(handle.workflow_id) is handle:
+            logger.warning(
+                "lost the lease of a running pass; abandoning it",
+                extra={"workflow_id": handle.workflow_id},
+            )
+            handle.rerun = True
+            handle.scope.cancel()
 
     async def _release(self, lease: Lease) -> None:
         with anyio.CancelScope(shield=True):
@@ -469,12 +493,13 @@ class PassRunner:
     async def with_lease(
         self,
         workflow_id: str,
-        change: Callable[[WorkflowInstance], Awaitable[Any]],
+        change: Callable[[WorkflowInstance, int], Awaitable[Any]],
         *,
         cancel_running: bool = False,
     ) -> Any:
         """Run ``change`` on the loaded instance while holding its lease, after stopping (or,
-        with ``cancel_running``, cancelling) a pass of this host that is running it."""
+        with ``cancel_running``, cancelling) a pass of this host that is running it.
+        ``change`` gets the lease's fencing token, to write under."""
         host = self.host
         handle = self.running.get(workflow_id)
         if handle is not None:
@@ -491,7 +516,7 @@ class PassRunner:
                 raise WfeError(f"workflow {workflow_id} stayed busy for {wait:.0f} s; try again")
             try:
                 instance = await host._load(workflow_id)
-                return await change(instance)
+                return await change(instance, lease.token)
             finally:
                 await self._release(lease)
         finally:

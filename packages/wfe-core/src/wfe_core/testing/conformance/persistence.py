@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
+    initialize,
     invariant,
     rule,
     run_state_machine_as_test,
@@ -23,6 +24,7 @@ from hypothesis.stateful import (
 from wfe_core.errors import (
     ConcurrencyError,
     EventNotFoundError,
+    StaleLeaseError,
     SubscriptionNotFoundError,
     WfeError,
     WorkflowNotFoundError,
@@ -37,8 +39,15 @@ from wfe_core.models import (
     WorkflowStatus,
     new_id,
 )
+from wfe_core.providers import capabilities as cap
 from wfe_core.testing.conformance import strategies
-from wfe_core.testing.conformance._support import MACHINE_SETTINGS, as_stored, call, now_ms
+from wfe_core.testing.conformance._support import (
+    MACHINE_SETTINGS,
+    as_stored,
+    call,
+    now_ms,
+    require,
+)
 from wfe_core.testing.conformance.reference import ReferencePersistence
 
 if TYPE_CHECKING:
@@ -429,6 +438,113 @@ class PersistenceSuite:
         # The original creator's revision is stale as well.
         with pytest.raises(ConcurrencyError):
             await persistence.persist_workflow(instance)
+
+    # -- instances: fencing (providers with the ``fencing`` capability) ----------------------
+    @pytest.mark.anyio
+    async def test_fencing_an_older_fence_is_refused_and_stores_nothing(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        require(persistence, cap.FENCING)
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        await persistence.persist_workflow(instance, fence=7)
+        stored = await persistence.get_workflow(instance.id)
+
+        # The write of an older holder, at the current revision (the newer holder's copy).
+        stale = await persistence.get_workflow(instance.id)
+        stale.data["count"] = 99
+        stale.status = WorkflowStatus.TERMINATED
+        subscription = make_subscription(instance.id)
+        error = make_error(instance.id)
+        event = Event("wfe.workflow-finished", instance.id, time=now_ms())
+        with pytest.raises(StaleLeaseError):
+            await persistence.persist_workflow(
+                stale, subscriptions=[subscription], errors=[error], events=[event], fence=6
+            )
+        assert stale.revision == stored.revision == 2
+        assert await persistence.get_workflow(instance.id) == stored
+        with pytest.raises(SubscriptionNotFoundError):
+            await persistence.get_subscription(subscription.id)
+        later = now_ms() + timedelta(seconds=1)
+        assert list(await persistence.get_subscriptions("approval", "42", later)) == []
+        assert list(await persistence.get_errors(instance.id)) == []
+        with pytest.raises(EventNotFoundError):
+            await persistence.get_event(event.id)
+        assert list(await persistence.get_runnable_events(later)) == []
+        # The refused write left the revision where it was: the current holder writes on.
+        current = await persistence.get_workflow(instance.id)
+        await persistence.persist_workflow(current, fence=7)
+        assert current.revision == 3
+
+    @pytest.mark.anyio
+    async def test_fencing_equal_and_newer_fences_are_accepted(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        require(persistence, cap.FENCING)
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        await persistence.persist_workflow(instance, fence=3)
+        # The same holder writes again (a pass writes after every step).
+        instance.data["count"] = 2
+        await persistence.persist_workflow(instance, fence=3)
+        # A newer holder takes over; it need not be the next token (tokens may skip).
+        instance.data["count"] = 3
+        await persistence.persist_workflow(instance, fence=10)
+        assert instance.revision == 4
+        stored = await persistence.get_workflow(instance.id)
+        assert (stored.revision, stored.data["count"]) == (4, 3)
+        # The newer one is now the highest: the older holder is refused.
+        with pytest.raises(StaleLeaseError):
+            await persistence.persist_workflow(stored, fence=3)
+        assert stored.revision == 4
+        await persistence.persist_workflow(stored, fence=10)
+        assert stored.revision == 5
+
+    @pytest.mark.anyio
+    async def test_fencing_writes_without_a_fence_are_not_checked(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        require(persistence, cap.FENCING)
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        # Before any fence, and after one: a write not made under a lease passes.
+        await persistence.persist_workflow(instance)
+        await persistence.persist_workflow(instance, fence=5)
+        instance.status = WorkflowStatus.SUSPENDED
+        await persistence.persist_workflow(instance)
+        assert instance.revision == 4
+        # ... and does not lower the highest fence.
+        with pytest.raises(StaleLeaseError):
+            await persistence.persist_workflow(instance, fence=4)
+        await persistence.persist_workflow(instance, fence=5)
+        assert (await persistence.get_workflow(instance.id)).revision == 5
+
+    @pytest.mark.anyio
+    async def test_fencing_is_kept_per_instance(self, persistence: PersistenceProvider) -> None:
+        require(persistence, cap.FENCING)
+        first, second = make_instance(), make_instance()
+        await persistence.create_workflow(first)
+        await persistence.create_workflow(second)
+        await persistence.persist_workflow(first, fence=50)
+        await persistence.persist_workflow(second, fence=2)
+        assert second.revision == 2
+
+    @pytest.mark.anyio
+    async def test_fencing_a_stale_revision_with_an_older_fence_is_a_stale_lease(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        require(persistence, cap.FENCING)
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        old = await persistence.get_workflow(instance.id)
+        await persistence.persist_workflow(instance, fence=8)
+        with pytest.raises(StaleLeaseError):
+            await persistence.persist_workflow(old, fence=7)
+        # A stale revision under the current fence is a plain ConcurrencyError.
+        with pytest.raises(ConcurrencyError) as refused:
+            await persistence.persist_workflow(old, fence=8)
+        assert not isinstance(refused.value, StaleLeaseError)
+        assert (await persistence.get_workflow(instance.id)).revision == 2
 
     @pytest.mark.anyio
     async def test_concurrent_writers_of_one_revision_only_one_wins(
@@ -961,6 +1077,11 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
         def create(
             self, status: WorkflowStatus, data: Any, next_at: int | None, pointers: int
         ) -> str:
+            return self.new_instance(status, data, next_at, pointers)
+
+        def new_instance(
+            self, status: WorkflowStatus, data: Any, next_at: int | None, pointers: int
+        ) -> str:
             # Simple instances (the round-trip property covers every field): they shrink fast.
             instance = make_instance(
                 definition_id=self.prefix,
@@ -978,9 +1099,28 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
 
         @rule(target=copies, workflow_id=workflow_ids)
         def load(self, workflow_id: str) -> tuple[WorkflowInstance, WorkflowInstance]:
+            return self.copy_of(workflow_id)
+
+        @rule(target=copies, pair=copies)
+        def reload(
+            self, pair: tuple[WorkflowInstance, WorkflowInstance]
+        ) -> tuple[WorkflowInstance, WorkflowInstance]:
+            """Another copy of an instance already loaded: once one of them is written, the
+            other is stale, and the stores must refuse its writes."""
+            return self.copy_of(pair[0].id)
+
+        def copy_of(self, workflow_id: str) -> tuple[WorkflowInstance, WorkflowInstance]:
+            """The instance as each store reads it back (they must agree)."""
             got, expected = self.both("get_workflow", workflow_id)
             assert got == expected
             return got, expected
+
+        @initialize(target=copies, pointers=st.integers(min_value=1, max_value=3))
+        def first(self, pointers: int) -> tuple[WorkflowInstance, WorkflowInstance]:
+            """Every run starts with a runnable instance loaded, so the writes that change
+            pointers (``step``, ``rewrite``) can run from its first step on."""
+            workflow_id = self.new_instance(WorkflowStatus.RUNNABLE, {"n": 0}, None, pointers)
+            return self.copy_of(workflow_id)
 
         @rule(
             pair=copies,

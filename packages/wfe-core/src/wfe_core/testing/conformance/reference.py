@@ -23,6 +23,7 @@ import attrs
 from wfe_core.errors import (
     ConcurrencyError,
     EventNotFoundError,
+    StaleLeaseError,
     SubscriptionNotFoundError,
     WorkflowNotFoundError,
 )
@@ -34,6 +35,7 @@ from wfe_core.models import (
     WorkflowInstance,
     WorkflowStatus,
 )
+from wfe_core.providers import capabilities as cap
 from wfe_core.providers.persistence import PersistenceProvider
 from wfe_core.serialization import from_primitive, to_primitive
 
@@ -63,7 +65,7 @@ class ReferencePersistence(PersistenceProvider):
     so each call is atomic with respect to other tasks.
     """
 
-    capabilities = frozenset()
+    capabilities = frozenset({cap.FENCING})
 
     def __init__(self) -> None:
         #: The whole instance (``revision`` and ``pointers`` included) as text, by id.
@@ -72,6 +74,8 @@ class ReferencePersistence(PersistenceProvider):
         self.subscriptions: dict[str, str] = {}
         #: Every workflow's errors, in the order they were recorded.
         self.errors: list[str] = []
+        #: The highest fence a write of each instance carried.
+        self.fences: dict[str, int] = {}
 
     # -- reading every record --------------------------------------------------------------
     def _all_instances(self) -> list[WorkflowInstance]:
@@ -103,10 +107,18 @@ class ReferencePersistence(PersistenceProvider):
         errors: Iterable[ExecutionError] = (),
         events: Iterable[Event] = (),
         changed_pointers: Collection[str] | None = None,
+        fence: int | None = None,
     ) -> None:
         # Rule: unknown ids raise WorkflowNotFoundError.
         if instance.id not in self.instances:
             raise WorkflowNotFoundError(instance.id)
+        # Rule (fencing): a fence below the highest accepted one refuses the write, before
+        # (and whatever) the revision says; no fence is not checked.
+        highest = self.fences.get(instance.id)
+        if fence is not None and highest is not None and fence < highest:
+            raise StaleLeaseError(
+                f"workflow {instance.id}: fencing token {fence} is stale (accepted: {highest})"
+            )
         # Rule: the write succeeds only when the stored revision is the caller's.
         stored_revision = _read(self.instances[instance.id], WorkflowInstance).revision
         if stored_revision != instance.revision:
@@ -131,6 +143,9 @@ class ReferencePersistence(PersistenceProvider):
         event_texts = [(event.id, _text(event)) for event in new_events]
 
         self.instances[instance.id] = instance_text
+        # Rule (fencing): an accepted write's fence is the new highest when it is higher.
+        if fence is not None and (highest is None or fence > highest):
+            self.fences[instance.id] = fence
         # Rule: subscriptions are added, or replaced by id.
         self.subscriptions.update(subscription_texts)
         # Rule: errors are appended.
