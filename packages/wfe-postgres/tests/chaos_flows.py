@@ -70,12 +70,21 @@ async def _recorder() -> AsyncConnectionPool:
 
 
 async def _execute(query: str, params: tuple[Any, ...]) -> Any:
-    # The server may be restarting under the chaos: a recording waits for it, as the step's
-    # own work would.
+    # The server may be restarting under the chaos: a recording waits for it and tries again,
+    # as the step's own work would (a start recorded twice by one process checks the same).
+    import psycopg
+
     pool = await _recorder()
-    async with pool.connection(timeout=60) as conn:
-        cursor = await conn.execute(query, params)
-        return await cursor.fetchone()
+    for attempt in range(120):
+        try:
+            async with pool.connection(timeout=60) as conn:
+                cursor = await conn.execute(query, params)
+                return await cursor.fetchone()
+        except psycopg.OperationalError:
+            if attempt == 119:
+                raise
+            await anyio.sleep(0.5)
+    return None
 
 
 def _step(name: str) -> Any:
@@ -115,3 +124,22 @@ chaos = (
 )
 
 definitions = [chaos]
+
+
+def _dump_tasks(signum: int, frame: Any) -> None:
+    """SIGUSR1: print every asyncio task's stack to stderr (the test asks when work stalls)."""
+    import asyncio
+    import sys
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    for task in asyncio.all_tasks(loop):
+        task.print_stack(limit=12, file=sys.stderr)
+
+
+if os.environ.get("CHAOS_DSN"):
+    import signal
+
+    signal.signal(signal.SIGUSR1, _dump_tasks)

@@ -42,7 +42,7 @@ WORKFLOWS = int(os.environ.get("WFE_CHAOS_WORKFLOWS", "500"))
 #: Short leases, so a paused or killed worker's instances are taken over quickly.
 LEASE_SECONDS = 2.0
 #: The whole run's bound.
-RUN_LIMIT = 300.0
+RUN_LIMIT = float(os.environ.get("WFE_CHAOS_LIMIT", "240"))
 
 
 @pytest.fixture
@@ -128,6 +128,8 @@ class Worker:
 @contextlib.contextmanager
 def _workers(url: str, tmp_path: Path, count: int) -> Iterator[list[Worker]]:
     workers = [Worker(url, tmp_path / f"worker-{i}.log", f"worker-{i}") for i in range(count)]
+    _LOGS_FOR_DIAGNOSIS[:] = [worker.log for worker in workers]
+    _WORKERS_FOR_DIAGNOSIS[:] = workers
     try:
         for worker in workers:
             worker.wait_ready()
@@ -145,20 +147,17 @@ def _db_now(url: str) -> datetime:
         return value
 
 
-async def _start_all(client: WorkflowHost, count: int) -> list[str]:
-    ids: list[str] = []
-    for index in range(count):
-        ids.append(await client.start_workflow("chaos", data=ChaosData(key=f"k{index}")))
-        # Half the events come before their workflow waits (stored, matched later), half
-        # after.
-        if index % 2 == 0:
-            await client.publish_event("go", key=f"k{index}", data=None)
-    return ids
-
-
-async def _publish_rest(client: WorkflowHost, count: int) -> None:
-    for index in range(1, count, 2):
-        await client.publish_event("go", key=f"k{index}", data=None)
+async def _wait_for_waiting(url: str, count: int, deadline: float) -> None:
+    """Until ``count`` workflows have reached their wait for the event (their subscription
+    is stored)."""
+    while True:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM wfe.subscriptions").fetchone()
+        assert row is not None
+        if row[0] >= count:
+            return
+        assert time.monotonic() < deadline, f"only {row[0]} of {count} workflows reached the wait"
+        await anyio.sleep(0.2)
 
 
 async def _completed(client: WorkflowHost) -> int:
@@ -167,10 +166,58 @@ async def _completed(client: WorkflowHost) -> int:
 
 
 async def _wait_until(client: WorkflowHost, done: int, deadline: float) -> None:
-    print(f"{time.monotonic():.1f} waiting for {done}", flush=True)
     while await _completed(client) < done:
-        assert time.monotonic() < deadline, "the workflows did not finish in time"
+        if time.monotonic() > deadline:
+            for worker in _WORKERS_FOR_DIAGNOSIS:
+                if worker.process.poll() is None:
+                    worker.process.send_signal(signal.SIGCONT)
+                    worker.process.send_signal(signal.SIGUSR1)
+            await anyio.sleep(2)
+            raise AssertionError(f"the workflows did not finish in time:\n{await _stuck(client)}")
         await anyio.sleep(0.2)
+
+
+async def _stuck(client: WorkflowHost) -> str:
+    """What the unfinished workflows wait for, and what the queue and the locks hold."""
+    lines = []
+    page = await client.list_workflows(status="runnable", take=20)
+    for instance in page.items:
+        pointers = [
+            (p.step_id, str(p.status), p.event_name, p.event_published, p.event_key)
+            for p in instance.pointers
+            if p.event_name
+        ]
+        lines.append(f"{instance.id} next={instance.next_execution} {pointers} {instance.data}")
+    url = _URL_FOR_DIAGNOSIS[0]
+    with psycopg.connect(url, autocommit=True) as conn:
+        counts = conn.execute("SELECT status, count(*) FROM wfe.workflows GROUP BY 1").fetchall()
+        lines.append(f"statuses: {counts}")
+        for instance in page.items:
+            rows = conn.execute(
+                "SELECT id, is_processed, time, now() FROM wfe.events WHERE key = %s",
+                (instance.data.key,),
+            ).fetchall()
+            lines += [f"  event {row}" for row in rows]
+            rows = conn.execute(
+                "SELECT id, terminated, subscribe_as_of FROM wfe.subscriptions"
+                " WHERE workflow_id = %s",
+                (instance.id,),
+            ).fetchall()
+            lines += [f"  subscription {row}" for row in rows]
+        for table in ("wfe_queue", "wfe_locks"):
+            rows = conn.execute(f"SELECT *, now() FROM wfe.{table} LIMIT 8").fetchall()
+            lines += [f"{table}: {row}" for row in rows]
+    for log in _LOGS_FOR_DIAGNOSIS:
+        text = log.read_text(errors="replace")
+        lines.append(f"--- {log.name} (last 3000 characters)\n{text[-3000:]}")
+    return "\n".join(lines)
+
+
+_LOGS_FOR_DIAGNOSIS: list[Path] = []
+_WORKERS_FOR_DIAGNOSIS: list[Worker] = []
+
+
+_URL_FOR_DIAGNOSIS: list[str] = []
 
 
 async def _check_final(client: WorkflowHost, ids: list[str]) -> None:
@@ -227,6 +274,7 @@ def _killed_spans(url: str, pid: int) -> int:
 @pytest.mark.anyio
 async def test_three_workers_one_killed_one_paused(cluster: PostgresServer, tmp_path: Path) -> None:
     url = cluster.url
+    _URL_FOR_DIAGNOSIS[:] = [url]
     deadline = time.monotonic() + RUN_LIMIT
     client = WorkflowHost.from_settings(
         {
@@ -240,15 +288,24 @@ async def test_three_workers_one_killed_one_paused(cluster: PostgresServer, tmp_
     async with client:
         with _workers(url, tmp_path, 3) as workers:
             killed, paused, steady = workers
-            ids = await _start_all(client, WORKFLOWS)
-            await _publish_rest(client, WORKFLOWS)
-            # Mid-run: a quarter done.
-            await _wait_until(client, WORKFLOWS // 4, deadline)
+            ids = [
+                await client.start_workflow("chaos", data=ChaosData(key=f"k{index}"))
+                for index in range(WORKFLOWS)
+            ]
+            # Killed while the parallel branches and timers run: a quarter of the workflows
+            # wait for their event by then.
+            await _wait_for_waiting(url, WORKFLOWS // 4, deadline)
             killed.process.send_signal(signal.SIGKILL)
             killed.process.wait()
+            # The killed worker's instances are taken over once its leases lapse.
+            await _wait_for_waiting(url, WORKFLOWS, deadline)
+            for index in range(WORKFLOWS):
+                await client.publish_event("go", key=f"k{index}", data=None)
+            # Paused while the events are delivered, well past its leases, so its
+            # instances are taken over meanwhile.
+            await _wait_until(client, WORKFLOWS // 4, deadline)
             stopped = _db_now(url)
             paused.process.send_signal(signal.SIGSTOP)
-            # Well past its leases, so its instances are taken over meanwhile.
             await anyio.sleep(LEASE_SECONDS * 3)
             continued = _db_now(url)
             paused.process.send_signal(signal.SIGCONT)
@@ -270,6 +327,7 @@ async def test_three_workers_one_killed_one_paused(cluster: PostgresServer, tmp_
 async def test_server_restart_mid_run(cluster: PostgresServer, tmp_path: Path) -> None:
     url = cluster.url
     count = max(WORKFLOWS // 3, 30)
+    _URL_FOR_DIAGNOSIS[:] = [url]
     deadline = time.monotonic() + RUN_LIMIT
     client = WorkflowHost.from_settings(
         {
@@ -282,11 +340,19 @@ async def test_server_restart_mid_run(cluster: PostgresServer, tmp_path: Path) -
     client.register(chaos)
     async with client:
         with _workers(url, tmp_path, 3) as workers:
-            ids = await _start_all(client, count)
+            ids = [
+                await client.start_workflow("chaos", data=ChaosData(key=f"k{index}"))
+                for index in range(count)
+            ]
+            await _wait_for_waiting(url, count, deadline)
+            for index in range(0, count, 2):
+                await client.publish_event("go", key=f"k{index}", data=None)
+            # Mid-delivery: every connection (the pools', the listeners') is dropped.
             await _wait_until(client, count // 4, deadline)
             await anyio.to_thread.run_sync(cluster.restart)
             # Events published after the restart still reach their workflows.
-            await _publish_rest(client, count)
+            for index in range(1, count, 2):
+                await client.publish_event("go", key=f"k{index}", data=None)
             await _wait_until(client, count, deadline)
             for worker in workers:
                 assert worker.process.poll() is None, worker.output()

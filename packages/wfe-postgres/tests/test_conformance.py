@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_core.testing import PersistenceSuite
+from wfe_core.testing.conformance import PersistenceSuite
 from wfe_postgres import PostgresPersistence
 
 if TYPE_CHECKING:

@@ -122,7 +122,7 @@ async def test_wfe_workflows_list_reads_a_url_from_a_secret_file(
     db_url: str, tmp_path: Path
 ) -> None:
     async with PostgresPersistence(db_url) as persistence:
-        from wfe_core.testing.persistence import make_instance
+        from wfe_core.testing.conformance.persistence import make_instance
 
         instance = make_instance(reference="from-cli")
         await persistence.create_workflow(instance)

@@ -10,7 +10,7 @@ import pytest
 
 from wfe_core.errors import ConcurrencyError, StaleLeaseError, WorkflowNotFoundError
 from wfe_core.models import Event, ExecutionPointer, WorkflowStatus
-from wfe_core.testing.persistence import make_instance
+from wfe_core.testing.conformance.persistence import make_instance
 from wfe_postgres import PostgresPersistence
 
 if TYPE_CHECKING:
@@ -136,11 +136,10 @@ async def test_a_write_without_changed_pointers_replaces_every_row(
 async def test_list_and_purge_work_on_many_instances_by_filter(
     persistence: PostgresPersistence,
 ) -> None:
-    from datetime import timedelta
+    from datetime import UTC, datetime, timedelta
 
-    from wfe_core.testing._support import now_ms
-
-    old = now_ms() - timedelta(days=30)
+    now = datetime.now(UTC).replace(microsecond=0)
+    old = now - timedelta(days=30)
     for i in range(12):
         status = WorkflowStatus.COMPLETE if i % 2 else WorkflowStatus.RUNNABLE
         instance = make_instance(
@@ -152,8 +151,6 @@ async def test_list_and_purge_work_on_many_instances_by_filter(
     page = await persistence.list_workflows(status=WorkflowStatus.COMPLETE, reference="r1")
     assert page.total == 2
     assert all(i.reference == "r1" and i.status == WorkflowStatus.COMPLETE for i in page.items)
-    purged = await persistence.purge_workflows(
-        older_than=now_ms(), statuses=[WorkflowStatus.COMPLETE]
-    )
+    purged = await persistence.purge_workflows(older_than=now, statuses=[WorkflowStatus.COMPLETE])
     assert purged == 6
     assert (await persistence.list_workflows()).total == 6

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_core.testing import LockSuite, QueueSuite
+from wfe_core.testing.conformance import LockSuite, QueueSuite
 from wfe_postgres.lock import PostgresLock
 from wfe_postgres.queue import PostgresQueue
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_core.testing.scenarios import WorkflowScenarios
+from wfe_core.testing.conformance.scenarios import WorkflowScenarios
 from wfe_postgres import PostgresLock, PostgresPersistence, PostgresQueue
 
 if TYPE_CHECKING:

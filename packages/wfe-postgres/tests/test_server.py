@@ -79,7 +79,7 @@ async def test_a_driver_error_is_wrapped_and_names_the_operation(db_url: str) ->
 
 
 async def test_an_unreachable_server_is_unavailable_within_connect_timeout() -> None:
-    from wfe_core.testing.servers import free_port
+    from wfe_core.testing.conformance.servers import free_port
 
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
     target = parse_url(url, PostgresOptions(connect_timeout=1.0))

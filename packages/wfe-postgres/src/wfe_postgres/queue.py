@@ -139,6 +139,10 @@ class PostgresQueue(ListeningProviderMixin, QueueProvider):
     ) -> None:
         super().__init__(url, options, share_connections=share_connections)
         self._sql = _statements(self.target.options.schema)
+        #: Per queue, the poll pause an idle consumer had reached: a consumer calls dequeue
+        #: again and again (the host's every 30 s), and the back-off carries over instead of
+        #: starting again at ``poll_interval`` each time.
+        self._pace: dict[str, float] = {}
 
     async def _rows(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         query = self._sql[name]
@@ -174,7 +178,7 @@ class PostgresQueue(ListeningProviderMixin, QueueProvider):
         listener = self.listener
         deadline = anyio.current_time() + timeout
         options = self.target.options
-        interval = options.poll_interval
+        interval = self._pace.get(name, options.poll_interval)
         contended = False
         with listener.watch(queue_topic(name)) as watch:
             while True:
@@ -182,7 +186,9 @@ class PostgresQueue(ListeningProviderMixin, QueueProvider):
                 watch.rearm()
                 message, until_due = await self._claim(name, params)
                 if message is not None:
+                    self._pace.pop(name, None)
                     return message
+                self._pace[name] = interval
                 remaining = deadline - anyio.current_time()
                 if remaining <= 0:
                     return None

