@@ -2,7 +2,8 @@
 
 The runtime binds the workflow id around a pass and the step around a step body
 (:func:`bound`); :class:`LogContextFilter` copies them onto every log record as
-``workflow_id``, ``definition_id``, ``step_id`` and ``step_name`` (``None`` outside), so any
+``workflow_id``, ``definition_id``, ``step_id`` (the step's id in its definition) and
+``step_name`` (``None`` outside), so any
 handler or formatter can show them — ``wfe --log-format json`` does. Context variables follow
 anyio tasks, so records of concurrent passes never get each other's ids.
 """
@@ -22,13 +23,13 @@ __all__ = ["FIELDS", "LogContextFilter", "bound", "current"]
 #: The record attributes :class:`LogContextFilter` sets.
 FIELDS = ("workflow_id", "definition_id", "step_id", "step_name")
 
-_VARS: dict[str, ContextVar[str | None]] = {
+_VARS: dict[str, ContextVar[str | int | None]] = {
     name: ContextVar(f"wfe_{name}", default=None) for name in FIELDS
 }
 
 
 @contextlib.contextmanager
-def bound(**values: str | None) -> Iterator[None]:
+def bound(**values: str | int | None) -> Iterator[None]:
     """Bind ``values`` (names from :data:`FIELDS`) for the code inside the block."""
     unknown = set(values) - set(_VARS)
     if unknown:
@@ -41,7 +42,7 @@ def bound(**values: str | None) -> Iterator[None]:
             var.reset(token)
 
 
-def current() -> dict[str, str | None]:
+def current() -> dict[str, str | int | None]:
     """The bound values, by field name."""
     return {name: var.get() for name, var in _VARS.items()}
 

@@ -7,6 +7,7 @@ import logging
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from wfe_core import log_context
 from wfe_core.engine._transitions import StepFailure
 from wfe_core.engine.data import call_flexible, merge_into, set_field
 from wfe_core.engine.middleware import run_step_middleware
@@ -40,7 +41,7 @@ async def run_step(
     """Run ``step`` for ``pointer`` inside ``scope``: its result (with its outputs already in
     the workflow data), the error it raised, or ``None`` when it was cancelled (abandoned by
     the workflow)."""
-    with scope:
+    with scope, log_context.bound(step_id=step.id, step_name=step.display_name):
         try:
             body = environment.create_body(step)
             ctx = StepContext(

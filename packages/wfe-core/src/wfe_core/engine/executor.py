@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from wfe_core import log_context
 from wfe_core.clock import SYSTEM_CLOCK
 from wfe_core.engine._pass import Pass
 from wfe_core.engine._transitions import SUBSCRIPTION_ID
@@ -121,7 +122,9 @@ class WorkflowExecutor:
         """Run everything runnable in ``instance`` until nothing is, or ``should_stop()``
         (then running steps finish and nothing new starts). ``instance`` is updated in place
         and persisted; its ``next_execution`` says when it next has work."""
-        await self._pass(instance, definition, should_stop).run()
+        # Every record logged during the pass (its steps' too) names the workflow.
+        with log_context.bound(workflow_id=instance.id, definition_id=instance.definition_id):
+            await self._pass(instance, definition, should_stop).run()
 
     async def fail_workflow(
         self,
@@ -134,4 +137,5 @@ class WorkflowExecutor:
         """Fail ``instance`` without running a step, recording ``message`` as its error (for
         a workflow no pass can run, such as one whose stored data does not fit its data
         type). Persisted and announced like a pass's last write."""
-        await self._pass(instance, definition, lambda: True).fail(message, error_type)
+        with log_context.bound(workflow_id=instance.id, definition_id=instance.definition_id):
+            await self._pass(instance, definition, lambda: True).fail(message, error_type)
