@@ -15,7 +15,7 @@ from wfe_core.memory.lock import MemoryLock
 from wfe_core.memory.persistence import MemoryPersistence
 from wfe_core.memory.queue import MemoryQueue
 from wfe_core.providers import capabilities
-from wfe_host import HostOptions, WorkflowHost
+from wfe_host import WorkflowClient, WorkflowHost
 
 if TYPE_CHECKING:
     from wfe_core import StepContext, WorkflowInstance
@@ -64,7 +64,7 @@ class BrokenLifecycle(SharedLifecycle):
         return _Broken()
 
 
-async def _wait_all(host: WorkflowHost, ids: list[str]) -> list[WorkflowInstance]:
+async def _wait_all(host: WorkflowClient, ids: list[str]) -> list[WorkflowInstance]:
     results: dict[str, WorkflowInstance] = {}
 
     async def wait(workflow_id: str) -> None:
@@ -99,9 +99,7 @@ async def test_waiters_do_not_subscribe_to_lifecycle_events() -> None:
 async def test_one_watcher_per_host_for_a_distributed_publisher() -> None:
     persistence, lock, queue = MemoryPersistence(), MemoryLock(), MemoryQueue()
     lifecycle = SharedLifecycle()
-    client = WorkflowHost(
-        persistence, lock, queue, lifecycle=lifecycle, options=HostOptions(run_workers=False)
-    )
+    client = WorkflowClient(persistence, lock, queue, lifecycle=lifecycle)
     worker = WorkflowHost(persistence, lock, queue, lifecycle=lifecycle)
     async with client, worker:
         client.register(gated())
@@ -128,9 +126,7 @@ async def test_hosts_sharing_a_local_publisher_wake_each_others_waiters() -> Non
     persistence, lock, queue = MemoryPersistence(), MemoryLock(), MemoryQueue()
     lifecycle = MemoryLifecycle()
     async with (
-        WorkflowHost(
-            persistence, lock, queue, lifecycle=lifecycle, options=HostOptions(run_workers=False)
-        ) as client,
+        WorkflowClient(persistence, lock, queue, lifecycle=lifecycle) as client,
         WorkflowHost(persistence, lock, queue, lifecycle=lifecycle) as worker,
     ):
         client.register(gated())
@@ -155,13 +151,7 @@ async def test_waiters_read_again_while_the_watcher_is_down(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     persistence, lock, queue = SharedPersistence(), MemoryLock(), MemoryQueue()
-    client = WorkflowHost(
-        persistence,
-        lock,
-        queue,
-        lifecycle=BrokenLifecycle(),
-        options=HostOptions(run_workers=False),
-    )
+    client = WorkflowClient(persistence, lock, queue, lifecycle=BrokenLifecycle())
     # The worker's own publisher: nothing it publishes reaches the client.
     worker = WorkflowHost(persistence, lock, queue)
     async with client, worker:
