@@ -22,6 +22,7 @@ from wfe_core.models import (
     WorkflowStatus,
     new_id,
 )
+from wfe_host import telemetry
 from wfe_host.options import HostOptions
 from wfe_host.runtime import queries
 from wfe_host.runtime.control import Control, lifecycle_event
@@ -96,6 +97,10 @@ class WorkflowClient:
             clock=clock,
         )
         core.workflow_middleware.extend(workflow_middleware)
+        if options.telemetry and telemetry.available():
+            instruments = telemetry.Telemetry()
+            core.step_middleware.insert(0, instruments)  # outermost: it times the others too
+            core.workflow_middleware.insert(0, instruments)
         self._core = core
         self.registry = registry
         #: The runtime's services (for tools and tests; not a stable API).

@@ -30,3 +30,6 @@ class HostOptions:
     run_workers: bool = True
     #: Name of this worker in leases and logs; a random one when unset.
     worker_id: str | None = None
+    #: Record OpenTelemetry spans and metrics when ``opentelemetry-api`` is installed
+    #: (no-ops until an SDK is configured; see docs/observability.md).
+    telemetry: bool = True

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import anyio
+
 from wfe_core.errors import ProviderError
+from wfe_core.providers.schema import SchemaStatus
 from wfe_sqlite.engine import acquire_store, release_store
 from wfe_sqlite.options import DEFAULT_URL, parse_url
+from wfe_sqlite.schema import LATEST_VERSION, MIGRATIONS, read_version
 
 if TYPE_CHECKING:
     from wfe_sqlite.engine import Store
@@ -57,6 +64,36 @@ class SqliteProviderMixin:
         store, self._store = self._store, None
         if store is not None:
             await release_store(store)
+
+    # -- the schema (wfe_core.providers.SchemaOwner; `wfe migrate`) ------------------------
+    @property
+    def _where(self) -> str:
+        return "in-memory database" if self.target.is_memory else f"database {self.target.path}"
+
+    async def schema_status(self) -> SchemaStatus:
+        """The file's schema version, read without creating or changing the file."""
+        return await anyio.to_thread.run_sync(self._read_status)
+
+    def _read_status(self) -> SchemaStatus:
+        current = 0
+        if not self.target.is_memory and Path(self.target.path).exists():
+            # Read-only and without the provider's engine: checking must change nothing.
+            uri = f"{Path(self.target.path).resolve().as_uri()}?mode=ro"
+            try:
+                with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+                    current = read_version(conn)
+            except sqlite3.Error as exc:
+                raise ProviderError(f"sqlite: cannot read {self._where}: {exc}") from exc
+        pending = tuple(m.description for m in MIGRATIONS if m.version > current)
+        return SchemaStatus(self._where, current, LATEST_VERSION, pending)
+
+    async def migrate_schema(self) -> SchemaStatus:
+        """Apply the pending migrations (opening the database migrates it) and report."""
+        opened = self._store is None
+        await self.open()
+        if opened:
+            await self.close()
+        return await self.schema_status()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"

@@ -357,6 +357,17 @@ def current_version(conn: Connection) -> int:
     return int(version or 0)
 
 
+def read_version(conn: sqlite3.Connection) -> int:
+    """:func:`current_version` on a plain ``sqlite3`` connection (read-only checks)."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'wfe_schema_version'"
+    ).fetchone()
+    if exists is None:
+        return 0
+    row = conn.execute("SELECT max(version) FROM wfe_schema_version").fetchone()
+    return int(row[0] or 0)
+
+
 def migrate(
     conn: Connection,
     *,

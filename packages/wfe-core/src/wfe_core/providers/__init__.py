@@ -9,6 +9,7 @@ from wfe_core.providers.lifecycle import LifecyclePublisher
 from wfe_core.providers.lock import Lease, LockProvider
 from wfe_core.providers.persistence import PersistenceProvider
 from wfe_core.providers.queue import QueueMessage, QueueName, QueueProvider
+from wfe_core.providers.schema import SchemaOwner, SchemaStatus
 from wfe_core.providers.search import SearchIndex
 from wfe_core.providers.step_executor import StepExecutor
 
@@ -21,6 +22,8 @@ __all__ = [
     "QueueMessage",
     "QueueName",
     "QueueProvider",
+    "SchemaOwner",
+    "SchemaStatus",
     "SearchIndex",
     "StepExecutor",
     "capabilities",

@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from wfe_core.errors import PluginError, WfeError
+from wfe_host.cli.config import config_group
 from wfe_host.cli.events import events_group
 from wfe_host.cli.graph import graph_command
 from wfe_host.cli.info import plugins_command, providers_command
+from wfe_host.cli.migrate import migrate_command
+from wfe_host.cli.purge import purge_command
 from wfe_host.cli.run import run_command
 from wfe_host.cli.search import search_command
 from wfe_host.cli.state import CliState, cli_state
@@ -28,6 +31,7 @@ from wfe_host.cli.terminal import color_from_environment
 from wfe_host.cli.validate import validate_command
 from wfe_host.cli.worker import worker_command
 from wfe_host.cli.workflows import workflows_group
+from wfe_host.logs import FORMATS, LEVELS, configure_logging
 from wfe_host.plugins import ENV_TRACE_PLUGINS, env_flag
 from wfe_host.settings import CONCERNS, ENV_CONFIG
 
@@ -57,11 +61,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
-def _configure_logging(debug: bool) -> None:
-    if debug:
-        logging.basicConfig(
-            level=logging.DEBUG, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-        )
+def _configure_plugin_tracing() -> None:
     if env_flag(os.environ, ENV_TRACE_PLUGINS):
         # Tracing was asked for explicitly: show it even without --debug.
         plugins_logger = logging.getLogger("wfe_core.plugins.manager")
@@ -124,7 +124,7 @@ class WfeGroup(click.Group):
         """Run the command; a :class:`~wfe_core.errors.WfeError` becomes one error line."""
         debug = bool(ctx.params.get("debug"))
         try:
-            _configure_logging(debug)  # inside: a bad WFE_TRACE_PLUGINS value is an error too
+            _configure_plugin_tracing()  # inside: a bad WFE_TRACE_PLUGINS value is an error too
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -179,6 +179,24 @@ def _concern_option(concern: str) -> Callable[[Callable[..., Any]], Callable[...
     help=f"Settings file (TOML); default: wfe.toml, else [tool.wfe] in pyproject.toml.  "
     f"[env var: {ENV_CONFIG}]",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    default=None,
+    envvar="WFE_LOG_LEVEL",
+    show_envvar=True,
+    help="Log records at this level and above on stderr; default: warning (info for "
+    "'wfe worker'; --debug means debug).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    envvar="WFE_LOG_FORMAT",
+    show_envvar=True,
+    help="Log lines as text or as one JSON object per line (with workflow and step ids).",
+)
 @_concern_option("persistence")
 @_concern_option("lock")
 @_concern_option("queue")
@@ -190,6 +208,8 @@ def main(
     /,
     debug: bool,
     config: Path | None,
+    log_level: str | None,
+    log_format: str,
     **concerns: str | None,
 ) -> None:
     """WFE: a persistent, embeddable workflow engine.
@@ -202,6 +222,9 @@ def main(
     state = cli_state(ctx)
     state.debug = debug
     state.config = config
+    state.log_level = "debug" if debug else log_level
+    state.log_format = log_format
+    configure_logging(state.log_level or "warning", log_format)
     state.overrides.update(
         {name: value for name, value in concerns.items() if name in CONCERNS and value}
     )
@@ -216,3 +239,6 @@ main.add_command(events_group)
 main.add_command(run_command)
 main.add_command(validate_command)
 main.add_command(graph_command)
+main.add_command(config_group)
+main.add_command(purge_command)
+main.add_command(migrate_command)

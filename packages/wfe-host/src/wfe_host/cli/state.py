@@ -28,6 +28,11 @@ class CliState:
     debug: bool = False
     #: The settings file given with ``--config`` (else ``$WFE_CONFIG``/``wfe.toml`` apply).
     config: Path | None = None
+    #: ``--log-level`` / ``WFE_LOG_LEVEL`` (``debug`` with ``--debug``); ``None``: the
+    #: command's default.
+    log_level: str | None = None
+    #: ``--log-format`` / ``WFE_LOG_FORMAT``: ``text`` or ``json``.
+    log_format: str = "text"
     #: Settings given on the command line (``{"persistence": "sqlite:///wfe.db"}``).
     overrides: dict[str, Any] = attrs.Factory(dict)
     #: The plugin registry; built from the environment on first use when not given.

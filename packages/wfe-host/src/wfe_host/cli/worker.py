@@ -25,6 +25,7 @@ from wfe_core.models import WorkflowDefinition
 from wfe_host.cli.host_factory import build_host, describe_store, run_async
 from wfe_host.cli.signals import until_signalled
 from wfe_host.cli.state import cli_state
+from wfe_host.logs import LEVELS, configure_logging
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,8 +42,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("wfe_host.cli.worker")
-
-_LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 # -- what to run ---------------------------------------------------------------------------------
@@ -188,19 +187,6 @@ async def _serve_until_signalled(
     return (received[0] if received else None), len(received) > 1
 
 
-def _configure_logging(level: str, debug: bool) -> None:
-    if debug:
-        return  # the wfe group already logs everything at DEBUG
-    root = logging.getLogger()
-    if root.handlers:
-        return  # configured by whoever embeds the command (or a test runner)
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
 @click.command("worker")
 @click.argument(
     "paths",
@@ -241,12 +227,9 @@ def _configure_logging(level: str, debug: bool) -> None:
 )
 @click.option(
     "--log-level",
-    type=click.Choice(_LOG_LEVELS, case_sensitive=False),
-    default="info",
-    show_default=True,
-    envvar="WFE_LOG_LEVEL",
-    show_envvar=True,
-    help="Logging threshold on stderr (--debug means debug).",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    default=None,
+    help="Logging threshold on stderr; default: the global --log-level (WFE_LOG_LEVEL), else info.",
 )
 @click.pass_context
 def worker_command(
@@ -256,7 +239,7 @@ def worker_command(
     variables: tuple[str, ...],
     concurrency: int | None,
     worker_id: str | None,
-    log_level: str,
+    log_level: str | None,
 ) -> None:
     """Run workflows until stopped with Ctrl+C (SIGINT) or SIGTERM.
 
@@ -270,7 +253,7 @@ def worker_command(
     """
     state = cli_state(ctx)
     config = parse_variables(variables)
-    _configure_logging(log_level, state.debug)
+    configure_logging(log_level or state.log_level or "info", state.log_format)
     host_settings: dict[str, Any] = {}
     if concurrency is not None:
         host_settings["concurrency"] = concurrency

@@ -1,0 +1,146 @@
+"""OpenTelemetry: a span per step run with the workflow's attributes, errors on the span,
+and workflow counters and step durations as metrics (the SDK's in-memory exporters)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from wfe_core import ErrorBehavior, WorkflowBuilder, WorkflowStatus
+from wfe_host import HostOptions, WorkflowHost
+from wfe_host.telemetry import Telemetry
+
+pytestmark = pytest.mark.anyio
+
+
+@attrs.define
+class Order:
+    amount: int = 0
+    tries: int = 0
+
+
+def charge(ctx: Any) -> None:
+    ctx.data.amount += 10
+
+
+def flaky(ctx: Any) -> None:
+    ctx.data.tries += 1
+    if ctx.data.tries < 2:
+        raise RuntimeError("card declined")
+
+
+@attrs.define
+class Instruments:
+    spans: InMemorySpanExporter
+    metrics: InMemoryMetricReader
+    telemetry: Telemetry
+
+    def metric_points(self) -> dict[str, list[Any]]:
+        data = self.metrics.get_metrics_data()
+        found: dict[str, list[Any]] = {}
+        for resource in data.resource_metrics if data else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    found.setdefault(metric.name, []).extend(metric.data.data_points)
+        return found
+
+
+@pytest.fixture
+def instruments() -> Instruments:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    telemetry = Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    return Instruments(spans, reader, telemetry)
+
+
+def _host(instruments: Instruments) -> WorkflowHost:
+    t = instruments.telemetry
+    return WorkflowHost(
+        options=HostOptions(telemetry=False), step_middleware=[t], workflow_middleware=[t]
+    )
+
+
+async def test_each_step_run_is_a_span_with_the_workflows_attributes(instruments) -> None:
+    definition = (
+        WorkflowBuilder(Order)
+        .start_with(charge)
+        .name("charge")
+        .then(flaky)
+        .name("flaky")
+        .on_error(ErrorBehavior.retry(0.01, max_retries=3))
+        .build("order", 3)
+    )
+    async with _host(instruments) as host:
+        host.register(definition)
+        workflow_id = await host.start_workflow("order", Order())
+        done = await host.wait_for_workflow(workflow_id, timeout=10)
+    assert done.status == WorkflowStatus.COMPLETE
+
+    spans = instruments.spans.get_finished_spans()
+    assert [s.name for s in spans] == ["RunStep:charge", "RunStep:flaky", "RunStep:flaky"]
+    first = spans[0].attributes or {}
+    assert first["wfe.workflow.id"] == workflow_id
+    assert first["wfe.workflow.definition"] == "order"
+    assert first["wfe.workflow.version"] == 3
+    assert first["wfe.step.name"] == "charge"
+    assert first["wfe.step.outcome"] == "done"
+    failed, retried = spans[1], spans[2]
+    assert failed.status.status_code == StatusCode.ERROR
+    assert "card declined" in (failed.status.description or "")
+    assert [e.name for e in failed.events] == ["exception"]
+    assert (failed.attributes or {})["wfe.step.outcome"] == "failed"
+    assert [(s.attributes or {})["wfe.step.attempt"] for s in (failed, retried)] == [1, 2]
+    assert retried.status.status_code == StatusCode.UNSET
+
+
+async def test_workflow_counters_and_step_durations(instruments) -> None:
+    ok = WorkflowBuilder(Order).start_with(charge).name("charge").build("ok", 1)
+    bad = (
+        WorkflowBuilder(Order)
+        .start_with(flaky)
+        .name("flaky")
+        .on_error(ErrorBehavior.terminate())
+        .build("bad", 1)
+    )
+    async with _host(instruments) as host:
+        host.register(ok)
+        host.register(bad)
+        for definition in ("ok", "ok", "bad"):
+            workflow_id = await host.start_workflow(definition, Order())
+            await host.wait_for_workflow(workflow_id, timeout=10)
+
+    points = instruments.metric_points()
+
+    def total(name: str, definition: str) -> int:
+        return sum(
+            p.value
+            for p in points.get(name, [])
+            if p.attributes.get("wfe.workflow.definition") == definition
+        )
+
+    assert total("wfe.workflows.started", "ok") == 2
+    assert total("wfe.workflows.completed", "ok") == 2
+    assert total("wfe.workflows.started", "bad") == 1
+    assert total("wfe.workflows.terminated", "bad") == 1
+    durations = {
+        (p.attributes["wfe.step.name"], p.attributes["wfe.step.outcome"]): p.count
+        for p in points["wfe.step.duration"]
+    }
+    assert durations == {("charge", "done"): 2, ("flaky", "failed"): 1}
+
+
+def test_the_host_instruments_itself_when_the_api_is_installed() -> None:
+    assert any(isinstance(m, Telemetry) for m in WorkflowHost().step_middleware)
+    off = WorkflowHost(options=HostOptions(telemetry=False))
+    assert not any(isinstance(m, Telemetry) for m in off.step_middleware)
