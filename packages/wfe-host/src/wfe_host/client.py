@@ -133,26 +133,32 @@ class WorkflowClient:
     # -- what it runs on ---------------------------------------------------------------------
     @property
     def persistence(self) -> PersistenceProvider:
+        """The store of instances, events and subscriptions."""
         return self._core.persistence
 
     @property
     def lock(self) -> LockProvider:
+        """The leases on instances."""
         return self._core.lock
 
     @property
     def queue(self) -> QueueProvider:
+        """The queues of work for the workers."""
         return self._core.queue
 
     @property
     def search_index(self) -> SearchIndex | None:
+        """The search index, ``None`` when search goes through persistence."""
         return self._core.search_index
 
     @property
     def lifecycle(self) -> LifecyclePublisher:
+        """Where lifecycle events are published."""
         return self._core.lifecycle
 
     @property
     def options(self) -> HostOptions:
+        """The host options (``[host]`` in settings)."""
         return self._core.options
 
     @property
@@ -172,6 +178,7 @@ class WorkflowClient:
 
     @property
     def workflow_middleware(self) -> list[WorkflowMiddleware]:
+        """The workflow middleware, called before and after every workflow."""
         return self._core.workflow_middleware
 
     # -- lifetime ----------------------------------------------------------------------------

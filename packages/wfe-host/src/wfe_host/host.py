@@ -69,6 +69,7 @@ class WorkflowHost(WorkflowClient):
 
     @property
     def step_middleware(self) -> list[StepMiddleware]:
+        """The step middleware, wrapping every step run (outermost first)."""
         return self._core.step_middleware
 
     @property
