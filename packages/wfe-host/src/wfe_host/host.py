@@ -69,7 +69,7 @@ class WorkflowHost(WorkflowClient):
 
     @property
     def step_middleware(self) -> list[StepMiddleware]:
-        """The step middleware, wrapping every step run (outermost first)."""
+        """The step middleware, wrapping every step run."""
         return self._core.step_middleware
 
     @property
