@@ -3,13 +3,16 @@ on the same providers run; runs none itself. And the clock the runtime reads."""
 
 from __future__ import annotations
 
+import ast
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
 import pytest
 from wfe_host_tests_polling import until_waiting_for_event
 
+import wfe_host
 from wfe_core import WorkflowBuilder, WorkflowStatus
 from wfe_core.errors import WfeError
 from wfe_core.memory.lifecycle import MemoryLifecycle
@@ -143,3 +146,18 @@ async def test_the_host_reads_its_clock(clock: MovableClock) -> None:
         clock.advance(timedelta(days=8))
         assert await host.purge(older_than=timedelta(days=7)) == 1
     assert host.clock is clock
+
+
+def test_the_runtime_reads_the_time_only_from_its_clock() -> None:
+    """A guard beside the test above: no module of the runtime reads the wall clock itself
+    (``utcnow()``, ``datetime.now()``), so a host given a clock runs on it alone."""
+    package = Path(wfe_host.__file__).parent
+    modules = [package / "client.py", package / "host.py", *sorted(package.glob("runtime/*.py"))]
+    found = []
+    for module in modules:
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            called = node.func if isinstance(node, ast.Call) else None
+            name = ast.unparse(called) if called is not None else ""
+            if name.endswith(("utcnow", "datetime.now", "time.time")):
+                found.append(f"{module.name}:{node.lineno}: {name}()")
+    assert not found, found
