@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("wfe_host")
 
+#: The policy of a host not opened yet: nothing is shared (nothing reads it before then).
+NOT_OPEN = HostPolicy(shared_store=False, distributed_lifecycle=False)
+
 
 class HostCore:
     """The state and the shared operations of one host's runtime."""
@@ -94,7 +97,9 @@ class HostCore:
         self.task_group: TaskGroup | None = None
         #: Whether the host runs workers (passes, deliveries) in ``task_group``.
         self.runs_workers = False
-        self._policy: HostPolicy | None = None
+        #: What the host does differently depending on its providers' capabilities, derived
+        #: by :meth:`open` (read on hot paths, so a plain attribute).
+        self.policy = NOT_OPEN
 
     # -- lifetime ----------------------------------------------------------------------------
     def providers(self) -> list[Any]:
@@ -113,16 +118,9 @@ class HostCore:
         """Called once the providers are open: derive the policy from their capabilities and
         choose the waiter table."""
         policy = HostPolicy.of(self.persistence, self.lifecycle)
-        self._policy = policy
+        self.policy = policy
         self.waiters = waiters_for(self.lifecycle, distributed=policy.distributed_lifecycle)
         return policy
-
-    @property
-    def policy(self) -> HostPolicy:
-        """The policy derived as the host opened."""
-        if self._policy is None:
-            raise WfeError("the host is not open: use it in `async with`")
-        return self._policy
 
     def worker_group(self) -> TaskGroup | None:
         """The task group to run work in the background in, ``None`` when the host runs no
