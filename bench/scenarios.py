@@ -176,6 +176,9 @@ def groups(
                 warmup=1,
             )
         ]
+        # The memory store's shortcuts off (fast=False): what they are worth.
+        plain = attrs.evolve(jobs[0], system="WFE, memory fast=False")
+        jobs.append(attrs.evolve(plain, spec={**plain.spec, "fast": False}))
         result.append(("3", jobs))
     if wanted("4"):
         count = sizes.events

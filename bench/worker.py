@@ -71,7 +71,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         return anyio.run(scaled)
     if scenario == "memory":
         _pin_to_one_cpu()
-        return anyio.run(wfe.memory_steps, int(spec["steps"]), count, warmup)
+        fast = bool(spec.get("fast", True))
+        return anyio.run(wfe.memory_steps, int(spec["steps"]), count, warmup, fast)
     if scenario == "event":
         return anyio.run(wfe.event_round_trip, backend, target, count, warmup)
     if scenario == "long":

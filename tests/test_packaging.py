@@ -76,6 +76,116 @@ def test_dependency_rule(package: Path) -> None:
         assert not offending, f"{source.relative_to(ROOT)} imports {sorted(offending)}"
 
 
+#: The wfe-core modules other distributions (the host, the providers, third parties' plugins)
+#: may import; every other module of wfe-core is internal. Documented in wfe_core.spi and in
+#: docs/providers.md ("The public modules"); change all three together.
+PUBLIC_CORE_MODULES = frozenset(
+    {
+        "wfe_core",
+        "wfe_core.clock",
+        "wfe_core.errors",
+        "wfe_core.log_context",
+        "wfe_core.memory",
+        "wfe_core.models",
+        "wfe_core.plugins",
+        "wfe_core.primitives",
+        "wfe_core.providers",
+        "wfe_core.providers.capabilities",
+        "wfe_core.serialization",
+        "wfe_core.spi",
+        "wfe_core.testing",
+    }
+)
+CORE_SOURCE = ROOT / "packages" / "wfe-core" / "src"
+#: Where code of other distributions lives: every package but wfe-core, and the example
+#: third-party plugin.
+OTHER_SOURCES = [p / "src" for p in PACKAGES if p.name != "wfe-core"] + [
+    ROOT / "examples" / "wfe-example-plugin" / "src"
+]
+
+
+def _is_core_module(name: str) -> bool:
+    path = CORE_SOURCE.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _is_public_core_module(name: str) -> bool:
+    if name in PUBLIC_CORE_MODULES:
+        return True
+    # The suites may grow submodules (wfe_core.testing.suites, ...); private ones stay private.
+    parts = name.split(".")
+    return parts[:2] == ["wfe_core", "testing"] and not any(p.startswith("_") for p in parts)
+
+
+def _core_imports(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, what) for each wfe-core module imported, and each ``_private`` name imported
+    from one, anywhere in ``tree`` (function-level imports included)."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [
+                (node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "wfe_core"
+            ]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] != "wfe_core":
+                continue
+            found.append((node.lineno, node.module))
+            for alias in node.names:
+                name = f"{node.module}.{alias.name}"
+                if _is_core_module(name) or alias.name.startswith("_"):
+                    found.append((node.lineno, name))
+    return found
+
+
+def _boundary_violations(source: Path, root: Path = ROOT) -> list[str]:
+    tree = ast.parse(source.read_text(), filename=str(source))
+    return [
+        f"{source.relative_to(root)}:{line} imports {name}"
+        for line, name in _core_imports(tree)
+        if not _is_public_core_module(name)
+    ]
+
+
+@pytest.mark.parametrize("source", OTHER_SOURCES, ids=lambda p: p.parent.name)
+def test_other_distributions_import_only_public_wfe_core_modules(source: Path) -> None:
+    """The public/private boundary: outside wfe-core, code imports wfe-core only through
+    PUBLIC_CORE_MODULES (deeper names the host and providers need are re-exported by
+    wfe_core.spi), so wfe-core can reorganise its internals without breaking them."""
+    violations = [v for path in sorted(source.rglob("*.py")) for v in _boundary_violations(path)]
+    assert not violations, "import these from wfe_core.spi instead:\n" + "\n".join(violations)
+
+
+def test_the_boundary_check_catches_deep_and_private_imports(tmp_path: Path) -> None:
+    source = tmp_path / "plugin.py"
+    source.write_text(
+        "from wfe_core.engine.executor import SUBSCRIPTION_ID\n"
+        "from wfe_core import _processes, spi, WorkflowBuilder\n"
+        "from wfe_core.providers import capabilities, _contract\n"
+        "from wfe_core.errors import WfeError\n"
+        "def f():\n"
+        "    import wfe_core.memory.lock\n"
+    )
+    shown = [v.split(" imports ")[1] for v in _boundary_violations(source, tmp_path)]
+    assert shown == [
+        "wfe_core.engine.executor",
+        "wfe_core._processes",
+        "wfe_core.providers._contract",
+        "wfe_core.memory.lock",
+    ]
+
+
+def test_the_public_modules_exist_and_are_documented() -> None:
+    # Read, not imported: this session installs no workspace package.
+    spi_doc = ast.get_docstring(ast.parse((CORE_SOURCE / "wfe_core" / "spi.py").read_text()))
+    for name in PUBLIC_CORE_MODULES:
+        assert _is_core_module(name), name
+        assert f"``{name}``" in (spi_doc or ""), f"wfe_core.spi does not list {name}"
+    providers_doc = (ROOT / "docs" / "providers.md").read_text()
+    section = providers_doc.split("### The public modules", 1)[1].split("\n#", 1)[0]
+    listed = set(re.findall(r"^\| `(wfe_core[\w.]*)` \|", section, flags=re.MULTILINE))
+    assert listed == PUBLIC_CORE_MODULES
+
+
 def test_unbuilt_providers_register_no_plugin() -> None:
     """A distribution holds only its packaging until its provider works: no entry point."""
     for package in PACKAGES:
@@ -89,8 +199,9 @@ def test_unbuilt_providers_register_no_plugin() -> None:
 def test_the_common_case_is_one_install() -> None:
     """``pip install "wfe-host[sqlite,yaml]"``: the engine, the embedded default and YAML."""
     extras = _project(ROOT / "packages" / "wfe-host")["optional-dependencies"]
-    assert extras["sqlite"] == ["wfe-sqlite==0.1.0"]  # type: ignore[index]
-    assert extras["yaml"] == ["wfe-yaml==0.1.0"]  # type: ignore[index]
+    # Other extras (otel) may sit beside them.
+    common = {name: extras[name] for name in ("sqlite", "yaml")}  # type: ignore[index]
+    assert common == {"sqlite": ["wfe-sqlite==0.1.0"], "yaml": ["wfe-yaml==0.1.0"]}
     assert 'pip install "wfe-host[sqlite,yaml]"' in (ROOT / "README.md").read_text()
 
 

@@ -133,9 +133,14 @@ async def burst(
     }
 
 
-async def memory_steps(steps: int, workflows: int, warmup: int) -> dict[str, Any]:
-    """Scenario 3: in-memory engine, ``workflows`` runs of a ``steps``-step workflow."""
-    async with WorkflowHost() as host:
+async def memory_steps(
+    steps: int, workflows: int, warmup: int, fast: bool = True
+) -> dict[str, Any]:
+    """Scenario 3: in-memory engine, ``workflows`` runs of a ``steps``-step workflow
+    (``fast=False``: the memory store without its shortcuts)."""
+    from wfe_core.memory import MemoryPersistence
+
+    async with WorkflowHost(persistence=MemoryPersistence(fast=fast)) as host:
         host.register(chain(steps, "bench-long"))
         for _ in range(warmup):
             await _start_and_wait(host, "bench-long")

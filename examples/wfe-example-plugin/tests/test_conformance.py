@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 from wfe_example_plugin.jsonl import JsonlLifecyclePublisher
 
-from wfe_core.testing import LifecycleSuite
+from wfe_core.testing.conformance import LifecycleSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

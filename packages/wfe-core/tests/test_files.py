@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_core.files import UnreadableFileError, read_regular_file
+from wfe_core._files import UnreadableFileError, read_regular_file
 
 if TYPE_CHECKING:
     from collections.abc import Callable

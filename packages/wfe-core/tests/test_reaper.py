@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from wfe_core import _reaper, processes
+from wfe_core import _processes as processes
+from wfe_core import _reaper
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not _reaper.supported(), reason="needs Linux /proc"

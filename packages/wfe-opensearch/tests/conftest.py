@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from wfe_core.models import new_id
-from wfe_core.testing.servers import url_from_env
+from wfe_core.testing.conformance.servers import url_from_env
 from wfe_opensearch import OpenSearchOptions
 from wfe_opensearch.search import OpenSearchIndex
 

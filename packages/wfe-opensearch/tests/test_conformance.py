@@ -10,7 +10,7 @@ from opensearchpy import AsyncOpenSearch
 
 from wfe_core.errors import ConfigurationError, ProviderError
 from wfe_core.models import WorkflowInstance
-from wfe_core.testing import SearchSuite
+from wfe_core.testing.conformance import SearchSuite
 from wfe_opensearch.search import OpenSearchIndex
 
 if TYPE_CHECKING:

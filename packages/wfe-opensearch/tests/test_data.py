@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wfe_core.models import WorkflowInstance
-from wfe_core.testing._support import as_stored
-from wfe_core.testing.strategies import workflow_instances
+from wfe_core.testing.conformance._support import as_stored
+from wfe_core.testing.conformance.strategies import workflow_instances
 from wfe_opensearch.search import OpenSearchIndex
 
 if TYPE_CHECKING:

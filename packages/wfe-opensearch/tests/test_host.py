@@ -12,7 +12,7 @@ import pytest
 
 from wfe_core import WorkflowBuilder, WorkflowStatus
 from wfe_core.models import WorkflowInstance
-from wfe_core.testing._support import now_ms
+from wfe_core.testing.conformance._support import now_ms
 from wfe_host import WorkflowHost
 from wfe_opensearch.search import RESULT_WINDOW, OpenSearchIndex
 

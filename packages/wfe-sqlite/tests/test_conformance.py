@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_core.testing import LockSuite, PersistenceSuite, QueueSuite
+from wfe_core.testing.conformance import LockSuite, PersistenceSuite, QueueSuite
 from wfe_sqlite import SqliteLock, SqlitePersistence, SqliteQueue
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_core.testing.scenarios import WorkflowScenarios
+from wfe_core.testing.conformance.scenarios import WorkflowScenarios
 from wfe_sqlite import SqliteLock, SqlitePersistence, SqliteQueue
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_core import processes
 from wfe_core.models import WorkflowStatus
+from wfe_core.spi import processes
 from wfe_yaml_support import alive, kill_alive, pointers, run_yaml
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from wfe_core import processes
+from wfe_core.spi import processes
 from wfe_yaml_support import alive, kill_alive
 
 if TYPE_CHECKING:

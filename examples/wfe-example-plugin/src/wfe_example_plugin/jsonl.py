@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 import anyio
 
 from wfe_core.errors import ConfigurationError, ProviderError
-from wfe_core.memory.lifecycle import LifecycleSubscription, MemoryLifecycle
+from wfe_core.memory import LifecycleSubscription, MemoryLifecycle
 from wfe_core.providers import LifecyclePublisher, capabilities
 from wfe_core.serialization import to_primitive
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from wfe_core.builder import ParallelBuilder, WorkflowBuilder
-from wfe_core.engine import StepMiddleware, WorkflowExecutor, WorkflowMiddleware
+from wfe_core.engine import CallNext, StepMiddleware, WorkflowExecutor, WorkflowMiddleware
 from wfe_core.models import (
     ErrorBehavior,
     Event,
@@ -32,6 +32,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 __all__ = [
+    "CallNext",
     "ChildWorkflowError",
     "ErrorBehavior",
     "Event",

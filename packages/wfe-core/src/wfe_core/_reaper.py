@@ -6,7 +6,7 @@ Every process a step starts carries the step's token in its environment
 (and their descendants, even ones that replaced their environment) and SIGKILLs them.
 
 This file is also the runner's watchdog (``python -I -S _reaper.py``, see
-:mod:`wfe_core.processes`): it reads ``+PID TOKEN`` / ``-PID`` lines on stdin for the step
+:mod:`wfe_core._processes`): it reads ``+PID TOKEN`` / ``-PID`` lines on stdin for the step
 processes alive in the runner, and when stdin ends because the runner died (even by SIGKILL),
 it kills what is left of those steps. It must therefore import nothing outside the stdlib.
 """

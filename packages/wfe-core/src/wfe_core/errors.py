@@ -22,6 +22,19 @@ class PluginError(WfeError):
     """A plugin failed to load or registered something invalid."""
 
 
+class ProviderContractError(PluginError):
+    """A provider class or its plugin spec does not keep the provider contract: an unknown
+    capability name, or a spec whose capabilities differ from its class's.
+
+    The message names the class (and, raised by the host's registry, the plugin)."""
+
+
+class AbstractProviderError(ProviderContractError, TypeError):
+    """A provider (or step executor) class leaves abstract methods of its contract
+    unimplemented, so it cannot be created. A :class:`TypeError` too, as Python raises for
+    any abstract class; the message names the class and each missing method."""
+
+
 class DefinitionError(WfeError):
     """A workflow definition is malformed (raised at build or load time)."""
 

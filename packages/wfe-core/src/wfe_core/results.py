@@ -1,4 +1,6 @@
-"""What a step returns: how the workflow goes on after it ran."""
+"""What a step returns: how the workflow goes on after it ran.
+
+Internal module: import ``ExecutionResult`` from :mod:`wfe_core`."""
 
 from __future__ import annotations
 

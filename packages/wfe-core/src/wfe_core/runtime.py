@@ -1,7 +1,7 @@
 """What a running step may ask of the host it runs in (``ctx.host``).
 
 Core never imports the host package; this protocol is the seam. ``wfe_host.WorkflowHost``
-implements it.
+implements it. Internal module: import ``HostContext`` from :mod:`wfe_core`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Step bodies and the context a step runs with."""
+"""Step bodies and the context a step runs with.
+
+Internal module: import ``StepBody`` and ``StepContext`` from :mod:`wfe_core`."""
 
 from __future__ import annotations
 

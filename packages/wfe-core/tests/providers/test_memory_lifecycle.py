@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from wfe_core.memory import MemoryLifecycle
-from wfe_core.testing import LifecycleSuite
+from wfe_core.testing.conformance import LifecycleSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

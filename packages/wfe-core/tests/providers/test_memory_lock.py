@@ -7,7 +7,7 @@ import pytest
 from wfe_core.memory import MemoryLock
 from wfe_core.providers import Lease, LockProvider
 from wfe_core.providers import capabilities as cap
-from wfe_core.testing import LockSuite
+from wfe_core.testing.conformance import LockSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -17,7 +17,7 @@ from wfe_core.models import (
     WorkflowInstance,
     WorkflowStatus,
 )
-from wfe_core.testing._support import as_stored
+from wfe_core.testing.conformance._support import as_stored
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,7 @@ import pytest
 from wfe_core.memory import MemoryQueue
 from wfe_core.providers import QueueMessage, QueueName, QueueProvider
 from wfe_core.providers import capabilities as cap
-from wfe_core.testing import QueueSuite
+from wfe_core.testing.conformance import QueueSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

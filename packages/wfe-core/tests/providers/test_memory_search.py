@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from wfe_core.memory import MemorySearch
-from wfe_core.testing import SearchSuite
+from wfe_core.testing.conformance import SearchSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_core.testing.servers import (
+from wfe_core.testing.conformance.servers import (
     ServerError,
     free_port,
     running_server,

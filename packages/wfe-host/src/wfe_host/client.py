@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
+    from wfe_core import WorkflowMiddleware
     from wfe_core.clock import Clock
-    from wfe_core.engine import WorkflowMiddleware
     from wfe_core.models import ExecutionPointer, LifecycleEvent, WorkflowDefinition
     from wfe_core.providers import (
         LifecyclePublisher,
@@ -80,16 +80,14 @@ class WorkflowClient:
         workflow_middleware: Iterable[WorkflowMiddleware] = (),
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        from wfe_core.memory.lifecycle import MemoryLifecycle
-        from wfe_core.memory.lock import MemoryLock
-        from wfe_core.memory.persistence import MemoryPersistence
-        from wfe_core.memory.queue import MemoryQueue
+        from wfe_core.memory import MemoryLifecycle, MemoryLock, MemoryPersistence, MemoryQueue
 
         options = options or HostOptions()
         core = HostCore(
             persistence=persistence or MemoryPersistence(),
-            lock=lock or MemoryLock(),
-            queue=queue or MemoryQueue(),
+            # The in-memory lock and queue stamp their leases and messages with it too.
+            lock=lock or MemoryLock(clock=clock),
+            queue=queue or MemoryQueue(clock=clock),
             search_index=search,
             lifecycle=lifecycle or MemoryLifecycle(),
             options=options,

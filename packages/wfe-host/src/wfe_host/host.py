@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
+    from wfe_core import StepBody, StepMiddleware, WorkflowMiddleware
     from wfe_core.clock import Clock
-    from wfe_core.engine import StepMiddleware, WorkflowMiddleware
     from wfe_core.providers import (
         LifecyclePublisher,
         LockProvider,
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
         QueueProvider,
         SearchIndex,
     )
-    from wfe_core.step import StepBody
     from wfe_host.options import HostOptions
     from wfe_host.registry import PluginRegistry
 

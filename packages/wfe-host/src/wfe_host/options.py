@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from wfe_core.limits import seconds_validator
+from wfe_core.spi import seconds_validator
 
 
 @attrs.define

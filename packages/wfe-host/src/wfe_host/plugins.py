@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wfe_core.plugins import manager as _core
-from wfe_core.plugins.manager import (
+from wfe_core import spi as _core
+from wfe_core.spi import (
     BUILTIN_PLUGINS,
     ENTRY_POINT_GROUP,
     ENV_BLOCK_PLUGINS,

@@ -21,7 +21,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from wfe_core.errors import ConfigurationError, PluginError, ProviderNotFoundError, WfeError
+from wfe_core.errors import (
+    ConfigurationError,
+    PluginError,
+    ProviderContractError,
+    ProviderNotFoundError,
+    WfeError,
+)
 from wfe_core.plugins import (
     DefinitionFormatSpec,
     ProviderKind,
@@ -42,7 +48,7 @@ from wfe_host.settings import SettingsError, SettingsProblem, structure
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-    from wfe_core.plugins.manager import PluginInfo, PluginManager
+    from wfe_core.spi import PluginInfo, PluginManager
     from wfe_host.settings import ProviderSettings
 
 logger = logging.getLogger(__name__)
@@ -186,6 +192,24 @@ def _origin(plugin: str, distribution: str | None, version: str | None) -> str:
     return f"plugin {plugin!r}, {distribution} {version}"
 
 
+def _check_capabilities(kind: ProviderKind, entry: RegisteredProvider, cls: type[Provider]) -> None:
+    """The spec repeats its class's capabilities (so listings need not import the class); a
+    spec that drifted from its class would make ``wfe providers`` and the host disagree."""
+    declared, actual = entry.spec.capabilities, cls.capabilities
+    if declared == actual:
+        return
+    differences = []
+    if declared - actual:
+        differences.append(f"only the spec declares {', '.join(sorted(declared - actual))}")
+    if actual - declared:
+        differences.append(f"only the class declares {', '.join(sorted(actual - declared))}")
+    raise ProviderContractError(
+        f"{kind} provider {entry.describe()}: its ProviderSpec's capabilities differ from those "
+        f"of its class {cls.__module__}.{cls.__qualname__} ({'; '.join(differences)}); "
+        "make them equal"
+    )
+
+
 def _suffix(suffix: str) -> str:
     suffix = suffix.lower()
     return suffix if suffix.startswith(".") else f".{suffix}"
@@ -281,6 +305,9 @@ class PluginRegistry:
             pm.trace.root.get("hook")(f"calling {hook_name} of {pm.describe(name)}")
             try:
                 results: list[Any] = caller()
+            except ProviderContractError as exc:
+                # A record it built broke its contract (an unknown capability): say whose.
+                raise type(exc)(f"{pm.describe(name)}: {hook_name}: {exc}") from exc
             except Exception as exc:
                 raise PluginError(
                     f"{pm.describe(name)} failed in {hook_name}: {type(exc).__name__}: {exc}"
@@ -513,6 +540,12 @@ class PluginRegistry:
         ``settings.options`` is structured into the spec's ``options_class`` (errors name the
         field path, e.g. ``persistence.options.pool_size: expected an integer, got 'x'``), then
         ``spec.factory(settings.url, options)`` is called.
+
+        The provider's contract is checked here, so a broken plugin fails when the host is
+        created: an abstract class (a method of its contract left out) or an unknown capability
+        raises :class:`~wfe_core.errors.ProviderContractError` naming the plugin, the class
+        and what is missing, and so does a spec whose ``capabilities`` differ from its
+        class's.
         """
         k = _kind(kind)
         entry = self.select(k, settings)
@@ -533,6 +566,9 @@ class PluginRegistry:
             options = structure(settings.options, spec.options_class, (k.value, "options"))
         try:
             provider = spec.factory(settings.url, options)
+        except ProviderContractError as exc:
+            # An abstract class, or a class declaring an unknown capability: name the plugin.
+            raise type(exc)(f"{k} provider {entry.describe()}: {exc}") from exc
         except WfeError:
             raise
         except ImportError as exc:
@@ -550,6 +586,7 @@ class PluginRegistry:
                 f"{k} provider {entry.describe()} built a {type(provider).__name__}, which is "
                 f"not a {expected.__name__}"
             )
+        _check_capabilities(k, entry, type(provider))
         return provider
 
     # -- step executors and definition formats ------------------------------------------------

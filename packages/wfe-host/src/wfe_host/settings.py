@@ -37,8 +37,8 @@ from cattrs.errors import (
 )
 
 from wfe_core.errors import ConfigurationError
-from wfe_core.files import UnreadableFileError, read_regular_file
 from wfe_core.serialization import converter as _core_converter
+from wfe_core.spi import UnreadableFileError, read_regular_file
 from wfe_host.options import HostOptions
 
 T = TypeVar("T")

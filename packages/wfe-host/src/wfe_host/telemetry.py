@@ -19,14 +19,12 @@ import importlib.util
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from wfe_core.engine.middleware import WorkflowMiddleware
+from wfe_core import WorkflowMiddleware
 from wfe_core.models import WorkflowStatus
 
 if TYPE_CHECKING:
-    from wfe_core.engine.middleware import CallNext
+    from wfe_core import CallNext, ExecutionResult, StepContext
     from wfe_core.models import WorkflowInstance
-    from wfe_core.results import ExecutionResult
-    from wfe_core.step import StepContext
 
 __all__ = ["INSTRUMENTATION_NAME", "Telemetry", "available"]
 

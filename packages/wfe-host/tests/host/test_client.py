@@ -139,6 +139,9 @@ async def test_the_host_reads_its_clock(clock: MovableClock) -> None:
         workflow_id = await host.start_workflow("once")
         finished = await host.wait_for_workflow(workflow_id, timeout=10)
         assert finished.create_time == clock.now()
+        # The passes hand the clock to the executor: what it records is on it too.
+        assert finished.complete_time == clock.now()
+        assert {p.end_time for p in finished.pointers} == {clock.now()}
         event_id = await host.publish_event("nobody", "k")
         assert (await host.persistence.get_event(event_id)).time == clock.now()
         # Finished a moment ago by this clock: kept; eight days later: purged.

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from wfe_core.errors import ProviderNotFoundError
-from wfe_core.testing.scenarios import WorkflowScenarios
+from wfe_core.testing.conformance.scenarios import WorkflowScenarios
 from wfe_host import WorkflowHost
 
 if TYPE_CHECKING:

@@ -166,3 +166,102 @@ def test_an_installed_distribution_without_its_provider_is_not_told_to_install_i
     )
     assert "pip install" not in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+# A third-party distribution whose lock provider forgot ``renew``: installed for real (built
+# and installed as a wheel), into a directory of its own put on the venv's path only by the
+# test below, so the other tests of this module never see it.
+_HALFLOCK_FILES = {
+    "pyproject.toml": """\
+[build-system]
+requires = ["hatchling>=1.25"]
+build-backend = "hatchling.build"
+
+[project]
+name = "wfe-halflock"
+version = "0.2.0"
+requires-python = ">=3.11"
+dependencies = ["wfe-core"]
+
+[project.entry-points.wfe]
+halflock = "wfe_halflock.plugin"
+
+[tool.hatch.build.targets.wheel]
+packages = ["src/wfe_halflock"]
+""",
+    "src/wfe_halflock/__init__.py": "",
+    "src/wfe_halflock/plugin.py": """\
+from wfe_core import hookimpl
+from wfe_core.plugins import ProviderKind, ProviderSpec
+
+
+def _lock(url, options):
+    from wfe_halflock.lock import HalfLock
+
+    return HalfLock()
+
+
+@hookimpl
+def register_providers():
+    return [
+        ProviderSpec(
+            ProviderKind.LOCK, "halflock", _lock, url_schemes=("halflock",),
+            capabilities=frozenset({"lease-renewal"}),
+        )
+    ]
+""",
+    "src/wfe_halflock/lock.py": """\
+from wfe_core.providers import LockProvider
+
+
+class HalfLock(LockProvider):
+    capabilities = frozenset({"lease-renewal"})
+
+    async def acquire(self, key, *, owner, ttl, wait=0.0):
+        return None
+
+    async def release(self, lease):
+        return None
+""",
+}
+
+
+@pytest.fixture(scope="module")
+def halflock_path(venv: Venv, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    source = tmp_path_factory.mktemp("wfe-halflock")
+    for name, text in _HALFLOCK_FILES.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text(text)
+    target = tmp_path_factory.mktemp("halflock-site")
+    _uv(
+        "pip", "install", "--quiet", "--no-deps", "--python", str(venv.path / "bin" / "python"),
+        "--target", str(target), str(source),
+    )  # fmt: skip
+    return target
+
+
+def test_an_installed_provider_missing_renew_fails_when_the_host_is_created(
+    venv: Venv, halflock_path: Path
+) -> None:
+    script = (
+        "from wfe_host import WorkflowHost\n"
+        "from wfe_core.errors import AbstractProviderError\n"
+        "try:\n"
+        "    WorkflowHost.from_settings({'lock': 'halflock://x'})\n"
+        "except AbstractProviderError as exc:\n"
+        "    print(exc)\n"
+    )
+    completed = subprocess.run(
+        [str(venv.path / "bin" / "python"), "-c", script],
+        capture_output=True,
+        text=True,
+        env=_clean_env(PYTHONPATH=str(halflock_path)),
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == (
+        "lock provider 'halflock' (plugin 'halflock', wfe-halflock 0.2.0): "
+        "wfe_halflock.lock.HalfLock cannot be created: it does not implement "
+        "LockProvider.renew\n"
+    )

@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
-from wfe_core.memory.search import DATA_FILTER_PREFIX, check_filters
+from wfe_core.spi import DATA_FILTER_PREFIX, check_filters
 
 # Weights of a text match per field, as the memory index ranks them.
 _TEXT_FIELDS = ("reference.text^4", "definition_id.text^3", "description^2", "data_text")

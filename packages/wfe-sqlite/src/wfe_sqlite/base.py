@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from wfe_core.errors import ProviderError
-from wfe_core.providers.schema import SchemaStatus
+from wfe_core.providers import SchemaStatus
 from wfe_sqlite.engine import acquire_store, release_store
 from wfe_sqlite.options import DEFAULT_URL, parse_url
 from wfe_sqlite.schema import LATEST_VERSION, MIGRATIONS, read_version

@@ -10,8 +10,8 @@ import anyio
 import attrs
 
 from wfe_core.errors import LockNotHeldError
+from wfe_core.providers import Lease, LockProvider
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers.lock import Lease, LockProvider
 from wfe_sqlite.base import SqliteProviderMixin
 from wfe_sqlite.engine import driver, from_us, now_us
 

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import attrs
 
 from wfe_core.errors import ConfigurationError
-from wfe_core.limits import seconds_problem
+from wfe_core.spi import seconds_problem
 
 __all__ = ["DEFAULT_URL", "MEMORY", "DatabaseTarget", "SqliteOptions", "parse_url"]
 

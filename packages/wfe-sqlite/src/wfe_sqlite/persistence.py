@@ -17,7 +17,6 @@ from wfe_core.errors import (
     SubscriptionNotFoundError,
     WorkflowNotFoundError,
 )
-from wfe_core.memory.persistence import VERIFY_CHANGES_ENV
 from wfe_core.models import (
     Event,
     EventSubscription,
@@ -27,9 +26,10 @@ from wfe_core.models import (
     WorkflowInstance,
     WorkflowStatus,
 )
+from wfe_core.providers import PersistenceProvider
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers.persistence import PersistenceProvider
 from wfe_core.serialization import from_primitive, to_primitive
+from wfe_core.spi import VERIFY_CHANGES_ENV
 from wfe_sqlite.base import SqliteProviderMixin
 from wfe_sqlite.documents import InstanceDocuments, Written, dumps
 from wfe_sqlite.engine import driver, from_us, to_us

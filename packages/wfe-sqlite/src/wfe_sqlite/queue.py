@@ -14,8 +14,8 @@ import anyio
 from sqlalchemy import text
 
 from wfe_core.errors import WfeError
+from wfe_core.providers import QueueMessage, QueueName, QueueProvider
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers.queue import QueueMessage, QueueName, QueueProvider
 from wfe_sqlite.base import SqliteProviderMixin
 from wfe_sqlite.engine import driver, from_us, now_us
 from wfe_sqlite.options import DEFAULT_URL

@@ -10,7 +10,7 @@ types passes ``executors=`` to :func:`wfe_yaml.load_workflow` instead.
 from __future__ import annotations
 
 from wfe_core.plugins import StepExecutorSpec
-from wfe_core.plugins.manager import make_plugin_manager
+from wfe_core.spi import make_plugin_manager
 
 #: The name wfe-yaml's entry point registers its plugin under.
 PLUGIN_NAME = "yaml"

@@ -20,8 +20,7 @@ import attrs
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from wfe_core.models.definition import (
-    MAX_DEFINITION_VERSION,
+from wfe_core.models import (
     ErrorBehavior,
     ErrorBehaviorKind,
     OutcomeRoute,
@@ -29,7 +28,8 @@ from wfe_core.models.definition import (
     WorkflowDefinition,
 )
 from wfe_core.plugins import StepExecutorSpec
-from wfe_core.providers.step_executor import StepExecutor
+from wfe_core.providers import StepExecutor
+from wfe_core.spi import MAX_DEFINITION_VERSION
 from wfe_yaml import interpolation as ip
 from wfe_yaml import schema
 from wfe_yaml.conditions import COMBINATORS, OPERATORS, Combination, Condition, FieldCondition

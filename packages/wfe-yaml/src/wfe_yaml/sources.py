@@ -1,11 +1,11 @@
 """Reading YAML workflow files: regular files only, at most
-:data:`~wfe_core.files.MAX_SOURCE_BYTES`, UTF-8 with the place of the first bad byte."""
+:data:`~wfe_core.spi.MAX_SOURCE_BYTES`, UTF-8 with the place of the first bad byte."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wfe_core.files import UnreadableFileError, read_regular_file
+from wfe_core.spi import UnreadableFileError, read_regular_file
 from wfe_yaml.errors import Mark, Problem
 
 if TYPE_CHECKING:

@@ -16,17 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from wfe_core.models.status import PointerStatus
-from wfe_core.providers.step_executor import StepExecutor
-from wfe_core.results import ExecutionResult
-from wfe_core.step import StepBody
+from wfe_core import ExecutionResult, StepBody
+from wfe_core.models import PointerStatus
+from wfe_core.providers import StepExecutor
 from wfe_yaml import interpolation as ip
 from wfe_yaml.conditions import Condition
 from wfe_yaml.errors import StepFailedError
 from wfe_yaml.types import ValueType, check_values
 
 if TYPE_CHECKING:
-    from wfe_core.step import StepContext
+    from wfe_core import StepContext
 
 logger = logging.getLogger("wfe_yaml")
 

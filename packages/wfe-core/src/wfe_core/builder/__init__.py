@@ -1,4 +1,6 @@
-"""The fluent builder of workflow definitions."""
+"""The fluent builder of workflow definitions.
+
+Internal module layout: import the builders from :mod:`wfe_core`."""
 
 from __future__ import annotations
 

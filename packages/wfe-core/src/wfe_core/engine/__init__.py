@@ -1,4 +1,7 @@
-"""The engine: runs passes over workflow instances (see :mod:`wfe_core.engine.executor`)."""
+"""The engine: runs passes over workflow instances (see :mod:`wfe_core.engine.executor`).
+
+Internal to wfe-core: other distributions get ``WorkflowExecutor`` and the middleware types
+from :mod:`wfe_core`, and the rest they need from :mod:`wfe_core.spi`."""
 
 from __future__ import annotations
 

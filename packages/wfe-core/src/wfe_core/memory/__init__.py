@@ -1,5 +1,6 @@
 """In-memory providers of every kind (named ``memory``): product code for tests, scripts and
-single-process hosts, and the model the conformance suites compare other providers with."""
+single-process hosts. The conformance suites check them against a reference model
+(:mod:`wfe_core.testing.conformance.reference`) like every other provider."""
 
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ class MemoryLifecycle(LifecyclePublisher):
     that subscriber are dropped (and counted in :attr:`dropped`), so publishing never blocks.
     """
 
-    capabilities = frozenset[str]()
+    capabilities = frozenset()
 
     def __init__(self, buffer_size: int = 1000) -> None:
         if buffer_size < 1:

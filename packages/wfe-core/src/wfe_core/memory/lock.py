@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import anyio
 import attrs
 from anyio.lowlevel import checkpoint
 
+from wfe_core.clock import SYSTEM_CLOCK
 from wfe_core.errors import LockNotHeldError
-from wfe_core.models.instance import utcnow
 from wfe_core.providers import capabilities as cap
 from wfe_core.providers.lock import Lease, LockProvider
+
+if TYPE_CHECKING:
+    from wfe_core.clock import Clock
 
 __all__ = ["MemoryLock"]
 
@@ -31,12 +35,14 @@ class MemoryLock(LockProvider):
     Expiry is measured on the event loop's monotonic clock. A waiting :meth:`acquire` sleeps
     until the key is released or the current lease's expiry, whichever comes first (no polling).
     A lease that has expired is no longer the current one: :meth:`renew` and :meth:`release`
-    refuse it even when no other owner has taken the key yet.
+    refuse it even when no other owner has taken the key yet. ``clock`` gives the leases'
+    ``expires_at`` (informative only).
     """
 
     capabilities = frozenset({cap.LEASE_RENEWAL})
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._held: dict[str, _Held] = {}
         # Fencing tokens keep growing per key even after a key is released and forgotten.
         self._tokens: dict[str, int] = {}
@@ -57,7 +63,7 @@ class MemoryLock(LockProvider):
         token = self._tokens.get(key, 0) + 1
         self._tokens[key] = token
         self._held[key] = _Held(owner, token, now + ttl)
-        return Lease(key=key, owner=owner, token=token, expires_at=_wall(ttl))
+        return Lease(key=key, owner=owner, token=token, expires_at=_wall(self._clock, ttl))
 
     async def acquire(self, key: str, *, owner: str, ttl: float, wait: float = 0.0) -> Lease | None:
         """Take ``key`` for ``owner`` for ``ttl`` seconds, waiting up to ``wait`` seconds for
@@ -94,7 +100,7 @@ class MemoryLock(LockProvider):
         now = anyio.current_time()
         held = self._check(lease, now)
         held.deadline = now + ttl
-        return attrs.evolve(lease, expires_at=_wall(ttl))
+        return attrs.evolve(lease, expires_at=_wall(self._clock, ttl))
 
     async def release(self, lease: Lease) -> None:
         """Free the key of the current ``lease`` at once and wake its waiters."""
@@ -113,6 +119,6 @@ class MemoryLock(LockProvider):
         return held
 
 
-def _wall(ttl: float) -> datetime:
-    """The wall-clock time ``ttl`` seconds from now, for :attr:`Lease.expires_at`."""
-    return utcnow() + timedelta(seconds=ttl)
+def _wall(clock: Clock, ttl: float) -> datetime:
+    """The time ``ttl`` seconds from ``clock``'s now, for :attr:`Lease.expires_at`."""
+    return clock.now() + timedelta(seconds=ttl)

@@ -16,6 +16,13 @@ as unchanged.)
 every pointer even when the list is given and raises :class:`AssertionError` naming a pointer
 that changed without being listed: the test suites run with it, so a list the executor gets
 wrong fails a test instead of losing a change.
+
+The shortcuts above (pointers kept again only when named or changed, ``children`` lists shared,
+an unchanged head kept, values copied instead of encoded, an index of the scheduled instances)
+sit behind one switch: ``MemoryPersistence(fast=False)`` (or ``WFE_MEMORY_FAST=0`` in the
+environment, read when the store is made) turns them all off. Every write then keeps the whole
+instance as it reads back from JSON text and every scheduler query scans every instance: the
+same answers, slower. The test suites run both ways, so a shortcut that changes an answer fails.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from wfe_core.memory.values import (
     pointer_state,
     snapshot_pointer,
     utc,
+    via_json,
 )
 from wfe_core.models import (
     Event,
@@ -72,6 +80,8 @@ T = TypeVar("T")
 
 #: The environment switch of ``verify_changes`` (see the module docstring).
 VERIFY_CHANGES_ENV = "WFE_VERIFY_POINTER_CHANGES"
+#: The environment switch of ``fast`` (``0`` turns the shortcuts off; see the module docstring).
+FAST_ENV = "WFE_MEMORY_FAST"
 
 
 def _encode(value: Any) -> str:
@@ -121,9 +131,9 @@ def _changed_head(instance: WorkflowInstance, previous: _Head) -> _Head | None:
     return _head(instance, state)
 
 
-def _head(instance: WorkflowInstance, state: tuple[Any, ...]) -> _Head:
+def _head(instance: WorkflowInstance, state: tuple[Any, ...], *, fast: bool = True) -> _Head:
     return _Head(
-        document=_new_head(instance),
+        document=_new_head(instance) if fast else _head_via_json(instance),
         state=state,
         status=WorkflowStatus(instance.status),
         definition_id=instance.definition_id,
@@ -151,6 +161,19 @@ def _new_head(instance: WorkflowInstance) -> dict[str, Any]:
         return json.loads(dumps(head))  # type: ignore[no-any-return]
     head["data"] = data
     return head  # type: ignore[no-any-return]
+
+
+def _head_via_json(instance: WorkflowInstance) -> dict[str, Any]:
+    """The head as it reads back from the JSON text of the whole instance (no shortcuts)."""
+    head: dict[str, Any] = json.loads(dumps(to_primitive(instance)))
+    del head["pointers"]
+    del head["revision"]
+    return head
+
+
+def _pointer_via_json(pointer: ExecutionPointer) -> tuple[Any, ...]:
+    """The pointer's snapshot as it reads back from its JSON text (no shortcuts)."""
+    return pointer_state(via_json(pointer, ExecutionPointer))
 
 
 #: Where ``children`` sits in a pointer's snapshot (``values.pointer_state`` order).
@@ -280,9 +303,12 @@ class MemoryPersistence(PersistenceProvider):
     :meth:`persist_workflow` let other tasks run first, as a call to a database would.
     """
 
-    capabilities = frozenset[str]()
+    capabilities = frozenset()
 
-    def __init__(self, *, verify_changes: bool | None = None) -> None:
+    def __init__(self, *, fast: bool | None = None, verify_changes: bool | None = None) -> None:
+        #: Take the shortcuts (see the module docstring); ``False`` keeps every write whole.
+        #: Default: on, unless ``WFE_MEMORY_FAST`` is set to ``0``.
+        self.fast = os.environ.get(FAST_ENV, "1").strip() != "0" if fast is None else fast
         #: Check every ``changed_pointers`` list given to :meth:`persist_workflow` (slow; for
         #: tests). Default: whether ``WFE_VERIFY_POINTER_CHANGES`` is set to ``1``.
         self.verify_changes = (
@@ -305,6 +331,8 @@ class MemoryPersistence(PersistenceProvider):
         previous: _InstanceRow | None = None,
         changed: Collection[str] | None = None,
     ) -> _PointerWrite:
+        if not self.fast:
+            return self._whole_pointer_write(pointers, previous, changed)
         count = len(pointers)
         if previous is None or count < len(previous.pointer_states):
             # New, or pointers were removed (the engine never does that): keep them all.
@@ -345,6 +373,21 @@ class MemoryPersistence(PersistenceProvider):
             return _PointerWrite(reset, replaced, added, positions)
         return _PointerWrite(reset, replaced, added, positions, grown)
 
+    def _whole_pointer_write(
+        self,
+        pointers: list[ExecutionPointer],
+        previous: _InstanceRow | None,
+        changed: Collection[str] | None,
+    ) -> _PointerWrite:
+        """Every pointer kept again through JSON text (``fast=False``)."""
+        checkable = previous is not None and len(pointers) >= len(previous.pointer_states)
+        if self.verify_changes and changed is not None and previous is not None and checkable:
+            self._changed_indices(pointers, previous, changed)  # raises on an unlisted change
+        positions: dict[str, int] = {}
+        for index, pointer in enumerate(pointers):
+            positions.setdefault(pointer.id, index)
+        return _PointerWrite(True, [], list(map(_pointer_via_json, pointers)), positions)
+
     def _changed_indices(
         self,
         pointers: list[ExecutionPointer],
@@ -381,10 +424,22 @@ class MemoryPersistence(PersistenceProvider):
 
     def _schedule(self, workflow_id: str, row: _InstanceRow) -> None:
         """Keep ``_scheduled`` right after ``row``'s head changed."""
+        if not self.fast:
+            return  # no index: the queries scan every instance
         if row.head.status == WorkflowStatus.RUNNABLE and row.head.next_execution is not None:
             self._scheduled[workflow_id] = row
         else:
             self._scheduled.pop(workflow_id, None)
+
+    def _runnable(self) -> dict[str, _InstanceRow]:
+        """The runnable instances with a due time (the scheduler's queries look at these)."""
+        if self.fast:
+            return self._scheduled
+        return {
+            workflow_id: row
+            for workflow_id, row in self._instances.items()
+            if row.head.status == WorkflowStatus.RUNNABLE and row.head.next_execution is not None
+        }
 
     def _subscription_row(self, subscription: EventSubscription, seq: int) -> _SubscriptionRow:
         return _SubscriptionRow(
@@ -410,7 +465,8 @@ class MemoryPersistence(PersistenceProvider):
         await checkpoint()
         if instance.id in self._instances:
             raise ConcurrencyError(f"workflow {instance.id} already exists")
-        row = _InstanceRow(_head(instance, _head_state(instance)), [], {}, 1, next(self._seq))
+        head = _head(instance, _head_state(instance), fast=self.fast)
+        row = _InstanceRow(head, [], {}, 1, next(self._seq))
         row.apply(None, self._pointer_write(instance.pointers), 1)
         self._instances[instance.id] = row
         self._schedule(instance.id, row)
@@ -442,7 +498,10 @@ class MemoryPersistence(PersistenceProvider):
                 f"(stored: {current.revision})"
             )
         # Build every row before writing any, so a value that fails to serialize stores nothing.
-        head = _changed_head(instance, current.head)
+        if self.fast:
+            head = _changed_head(instance, current.head)
+        else:
+            head = _head(instance, _head_state(instance), fast=False)
         pointer_write = self._pointer_write(instance.pointers, current, changed_pointers)
         sub_rows = []
         for subscription in subscriptions:
@@ -491,7 +550,7 @@ class MemoryPersistence(PersistenceProvider):
         await checkpoint()
         due = [
             (row.head.next_execution, row.seq, workflow_id)
-            for workflow_id, row in self._scheduled.items()
+            for workflow_id, row in self._runnable().items()
             if row.head.next_execution is not None and row.head.next_execution <= as_of
         ]
         return [workflow_id for _, _, workflow_id in sorted(due)]
@@ -499,7 +558,7 @@ class MemoryPersistence(PersistenceProvider):
     async def next_execution_time(self) -> datetime | None:
         """The earliest ``next_execution`` of a runnable instance, ``None`` when there is none."""
         await checkpoint()
-        times = [row.head.next_execution for row in self._scheduled.values()]
+        times = [row.head.next_execution for row in self._runnable().values()]
         return min(filter(None, times), default=None)
 
     async def list_workflows(

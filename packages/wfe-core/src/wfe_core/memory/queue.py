@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import anyio
 import attrs
 from anyio.lowlevel import checkpoint
 
-from wfe_core.models.instance import utcnow
+from wfe_core.clock import SYSTEM_CLOCK
 from wfe_core.providers import capabilities as cap
 from wfe_core.providers.queue import QueueMessage, QueueName, QueueProvider
+
+if TYPE_CHECKING:
+    from wfe_core.clock import Clock
 
 __all__ = ["MemoryQueue"]
 
@@ -53,12 +57,14 @@ class MemoryQueue(QueueProvider):
 
     An id enqueued while it is in flight waits as a new item (attempts start over) and may be
     handed to another consumer before the first one acks: the engine's lock, not the queue,
-    keeps two workers off one instance.
+    keeps two workers off one instance. ``clock`` gives the messages' ``delivered_at``; waits
+    and timeouts are measured on the event loop's clock.
     """
 
     capabilities = frozenset({cap.DEQUEUE_BLOCKS, cap.QUEUE_REDELIVERY})
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._queues: dict[QueueName, _Queue] = {}
 
     def _queue(self, name: QueueName) -> _Queue:
@@ -124,7 +130,7 @@ class MemoryQueue(QueueProvider):
                         item_id=item_id,
                         receipt=receipt,
                         attempt=attempt,
-                        delivered_at=utcnow(),
+                        delivered_at=self._clock.now(),
                     )
                 wake_at = min(wake_at, waiting.visible_at)
             if now >= deadline:

@@ -1,4 +1,6 @@
-"""The attrs models of WFE. Serialize them only through :mod:`wfe_core.serialization`."""
+"""The attrs models of WFE. Serialize them only through :mod:`wfe_core.serialization`.
+
+Import them from this package: its submodules are internal."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Plugin hooks and the records plugins register (see :mod:`wfe_core.plugins.hookspecs`)."""
+"""Plugin hooks and the records plugins register (see :mod:`wfe_core.plugins.hookspecs`).
+
+Import them from this package: its submodules are internal (the plugin manager is re-exported
+by :mod:`wfe_core.spi`)."""
 
 from __future__ import annotations
 

@@ -26,8 +26,10 @@ def register_providers() -> list[ProviderSpec]:  # type: ignore[empty-body]
     """Providers of persistence, lock, queue, search or lifecycle events.
 
     Each :class:`~wfe_core.plugins.ProviderSpec` names its kind, its name (what settings
-    select it by), the URL schemes that imply it, its options class and its capabilities.
-    Two plugins offering the same kind and name is an error reported when the host starts.
+    select it by), the URL schemes that imply it, its options class and its capabilities
+    (:class:`~wfe_core.providers.Capability` members or their names as strings; they must
+    equal the provider class's, which the host checks when it creates the provider). Two
+    plugins offering the same kind and name is an error reported when the host starts.
     """
 
 

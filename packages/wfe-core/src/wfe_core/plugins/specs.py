@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from wfe_core.providers import Provider, StepExecutor
+from wfe_core.providers.capabilities import Capability, parse_capabilities
 
 
 class ProviderKind(StrEnum):
@@ -22,6 +23,10 @@ class ProviderKind(StrEnum):
     LIFECYCLE = "lifecycle"
 
 
+def _spec_capabilities(values: Iterable[Capability | str]) -> frozenset[Capability]:
+    return parse_capabilities(values, where="ProviderSpec")
+
+
 @attrs.frozen
 class ProviderSpec:
     """One provider a plugin offers.
@@ -31,7 +36,11 @@ class ProviderSpec:
     (``None`` when ``options_class`` is ``None``). Keep heavy imports inside the factory so that
     listing providers stays fast. ``url_schemes`` lets a URL alone select the provider
     (``sqlite`` for ``sqlite:///wfe.db``). ``capabilities`` repeats the provider class's
-    ``capabilities`` so they can be shown without building one.
+    ``capabilities`` so they can be shown without building one (and without importing the
+    class); names may be given as strings, and are converted to
+    :class:`~wfe_core.providers.capabilities.Capability` (an unknown one raises
+    :class:`~wfe_core.errors.ProviderContractError`). The host checks that they equal the
+    class's when it creates the provider.
     """
 
     kind: ProviderKind
@@ -40,7 +49,9 @@ class ProviderSpec:
     summary: str = ""
     url_schemes: tuple[str, ...] = ()
     options_class: type | None = None
-    capabilities: frozenset[str] = frozenset()
+    capabilities: frozenset[Capability] = attrs.field(
+        default=frozenset(), converter=_spec_capabilities
+    )
 
 
 @attrs.frozen

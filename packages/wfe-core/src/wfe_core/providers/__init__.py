@@ -1,10 +1,14 @@
 """Provider contracts: the ABCs every persistence, lock, queue, search and lifecycle provider
-implements, and the step-executor contract behind YAML step types."""
+implements, and the step-executor contract behind YAML step types.
+
+Import them from this package (and capabilities from
+:mod:`wfe_core.providers.capabilities`): its other submodules are internal."""
 
 from __future__ import annotations
 
 from wfe_core.providers import capabilities
 from wfe_core.providers.base import Provider
+from wfe_core.providers.capabilities import Capability
 from wfe_core.providers.lifecycle import LifecyclePublisher
 from wfe_core.providers.lock import Lease, LockProvider
 from wfe_core.providers.persistence import PersistenceProvider
@@ -14,6 +18,7 @@ from wfe_core.providers.search import SearchIndex
 from wfe_core.providers.step_executor import StepExecutor
 
 __all__ = [
+    "Capability",
     "Lease",
     "LifecyclePublisher",
     "LockProvider",

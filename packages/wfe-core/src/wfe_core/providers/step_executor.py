@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
+
+from wfe_core.providers._contract import EnforcedABC
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -12,11 +14,13 @@ if TYPE_CHECKING:
     from wfe_core.step import StepContext
 
 
-class StepExecutor(ABC):
+class StepExecutor(EnforcedABC):
     """Runs one step of a declared ``type:`` from its ``config:`` mapping.
 
     ``validate_config`` runs at load time so mistakes surface before anything runs;
-    ``execute`` runs the step (at least once: it may run again after a crash).
+    ``execute`` runs the step (at least once: it may run again after a crash). A subclass
+    that does not implement ``execute`` cannot be created
+    (:class:`~wfe_core.errors.AbstractProviderError`).
     """
 
     def validate_config(self, config: Mapping[str, Any]) -> list[str]:

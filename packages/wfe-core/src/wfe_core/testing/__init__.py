@@ -1,39 +1,69 @@
-"""Conformance suites every WFE provider runs, and Hypothesis strategies for the models.
+"""The kit for testing your own workflows and steps: :class:`EngineHarness` runs the executor
+without a host, :class:`ManualClock` is a :class:`~wfe_core.clock.Clock` that moves only when
+told to, and :mod:`wfe_core.testing.definitions` generates random workflow definitions.
 
-A provider package subclasses a suite in its tests, sets ``__test__ = True`` and supplies an
-async fixture yielding an entered provider (``lock``, ``queue``, ``persistence``, ``search``
-or ``lifecycle``); see ``docs/providers.md``. End-to-end workflow scenarios on a real host
-are in :mod:`wfe_core.testing.scenarios`, model strategies in :mod:`wfe_core.testing.strategies`
-and helpers for starting real servers in :mod:`wfe_core.testing.servers`. Needs the
-``testing`` extra (``pip install wfe-core[testing]``: pytest, hypothesis).
+The suites for provider authors are in :mod:`wfe_core.testing.conformance`. Their old paths
+(``from wfe_core.testing import PersistenceSuite``, ``wfe_core.testing.scenarios``,
+``wfe_core.testing.strategies``, ...) keep working in 0.1 and go in 0.2. Needs the ``testing``
+extra (``pip install wfe-core[testing]``: pytest, hypothesis).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 import pytest
 
-# Before the suites are imported, so their plain ``assert``s report values like tests do.
-pytest.register_assert_rewrite(
-    "wfe_core.testing._support",
-    "wfe_core.testing.definitions",
-    "wfe_core.testing.harness",
-    "wfe_core.testing.lifecycle",
-    "wfe_core.testing.lock",
-    "wfe_core.testing.persistence",
-    "wfe_core.testing.queue",
-    "wfe_core.testing.scenarios",
-    "wfe_core.testing.search",
+from wfe_core.testing import _moved
+
+# Before the kit is imported, so its plain ``assert``s report values like tests do.
+pytest.register_assert_rewrite("wfe_core.testing.definitions", "wfe_core.testing.harness")
+
+from wfe_core.testing.clock import ManualClock  # noqa: E402
+from wfe_core.testing.harness import EngineHarness  # noqa: E402
+
+if TYPE_CHECKING:
+    from wfe_core.testing.conformance import (
+        LifecycleSuite,
+        LockSuite,
+        PersistenceSuite,
+        QueueSuite,
+        SearchSuite,
+        lock_state_machine,
+        persistence_state_machine,
+        queue_state_machine,
+    )
+
+_moved.install()
+
+#: Names that moved to :mod:`wfe_core.testing.conformance`, still importable from here.
+_CONFORMANCE_NAMES = frozenset(
+    {
+        "LifecycleSuite",
+        "LockSuite",
+        "PersistenceSuite",
+        "QueueSuite",
+        "SearchSuite",
+        "lock_state_machine",
+        "persistence_state_machine",
+        "queue_state_machine",
+    }
 )
 
-from wfe_core.testing.lifecycle import LifecycleSuite  # noqa: E402
-from wfe_core.testing.lock import LockSuite, lock_state_machine  # noqa: E402
-from wfe_core.testing.persistence import PersistenceSuite, persistence_state_machine  # noqa: E402
-from wfe_core.testing.queue import QueueSuite, queue_state_machine  # noqa: E402
-from wfe_core.testing.search import SearchSuite  # noqa: E402
+
+def __getattr__(name: str) -> Any:
+    # Lazily, so importing the kit does not import every suite.
+    if name in _CONFORMANCE_NAMES:
+        return getattr(importlib.import_module("wfe_core.testing.conformance"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
+    "EngineHarness",
     "LifecycleSuite",
     "LockSuite",
+    "ManualClock",
     "PersistenceSuite",
     "QueueSuite",
     "SearchSuite",

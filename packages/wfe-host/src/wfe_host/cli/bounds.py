@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from wfe_core.limits import seconds_problem
+from wfe_core.spi import seconds_problem
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from wfe_core.providers.schema import SchemaOwner, SchemaStatus
+from wfe_core.providers import SchemaOwner, SchemaStatus
 from wfe_host.cli.defaults import cli_defaults, resolve_cli_settings
 from wfe_host.cli.host_factory import run_async
 from wfe_host.cli.state import cli_state

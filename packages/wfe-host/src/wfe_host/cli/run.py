@@ -22,10 +22,9 @@ import anyio
 import attrs
 import click
 
-from wfe_core import processes
 from wfe_core.errors import InvalidInputError, WfeError, WorkflowTimeoutError
-from wfe_core.files import UnreadableFileError, read_regular_file
 from wfe_core.models import WorkflowStatus
+from wfe_core.spi import UnreadableFileError, processes, read_regular_file
 from wfe_host.cli.bounds import MAX_RUN_TIMEOUT, seconds_callback
 from wfe_host.cli.host_factory import build_host, describe_store, run_async
 from wfe_host.cli.progress import Progress, format_seconds

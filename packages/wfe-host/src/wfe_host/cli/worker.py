@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import click
 
-from wfe_core import processes
 from wfe_core.errors import ConfigurationError
 from wfe_core.models import WorkflowDefinition
+from wfe_core.spi import processes
 from wfe_host.cli.host_factory import build_host, describe_store, run_async
 from wfe_host.cli.signals import until_signalled
 from wfe_host.cli.state import cli_state

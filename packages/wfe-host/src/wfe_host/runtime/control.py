@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from wfe_core.engine.executor import SUBSCRIPTION_ID
 from wfe_core.errors import WfeError, WorkflowNotFoundError
 from wfe_core.models import (
     Event,
@@ -16,6 +15,7 @@ from wfe_core.models import (
     WorkflowStatus,
 )
 from wfe_core.primitives import TERMINATE_CHILD_EVENT, child_workflow_candidates
+from wfe_core.spi import SUBSCRIPTION_ID
 
 if TYPE_CHECKING:
     from wfe_core.models import WorkflowInstance

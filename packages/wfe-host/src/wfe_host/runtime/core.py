@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
+    from wfe_core import StepBody, StepMiddleware, WorkflowMiddleware
     from wfe_core.clock import Clock
-    from wfe_core.engine import StepMiddleware, WorkflowMiddleware
     from wfe_core.models import (
         EventSubscription,
         ExecutionError,
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
         QueueProvider,
         SearchIndex,
     )
-    from wfe_core.step import StepBody
     from wfe_host.options import HostOptions
 
 logger = logging.getLogger("wfe_host")

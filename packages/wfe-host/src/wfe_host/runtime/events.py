@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 import anyio
 import attrs
 
-from wfe_core.engine.executor import SUBSCRIPTION_ID
 from wfe_core.errors import (
     EventNotFoundError,
     SubscriptionNotFoundError,
@@ -17,6 +16,7 @@ from wfe_core.errors import (
 )
 from wfe_core.models import PointerStatus, WorkflowStatus
 from wfe_core.providers import QueueName
+from wfe_core.spi import SUBSCRIPTION_ID
 from wfe_host.runtime.passes import Carried, Outcome
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from wfe_core.engine import WorkflowExecutor
+from wfe_core import WorkflowExecutor
 from wfe_core.errors import ConcurrencyError, LockNotHeldError, WfeError, WorkflowNotFoundError
 from wfe_core.models import EventSubscription, WorkflowInstance, WorkflowStatus, new_id
 from wfe_core.providers import Lease
@@ -22,13 +22,12 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
     from datetime import datetime
 
+    from wfe_core import HostContext, StepBody
     from wfe_core.models import (
         ExecutionError,
         LifecycleEvent,
         StepDefinition,
     )
-    from wfe_core.runtime import HostContext
-    from wfe_core.step import StepBody
     from wfe_host.runtime.core import HostCore
 
 logger = logging.getLogger("wfe_host.passes")
@@ -406,6 +405,7 @@ class PassRunner:
                 environment,
                 max_parallel_steps=core.options.max_parallel_steps,
                 step_middleware=tuple(core.step_middleware),
+                clock=core.clock,
             )
             unfit = restore_error(instance.data, definition)
             if unfit is not None:

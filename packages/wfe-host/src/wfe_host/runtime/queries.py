@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from wfe_core.memory.search import DATA_FILTER_PREFIX, check_filters, data_field_matches
 from wfe_core.models import WorkflowStatus
 from wfe_core.serialization import to_primitive
+from wfe_core.spi import DATA_FILTER_PREFIX, check_filters, data_field_matches
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio.to_thread
 
-from wfe_core.providers.step_executor import StepExecutor
-from wfe_core.results import ExecutionResult
+from wfe_core import ExecutionResult
+from wfe_core.providers import StepExecutor
 from wfe_yaml.durations import parse_duration
 from wfe_yaml.errors import StepFailedError
 from wfe_yaml.executors.common import check_duration, check_source, check_strings, config_schema
@@ -26,7 +26,7 @@ from wfe_yaml.executors.process import MAX_PARSED_LINE, LineEmitter, run_process
 from wfe_yaml.steps import record_result
 
 if TYPE_CHECKING:
-    from wfe_core.step import StepContext
+    from wfe_core import StepContext
 
 logger = logging.getLogger("wfe_yaml.deno")
 

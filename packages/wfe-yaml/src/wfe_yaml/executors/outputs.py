@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from wfe_core.files import UnreadableFileError, read_regular_file
+from wfe_core.spi import UnreadableFileError, read_regular_file
 from wfe_yaml.errors import StepFailedError
 
 if TYPE_CHECKING:

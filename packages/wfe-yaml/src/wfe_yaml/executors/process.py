@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from wfe_core import processes
+from wfe_core.spi import processes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import ByteReceiveStream, Process
 
-    from wfe_core.step import StepContext
+    from wfe_core import StepContext
 
 #: The logger step output lines go to, one record per line, at INFO. Records carry
 #: ``workflow_id``, ``step_name``, ``pointer_id``, ``stream`` ("stdout"/"stderr") and ``line``;
@@ -120,7 +120,7 @@ async def run_process(
     that returns true. At ``timeout``, or when the step is cancelled, the whole process group
     is killed. When the process exits, what is left of its group is killed too, so a
     background child cannot keep the step (and its output pipes) alive; so is every process
-    that carries the step's token (:mod:`wfe_core.processes`), which finds the descendants
+    that carries the step's token (:mod:`wfe_core.spi.processes`), which finds the descendants
     that left the group (``setsid``, daemons).
     """
     started = time.monotonic()

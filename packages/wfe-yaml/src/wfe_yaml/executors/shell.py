@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 
-from wfe_core.providers.step_executor import StepExecutor
-from wfe_core.results import ExecutionResult
+from wfe_core import ExecutionResult
+from wfe_core.providers import StepExecutor
 from wfe_yaml import interpolation as ip
 from wfe_yaml.durations import parse_duration
 from wfe_yaml.errors import StepFailedError
@@ -36,7 +36,7 @@ from wfe_yaml.steps import record_result
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from wfe_core.step import StepContext
+    from wfe_core import StepContext
 
 logger = logging.getLogger("wfe_yaml.shell")
 

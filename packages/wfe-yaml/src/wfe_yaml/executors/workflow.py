@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from wfe_core import ExecutionResult
 from wfe_core.primitives import SubWorkflow
-from wfe_core.providers.step_executor import StepExecutor
-from wfe_core.results import ExecutionResult
+from wfe_core.providers import StepExecutor
 from wfe_yaml.errors import StepFailedError
 
 if TYPE_CHECKING:
-    from wfe_core.step import StepContext
+    from wfe_core import StepContext
 
 
 class WorkflowExecutor(StepExecutor):

@@ -37,8 +37,9 @@ from wfe_core.models import (
     WorkflowStatus,
     new_id,
 )
-from wfe_core.testing import strategies
-from wfe_core.testing._support import MACHINE_SETTINGS, as_stored, call, now_ms
+from wfe_core.testing.conformance import strategies
+from wfe_core.testing.conformance._support import MACHINE_SETTINGS, as_stored, call, now_ms
+from wfe_core.testing.conformance.reference import ReferencePersistence
 
 if TYPE_CHECKING:
     from wfe_core.providers import PersistenceProvider
@@ -888,8 +889,8 @@ class PersistenceSuite:
         await anyio.to_thread.run_sync(check)
 
     @pytest.mark.anyio
-    async def test_matches_the_memory_model(self, persistence: PersistenceProvider) -> None:
-        """Random sequences of writes and queries agree with :class:`MemoryPersistence`."""
+    async def test_matches_the_reference_model(self, persistence: PersistenceProvider) -> None:
+        """Random sequences of writes and queries agree with :class:`ReferencePersistence`."""
         machine = persistence_state_machine(persistence)
         await anyio.to_thread.run_sync(
             functools.partial(
@@ -905,15 +906,15 @@ _BASE_TIME = datetime(2030, 1, 1, tzinfo=UTC)
 
 def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBasedStateMachine]:
     """A state machine running the same writes on ``persistence`` and on a fresh
-    :class:`~wfe_core.memory.MemoryPersistence` and comparing every answer.
+    :class:`~wfe_core.testing.conformance.reference.ReferencePersistence` (the oracle) and
+    comparing every answer. Its writes include the executor's (pointers changed in place,
+    appended, named in ``changed_pointers``, ``children`` grown) and whole rewrites.
 
     Each run works on its own definition id, event names and fresh ids, and compares only what
     belongs to it, so runs share a store safely. Stored times are all distinct, so orders never
     depend on how a provider breaks ties. Run it in a worker thread of the event loop that owns
     ``persistence`` (``anyio.to_thread.run_sync``).
     """
-    from wfe_core.memory.persistence import MemoryPersistence
-
     offsets = st.integers(min_value=0, max_value=120)
     maybe_offsets = st.none() | offsets
 
@@ -925,7 +926,7 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
 
         def __init__(self) -> None:
             super().__init__()
-            self.model = MemoryPersistence()
+            self.model = ReferencePersistence()
             self.prefix = f"wfe-test-{new_id()[:12]}"
             self.mine: dict[str, set[str]] = {"workflows": set(), "events": set()}
             self.ticks = 0
@@ -1000,7 +1001,7 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
             error_count: int,
             event_at: list[tuple[str, int]],
         ) -> None:
-            ours, model = pair
+            ours = pair[0]
             finished_at = self.at(0) if status.is_finished else None
             next_execution = None if next_at is None else self.at(next_at)
             for copy in pair:
@@ -1026,15 +1027,29 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
             # Counted as this run's whether the write is refused or not: a provider storing
             # the events of a refused write then disagrees with the model in find_events.
             self.mine["events"].update(event.id for event in events)
+            self.write(pair, subscriptions=subscriptions, errors=errors, events=events)
+
+        def write(
+            self,
+            pair: tuple[WorkflowInstance, WorkflowInstance],
+            *,
+            changed_pointers: set[str] | None = None,
+            subscriptions: list[EventSubscription] | None = None,
+            errors: list[ExecutionError] | None = None,
+            events: list[Event] | None = None,
+        ) -> None:
+            """Persist both copies (with copies of the rest); both store or both refuse."""
+            ours, model = pair
             outcomes = []
             for store, copy in ((persistence, ours), (self.model, model)):
                 try:
                     call(
                         store.persist_workflow,
                         copy,
-                        subscriptions=[attrs.evolve(s) for s in subscriptions],
-                        errors=[attrs.evolve(e) for e in errors],
-                        events=[attrs.evolve(e) for e in events],
+                        subscriptions=[attrs.evolve(s) for s in subscriptions or ()],
+                        errors=[attrs.evolve(e) for e in errors or ()],
+                        events=[attrs.evolve(e) for e in events or ()],
+                        changed_pointers=changed_pointers,
                     )
                 except ConcurrencyError:
                     outcomes.append("refused")
@@ -1043,6 +1058,81 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
             assert outcomes[0] == outcomes[1], f"provider {outcomes[0]}, model {outcomes[1]}"
             assert ours.revision == model.revision
             self.get(ours.id)
+
+        @rule(
+            pair=copies,
+            touched=st.lists(st.integers(min_value=0, max_value=7), max_size=2),
+            status=st.sampled_from(PointerStatus),
+            outcome=strategies.json_values(max_leaves=3),
+            container=st.none() | st.integers(min_value=0, max_value=7),
+            added=st.integers(min_value=0, max_value=3),
+            name_added=st.booleans(),
+        )
+        def step(
+            self,
+            pair: tuple[WorkflowInstance, WorkflowInstance],
+            touched: list[int],
+            status: PointerStatus,
+            outcome: Any,
+            container: int | None,
+            added: int,
+            name_added: bool,
+        ) -> None:
+            """A write as the executor makes it: pointers changed in place and named, new
+            pointers appended (named or not), a container's ``children`` grown by their ids."""
+            count = len(pair[0].pointers)
+            new_ids = [new_id() for _ in range(added)]
+            started = self.at(0)
+            changed: set[str] = set()
+            for copy in pair:
+                for index in touched if count else ():
+                    pointer = copy.pointers[index % count]
+                    pointer.status = status
+                    pointer.outcome = outcome
+                    pointer.attempt += 1
+                    pointer.extensions[f"step-{self.ticks}"] = outcome
+                    changed.add(pointer.id)
+                parent = (
+                    None if container is None or not count else copy.pointers[container % count]
+                )
+                for pointer_id in new_ids:
+                    copy.pointers.append(
+                        ExecutionPointer(
+                            step_id=len(copy.pointers),
+                            id=pointer_id,
+                            scope=[] if parent is None else [parent.id],
+                            start_time=started,
+                        )
+                    )
+                if parent is not None and new_ids:
+                    parent.children.extend(new_ids)
+                    changed.add(parent.id)
+            if name_added:
+                changed.update(new_ids)
+            self.write(pair, changed_pointers=changed)
+
+        @rule(
+            pair=copies,
+            drop_last=st.booleans(),
+            children=st.lists(st.sampled_from("pq"), max_size=3),
+            data=strategies.json_values(max_leaves=4),
+        )
+        def rewrite(
+            self,
+            pair: tuple[WorkflowInstance, WorkflowInstance],
+            drop_last: bool,
+            children: list[str],
+            data: Any,
+        ) -> None:
+            """A write naming no pointers (any caller but the executor): pointers may be
+            removed, and ``children`` replaced, not only grown."""
+            for copy in pair:
+                if drop_last and copy.pointers:
+                    copy.pointers.pop()
+                if copy.pointers:
+                    copy.pointers[0].children = list(children)
+                copy.data = data
+            self.write(pair)
 
         @rule(workflow_id=workflow_ids)
         def get(self, workflow_id: str) -> None:

@@ -3,6 +3,8 @@
 A path from untrusted input may name ``/dev/zero``, a FIFO that nobody writes to, a directory
 or a file of many gigabytes. :func:`read_regular_file` refuses all of those with one clear
 message instead of reading until memory runs out or hanging in ``open``.
+
+Internal: other distributions import these names from :mod:`wfe_core.spi`.
 """
 
 from __future__ import annotations

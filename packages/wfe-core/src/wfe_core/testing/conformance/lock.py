@@ -20,7 +20,7 @@ from hypothesis.stateful import (
 from wfe_core.errors import LockNotHeldError
 from wfe_core.providers import Lease, LockProvider
 from wfe_core.providers import capabilities as cap
-from wfe_core.testing._support import MACHINE_SETTINGS, call, require
+from wfe_core.testing.conformance._support import MACHINE_SETTINGS, call, require
 
 __all__ = ["LockSuite", "lock_state_machine"]
 

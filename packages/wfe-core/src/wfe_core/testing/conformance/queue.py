@@ -20,7 +20,7 @@ from hypothesis.stateful import (
 
 from wfe_core.providers import QueueMessage, QueueName, QueueProvider
 from wfe_core.providers import capabilities as cap
-from wfe_core.testing._support import MACHINE_SETTINGS, call, require
+from wfe_core.testing.conformance._support import MACHINE_SETTINGS, call, require
 
 __all__ = ["QueueSuite", "queue_state_machine"]
 

@@ -33,7 +33,7 @@ MACHINE_SETTINGS = settings(
 def require(provider: Provider, capability: str) -> None:
     """Skip the running test, naming ``capability``, when ``provider`` does not declare it."""
     if capability not in type(provider).capabilities:
-        pytest.skip(f"{type(provider).__name__} lacks the {capability!r} capability")
+        pytest.skip(f"{type(provider).__name__} lacks the {str(capability)!r} capability")
 
 
 def now_ms() -> datetime:

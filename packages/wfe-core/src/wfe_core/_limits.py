@@ -3,6 +3,8 @@
 A duration setting must be a finite number of seconds within a documented range: ``inf`` or
 ``1e12`` would otherwise be accepted and fail much later (an ``OverflowError`` adding it to a
 ``datetime``, a lease that never expires).
+
+Internal: other distributions import these names from :mod:`wfe_core.spi`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import pytest
 
 from wfe_core.models import WorkflowInstance, WorkflowStatus, new_id
 from wfe_core.providers import capabilities as cap
-from wfe_core.testing._support import as_stored, now_ms, require
+from wfe_core.testing.conformance._support import as_stored, now_ms, require
 
 if TYPE_CHECKING:
     from wfe_core.providers import SearchIndex

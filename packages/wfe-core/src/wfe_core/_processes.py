@@ -15,6 +15,8 @@ What escapes: a process that both hides the token (clears its environment, or ma
 unreadable) and leaves the process tree of the step (double-forks). Hostile code can do that;
 only a container or a cgroup contains it. Without ``/proc`` (macOS), only the step's
 process group is killed, and the watchdog kills only the process groups.
+
+Internal module: other distributions use it as ``wfe_core.spi.processes``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,500 @@
+"""Internal to the engine: one pass over an instance, scheduling its steps.
+
+Which pointers run now, how many at once (``max_parallel_steps``), the timer that wakes the
+pass when a sleeping pointer falls due, the flusher that stores results, and the lean path of
+a plain sequence. The state changes themselves are :mod:`~wfe_core.engine._transitions`'s;
+running a step body is :mod:`~wfe_core.engine._running`'s.
+
+A pass runs every runnable pointer; pointers that become runnable while it goes (the next
+step of a sequence, the branches a container starts, a container whose branches finished)
+run in the same pass. Every state change is persisted (with the revision check) before the
+steps it makes runnable start, so a crash loses at most the steps that were running.
+
+A plain sequence takes a lean path: when a step's result makes exactly its successor runnable
+and no other step is running, the successor runs in the same task once that result (and the
+successor's start) is stored, without a new task or a round through the flusher.
+
+Long workflows cost the same per step as short ones: a pass keeps the active pointers apart
+(:class:`~wfe_core.engine._active.ActivePointers`) and never walks the finished ones again,
+and the engine's container steps (``while_do``, ``for_each``, ``if_do``, ``parallel``,
+``decide``) run at once without storing their start (they only compute their result), so a
+loop's round is one write: the body's result with the container's next round and the next
+body step's start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+
+from wfe_core.engine import _transitions as tx
+from wfe_core.engine import pointers as px
+from wfe_core.engine._active import ActivePointers
+from wfe_core.engine._running import run_step
+from wfe_core.models.status import PointerStatus, WorkflowStatus
+from wfe_core.primitives import containers
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from datetime import datetime
+
+    from anyio.abc import TaskGroup
+
+    from wfe_core.clock import Clock
+    from wfe_core.engine.executor import PassEnvironment
+    from wfe_core.engine.middleware import StepMiddleware
+    from wfe_core.models.definition import WorkflowDefinition
+    from wfe_core.models.event import EventSubscription
+    from wfe_core.models.instance import ExecutionError, ExecutionPointer, WorkflowInstance
+    from wfe_core.models.lifecycle import LifecycleEvent
+    from wfe_core.results import ExecutionResult
+
+logger = logging.getLogger("wfe_core.engine")
+
+#: Seconds a sequence of steps runs on the lean path before it lets other tasks run.
+_FAIR_SLICE = 0.005
+#: The engine's container steps: they only compute their result from their inputs and their
+#: state (no I/O, no waiting), so a pass runs them without storing their start first, and
+#: their result is stored with the next write (a loop's round costs one write, not two). A
+#: crash before that write runs them again, as any step whose result was not stored.
+_PRIMITIVES = frozenset(
+    {
+        containers.Sequence,
+        containers.If,
+        containers.While,
+        containers.ForEach,
+        containers.Decide,
+        containers.When,
+    }
+)
+#: At most this many primitive runs in a row before a write (a bound, not a limit users meet).
+_MAX_PRIMITIVE_RUNS = 256
+
+
+class _Unguarded(contextlib.AbstractAsyncContextManager[None]):
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+_UNGUARDED = _Unguarded()
+
+
+class Pass:
+    """One pass over ``instance``: run what is runnable until nothing is or ``should_stop()``."""
+
+    def __init__(
+        self,
+        environment: PassEnvironment,
+        instance: WorkflowInstance,
+        definition: WorkflowDefinition,
+        should_stop: Callable[[], bool],
+        *,
+        clock: Clock,
+        max_parallel_steps: int,
+        step_middleware: Sequence[StepMiddleware],
+    ) -> None:
+        self.env = environment
+        self.clock = clock
+        self.middleware = step_middleware
+        self.instance = instance
+        self.definition = definition
+        self.should_stop = should_stop
+        self.max_parallel = max_parallel_steps
+        # No yield when it is free (most of the time): a sequence takes it once per step.
+        self.lock = anyio.Lock(fast_acquire=True)
+        self.running: dict[str, anyio.CancelScope] = {}
+        self.timer: anyio.CancelScope | None = None
+        #: Set when a step finished: the flusher stores results and starts what is runnable.
+        self.kick = anyio.Event()
+        self.flusher_alive = False
+        self.dirty = False
+        # What the next write stores and what follows it.
+        self.subscriptions: list[EventSubscription] = []
+        self.errors: list[ExecutionError] = []
+        self.closed_subscriptions: list[str] = []
+        self.events: list[LifecycleEvent] = []
+        #: Ids of the pointers changed since the last write (see ``changed_pointers``).
+        self.changed: set[str] = set()
+        #: Pointers created by the result last applied (the lean path looks at them).
+        self.created: list[ExecutionPointer] = []
+        self.log_extra = {"workflow_id": instance.id, "definition_id": definition.id}
+        #: When the lean path last let other tasks run (see _FAIR_SLICE).
+        self.yielded = time.monotonic()
+        #: The definition's container steps (see ``_PRIMITIVES``), by id.
+        self.primitive_steps = frozenset(
+            step.id for step in definition.steps if step.body in _PRIMITIVES
+        )
+        self.active = ActivePointers(instance, self.primitive_steps)
+
+    # -- the pass ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        if self.instance.status != WorkflowStatus.RUNNABLE:
+            return
+        if not self.instance.pointers:
+            self._take(tx.begin(self.instance, self.definition, self.clock.now()))
+            self.dirty = True
+        active = self.active
+        while True:
+            async with anyio.create_task_group() as tg:
+                async with self.lock:
+                    alone = await self._start_runnable(tg, inline=True)
+                if alone is not None:
+                    await self._run_pointer(tg, *alone)
+            # Something may have become due while the last steps ran (a short retry).
+            if (
+                not self._may_continue()
+                or next(px.runnable_among(active.listed(), self.clock.now(), active.busy()), None)
+                is None
+            ):
+                break
+        async with self.lock:
+            self._settle()
+            due = (
+                px.next_execution_among(active.listed(), self.clock.now(), active.busy())
+                if self.instance.status == WorkflowStatus.RUNNABLE
+                else None
+            )
+            if due != self.instance.next_execution:
+                self.instance.next_execution = due
+                self.dirty = True
+            await self._flush()
+
+    async def fail(self, message: str, error_type: str | None) -> None:
+        transition = tx.fail_workflow(
+            self.instance,
+            self.definition,
+            message,
+            self.clock.now(),
+            error_type=error_type,
+            announce=self.env.wants_lifecycle_events(),
+        )
+        if transition is None:
+            return
+        self._take(transition)
+        self.dirty = True
+        await self._flush()
+
+    def _may_continue(self) -> bool:
+        return self.instance.status == WorkflowStatus.RUNNABLE and not self.should_stop()
+
+    # -- taking in transitions ---------------------------------------------------------------
+    def _take(self, transition: tx.Transition) -> None:
+        """Take in what ``transition`` left to do: track its pointers, abandon the steps it
+        ended that still run, and keep what the next write stores and announces."""
+        self.active.track(transition)
+        self.changed.update(transition.changed)
+        if transition.subscriptions:
+            self.subscriptions.extend(transition.subscriptions)
+        if transition.closed_subscriptions:
+            self.closed_subscriptions.extend(transition.closed_subscriptions)
+        if transition.errors:
+            self.errors.extend(transition.errors)
+        if transition.events:
+            self.events.extend(transition.events)
+        running = self.running
+        if running:
+            for pointer_id in transition.ended:
+                scope = running.get(pointer_id)
+                if scope is not None:
+                    scope.cancel()
+        status = transition.finished
+        if status is not None:
+            level = logging.INFO if status == WorkflowStatus.COMPLETE else logging.WARNING
+            logger.log(level, "workflow %s %s", self.instance.id, status, extra=self.log_extra)
+
+    def _apply(self, pointer: ExecutionPointer, outcome: ExecutionResult | tx.StepFailure) -> None:
+        transition = tx.apply_outcome(
+            self.instance,
+            self.definition,
+            pointer,
+            outcome,
+            self.clock.now(),
+            active=self.active.live,
+            announce=self.env.wants_lifecycle_events(),
+        )
+        if transition.compensating is not None:
+            logger.info(
+                "compensating %d step(s) after %s failed",
+                transition.compensating,
+                pointer.step_name,
+                extra={**self.log_extra, "pointer_id": pointer.id},
+            )
+        self._take(transition)
+        self.created = transition.created
+
+    def _settle(self) -> None:
+        """Complete the workflow when no pointer is active any more."""
+        if self.instance.status != WorkflowStatus.RUNNABLE:
+            return
+        # The oldest active pointer comes first once the ended ones are dropped: cheap.
+        self.active.drop_ended()
+        if any(p.active for p in self.active.live.values()):
+            return
+        transition = tx.settle(
+            self.instance,
+            self.definition,
+            self.clock.now(),
+            active=self.active.live,
+            announce=self.env.wants_lifecycle_events(),
+        )
+        if transition is not None:
+            self._take(transition)
+
+    def _mark_started(self, pointer: ExecutionPointer, now: datetime) -> anyio.CancelScope:
+        self.changed.add(pointer.id)
+        event = tx.mark_started(
+            self.instance, pointer, now, announce=self.env.wants_lifecycle_events()
+        )
+        if event is not None:
+            self.events.append(event)
+        scope = anyio.CancelScope()
+        self.running[pointer.id] = scope
+        return scope
+
+    def _keep_due(self, now: datetime) -> None:
+        """Make the instance due by ``now``. A due time already past stays as it is: the
+        instance is as due, and its stored head need not change with every step."""
+        due = self.instance.next_execution
+        if due is None or due > now:
+            self.instance.next_execution = now
+
+    # -- scheduling --------------------------------------------------------------------------
+    async def _start_runnable(
+        self, tg: TaskGroup, *, inline: bool = False
+    ) -> tuple[ExecutionPointer, anyio.CancelScope] | None:
+        """Start the runnable pointers not running yet, as many as ``max_parallel_steps``
+        allows (the others start as running steps end); call with the lock held. With
+        ``inline``, a pointer that starts alone is returned for the caller to run in its own
+        task (after releasing the lock) instead of in a new one."""
+        if self.primitive_steps and not self.middleware:
+            await self._run_primitives()
+        self._settle()
+        started: list[tuple[ExecutionPointer, anyio.CancelScope]] = []
+        if self._may_continue():
+            now = self.clock.now()
+            room = self.max_parallel - len(self.running)
+            for pointer in px.runnable_among(self.active.listed(), now, self.active.busy()):
+                if room <= 0:
+                    break
+                if pointer.id in self.running:
+                    continue
+                started.append((pointer, self._mark_started(pointer, now)))
+                room -= 1
+            if started:
+                # Due while steps run: a crash mid-pass leaves the instance due, so the
+                # scheduler picks it up again (and the stored attempt counts this run).
+                self._keep_due(now)
+                self.dirty = True
+        if started or self.running:
+            await self._flush()
+        # Else the pass is ending: its last write (with the next due time) stores the rest.
+        alone = inline and len(started) == 1 and len(self.running) == 1
+        for pointer, scope in started[alone:]:
+            tg.start_soon(self._run_pointer, tg, pointer, scope)
+        if len(self.running) > 1 and not self.flusher_alive:
+            # Steps running side by side: one task stores their results as they come. (A
+            # step running alone does that itself when it ends.)
+            self.flusher_alive = True
+            tg.start_soon(self._flusher, tg)
+        self._arm_timer(tg)
+        return started[0] if alone else None
+
+    async def _run_primitives(self) -> None:
+        """Run the runnable container steps at once, in this task, without storing their
+        start (see ``_PRIMITIVES``); what they start is started by the caller with them.
+        Not with step middleware, which may want to see every step run as any other."""
+        active = self.active
+        for _ in range(_MAX_PRIMITIVE_RUNS):
+            self._settle()
+            if not self._may_continue():
+                return
+            active.drop_ended()
+            # The containers alone (kept apart), then whether one can run: a wide for_each
+            # has thousands of pending steps and no runnable container while they run.
+            live = active.live
+            candidates = [
+                p
+                for p in active.containers.values()
+                if p.active
+                and p.id not in self.running
+                # A container whose last child is active is busy: known without the walk.
+                and not (p.children and getattr(live.get(p.children[-1]), "active", False))
+            ]
+            if not candidates:
+                return
+            now = self.clock.now()
+            busy = active.busy()
+            pointer = next(
+                (
+                    p
+                    for p in candidates
+                    if (t := px.ready_time(p, busy, now)) is not None and t <= now
+                ),
+                None,
+            )
+            if pointer is None:
+                return
+            scope = self._mark_started(pointer, now)
+            outcome = await run_step(
+                self.env,
+                self.middleware,
+                self.instance,
+                self.definition,
+                pointer,
+                self.definition.step(pointer.step_id),
+                scope,
+                self.log_extra,
+            )
+            self.running.pop(pointer.id, None)
+            self.dirty = True
+            if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
+                continue
+            self._apply(pointer, outcome)
+
+    def _arm_timer(self, tg: TaskGroup) -> None:
+        """While steps run, wake the pass when a sleeping pointer falls due, so a short
+        sleep or retry in one branch does not wait for a long step in another."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self.running or not self._may_continue():
+            return  # the pass is ending; the host's scheduler wakes the instance
+        now = self.clock.now()
+        # Only a pointer with a time set can fall due later: look at those alone (a wide
+        # for_each has thousands of pending pointers and wakes this on every flush).
+        timed = self.active.timed_waiting(self.running)
+        if not timed:
+            return
+        busy = self.active.busy()
+        times = [t for p in timed if (t := px.ready_time(p, busy, now)) is not None and t > now]
+        if times:
+            self.timer = anyio.CancelScope()
+            tg.start_soon(self._wake_at, tg, self.timer, min(times))
+
+    async def _wake_at(self, tg: TaskGroup, scope: anyio.CancelScope, due: datetime) -> None:
+        with scope:
+            # The wait is measured on the event loop's clock; the clock only says how long.
+            await anyio.sleep(max((due - self.clock.now()).total_seconds(), 0.0) + 0.001)
+            async with self.lock:
+                if self.timer is scope:
+                    self.timer = None
+                await self._start_runnable(tg)
+
+    # -- writes ------------------------------------------------------------------------------
+    async def _flush(self) -> None:
+        if not self.dirty:
+            return
+        subscriptions, self.subscriptions = self.subscriptions, []
+        errors, self.errors = self.errors, []
+        closed, self.closed_subscriptions = self.closed_subscriptions, []
+        events, self.events = self.events, []
+        changed, self.changed = self.changed, set()
+        # A running step's body may change its own pointer (ctx.pointer) before it returns:
+        # such a pointer may differ from what is stored, so it is listed too.
+        changed.update(self.running)
+        await self.env.persist(
+            self.instance,
+            subscriptions=subscriptions,
+            errors=errors,
+            closed_subscriptions=closed,
+            changed_pointers=changed,
+        )
+        self.dirty = False
+        for event in events:
+            await self.env.publish(event)
+
+    async def _flusher(self, tg: TaskGroup) -> None:
+        """Store results and start what they made runnable. Results that arrive while a store
+        is under way are stored together by the next one, so many steps finishing at once
+        (a wide ``for_each``) cost a few writes, not one each."""
+        while True:
+            await self.kick.wait()
+            self.kick = anyio.Event()
+            async with self.lock:
+                await self._start_runnable(tg)
+                if not self.running:
+                    self.flusher_alive = False
+                    return
+
+    # -- one step run ------------------------------------------------------------------------
+    async def _run_pointer(
+        self, tg: TaskGroup, pointer: ExecutionPointer, scope: anyio.CancelScope
+    ) -> None:
+        while True:
+            outcome = await run_step(
+                self.env,
+                self.middleware,
+                self.instance,
+                self.definition,
+                pointer,
+                self.definition.step(pointer.step_id),
+                scope,
+                self.log_extra,
+            )
+            following: tuple[ExecutionPointer, anyio.CancelScope] | None
+            async with self._guard():
+                self.running.pop(pointer.id, None)
+                # The body may have changed its pointer (ctx.pointer), whatever came of it.
+                self.changed.add(pointer.id)
+                if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
+                    following = await self._after_run(tg)
+                else:
+                    self._apply(pointer, outcome)
+                    self.dirty = True
+                    successor = self._sole_successor(pointer)
+                    if successor is None:
+                        following = await self._after_run(tg)
+                    else:
+                        # The lean path: store the result (with the successor started), then
+                        # run the successor in this task, without the flusher and a new task.
+                        now = self.clock.now()
+                        following = (successor, self._mark_started(successor, now))
+                        self._keep_due(now)
+                        await self._flush()
+            if following is None:
+                return
+            pointer, scope = following
+            if time.monotonic() - self.yielded > _FAIR_SLICE:
+                # Steps that never wait (and a store that never does either) would keep
+                # every other task of the host waiting until the pass ends.
+                await anyio.lowlevel.checkpoint()
+                self.yielded = time.monotonic()
+
+    async def _after_run(self, tg: TaskGroup) -> tuple[ExecutionPointer, anyio.CancelScope] | None:
+        """A step's run ended (call with the lock held): the flusher stores its result and
+        starts what it made runnable, or, with no flusher, this task does; a step it starts
+        alone (the next round of a loop) is returned for this task to run."""
+        if self.flusher_alive:
+            self.kick.set()
+            return None
+        return await self._start_runnable(tg, inline=True)
+
+    def _guard(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The pass's lock, or nothing while no other task of the pass can touch its state
+        (no flusher, no timer: a step running alone, as in a plain sequence)."""
+        if self.flusher_alive or self.timer is not None:
+            return self.lock
+        return _UNGUARDED
+
+    def _sole_successor(self, pointer: ExecutionPointer) -> ExecutionPointer | None:
+        """The pointer the result just applied to ``pointer`` created, when it is the only
+        one that can run now: ``pointer`` completed, no other step runs, and the new pointer
+        is in ``pointer``'s scope (so the containers around them stay busy; pointers that
+        fall due meanwhile are the timer's)."""
+        if (
+            len(self.created) != 1
+            or self.running
+            or pointer.active
+            or pointer.status != PointerStatus.COMPLETE
+            or not self._may_continue()
+        ):
+            return None
+        (successor,) = self.created
+        if successor.scope != pointer.scope or successor.status != PointerStatus.PENDING:
+            return None
+        return successor
