@@ -11,7 +11,7 @@ import attrs
 import pytest
 
 from wfe_core import WorkflowBuilder, WorkflowStatus
-from wfe_core.models import PointerStatus, WorkflowDefinition
+from wfe_core.models import Event, PointerStatus, WorkflowDefinition
 from wfe_core.models.instance import utcnow
 from wfe_core.primitives import BEGINNING_OF_TIME, CHILD_FINISHED_EVENT
 from wfe_sqlite import SqliteLock, SqlitePersistence, SqliteQueue
@@ -157,9 +157,11 @@ async def test_a_running_host_recovers_a_notification_another_process_left_unque
             finished.status = WorkflowStatus.COMPLETE
             finished.complete_time = now
             finished.next_execution = None
-            events = await host._finished_events(finished)
-            assert [e.name for e in events] == [CHILD_FINISHED_EVENT]
-            await other.persist_workflow(finished, events=events)
+            # The parent's notification, as a host stores it with a child's final write.
+            notification = Event(
+                name=CHILD_FINISHED_EVENT, key=child_id, data={"status": "complete", "error": None}
+            )
+            await other.persist_workflow(finished, events=[notification])
 
         done = await host.wait_for_workflow(parent_id, timeout=30)
         assert done.status == WorkflowStatus.COMPLETE

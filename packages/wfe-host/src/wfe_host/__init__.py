@@ -21,6 +21,7 @@ from wfe_core import (
     WorkflowMiddleware,
     WorkflowStatus,
 )
+from wfe_host.client import WorkflowClient
 from wfe_host.host import WorkflowHost
 from wfe_host.options import HostOptions
 from wfe_host.runtime.oneshot import run_workflow
@@ -37,6 +38,7 @@ __all__ = [
     "StepContext",
     "StepMiddleware",
     "WorkflowBuilder",
+    "WorkflowClient",
     "WorkflowDefinition",
     "WorkflowHost",
     "WorkflowInstance",

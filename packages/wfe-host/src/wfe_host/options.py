@@ -25,7 +25,8 @@ class HostOptions:
     #: renewed while a pass runs. Finite, > 0 and at most 86400 (one day).
     lease_seconds: float = attrs.field(default=30.0, validator=seconds_validator())
     #: Run background consumers (execute workflows). A host that only starts workflows and
-    #: reads their state (the CLI's ``wfe workflows ...``) sets this to false.
+    #: reads their state sets this to false (or is a :class:`~wfe_host.WorkflowClient`, which
+    #: never runs them).
     run_workers: bool = True
     #: Name of this worker in leases and logs; a random one when unset.
     worker_id: str | None = None

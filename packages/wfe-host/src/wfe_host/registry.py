@@ -17,7 +17,7 @@ import os
 import threading
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
@@ -225,7 +225,7 @@ def redact_url(url: str) -> str:
     if not password:
         return url
     netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def url_scheme(url: str) -> str:

@@ -10,7 +10,7 @@ import anyio
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from wfe_host import WorkflowHost
+    from wfe_host import WorkflowClient
 
 
 async def until(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 10) -> None:
@@ -24,7 +24,7 @@ async def until(condition: Callable[[], bool | Awaitable[bool]], timeout: float 
             await anyio.sleep(0.01)
 
 
-async def until_waiting_for_event(host: WorkflowHost, workflow_id: str) -> None:
+async def until_waiting_for_event(host: WorkflowClient, workflow_id: str) -> None:
     """Wait until the stored workflow has a pointer waiting for an event."""
 
     async def waiting() -> bool:

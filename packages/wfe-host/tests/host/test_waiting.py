@@ -15,7 +15,7 @@ from wfe_core.memory.lock import MemoryLock
 from wfe_core.memory.persistence import MemoryPersistence
 from wfe_core.memory.queue import MemoryQueue
 from wfe_core.providers import capabilities
-from wfe_host import HostOptions, WorkflowHost
+from wfe_host import WorkflowClient, WorkflowHost
 
 if TYPE_CHECKING:
     from wfe_core import StepContext, WorkflowInstance
@@ -64,7 +64,7 @@ class BrokenLifecycle(SharedLifecycle):
         return _Broken()
 
 
-async def _wait_all(host: WorkflowHost, ids: list[str]) -> list[WorkflowInstance]:
+async def _wait_all(host: WorkflowClient, ids: list[str]) -> list[WorkflowInstance]:
     results: dict[str, WorkflowInstance] = {}
 
     async def wait(workflow_id: str) -> None:
@@ -88,27 +88,24 @@ async def test_waiters_do_not_subscribe_to_lifecycle_events() -> None:
                 finished.extend(await _wait_all(host, ids))
 
             tg.start_soon(wait_all)
-            await until(lambda: len(host._waiters) == len(ids))
+            await until(lambda: len(host.awaited_workflows()) == len(ids))
             # A process-local publisher: this host's own completions wake its waiters.
             assert lifecycle.subscriber_count == 0
             await host.publish_event("go", "k")
         assert [i.status for i in finished] == [WorkflowStatus.COMPLETE] * len(ids)
-        assert host._waiters == {}
+        assert host.awaited_workflows() == frozenset()
 
 
 async def test_one_watcher_per_host_for_a_distributed_publisher() -> None:
     persistence, lock, queue = MemoryPersistence(), MemoryLock(), MemoryQueue()
     lifecycle = SharedLifecycle()
-    client = WorkflowHost(
-        persistence, lock, queue, lifecycle=lifecycle, options=HostOptions(run_workers=False)
-    )
+    client = WorkflowClient(persistence, lock, queue, lifecycle=lifecycle)
     worker = WorkflowHost(persistence, lock, queue, lifecycle=lifecycle)
     async with client, worker:
         client.register(gated())
         worker.register(gated())
         # Each host has its own waiters: the client learns of the worker's completions only
         # from the lifecycle events (the store is not shared, so it never reads again).
-        assert client._waiters is not worker._waiters
         ids = [await client.start_workflow("gated") for _ in range(10)]
         async with anyio.create_task_group() as tg:
             finished: list[WorkflowInstance] = []
@@ -117,25 +114,23 @@ async def test_one_watcher_per_host_for_a_distributed_publisher() -> None:
                 finished.extend(await _wait_all(client, ids))
 
             tg.start_soon(wait_all)
-            await until(lambda: len(client._waiters) == len(ids))
+            await until(lambda: len(client.awaited_workflows()) == len(ids))
+            assert worker.awaited_workflows() == frozenset()
             assert lifecycle.subscriber_count == 2  # one watcher per host
             await client.publish_event("go", "k")
         assert [i.status for i in finished] == [WorkflowStatus.COMPLETE] * len(ids)
-        assert client._waiters == {}
+        assert client.awaited_workflows() == frozenset()
 
 
 async def test_hosts_sharing_a_local_publisher_wake_each_others_waiters() -> None:
     persistence, lock, queue = MemoryPersistence(), MemoryLock(), MemoryQueue()
     lifecycle = MemoryLifecycle()
     async with (
-        WorkflowHost(
-            persistence, lock, queue, lifecycle=lifecycle, options=HostOptions(run_workers=False)
-        ) as client,
+        WorkflowClient(persistence, lock, queue, lifecycle=lifecycle) as client,
         WorkflowHost(persistence, lock, queue, lifecycle=lifecycle) as worker,
     ):
         client.register(gated())
         worker.register(gated())
-        assert client._waiters is worker._waiters
         workflow_id = await client.start_workflow("gated")
         async with anyio.create_task_group() as tg:
             finished: list[WorkflowInstance] = []
@@ -144,7 +139,9 @@ async def test_hosts_sharing_a_local_publisher_wake_each_others_waiters() -> Non
                 finished.append(await client.wait_for_workflow(workflow_id, timeout=10))
 
             tg.start_soon(wait)
-            await until(lambda: workflow_id in client._waiters)
+            await until(lambda: workflow_id in client.awaited_workflows())
+            # One waiter table for both: the worker wakes the client's waiter itself.
+            assert workflow_id in worker.awaited_workflows()
             assert lifecycle.subscriber_count == 0
             await client.publish_event("go", "k")
         assert finished[0].status == WorkflowStatus.COMPLETE
@@ -154,13 +151,7 @@ async def test_waiters_read_again_while_the_watcher_is_down(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     persistence, lock, queue = SharedPersistence(), MemoryLock(), MemoryQueue()
-    client = WorkflowHost(
-        persistence,
-        lock,
-        queue,
-        lifecycle=BrokenLifecycle(),
-        options=HostOptions(run_workers=False),
-    )
+    client = WorkflowClient(persistence, lock, queue, lifecycle=BrokenLifecycle())
     # The worker's own publisher: nothing it publishes reaches the client.
     worker = WorkflowHost(persistence, lock, queue)
     async with client, worker:
@@ -181,7 +172,7 @@ async def test_a_finished_workflow_is_returned_at_once() -> None:
         with anyio.fail_after(1):
             again = await host.wait_for_workflow(workflow_id, timeout=10)
     assert first.status == again.status == WorkflowStatus.COMPLETE
-    assert host._waiters == {}
+    assert host.awaited_workflows() == frozenset()
 
 
 class CountingPersistence(MemoryPersistence):
@@ -226,7 +217,7 @@ async def test_waiting_for_a_workflow_this_host_runs_reads_it_only_when_needed(
                 done.append(await host.wait_for_workflow(workflow_id, timeout=10))
 
             tg.start_soon(wait)
-            await until(lambda: workflow_id in host._waiters)
+            await until(lambda: workflow_id in host.awaited_workflows())
             await anyio.sleep(0.05)
             assert workflow_id in host.passes.running
             assert persistence.reads.get(workflow_id, 0) == 0

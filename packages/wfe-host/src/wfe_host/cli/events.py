@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from wfe_host.cli.host_factory import build_host, run_async
+from wfe_host.cli.host_factory import build_client, run_async
 from wfe_host.cli.state import cli_state
 
 __all__ = ["events_group", "parse_data", "parse_effective_date"]
@@ -89,11 +89,11 @@ def publish_command(
       wfe events publish approval order-42 '{"approved": true}'
     """
     payload, when = data, effective_date  # parsed by the parameters' callbacks
-    host, _ = build_host(cli_state(ctx), run_workers=False)
+    client, _ = build_client(cli_state(ctx))
 
     async def main() -> str:
-        async with host:
-            return await host.publish_event(name, key, data=payload, effective_date=when)
+        async with client:
+            return await client.publish_event(name, key, data=payload, effective_date=when)
 
     event_id = run_async(main)
     if as_json:

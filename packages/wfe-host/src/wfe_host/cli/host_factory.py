@@ -1,8 +1,11 @@
-"""Opening a :class:`~wfe_host.WorkflowHost` from the ``wfe`` command line's settings.
+"""Opening a :class:`~wfe_host.WorkflowClient` or :class:`~wfe_host.WorkflowHost` from the
+``wfe`` command line's settings.
 
-Commands build their host with :func:`build_host` (settings from the global options,
-``WFE_*`` variables, the settings file and the CLI defaults of :mod:`wfe_host.cli.defaults`)
-and run their async body with :func:`run_async`, which keeps errors one line long.
+Commands that only read or change stored state build a client with :func:`build_client`;
+those that run workflows (``wfe run``, ``wfe worker``) a host with :func:`build_host`
+(settings from the global options, ``WFE_*`` variables, the settings file and the CLI
+defaults of :mod:`wfe_host.cli.defaults`). They run their async body with :func:`run_async`,
+which keeps errors one line long.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ if TYPE_CHECKING:
 
     from wfe_host.bootstrap import ResolvedSettings
     from wfe_host.cli.state import CliState
+    from wfe_host.client import WorkflowClient
     from wfe_host.host import WorkflowHost
 
-__all__ = ["build_host", "describe_store", "not_found", "run_async", "warn"]
+__all__ = ["build_client", "build_host", "describe_store", "not_found", "run_async", "warn"]
 
 T = TypeVar("T")
 
@@ -33,36 +37,56 @@ def warn(message: str) -> None:
 
 
 def build_host(
-    state: CliState,
-    *,
-    run_workers: bool = False,
-    warn_if_memory: bool = True,
+    state: CliState, *, warn_if_memory: bool = True
 ) -> tuple[WorkflowHost, ResolvedSettings]:
-    """A host (not yet entered) on the providers the CLI's settings select, and the settings.
-
-    ``run_workers`` is false for commands that only read or change stored state (the host then
-    runs no workflow itself). With ``warn_if_memory``, a warning says that an in-memory store
-    shares nothing with other commands.
-    """
+    """A host that runs workers (not yet entered) on the providers the CLI's settings
+    select, and the settings. With ``warn_if_memory``, a warning says that an in-memory store
+    shares nothing with other commands."""
     # Imported here: the runtime is not needed by `wfe --help` or `wfe providers`.
     from wfe_host.host import WorkflowHost
 
-    resolved = resolve_cli_settings(state)
-    if warn_if_memory:
-        message = memory_warning(resolved)
-        if message is not None:
-            warn(message)
-    options = attrs.evolve(resolved.options, run_workers=run_workers)
+    resolved = _resolve(state, warn_if_memory=warn_if_memory)
     host = WorkflowHost(
         persistence=resolved.persistence,
         lock=resolved.lock,
         queue=resolved.queue,
         search=resolved.search,
         lifecycle=resolved.lifecycle,
-        options=options,
+        options=attrs.evolve(resolved.options, run_workers=True),
         registry=resolved.registry,
     )
     return host, resolved
+
+
+def build_client(
+    state: CliState, *, warn_if_memory: bool = True
+) -> tuple[WorkflowClient, ResolvedSettings]:
+    """A client (not yet entered: it runs no workflow itself) on the providers the CLI's
+    settings select, and the settings, for commands that only read or change stored state.
+    With ``warn_if_memory``, a warning says that an in-memory store shares nothing with other
+    commands."""
+    from wfe_host.client import WorkflowClient
+
+    resolved = _resolve(state, warn_if_memory=warn_if_memory)
+    client = WorkflowClient(
+        persistence=resolved.persistence,
+        lock=resolved.lock,
+        queue=resolved.queue,
+        search=resolved.search,
+        lifecycle=resolved.lifecycle,
+        options=resolved.options,
+        registry=resolved.registry,
+    )
+    return client, resolved
+
+
+def _resolve(state: CliState, *, warn_if_memory: bool) -> ResolvedSettings:
+    resolved = resolve_cli_settings(state)
+    if warn_if_memory:
+        message = memory_warning(resolved)
+        if message is not None:
+            warn(message)
+    return resolved
 
 
 def describe_store(resolved: ResolvedSettings) -> str:

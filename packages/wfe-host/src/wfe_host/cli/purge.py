@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import click
 
 from wfe_core.models import WorkflowStatus
-from wfe_host.cli.workflows import run_on_host
+from wfe_host.cli.workflows import run_on_client
 
 if TYPE_CHECKING:
-    from wfe_host.host import WorkflowHost
+    from datetime import datetime
+
+    from wfe_host.client import WorkflowClient
 
 __all__ = ["parse_age", "purge_command"]
 
@@ -43,13 +45,13 @@ def _age_option(_ctx: click.Context, _param: click.Parameter, value: str) -> tim
     return parse_age(value)
 
 
-async def _count(host: WorkflowHost, statuses: list[WorkflowStatus], cutoff: datetime) -> int:
+async def _count(client: WorkflowClient, statuses: list[WorkflowStatus], cutoff: datetime) -> int:
     # Pages through the instances of each status: a dry run reads, it never deletes.
     found = 0
     for status in statuses:
         skip = 0
         while True:
-            page = await host.list_workflows(status=status, skip=skip, take=_PAGE)
+            page = await client.list_workflows(status=status, skip=skip, take=_PAGE)
             found += sum(
                 1 for i in page.items if i.complete_time is not None and i.complete_time < cutoff
             )
@@ -87,12 +89,12 @@ def purge_command(
     """
     wanted = [WorkflowStatus(s) for s in statuses] or list(FINISHED)
 
-    async def body(host: WorkflowHost) -> int:
+    async def body(client: WorkflowClient) -> int:
         if dry_run:
-            return await _count(host, wanted, datetime.now(UTC) - older_than)
-        return await host.purge(older_than=older_than, statuses=wanted)
+            return await _count(client, wanted, client.clock.now() - older_than)
+        return await client.purge(older_than=older_than, statuses=wanted)
 
-    count = run_on_host(ctx, body)
+    count = run_on_client(ctx, body)
     names = ", ".join(str(s) for s in wanted)
     verb = "would delete" if dry_run else "deleted"
     noun = "instance" if count == 1 else "instances"

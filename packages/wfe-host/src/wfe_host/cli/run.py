@@ -248,7 +248,7 @@ def run_command(
     definition = choose(definitions, workflow_id)
     check_inputs(definition, given_inputs)
     reference = run_reference(file, definitions, definition, given_values, given_inputs)
-    host, resolved = build_host(state, run_workers=True, warn_if_memory=False)
+    host, resolved = build_host(state, warn_if_memory=False)
     stream = sys.stderr if as_json else sys.stdout
     view = View(
         tty=stream.isatty() and not plain,

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from wfe_core.models import WorkflowStatus
-from wfe_host.cli.workflows import filter_options, page_options, print_page, run_on_host
+from wfe_host.cli.workflows import filter_options, page_options, print_page, run_on_client
 
 if TYPE_CHECKING:
     from wfe_core.models import Page, WorkflowInstance
-    from wfe_host.host import WorkflowHost
+    from wfe_host.client import WorkflowClient
 
 __all__ = ["search_command"]
 
@@ -108,7 +108,7 @@ def search_command(
     }
     filters = {key: value for key, value in filters.items() if value is not None}
 
-    async def body(host: WorkflowHost) -> Page[WorkflowInstance]:
-        return await host.search(text, filters=filters, skip=skip, take=take)
+    async def body(client: WorkflowClient) -> Page[WorkflowInstance]:
+        return await client.search(text, filters=filters, skip=skip, take=take)
 
-    print_page(run_on_host(ctx, body), as_json=as_json, empty="no matching workflows")
+    print_page(run_on_client(ctx, body), as_json=as_json, empty="no matching workflows")

@@ -271,7 +271,7 @@ def worker_command(
             "nothing to run: give definition files or directories, or --module MODULE"
         )
 
-    host, resolved = build_host(state, run_workers=True)
+    host, resolved = build_host(state)
     definitions: list[WorkflowDefinition] = []
     for file in definition_files(paths, resolved.registry):
         definitions.extend(host.load_definitions(file, config or None))

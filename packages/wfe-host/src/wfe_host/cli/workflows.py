@@ -1,6 +1,6 @@
 """``wfe workflows``: list stored workflow instances, show one, suspend, resume or terminate it.
 
-These commands open a host that runs no workflows itself (``run_workers=False``): they read
+These commands open a :class:`~wfe_host.WorkflowClient`, which runs no workflows: they read
 and change stored state, and the workers (``wfe worker``, or any host on the same store) do
 the rest. Output is plain text when stdout is not a terminal (colours only on a TTY, never
 with ``NO_COLOR``), and JSON with ``--json``.
@@ -19,7 +19,7 @@ from wfe_core.errors import WorkflowNotFoundError
 from wfe_core.models import PointerStatus, WorkflowStatus
 from wfe_core.serialization import to_primitive
 from wfe_host.cli.bounds import MAX_SKIP, MAX_TAKE
-from wfe_host.cli.host_factory import build_host, not_found, run_async
+from wfe_host.cli.host_factory import build_client, not_found, run_async
 from wfe_host.cli.pointers import ordered_pointers
 from wfe_host.cli.state import cli_state
 from wfe_host.cli.terminal import printable
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from wfe_core.models import ExecutionError, ExecutionPointer, Page, WorkflowInstance
-    from wfe_host.host import WorkflowHost
+    from wfe_host.client import WorkflowClient
 
 __all__ = [
     "error_record",
@@ -38,7 +38,7 @@ __all__ = [
     "page_options",
     "print_page",
     "resolve_id",
-    "run_on_host",
+    "run_on_client",
     "workflows_group",
 ]
 
@@ -191,18 +191,18 @@ def print_page(page: Page[WorkflowInstance], *, as_json: bool, empty: str = "no 
 # -- commands ------------------------------------------------------------------------------------
 
 
-def run_on_host(
+def run_on_client(
     ctx: click.Context,
-    body: Callable[[WorkflowHost], Awaitable[Any]],
+    body: Callable[[WorkflowClient], Awaitable[Any]],
     workflow_id: str | None = None,
 ) -> Any:
-    """Open a host without workers, run ``body`` on it; an unknown ``workflow_id`` is one
+    """Open a client (it runs no workers), run ``body`` on it; an unknown ``workflow_id`` is one
     error line."""
-    host, _ = build_host(cli_state(ctx), run_workers=False)
+    client, _ = build_client(cli_state(ctx))
 
     async def main() -> Any:
-        async with host:
-            return await body(host)
+        async with client:
+            return await body(client)
 
     try:
         return run_async(main)
@@ -212,12 +212,12 @@ def run_on_host(
         raise not_found(workflow_id) from exc
 
 
-async def resolve_id(host: WorkflowHost, text: str) -> str:
+async def resolve_id(client: WorkflowClient, text: str) -> str:
     """The id of the workflow ``text`` names: its whole id, or a prefix of exactly one id
     among the newest :data:`MAX_PREFIX_SCAN` instances (an ambiguous or unknown prefix is
     one error line)."""
     try:
-        await host.get_workflow(text)
+        await client.get_workflow(text)
     except WorkflowNotFoundError:
         if not text:
             raise
@@ -227,7 +227,7 @@ async def resolve_id(host: WorkflowHost, text: str) -> str:
     skip = 0
     total = 0
     while skip < MAX_PREFIX_SCAN:
-        page = await host.list_workflows(skip=skip, take=_SCAN_PAGE)
+        page = await client.list_workflows(skip=skip, take=_SCAN_PAGE)
         total = page.total
         for item in page.items:
             if item.id.startswith(text):
@@ -333,8 +333,8 @@ def list_command(
     execution pointers.
     """
 
-    async def body(host: WorkflowHost) -> Page[WorkflowInstance]:
-        return await host.list_workflows(
+    async def body(client: WorkflowClient) -> Page[WorkflowInstance]:
+        return await client.list_workflows(
             status=None if status is None else WorkflowStatus(status.lower()),
             definition_id=definition_id,
             reference=reference,
@@ -342,7 +342,7 @@ def list_command(
             take=take,
         )
 
-    print_page(run_on_host(ctx, body), as_json=as_json)
+    print_page(run_on_client(ctx, body), as_json=as_json)
 
 
 @workflows_group.command("show")
@@ -366,13 +366,13 @@ def show_command(
     stored instance (with all its execution pointers) plus an "errors" list.
     """
 
-    async def body(host: WorkflowHost) -> tuple[WorkflowInstance, list[ExecutionError]]:
-        found = await resolve_id(host, workflow_id)
-        instance = await host.get_workflow(found)
-        errors = await host.persistence.get_errors(found)
+    async def body(client: WorkflowClient) -> tuple[WorkflowInstance, list[ExecutionError]]:
+        found = await resolve_id(client, workflow_id)
+        instance = await client.get_workflow(found)
+        errors = await client.persistence.get_errors(found)
         return instance, list(errors)
 
-    instance, errors = run_on_host(ctx, body, workflow_id)
+    instance, errors = run_on_client(ctx, body, workflow_id)
     if as_json:
         record: dict[str, Any] = to_primitive(instance)
         record["errors"] = [error_record(e) for e in errors]
@@ -461,7 +461,7 @@ def _render(
 def _control_command(
     name: str,
     verb: str,
-    method: Callable[[WorkflowHost, str], Awaitable[bool]],
+    method: Callable[[WorkflowClient, str], Awaitable[bool]],
     expected: str,
     doc: str,
 ) -> click.Command:
@@ -471,13 +471,13 @@ def _control_command(
     @click.argument("workflow_id", metavar="ID")
     @click.pass_context
     def command(ctx: click.Context, workflow_id: str) -> None:
-        async def body(host: WorkflowHost) -> WorkflowStatus | None:
-            if await method(host, workflow_id):
+        async def body(client: WorkflowClient) -> WorkflowStatus | None:
+            if await method(client, workflow_id):
                 return None
             # Read again to say why: the change did not apply to the status it has now.
-            return (await host.get_workflow(workflow_id)).status
+            return (await client.get_workflow(workflow_id)).status
 
-        status = run_on_host(ctx, body, workflow_id)
+        status = run_on_client(ctx, body, workflow_id)
         if status is not None:
             raise click.ClickException(
                 f"workflow {workflow_id} is {status}; only {expected} workflows can be {verb}"
@@ -491,7 +491,7 @@ workflows_group.add_command(
     _control_command(
         "suspend",
         "suspended",
-        lambda host, wid: host.suspend_workflow(wid),
+        lambda client, wid: client.suspend_workflow(wid),
         "runnable",
         "Suspend a runnable workflow: no step of it starts until it is resumed (running "
         "steps finish).",
@@ -501,7 +501,7 @@ workflows_group.add_command(
     _control_command(
         "resume",
         "resumed",
-        lambda host, wid: host.resume_workflow(wid),
+        lambda client, wid: client.resume_workflow(wid),
         "suspended",
         "Resume a suspended workflow.",
     )
@@ -510,7 +510,7 @@ workflows_group.add_command(
     _control_command(
         "terminate",
         "terminated",
-        lambda host, wid: host.terminate_workflow(wid),
+        lambda client, wid: client.terminate_workflow(wid),
         "unfinished (runnable or suspended)",
         "Terminate a workflow that has not finished: its waiting and sleeping steps are "
         "cancelled. A pass running on a worker is waited for (up to twice the lease time).",

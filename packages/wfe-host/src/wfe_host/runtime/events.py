@@ -15,17 +15,21 @@ from wfe_core.errors import (
     WorkflowNotFoundError,
 )
 from wfe_core.models import PointerStatus, WorkflowStatus
-from wfe_core.primitives import TERMINATE_CHILD_EVENT
 from wfe_core.providers import QueueName
-from wfe_core.spi import SUBSCRIPTION_ID, utcnow
+from wfe_core.spi import SUBSCRIPTION_ID
 from wfe_host.runtime.passes import Carried, Outcome
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from wfe_core.models import Event, EventSubscription
     from wfe_core.providers import Lease
-    from wfe_host.host import WorkflowHost
+    from wfe_host.runtime.core import HostCore
+    from wfe_host.runtime.passes import PassRunner
+
+    #: Delivers an event of a name the runtime itself handles (before its subscriptions get
+    #: it); False when it could not be done yet (try again later).
+    SpecialHandler = Callable[[Event], Awaitable[bool]]
 
 logger = logging.getLogger("wfe_host.events")
 
@@ -33,39 +37,69 @@ logger = logging.getLogger("wfe_host.events")
 BUSY_RETRY = 0.5
 #: Seconds between delivering an event and marking it processed (see _deliver_event).
 _MARK_DELAY = 0.002
+#: Concurrent deliveries of events by one host (from the queue, and of its own events).
+EVENT_CONCURRENCY = 8
 
 
 class EventDelivery:
-    """Queue handler of ``QueueName.EVENT`` and the re-queueing of stored events."""
+    """Storing events and delivering them to subscriptions: the queue handler of
+    ``QueueName.EVENT``, and the delivery of a host's own events without the queue."""
 
-    def __init__(self, host: WorkflowHost) -> None:
-        self.host = host
+    def __init__(self, core: HostCore, passes: PassRunner) -> None:
+        self.core = core
+        self.passes = passes
+        #: Handlers of the events the runtime handles itself, by event name (see handle).
+        self.special: dict[str, SpecialHandler] = {}
+        #: Events this host is delivering itself, right after storing them (see publish).
+        self.local_deliveries = 0
 
-    async def requeue_for(self, subscription: EventSubscription) -> None:
-        """Queue again the stored events a new subscription should see, so an event
-        published before the subscription existed is not lost."""
-        persistence = self.host.persistence
-        for event_id in await persistence.get_events(
-            subscription.event_name, subscription.event_key, subscription.subscribe_as_of
-        ):
-            await persistence.mark_event_unprocessed(event_id)
-            await self.host.queue.enqueue(QueueName.EVENT, event_id)
+    def handle(self, name: str, handler: SpecialHandler) -> None:
+        """Have ``handler`` deliver the events named ``name`` (before their subscriptions)."""
+        self.special[name] = handler
+
+    async def publish(self, event: Event) -> str:
+        """Store ``event`` and queue it for delivery (``publish_event``); returns its id.
+
+        A host running workers delivers it at once itself, skipping the queue's round trip
+        (beyond a few at a time, through the queue, whose consumers pace them). The delivery
+        starts reading while the event is being stored, and writes nothing before it is."""
+        core = self.core
+        tg = core.worker_group()
+        if tg is None or self.local_deliveries >= EVENT_CONCURRENCY:
+            await core.persistence.create_event(event)
+            await core.queue.enqueue(QueueName.EVENT, event.id)
+            return event.id
+        stored = Outcome()
+        self.local_deliveries += 1
+        tg.start_soon(self._deliver_own, event, stored)
+        try:
+            await core.persistence.create_event(event)
+        except BaseException:
+            stored.set(ok=False)
+            raise
+        stored.set(ok=True)
+        return event.id
+
+    async def _deliver_own(self, event: Event, stored: Outcome) -> None:
+        try:
+            await self.deliver_now(event, stored)
+        finally:
+            self.local_deliveries -= 1
 
     async def process(self, event_id: str) -> float | None:
         """Queue handler of ``QueueName.EVENT``: deliver ``event_id`` to every open matching
         subscription. ``None`` when done, else the delay before trying again."""
-        host = self.host
         lease = await self._lease(event_id)
         if lease is None:
             return BUSY_RETRY
         try:
             try:
-                event = await host.persistence.get_event(event_id)
+                event = await self.core.persistence.get_event(event_id)
             except EventNotFoundError:
                 return None
             return await self._deliver_event(event)
         finally:
-            await host.passes._release(lease)
+            await self.passes.release(lease)
 
     async def deliver_now(self, event: Event, stored: Outcome) -> None:
         """Deliver an event this host is storing, here and now instead of through the queue
@@ -81,7 +115,7 @@ class EventDelivery:
         delay: float | None = BUSY_RETRY
         subscriptions: Sequence[EventSubscription] | None = None
         try:
-            subscriptions = await self.host.persistence.get_subscriptions(
+            subscriptions = await self.core.persistence.get_subscriptions(
                 event.name, event.key, event.time
             )
         except Exception:
@@ -95,12 +129,11 @@ class EventDelivery:
                 logger.exception("delivering event %s failed; it will be retried", event.id)
         if delay is not None:
             with anyio.CancelScope(shield=True):
-                await self.host._enqueue_stored_event(event.id)
+                await self.core.enqueue_event(event.id)
 
     async def _lease(self, event_id: str) -> Lease | None:
-        host = self.host
-        return await host.lock.acquire(
-            f"event:{event_id}", owner=host.passes.owner(), ttl=host.options.lease_seconds
+        return await self.core.lock.acquire(
+            f"event:{event_id}", owner=self.passes.owner(), ttl=self.core.options.lease_seconds
         )
 
     async def _deliver_event(
@@ -108,15 +141,14 @@ class EventDelivery:
     ) -> float | None:
         """Deliver ``event`` (holding its lease) to every open matching subscription (those
         given, when the caller has just read them)."""
-        host = self.host
+        persistence = self.core.persistence
         if event.is_processed:
             return None
-        if event.name == TERMINATE_CHILD_EVENT and not await host._terminate_child(event):
+        special = self.special.get(event.name)
+        if special is not None and not await special(event):
             return BUSY_RETRY
         if subscriptions is None:
-            subscriptions = await host.persistence.get_subscriptions(
-                event.name, event.key, event.time
-            )
+            subscriptions = await persistence.get_subscriptions(event.name, event.key, event.time)
         seen: set[str] = set()
         while True:
             busy = deferred = False
@@ -134,40 +166,40 @@ class EventDelivery:
             # Shielded, so a host stopping meanwhile still marks what it delivered.
             with anyio.CancelScope(shield=True):
                 await anyio.sleep(_MARK_DELAY)
-                await host.persistence.mark_event_processed(event.id)
+                await persistence.mark_event_processed(event.id)
             # A subscription opened meanwhile had the event marked unprocessed and queued
             # again (requeue_for), maybe before the mark above overwrote that: look again
             # now the mark is stored. One opened after this look is requeued after it.
             subscriptions = [
                 s
-                for s in await host.persistence.get_subscriptions(event.name, event.key, event.time)
+                for s in await persistence.get_subscriptions(event.name, event.key, event.time)
                 if s.id not in seen
             ]
             if not subscriptions:
                 return None
-            await host.persistence.mark_event_unprocessed(event.id)
+            await persistence.mark_event_unprocessed(event.id)
 
     async def _deliver(self, subscription: EventSubscription, event: Event) -> bool | None:
         """True: done with this subscription; None: deferred until this host's pass over the
         workflow ends; False: another worker holds the workflow, try again later."""
-        host = self.host
-        handle = host.passes.running.get(subscription.workflow_id)
+        core, passes = self.core, self.passes
+        handle = passes.running.get(subscription.workflow_id)
         if handle is not None:
 
             async def again() -> None:
-                await host.queue.enqueue(QueueName.EVENT, event.id)
+                await core.queue.enqueue(QueueName.EVENT, event.id)
 
             handle.after.append(again)
             return None
-        lease = await host.lock.acquire(
-            subscription.workflow_id, owner=host.passes.owner(), ttl=host.options.lease_seconds
+        lease = await core.lock.acquire(
+            subscription.workflow_id, owner=passes.owner(), ttl=core.options.lease_seconds
         )
         if lease is None:
             return False
         handed = resume = False
         try:
             try:
-                instance = await host._load(subscription.workflow_id)
+                instance = await core.load(subscription.workflow_id)
                 pointer = instance.pointer(subscription.pointer_id)
             except (WorkflowNotFoundError, KeyError):
                 await self._close(subscription.id)
@@ -189,11 +221,11 @@ class EventDelivery:
             pointer.extensions.pop(SUBSCRIPTION_ID, None)
             resume = instance.status == WorkflowStatus.RUNNABLE
             if resume:
-                instance.next_execution = utcnow()
+                instance.next_execution = core.clock.now()
             # The subscription is closed by the same write (stored again, terminated).
             closed = attrs.evolve(subscription, terminated=True)
             carried = Carried([closed], [pointer.id]) if resume else None
-            if carried is not None and host.passes.hand_over(instance, lease, carried):
+            if carried is not None and passes.hand_over(instance, lease, carried):
                 # The resumed pass takes the lease and stores the delivery with its first
                 # write (one write less before the step after the wait runs). The event may
                 # be marked processed only once that write is done.
@@ -201,7 +233,7 @@ class EventDelivery:
                 if not await carried.stored.wait():
                     return False  # the pass failed before storing it: deliver it again
             else:
-                await host._store(
+                await core.store(
                     instance,
                     subscriptions=[closed],
                     changed_pointers=[pointer.id],
@@ -218,16 +250,16 @@ class EventDelivery:
             if not handed:
                 # Queued after the release: a pass dequeued while the lease is still held
                 # would find the instance busy and wait for its retry.
-                await host.passes._release(lease)
+                await passes.release(lease)
                 if resume:
-                    await host._enqueue_workflow(subscription.workflow_id)
+                    await core.enqueue_workflow(subscription.workflow_id)
 
     async def _earliest_for(self, subscription: EventSubscription, event: Event) -> Event:
         """The event ``subscription`` gets: the earliest stored one it matches (effective
         time, then publish order), which need not be ``event``. Stored events reach the
         queue in no particular order (a new subscription re-queues every match at once),
         so whichever of them is processed first hands over the earliest."""
-        persistence = self.host.persistence
+        persistence = self.core.persistence
         matching = await persistence.get_events(
             subscription.event_name, subscription.event_key, subscription.subscribe_as_of
         )
@@ -240,4 +272,4 @@ class EventDelivery:
 
     async def _close(self, subscription_id: str) -> None:
         with contextlib.suppress(SubscriptionNotFoundError):
-            await self.host.persistence.terminate_subscription(subscription_id)
+            await self.core.persistence.terminate_subscription(subscription_id)

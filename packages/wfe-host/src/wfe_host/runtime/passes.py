@@ -22,7 +22,6 @@ from wfe_core.errors import (
 from wfe_core.models import EventSubscription, WorkflowInstance, WorkflowStatus, new_id
 from wfe_core.providers import Lease
 from wfe_core.serialization import to_primitive
-from wfe_core.spi import utcnow
 from wfe_host.runtime.data import restore_error
 from wfe_host.runtime.leases import LeaseRenewer, ensure_current
 
@@ -30,13 +29,13 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
     from datetime import datetime
 
-    from wfe_core import StepBody
+    from wfe_core import HostContext, StepBody
     from wfe_core.models import (
         ExecutionError,
         LifecycleEvent,
         StepDefinition,
     )
-    from wfe_host.host import WorkflowHost
+    from wfe_host.runtime.core import HostCore
 
 logger = logging.getLogger("wfe_host.passes")
 
@@ -123,12 +122,14 @@ class _PassEnvironment:
 
     def __init__(
         self,
-        host: WorkflowHost,
+        core: HostCore,
+        context: HostContext,
         instance: WorkflowInstance,
         handle: PassHandle,
         carried: Carried | None = None,
     ) -> None:
-        self.host = host
+        self.core = core
+        self.context = context
         #: The pass: its lease's token goes with every write.
         self.handle = handle
         self.finished = instance.status.is_finished
@@ -138,8 +139,8 @@ class _PassEnvironment:
         self.carried = carried
 
     @property
-    def host_context(self) -> WorkflowHost:
-        return self.host
+    def host_context(self) -> HostContext:
+        return self.context
 
     async def persist(
         self,
@@ -153,14 +154,14 @@ class _PassEnvironment:
         finishing = instance.status.is_finished and not self.finished
         # The write that finishes a child also stores its parent's notification (an outbox):
         # published after the write, a crash in between would leave the parent waiting.
-        events = await self.host._finished_events(instance, errors) if finishing else []
+        events = await self.core.finished_events(instance, errors) if finishing else []
         carried = self.carried
         if carried is not None:
             subscriptions = [*subscriptions, *carried.subscriptions]
             changed_pointers = {*changed_pointers, *carried.pointers}
-        host = self.host
-        fence = await ensure_current(host.lock, self.handle, host.options.lease_seconds)
-        await host._store(
+        core = self.core
+        fence = await ensure_current(core.lock, self.handle, core.options.lease_seconds)
+        await core.store(
             instance,
             subscriptions=subscriptions,
             errors=errors,
@@ -179,28 +180,32 @@ class _PassEnvironment:
         )
         if finishing:
             self.finished = True
-            await self.host._on_finished(instance)
+            await self.core.on_finished(instance)
 
     async def publish(self, event: LifecycleEvent) -> None:
-        await self.host._publish_lifecycle(event)
+        await self.core.publish_lifecycle(event)
 
     def wants_lifecycle_events(self) -> bool:
-        return self.host.lifecycle.has_subscribers
+        return self.core.lifecycle.has_subscribers
 
     def create_body(self, step: StepDefinition) -> StepBody:
-        return self.host._create_body(step)
+        return self.core.create_body(step)
 
 
 class PassRunner:
-    """Runs passes for a host and serializes outside changes with them."""
+    """Runs passes for a host and serializes outside changes with them.
 
-    def __init__(self, host: WorkflowHost) -> None:
-        self.host = host
+    ``context`` is what steps get as ``ctx.host`` (start workflows, publish events, read
+    workflows)."""
+
+    def __init__(self, core: HostCore, context: HostContext) -> None:
+        self.core = core
+        self.context = context
         self.running: dict[str, PassHandle] = {}
         #: One slot per pass this host runs, however it started (here, from the queue, taken
         #: over from an event's delivery): ``concurrency`` bounds them all. Made anew each
         #: time the workers start (see :meth:`open`).
-        self.slots = anyio.Semaphore(host.options.concurrency)
+        self.slots = anyio.Semaphore(core.options.concurrency)
         #: New instances waiting here for a slot (see :meth:`start`).
         self.waiting = 0
         #: Instances an outside change (suspend, resume, terminate) is waiting to lock: no new
@@ -209,7 +214,7 @@ class PassRunner:
 
     def open(self) -> None:
         """Called as the host's workers start (in the event loop they run in)."""
-        self.slots = anyio.Semaphore(self.host.options.concurrency)
+        self.slots = anyio.Semaphore(self.core.options.concurrency)
 
     def _take_slot(self) -> bool:
         try:
@@ -220,7 +225,7 @@ class PassRunner:
 
     def owner(self) -> str:
         """A lease owner name unique to one acquisition (leases are not re-entrant)."""
-        return f"{self.host.worker_id}/{new_id()[:8]}"
+        return f"{self.core.worker_id}/{new_id()[:8]}"
 
     async def process(self, workflow_id: str) -> float | None:
         """Queue handler of ``QueueName.WORKFLOW``: one pass over ``workflow_id``."""
@@ -230,9 +235,9 @@ class PassRunner:
             return None
         if workflow_id in self.held:
             return BUSY_RETRY
-        host = self.host
-        lease = await host.lock.acquire(
-            workflow_id, owner=self.owner(), ttl=host.options.lease_seconds
+        core = self.core
+        lease = await core.lock.acquire(
+            workflow_id, owner=self.owner(), ttl=core.options.lease_seconds
         )
         if lease is None:
             return BUSY_RETRY
@@ -249,17 +254,17 @@ class PassRunner:
         or as many new instances already wait for a slot as there are slots: queue it. An
         instance that waited in vain is queued then. (Should the process die first, the
         instance is stored due now, and the scheduler's recovery sweep runs it.)"""
-        host = self.host
-        tg = host._task_group
-        if tg is None or not host.options.run_workers or instance.id in self.running:
+        core = self.core
+        tg = core.worker_group()
+        if tg is None or instance.id in self.running:
             return False
         slot = self._take_slot()
-        if not slot and self.waiting >= host.options.concurrency:
+        if not slot and self.waiting >= core.options.concurrency:
             return False
         # The pass changes the instance, and the caller's data is the caller's: a copy of the
         # data as a read would give it (a new instance has nothing else mutable).
         data = json.loads(json.dumps(to_primitive(instance.data)))
-        working = host._restore(attrs.evolve(instance, pointers=[], data=data))
+        working = core.restore(attrs.evolve(instance, pointers=[], data=data))
         handle = PassHandle(instance.id, slot=slot)
         # Registered now, so what arrives for the instance meanwhile waits for this pass.
         self.running[instance.id] = handle
@@ -269,11 +274,11 @@ class PassRunner:
         return True
 
     async def _start(self, handle: PassHandle, instance: WorkflowInstance) -> None:
-        host = self.host
+        core = self.core
         waiting = not handle.slot
         try:
-            lease = await host.lock.acquire(
-                instance.id, owner=self.owner(), ttl=host.options.lease_seconds
+            lease = await core.lock.acquire(
+                instance.id, owner=self.owner(), ttl=core.options.lease_seconds
             )
             if lease is not None and waiting:
                 # Renewed meanwhile like a running pass's (see renew_leases).
@@ -284,7 +289,7 @@ class PassRunner:
                 lease = handle.lease
                 if not handle.slot:  # busy here: let any worker have it
                     handle.lease = None
-                    await self._release(lease)
+                    await self.release(lease)
                     lease = None
         except Exception:
             logger.exception("could not lease new workflow %s; queueing it", instance.id)
@@ -292,7 +297,7 @@ class PassRunner:
         except BaseException:
             # Stopping: it is stored due, the next start runs it.
             if handle.lease is not None:
-                await self._release(handle.lease)
+                await self.release(handle.lease)
             self._forget(handle)
             raise
         finally:
@@ -300,7 +305,7 @@ class PassRunner:
                 self.waiting -= 1
         if lease is None:  # another worker got to it first, no slot came, or the lock failed
             self._forget(handle)
-            await host._enqueue_workflow(instance.id)
+            await core.enqueue_workflow(instance.id)
             return
         await self._own(handle, lease, instance)
 
@@ -311,7 +316,7 @@ class PassRunner:
         if handle.slot:
             handle.slot = False
             self.slots.release()
-        self.host._pass_ended(handle.workflow_id)
+        self.core.waiters.pass_ended(handle.workflow_id)
 
     def hand_over(
         self, instance: WorkflowInstance, lease: Lease, carried: Carried | None = None
@@ -322,10 +327,9 @@ class PassRunner:
         the lease again, reading the instance again, and a write. False when this host runs
         no workers, already runs a pass over it, or has no free slot: the caller keeps the
         lease."""
-        tg = self.host._task_group
+        tg = self.core.worker_group()
         if (
             tg is None
-            or not self.host.options.run_workers
             or instance.id in self.running
             or instance.id in self.held
             or not self._take_slot()
@@ -346,7 +350,7 @@ class PassRunner:
     ) -> None:
         """Run a pass holding ``lease`` (registered in ``running``), then release it and do
         what the pass left to do."""
-        host = self.host
+        core = self.core
         workflow_id = handle.workflow_id
         handle.lease = lease
         handle.leased_at = anyio.current_time()
@@ -383,16 +387,16 @@ class PassRunner:
                 carried.stored.set(ok=False)  # unless its first write stored them
             self._forget(handle)
             # The renewer sees the handle gone and leaves the lease alone from now on.
-            await self._release(handle.lease or lease)
+            await self.release(handle.lease or lease)
             if handle.stored:
                 # The instance's due time changed: the scheduler may have been waiting for
                 # this pass before it looks at the next due time.
-                host.scheduler.wake()
+                core.timers.wake()
             for callback in handle.after:
                 await callback()
             if handle.rerun:
                 with anyio.CancelScope(shield=True):
-                    await host._enqueue_workflow(workflow_id)
+                    await core.enqueue_workflow(workflow_id)
 
     async def _leased_pass(
         self, handle: PassHandle, instance: WorkflowInstance | None, carried: Carried | None
@@ -402,7 +406,7 @@ class PassRunner:
             if environment is not None and environment.stored:
                 handle.stored = True
                 due = environment.stored_due
-                if due is not None and due <= utcnow():
+                if due is not None and due <= self.core.clock.now():
                     # It fell due while the pass stored its state (a short sleep on a slow
                     # store): nothing else would wake it, so run it again.
                     handle.rerun = True
@@ -417,16 +421,16 @@ class PassRunner:
         """Run a pass (over ``instance`` when the caller just loaded it under the lease, with
         the ``carried`` changes to store); returns its environment (what it stored), ``None``
         when none ran."""
-        host = self.host
+        core = self.core
         if instance is None:
             try:
-                instance = await host._load(workflow_id)
+                instance = await core.load(workflow_id)
             except WorkflowNotFoundError:
                 return None
         if instance.status.is_finished:
             return None
-        environment = _PassEnvironment(host, instance, handle, carried)
-        definition = host.definitions.find(instance.definition_id, instance.version)
+        environment = _PassEnvironment(core, self.context, instance, handle, carried)
+        definition = core.definitions.find(instance.definition_id, instance.version)
         if definition is None:
             logger.error(
                 "workflow %s needs definition %s v%s, which is not registered on this host",
@@ -438,8 +442,9 @@ class PassRunner:
         else:
             executor = WorkflowExecutor(
                 environment,
-                max_parallel_steps=host.options.max_parallel_steps,
-                step_middleware=tuple(host.step_middleware),
+                max_parallel_steps=core.options.max_parallel_steps,
+                step_middleware=tuple(core.step_middleware),
+                clock=core.clock,
             )
             unfit = restore_error(instance.data, definition)
             if unfit is not None:
@@ -468,9 +473,9 @@ class PassRunner:
     async def renew_leases(self) -> None:
         """Run while the workers do: keep the leases of the running passes alive (see
         :mod:`wfe_host.runtime.leases`)."""
-        host = self.host
+        core = self.core
         renewer = LeaseRenewer(
-            host.lock, host.options.lease_seconds, self.running.values, self._lease_lost
+            core.lock, core.options.lease_seconds, self.running.values, self._lease_lost
         )
         await renewer.run()
 
@@ -483,10 +488,11 @@ class PassRunner:
             handle.rerun = True
             handle.scope.cancel()
 
-    async def _release(self, lease: Lease) -> None:
+    async def release(self, lease: Lease) -> None:
+        """Release ``lease`` (shielded from cancellation; a lease already gone is fine)."""
         with anyio.CancelScope(shield=True):
             try:
-                await self.host.lock.release(lease)
+                await self.core.lock.release(lease)
             except (LockNotHeldError, WfeError):
                 logger.debug("lease already gone", extra={"workflow_id": lease.key})
 
@@ -500,25 +506,25 @@ class PassRunner:
         """Run ``change`` on the loaded instance while holding its lease, after stopping (or,
         with ``cancel_running``, cancelling) a pass of this host that is running it.
         ``change`` gets the lease's fencing token, to write under."""
-        host = self.host
+        core = self.core
         handle = self.running.get(workflow_id)
         if handle is not None:
             handle.stop = True
             if cancel_running:
                 handle.scope.cancel()
-        wait = max(host.options.lease_seconds * 2, 10.0)
+        wait = max(core.options.lease_seconds * 2, 10.0)
         self.held[workflow_id] = self.held.get(workflow_id, 0) + 1
         try:
-            lease = await host.lock.acquire(
-                workflow_id, owner=self.owner(), ttl=host.options.lease_seconds, wait=wait
+            lease = await core.lock.acquire(
+                workflow_id, owner=self.owner(), ttl=core.options.lease_seconds, wait=wait
             )
             if lease is None:
                 raise WfeError(f"workflow {workflow_id} stayed busy for {wait:.0f} s; try again")
             try:
-                instance = await host._load(workflow_id)
+                instance = await core.load(workflow_id)
                 return await change(instance, lease.token)
             finally:
-                await self._release(lease)
+                await self.release(lease)
         finally:
             self.held[workflow_id] -= 1
             if not self.held[workflow_id]:

@@ -13,19 +13,19 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
 
     from wfe_core.models import WorkflowInstance
-    from wfe_host.host import WorkflowHost
+    from wfe_host.runtime.core import HostCore
 
 #: Instances read per listing call while scanning.
 BATCH = 500
 
 
-async def scan(host: WorkflowHost, filters: Mapping[str, Any]) -> AsyncIterator[WorkflowInstance]:
+async def scan(core: HostCore, filters: Mapping[str, Any]) -> AsyncIterator[WorkflowInstance]:
     """Every stored instance matching ``filters`` (the search filter keys), data restored."""
     check_filters(filters)
     status = filters.get("status")
     skip = 0
     while True:
-        page = await host.persistence.list_workflows(
+        page = await core.persistence.list_workflows(
             status=None if status is None else WorkflowStatus(status),
             definition_id=filters.get("definition_id"),
             reference=filters.get("reference"),
@@ -34,7 +34,7 @@ async def scan(host: WorkflowHost, filters: Mapping[str, Any]) -> AsyncIterator[
         )
         for instance in page.items:
             if matches_filters(instance, filters):
-                yield host._restore(instance)
+                yield core.restore(instance)
         skip += BATCH
         if skip >= page.total or not page.items:
             return

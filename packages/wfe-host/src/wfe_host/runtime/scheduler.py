@@ -10,13 +10,11 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from wfe_core.providers import capabilities as cap
-from wfe_core.spi import utcnow
-
 if TYPE_CHECKING:
+    from collections.abc import Container
     from datetime import datetime
 
-    from wfe_host.host import WorkflowHost
+    from wfe_host.runtime.core import HostCore
 
 logger = logging.getLogger("wfe_host.scheduler")
 
@@ -26,6 +24,39 @@ _SLACK = timedelta(milliseconds=5)
 #: wakes the scheduler (see :meth:`Scheduler.wake`); hundreds of passes ending per second
 #: should not cost hundreds of reads. (The local timers are looked at on every wake-up.)
 _LOOK_INTERVAL = 0.02
+
+
+class DueTimers:
+    """The due times this host stored (a timer heap, exact), and the scheduler's wake-up."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[datetime, str]] = []
+        self._wake = anyio.Event()
+
+    def note(self, workflow_id: str, due: datetime) -> None:
+        """This host stored ``workflow_id`` due at ``due``: queue it then."""
+        heapq.heappush(self._heap, (due, workflow_id))
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Make the scheduler look at the due times again."""
+        self._wake.set()
+
+    def arm(self) -> anyio.Event:
+        """A new wake-up event for the scheduler to wait on (set by the next note or wake)."""
+        self._wake = anyio.Event()
+        return self._wake
+
+    def pop_due(self, now: datetime) -> list[str]:
+        """The workflows noted due at or before ``now``, removed from the heap."""
+        due: list[str] = []
+        while self._heap and self._heap[0][0] <= now:
+            due.append(heapq.heappop(self._heap)[1])
+        return due
+
+    def next_due(self) -> datetime | None:
+        """The earliest due time noted, if any."""
+        return self._heap[0][0] if self._heap else None
 
 
 class Scheduler:
@@ -47,11 +78,13 @@ class Scheduler:
     other processes share. (The host queues all unprocessed events once at start-up.)
     """
 
-    def __init__(self, host: WorkflowHost, *, recovery_seconds: float = 30.0) -> None:
-        self.host = host
+    def __init__(
+        self, core: HostCore, running: Container[str], *, recovery_seconds: float = 30.0
+    ) -> None:
+        self.core = core
+        #: The workflows this host is running a pass over.
+        self.running = running
         self.recovery_seconds = recovery_seconds
-        self._wake = anyio.Event()
-        self._timers: list[tuple[datetime, str]] = []
         self._dispatched_due: datetime | None = None
         self._dispatched_at = -math.inf
         self._events_swept_at = -math.inf
@@ -62,17 +95,11 @@ class Scheduler:
         """How long the scheduler may sleep without looking: for ever on a store private to
         this process (every change wakes it); ``recovery_seconds`` on a durable store other
         processes share, whose new due times this host is not told about."""
-        durable = cap.DURABLE in type(self.host.persistence).capabilities
-        return self.recovery_seconds if durable else math.inf
+        return self.recovery_seconds if self.core.policy.shared_store else math.inf
 
     def wake(self) -> None:
         """Make the scheduler look at the due times again."""
-        self._wake.set()
-
-    def note(self, workflow_id: str, due: datetime) -> None:
-        """This host stored ``workflow_id`` due at ``due``: queue it then."""
-        heapq.heappush(self._timers, (due, workflow_id))
-        self._wake.set()
+        self.core.timers.wake()
 
     async def run(self) -> None:
         """Run until cancelled."""
@@ -80,7 +107,7 @@ class Scheduler:
         self._events_swept_at = anyio.current_time()
         while True:
             # Replaced before looking, so a wake-up that races the look is never missed.
-            self._wake = wake = anyio.Event()
+            wake = self.core.timers.arm()
             try:
                 timeout = await self._dispatch()
             except Exception:
@@ -92,28 +119,29 @@ class Scheduler:
 
     async def _dispatch(self) -> float:
         """Queue what is due; return how long to sleep before looking again."""
-        host = self.host
-        now = utcnow()
-        while self._timers and self._timers[0][0] <= now:
-            _, workflow_id = heapq.heappop(self._timers)
-            await host._enqueue_workflow(workflow_id)
+        core = self.core
+        timers = core.timers
+        now = core.clock.now()
+        for workflow_id in timers.pop_due(now):
+            await core.enqueue_workflow(workflow_id)
         waits = [self.longest_sleep]
-        if self._timers:
-            waits.append((self._timers[0][0] - now + _SLACK).total_seconds())
+        next_due = timers.next_due()
+        if next_due is not None:
+            waits.append((next_due - now + _SLACK).total_seconds())
         if self.longest_sleep < math.inf:
             # A store shared with other processes: sweep stored events someone left behind.
             clock = anyio.current_time()
             if clock - self._events_swept_at >= self.recovery_seconds:
                 self._events_swept_at = clock
                 # Younger events are likely on their way through the queue.
-                await host._recover_events(now - timedelta(seconds=self.recovery_seconds))
+                await core.recover_events(now - timedelta(seconds=self.recovery_seconds))
             waits.append(self._events_swept_at + self.recovery_seconds - clock)
         clock = anyio.current_time()
         if clock - self._looked_at < _LOOK_INTERVAL:
             waits.append(self._looked_at + _LOOK_INTERVAL - clock)
             return max(min(waits), 0.0)
         self._looked_at = clock
-        due = await host.persistence.next_execution_time()
+        due = await core.persistence.next_execution_time()
         if due is not None and due > now:
             waits.append((due - now + _SLACK).total_seconds())
         elif due is not None:
@@ -123,10 +151,10 @@ class Scheduler:
                 # started steps, and the pass itself queues them again when it ends with
                 # work due (or lost its lease, or its view went stale); queueing them here
                 # only cost each one a second, idle pass.
-                running = host.passes.running
-                for workflow_id in await host.persistence.get_runnable_instances(now):
+                running = self.running
+                for workflow_id in await core.persistence.get_runnable_instances(now):
                     if workflow_id not in running:
-                        await host._enqueue_workflow(workflow_id)
+                        await core.enqueue_workflow(workflow_id)
                 self._dispatched_due, self._dispatched_at = due, clock
             waits.append(self._dispatched_at + self.recovery_seconds - clock)
         return max(min(waits), 0.0)
