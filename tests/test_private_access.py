@@ -3,7 +3,8 @@
 is in that object's public interface; tests observe through supported APIs.
 
 Allowed: ``self``/``cls``/``super()`` members (the class's own, in its own hierarchy),
-dunders (``__name__``) and enum's sunder names (``_value_``, its documented API).
+dunders (``__name__``), enum's sunder names (``_value_``) and namedtuple's methods
+(``_replace``, ``_asdict``, ``_fields``, ``_make``): the documented APIs of those types.
 """
 
 from __future__ import annotations
@@ -31,8 +32,12 @@ ALLOWED: dict[str, str] = {
 _SUNDER = re.compile(r"^_[a-z][a-z0-9_]*[a-z0-9]_$")
 
 
+#: namedtuple's public API (``urlsplit(...)._replace``), underscored to avoid field names.
+_NAMEDTUPLE_API = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults"})
+
+
 def _is_private(name: str) -> bool:
-    if not name.startswith("_"):
+    if not name.startswith("_") or name in _NAMEDTUPLE_API:
         return False
     dunder = name.startswith("__") and name.endswith("__")
     return not dunder and not _SUNDER.match(name)
