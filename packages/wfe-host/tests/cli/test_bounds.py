@@ -188,11 +188,12 @@ def test_a_provider_with_a_url_of_its_own_scheme_is_fine() -> None:
 
 
 def test_environment_provider_and_url_that_conflict_name_the_variable() -> None:
-    env = {"WFE_PERSISTENCE_PROVIDER": "memory", "WFE_PERSISTENCE_URL": "postgresql://db/x"}
+    # wfe-sqlite is installed wherever wfe-host is tested (its sessions include it).
+    env = {"WFE_PERSISTENCE_PROVIDER": "memory", "WFE_PERSISTENCE_URL": "sqlite:///db/x"}
     result = wfe(["workflows", "list"], env)
     assert result.exit_code == 1
     assert result.stderr == (
         "Error: environment WFE_PERSISTENCE_URL: persistence.url: conflicts with "
         "persistence.provider 'memory': memory takes memory:// URLs, not "
-        "'postgresql://db/x'; postgresql:// URLs select 'postgres'; set one of them only\n"
+        "'sqlite:///db/x'; sqlite:// URLs select 'sqlite'; set one of them only\n"
     )
