@@ -84,3 +84,27 @@ def test_step_output_names_and_errors_are_neutralised(
 )
 def test_printable(text: str, shown: str) -> None:
     assert printable(text) == shown
+
+
+def test_each_output_line_is_printed_once_by_a_real_process(tmp_path: Path) -> None:
+    # A real process: in one, `wfe` installs its own log handler (under pytest it does not),
+    # which must not print the step output the progress display already shows.
+    import subprocess
+    import sys
+
+    (tmp_path / "once.yaml").write_text(
+        "workflow:\n  id: once\n  steps:\n    - name: say\n      config:\n"
+        "        run: echo only-once-please\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "wfe_host", "--persistence", "memory", "run", "once.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout + done.stderr).count("only-once-please") == 1, done.stdout + done.stderr

@@ -20,7 +20,6 @@ escape sequences to the terminal; the stored results keep the bytes as they were
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import time
@@ -150,11 +149,15 @@ class Progress:
         self._logger.addHandler(self._handler)
         if self._logger.getEffectiveLevel() > logging.INFO:
             self._logger.setLevel(logging.INFO)
+        # The lines are shown here; the command's log handler must not print them again.
+        self._old_propagate = self._logger.propagate
+        self._logger.propagate = False
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._logger.removeHandler(self._handler)
         self._logger.setLevel(self._old_level)
+        self._logger.propagate = self._old_propagate
         self._clear_status()
 
     async def follow(self, events: AsyncIterator[LifecycleEvent]) -> None:
@@ -266,15 +269,3 @@ class Progress:
             self.echo(self._style(f"○ {name} skipped (condition false)", dim=True))
         elif not hidden:
             self.echo(self._style(f"✓ {name}", fg="green") + f" ({took})")
-
-
-@contextlib.contextmanager
-def quiet_logger(name: str) -> Any:
-    """Keep ``name``'s records from reaching the root handlers while progress shows them."""
-    logger = logging.getLogger(name)
-    old = logger.propagate
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.propagate = old
