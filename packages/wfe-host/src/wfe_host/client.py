@@ -197,6 +197,9 @@ class WorkflowClient:
                     await core.task_group.start(watch_finished, core)
                 if self._runs_workers():
                     self._start_workers(core.task_group)
+                    # Runs before core.stop (an exit stack unwinds last in, first out): stop
+                    # taking work and let the running steps finish, then cancel the rest.
+                    stack.push_async_callback(self._stop_workers)
         except BaseException:
             await stack.aclose()
             raise
@@ -219,6 +222,9 @@ class WorkflowClient:
 
     def _start_workers(self, tg: TaskGroup) -> None:
         """Start the workers in ``tg`` (a client has none)."""
+
+    async def _stop_workers(self) -> None:
+        """Stop the workers gracefully, before they are cancelled (a client has none)."""
 
     # -- definitions -------------------------------------------------------------------------
     def register(self, definition: WorkflowDefinition) -> WorkflowDefinition:

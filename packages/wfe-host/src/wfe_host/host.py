@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     )
     from wfe_host.options import HostOptions
     from wfe_host.registry import PluginRegistry
+    from wfe_host.runtime.workers import Workers
 
 
 class WorkflowHost(WorkflowClient):
@@ -33,7 +34,11 @@ class WorkflowHost(WorkflowClient):
     Everything a :class:`~wfe_host.WorkflowClient` does, plus the workers: entering the host
     opens the providers and starts the background consumers (workflow passes, event
     delivery, search indexing, the due-time scheduler); leaving stops them and closes the
-    providers. With ``options.run_workers`` false it starts none and is a client (prefer
+    providers. Leaving stops gracefully: the host takes no more work, lets the running steps
+    finish for up to ``options.shutdown_grace`` seconds (their results are stored), cancels
+    what still runs after that, and releases every lease, so another process takes the
+    unfinished work over at once. A cancelled exit (a second Ctrl+C) skips the wait. With
+    ``options.run_workers`` false it starts none and is a client (prefer
     :class:`~wfe_host.WorkflowClient` for that).
     """
 
@@ -65,6 +70,7 @@ class WorkflowHost(WorkflowClient):
         self._core.step_middleware.extend(step_middleware)
         #: Queues instances when their sleeping work falls due (a service of the runtime).
         self.scheduler = Scheduler(self._core, self.passes.running)
+        self._workers: Workers | None = None
 
     @property
     def step_middleware(self) -> list[StepMiddleware]:
@@ -80,7 +86,17 @@ class WorkflowHost(WorkflowClient):
         return self._core.options.run_workers
 
     def _start_workers(self, tg: TaskGroup) -> None:
-        start_workers(tg, self._core, self.passes, self.events, self.scheduler)
+        self._workers = start_workers(tg, self._core, self.passes, self.events, self.scheduler)
+
+    async def _stop_workers(self) -> None:
+        workers, self._workers = self._workers, None
+        if workers is not None:
+            await workers.stop(self._core.options.shutdown_grace)
+
+    @property
+    def running_workflows(self) -> int:
+        """How many workflow passes this host runs now (each may run several steps)."""
+        return len(self.passes.running)
 
     # -- steps -------------------------------------------------------------------------------
     def register_step(

@@ -24,6 +24,11 @@ class HostOptions:
     #: Seconds a worker's lease on an instance lasts before another worker may take it over;
     #: renewed while a pass runs. Finite, > 0 and at most 86400 (one day).
     lease_seconds: float = attrs.field(default=30.0, validator=seconds_validator())
+    #: Seconds that stopping the host (leaving ``async with``, SIGTERM or SIGINT to ``wfe
+    #: worker`` / ``wfe run``) lets the running steps finish, once it stopped taking work;
+    #: then the steps still running are cancelled. Either way every lease is released, so
+    #: another process takes the work over at once. 0 cancels at once; at most 86400.
+    shutdown_grace: float = attrs.field(default=5.0, validator=seconds_validator(allow_zero=True))
     #: Run background consumers (execute workflows). A host that only starts workflows and
     #: reads their state sets this to false (or is a :class:`~wfe_host.WorkflowClient`, which
     #: never runs them).

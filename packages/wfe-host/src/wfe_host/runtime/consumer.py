@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import anyio
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
     from wfe_core.providers import QueueMessage, QueueName, QueueProvider
 
 logger = logging.getLogger("wfe_host.consumer")
@@ -33,30 +35,46 @@ async def consume(
     *,
     slots: anyio.Semaphore,
     visibility_timeout: float,
+    intake: anyio.CancelScope | None = None,
 ) -> None:
     """Run until cancelled: take a slot, dequeue an item of ``name`` and handle it, the slot
     held until it is acked. ``slots`` may be shared with other work that counts against the
-    same limit (the passes a host starts without the queue)."""
+    same limit (the passes a host starts without the queue).
+
+    Cancelling ``intake`` stops taking items and returns once the items taken are handled
+    (a graceful stop); cancelling the task running this cancels those too."""
     async with anyio.create_task_group() as tg:
-        while True:
-            await slots.acquire()
-            try:
-                message = await queue.dequeue(
-                    name, timeout=DEQUEUE_WAIT, visibility_timeout=visibility_timeout
-                )
-            except Exception:
-                # A provider should only raise WfeError, but a worker must outlive a bug in one.
-                slots.release()
-                logger.exception("dequeue from %s failed", name)
-                await anyio.sleep(BACKEND_PAUSE)
-                continue
-            except BaseException:
-                slots.release()
-                raise
-            if message is None:
-                slots.release()
-                continue
-            tg.start_soon(_handle, queue, message, handler, slots)
+        with intake or anyio.CancelScope():
+            await _take(queue, name, handler, tg, slots, visibility_timeout)
+
+
+async def _take(
+    queue: QueueProvider,
+    name: QueueName,
+    handler: Handler,
+    tg: TaskGroup,
+    slots: anyio.Semaphore,
+    visibility_timeout: float,
+) -> None:
+    while True:
+        await slots.acquire()
+        try:
+            message = await queue.dequeue(
+                name, timeout=DEQUEUE_WAIT, visibility_timeout=visibility_timeout
+            )
+        except Exception:
+            # A provider should only raise WfeError, but a worker must outlive a bug in one.
+            slots.release()
+            logger.exception("dequeue from %s failed", name)
+            await anyio.sleep(BACKEND_PAUSE)
+            continue
+        except BaseException:
+            slots.release()
+            raise
+        if message is None:
+            slots.release()
+            continue
+        tg.start_soon(_handle, queue, message, handler, slots)
 
 
 async def _handle(

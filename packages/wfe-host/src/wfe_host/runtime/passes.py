@@ -211,10 +211,33 @@ class PassRunner:
         #: Instances an outside change (suspend, resume, terminate) is waiting to lock: no new
         #: pass of this host starts on them meanwhile, so the change is not starved.
         self.held: dict[str, int] = {}
+        #: The host is stopping: running passes finish their steps and start none, and no
+        #: new pass starts here (new work is queued for any worker).
+        self.stopping = False
+        #: Set once no pass runs, while :meth:`idle` waits for it.
+        self._idle: anyio.Event | None = None
 
     def open(self) -> None:
         """Called as the host's workers start (in the event loop they run in)."""
         self.slots = anyio.Semaphore(self.core.options.concurrency)
+        self.stopping = False
+
+    def stop_all(self) -> int:
+        """The host is stopping: let the running passes finish the steps they run and start
+        no new ones, and start no new pass. The instances they leave unfinished are queued
+        again as their passes end, for another worker (or the next start) to take at once.
+        Returns how many passes run."""
+        self.stopping = True
+        for handle in self.running.values():
+            handle.stop = True
+            handle.rerun = True
+        return len(self.running)
+
+    async def idle(self) -> None:
+        """Return once no pass runs."""
+        if self.running:
+            self._idle = anyio.Event()
+            await self._idle.wait()
 
     def _take_slot(self) -> bool:
         try:
@@ -233,7 +256,7 @@ class PassRunner:
         if handle is not None:
             handle.rerun = True
             return None
-        if workflow_id in self.held:
+        if workflow_id in self.held or self.stopping:
             return BUSY_RETRY
         core = self.core
         lease = await core.lock.acquire(
@@ -256,7 +279,7 @@ class PassRunner:
         instance is stored due now, and the scheduler's recovery sweep runs it.)"""
         core = self.core
         tg = core.worker_group()
-        if tg is None or instance.id in self.running:
+        if tg is None or self.stopping or instance.id in self.running:
             return False
         slot = self._take_slot()
         if not slot and self.waiting >= core.options.concurrency:
@@ -317,6 +340,8 @@ class PassRunner:
             handle.slot = False
             self.slots.release()
         self.core.waiters.pass_ended(handle.workflow_id)
+        if self._idle is not None and not self.running:
+            self._idle.set()
 
     def hand_over(
         self, instance: WorkflowInstance, lease: Lease, carried: Carried | None = None
@@ -330,6 +355,7 @@ class PassRunner:
         tg = self.core.worker_group()
         if (
             tg is None
+            or self.stopping
             or instance.id in self.running
             or instance.id in self.held
             or not self._take_slot()
@@ -354,6 +380,8 @@ class PassRunner:
         workflow_id = handle.workflow_id
         handle.lease = lease
         handle.leased_at = anyio.current_time()
+        if self.stopping:  # it waited for a slot while the host began to stop
+            handle.stop = handle.rerun = True
         try:
             await self._leased_pass(handle, instance, carried)
         except BaseException as exc:
