@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -249,4 +250,30 @@ async def test_a_file_of_schema_version_3_gets_fencing_for_its_instances(tmp_pat
         with pytest.raises(StaleLeaseError):
             await persistence.persist_workflow(instance, fence=0)
         assert (await persistence.get_workflow(workflow_id)).revision == revision + 1
-    assert max(v for v, _, _ in _versions(path)) == LATEST_VERSION == 5
+    assert max(v for v, _, _ in _versions(path)) == LATEST_VERSION >= 5
+
+
+@pytest.mark.anyio
+async def test_a_file_of_schema_version_3_gets_lock_holders(tmp_path: Path) -> None:
+    """Migration 6 records where each lease's holder runs; a lease taken before it (no
+    holder recorded) is never broken, only lapses."""
+    from wfe_sqlite import SqliteLock
+
+    path = tmp_path / "v3.db"
+    shutil.copyfile(SCHEMA_V3, path)
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO wfe_locks (key, owner, token, expires_at)"
+            " VALUES ('old', 'gone', 1, 9999999999999999)"
+        )
+    async with SqliteLock(f"sqlite:///{path}") as lock:
+        holder = await lock.holder("old")
+        assert holder is not None
+        assert (holder.owner, holder.host, holder.pid) == ("gone", None, None)
+        assert await lock.acquire("old", owner="new", ttl=30) is None
+        lease = await lock.acquire("fresh", owner="new", ttl=30)
+        assert lease is not None
+        holder = await lock.holder("fresh")
+        assert holder is not None
+        assert holder.pid == os.getpid()
+    assert max(v for v, _, _ in _versions(path)) == LATEST_VERSION >= 6

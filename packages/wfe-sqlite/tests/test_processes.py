@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 from functools import partial
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import pytest
 
-from wfe_core.providers import QueueName
+from wfe_core.providers import QueueName, liveness
 from wfe_sqlite import SqliteLock, SqlitePersistence, SqliteQueue
 
 if TYPE_CHECKING:
@@ -181,3 +183,56 @@ async def test_processes_opening_a_new_file_at_once_migrate_it_once(tmp_path: Pa
         _reap(children)
     async with SqlitePersistence(url) as persistence:
         assert await persistence.next_execution_time() is None
+
+
+@pytest.mark.anyio
+async def test_a_lease_whose_holder_process_is_gone_is_taken_over_at_once(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The lock records each holder's host name and pid: a key held by a process of this
+    machine that no longer runs (here killed and not even reaped yet: a zombie) is taken at
+    once, with a higher token, not after its hour-long lease."""
+    async with SqliteLock(db_url) as lock, SqliteQueue(db_url) as queue:
+        await queue.enqueue(W, "work")
+        child = _spawn("hold", db_url, "3600")
+        try:
+            held = await _in_thread(partial(_line, child))
+            holder = await lock.holder("crash")
+            assert holder is not None
+            assert (holder.owner, holder.pid) == (f"pid-{child.pid}", child.pid)
+            assert holder.host == socket.gethostname()
+            # Alive: refused, however long the caller would wait for it.
+            assert await lock.acquire("crash", owner="parent", ttl=30) is None
+            child.send_signal(signal.SIGKILL)
+            deadline = anyio.current_time() + 10
+            while not liveness.is_gone(holder.host, holder.pid):
+                assert anyio.current_time() < deadline, "the child never died"
+                await anyio.sleep(0.01)
+            lease = await lock.acquire("crash", owner="parent", ttl=30)
+        finally:
+            _reap([child])
+        assert lease is not None, "the dead holder's lease was not taken over"
+        assert lease.token > held["token"]
+        assert f"from pid-{child.pid}: its process {child.pid}" in caplog.text
+        holder = await lock.holder("crash")
+        assert holder is not None
+        assert (holder.owner, holder.pid) == ("parent", os.getpid())
+
+
+@pytest.mark.anyio
+async def test_a_lease_of_a_process_on_another_machine_is_never_broken(db_url: str) -> None:
+    """A holder recorded on another host name is waited for, whatever its pid says."""
+    async with SqliteLock(db_url) as lock:
+        lease = await lock.acquire("far", owner="here", ttl=30)
+        assert lease is not None
+        store = lock.store
+
+        def move(conn: Any) -> None:
+            conn.exec_driver_sql(
+                "UPDATE wfe_locks SET holder_host = 'elsewhere', holder_pid = 999999999"
+            )
+
+        await store.write(move, "test")
+        assert await lock.acquire("far", owner="other", ttl=30) is None
+        assert not liveness.is_gone("elsewhere", 999999999)
+        assert liveness.is_gone(socket.gethostname(), 999999999)

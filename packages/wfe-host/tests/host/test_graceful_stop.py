@@ -73,7 +73,9 @@ def _sqlite(path: Path) -> Callable[[HostOptions], WorkflowHost]:
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-def make_host(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[HostOptions], WorkflowHost]:
+def make_host(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Callable[[HostOptions], WorkflowHost]:
     if request.param == "memory":
         return _memory(MemoryPersistence())
     return _sqlite(tmp_path)

@@ -152,6 +152,9 @@ locks = Table(
     Column("owner", Text, nullable=False),
     Column("token", Integer, nullable=False),
     Column("expires_at", Integer, nullable=False),
+    # Where the holder runs, so a lease whose process is gone can be taken over at once.
+    Column("holder_host", Text),
+    Column("holder_pid", Integer),
 )
 
 lock_tokens = Table(
@@ -348,6 +351,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         # NULL for every stored instance: no write carried a fence yet, so the first one
         # under a lease is accepted whatever its token.
         ("ALTER TABLE wfe_workflows ADD COLUMN fence INTEGER",),
+    ),
+    Migration(
+        6,
+        "lock holders: the host name and process id of each lease's holder",
+        # NULL for leases taken before: they lapse as they always did.
+        (
+            "ALTER TABLE wfe_locks ADD COLUMN holder_host TEXT",
+            "ALTER TABLE wfe_locks ADD COLUMN holder_pid INTEGER",
+        ),
     ),
 )
 

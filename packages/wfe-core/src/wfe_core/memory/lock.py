@@ -12,7 +12,8 @@ from anyio.lowlevel import checkpoint
 from wfe_core.clock import SYSTEM_CLOCK
 from wfe_core.errors import LockNotHeldError
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers.lock import Lease, LockProvider
+from wfe_core.providers.liveness import this_process
+from wfe_core.providers.lock import Lease, LeaseHolder, LockProvider
 
 if TYPE_CHECKING:
     from wfe_core.clock import Clock
@@ -115,6 +116,16 @@ class MemoryLock(LockProvider):
         del self._held[lease.key]
         for waiter in self._waiters.pop(lease.key, ()):
             waiter.set()
+
+    async def holder(self, key: str) -> LeaseHolder | None:
+        """The current holder of ``key`` (always this process)."""
+        now = anyio.current_time()
+        held = self._current(key, now)
+        if held is None:
+            return None
+        host, pid = this_process()
+        expires = _wall(self._clock, held.deadline - now)
+        return LeaseHolder(owner=held.owner, expires_at=expires, host=host, pid=pid)
 
     def _check(self, lease: Lease, now: float) -> _Held:
         held = self._current(lease.key, now)

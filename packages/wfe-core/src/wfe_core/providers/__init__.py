@@ -10,7 +10,7 @@ from wfe_core.providers import capabilities
 from wfe_core.providers.base import Provider
 from wfe_core.providers.capabilities import Capability
 from wfe_core.providers.lifecycle import LifecyclePublisher
-from wfe_core.providers.lock import Lease, LockProvider
+from wfe_core.providers.lock import Lease, LeaseHolder, LockProvider
 from wfe_core.providers.persistence import PersistenceProvider
 from wfe_core.providers.queue import QueueMessage, QueueName, QueueProvider
 from wfe_core.providers.schema import SchemaOwner, SchemaStatus
@@ -20,6 +20,7 @@ from wfe_core.providers.step_executor import StepExecutor
 __all__ = [
     "Capability",
     "Lease",
+    "LeaseHolder",
     "LifecyclePublisher",
     "LockProvider",
     "PersistenceProvider",

@@ -24,6 +24,18 @@ class Lease:
     expires_at: datetime
 
 
+@attrs.frozen
+class LeaseHolder:
+    """What a lock knows of the current holder of a key (see :meth:`LockProvider.holder`)."""
+
+    owner: str
+    #: When the lease lapses unless renewed.
+    expires_at: datetime
+    #: The host name and process id of the holder, where the lock records them.
+    host: str | None = None
+    pid: int | None = None
+
+
 class LockProvider(Provider):
     """Mutual exclusion between workers over named keys (a workflow id, an event id, ...).
 
@@ -59,3 +71,9 @@ class LockProvider(Provider):
         Raises :class:`~wfe_core.errors.LockNotHeldError` when the lease is not current
         (already released, expired and taken by another owner, or never issued).
         """
+
+    async def holder(self, key: str) -> LeaseHolder | None:
+        """The current holder of ``key``, ``None`` when it is free or the lock cannot say
+        (the default). For messages only (who is waited for, and until when): never use it
+        to decide whether to take a key; :meth:`acquire` decides."""
+        return None

@@ -29,9 +29,10 @@ from wfe_host.cli.bounds import MAX_RUN_TIMEOUT, seconds_callback
 from wfe_host.cli.host_factory import build_host, describe_store, run_async
 from wfe_host.cli.progress import Progress, format_seconds
 from wfe_host.cli.run_summary import declared_outputs, format_value, run_summary
-from wfe_host.cli.signals import exit_status, until_signalled
+from wfe_host.cli.signals import exit_status, stopping_line, until_signalled
 from wfe_host.cli.state import cli_state
 from wfe_host.cli.terminal import printable, use_color
+from wfe_host.runtime.holders import describe_holder
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -258,31 +259,47 @@ def run_command(
     )
     store = describe_store(resolved)
 
-    async def main() -> int:
+    # Cancelled by the first stop signal: the command stops following the run, and leaving
+    # the host lets the running steps finish (shutdown_grace) and releases the leases, so
+    # that running the command again resumes at once.
+    # (A cancel scope belongs to the event loop: made in it, so a signal arriving before
+    # that is kept in ``stop_asked``.)
+    following: list[anyio.CancelScope] = []
+    stop_asked: list[str] = []
+
+    async def main() -> int | None:
         async with host:
             for item in definitions:
                 host.register(item)
-            return await _run(
-                host,
-                definition,
-                given_inputs,
-                reference,
-                new=new,
-                timeout=timeout,
-                view=view,
-                store=store,
-            )
+            scope = anyio.CancelScope()
+            following.append(scope)
+            if stop_asked:
+                scope.cancel()
+            with scope:
+                return await _run(
+                    host,
+                    definition,
+                    given_inputs,
+                    reference,
+                    new=new,
+                    timeout=timeout,
+                    view=view,
+                    store=store,
+                )
+            return None
 
     def on_signal(name: str, count: int) -> bool:
-        if count == 1:
-            # Cancelling the run kills its steps' processes and releases the leases, so that
-            # running the command again resumes at once.
-            click.echo(
-                f"wfe run: {name} received, stopping; the run stays stored, run the same "
-                "command again to resume it",
-                err=True,
-            )
-        return True
+        if count > 1:
+            return True  # at once: the steps still running are cancelled (their processes killed)
+        click.echo(
+            f"wfe run: {name} received, {stopping_line(host)}; the run stays stored, run "
+            "the same command again to resume it",
+            err=True,
+        )
+        stop_asked.append(name)
+        for scope in following:
+            scope.cancel()
+        return False
 
     # Kills the steps' processes if this process dies without stopping them (SIGKILL).
     with processes.watchdog():
@@ -361,6 +378,12 @@ async def _follow(
             f"Resuming {label} (workflow {workflow_id}, started "
             f"{existing.create_time:%Y-%m-%d %H:%M:%S} UTC) in {store}"
         )
+        holder = await host.lock.holder(workflow_id)
+        # (This host's own workers may have taken it up already: nothing to say then.)
+        if holder is not None and not holder.owner.startswith(f"{host.worker_id}/"):
+            # Left by a run that was killed (its lease was not released): say why nothing
+            # happens for a while, rather than wait in silence.
+            view.echo(f"The run is {describe_holder(holder, host.clock.now())}")
         if existing.status == WorkflowStatus.SUSPENDED:
             await host.resume_workflow(workflow_id)
     else:

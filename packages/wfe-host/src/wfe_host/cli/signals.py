@@ -11,7 +11,9 @@ import anyio
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["STOP_SIGNALS", "exit_status", "until_signalled"]
+    from wfe_host import WorkflowHost
+
+__all__ = ["STOP_SIGNALS", "exit_status", "stopping_line", "until_signalled"]
 
 #: The signals that stop a command.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -23,6 +25,18 @@ def exit_status(name: str) -> int:
     """The exit status of a command stopped by signal ``name``: 128 + its number, as shells
     report a process killed by it (130 for SIGINT, 143 for SIGTERM)."""
     return 128 + int(signal.Signals[name])
+
+
+def stopping_line(host: WorkflowHost) -> str:
+    """What a command says on stderr as a stop signal starts a graceful stop of ``host``."""
+    running = host.running_workflows
+    grace = host.options.shutdown_grace
+    if not running:
+        return "stopping (send it again to stop at once)"
+    return (
+        f"stopping: waiting up to {grace:g} s for the running steps of {running} "
+        f"workflow{'' if running == 1 else 's'} to finish (send it again to stop at once)"
+    )
 
 
 async def until_signalled(

@@ -23,7 +23,7 @@ from wfe_core.errors import ConfigurationError
 from wfe_core.models import WorkflowDefinition
 from wfe_core.spi import processes
 from wfe_host.cli.host_factory import build_host, describe_store, run_async
-from wfe_host.cli.signals import until_signalled
+from wfe_host.cli.signals import stopping_line, until_signalled
 from wfe_host.cli.state import cli_state
 from wfe_host.logs import LEVELS, configure_logging
 
@@ -177,9 +177,7 @@ async def _serve_until_signalled(
     def on_signal(name: str, count: int) -> bool:
         if count > 1:
             return True
-        click.echo(
-            f"wfe worker: {name} received, stopping (send it again to stop at once)", err=True
-        )
+        click.echo(f"wfe worker: {name} received, {stopping_line(host)}", err=True)
         stop.set()
         return False
 

@@ -23,6 +23,7 @@ from wfe_core.models import EventSubscription, WorkflowInstance, WorkflowStatus,
 from wfe_core.providers import Lease
 from wfe_core.serialization import to_primitive
 from wfe_host.runtime.data import restore_error
+from wfe_host.runtime.holders import BusyNotices
 from wfe_host.runtime.leases import LeaseRenewer, ensure_current
 
 if TYPE_CHECKING:
@@ -214,6 +215,8 @@ class PassRunner:
         #: The host is stopping: running passes finish their steps and start none, and no
         #: new pass starts here (new work is queued for any worker).
         self.stopping = False
+        #: What was said about instances other workers' leases keep from running here.
+        self.notices = BusyNotices(core.lock)
         #: Set once no pass runs, while :meth:`idle` waits for it.
         self._idle: anyio.Event | None = None
 
@@ -263,7 +266,10 @@ class PassRunner:
             workflow_id, owner=self.owner(), ttl=core.options.lease_seconds
         )
         if lease is None:
+            await self.notices.busy(workflow_id, core.clock.now())
             return BUSY_RETRY
+        if self.notices.noticed:
+            self.notices.ran(workflow_id)
         handle = PassHandle(workflow_id)
         self.running[workflow_id] = handle
         await self._own(handle, lease, None)

@@ -13,7 +13,8 @@ from wfe_host.runtime.consumer import consume
 from wfe_host.runtime.events import EVENT_CONCURRENCY
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine
+    from typing import Any
 
     from anyio.abc import TaskGroup
 
@@ -43,7 +44,9 @@ class Workers:
         self.consuming = 0
         self.consumed = anyio.Event()
 
-    def consumer(self, run: Callable[[anyio.CancelScope], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    def consumer(
+        self, run: Callable[[anyio.CancelScope], Awaitable[None]]
+    ) -> Callable[[], Coroutine[Any, Any, None]]:
         """A task running the consumer ``run(intake)``, counted until it returns."""
         intake = anyio.CancelScope()
         self.intakes.append(intake)
@@ -150,7 +153,9 @@ def start_workers(
     return workers
 
 
-async def _feeding(scope: anyio.CancelScope, *tasks: Callable[[], Awaitable[None]]) -> None:
+async def _feeding(
+    scope: anyio.CancelScope, *tasks: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
     with scope:
         async with anyio.create_task_group() as tg:
             for task in tasks:
