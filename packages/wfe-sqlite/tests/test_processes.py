@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import pytest
 
-from wfe_core.providers import QueueName, liveness
+from wfe_core.providers import QueueName, holder_is_gone
 from wfe_sqlite import SqliteLock, SqlitePersistence, SqliteQueue
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ async def test_a_lease_whose_holder_process_is_gone_is_taken_over_at_once(
             assert await lock.acquire("crash", owner="parent", ttl=30) is None
             child.send_signal(signal.SIGKILL)
             deadline = anyio.current_time() + 10
-            while not liveness.is_gone(holder.host, holder.pid):
+            while not holder_is_gone(holder.host, holder.pid):
                 assert anyio.current_time() < deadline, "the child never died"
                 await anyio.sleep(0.01)
             lease = await lock.acquire("crash", owner="parent", ttl=30)
@@ -234,5 +234,5 @@ async def test_a_lease_of_a_process_on_another_machine_is_never_broken(db_url: s
 
         await store.write(move, "test")
         assert await lock.acquire("far", owner="other", ttl=30) is None
-        assert not liveness.is_gone("elsewhere", 999999999)
-        assert liveness.is_gone(socket.gethostname(), 999999999)
+        assert not holder_is_gone("elsewhere", 999999999)
+        assert holder_is_gone(socket.gethostname(), 999999999)

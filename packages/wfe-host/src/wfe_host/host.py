@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from wfe_core import StepBody
 from wfe_core.clock import SYSTEM_CLOCK
+from wfe_core.primitives import InlineStepFactory
 from wfe_host.client import WorkflowClient
 from wfe_host.runtime.scheduler import Scheduler
 from wfe_host.runtime.workers import start_workers
@@ -14,7 +16,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
-    from wfe_core import StepBody, StepMiddleware, WorkflowMiddleware
+    from wfe_core import StepContext, StepMiddleware, WorkflowMiddleware
     from wfe_core.clock import Clock
     from wfe_core.providers import (
         LifecyclePublisher,
@@ -105,6 +107,29 @@ class WorkflowHost(WorkflowClient):
         """Build bodies of ``step_type`` with ``factory`` (dependency injection), wherever a
         definition names the class."""
         self._core.step_factories[step_type] = factory or step_type
+
+    def substitute_step(
+        self, name: str, replacement: type[StepBody] | Callable[[StepContext], Any]
+    ) -> None:
+        """Run ``replacement`` instead of every step named ``name`` (its ``.name(...)``, else
+        its ``.id(...)``, else its body's name; a YAML step's ``name``), in every definition:
+        a stand-in for a step that reaches the outside world, in tests.
+
+        ``replacement`` is a :class:`~wfe_core.StepBody` subclass (made anew for each run;
+        it gets the step's ``.input(...)`` values and ``.output(...)`` reads it, so give it
+        the attributes those name) or a function ``fn(ctx)``, sync or async, returning an
+        :class:`~wfe_core.ExecutionResult` or ``None`` (go on), as ``.then_fn`` takes."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"substitute_step: name must be a non-empty string, got {name!r}")
+        if isinstance(replacement, type) and issubclass(replacement, StepBody):
+            self._core.step_substitutes[name] = replacement
+        elif callable(replacement):
+            self._core.step_substitutes[name] = InlineStepFactory(replacement)
+        else:
+            raise TypeError(
+                f"substitute_step({name!r}): expected a StepBody subclass or a function of "
+                f"the step context, got {type(replacement).__name__}"
+            )
 
     def add_step_middleware(self, middleware: StepMiddleware) -> None:
         """Wrap every step run from now on in ``middleware`` (outermost last added)."""

@@ -10,7 +10,7 @@ import anyio
 import attrs
 
 from wfe_core.errors import LockNotHeldError
-from wfe_core.providers import Lease, LeaseHolder, LockProvider, liveness
+from wfe_core.providers import Lease, LeaseHolder, LockProvider, holder_is_gone, this_process
 from wfe_core.providers import capabilities as cap
 from wfe_sqlite.base import SqliteProviderMixin
 from wfe_sqlite.engine import driver, from_us, now_us
@@ -78,7 +78,7 @@ def _acquire(
     # Held (by someone else, or by this owner) until a moment after now.
     held = raw.execute(_HELD, (key,)).fetchone()
     held_owner, held_host, held_pid = str(held[0]), held[2], held[3]
-    if liveness.is_gone(held_host, held_pid):
+    if holder_is_gone(held_host, held_pid):
         # Its process was killed without releasing it (the write transaction holds the
         # file: nobody else takes or renews the lease meanwhile).
         raw.execute(_BREAK, (key, held[4]))
@@ -114,7 +114,7 @@ class SqliteLock(SqliteProviderMixin, LockProvider):
     clock), so the lease of a process that crashed lapses after its ``ttl``. Each lease also
     records its holder's host name and process id: a key held by a process of this machine
     that no longer runs (killed with SIGKILL, crashed) is taken over at once, without
-    waiting for its lease to lapse (see :mod:`wfe_core.providers.liveness`). Fencing tokens
+    waiting for its lease to lapse (see :func:`wfe_core.providers.holder_is_gone`). Fencing tokens
     come from one counter in the file and grow with every acquisition. A lease that has
     expired is no longer current: :meth:`renew` and :meth:`release` refuse it even when no
     other owner has taken the key yet.
@@ -139,7 +139,7 @@ class SqliteLock(SqliteProviderMixin, LockProvider):
         interval = options.poll_interval
         channel = _channel(key)
         try_now = True
-        holder = liveness.this_process()
+        holder = this_process()
         # The database's data_version at the last look, and when the lease seen then expires.
         seen: int | None = None
         expires_at = 0

@@ -10,6 +10,7 @@ from wfe_core.providers import capabilities
 from wfe_core.providers.base import Provider
 from wfe_core.providers.capabilities import Capability
 from wfe_core.providers.lifecycle import LifecyclePublisher
+from wfe_core.providers.liveness import holder_is_gone, this_process
 from wfe_core.providers.lock import Lease, LeaseHolder, LockProvider
 from wfe_core.providers.persistence import PersistenceProvider
 from wfe_core.providers.queue import QueueMessage, QueueName, QueueProvider
@@ -33,4 +34,6 @@ __all__ = [
     "SearchIndex",
     "StepExecutor",
     "capabilities",
+    "holder_is_gone",
+    "this_process",
 ]

@@ -2,7 +2,7 @@
 
 A lock provider whose leases outlive the process that took them (a file, a database) may
 record where each holder runs (:func:`this_process`). When a key is found held by a process
-on this same machine (the host name matches) that no longer exists (:func:`is_gone`), its
+on this same machine (the host name matches) that no longer exists (:func:`holder_is_gone`), its
 lease can be broken at once instead of waiting for it to lapse: the holder was killed
 (SIGKILL, a crash, the OOM killer) and will never release it.
 
@@ -17,7 +17,7 @@ import os
 import socket
 import sys
 
-__all__ = ["is_gone", "this_process"]
+__all__ = ["holder_is_gone", "this_process"]
 
 
 def this_process() -> tuple[str, int]:
@@ -25,7 +25,7 @@ def this_process() -> tuple[str, int]:
     return socket.gethostname(), os.getpid()
 
 
-def is_gone(host: str | None, pid: int | None) -> bool:
+def holder_is_gone(host: str | None, pid: int | None) -> bool:
     """Whether the process ``pid`` on ``host`` provably no longer runs: ``host`` is this
     machine, and no such process exists (or it is a zombie: killed, not reaped yet).
     False whenever that cannot be told (another machine, nothing recorded, Windows)."""

@@ -85,6 +85,8 @@ class HostCore:
         #: The registered workflow definitions.
         self.definitions = DefinitionRegistry()
         self.step_factories: dict[type, Callable[[], StepBody]] = {}
+        #: Bodies standing in for the steps of a name (tests), by step display name.
+        self.step_substitutes: dict[str, Callable[[], StepBody]] = {}
         self.step_middleware: list[StepMiddleware] = []
         self.workflow_middleware: list[WorkflowMiddleware] = []
         #: The due times this host stored, and the scheduler's wake-up.
@@ -145,7 +147,12 @@ class HostCore:
         return instance
 
     def create_body(self, step: StepDefinition) -> StepBody:
-        """A new body for one run of ``step``, from its registered factory if it has one."""
+        """A new body for one run of ``step``: its substitute's when one stands in for its
+        name, else from its registered factory if it has one."""
+        if self.step_substitutes:
+            substitute = self.step_substitutes.get(step.display_name)
+            if substitute is not None:
+                return substitute()
         factory = self.step_factories.get(step.body) if isinstance(step.body, type) else None
         if factory is not None:
             return factory()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from wfe_core.providers import liveness
+from wfe_core.providers import holder_is_gone
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -25,7 +25,7 @@ def describe_holder(holder: LeaseHolder, now: datetime) -> str:
     where = ""
     if holder.pid is not None:
         where = f" (process {holder.pid}" + (f" on {holder.host})" if holder.host else ")")
-    if liveness.is_gone(holder.host, holder.pid):
+    if holder_is_gone(holder.host, holder.pid):
         return f"leased by {holder.owner}{where}, which no longer runs: taking it over"
     left = max((holder.expires_at - now).total_seconds(), 0.0)
     return (

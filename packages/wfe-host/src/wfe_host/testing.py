@@ -1,0 +1,292 @@
+"""A test kit for your own workflows: a real host on a clock that moves only when told to.
+
+:class:`WorkflowTestEnvironment` runs a :class:`~wfe_host.WorkflowHost` (in-memory providers
+unless given a persistence provider) on a :class:`~wfe_core.testing.ManualClock`.
+:meth:`~WorkflowTestEnvironment.advance` moves that clock forward and runs, at once and in
+order, everything that falls due meanwhile: delays, schedules, recurs, ``wait_for``
+timeouts, retry intervals. A workflow that sleeps thirty days is tested in milliseconds::
+
+    async def test_reminder_is_sent_after_a_day():
+        async with WorkflowTestEnvironment(reminder_flow) as env:
+            env.substitute_step("Send email", record_email)   # no real email in tests
+            workflow_id = await env.start_workflow("reminder", {"to": "ann"})
+            await env.advance(timedelta(days=1))
+            instance = await env.get_workflow(workflow_id)
+            assert instance.status == WorkflowStatus.COMPLETE
+
+Needs the ``testing`` extra (``pip install "wfe-host[testing]"``), like
+:mod:`wfe_core.testing`. See docs/testing-workflows.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+from anyio.lowlevel import checkpoint
+
+from wfe_core.errors import WfeError
+from wfe_core.memory import MemoryLock, MemoryQueue
+from wfe_core.models import WorkflowStatus
+from wfe_core.providers import QueueName
+from wfe_core.testing.clock import DEFAULT_START, ManualClock
+from wfe_host.host import WorkflowHost
+from wfe_host.options import HostOptions
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from types import TracebackType
+
+    from wfe_core import StepBody, StepContext, StepMiddleware
+    from wfe_core.models import WorkflowDefinition, WorkflowInstance
+    from wfe_core.providers import PersistenceProvider, QueueMessage
+
+__all__ = ["ManualClock", "NotSettledError", "WorkflowTestEnvironment"]
+
+logger = logging.getLogger("wfe_host.testing")
+
+#: Real seconds :meth:`WorkflowTestEnvironment.settle` waits for the host to go idle.
+SETTLE_TIMEOUT = 30.0
+#: Real seconds between two looks while steps still run (only then: idle is seen at once).
+_LOOK = 0.002
+#: Turns every other task gets before the host is looked at (see ``_idle``).
+_TURNS = 8
+
+
+class NotSettledError(WfeError):
+    """The host kept working for longer than the test allowed (a step that never returns,
+    a workflow that loops without waiting)."""
+
+
+class _CountingQueue(MemoryQueue):
+    """A memory queue that also knows how many items are handed out and not acked yet, so
+    the environment can tell when the host is idle."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock=clock)
+        self.delivered: set[str] = set()
+
+    async def dequeue(
+        self, queue: QueueName, *, timeout: float = 0.0, visibility_timeout: float = 30.0
+    ) -> QueueMessage | None:
+        message = await super().dequeue(
+            queue, timeout=timeout, visibility_timeout=visibility_timeout
+        )
+        if message is not None:
+            self.delivered.add(message.receipt)
+        return message
+
+    async def ack(self, message: QueueMessage) -> None:
+        await super().ack(message)
+        self.delivered.discard(message.receipt)
+
+    async def requeue(self, message: QueueMessage, *, delay: float = 0.0) -> None:
+        await super().requeue(message, delay=delay)
+        self.delivered.discard(message.receipt)
+
+    async def pending(self) -> int:
+        """Items waiting or handed out, in every queue."""
+        waiting = 0
+        for name in QueueName:
+            waiting += await self.size(name)
+        return waiting + len(self.delivered)
+
+
+class WorkflowTestEnvironment:
+    """A :class:`~wfe_host.WorkflowHost` on a :class:`~wfe_core.testing.ManualClock`, with
+    helpers that move time and wait until the host has nothing left to do.
+
+    ``definitions`` are registered as the environment opens. ``persistence`` defaults to a
+    fresh in-memory store (give a SQLite one to test against it); the lock and the queue are
+    always in-memory. ``start`` is where the clock starts (a fixed, repeatable moment by
+    default). ``options`` are the host's (``shutdown_grace`` defaults to 0 here: leaving
+    cancels what still runs).
+
+    Time moves only through :meth:`advance` (and :attr:`clock`): every time the engine
+    records (step start and end times, due times, event times) is on that clock, so tests
+    can compare them exactly.
+    """
+
+    def __init__(
+        self,
+        *definitions: WorkflowDefinition,
+        persistence: PersistenceProvider | None = None,
+        start: datetime = DEFAULT_START,
+        options: HostOptions | None = None,
+        step_middleware: Iterable[StepMiddleware] = (),
+    ) -> None:
+        #: The clock the host runs on.
+        self.clock = ManualClock(start)
+        self._queue = _CountingQueue(self.clock)
+        #: The host (everything a ``WorkflowHost`` does is there).
+        self.host = WorkflowHost(
+            persistence=persistence,
+            lock=MemoryLock(clock=self.clock),
+            queue=self._queue,
+            options=options or HostOptions(shutdown_grace=0.0),
+            step_middleware=step_middleware,
+            clock=self.clock,
+        )
+        for definition in definitions:
+            self.host.register(definition)
+
+    async def __aenter__(self) -> Self:
+        await self.host.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.host.__aexit__(exc_type, exc, tb)
+
+    # -- setting up ----------------------------------------------------------------------
+    def register(self, definition: WorkflowDefinition) -> WorkflowDefinition:
+        """Register ``definition`` on the host."""
+        return self.host.register(definition)
+
+    def substitute_step(
+        self, name: str, replacement: type[StepBody] | Callable[[StepContext], Any]
+    ) -> None:
+        """Run ``replacement`` instead of every step named ``name`` (see
+        :meth:`WorkflowHost.substitute_step <wfe_host.WorkflowHost.substitute_step>`)."""
+        self.host.substitute_step(name, replacement)
+
+    # -- acting --------------------------------------------------------------------------
+    async def start_workflow(
+        self,
+        definition_id: str,
+        data: Any = None,
+        version: int | None = None,
+        reference: str | None = None,
+    ) -> str:
+        """Start a workflow and run it until it waits (for time or an event) or ends."""
+        workflow_id = await self.host.start_workflow(
+            definition_id, data, version=version, reference=reference
+        )
+        await self.settle()
+        return workflow_id
+
+    async def publish_event(
+        self,
+        name: str,
+        key: str,
+        data: Any = None,
+        effective_date: datetime | None = None,
+    ) -> str:
+        """Publish an event (its time: the clock's now unless ``effective_date``) and run
+        what it wakes until the host is idle again."""
+        event_id = await self.host.publish_event(name, key, data, effective_date=effective_date)
+        await self.settle()
+        return event_id
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowInstance:
+        """The stored instance (its data as the definition's data type)."""
+        return await self.host.get_workflow(workflow_id)
+
+    # -- time ----------------------------------------------------------------------------
+    async def advance(self, delta: timedelta) -> datetime:
+        """Move the clock ``delta`` forward, running everything that falls due on the way
+        in order: the clock stops at each due time (a retry, a delay, the next round of a
+        recur, a ``wait_for`` timeout), the host runs what is due then until it is idle,
+        and the clock moves on. Returns the new time. Takes no real time beyond the
+        steps' own work."""
+        if not isinstance(delta, timedelta):
+            raise TypeError(f"advance: expected a timedelta, got {type(delta).__name__}")
+        if delta < timedelta(0):
+            raise ValueError(f"advance: time does not run backwards (got {delta})")
+        target = self.clock.now() + delta
+        await self.settle()
+        await self._run_due_until(target)
+        self.clock.set(target)
+        await self._run_due_until(target)
+        return target
+
+    async def run_until_finished(
+        self, workflow_id: str, *, within: timedelta = timedelta(days=365)
+    ) -> WorkflowInstance:
+        """Move the clock from due time to due time until ``workflow_id`` finishes, at most
+        ``within`` ahead; returns the finished instance. Raises :class:`NotSettledError`
+        when it is still unfinished then, or waits for something no time brings (an event,
+        a suspended workflow), saying what."""
+        limit = self.clock.now() + within
+        await self.settle()
+        while True:
+            instance = await self.host.get_workflow(workflow_id)
+            if instance.status.is_finished:
+                return instance
+            due = instance.next_execution
+            if instance.status != WorkflowStatus.RUNNABLE or due is None or due > limit:
+                raise NotSettledError(_unfinished(instance, limit))
+            if due > self.clock.now():
+                self.clock.set(due)
+            await self._run_due_until(self.clock.now())
+            again = await self.host.get_workflow(workflow_id)
+            if again.revision == instance.revision and again.next_execution == due:
+                raise NotSettledError(_unfinished(again, limit) + " (nothing ran at its due time)")
+
+    async def settle(self, timeout: float = SETTLE_TIMEOUT) -> None:
+        """Wait until the host is idle: no pass running, nothing queued or being handled.
+        Raises :class:`NotSettledError` after ``timeout`` real seconds of work."""
+        host, queue = self.host, self._queue
+        try:
+            with anyio.fail_after(timeout):
+                while True:
+                    if await self._idle() and await self._idle():
+                        return
+                    # Steps are doing real work (or a busy item waits to come back).
+                    await anyio.sleep(_LOOK)
+        except TimeoutError:
+            raise NotSettledError(
+                f"the host was still busy after {timeout:g} s: {host.running_workflows} "
+                f"workflow pass(es) running, {await queue.pending()} queued item(s)"
+            ) from None
+
+    async def _idle(self) -> bool:
+        """Whether the host is idle, after letting every task that can run take
+        :data:`_TURNS` turns: work handed from task to task (a pass ending, its follow-up
+        being queued, a consumer taking it) is never between two owners for that long
+        (each hand-over is a turn or two, on the in-memory lock and queue)."""
+        for _ in range(_TURNS):
+            await checkpoint()
+        return not self.host.running_workflows and not await self._queue.pending()
+
+    async def _run_due_until(self, target: datetime) -> None:
+        """Run, clock time after clock time, what falls due at or before ``target``."""
+        persistence = self.host.persistence
+        kicked: datetime | None = None
+        while True:
+            due = await persistence.next_execution_time()
+            if due is None or due > target:
+                return
+            now = self.clock.now()
+            if due > now:
+                self.clock.set(due)
+                now = due
+            elif kicked is not None and due <= kicked:
+                # Queued at this time already and still due: nothing here can run it (its
+                # definition is not registered, its lease is held elsewhere).
+                return
+            for workflow_id in await persistence.get_runnable_instances(now):
+                await self.host.queue.enqueue(QueueName.WORKFLOW, workflow_id)
+            kicked = now
+            await self.settle()
+
+
+def _unfinished(instance: WorkflowInstance, limit: datetime) -> str:
+    waiting = sorted(
+        f"{p.event_name!r} (key {p.event_key!r})"
+        for p in instance.pointers
+        if p.active and p.event_name is not None
+    )
+    what = f"; it waits for event {', '.join(waiting)}" if waiting else ""
+    due = instance.next_execution
+    when = f"; next due {due.isoformat()}" if due is not None else ""
+    return (
+        f"workflow {instance.id} is {instance.status} at {limit.isoformat()} (the limit)"
+        f"{what}{when}"
+    )
