@@ -25,6 +25,7 @@ from wfe_host.client import WorkflowClient
 from wfe_host.host import WorkflowHost
 from wfe_host.options import HostOptions
 from wfe_host.runtime.oneshot import run_workflow
+from wfe_host.runtime.stuck import StuckWorkflow
 
 __all__ = [
     "ErrorBehavior",
@@ -37,6 +38,7 @@ __all__ = [
     "StepBody",
     "StepContext",
     "StepMiddleware",
+    "StuckWorkflow",
     "WorkflowBuilder",
     "WorkflowClient",
     "WorkflowDefinition",

@@ -30,6 +30,7 @@ from wfe_host.runtime.core import HostCore
 from wfe_host.runtime.data import initial_data
 from wfe_host.runtime.events import EventDelivery
 from wfe_host.runtime.passes import PassRunner
+from wfe_host.runtime.stuck import StuckWorkflow, find_stuck
 from wfe_host.runtime.waiting import wait_until_finished, watch_finished
 
 if TYPE_CHECKING:
@@ -347,6 +348,24 @@ class WorkflowClient:
             take=take,
         )
         return Page([core.restore(i) for i in page.items], page.total, page.skip, page.take)
+
+    async def list_stuck_workflows(
+        self,
+        *,
+        overdue: timedelta = timedelta(minutes=1),
+        definition_id: str | None = None,
+        skip: int = 0,
+        take: int = 100,
+    ) -> Page[StuckWorkflow]:
+        """Workflows that are due but not moving: runnable, due for longer than ``overdue``
+        and leased by no worker, newest first, each with the last error recorded on it.
+        Typically a definition version no worker has registered (its error says so), or no
+        worker running on the store."""
+        if overdue < timedelta(0):
+            raise ValueError(f"list_stuck_workflows: overdue must not be negative, got {overdue}")
+        return await find_stuck(
+            self._core, overdue=overdue, definition_id=definition_id, skip=skip, take=take
+        )
 
     async def search(
         self,

@@ -463,3 +463,41 @@ def test_force_color_colours_statuses_off_a_terminal(cli, stored) -> None:
     assert ESC not in cli("workflows", "list").stdout
     both = cli("workflows", "list", env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
     assert ESC not in both.stdout  # NO_COLOR wins
+
+
+def test_list_stuck_shows_workflows_no_worker_can_run_and_why(cli, shared) -> None:
+    """``--stuck``: runnable, overdue, unleased workflows, with their last error (a worker
+    that lacks the definition version records it once)."""
+    store = shared.persistence
+    waiting = h.start(store, DEFS, "greet", {"name": "ann"})
+
+    async def lacking(host) -> None:
+        from wfe_host_tests_polling import until
+
+        async def recorded() -> bool:
+            return bool(await store.get_errors(waiting))
+
+        await until(recorded)
+
+    # A worker with only the other definitions: it records why it cannot run the workflow.
+    others = [d for d in DEFS if d.id != "greet"]
+    h.on_host(store, others, lacking, run_workers=True)
+    result = cli("workflows", "list", "--stuck", "--overdue", "0")
+    assert result.exit_code == 0, result.output
+    [header, row] = result.stdout.splitlines()
+    assert header.split() == ["ID", "DEFINITION", "VERSION", "DUE", "SINCE", "LAST", "ERROR"]
+    assert row.startswith(waiting)
+    assert "definition 'greet' v1 is not registered on worker" in row
+    result = cli("workflows", "list", "--stuck", "--overdue", "0", "--json")
+    record = json.loads(result.stdout)
+    assert record["total"] == 1
+    [item] = record["items"]
+    assert item["id"] == waiting
+    assert item["last_error"]["message"].startswith("definition 'greet' v1 is not registered")
+    # Due only a moment ago: not stuck by the default minute.
+    result = cli("workflows", "list", "--stuck")
+    assert result.exit_code == 0, result.output
+    assert "no stuck workflows" in result.output
+    result = cli("workflows", "list", "--stuck", "--status", "complete")
+    assert result.exit_code == 2
+    assert "--stuck lists runnable workflows" in result.output

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -18,7 +18,7 @@ import click
 from wfe_core.errors import WorkflowNotFoundError
 from wfe_core.models import PointerStatus, WorkflowStatus
 from wfe_core.serialization import to_primitive
-from wfe_host.cli.bounds import MAX_SKIP, MAX_TAKE
+from wfe_host.cli.bounds import MAX_RUN_TIMEOUT, MAX_SKIP, MAX_TAKE
 from wfe_host.cli.host_factory import build_client, not_found, run_async
 from wfe_host.cli.pointers import ordered_pointers
 from wfe_host.cli.state import cli_state
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from wfe_core.models import ExecutionError, ExecutionPointer, Page, WorkflowInstance
     from wfe_host.client import WorkflowClient
+    from wfe_host.runtime.stuck import StuckWorkflow
 
 __all__ = [
     "error_record",
@@ -37,6 +38,7 @@ __all__ = [
     "instance_summary",
     "page_options",
     "print_page",
+    "print_stuck",
     "resolve_id",
     "run_on_client",
     "workflows_group",
@@ -188,6 +190,39 @@ def print_page(page: Page[WorkflowInstance], *, as_json: bool, empty: str = "no 
         click.echo(f"{skip + 1}-{shown_to} of {page.total}{more}", err=True)
 
 
+def print_stuck(page: Page[StuckWorkflow], *, as_json: bool) -> None:
+    """Print stuck workflows as a table with why each is stuck (its last error), or JSON."""
+    if as_json:
+        items = []
+        for item in page.items:
+            record = instance_summary(item.instance)
+            error = item.last_error
+            record["last_error"] = None if error is None else error_record(error)
+            items.append(record)
+        click.echo(
+            _json_dump({"total": page.total, "skip": page.skip, "take": page.take, "items": items})
+        )
+        return
+    if not page.items:
+        click.echo("no stuck workflows" + (f" (of {page.total})" if page.total else ""), err=True)
+        return
+    rows = [
+        [
+            i.instance.id,
+            i.instance.definition_id,
+            str(i.instance.version),
+            format_time(i.instance.next_execution),
+            _one_line(i.last_error.message, 100) if i.last_error else "-",
+        ]
+        for i in page.items
+    ]
+    click.echo(_table(["ID", "DEFINITION", "VERSION", "DUE SINCE", "LAST ERROR"], rows, {}))
+    shown_to = page.skip + len(page.items)
+    if shown_to < page.total or page.skip:
+        more = f"; --skip {shown_to} for more" if shown_to < page.total else ""
+        click.echo(f"{page.skip + 1}-{shown_to} of {page.total}{more}", err=True)
+
+
 # -- commands ------------------------------------------------------------------------------------
 
 
@@ -317,6 +352,21 @@ def workflows_group() -> None:
 @filter_options
 @page_options(take=50)
 @_json_option
+@click.option(
+    "--stuck",
+    is_flag=True,
+    help="Only workflows that are due but not moving (runnable, due for longer than "
+    "--overdue, leased by no worker), with the last error of each: a definition version no "
+    "worker has registered, or no worker running.",
+)
+@click.option(
+    "--overdue",
+    type=click.FloatRange(min=0, max=MAX_RUN_TIMEOUT),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --stuck: how long past its due time a workflow counts as stuck.",
+)
 @click.pass_context
 def list_command(
     ctx: click.Context,
@@ -326,12 +376,30 @@ def list_command(
     skip: int,
     take: int,
     as_json: bool,
+    stuck: bool,
+    overdue: float,
 ) -> None:
     """List workflow instances, newest first.
 
     --json prints {"total", "skip", "take", "items"}, each item an instance without its
-    execution pointers.
+    execution pointers (with --stuck: also "last_error", the last error recorded on it).
     """
+    if stuck:
+        if status is not None and status.lower() != str(WorkflowStatus.RUNNABLE):
+            raise click.UsageError("--stuck lists runnable workflows; it takes no other --status")
+        if reference is not None:
+            raise click.UsageError("--stuck does not take --reference")
+
+        async def stuck_body(client: WorkflowClient) -> Page[StuckWorkflow]:
+            return await client.list_stuck_workflows(
+                overdue=timedelta(seconds=overdue),
+                definition_id=definition_id,
+                skip=skip,
+                take=take,
+            )
+
+        print_stuck(run_on_client(ctx, stuck_body), as_json=as_json)
+        return
 
     async def body(client: WorkflowClient) -> Page[WorkflowInstance]:
         return await client.list_workflows(

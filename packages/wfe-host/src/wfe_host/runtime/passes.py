@@ -19,7 +19,13 @@ from wfe_core.errors import (
     WfeError,
     WorkflowNotFoundError,
 )
-from wfe_core.models import EventSubscription, WorkflowInstance, WorkflowStatus, new_id
+from wfe_core.models import (
+    EventSubscription,
+    ExecutionError,
+    WorkflowInstance,
+    WorkflowStatus,
+    new_id,
+)
 from wfe_core.providers import Lease
 from wfe_core.serialization import to_primitive
 from wfe_host.runtime.data import restore_error
@@ -32,7 +38,6 @@ if TYPE_CHECKING:
 
     from wfe_core import HostContext, StepBody
     from wfe_core.models import (
-        ExecutionError,
         LifecycleEvent,
         StepDefinition,
     )
@@ -102,6 +107,21 @@ class Carried:
     pointers: list[str]
     #: Whether the pass stored them (known once it did, or ended without doing so).
     stored: Outcome = attrs.field(factory=Outcome)
+
+
+#: Instances remembered as reported (bounded memory).
+MAX_REMEMBERED = 1024
+
+
+def undefined_prefix(instance: WorkflowInstance) -> str:
+    """How the error recorded on an instance whose definition version a worker lacks
+    begins (one such error is recorded, whichever worker finds it first)."""
+    return f"definition {instance.definition_id!r} v{instance.version} is not registered"
+
+
+def _versions(core: HostCore, definition_id: str) -> str:
+    versions = sorted(d.version for d in core.definitions if d.id == definition_id)
+    return ", ".join(f"v{v}" for v in versions) if versions else "no version of it"
 
 
 def contains(error: BaseException, kind: type[BaseException]) -> bool:
@@ -215,6 +235,8 @@ class PassRunner:
         #: The host is stopping: running passes finish their steps and start none, and no
         #: new pass starts here (new work is queued for any worker).
         self.stopping = False
+        #: Instances whose definition version this host lacks, reported (logged) once.
+        self.undefined: set[str] = set()
         #: What was said about instances other workers' leases keep from running here.
         self.notices = BusyNotices(core.lock)
         #: Set once no pass runs, while :meth:`idle` waits for it.
@@ -466,13 +488,7 @@ class PassRunner:
         environment = _PassEnvironment(core, self.context, instance, handle, carried)
         definition = core.definitions.find(instance.definition_id, instance.version)
         if definition is None:
-            logger.error(
-                "workflow %s needs definition %s v%s, which is not registered on this host",
-                workflow_id,
-                instance.definition_id,
-                instance.version,
-                extra={"workflow_id": workflow_id},
-            )
+            await self._report_undefined(environment, instance)
         else:
             executor = WorkflowExecutor(
                 environment,
@@ -503,6 +519,48 @@ class PassRunner:
                 changed_pointers=(),
             )
         return environment
+
+    async def _report_undefined(
+        self, environment: _PassEnvironment, instance: WorkflowInstance
+    ) -> None:
+        """``instance`` needs a definition version this host does not have. Another worker
+        may have it, so the instance is left as it is (runnable, due); but it is recorded on
+        the instance, once (an error whose message starts with :func:`undefined_prefix`), so
+        that ``wfe workflows show`` says why it does not move and ``wfe workflows list
+        --stuck`` finds it; and this host logs it once."""
+        core = self.core
+        workflow_id = instance.id
+        if workflow_id in self.undefined:
+            return
+        if len(self.undefined) >= MAX_REMEMBERED:
+            self.undefined.clear()
+        self.undefined.add(workflow_id)
+        prefix = undefined_prefix(instance)
+        message = (
+            f"{prefix} on worker {core.worker_id} (registered there: "
+            f"{_versions(core, instance.definition_id)}); it waits for a worker that has it"
+        )
+        logger.error("workflow %s: %s", workflow_id, message, extra={"workflow_id": workflow_id})
+        recorded = await core.persistence.get_errors(workflow_id)
+        if any(error.message.startswith(prefix) for error in recorded):
+            return  # recorded by this host earlier, or by another worker
+        error = ExecutionError(
+            workflow_id=workflow_id,
+            pointer_id=None,
+            message=message,
+            error_type="wfe_core.errors.DefinitionNotFoundError",
+            time=core.clock.now(),
+        )
+        await environment.persist(
+            instance,
+            subscriptions=(),
+            errors=(error,),
+            closed_subscriptions=(),
+            changed_pointers=(),
+        )
+        # Still due, and nothing here can run it: no pass again at once (the scheduler's
+        # recovery looks again, and a worker that has the definition takes it).
+        environment.stored_due = None
 
     async def renew_leases(self) -> None:
         """Run while the workers do: keep the leases of the running passes alive (see
