@@ -171,3 +171,79 @@ def test_a_run_killed_by_sigkill_is_resumed_at_once(
     # Said by the command, or by the lock when the workers got to it first.
     assert "no longer runs" in out, out
     assert (runs(tmp_path, "first-runs"), runs(tmp_path, "second-runs")) == (2, 1)
+
+
+def test_sigterm_to_a_worker_lets_its_running_step_finish(
+    tmp_path: Path, pipeline: Callable[[float], Path]
+) -> None:
+    """``wfe worker`` stopped mid-step: the step finishes, its completion is stored, the
+    worker exits 0, and the workflow goes on at once under the next worker."""
+    import anyio
+
+    from wfe_core.models import PointerStatus
+    from wfe_host import WorkflowHost
+    from wfe_yaml import load_workflow
+
+    file = pipeline(1.0)
+    settings = {
+        "persistence": f"sqlite:///{tmp_path / '.wfe' / 'wfe.db'}",
+        "host": {"run_workers": False},
+    }
+
+    async def start_one() -> str:
+        async with WorkflowHost.from_settings(settings) as host:
+            for definition in load_workflow(file):
+                host.register(definition)
+            workflow_id: str = await host.start_workflow("stop")
+            return workflow_id
+
+    async def read(workflow_id: str) -> dict[str, str]:
+        async with WorkflowHost.from_settings(settings) as host:
+            for definition in load_workflow(file):
+                host.register(definition)
+            instance = await host.get_workflow(workflow_id)
+            return {str(p.step_name): str(p.status) for p in instance.pointers}
+
+    workflow_id = anyio.run(start_one)
+    environ = h.clean_environ(WFE_HOST_LEASE_SECONDS=LEASE)
+    command = [*h.wfe_command(), "worker", "stop.yaml", "--log-level", "warning"]
+    worker = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_started(tmp_path, worker)
+        worker.send_signal(signal.SIGTERM)
+        out = finish(worker)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, out
+    assert "waiting up to 5 s for the running steps of 1 workflow to finish" in out
+    assert out.splitlines()[-1] == "wfe worker: stopped"
+    assert (runs(tmp_path, "first-runs"), runs(tmp_path, "second-runs")) == (1, 0)
+    assert anyio.run(read, workflow_id)["First"] == str(PointerStatus.COMPLETE)
+    (tmp_path / "slow").unlink()
+    again = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30  # the lease (an hour) was released
+        while runs(tmp_path, "second-runs") == 0:
+            assert time.monotonic() < deadline, "the next worker did not go on"
+            time.sleep(0.05)
+        again.send_signal(signal.SIGTERM)
+        finish(again)
+    finally:
+        again.kill()
+    assert (runs(tmp_path, "first-runs"), runs(tmp_path, "second-runs")) == (1, 1)

@@ -26,6 +26,7 @@ import pytest
 from wfe_core import ExecutionResult, WorkflowBuilder
 from wfe_core.errors import ConfigurationError, ProviderNotFoundError
 from wfe_core.plugins import DefinitionFormatSpec, hookimpl
+from wfe_host import HostOptions
 from wfe_host.cli.worker import definition_files, load_module_definitions, parse_variables
 
 if TYPE_CHECKING:
@@ -503,6 +504,10 @@ def test_worker_process_stops_on_ctrl_c(tmp_path: Path) -> None:
 
 class _SlowToClose:
     """Stands in for a host whose shutdown hangs (a provider that does not close)."""
+
+    #: What the stopping line reads.
+    running_workflows = 0
+    options = HostOptions()
 
     def __init__(self) -> None:
         self.closed = False
