@@ -18,7 +18,7 @@ from hypothesis.stateful import (
 )
 
 from wfe_core.errors import LockNotHeldError
-from wfe_core.providers import Lease, LockProvider
+from wfe_core.providers import Lease, LockProvider, holder_is_gone, this_process
 from wfe_core.providers import capabilities as cap
 from wfe_core.testing.conformance._support import MACHINE_SETTINGS, call, require
 
@@ -71,6 +71,26 @@ class LockSuite:
         assert isinstance(lease.token, int)
         assert lease.expires_at.tzinfo is not None
         assert lease.expires_at > before + timedelta(seconds=LONG_TTL / 2)
+
+    @pytest.mark.anyio
+    async def test_holder_names_the_current_lease_or_cannot_say(self, lock: LockProvider) -> None:
+        """``holder`` is optional (``None``: cannot say); a lock that answers names the
+        current lease's owner and expiry, this process when it records where holders run,
+        and nobody once the key is released."""
+        key = _key()
+        assert await lock.holder(key) is None
+        lease = await lock.acquire(key, owner="a", ttl=LONG_TTL)
+        assert lease is not None
+        holder = await lock.holder(key)
+        if holder is None:
+            return  # the lock cannot say: allowed
+        assert holder.owner == "a"
+        assert abs((holder.expires_at - lease.expires_at).total_seconds()) < 5
+        if holder.pid is not None:
+            assert (holder.host, holder.pid) == this_process()
+            assert not holder_is_gone(holder.host, holder.pid)
+        await lock.release(lease)
+        assert await lock.holder(key) is None
 
     @pytest.mark.anyio
     async def test_held_key_is_refused_to_another_owner(self, lock: LockProvider) -> None:
