@@ -408,7 +408,8 @@ async def test_a_step_interrupted_by_a_crash_runs_again_with_the_next_attempt() 
             await anyio.sleep_forever()  # the host "crashes" while this runs
 
     definition = WorkflowBuilder(Counter).start_with(slow).then(bump).build("crash")
-    async with WorkflowHost(persistence) as first:
+    # No grace period: a crash lets nothing finish.
+    async with WorkflowHost(persistence, options=HostOptions(shutdown_grace=0)) as first:
         first.register(definition)
         workflow_id = await first.start_workflow("crash")
         with anyio.fail_after(10):
