@@ -12,6 +12,7 @@ import attrs
 import pytest
 
 from wfe_core import ErrorBehavior, ExecutionResult, StepBody, WorkflowBuilder, WorkflowStatus
+from wfe_host import WorkflowClient
 from wfe_host.testing import NotSettledError, WorkflowTestEnvironment
 
 if TYPE_CHECKING:
@@ -269,3 +270,32 @@ async def test_thirty_days_of_timers_cost_only_the_work_they_run() -> None:
     assert ticks == 100 + 10 * 30
     print(f"advance(30 days), {ticks} timers fired: {took * 1000:.0f} ms CPU")
     assert took < 10
+
+
+async def test_a_workflow_no_definition_runs_does_not_hold_up_the_others() -> None:
+    """An instance whose definition is not registered stays due for ever; the clock still
+    stops at every later due time of the others, in order."""
+    times: list[str] = []
+
+    def at(ctx: StepContext) -> None:
+        assert ctx.pointer.start_time is not None
+        times.append(ctx.pointer.start_time.strftime("%H:%M"))
+
+    hourly = (
+        WorkflowBuilder(Data)
+        .delay(timedelta(hours=1))
+        .then(at)
+        .delay(timedelta(hours=1))
+        .then(at)
+        .build("hourly")
+    )
+    async with WorkflowTestEnvironment(hourly) as env:
+        orphan = WorkflowBuilder(Data).start_with(at).build("orphan")
+        async with WorkflowClient(persistence=env.host.persistence) as client:
+            client.register(orphan)
+            await client.start_workflow("orphan")  # no definition on the environment's host
+        workflow_id = await env.start_workflow("hourly")
+        await env.advance(timedelta(hours=3))
+        instance = await env.get_workflow(workflow_id)
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert times == ["01:00", "02:00"]
