@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 import attrs
 
@@ -174,6 +174,17 @@ class UrlOptions(Generic[OptionsT]):
     def error(self, shown: str, problem: str) -> ConfigurationError:
         """The error of the URL ``shown`` (already without its password)."""
         return ConfigurationError(f"{self.provider} url {shown!r}: {problem}")
+
+    def host_and_port(self, parts: SplitResult, shown: str) -> tuple[str, int | None]:
+        """The host (required) and port (if any) of the split URL ``parts``; a
+        :class:`ConfigurationError` for a missing host or a port that is not one."""
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError as exc:
+            raise self.error(shown, str(exc)) from None
+        if not host:
+            raise self.error(shown, "a host is required")
+        return host, port
 
     def apply_query(
         self, options: OptionsT, query: str, shown: str, *, keep_others: bool = False

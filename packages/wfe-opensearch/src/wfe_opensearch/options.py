@@ -140,12 +140,7 @@ def parse_url(url: str | None, options: OpenSearchOptions | None = None) -> Conn
         raise ConfigurationError(
             f"opensearch url {url!r}: the scheme must be http or https (http://127.0.0.1:9200)"
         )
-    try:
-        host, port = parts.hostname, parts.port
-    except ValueError as exc:
-        raise ConfigurationError(f"opensearch url {url!r}: {exc}") from None
-    if not host:
-        raise ConfigurationError(f"opensearch url {url!r}: a host is required")
+    host, port = _URL_OPTIONS.host_and_port(parts, url)
     if parts.path not in ("", "/"):
         raise ConfigurationError(
             f"opensearch url {url!r}: a path is not allowed (set index_prefix to name the index)"

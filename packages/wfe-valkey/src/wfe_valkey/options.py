@@ -113,12 +113,7 @@ def parse_url(url: str | None, options: ValkeyOptions | None = None) -> Target:
             f"valkey url {shown!r}: the scheme must be one of "
             f"{', '.join(SCHEMES)} (valkey://127.0.0.1:6379/0)"
         )
-    try:
-        host, _port = parts.hostname, parts.port
-    except ValueError as exc:
-        raise ConfigurationError(f"valkey url {shown!r}: {exc}") from None
-    if not host:
-        raise ConfigurationError(f"valkey url {shown!r}: a host is required")
+    _URL_OPTIONS.host_and_port(parts, shown)
     path = parts.path.strip("/")
     if path and not path.isdigit():
         raise ConfigurationError(
