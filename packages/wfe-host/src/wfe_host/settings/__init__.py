@@ -16,6 +16,12 @@ lower-priority values altogether, since one provider's options mean nothing to a
 Everything is structured with a strict cattrs converter, so a mistake is reported with its field
 path and the source it came from, e.g. ``wfe.toml: host.concurrency: must be >= 1, got 0``.
 See ``docs/settings.md`` for every key and environment variable.
+
+Every public name is here; the modules behind them are internal: ``_models`` (the settings
+classes), ``_problems`` (:class:`SettingsError` and its problems), ``_converter`` (the strict
+converter; errors gathered with :func:`cattrs.transform_error`), ``_layers`` (a source's
+values and the layer of a mapping), ``_environment`` (``WFE_*`` variables and ``*_FILE``
+secrets), ``_files`` (``wfe.toml`` and ``pyproject.toml``), ``_merge`` and ``_load``.
 """
 
 from __future__ import annotations
