@@ -46,28 +46,50 @@ class _BuildState:
     steps: list[StepDefinition] = attrs.field(factory=list)
     problems: list[str] = attrs.field(factory=list)
     default_error_behavior: ErrorBehavior | None = None
+    #: ``attach(...)`` calls to resolve at ``build()``: (the step that jumps, the target id).
+    attachments: list[tuple[int, str]] = attrs.field(factory=list)
+    #: The container ``when(...)`` put around a step, by the step's id.
+    switches: dict[int, int] = attrs.field(factory=dict)
+
+
+@attrs.define
+class _Cursor:
+    """Where one builder (the root or a branch) stands; its parent reads ``first``."""
+
+    #: The builder's first step (what a container starts as the branch).
+    first: int | None = None
+    #: The step that ``name``, ``input``, ``on_error``, ... set up.
+    current: int | None = None
+    #: The step the next step follows: the current one, or the container ``when(...)`` put
+    #: around it.
+    tail: int | None = None
 
 
 class WorkflowBuilder(Generic[D]):
     """Builds a :class:`~wfe_core.models.WorkflowDefinition` step by step.
 
     Each step method adds a step after the current one and makes it current; ``name``,
-    ``id``, ``input``, ``output``, ``on_error`` and ``compensate_with`` set up the current
-    step. Branch arguments are callables that receive a fresh builder for the branch. Mistakes
-    (empty branches, duplicate ids, ...) are collected and raised by :meth:`build` as one
-    :class:`~wfe_core.errors.DefinitionError`.
+    ``id``, ``input``, ``output``, ``on_error``, ``compensate_with``, ``when`` and
+    ``cancel_condition`` set up the current step. Branch arguments are callables that receive
+    a fresh builder for the branch. Mistakes (empty branches, duplicate ids, ...) are collected
+    and raised by :meth:`build` as one :class:`~wfe_core.errors.DefinitionError`.
 
     Inline callables (``then_fn``, or a function given to ``then``) may be sync or async; sync
     ones run on the event loop, so do blocking work in an async function with
     ``anyio.to_thread.run_sync``.
     """
 
-    def __init__(self, data_type: type[D] = dict, *, _state: _BuildState | None = None) -> None:  # type: ignore[assignment]
+    def __init__(
+        self,
+        data_type: type[D] = dict,  # type: ignore[assignment]
+        *,
+        _state: _BuildState | None = None,
+        _cursor: _Cursor | None = None,
+    ) -> None:
         self.data_type: type[D] = data_type
         self._root = _state is None
         self._state = _state if _state is not None else _BuildState()
-        self._first: int | None = None
-        self._current: int | None = None
+        self._cursor = _cursor if _cursor is not None else _Cursor()
 
     # -- plumbing ----------------------------------------------------------------------------
     def _problem(self, message: str) -> None:
@@ -103,31 +125,32 @@ class WorkflowBuilder(Generic[D]):
     ) -> StepDefinition:
         """A new step after the current one; it becomes current."""
         step = self._new_step(body, name=name, inputs=inputs, is_saga=is_saga)
-        if self._current is not None:
-            self._state.steps[self._current].outcomes.append(OutcomeRoute(step.id))
-        if self._first is None:
-            self._first = step.id
-        self._current = step.id
+        cursor = self._cursor
+        if cursor.tail is not None:
+            self._state.steps[cursor.tail].outcomes.append(OutcomeRoute(step.id))
+        if cursor.first is None:
+            cursor.first = step.id
+        cursor.current = cursor.tail = step.id
         return step
 
     def _branch(self, build: BranchBuilder, where: str) -> int | None:
         """Build a branch with a new builder sharing this definition; its first step id."""
-        branch: WorkflowBuilder[D] = WorkflowBuilder(self.data_type, _state=self._state)
-        build(branch)
-        if branch._first is None:
+        cursor = _Cursor()
+        build(WorkflowBuilder(self.data_type, _state=self._state, _cursor=cursor))
+        if cursor.first is None:
             self._problem(f"empty branch in {where} (a branch needs at least one step)")
-        return branch._first
+        return cursor.first
 
     def _current_step(self, method: str) -> StepDefinition | None:
-        if self._current is None:
+        if self._cursor.current is None:
             self._problem(f".{method}() called before any step")
             return None
-        return self._state.steps[self._current]
+        return self._state.steps[self._cursor.current]
 
     # -- steps -------------------------------------------------------------------------------
     def start_with(self, step: Any) -> WorkflowBuilder[D]:
         """The first step: a StepBody subclass, a body factory, or a callable taking ctx."""
-        if self._first is not None:
+        if self._cursor.first is not None:
             self._problem("start_with() called twice on one builder; use then()")
         self._add(step)
         return self
@@ -178,7 +201,7 @@ class WorkflowBuilder(Generic[D]):
     def on_error(self, behavior: ErrorBehavior) -> WorkflowBuilder[D]:
         """How failures of the current step are handled; before any step (on the root
         builder), the definition's default."""
-        if self._current is None and self._root:
+        if self._cursor.current is None and self._root:
             self._state.default_error_behavior = behavior
             return self
         step = self._current_step("on_error")
@@ -199,7 +222,7 @@ class WorkflowBuilder(Generic[D]):
     def parallel(self, build: Callable[[ParallelBuilder], Any]) -> WorkflowBuilder[D]:
         """Run branches concurrently; go on when all have finished."""
         step = self._add(Sequence, name="Parallel")
-        branches = ParallelBuilder(self)
+        branches = ParallelBuilder(self._branch)
         build(branches)
         if not branches.starts:
             self._problem(f"parallel step {step.id} has no branches")
@@ -344,7 +367,7 @@ class WorkflowBuilder(Generic[D]):
         problems = list(self._state.problems)
         if not self._root:
             problems.append("build() called on a branch builder")
-        if self._first is None:
+        if self._cursor.first is None:
             problems.append("the workflow has no steps (start with start_with())")
         if problems:
             raise DefinitionError(
@@ -357,7 +380,7 @@ class WorkflowBuilder(Generic[D]):
             data_type=self.data_type,
             default_error_behavior=default_error_behavior or self._state.default_error_behavior,
             description=description,
-            start_step=self._first or 0,
+            start_step=self._cursor.first or 0,
         )
         definition.validate()
         return definition
