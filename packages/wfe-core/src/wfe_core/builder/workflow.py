@@ -218,6 +218,87 @@ class WorkflowBuilder(Generic[D]):
             current.compensation_step_id = compensation.id
         return self
 
+    def compensate_with_sequence(self, body: BranchBuilder) -> WorkflowBuilder[D]:
+        """The steps (the branch ``body``, in order) that undo the current one when its saga
+        compensates: a multi-step ``compensate_with``."""
+        current = self._current_step("compensate_with_sequence")
+        if current is not None:
+            compensation = self._new_step(Sequence, name=f"Compensate {current.display_name}")
+            start = self._branch(body, "compensate_with_sequence")
+            if start is not None:
+                compensation.children.append(start)
+            current.compensation_step_id = compensation.id
+        return self
+
+    def when(self, value: Any, body: BranchBuilder) -> WorkflowBuilder[D]:
+        """Run the branch ``body`` when the current step ends with outcome ``value``
+        (``ExecutionResult.outcome(value)``). Several ``when`` calls on one step add one
+        branch each (every matching one runs); the step after them runs once the step and
+        the branches it chose have finished (at once when none matched)."""
+        step = self._current_step("when")
+        if step is None:
+            return self
+        if value is None:
+            self._problem(
+                f"step {step.id} ({step.display_name}): when(None, ...) would match every "
+                "outcome; give the outcome value to branch on"
+            )
+            return self
+        self._switch_around(step)
+        start = self._branch(body, f"when {value!r}")
+        if start is not None:
+            step.outcomes.append(OutcomeRoute(start, value))
+        return self
+
+    def _switch_around(self, step: StepDefinition) -> None:
+        """Put ``step`` in a container (once) so that what follows its ``when`` branches
+        waits for them: routes and the branch start that led to ``step`` lead to it."""
+        state = self._state
+        if step.id in state.switches:
+            return
+        switch = self._new_step(Sequence, name=f"When {step.display_name}")
+        switch.children.append(step.id)
+        state.switches[step.id] = switch.id
+        for other in state.steps:
+            other.outcomes[:] = [
+                OutcomeRoute(switch.id, route.value) if route.next_step == step.id else route
+                for route in other.outcomes
+            ]
+        cursor = self._cursor
+        if cursor.first == step.id:
+            cursor.first = switch.id
+        if cursor.tail == step.id:
+            cursor.tail = switch.id
+
+    def attach(self, external_id: str) -> WorkflowBuilder[D]:
+        """Go on at the step given ``.id(external_id)`` (anywhere in the definition, before
+        or after this call) once the current step is done: a jump, e.g. back to repeat."""
+        if self._cursor.tail is None:
+            self._problem(f".attach({external_id!r}) called before any step")
+        else:
+            self._state.attachments.append((self._cursor.tail, external_id))
+        return self
+
+    def cancel_condition(
+        self, condition: Callable[[Any], Any], *, proceed_after_cancel: bool = False
+    ) -> WorkflowBuilder[D]:
+        """Cancel the current step (typically a ``wait_for``) once ``condition(data)`` is
+        true after any step has run; with ``proceed_after_cancel`` the flow then goes on
+        after it, else that path ends there."""
+        step = self._current_step("cancel_condition")
+        if step is None:
+            return self
+        given: object = condition  # checked: callers need not be type-checked
+        if not callable(given):
+            self._problem(
+                f"step {step.id} ({step.display_name}): cancel_condition() takes "
+                f"fn(data), not {condition!r}"
+            )
+            return self
+        step.cancel_condition = condition
+        step.proceed_after_cancel = proceed_after_cancel
+        return self
+
     # -- control flow ------------------------------------------------------------------------
     def parallel(self, build: Callable[[ParallelBuilder], Any]) -> WorkflowBuilder[D]:
         """Run branches concurrently; go on when all have finished."""
@@ -365,6 +446,8 @@ class WorkflowBuilder(Generic[D]):
         """The finished definition; :class:`~wfe_core.errors.DefinitionError` lists every
         problem found."""
         problems = list(self._state.problems)
+        problems.extend(self._resolve_attachments())
+        problems.extend(_container_error_problems(self._state.steps))
         if not self._root:
             problems.append("build() called on a branch builder")
         if self._cursor.first is None:
@@ -384,6 +467,55 @@ class WorkflowBuilder(Generic[D]):
         )
         definition.validate()
         return definition
+
+    def _resolve_attachments(self) -> list[str]:
+        """Route every ``attach(...)`` to its target (once: ``build()`` may run again)."""
+        state = self._state
+        by_id = {s.external_id: s.id for s in state.steps if s.external_id is not None}
+        problems: list[str] = []
+        for source, external_id in state.attachments:
+            target = by_id.get(external_id)
+            if target is None:
+                known = ", ".join(repr(i) for i in sorted(by_id)) or "none"
+                problems.append(
+                    f"step {source} ({state.steps[source].display_name}): attach"
+                    f"({external_id!r}) names no step (step ids given with .id(): {known})"
+                )
+                continue
+            state.steps[source].outcomes.append(OutcomeRoute(target))
+        state.attachments.clear()
+        return problems
+
+
+#: What the builder's containers are called in messages, by the name it gives their step.
+_CONTAINERS = {
+    "Parallel": "parallel",
+    "If": "if_do",
+    "While": "while_do",
+    "ForEach": "for_each",
+    "Decide": "decide",
+    "Schedule": "schedule",
+    "Recur": "recur",
+}
+
+
+def _container_error_problems(steps: list[StepDefinition]) -> list[str]:
+    """Containers other than a saga cannot honour an error behaviour: a failure inside them
+    is handled by the failing step (or the definition's default), so one set on them would
+    only ever see the container's own condition fail, and be silently ignored otherwise."""
+    problems = []
+    for step in steps:
+        container = bool(step.children) or step.body is Fork
+        if step.error_behavior is None or step.is_saga or not container:
+            continue
+        kind = _CONTAINERS.get(step.name or "", "container")
+        problems.append(
+            f"step {step.id} ({step.display_name}): on_error() on a {kind} step is not "
+            "supported (failures inside it are handled by the failing step); set on_error on "
+            "the steps inside, or wrap them in a saga, whose on_error applies once it has "
+            "compensated"
+        )
+    return problems
 
 
 @attrs.frozen

@@ -290,8 +290,9 @@ def _problems(definition: WorkflowDefinition) -> list[str]:
         comp = step.compensation_step_id
         if comp is not None and not 0 <= comp < count:
             problems.append(f"{label} is compensated by unknown step {comp}")
-        if step.cancel_condition is not None and not callable(step.cancel_condition):
-            problems.append(f"{label} cancel condition {step.cancel_condition!r} is not callable")
+        condition: object = step.cancel_condition
+        if condition is not None and not callable(condition):
+            problems.append(f"{label} cancel condition {condition!r} is not callable")
         if not _is_body_source(step.body):
             problems.append(f"{label} body {step.body!r} is not a StepBody class or factory")
     return problems
