@@ -482,6 +482,9 @@ class WorkflowBuilder(Generic[D]):
                     f"({external_id!r}) names no step (step ids given with .id(): {known})"
                 )
                 continue
+            # A step with when(...) branches is entered through its container, so that
+            # what follows them still waits for them.
+            target = state.switches.get(target, target)
             state.steps[source].outcomes.append(OutcomeRoute(target))
         state.attachments.clear()
         return problems
