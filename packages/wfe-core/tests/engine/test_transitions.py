@@ -238,7 +238,9 @@ def _failed_saga(
     behavior: ErrorBehavior | None, *, own_compensation: bool = False
 ) -> tuple[WorkflowInstance, WorkflowDefinition, ExecutionPointer]:
     """A saga (with ``behavior``) whose second step failed and whose compensations ran."""
-    builder = WorkflowBuilder().saga(lambda s: s.start_with(noop).compensate_with(noop).then(noop))
+    builder: WorkflowBuilder[Any] = WorkflowBuilder().saga(
+        lambda s: s.start_with(noop).compensate_with(noop).then(noop)
+    )
     if behavior is not None:
         builder.on_error(behavior)
     if own_compensation:
