@@ -321,3 +321,17 @@ def test_cancel_condition_sets_up_the_current_step() -> None:
 def test_malformed_new_builder_calls_fail_at_build(build: Any, message: str) -> None:
     with pytest.raises(DefinitionError, match=message):
         build()
+
+
+def test_attach_to_a_step_with_when_branches_enters_its_container() -> None:
+    definition = (
+        WorkflowBuilder()
+        .start_with(A)
+        .id("check")
+        .when(1, lambda b: b.start_with(B).attach("check"))
+        .build("loop")
+    )
+    (b,) = [s for s in definition.steps if s.body is B]
+    (switch,) = [s for s in definition.steps if s.display_name == "When check"]
+    assert b.outcomes == [OutcomeRoute(switch.id)]
+    assert definition.start_step == switch.id
