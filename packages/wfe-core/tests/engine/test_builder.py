@@ -335,3 +335,14 @@ def test_attach_to_a_step_with_when_branches_enters_its_container() -> None:
     (switch,) = [s for s in definition.steps if s.display_name == "When check"]
     assert b.outcomes == [OutcomeRoute(switch.id)]
     assert definition.start_step == switch.id
+
+
+def test_when_names_its_container_after_the_step_as_finally_named() -> None:
+    definition = (
+        WorkflowBuilder()
+        .start_with(A)
+        .when(1, lambda b: b.start_with(B))
+        .name("check")
+        .build("named-late")
+    )
+    assert [s.display_name for s in definition.steps if s.children] == ["When check"]

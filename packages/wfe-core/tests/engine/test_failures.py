@@ -184,3 +184,44 @@ async def test_suspend_behavior_keeps_the_step_pending(engine: EngineHarness) ->
     assert instance.status == WorkflowStatus.SUSPENDED
     [pointer] = instance.pointers
     assert (pointer.status, pointer.active) == (PointerStatus.PENDING, True)
+
+
+async def test_a_top_level_saga_that_compensates_on_error_undoes_the_workflow(
+    engine: EngineHarness,
+) -> None:
+    definition = (
+        WorkflowBuilder()
+        .start_with(log("a"))
+        .compensate_with(log("undo a"))
+        .saga(lambda b: b.start_with(log("b")).compensate_with(log("undo b")).then(fail))
+        .on_error(ErrorBehavior.compensate())
+        .compensate_with(log("undo saga"))
+        .then(log("never"))
+        .build("saga-compensates-all")
+    )
+    instance = await engine.run(definition)
+    assert instance.status == WorkflowStatus.FAILED
+    assert instance.data["log"] == ["a", "b", "undo b", "undo saga", "undo a"]
+
+
+async def test_a_failing_step_of_a_multi_step_compensation_fails_the_workflow(
+    engine: EngineHarness,
+) -> None:
+    definition = (
+        WorkflowBuilder()
+        .saga(
+            lambda b: (
+                b.start_with(log("a"))
+                .compensate_with_sequence(lambda c: c.start_with(log("undo a")).then(fail))
+                .then(log("b"))
+                .compensate_with(log("undo b"))
+                .then(fail)
+            )
+        )
+        .then(log("after"))
+        .build("bad-multi-step-compensation")
+    )
+    instance = await engine.run(definition)
+    # Not compensated again (that could loop): the workflow fails where the undo failed.
+    assert instance.status == WorkflowStatus.FAILED
+    assert instance.data["log"] == ["a", "b", "undo b", "undo a"]

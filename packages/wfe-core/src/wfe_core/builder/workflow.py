@@ -447,6 +447,9 @@ class WorkflowBuilder(Generic[D]):
         problem found."""
         problems = list(self._state.problems)
         problems.extend(self._resolve_attachments())
+        for step_id, switch_id in self._state.switches.items():
+            # Named now: the step may have been named after its when(...) calls.
+            self._state.steps[switch_id].name = f"When {self._state.steps[step_id].display_name}"
         problems.extend(_container_error_problems(self._state.steps))
         if not self._root:
             problems.append("build() called on a branch builder")
