@@ -165,3 +165,184 @@ def test_validate_catches_dangling_references() -> None:
     text = str(caught.value)
     for fragment in ("unknown step 5", "unknown step 7", "unknown step 9"):
         assert re.search(fragment, text)
+
+
+_RETRY = ErrorBehavior.retry(interval=1)
+
+
+@pytest.mark.parametrize(
+    ("build", "kind"),
+    [
+        (lambda b: b.parallel(lambda p: p.branch(lambda x: x.start_with(A))), "parallel"),
+        (lambda b: b.if_do(lambda d: True, lambda x: x.start_with(A)), "if_do"),
+        (lambda b: b.while_do(lambda d: False, lambda x: x.start_with(A)), "while_do"),
+        (lambda b: b.for_each(lambda d: [1], lambda x: x.start_with(A)), "for_each"),
+        (lambda b: b.decide(lambda d: 1, {1: lambda x: x.start_with(A)}), "decide"),
+        (lambda b: b.schedule(1, lambda x: x.start_with(A)), "schedule"),
+        (lambda b: b.recur(1, lambda d: True, lambda x: x.start_with(A)), "recur"),
+    ],
+)
+def test_on_error_on_a_container_other_than_a_saga_is_refused(build: Any, kind: str) -> None:
+    builder = build(WorkflowBuilder().start_with(A)).on_error(_RETRY)
+    with pytest.raises(DefinitionError, match=rf"on_error\(\) on a {kind} step is not supported"):
+        builder.build("refused")
+
+
+def test_on_error_on_a_saga_and_on_the_steps_inside_containers_is_kept() -> None:
+    definition = (
+        WorkflowBuilder()
+        .saga(lambda s: s.start_with(A))
+        .on_error(_RETRY)
+        .parallel(lambda p: p.branch(lambda b: b.start_with(A).on_error(_RETRY)))
+        .build("kept")
+    )
+    behaviors = {s.display_name: s.error_behavior for s in definition.steps}
+    assert behaviors["Saga"] == _RETRY
+    assert behaviors["Parallel"] is None
+    assert [s.error_behavior for s in definition.steps if s.body is A] == [None, _RETRY]
+
+
+def test_when_routes_outcomes_to_branches_inside_a_container_the_next_step_follows() -> None:
+    definition = (
+        WorkflowBuilder()
+        .start_with(A)
+        .then(B)
+        .name("check")
+        .when("ok", lambda b: b.start_with(A).name("done"))
+        .when("retry", lambda b: b.start_with(A).name("again"))
+        .output(result=lambda step: 1)  # still sets up the step itself
+        .then(A)
+        .name("after")
+        .build("when")
+    )
+    steps = {s.display_name: s for s in definition.steps}
+    check, switch = steps["check"], steps["When check"]
+    assert switch.body is Sequence
+    assert switch.children == [check.id]
+    # What led to the step leads to its container, which the next step follows.
+    assert definition.steps[0].outcomes == [OutcomeRoute(switch.id)]
+    assert switch.outcomes == [OutcomeRoute(steps["after"].id)]
+    assert check.outcomes == [
+        OutcomeRoute(steps["done"].id, "ok"),
+        OutcomeRoute(steps["again"].id, "retry"),
+    ]
+    assert set(check.outputs) == {"result"}
+
+
+def test_when_on_the_first_step_of_a_branch_starts_the_branch_with_its_container() -> None:
+    definition = (
+        WorkflowBuilder()
+        .if_do(lambda d: True, lambda b: b.start_with(B).when(1, lambda x: x.start_with(A)))
+        .build("first")
+    )
+    (if_step,) = [s for s in definition.steps if s.display_name == "If"]
+    assert definition.steps[if_step.children[0]].display_name == "When B"
+
+
+def test_attach_routes_to_the_named_step_wherever_it_is() -> None:
+    definition = (
+        WorkflowBuilder()
+        .start_with(A)
+        .id("top")
+        .if_do(lambda d: True, lambda b: b.start_with(B).attach("top").attach("later"))
+        .then(A)
+        .id("later")
+        .build("attach")
+    )
+    (b,) = [s for s in definition.steps if s.body is B]
+    top, later = definition.step_by_external_id("top"), definition.step_by_external_id("later")
+    assert b.outcomes == [OutcomeRoute(top.id), OutcomeRoute(later.id)]
+
+
+def test_compensate_with_sequence_is_a_container_of_the_steps() -> None:
+    definition = (
+        WorkflowBuilder()
+        .saga(
+            lambda s: s.start_with(A).compensate_with_sequence(
+                lambda c: c.start_with(B).name("undo 1").then(B).name("undo 2")
+            )
+        )
+        .build("multi")
+    )
+    (a,) = [s for s in definition.steps if s.body is A]
+    assert a.compensation_step_id is not None
+    compensation = definition.step(a.compensation_step_id)
+    assert compensation.body is Sequence
+    (first,) = compensation.children
+    assert definition.step(first).display_name == "undo 1"
+    assert definition.step(definition.step(first).outcomes[0].next_step).display_name == "undo 2"
+
+
+def test_cancel_condition_sets_up_the_current_step() -> None:
+    def condition(data: Any) -> bool:
+        return bool(data["cancelled"])
+
+    definition = (
+        WorkflowBuilder()
+        .wait_for("e", key="k")
+        .cancel_condition(condition, proceed_after_cancel=True)
+        .build("cancel")
+    )
+    assert definition.steps[0].cancel_condition is condition
+    assert definition.steps[0].proceed_after_cancel is True
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: WorkflowBuilder().start_with(A).attach("nowhere").build("x"),
+            r"step 0 \(A\): attach\('nowhere'\) names no step \(step ids given with "
+            r"\.id\(\): none\)",
+        ),
+        (lambda: WorkflowBuilder().attach("x").start_with(A).build("x"), "attach.* before any"),
+        (
+            lambda: (
+                WorkflowBuilder().start_with(A).when(None, lambda b: b.start_with(A)).build("x")
+            ),
+            r"when\(None, \.\.\.\) would match every outcome",
+        ),
+        (
+            lambda: WorkflowBuilder().start_with(A).when(1, lambda b: b).build("x"),
+            "empty branch in when 1",
+        ),
+        (
+            lambda: WorkflowBuilder().start_with(A).cancel_condition(True).build("x"),  # type: ignore[arg-type]
+            r"cancel_condition\(\) takes fn\(data\), not True",
+        ),
+        (
+            lambda: (
+                WorkflowBuilder().start_with(A).compensate_with_sequence(lambda c: c).build("x")
+            ),
+            "empty branch in compensate_with_sequence",
+        ),
+    ],
+)
+def test_malformed_new_builder_calls_fail_at_build(build: Any, message: str) -> None:
+    with pytest.raises(DefinitionError, match=message):
+        build()
+
+
+def test_attach_to_a_step_with_when_branches_enters_its_container() -> None:
+    definition = (
+        WorkflowBuilder()
+        .start_with(A)
+        .id("check")
+        .when(1, lambda b: b.start_with(B).attach("check"))
+        .build("loop")
+    )
+    (b,) = [s for s in definition.steps if s.body is B]
+    (switch,) = [s for s in definition.steps if s.display_name == "When check"]
+    assert b.outcomes == [OutcomeRoute(switch.id)]
+    assert definition.start_step == switch.id
+
+
+def test_when_names_its_container_after_the_step_as_finally_named() -> None:
+    definition = (
+        WorkflowBuilder()
+        .start_with(A)
+        .when(1, lambda b: b.start_with(B))
+        .name("check")
+        .build("named-late")
+    )
+    assert [s.display_name for s in definition.steps if s.children] == ["When check"]

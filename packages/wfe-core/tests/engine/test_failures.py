@@ -103,8 +103,10 @@ async def test_saga_cancels_waiting_branches_and_undoes_completed_ones(
     # The failed step's own compensation first, then completed steps latest first.
     assert instance.data["log"] == ["a", "b", "undo failed step", "undo b", "undo a", "after"]
     assert "late" not in instance.data["log"]
-    compensated = [p.step_name for p in instance.pointers if p.status == PointerStatus.COMPENSATED]
-    assert "Saga" in compensated
+    (saga,) = [p for p in instance.pointers if p.step_name == "Saga"]
+    # Its steps were undone; it has no compensate_with of its own, so it is not "compensated".
+    assert saga.status == PointerStatus.FAILED
+    assert saga.error == "RuntimeError: broken"
 
 
 async def test_failing_compensation_fails_the_workflow(engine: EngineHarness) -> None:
@@ -182,3 +184,44 @@ async def test_suspend_behavior_keeps_the_step_pending(engine: EngineHarness) ->
     assert instance.status == WorkflowStatus.SUSPENDED
     [pointer] = instance.pointers
     assert (pointer.status, pointer.active) == (PointerStatus.PENDING, True)
+
+
+async def test_a_top_level_saga_that_compensates_on_error_undoes_the_workflow(
+    engine: EngineHarness,
+) -> None:
+    definition = (
+        WorkflowBuilder()
+        .start_with(log("a"))
+        .compensate_with(log("undo a"))
+        .saga(lambda b: b.start_with(log("b")).compensate_with(log("undo b")).then(fail))
+        .on_error(ErrorBehavior.compensate())
+        .compensate_with(log("undo saga"))
+        .then(log("never"))
+        .build("saga-compensates-all")
+    )
+    instance = await engine.run(definition)
+    assert instance.status == WorkflowStatus.FAILED
+    assert instance.data["log"] == ["a", "b", "undo b", "undo saga", "undo a"]
+
+
+async def test_a_failing_step_of_a_multi_step_compensation_fails_the_workflow(
+    engine: EngineHarness,
+) -> None:
+    definition = (
+        WorkflowBuilder()
+        .saga(
+            lambda b: (
+                b.start_with(log("a"))
+                .compensate_with_sequence(lambda c: c.start_with(log("undo a")).then(fail))
+                .then(log("b"))
+                .compensate_with(log("undo b"))
+                .then(fail)
+            )
+        )
+        .then(log("after"))
+        .build("bad-multi-step-compensation")
+    )
+    instance = await engine.run(definition)
+    # Not compensated again (that could loop): the workflow fails where the undo failed.
+    assert instance.status == WorkflowStatus.FAILED
+    assert instance.data["log"] == ["a", "b", "undo b", "undo a"]

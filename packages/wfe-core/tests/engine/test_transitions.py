@@ -224,12 +224,165 @@ def test_a_failure_inside_a_saga_compensates_its_completed_steps_in_reverse() ->
     assert first.status == PointerStatus.COMPENSATED
     assert not transition.created
 
-    # The saga then finishes as compensated, and the workflow goes on after it.
+    # The saga then ends (failed, with the error: it has no compensate_with of its own to
+    # call it compensated), and the workflow goes on after it.
     transition = run(instance, definition, saga, ExecutionResult.next())
-    assert saga.status == PointerStatus.COMPENSATED
+    assert saga.status == PointerStatus.FAILED
+    assert saga.error == "RuntimeError: broken"
     (after,) = transition.created
     assert after.predecessor_id == saga.id
     assert after.scope == []
+
+
+def _failed_saga(
+    behavior: ErrorBehavior | None, *, own_compensation: bool = False
+) -> tuple[WorkflowInstance, WorkflowDefinition, ExecutionPointer]:
+    """A saga (with ``behavior``) whose second step failed and whose compensations ran."""
+    builder: WorkflowBuilder[Any] = WorkflowBuilder().saga(
+        lambda s: s.start_with(noop).compensate_with(noop).then(noop)
+    )
+    if behavior is not None:
+        builder.on_error(behavior)
+    if own_compensation:
+        builder.compensate_with(noop)
+    definition = builder.then(noop).build("saga")
+    instance, saga = begin(definition)
+    (first,) = run(instance, definition, saga, ExecutionResult.branch([None])).created
+    (second,) = run(instance, definition, first, ExecutionResult.next()).created
+    (undo,) = run(instance, definition, second, boom()).created
+    chain = run(instance, definition, undo, ExecutionResult.next()).created
+    if own_compensation and behavior is None:
+        (undo_saga,) = chain
+        assert undo_saga.extensions[fx.COMPENSATES] == saga.id
+        assert undo_saga.scope == [saga.id]  # keeps the saga busy until it is done
+        assert not run(instance, definition, undo_saga, ExecutionResult.next()).created
+        assert saga.active  # its end marks it
+    else:
+        assert not chain
+    return instance, definition, saga
+
+
+def test_a_saga_whose_own_compensation_ran_ends_compensated() -> None:
+    instance, definition, saga = _failed_saga(None, own_compensation=True)
+    (after,) = run(instance, definition, saga, ExecutionResult.next()).created
+    assert saga.status == PointerStatus.COMPENSATED
+    assert after.predecessor_id == saga.id
+
+
+def test_a_retried_saga_sleeps_then_starts_afresh() -> None:
+    behavior = ErrorBehavior.retry(interval=timedelta(seconds=5), max_retries=1)
+    instance, definition, saga = _failed_saga(behavior, own_compensation=True)
+    transition = run(instance, definition, saga, ExecutionResult.next())
+    assert not transition.created  # nothing after the saga, not its own compensation
+    assert saga.active
+    assert saga.status == PointerStatus.SLEEPING
+    assert saga.sleep_until == NOW + timedelta(seconds=5)
+    assert saga.persistence_data is None  # its next run starts its branch again
+    assert fx.COMPENSATED not in saga.extensions
+    assert transition.timed == [saga]
+    assert instance.status == WorkflowStatus.RUNNABLE
+
+    # Out of retries: what applies to a failed step outside a saga (here: fail).
+    (first,) = run(instance, definition, saga, ExecutionResult.branch([None])).created
+    (second,) = run(instance, definition, first, ExecutionResult.next()).created
+    (undo,) = run(instance, definition, second, boom()).created
+    run(instance, definition, undo, ExecutionResult.next())
+    transition = run(instance, definition, saga, ExecutionResult.next())
+    assert saga.status == PointerStatus.FAILED
+    assert transition.finished == WorkflowStatus.FAILED
+
+
+@pytest.mark.parametrize(
+    ("behavior", "status"),
+    [
+        (ErrorBehavior.terminate(), WorkflowStatus.TERMINATED),
+        (ErrorBehavior.fail(), WorkflowStatus.FAILED),
+        (ErrorBehavior.suspend(), WorkflowStatus.SUSPENDED),
+    ],
+)
+def test_a_saga_s_own_behavior_applies_once_it_compensated(
+    behavior: ErrorBehavior, status: WorkflowStatus
+) -> None:
+    instance, definition, saga = _failed_saga(behavior)
+    transition = run(instance, definition, saga, ExecutionResult.next())
+    assert not transition.created
+    assert instance.status == status
+    if status == WorkflowStatus.SUSPENDED:
+        assert saga.active
+        assert saga.status == PointerStatus.PENDING
+        assert saga.persistence_data is None
+    else:
+        assert saga.status == PointerStatus.FAILED
+        assert transition.finished == status
+
+
+def test_a_saga_that_compensates_on_error_undoes_the_enclosing_saga() -> None:
+    definition = (
+        WorkflowBuilder()
+        .saga(
+            lambda outer: (
+                outer.start_with(noop)
+                .compensate_with(noop)
+                .saga(lambda inner: inner.start_with(noop).then(noop))
+                .on_error(ErrorBehavior.compensate())
+                .compensate_with(noop)
+            )
+        )
+        .build("nested")
+    )
+    instance, outer = begin(definition)
+    (first,) = run(instance, definition, outer, ExecutionResult.branch([None])).created
+    (inner,) = run(instance, definition, first, ExecutionResult.next()).created
+    (a,) = run(instance, definition, inner, ExecutionResult.branch([None])).created
+    assert not run(instance, definition, a, boom()).created
+    (undo_inner,) = run(instance, definition, inner, ExecutionResult.next()).created
+    assert inner.status == PointerStatus.FAILED
+    assert undo_inner.extensions[fx.COMPENSATES] == inner.id
+    (undo_first,) = run(instance, definition, undo_inner, ExecutionResult.next()).created
+    assert inner.status == PointerStatus.COMPENSATED
+    assert undo_first.extensions[fx.COMPENSATES] == first.id
+    assert outer.extensions[fx.COMPENSATED] is True
+
+
+def test_cancelling_steps_ends_them_and_what_runs_inside() -> None:
+    definition = (
+        WorkflowBuilder()
+        .parallel(lambda p: p.branch(lambda b: b.wait_for("e", key="k").then(noop)))
+        .cancel_condition(lambda data: True)
+        .then(noop)
+        .build("cancel")
+    )
+    instance, parallel = begin(definition)
+    (wait,) = run(instance, definition, parallel, ExecutionResult.branch([None])).created
+    run(instance, definition, wait, ExecutionResult.wait_for_event("e", "k"))
+    subscription = wait.extensions[tx.SUBSCRIPTION_ID]
+
+    transition = tx.cancel_steps(instance, definition, {parallel.step_id}, NOW)
+    assert {p.status for p in (parallel, wait)} == {PointerStatus.CANCELLED}
+    assert not parallel.active
+    assert not wait.active
+    assert set(transition.ended) == {parallel.id, wait.id}
+    assert set(transition.changed) == {parallel.id, wait.id}
+    assert transition.closed_subscriptions == [subscription]
+    assert not transition.created  # the path ends there: it does not proceed
+
+
+def test_a_step_cancelled_with_proceed_goes_on_to_its_successors() -> None:
+    definition = (
+        WorkflowBuilder()
+        .wait_for("e", key="k")
+        .cancel_condition(lambda data: True, proceed_after_cancel=True)
+        .then(noop)
+        .build("cancel-proceed")
+    )
+    instance, wait = begin(definition)
+    run(instance, definition, wait, ExecutionResult.wait_for_event("e", "k"))
+    transition = tx.cancel_steps(instance, definition, {wait.step_id}, NOW)
+    assert wait.status == PointerStatus.CANCELLED
+    (after,) = transition.created
+    assert after.predecessor_id == wait.id
+    # Again: nothing active of that step is left to cancel.
+    assert not tx.cancel_steps(instance, definition, {wait.step_id}, NOW).changed
 
 
 def test_waiting_for_an_event_subscribes_and_a_rerun_closes_the_subscription() -> None:

@@ -233,7 +233,9 @@ def _phase_error(ctx: StepContext, phase_step: int, phase: str) -> str | None:
         if instance.pointer(child).step_id == phase_step
         and instance.pointer(child).context_item == phase
     ]
-    if not runs or runs[-1].status != PointerStatus.COMPENSATED:
+    # A phase is a saga with no compensation of its own: one that caught a failure ends
+    # failed (compensated, were its own compensation to run).
+    if not runs or runs[-1].status not in (PointerStatus.FAILED, PointerStatus.COMPENSATED):
         return None
     run = runs[-1]
     for pointer in instance.pointers:

@@ -46,28 +46,50 @@ class _BuildState:
     steps: list[StepDefinition] = attrs.field(factory=list)
     problems: list[str] = attrs.field(factory=list)
     default_error_behavior: ErrorBehavior | None = None
+    #: ``attach(...)`` calls to resolve at ``build()``: (the step that jumps, the target id).
+    attachments: list[tuple[int, str]] = attrs.field(factory=list)
+    #: The container ``when(...)`` put around a step, by the step's id.
+    switches: dict[int, int] = attrs.field(factory=dict)
+
+
+@attrs.define
+class _Cursor:
+    """Where one builder (the root or a branch) stands; its parent reads ``first``."""
+
+    #: The builder's first step (what a container starts as the branch).
+    first: int | None = None
+    #: The step that ``name``, ``input``, ``on_error``, ... set up.
+    current: int | None = None
+    #: The step the next step follows: the current one, or the container ``when(...)`` put
+    #: around it.
+    tail: int | None = None
 
 
 class WorkflowBuilder(Generic[D]):
     """Builds a :class:`~wfe_core.models.WorkflowDefinition` step by step.
 
     Each step method adds a step after the current one and makes it current; ``name``,
-    ``id``, ``input``, ``output``, ``on_error`` and ``compensate_with`` set up the current
-    step. Branch arguments are callables that receive a fresh builder for the branch. Mistakes
-    (empty branches, duplicate ids, ...) are collected and raised by :meth:`build` as one
-    :class:`~wfe_core.errors.DefinitionError`.
+    ``id``, ``input``, ``output``, ``on_error``, ``compensate_with``, ``when`` and
+    ``cancel_condition`` set up the current step. Branch arguments are callables that receive
+    a fresh builder for the branch. Mistakes (empty branches, duplicate ids, ...) are collected
+    and raised by :meth:`build` as one :class:`~wfe_core.errors.DefinitionError`.
 
     Inline callables (``then_fn``, or a function given to ``then``) may be sync or async; sync
     ones run on the event loop, so do blocking work in an async function with
     ``anyio.to_thread.run_sync``.
     """
 
-    def __init__(self, data_type: type[D] = dict, *, _state: _BuildState | None = None) -> None:  # type: ignore[assignment]
+    def __init__(
+        self,
+        data_type: type[D] = dict,  # type: ignore[assignment]
+        *,
+        _state: _BuildState | None = None,
+        _cursor: _Cursor | None = None,
+    ) -> None:
         self.data_type: type[D] = data_type
         self._root = _state is None
         self._state = _state if _state is not None else _BuildState()
-        self._first: int | None = None
-        self._current: int | None = None
+        self._cursor = _cursor if _cursor is not None else _Cursor()
 
     # -- plumbing ----------------------------------------------------------------------------
     def _problem(self, message: str) -> None:
@@ -103,31 +125,32 @@ class WorkflowBuilder(Generic[D]):
     ) -> StepDefinition:
         """A new step after the current one; it becomes current."""
         step = self._new_step(body, name=name, inputs=inputs, is_saga=is_saga)
-        if self._current is not None:
-            self._state.steps[self._current].outcomes.append(OutcomeRoute(step.id))
-        if self._first is None:
-            self._first = step.id
-        self._current = step.id
+        cursor = self._cursor
+        if cursor.tail is not None:
+            self._state.steps[cursor.tail].outcomes.append(OutcomeRoute(step.id))
+        if cursor.first is None:
+            cursor.first = step.id
+        cursor.current = cursor.tail = step.id
         return step
 
     def _branch(self, build: BranchBuilder, where: str) -> int | None:
         """Build a branch with a new builder sharing this definition; its first step id."""
-        branch: WorkflowBuilder[D] = WorkflowBuilder(self.data_type, _state=self._state)
-        build(branch)
-        if branch._first is None:
+        cursor = _Cursor()
+        build(WorkflowBuilder(self.data_type, _state=self._state, _cursor=cursor))
+        if cursor.first is None:
             self._problem(f"empty branch in {where} (a branch needs at least one step)")
-        return branch._first
+        return cursor.first
 
     def _current_step(self, method: str) -> StepDefinition | None:
-        if self._current is None:
+        if self._cursor.current is None:
             self._problem(f".{method}() called before any step")
             return None
-        return self._state.steps[self._current]
+        return self._state.steps[self._cursor.current]
 
     # -- steps -------------------------------------------------------------------------------
     def start_with(self, step: Any) -> WorkflowBuilder[D]:
         """The first step: a StepBody subclass, a body factory, or a callable taking ctx."""
-        if self._first is not None:
+        if self._cursor.first is not None:
             self._problem("start_with() called twice on one builder; use then()")
         self._add(step)
         return self
@@ -178,7 +201,7 @@ class WorkflowBuilder(Generic[D]):
     def on_error(self, behavior: ErrorBehavior) -> WorkflowBuilder[D]:
         """How failures of the current step are handled; before any step (on the root
         builder), the definition's default."""
-        if self._current is None and self._root:
+        if self._cursor.current is None and self._root:
             self._state.default_error_behavior = behavior
             return self
         step = self._current_step("on_error")
@@ -195,11 +218,92 @@ class WorkflowBuilder(Generic[D]):
             current.compensation_step_id = compensation.id
         return self
 
+    def compensate_with_sequence(self, body: BranchBuilder) -> WorkflowBuilder[D]:
+        """The steps (the branch ``body``, in order) that undo the current one when its saga
+        compensates: a multi-step ``compensate_with``."""
+        current = self._current_step("compensate_with_sequence")
+        if current is not None:
+            compensation = self._new_step(Sequence, name=f"Compensate {current.display_name}")
+            start = self._branch(body, "compensate_with_sequence")
+            if start is not None:
+                compensation.children.append(start)
+            current.compensation_step_id = compensation.id
+        return self
+
+    def when(self, value: Any, body: BranchBuilder) -> WorkflowBuilder[D]:
+        """Run the branch ``body`` when the current step ends with outcome ``value``
+        (``ExecutionResult.outcome(value)``). Several ``when`` calls on one step add one
+        branch each (every matching one runs); the step after them runs once the step and
+        the branches it chose have finished (at once when none matched)."""
+        step = self._current_step("when")
+        if step is None:
+            return self
+        if value is None:
+            self._problem(
+                f"step {step.id} ({step.display_name}): when(None, ...) would match every "
+                "outcome; give the outcome value to branch on"
+            )
+            return self
+        self._switch_around(step)
+        start = self._branch(body, f"when {value!r}")
+        if start is not None:
+            step.outcomes.append(OutcomeRoute(start, value))
+        return self
+
+    def _switch_around(self, step: StepDefinition) -> None:
+        """Put ``step`` in a container (once) so that what follows its ``when`` branches
+        waits for them: routes and the branch start that led to ``step`` lead to it."""
+        state = self._state
+        if step.id in state.switches:
+            return
+        switch = self._new_step(Sequence, name=f"When {step.display_name}")
+        switch.children.append(step.id)
+        state.switches[step.id] = switch.id
+        for other in state.steps:
+            other.outcomes[:] = [
+                OutcomeRoute(switch.id, route.value) if route.next_step == step.id else route
+                for route in other.outcomes
+            ]
+        cursor = self._cursor
+        if cursor.first == step.id:
+            cursor.first = switch.id
+        if cursor.tail == step.id:
+            cursor.tail = switch.id
+
+    def attach(self, external_id: str) -> WorkflowBuilder[D]:
+        """Go on at the step given ``.id(external_id)`` (anywhere in the definition, before
+        or after this call) once the current step is done: a jump, e.g. back to repeat."""
+        if self._cursor.tail is None:
+            self._problem(f".attach({external_id!r}) called before any step")
+        else:
+            self._state.attachments.append((self._cursor.tail, external_id))
+        return self
+
+    def cancel_condition(
+        self, condition: Callable[[Any], Any], *, proceed_after_cancel: bool = False
+    ) -> WorkflowBuilder[D]:
+        """Cancel the current step (typically a ``wait_for``) once ``condition(data)`` is
+        true after any step has run; with ``proceed_after_cancel`` the flow then goes on
+        after it, else that path ends there."""
+        step = self._current_step("cancel_condition")
+        if step is None:
+            return self
+        given: object = condition  # checked: callers need not be type-checked
+        if not callable(given):
+            self._problem(
+                f"step {step.id} ({step.display_name}): cancel_condition() takes "
+                f"fn(data), not {condition!r}"
+            )
+            return self
+        step.cancel_condition = condition
+        step.proceed_after_cancel = proceed_after_cancel
+        return self
+
     # -- control flow ------------------------------------------------------------------------
     def parallel(self, build: Callable[[ParallelBuilder], Any]) -> WorkflowBuilder[D]:
         """Run branches concurrently; go on when all have finished."""
         step = self._add(Sequence, name="Parallel")
-        branches = ParallelBuilder(self)
+        branches = ParallelBuilder(self._branch)
         build(branches)
         if not branches.starts:
             self._problem(f"parallel step {step.id} has no branches")
@@ -342,9 +446,14 @@ class WorkflowBuilder(Generic[D]):
         """The finished definition; :class:`~wfe_core.errors.DefinitionError` lists every
         problem found."""
         problems = list(self._state.problems)
+        problems.extend(self._resolve_attachments())
+        for step_id, switch_id in self._state.switches.items():
+            # Named now: the step may have been named after its when(...) calls.
+            self._state.steps[switch_id].name = f"When {self._state.steps[step_id].display_name}"
+        problems.extend(_container_error_problems(self._state.steps))
         if not self._root:
             problems.append("build() called on a branch builder")
-        if self._first is None:
+        if self._cursor.first is None:
             problems.append("the workflow has no steps (start with start_with())")
         if problems:
             raise DefinitionError(
@@ -357,10 +466,62 @@ class WorkflowBuilder(Generic[D]):
             data_type=self.data_type,
             default_error_behavior=default_error_behavior or self._state.default_error_behavior,
             description=description,
-            start_step=self._first or 0,
+            start_step=self._cursor.first or 0,
         )
         definition.validate()
         return definition
+
+    def _resolve_attachments(self) -> list[str]:
+        """Route every ``attach(...)`` to its target (once: ``build()`` may run again)."""
+        state = self._state
+        by_id = {s.external_id: s.id for s in state.steps if s.external_id is not None}
+        problems: list[str] = []
+        for source, external_id in state.attachments:
+            target = by_id.get(external_id)
+            if target is None:
+                known = ", ".join(repr(i) for i in sorted(by_id)) or "none"
+                problems.append(
+                    f"step {source} ({state.steps[source].display_name}): attach"
+                    f"({external_id!r}) names no step (step ids given with .id(): {known})"
+                )
+                continue
+            # A step with when(...) branches is entered through its container, so that
+            # what follows them still waits for them.
+            target = state.switches.get(target, target)
+            state.steps[source].outcomes.append(OutcomeRoute(target))
+        state.attachments.clear()
+        return problems
+
+
+#: What the builder's containers are called in messages, by the name it gives their step.
+_CONTAINERS = {
+    "Parallel": "parallel",
+    "If": "if_do",
+    "While": "while_do",
+    "ForEach": "for_each",
+    "Decide": "decide",
+    "Schedule": "schedule",
+    "Recur": "recur",
+}
+
+
+def _container_error_problems(steps: list[StepDefinition]) -> list[str]:
+    """Containers other than a saga cannot honour an error behaviour: a failure inside them
+    is handled by the failing step (or the definition's default), so one set on them would
+    only ever see the container's own condition fail, and be silently ignored otherwise."""
+    problems = []
+    for step in steps:
+        container = bool(step.children) or step.body is Fork
+        if step.error_behavior is None or step.is_saga or not container:
+            continue
+        kind = _CONTAINERS.get(step.name or "", "container")
+        problems.append(
+            f"step {step.id} ({step.display_name}): on_error() on a {kind} step is not "
+            "supported (failures inside it are handled by the failing step); set on_error on "
+            "the steps inside, or wrap them in a saga, whose on_error applies once it has "
+            "compensated"
+        )
+    return problems
 
 
 @attrs.frozen

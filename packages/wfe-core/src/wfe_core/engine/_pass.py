@@ -130,6 +130,12 @@ class Pass:
             step.id for step in definition.steps if step.body in _PRIMITIVES
         )
         self.active = ActivePointers(instance, self.primitive_steps)
+        #: The steps with a cancel condition: looked at after every step the pass applies.
+        self.cancellable = [
+            (step.id, step.cancel_condition)
+            for step in definition.steps
+            if step.cancel_condition is not None
+        ]
 
     # -- the pass ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -138,6 +144,8 @@ class Pass:
         if not self.instance.pointers:
             self._take(tx.begin(self.instance, self.definition, self.clock.now()))
             self.dirty = True
+        if self.cancellable:
+            self._cancel_where_due()
         active = self.active
         while True:
             async with anyio.create_task_group() as tg:
@@ -226,6 +234,40 @@ class Pass:
             )
         self._take(transition)
         self.created = transition.created
+        if self.cancellable and self._cancel_where_due():
+            self.created = ()  # what the cancellation started is not the lean path's
+
+    def _cancel_where_due(self) -> bool:
+        """Cancel the pointers of the steps whose cancel condition holds now; whether any
+        was. A condition that raises counts as false (and is logged)."""
+        data = self.instance.data
+        due: set[int] = set()
+        for step_id, condition in self.cancellable:
+            try:
+                if condition(data):
+                    due.add(step_id)
+            except Exception:
+                logger.warning(
+                    "the cancel condition of step %s raised; taken as false",
+                    step_id,
+                    exc_info=True,
+                    extra=self.log_extra,
+                )
+        if not due:
+            return False
+        transition = tx.cancel_steps(
+            self.instance,
+            self.definition,
+            due,
+            self.clock.now(),
+            active=self.active.live,
+            announce=self.env.wants_lifecycle_events(),
+        )
+        if not transition.changed:
+            return False
+        self._take(transition)
+        self.dirty = True
+        return True
 
     def _settle(self) -> None:
         """Complete the workflow when no pointer is active any more."""

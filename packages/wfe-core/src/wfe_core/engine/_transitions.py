@@ -23,7 +23,7 @@ import attrs
 
 from wfe_core.engine import failures as fx
 from wfe_core.engine import pointers as px
-from wfe_core.models.definition import ErrorBehaviorKind
+from wfe_core.models.definition import ErrorBehavior, ErrorBehaviorKind
 from wfe_core.models.event import EventSubscription
 from wfe_core.models.instance import INTERNAL_POINTER, ExecutionError, ExecutionPointer
 from wfe_core.models.lifecycle import LifecycleEvent, LifecycleEventType
@@ -42,6 +42,7 @@ __all__ = [
     "Transition",
     "apply_outcome",
     "begin",
+    "cancel_steps",
     "fail_workflow",
     "lifecycle_event",
     "mark_started",
@@ -187,6 +188,38 @@ def settle(
     return out.done()
 
 
+def cancel_steps(
+    instance: WorkflowInstance,
+    definition: WorkflowDefinition,
+    step_ids: Collection[int],
+    now: datetime,
+    *,
+    active: Mapping[str, ExecutionPointer] | None = None,
+    announce: bool = True,
+) -> Transition:
+    """Cancel the active pointers of the steps ``step_ids`` (their cancel condition holds)
+    and every pointer active inside them; a step with ``proceed_after_cancel`` goes on to
+    the steps that follow it whatever its outcome."""
+    out = _Builder(instance, definition, now, active, announce=announce)
+    pointers = list(instance.pointers if active is None else active.values())
+    for pointer in pointers:
+        if not pointer.active or pointer.step_id not in step_ids:
+            continue
+        out.cancel_all(p for p in pointers if pointer.id in p.scope)
+        out.cancel(pointer)
+        step = definition.step(pointer.step_id)
+        if step.proceed_after_cancel:
+            for route in step.outcomes:
+                if route.matches(None):
+                    out.new_pointer(
+                        route.next_step,
+                        scope=list(pointer.scope),
+                        item=pointer.context_item,
+                        predecessor=pointer.id,
+                    )
+    return out.done()
+
+
 def fail_workflow(
     instance: WorkflowInstance,
     definition: WorkflowDefinition,
@@ -303,6 +336,9 @@ class _Builder:
     def apply_result(
         self, pointer: ExecutionPointer, step: StepDefinition, result: ExecutionResult
     ) -> None:
+        if result.proceed and fx.COMPENSATED in pointer.extensions:
+            self.end_compensated_saga(pointer, step, result)
+            return
         now = self.now
         pointer.error = None
         if result.event_name is None:
@@ -335,12 +371,13 @@ class _Builder:
             pointer.status = PointerStatus.PENDING
             pointer.persistence_data = result.persistence_data
 
-    def complete_pointer(self, pointer: ExecutionPointer, result: ExecutionResult) -> None:
-        pointer.status = (
-            PointerStatus.COMPENSATED
-            if pointer.extensions.get(fx.COMPENSATED)
-            else PointerStatus.COMPLETE
-        )
+    def complete_pointer(
+        self,
+        pointer: ExecutionPointer,
+        result: ExecutionResult,
+        status: PointerStatus = PointerStatus.COMPLETE,
+    ) -> None:
+        pointer.status = status
         pointer.active = False
         # The first pointer a result ends: no list yet (see ``end``).
         if self.ended is None:
@@ -356,10 +393,12 @@ class _Builder:
     ) -> None:
         target_id = pointer.extensions.get(fx.COMPENSATES)
         if target_id is not None:
-            # A compensation finished: mark what it undid, then undo the next one.
+            # A compensation finished: mark what it undid, then undo the next one. A saga's
+            # own compensation runs last, while the saga is still active: its end marks it.
             target = self.instance.pointer(target_id)
-            target.status = PointerStatus.COMPENSATED
-            self.change(target.id)
+            if not target.active:
+                target.status = PointerStatus.COMPENSATED
+                self.change(target.id)
             self.start_compensation(list(pointer.extensions.get(fx.CHAIN, [])), pointer.scope)
             return
         for route in step.outcomes:
@@ -441,18 +480,40 @@ class _Builder:
         self.emit(LifecycleEventType.WORKFLOW_ERROR, pointer, message)
 
         in_saga = fx.saga_of(instance, definition, pointer) is not None
-        is_compensation = fx.COMPENSATES in pointer.extensions
+        is_compensation = fx.in_compensation(instance, pointer)
         behavior = fx.chosen_behavior(definition, step, in_saga, is_compensation)
+        self.handle_failure(
+            pointer, behavior, message, failures, in_saga, is_compensation, restart=False
+        )
+
+    def handle_failure(
+        self,
+        pointer: ExecutionPointer,
+        behavior: ErrorBehavior,
+        message: str,
+        failures: int,
+        in_saga: bool,
+        is_compensation: bool,
+        *,
+        restart: bool,
+    ) -> None:
+        """Apply ``behavior`` to the failure number ``failures`` of ``pointer``. With
+        ``restart`` (a saga that compensated) a retry or a resume runs it from its start."""
+        instance = self.instance
         if behavior.kind == ErrorBehaviorKind.RETRY:
             if behavior.max_retries is None or failures <= behavior.max_retries:
                 pointer.status = PointerStatus.SLEEPING
-                pointer.sleep_until = now + behavior.retry_delay(failures)
+                pointer.sleep_until = self.now + behavior.retry_delay(failures)
+                if restart:
+                    self.restart(pointer)
                 self.time(pointer)
                 return
-            behavior = fx.fallback_behavior(definition, in_saga, is_compensation)
+            behavior = fx.fallback_behavior(self.definition, in_saga, is_compensation)
         kind = behavior.kind
         if kind == ErrorBehaviorKind.SUSPEND:
             pointer.status = PointerStatus.PENDING
+            if restart:
+                self.restart(pointer)
             instance.status = WorkflowStatus.SUSPENDED
             self.emit(LifecycleEventType.WORKFLOW_SUSPENDED, None, message)
         elif kind == ErrorBehaviorKind.COMPENSATE:
@@ -467,6 +528,35 @@ class _Builder:
             else:
                 self.finish(WorkflowStatus.FAILED, LifecycleEventType.WORKFLOW_FAILED, message)
 
+    def end_compensated_saga(
+        self, saga: ExecutionPointer, step: StepDefinition, result: ExecutionResult
+    ) -> None:
+        """A saga that compensated runs again: its compensations are done. Without an error
+        behaviour of its own it is over (``compensated`` when its own ``compensate_with``
+        ran last, else ``failed``) and the flow goes on after it; with one, that applies
+        to the saga as to any failed step."""
+        behavior = step.error_behavior
+        if behavior is None:
+            status = (
+                PointerStatus.COMPENSATED
+                if step.compensation_step_id is not None
+                else PointerStatus.FAILED
+            )
+            self.complete_pointer(saga, result, status)
+            self.after_complete(saga, step, result)
+            return
+        failures = int(saga.extensions.get(fx.FAILURES, 0)) + 1
+        saga.extensions[fx.FAILURES] = failures
+        in_saga = fx.saga_of(self.instance, self.definition, saga) is not None
+        message = saga.error or f"saga {step.display_name} compensated"
+        self.handle_failure(saga, behavior, message, failures, in_saga, False, restart=True)
+
+    def restart(self, container: ExecutionPointer) -> None:
+        """Make a compensated saga start its branch afresh when it next runs."""
+        container.persistence_data = None
+        container.extensions.pop(fx.COMPENSATED, None)
+        self.change(container.id)
+
     def end_failed_pointer(self, pointer: ExecutionPointer) -> None:
         self.change(pointer.id)
         pointer.status = PointerStatus.FAILED
@@ -477,11 +567,14 @@ class _Builder:
     def compensate(self, failed: ExecutionPointer) -> None:
         instance = self.instance
         saga = fx.saga_of(instance, self.definition, failed)
+        saga_step = None
         if saga is not None:
             members = px.in_scope(instance, saga.id)
             scope = [saga.id, *saga.scope]
             saga.extensions[fx.COMPENSATED] = True
+            saga.error = failed.error
             self.change(saga.id)
+            saga_step = self.definition.step(saga.step_id)
         else:
             members = list(instance.pointers)
             scope = []
@@ -489,6 +582,15 @@ class _Builder:
         self.end_failed_pointer(failed)
         self.cancel_all(members)
         targets = fx.compensation_targets(instance, self.definition, failed, members)
+        if (
+            saga is not None
+            and saga_step is not None
+            and saga_step.error_behavior is None
+            and saga_step.compensation_step_id is not None
+        ):
+            # The saga is undone as a whole: its own compensate_with runs after its steps'.
+            # (With an error behaviour of its own, that decides what follows instead.)
+            targets.append(saga.id)
         self.compensating = len(targets)
         self.start_compensation(targets, scope)
 

@@ -17,7 +17,8 @@ COMPENSATES = "compensates"
 CHAIN = "compensation_chain"
 #: ``pointer.extensions`` key: failures of this step visit so far.
 FAILURES = "failures"
-#: ``pointer.extensions`` key on a saga pointer: the saga was compensated.
+#: ``pointer.extensions`` key on a saga pointer: the saga compensated (a failure inside it);
+#: when it runs again, its compensations are done and its own error behaviour applies.
 COMPENSATED = "compensated"
 #: ``pointer.extensions`` key on a failed top-level pointer: fail the workflow once its
 #: compensations have run.
@@ -33,6 +34,14 @@ def saga_of(
         if definition.step(container.step_id).is_saga:
             return container
     return None
+
+
+def in_compensation(instance: WorkflowInstance, pointer: ExecutionPointer) -> bool:
+    """Whether ``pointer`` undoes something: a compensation step, or a step of a multi-step
+    compensation (``compensate_with_sequence``)."""
+    if COMPENSATES in pointer.extensions:
+        return True
+    return any(COMPENSATES in instance.pointer(c).extensions for c in pointer.scope)
 
 
 def fallback_behavior(

@@ -144,7 +144,9 @@ class StepDefinition:
     ``id`` is the step's index in :attr:`WorkflowDefinition.steps`. ``children`` are the first
     steps of the step's child branches (containers). ``compensation_step_id`` names the step
     that undoes this one in a saga. ``inputs`` set attributes of the body before it runs;
-    ``outputs`` set fields of the workflow data after it is done.
+    ``outputs`` set fields of the workflow data after it is done. ``cancel_condition``, when
+    set, is ``fn(data)``: once it is true after any step, the step's active pointers are
+    cancelled (and the flow goes on after them when ``proceed_after_cancel``).
     """
 
     id: int
@@ -159,6 +161,10 @@ class StepDefinition:
     compensation_step_id: int | None = None
     #: A saga: failures inside compensate the saga by default.
     is_saga: bool = False
+    #: ``fn(data)``: cancel the step's pointers once it is true (see the class docstring).
+    cancel_condition: Callable[[Any], Any] | None = None
+    #: Whether a cancelled pointer of this step goes on to the step's successors.
+    proceed_after_cancel: bool = False
     #: Extra, format-specific facts (the YAML loader keeps the step's source location here).
     metadata: dict[str, Any] = attrs.field(factory=dict)
 
@@ -284,6 +290,9 @@ def _problems(definition: WorkflowDefinition) -> list[str]:
         comp = step.compensation_step_id
         if comp is not None and not 0 <= comp < count:
             problems.append(f"{label} is compensated by unknown step {comp}")
+        condition: object = step.cancel_condition
+        if condition is not None and not callable(condition):
+            problems.append(f"{label} cancel condition {condition!r} is not callable")
         if not _is_body_source(step.body):
             problems.append(f"{label} body {step.body!r} is not a StepBody class or factory")
     return problems

@@ -18,6 +18,7 @@ import pytest
 
 # Before the suites are imported, so their plain ``assert``s report values like tests do.
 pytest.register_assert_rewrite(
+    "wfe_core.testing.conformance._peers",
     "wfe_core.testing.conformance._support",
     "wfe_core.testing.conformance.lifecycle",
     "wfe_core.testing.conformance.lock",
