@@ -264,6 +264,8 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
             event_columns = _event_columns(events)
             params = {**_head_params(instance, write), "expected": expected, "fence": fence}
             has_subscriptions = bool(subscription_columns[0])
+            # Whether a subscription is open: then the events it matches are reopened.
+            reopen = not all(subscription_columns[6])
             has_errors = bool(error_columns[0])
             has_events = bool(event_columns[0])
             if has_subscriptions:
@@ -306,13 +308,17 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
 
                 async def run(conn: Connection) -> None:
                     has_rows = bool(write.positions)
-                    statement = q.persist(has_rows, has_subscriptions, has_errors, has_events)
+                    statement = q.persist(
+                        has_rows, has_subscriptions, has_errors, has_events, reopen
+                    )
                     await execute(conn, statement, {**params, **_pointer_params(write)})
 
             else:
 
                 async def run(conn: Connection) -> None:
-                    statement = q.persist(False, has_subscriptions, has_errors, has_events)
+                    statement = q.persist(
+                        False, has_subscriptions, has_errors, has_events, reopen
+                    )
                     await execute(conn, statement, params)
                     await conn.execute(q.REPLACE_POINTERS, params)
                     await conn.execute(
