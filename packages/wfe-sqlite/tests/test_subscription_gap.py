@@ -36,6 +36,14 @@ def _child_module() -> ModuleType:
     return module
 
 
+def _spawn(url: str, log: Path) -> subprocess.Popen[bytes]:
+    # Its output goes to a file: a pipe nobody reads could fill up and stall it.
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, str(CHILD_PATH), url], stdout=out, stderr=subprocess.STDOUT
+        )
+
+
 def _host(url: str) -> wfe_host.WorkflowHost:
     return wfe_host.WorkflowHost(
         persistence=SqlitePersistence(url),
@@ -61,10 +69,7 @@ async def test_an_event_published_before_a_subscription_survives_a_kill_in_betwe
     # 2. A host process starts the workflow and is killed right after its wait step's
     # subscription is stored, before it queues the approval for it.
     log = tmp_path / "child.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(CHILD_PATH), db_url], stdout=out, stderr=subprocess.STDOUT
-        )
+    process = _spawn(db_url, log)
     try:
         returncode = await anyio.to_thread.run_sync(lambda: process.wait(timeout=60))
     finally:

@@ -316,9 +316,7 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
             else:
 
                 async def run(conn: Connection) -> None:
-                    statement = q.persist(
-                        False, has_subscriptions, has_errors, has_events, reopen
-                    )
+                    statement = q.persist(False, has_subscriptions, has_errors, has_events, reopen)
                     await execute(conn, statement, params)
                     await conn.execute(q.REPLACE_POINTERS, params)
                     await conn.execute(
