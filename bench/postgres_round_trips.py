@@ -100,6 +100,9 @@ class _RoundTrips:
             name = getattr(gen, "__name__", "?")
             if name == "_commit_gen" and self.pgconn.transaction_status == IDLE:
                 name = "_commit_gen (idle: nothing sent)"
+            elif self._pipeline is not None and name in ("_execute_gen", "_enter_gen"):
+                # Queued in a pipeline: sent without waiting; its sync is the round trip.
+                name += " (pipelined)"
             counter.kinds[name] += 1
             if name in _ROUND_TRIPS:
                 counter.count += 1
@@ -114,8 +117,11 @@ class _RoundTrips:
         self._patched.clear()
 
 
-async def _measure(url: str, shape: str, count: int, trips: _RoundTrips) -> dict[str, Any]:
+async def _measure(
+    url: str, postmaster: int, shape: str, count: int, trips: _RoundTrips
+) -> dict[str, Any]:
     from bench.peers import wfe
+    from bench.postgres_hosts import _server_cpu
 
     definition = wfe.chain(3, "rt-3")
     waiting = (
@@ -134,6 +140,8 @@ async def _measure(url: str, shape: str, count: int, trips: _RoundTrips) -> dict
         await anyio.sleep(0.5)
         _reset(url)
         before = trips.count
+        server_cpu = _server_cpu(postmaster)
+        cpu = time.process_time()
         started = time.perf_counter()
         if shape == "sequential":
             for _ in range(count):
@@ -148,9 +156,17 @@ async def _measure(url: str, shape: str, count: int, trips: _RoundTrips) -> dict
                 await host.publish_event("rt-go", key, {"n": i})
                 await wfe._wait_complete(host, workflow_id)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        server_cpu = _server_cpu(postmaster) - server_cpu
         client = trips.count - before
         statements = _statements(url)
-    return {"elapsed": elapsed, "client": client, "statements": statements}
+    return {
+        "elapsed": elapsed,
+        "client": client,
+        "statements": statements,
+        "cpu": cpu,
+        "server_cpu": server_cpu,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,7 +174,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workflows", type=int, default=50, help="workflows per shape")
     parser.add_argument("--burst", type=int, default=200, help="workflows of the burst")
     parser.add_argument("--top", type=int, default=12, help="statement kinds shown")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        help="statements per batch of wfe-postgres's group commit (1: no batching)",
+    )
     args = parser.parse_args(argv)
+    if args.max_batch is not None:
+        from wfe_postgres import _batch
+
+        _batch.MAX_BATCH = args.max_batch
 
     import psycopg
 
@@ -176,13 +201,16 @@ def main(argv: list[str] | None = None) -> None:
             ("burst", args.burst),
             ("event", args.workflows),
         ):
-            result = anyio.run(_measure, url, shape, count, trips, backend="asyncio")
+            assert server.pid is not None
+            result = anyio.run(_measure, url, server.pid, shape, count, trips, backend="asyncio")
             statements: Counter[str] = result["statements"]
             total = sum(statements.values())
             print(
                 f"{shape}: {count} workflows in {result['elapsed']:.2f} s;"
                 f" per workflow: {total / count:.1f} statements,"
-                f" {result['client'] / count:.1f} client round trips"
+                f" {result['client'] / count:.1f} client round trips;"
+                f" CPU ms/workflow: host {result['cpu'] * 1000 / count:.2f},"
+                f" server {result['server_cpu'] * 1000 / count:.2f}"
             )
             for kind, calls in statements.most_common(args.top):
                 print(f"    {calls / count:6.2f}  {kind}")
