@@ -122,10 +122,11 @@ async def _measure(
 ) -> dict[str, Any]:
     from bench.peers import wfe
     from bench.postgres_hosts import _server_cpu
+    from wfe_core import WorkflowBuilder
 
     definition = wfe.chain(3, "rt-3")
     waiting = (
-        wfe.WorkflowBuilder(dict)
+        WorkflowBuilder(dict)
         .start_with(wfe.Noop)
         .wait_for("rt-go", key=lambda data: data["key"])
         .then(wfe.Noop)

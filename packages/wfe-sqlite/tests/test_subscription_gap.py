@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -44,7 +44,7 @@ def _spawn(url: str, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _host(url: str) -> wfe_host.WorkflowHost:
+def _host(url: str) -> Any:
     return wfe_host.WorkflowHost(
         persistence=SqlitePersistence(url),
         lock=SqliteLock(url),
