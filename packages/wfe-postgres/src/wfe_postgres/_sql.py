@@ -179,13 +179,14 @@ INSERT_EVENTS = """
     INSERT INTO events (id, name, key, time, is_processed, document)
     SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[],
                          %s::boolean[], %s::text[])
-    ON CONFLICT (id) DO NOTHING"""
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id"""
 GET_EVENT = "SELECT document, is_processed FROM events WHERE id = %s"
 DUE_EVENTS = """
     SELECT id FROM events WHERE NOT is_processed AND time <= %s ORDER BY time, seq"""
 MATCHING_EVENTS = """
     SELECT id FROM events WHERE name = %s AND key = %s AND time >= %s ORDER BY time, seq"""
-SET_PROCESSED = "UPDATE events SET is_processed = %s WHERE id = %s"
+SET_PROCESSED = "UPDATE events SET is_processed = %s WHERE id = %s RETURNING id"
 
 INSERT_SUBSCRIPTION = """
     INSERT INTO subscriptions (id, workflow_id, event_name, event_key, subscribe_as_of,

@@ -462,13 +462,9 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
     async def create_event(self, event: Event) -> None:
         """Store a new event (``ConcurrencyError`` when its id is already stored)."""
         columns = _event_columns([event])
-
-        async def run(conn: Connection) -> None:
-            cursor = await conn.execute(q.INSERT_EVENTS, columns)
-            if cursor.rowcount != 1:
-                raise ConcurrencyError(f"event {event.id} already exists")
-
-        await self.database.run(run, "create_event", transaction=False)
+        inserted = await batcher_of(self.database).run(q.INSERT_EVENTS, columns, "create_event")
+        if not inserted:
+            raise ConcurrencyError(f"event {event.id} already exists")
 
     async def get_event(self, event_id: str) -> Event:
         """The stored event (``EventNotFoundError`` when unknown)."""
@@ -510,11 +506,10 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
         await self._set_processed(event_id, False)
 
     async def _set_processed(self, event_id: str, processed: bool) -> None:
-        async def run(conn: Connection) -> int:
-            cursor = await conn.execute(q.SET_PROCESSED, (processed, event_id))
-            return cursor.rowcount
-
-        if await self.database.run(run, "mark_event", transaction=False) == 0:
+        marked = await batcher_of(self.database).run(
+            q.SET_PROCESSED, (processed, event_id), "mark_event"
+        )
+        if not marked:
             raise EventNotFoundError(event_id)
 
     # -- subscriptions ---------------------------------------------------------------------
