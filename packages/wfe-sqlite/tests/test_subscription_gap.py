@@ -1,6 +1,7 @@
 """A process killed between storing a subscription and queueing the events published before
 it: the restarted host still delivers them (the write storing the subscription marked them
-unprocessed, so the start-up sweep finds them)."""
+unprocessed, so the start-up sweep finds them). And a reopened event reaches the new
+subscription only, never again a workflow that already had it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 
-from wfe_core import WorkflowStatus
+from wfe_core import WorkflowBuilder, WorkflowStatus
 from wfe_core.models import PointerStatus
 from wfe_core.primitives import BEGINNING_OF_TIME
 from wfe_sqlite import SqliteLock, SqlitePersistence, SqliteQueue
@@ -102,3 +103,53 @@ async def test_an_event_published_before_a_subscription_survives_a_kill_in_betwe
         with anyio.fail_after(10):
             while not (await restarted.persistence.get_event(event_id)).is_processed:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_a_reopened_event_is_not_delivered_again_to_a_workflow_that_had_it(
+    db_url: str,
+) -> None:
+    # An event one workflow consumed is reopened when a second workflow's subscription
+    # matches it: the second gets it, the first (its subscription closed by its delivery)
+    # does not get it again.
+    child = _child_module()
+    runs: list[str] = []
+
+    def count(ctx: Any) -> None:
+        runs.append(ctx.workflow.id)
+
+    counted = (
+        WorkflowBuilder(child.Approval)
+        .wait_for(child.EVENT_NAME, key=child.EVENT_KEY)
+        .output(approved_by=lambda step: step.event_data["by"])
+        .then(count)
+        .build("counted-gap-flow", version=1)
+    )
+    async with _host(db_url) as host:
+        host.register(counted)
+        first = await host.start_workflow("counted-gap-flow", child.Approval())
+        with anyio.fail_after(10):
+            while not any(  # noqa: ASYNC110 - no lifecycle event marks a waiting step
+                p.status == PointerStatus.WAITING_FOR_EVENT
+                for p in (await host.get_workflow(first)).pointers
+            ):
+                await anyio.sleep(0.01)
+        event_id = await host.publish_event(child.EVENT_NAME, child.EVENT_KEY, {"by": "ana"})
+        done = await host.wait_for_workflow(first, timeout=30)
+        assert done.status == WorkflowStatus.COMPLETE
+        with anyio.fail_after(10):
+            while not (await host.persistence.get_event(event_id)).is_processed:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+
+        second = await host.start_workflow("counted-gap-flow", child.Approval())
+        later = await host.wait_for_workflow(second, timeout=30)
+        assert later.status == WorkflowStatus.COMPLETE
+        assert later.data.approved_by == "ana"
+        # Let any second delivery of the reopened event happen before looking.
+        with anyio.fail_after(10):
+            while not (await host.persistence.get_event(event_id)).is_processed:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.2)
+        assert sorted(runs) == sorted([first, second])
+        again = await host.get_workflow(first)
+        assert again.revision == done.revision
