@@ -147,6 +147,23 @@ def _db_now(url: str) -> datetime:
         return value
 
 
+async def _start_all(client: WorkflowHost, count: int) -> list[str]:
+    """Start ``count`` workflows, publishing the event of every other one right after its
+    start: mostly before it waits (stored, processed with nobody to deliver it to, then
+    matched by the subscription its wait stores), maybe after; the rest come later."""
+    ids: list[str] = []
+    for index in range(count):
+        ids.append(await client.start_workflow("chaos", data=ChaosData(key=f"k{index}")))
+        if index % 2 == 0:
+            await client.publish_event("go", key=f"k{index}", data=None)
+    return ids
+
+
+async def _publish_rest(client: WorkflowHost, count: int) -> None:
+    for index in range(1, count, 2):
+        await client.publish_event("go", key=f"k{index}", data=None)
+
+
 async def _wait_for_waiting(url: str, count: int, deadline: float) -> None:
     """Until ``count`` workflows have reached their wait for the event (their subscription
     is stored)."""
@@ -288,22 +305,17 @@ async def test_three_workers_one_killed_one_paused(cluster: PostgresServer, tmp_
     async with client:
         with _workers(url, tmp_path, 3) as workers:
             killed, paused, steady = workers
-            ids = [
-                await client.start_workflow("chaos", data=ChaosData(key=f"k{index}"))
-                for index in range(WORKFLOWS)
-            ]
-            # Killed while the parallel branches and timers run: a quarter of the workflows
-            # wait for their event by then.
+            ids = await _start_all(client, WORKFLOWS)
+            # Killed while the parallel branches and timers run and waits are stored (maybe
+            # between storing a subscription and queueing the event published before it:
+            # that write marked the event unprocessed, so the recovery sweep delivers it).
             await _wait_for_waiting(url, WORKFLOWS // 4, deadline)
             killed.process.send_signal(signal.SIGKILL)
             killed.process.wait()
             # The killed worker's instances are taken over once its leases lapse.
-            await _wait_for_waiting(url, WORKFLOWS, deadline)
-            for index in range(WORKFLOWS):
-                await client.publish_event("go", key=f"k{index}", data=None)
-            # Paused while the events are delivered, well past its leases, so its
-            # instances are taken over meanwhile.
-            await _wait_until(client, WORKFLOWS // 4, deadline)
+            await _publish_rest(client, WORKFLOWS)
+            # Paused while those events are delivered (its passes in the middle of the last
+            # step), well past its leases, so its instances are taken over meanwhile.
             stopped = _db_now(url)
             paused.process.send_signal(signal.SIGSTOP)
             await anyio.sleep(LEASE_SECONDS * 3)
@@ -340,19 +352,12 @@ async def test_server_restart_mid_run(cluster: PostgresServer, tmp_path: Path) -
     client.register(chaos)
     async with client:
         with _workers(url, tmp_path, 3) as workers:
-            ids = [
-                await client.start_workflow("chaos", data=ChaosData(key=f"k{index}"))
-                for index in range(count)
-            ]
-            await _wait_for_waiting(url, count, deadline)
-            for index in range(0, count, 2):
-                await client.publish_event("go", key=f"k{index}", data=None)
+            ids = await _start_all(client, count)
             # Mid-delivery: every connection (the pools', the listeners') is dropped.
             await _wait_until(client, count // 4, deadline)
             await anyio.to_thread.run_sync(cluster.restart)
             # Events published after the restart still reach their workflows.
-            for index in range(1, count, 2):
-                await client.publish_event("go", key=f"k{index}", data=None)
+            await _publish_rest(client, count)
             await _wait_until(client, count, deadline)
             for worker in workers:
                 assert worker.process.poll() is None, worker.output()

@@ -53,6 +53,17 @@ _SUBSCRIPTION_ROWS = """
             subscribe_as_of = EXCLUDED.subscribe_as_of, create_time = EXCLUDED.create_time,
             terminated = EXCLUDED.terminated, document = EXCLUDED.document
     )"""
+# An open subscription written makes the stored events it matches unprocessed again in the
+# same statement, so the recovery sweep delivers an event published before it even when the
+# writer dies before queueing it (events_by_name_key serves it).
+_REOPENED_EVENTS = """
+    r AS (
+        UPDATE events SET is_processed = false
+        FROM w, unnest(%(s_name)s::text[], %(s_key)s::text[], %(s_as_of)s::timestamptz[],
+                       %(s_terminated)s::boolean[]) AS t(name, key, as_of, terminated)
+        WHERE NOT t.terminated AND events.name = t.name AND events.key = t.key
+            AND events.time >= t.as_of AND events.is_processed
+    )"""
 _ERROR_ROWS = """
     e AS (
         INSERT INTO errors (workflow_id, time, document)
@@ -74,16 +85,20 @@ _RESULT = """
 
 
 @functools.cache
-def persist(pointers: bool, subscriptions: bool, errors: bool, events: bool) -> str:
+def persist(
+    pointers: bool, subscriptions: bool, errors: bool, events: bool, reopen: bool = False
+) -> str:
     """The statement of a write holding the parts given: the head always; the changed and
     new pointer rows (the executor's write; a whole-instance write stores them after); the
-    subscriptions, errors and events passed with it. Only the parts a write needs: most
-    steps pass none of the last three, and every part costs the server work even when empty.
-    (At most 16 texts, each prepared by the driver once it is used often.)"""
+    subscriptions, errors and events passed with it, and (``reopen``: some subscription is
+    open) the marking of the stored events they match unprocessed. Only the parts a write
+    needs: most steps pass none of the last four, and every part costs the server work even
+    when empty. (At most 24 texts, each prepared by the driver once it is used often.)"""
     parts = [_UPDATE_HEAD]
     for wanted, part in (
         (pointers, _POINTER_ROWS),
         (subscriptions, _SUBSCRIPTION_ROWS),
+        (subscriptions and reopen, _REOPENED_EVENTS),
         (errors, _ERROR_ROWS),
         (events, _EVENT_ROWS),
     ):
@@ -164,13 +179,14 @@ INSERT_EVENTS = """
     INSERT INTO events (id, name, key, time, is_processed, document)
     SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[],
                          %s::boolean[], %s::text[])
-    ON CONFLICT (id) DO NOTHING"""
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id"""
 GET_EVENT = "SELECT document, is_processed FROM events WHERE id = %s"
 DUE_EVENTS = """
     SELECT id FROM events WHERE NOT is_processed AND time <= %s ORDER BY time, seq"""
 MATCHING_EVENTS = """
     SELECT id FROM events WHERE name = %s AND key = %s AND time >= %s ORDER BY time, seq"""
-SET_PROCESSED = "UPDATE events SET is_processed = %s WHERE id = %s"
+SET_PROCESSED = "UPDATE events SET is_processed = %s WHERE id = %s RETURNING id"
 
 INSERT_SUBSCRIPTION = """
     INSERT INTO subscriptions (id, workflow_id, event_name, event_key, subscribe_as_of,

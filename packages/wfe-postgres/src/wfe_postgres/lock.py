@@ -19,10 +19,10 @@ from psycopg import sql
 from wfe_core.errors import LockNotHeldError
 from wfe_core.providers import Lease, LockProvider
 from wfe_core.providers import capabilities as cap
+from wfe_postgres._batch import batcher_of
 from wfe_postgres._listener import ListeningProviderMixin, notify_sql
 
 if TYPE_CHECKING:
-    from wfe_postgres._database import Connection
     from wfe_postgres.options import PostgresOptions
 
 __all__ = ["PostgresLock", "lock_topic"]
@@ -100,16 +100,9 @@ class PostgresLock(ListeningProviderMixin, LockProvider):
         self._sql = _statements(self.target.options.schema)
 
     async def _rows(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        query = self._sql[name]
-
-        async def run(conn: Connection) -> list[tuple[Any, ...]]:
-            cursor = await conn.execute(query, params)
-            if cursor.description is None:
-                return []  # a statement without RETURNING
-            rows: list[tuple[Any, ...]] = await cursor.fetchall()
-            return rows
-
-        return await self.database.run(run, name, transaction=False)
+        # Sent with the other short statements of this process made at the same time (the
+        # persistence's writes, other leases): one round trip and one commit for them all.
+        return await batcher_of(self.database).run(self._sql[name], params, name)
 
     async def acquire(self, key: str, *, owner: str, ttl: float, wait: float = 0.0) -> Lease | None:
         """Take ``key`` for ``owner`` for ``ttl`` seconds, waiting up to ``wait`` seconds for

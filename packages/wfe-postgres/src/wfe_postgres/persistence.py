@@ -29,6 +29,7 @@ from wfe_core.providers import PersistenceProvider
 from wfe_core.providers import capabilities as cap
 from wfe_core.serialization import from_primitive, to_primitive
 from wfe_postgres import _sql as q
+from wfe_postgres._batch import batcher_of
 from wfe_postgres._documents import InstanceRows, Write, dumps
 from wfe_postgres.base import PostgresProviderMixin
 from wfe_postgres.migrations import SchemaVersions, check_schema
@@ -224,13 +225,9 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
             "create_time": instance.create_time,
         }
 
-        async def run(conn: Connection) -> None:
-            cursor = await conn.execute(q.CREATE_WORKFLOW, params)
-            row = await cursor.fetchone()
-            if row is None or not row[0]:
-                raise ConcurrencyError(f"workflow {workflow_id} already exists")
-
-        await self.database.run(run, "create_workflow", transaction=False)
+        found = await batcher_of(self.database).run(q.CREATE_WORKFLOW, params, "create_workflow")
+        if not found or not found[0][0]:
+            raise ConcurrencyError(f"workflow {workflow_id} already exists")
         rows.remember(workflow_id, write)
         instance.revision = 1
 
@@ -264,6 +261,8 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
             event_columns = _event_columns(events)
             params = {**_head_params(instance, write), "expected": expected, "fence": fence}
             has_subscriptions = bool(subscription_columns[0])
+            # Whether a subscription is open: then the events it matches are reopened.
+            reopen = not all(subscription_columns[6])
             has_errors = bool(error_columns[0])
             has_events = bool(event_columns[0])
             if has_subscriptions:
@@ -273,15 +272,23 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
             if has_events:
                 params.update(zip(_EVENT_KEYS, event_columns, strict=True))
 
+            def duplicate(exc: psycopg.Error) -> BaseException | None:
+                if isinstance(exc, psycopg.errors.UniqueViolation):
+                    # The one unique key a write can meet: an event id already stored (or
+                    # twice in the write). The statement stored nothing.
+                    return ConcurrencyError(
+                        f"workflow {workflow_id}: an event's id is already stored"
+                    )
+                return None
+
             async def execute(conn: Connection, statement: str, values: dict[str, Any]) -> None:
                 try:
                     cursor = await conn.execute(statement, values)
-                except psycopg.errors.UniqueViolation:
-                    # The one unique key a write can meet: an event id already stored (or
-                    # twice in the write). The statement stored nothing.
-                    raise ConcurrencyError(
-                        f"workflow {workflow_id}: an event's id is already stored"
-                    ) from None
+                except psycopg.Error as exc:
+                    mapped = duplicate(exc)
+                    if mapped is None:
+                        raise
+                    raise mapped from None
                 check(await cursor.fetchone())
 
             def check(result: tuple[Any, ...] | None) -> None:
@@ -303,24 +310,29 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
                 )
 
             if not write.full:
-
-                async def run(conn: Connection) -> None:
-                    has_rows = bool(write.positions)
-                    statement = q.persist(has_rows, has_subscriptions, has_errors, has_events)
-                    await execute(conn, statement, {**params, **_pointer_params(write)})
-
+                # One statement: atomic on its own, and sent with the other writes made at
+                # the same time (one round trip and one commit for them all).
+                statement = q.persist(
+                    bool(write.positions), has_subscriptions, has_errors, has_events, reopen
+                )
+                found = await batcher_of(self.database).run(
+                    statement,
+                    {**params, **_pointer_params(write)},
+                    "persist_workflow",
+                    errors=duplicate,
+                )
+                check(found[0] if found else None)
             else:
 
                 async def run(conn: Connection) -> None:
-                    statement = q.persist(False, has_subscriptions, has_errors, has_events)
+                    statement = q.persist(False, has_subscriptions, has_errors, has_events, reopen)
                     await execute(conn, statement, params)
                     await conn.execute(q.REPLACE_POINTERS, params)
                     await conn.execute(
                         q.INSERT_POINTERS, {"id": workflow_id, **_pointer_params(write)}
                     )
 
-            # The changed-rows write is one statement: atomic without a transaction.
-            await self.database.run(run, "persist_workflow", transaction=write.full)
+                await self.database.run(run, "persist_workflow")
         except BaseException:
             # A refused write means another wrote the instance, and a failed or cancelled one
             # may or may not have been stored: what is kept may not be what is stored.
@@ -450,13 +462,9 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
     async def create_event(self, event: Event) -> None:
         """Store a new event (``ConcurrencyError`` when its id is already stored)."""
         columns = _event_columns([event])
-
-        async def run(conn: Connection) -> None:
-            cursor = await conn.execute(q.INSERT_EVENTS, columns)
-            if cursor.rowcount != 1:
-                raise ConcurrencyError(f"event {event.id} already exists")
-
-        await self.database.run(run, "create_event", transaction=False)
+        inserted = await batcher_of(self.database).run(q.INSERT_EVENTS, columns, "create_event")
+        if not inserted:
+            raise ConcurrencyError(f"event {event.id} already exists")
 
     async def get_event(self, event_id: str) -> Event:
         """The stored event (``EventNotFoundError`` when unknown)."""
@@ -498,11 +506,10 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
         await self._set_processed(event_id, False)
 
     async def _set_processed(self, event_id: str, processed: bool) -> None:
-        async def run(conn: Connection) -> int:
-            cursor = await conn.execute(q.SET_PROCESSED, (processed, event_id))
-            return cursor.rowcount
-
-        if await self.database.run(run, "mark_event", transaction=False) == 0:
+        marked = await batcher_of(self.database).run(
+            q.SET_PROCESSED, (processed, event_id), "mark_event"
+        )
+        if not marked:
             raise EventNotFoundError(event_id)
 
     # -- subscriptions ---------------------------------------------------------------------

@@ -18,12 +18,12 @@ from psycopg import sql
 
 from wfe_core.providers import QueueMessage, QueueName, QueueProvider
 from wfe_core.providers import capabilities as cap
+from wfe_postgres._batch import batcher_of
 from wfe_postgres._listener import ListeningProviderMixin, notify_sql
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from wfe_postgres._database import Connection
     from wfe_postgres.options import PostgresOptions
 
 __all__ = ["PostgresQueue", "queue_topic"]
@@ -145,17 +145,10 @@ class PostgresQueue(ListeningProviderMixin, QueueProvider):
         self._pace: dict[str, float] = {}
 
     async def _rows(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        query = self._sql[name]
-
-        async def run(conn: Connection) -> list[tuple[Any, ...]]:
-            cursor = await conn.execute(query, params)
-            if cursor.description is None:
-                return []  # a statement without RETURNING
-            rows: list[tuple[Any, ...]] = await cursor.fetchall()
-            return rows
-
-        # One statement each, in autocommit: its own transaction, NOTIFY included.
-        return await self.database.run(run, name, transaction=False)
+        # One statement each: alone in autocommit, or sent with the other short statements
+        # of this process made at the same time, in one transaction (one round trip, one
+        # commit; a NOTIFY goes out with the commit either way).
+        return await batcher_of(self.database).run(self._sql[name], params, name)
 
     async def enqueue(self, queue: QueueName, item_id: str) -> None:
         """Add ``item_id`` at the tail of ``queue`` and wake a waiting consumer."""

@@ -211,6 +211,13 @@ _DUE_WORKFLOWS_SQL = (
     " AND next_execution <= ? ORDER BY next_execution, seq"
 )
 _NEXT_EXECUTION_SQL = "SELECT min(next_execution) FROM wfe_workflows WHERE status = ?"
+# A new open subscription makes the stored events it matches unprocessed again in its own
+# write, so the recovery sweep delivers one published before it even when the writer dies
+# before queueing it (ix_wfe_events_name_key serves it).
+_REOPEN_EVENTS_SQL = (
+    "UPDATE wfe_events SET is_processed = 0"
+    " WHERE name = ? AND key = ? AND time >= ? AND is_processed = 1"
+)
 _DUE_EVENTS_SQL = (
     "SELECT id FROM wfe_events WHERE is_processed = 0 AND time <= ? ORDER BY time, seq"
 )
@@ -400,6 +407,11 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
                 params = (*columns, fence, workflow_id, expected, fence)
             # Serialized here, before anything is written: a value that fails stores nothing.
             sub_rows = [_subscription_row(s) for s in subscriptions]
+            reopened = [
+                (row["event_name"], row["event_key"], row["subscribe_as_of"])
+                for row in sub_rows
+                if not row["terminated"]
+            ]
             error_rows = [_error_row(e) for e in errors]
             event_rows = [_event_row(e) for e in events]
 
@@ -429,6 +441,8 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
                     raise ConcurrencyError(
                         f"workflow {workflow_id}: an event's id is already stored"
                     )
+                if reopened:
+                    driver(conn).executemany(_REOPEN_EVENTS_SQL, reopened)
 
             await self.store.write(run, "persist_workflow")
         except BaseException:

@@ -323,6 +323,9 @@ class MemoryPersistence(PersistenceProvider):
         #: they cost the same however many finished instances are stored.
         self._scheduled: dict[str, _InstanceRow] = {}
         self._events: dict[str, _EventRow] = {}
+        #: The ids of the stored events of each (name, key), in the order stored: what a new
+        #: subscription looks at (the fast path; without it, every event is scanned).
+        self._topics: dict[tuple[str, str], list[str]] = {}
         self._subscriptions: dict[str, _SubscriptionRow] = {}
         self._errors: dict[str, list[_ErrorRow]] = {}
         # Insertion order breaks ties between equal timestamps, so orders are stable.
@@ -535,7 +538,8 @@ class MemoryPersistence(PersistenceProvider):
         self._subscriptions.update(sub_rows)
         for workflow_id, error_row in error_rows:
             self._errors.setdefault(workflow_id, []).append(error_row)
-        self._events.update(event_rows)
+        self._store_events(event_rows)
+        self._reopen_events_for(row for _, row in sub_rows)
         instance.revision = new_revision
 
     async def get_workflow(self, workflow_id: str) -> WorkflowInstance:
@@ -633,7 +637,30 @@ class MemoryPersistence(PersistenceProvider):
         await checkpoint()
         if event.id in self._events:
             raise ConcurrencyError(f"event {event.id} already exists")
-        self._events[event.id] = self._event_row_of(event)
+        self._store_events({event.id: self._event_row_of(event)})
+
+    def _store_events(self, rows: dict[str, _EventRow]) -> None:
+        self._events.update(rows)
+        for event_id, row in rows.items():
+            self._topics.setdefault((row.name, row.key), []).append(event_id)
+
+    def _reopen_events_for(self, subscriptions: Iterable[_SubscriptionRow]) -> None:
+        """Mark unprocessed the stored events each open subscription of a write matches,
+        within that write: should the writer die before queueing them, they are still
+        unprocessed for the recovery sweep (an event published before the subscription)."""
+        for sub in subscriptions:
+            if sub.terminated:
+                continue
+            topic = (sub.event_name, sub.event_key)
+            candidates = self._topics.get(topic, ()) if self.fast else list(self._events)
+            for event_id in candidates:
+                row = self._events[event_id]
+                if (
+                    row.is_processed
+                    and (row.name, row.key) == topic
+                    and row.time >= sub.subscribe_as_of
+                ):
+                    self._set_processed(event_id, False)
 
     def _event_row_of(self, event: Event) -> _EventRow:
         return _EventRow(

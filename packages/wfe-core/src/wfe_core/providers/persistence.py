@@ -106,7 +106,14 @@ class PersistenceProvider(Provider):
         parent); it queues them after the write, and stored unprocessed events are queued
         again at start-up, so a crash in between delays them but never loses them. An event
         whose id is already stored refuses the whole write
-        (:class:`~wfe_core.errors.ConcurrencyError`)."""
+        (:class:`~wfe_core.errors.ConcurrencyError`).
+
+        ``subscriptions`` are added, or replaced by id. Each one that is not ``terminated``
+        also marks **unprocessed**, in the same transaction, every stored event it matches
+        (same ``event_name`` and ``event_key``, ``time`` at or after its
+        ``subscribe_as_of``) that is processed: an event published before the subscription
+        existed, delivered to nobody, then reaches the recovery sweep even when the process
+        dies before queueing it. A refused write reopens nothing."""
 
     @abstractmethod
     async def get_workflow(self, workflow_id: str) -> WorkflowInstance:

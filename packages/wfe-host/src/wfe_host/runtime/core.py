@@ -262,11 +262,13 @@ class HostCore:
 
     async def requeue_events_for(self, subscription: EventSubscription) -> None:
         """Queue again the stored events a new subscription should see, so an event
-        published before the subscription existed is not lost."""
+        published before the subscription existed is not lost. The write that stored the
+        subscription marked them unprocessed (the persistence contract), so should this
+        process die before queueing them, the recovery sweep does; a delivery finds the
+        subscriptions that already got one closed, so none gets it twice."""
         for event_id in await self.persistence.get_events(
             subscription.event_name, subscription.event_key, subscription.subscribe_as_of
         ):
-            await self.persistence.mark_event_unprocessed(event_id)
             await self.queue.enqueue(QueueName.EVENT, event_id)
 
     async def recover_events(self, as_of: datetime | None = None) -> None:

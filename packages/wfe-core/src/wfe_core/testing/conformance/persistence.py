@@ -670,6 +670,73 @@ class PersistenceSuite:
             await persistence.get_event(fresh.id)
         assert list(await persistence.get_errors(instance.id)) == []
 
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("executor_write", [True, False], ids=["changed", "whole"])
+    async def test_a_new_subscription_reopens_the_stored_events_it_matches(
+        self, persistence: PersistenceProvider, executor_write: bool
+    ) -> None:
+        # An event published before a subscription was stored, and processed (nobody
+        # waited), must reach it even if the writer dies before queueing it: the write
+        # storing the subscription marks it unprocessed, so the recovery sweep finds it.
+        now = now_ms()
+        as_of = now - timedelta(minutes=1)
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        before = Event("approval", "42", time=as_of - timedelta(seconds=1), is_processed=True)
+        at_as_of = Event("approval", "42", time=as_of, is_processed=True)
+        after = Event("approval", "42", time=now, is_processed=True)
+        future = Event("approval", "42", time=now + timedelta(hours=1), is_processed=True)
+        waiting = Event("approval", "42", time=now)
+        other_key = Event("approval", "43", time=now, is_processed=True)
+        other_name = Event("rejection", "42", time=now, is_processed=True)
+        for event in (before, at_as_of, after, future, waiting, other_key, other_name):
+            await persistence.create_event(event)
+        subscription = make_subscription(instance.id, subscribe_as_of=as_of)
+        await persistence.persist_workflow(
+            instance,
+            subscriptions=[subscription],
+            changed_pointers=[] if executor_write else None,
+        )
+        processed = {
+            event.id: (await persistence.get_event(event.id)).is_processed
+            for event in (before, at_as_of, after, future, waiting, other_key, other_name)
+        }
+        assert processed == {
+            before.id: True,
+            at_as_of.id: False,
+            after.id: False,
+            future.id: False,
+            waiting.id: False,
+            other_key.id: True,
+            other_name.id: True,
+        }
+        # The recovery sweep's query finds them, oldest first (the future one when due).
+        assert list(await persistence.get_runnable_events(now)) == _ids([at_as_of, after, waiting])
+
+    @pytest.mark.anyio
+    async def test_a_closed_subscription_or_a_refused_write_reopens_nothing(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        now = now_ms()
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        event = Event("approval", "42", time=now, is_processed=True)
+        await persistence.create_event(event)
+        # A subscription written closed (the write of a delivery) reopens nothing: its
+        # event was delivered.
+        closed = make_subscription(instance.id, subscribe_as_of=now, terminated=True)
+        await persistence.persist_workflow(instance, subscriptions=[closed])
+        assert (await persistence.get_event(event.id)).is_processed
+        # A refused write stores nothing, so it reopens nothing either.
+        stale = await persistence.get_workflow(instance.id)
+        await persistence.persist_workflow(instance)
+        with pytest.raises(ConcurrencyError):
+            await persistence.persist_workflow(
+                stale, subscriptions=[make_subscription(instance.id, subscribe_as_of=now)]
+            )
+        assert (await persistence.get_event(event.id)).is_processed
+        assert list(await persistence.get_runnable_events(now)) == []
+
     # -- instances: queries ----------------------------------------------------------------
     @pytest.mark.anyio
     async def test_runnable_instances_by_time(self, persistence: PersistenceProvider) -> None:
@@ -1368,5 +1435,8 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
                 assert list(got) == list(expected)
             got, expected = self.both("list_workflows", definition_id=self.prefix)
             assert (got.total, list(got.items)) == (expected.total, list(expected.items))
+            # Which events are unprocessed (a subscription written reopens those it matches).
+            got, expected = self.both("get_runnable_events", latest)
+            assert [i for i in got if i in self.mine["events"]] == list(expected)
 
     return PersistenceMachine

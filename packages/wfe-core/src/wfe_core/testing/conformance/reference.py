@@ -138,7 +138,8 @@ class ReferencePersistence(PersistenceProvider):
         # may make, never a requirement: the model always stores the whole instance.
         new_revision = stored_revision + 1
         instance_text = _text(attrs.evolve(instance, revision=new_revision))
-        subscription_texts = [(sub.id, _text(sub)) for sub in subscriptions]
+        new_subscriptions = list(subscriptions)
+        subscription_texts = [(sub.id, _text(sub)) for sub in new_subscriptions]
         error_texts = [_text(error) for error in errors]
         event_texts = [(event.id, _text(event)) for event in new_events]
 
@@ -152,6 +153,20 @@ class ReferencePersistence(PersistenceProvider):
         self.errors.extend(error_texts)
         # Rule: events are stored as create_event stores them (a transactional outbox).
         self.events.update(event_texts)
+        # Rule: an open subscription written here makes every stored event it matches (same
+        # name and key, effective at or after its as-of) unprocessed again, in this same
+        # write, so the recovery sweep delivers an event published before the subscription
+        # even when the writer dies before queueing it.
+        for subscription in new_subscriptions:
+            if not subscription.terminated:
+                for event in self._all_events():
+                    if (
+                        event.is_processed
+                        and event.name == subscription.event_name
+                        and event.key == subscription.event_key
+                        and event.time >= subscription.subscribe_as_of
+                    ):
+                        self._set_processed(event.id, False)
         # Rule: the new revision is set on the caller's object.
         instance.revision = new_revision
 

@@ -1,0 +1,163 @@
+"""Group commit: writes and leases made at the same time go out together (one round trip,
+one commit), and each caller still gets its own outcome."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.lowlevel
+import psycopg
+import pytest
+
+from wfe_core.errors import ConcurrencyError, StaleLeaseError
+from wfe_core.models import Event, WorkflowStatus
+from wfe_core.testing.conformance.persistence import make_instance
+from wfe_postgres import PostgresLock, PostgresPersistence
+from wfe_postgres._batch import batcher_of
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from wfe_core.models import WorkflowInstance
+
+pytestmark = pytest.mark.anyio
+
+#: Writes made at once in these tests.
+CONCURRENT = 40
+
+
+@pytest.fixture
+async def persistence(db_url: str) -> AsyncIterator[PostgresPersistence]:
+    async with PostgresPersistence(db_url) as provider:
+        yield provider
+
+
+async def _write(persistence: PostgresPersistence, instance: WorkflowInstance) -> None:
+    await persistence.persist_workflow(instance, changed_pointers=[])
+
+
+async def _created(persistence: PostgresPersistence, count: int) -> list[WorkflowInstance]:
+    instances = [make_instance() for _ in range(count)]
+    async with anyio.create_task_group() as tg:
+        for instance in instances:
+            tg.start_soon(persistence.create_workflow, instance)
+    return instances
+
+
+async def test_concurrent_writes_are_sent_in_batches_and_all_stored(
+    persistence: PostgresPersistence, db_url: str
+) -> None:
+    batcher = batcher_of(persistence.database)
+    batches_before = batcher.batches
+    instances = await _created(persistence, CONCURRENT)
+    for instance in instances:
+        instance.status = WorkflowStatus.COMPLETE
+        instance.data = {"written": instance.id}
+
+    async with anyio.create_task_group() as tg:
+        for instance in instances:
+            tg.start_soon(_write, persistence, instance)
+
+    # Fewer round trips than writes: the creates and the writes made at once were grouped.
+    assert batcher.batches > batches_before
+    for instance in instances:
+        assert instance.revision == 2
+        stored = await persistence.get_workflow(instance.id)
+        assert (stored.status, stored.data, stored.revision) == (
+            WorkflowStatus.COMPLETE,
+            {"written": instance.id},
+            2,
+        )
+
+
+async def test_a_refused_write_in_a_batch_fails_alone(persistence: PostgresPersistence) -> None:
+    instances = await _created(persistence, CONCURRENT)
+    existing = Event("approval", "1", time=make_instance().create_time)
+    await persistence.create_event(existing)
+    # One write with an event id already stored (its statement fails: a unique violation
+    # that aborts the batch's transaction), one with a stale revision, one with a stale
+    # fence: each gets its own error, the others are stored.
+    duplicate, stale, fenced = instances[0], instances[1], instances[2]
+    await persistence.persist_workflow(fenced, changed_pointers=[], fence=10)
+    stale.revision = 7
+    outcomes: dict[str, BaseException | None] = {}
+
+    async def write(instance: WorkflowInstance) -> None:
+        events = (
+            [Event("approval", "2", time=existing.time, id=existing.id)]
+            if instance is duplicate
+            else []
+        )
+        fence = 3 if instance is fenced else None
+        try:
+            await persistence.persist_workflow(
+                instance, events=events, changed_pointers=[], fence=fence
+            )
+        except ConcurrencyError as exc:
+            outcomes[instance.id] = exc
+        else:
+            outcomes[instance.id] = None
+
+    async with anyio.create_task_group() as tg:
+        for instance in instances:
+            tg.start_soon(write, instance)
+
+    assert isinstance(outcomes.pop(duplicate.id), ConcurrencyError)
+    assert isinstance(outcomes.pop(fenced.id), StaleLeaseError)
+    stale_error = outcomes.pop(stale.id)
+    assert isinstance(stale_error, ConcurrencyError)
+    assert not isinstance(stale_error, StaleLeaseError)
+    assert set(outcomes.values()) == {None}
+    for instance in instances[3:]:
+        assert (await persistence.get_workflow(instance.id)).revision == 2
+    assert (await persistence.get_workflow(duplicate.id)).revision == 1
+    assert (await persistence.get_event(existing.id)).key == "1"
+
+
+async def test_leases_taken_at_once_are_each_granted_once(db_url: str) -> None:
+    async with PostgresLock(db_url) as lock:
+        leases = []
+
+        async def take(key: str) -> None:
+            lease = await lock.acquire(key, owner=f"owner-{key}", ttl=30)
+            assert lease is not None
+            leases.append(lease)
+            # The same key again, at once, by another owner: refused while held.
+            assert await lock.acquire(key, owner="intruder", ttl=30) is None
+
+        async with anyio.create_task_group() as tg:
+            for index in range(CONCURRENT):
+                tg.start_soon(take, f"k{index}")
+        tokens = [lease.token for lease in leases]
+        assert len(set(tokens)) == CONCURRENT
+
+        async with anyio.create_task_group() as tg:
+            for lease in leases:
+                tg.start_soon(lock.release, lease)
+        again = await lock.acquire("k0", owner="next", ttl=30)
+        assert again is not None
+        assert again.token > max(tokens)
+
+
+async def test_a_cancelled_write_waiting_for_its_batch_is_not_sent(
+    persistence: PostgresPersistence, db_url: str
+) -> None:
+    instances = await _created(persistence, CONCURRENT)
+    cancelled = instances[-1]
+
+    async with anyio.create_task_group() as tg:
+        for instance in instances[:-1]:
+            tg.start_soon(_write, persistence, instance)
+        # They start: the first write is on its way, the others wait for the next batch.
+        await anyio.lowlevel.checkpoint()
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await persistence.persist_workflow(cancelled, changed_pointers=[])
+    assert cancelled.revision == 1
+    assert (await persistence.get_workflow(cancelled.id)).revision == 1
+    # The connection pool and the batcher carry on.
+    await persistence.persist_workflow(cancelled, changed_pointers=[])
+    assert (await persistence.get_workflow(cancelled.id)).revision == 2
+    with psycopg.connect(db_url.split("?")[0]) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
