@@ -6,39 +6,78 @@ but no SDK configured, every span and instrument is a no-op; install and configu
 
 What is recorded (names and attributes are documented in docs/observability.md):
 
-* a span ``RunStep:<step>`` around every step run, with the workflow id, definition,
-  version, step name and id, attempt and outcome as attributes, and the error recorded on it;
+* a span ``RunWorkflow:<definition>`` per pass over an instance, with the workflow id,
+  definition, version and the pass's outcome, errors recorded on it;
+* a span ``RunStep:<step>`` around every step run (a child of its pass's span), with the
+  workflow id, definition, version, step name and id, attempt and outcome as attributes, and
+  the error recorded on it;
+* a span ``DeliverEvent:<event>`` per delivery of an event to a waiting workflow, in the
+  workflow's trace, linked to the span that published the event;
 * the counters ``wfe.workflows.started``, ``wfe.workflows.completed``,
-  ``wfe.workflows.failed`` and ``wfe.workflows.terminated``, and the histogram
-  ``wfe.step.duration`` (seconds, by definition, step and outcome).
+  ``wfe.workflows.failed`` and ``wfe.workflows.terminated``, the histogram
+  ``wfe.step.duration`` (seconds, by definition, step and outcome), the counter
+  ``wfe.lease.renewals`` (by outcome) and the gauge ``wfe.queue.depth`` (by queue).
+
+The trace context (a :class:`~wfe_core.models.TraceContext`, written by the global text-map
+propagator: W3C ``traceparent`` by default) is stored with an instance when it is started
+and with an event when it is published, so every pass of a workflow, on whichever host, its
+child workflows and the deliveries of its events are one trace.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+import anyio
+
 from wfe_core import WorkflowMiddleware
-from wfe_core.models import WorkflowStatus
+from wfe_core.errors import ConcurrencyError, LockNotHeldError, StaleLeaseError
+from wfe_core.models import TraceContext, WorkflowStatus
 
 if TYPE_CHECKING:
-    from wfe_core import CallNext, ExecutionResult, StepContext
-    from wfe_core.models import WorkflowInstance
+    from collections.abc import Iterable, Iterator, Sequence
 
-__all__ = ["INSTRUMENTATION_NAME", "Telemetry", "available"]
+    from opentelemetry.context import Context
+    from opentelemetry.metrics import CallbackOptions, Observation
+    from opentelemetry.propagators.textmap import TextMapPropagator
+
+    from wfe_core import CallNext, ExecutionResult, StepContext
+    from wfe_core.models import Event, WorkflowInstance
+    from wfe_core.providers import QueueName, QueueProvider
+
+__all__ = [
+    "INSTRUMENTATION_NAME",
+    "QUEUE_DEPTH_INTERVAL",
+    "Telemetry",
+    "available",
+]
+
+logger = logging.getLogger("wfe_host.telemetry")
 
 #: The instrumentation scope of WFE's tracer and meter.
 INSTRUMENTATION_NAME: Final = "wfe"
+
+#: Seconds between two readings of the queues' depths (see :meth:`Telemetry.sample_queues`).
+QUEUE_DEPTH_INTERVAL: Final = 5.0
 
 # Attribute names, in the style of OpenTelemetry's semantic conventions.
 WORKFLOW_ID: Final = "wfe.workflow.id"
 DEFINITION: Final = "wfe.workflow.definition"
 VERSION: Final = "wfe.workflow.version"
+PASS_OUTCOME: Final = "wfe.pass.outcome"
 STEP_NAME: Final = "wfe.step.name"
 STEP_ID: Final = "wfe.step.id"
 ATTEMPT: Final = "wfe.step.attempt"
 OUTCOME: Final = "wfe.step.outcome"
+EVENT_NAME: Final = "wfe.event.name"
+EVENT_KEY: Final = "wfe.event.key"
+EVENT_ID: Final = "wfe.event.id"
+QUEUE: Final = "wfe.queue.name"
+LEASE_OUTCOME: Final = "wfe.lease.outcome"
 
 _FINISHED: Final = {
     WorkflowStatus.COMPLETE: "completed",
@@ -64,19 +103,57 @@ def _outcome(result: ExecutionResult) -> str:
     return "sleeping"
 
 
-class Telemetry(WorkflowMiddleware):
-    """WFE's tracer, meter and instruments; a step middleware and a workflow middleware.
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
 
-    The host adds one when ``opentelemetry-api`` is installed (``HostOptions.telemetry``).
-    Tracer and meter come from the global providers at construction, so configure the SDK
-    before creating the host.
+
+def _pass_failure(error: BaseException) -> str:
+    """The outcome of a pass that raised ``error`` (an exception group: all its leaves)."""
+    leaves = list(_leaves(error))
+    if all(isinstance(e, (StaleLeaseError, LockNotHeldError)) for e in leaves):
+        return "lease_lost"  # another worker holds the instance now: expected, not an error
+    if all(isinstance(e, ConcurrencyError) for e in leaves):
+        return "conflict"  # another writer got there first: the pass runs again
+    if not any(isinstance(e, Exception) for e in leaves):
+        return "cancelled"  # terminated, the lease lost, or the host stopping
+    return "error"
+
+
+class Telemetry(WorkflowMiddleware):
+    """WFE's tracer, meter and instruments: a step middleware, a workflow middleware, and
+    what the host's runtime calls around passes, event deliveries and lease renewals.
+
+    The host makes one when ``opentelemetry-api`` is installed (``HostOptions.telemetry``),
+    or takes the one given (``WorkflowHost(telemetry=Telemetry(...))``). Tracer and meter
+    come from the global providers at construction unless given, so configure the SDK
+    before creating the host. ``propagator`` writes and reads the stored trace contexts
+    (default: the global text-map propagator at each use, W3C Trace Context and baggage
+    unless ``OTEL_PROPAGATORS`` says otherwise).
     """
 
-    def __init__(self, *, tracer_provider: Any = None, meter_provider: Any = None) -> None:
-        """``tracer_provider`` and ``meter_provider`` default to the global ones."""
+    def __init__(
+        self,
+        *,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        propagator: TextMapPropagator | None = None,
+        queue_depth_interval: float = QUEUE_DEPTH_INTERVAL,
+    ) -> None:
+        """``tracer_provider`` and ``meter_provider`` default to the global ones;
+        ``queue_depth_interval`` is the seconds between readings of the queues' depths."""
         from opentelemetry import metrics, trace
 
+        if not queue_depth_interval > 0:
+            raise ValueError(
+                f"Telemetry: queue_depth_interval must be > 0 seconds, got {queue_depth_interval!r}"
+            )
         self.tracer = trace.get_tracer(INSTRUMENTATION_NAME, tracer_provider=tracer_provider)
+        self._propagator = propagator
+        self._queue_depth_interval = queue_depth_interval
         meter = metrics.get_meter(INSTRUMENTATION_NAME, meter_provider=meter_provider)
         self._counters = {
             name: meter.create_counter(
@@ -87,6 +164,121 @@ class Telemetry(WorkflowMiddleware):
         self._step_duration = meter.create_histogram(
             "wfe.step.duration", unit="s", description="Duration of step runs"
         )
+        self._lease_renewals = meter.create_counter(
+            "wfe.lease.renewals",
+            unit="{renewal}",
+            description="Renewals of the leases of running passes, by outcome",
+        )
+        #: The last depth read of each queue (replaced whole: the gauge's callback may run
+        #: on a metric reader's thread).
+        self._depths: dict[str, int] = {}
+        #: Whether a metric reader ever collected the gauge (until then, no queue is read).
+        self._observed = False
+        meter.create_observable_gauge(
+            "wfe.queue.depth",
+            callbacks=[self._observe_depths],
+            unit="{item}",
+            description="Items waiting in a work queue, as last read",
+        )
+
+    # -- trace context -------------------------------------------------------------------------
+    def _textmap(self) -> TextMapPropagator:
+        if self._propagator is not None:
+            return self._propagator
+        from opentelemetry import propagate
+
+        return propagate.get_global_textmap()
+
+    def current_context(self) -> TraceContext | None:
+        """The current span's context as the propagator writes it, to store with an instance
+        or an event; ``None`` when there is none to join (no span, or no SDK)."""
+        carrier: dict[str, str] = {}
+        self._textmap().inject(carrier)
+        return TraceContext.from_carrier(carrier)
+
+    def _context_of(self, stored: TraceContext | None) -> Context | None:
+        return None if stored is None else self._textmap().extract(stored.carrier())
+
+    # -- passes --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def workflow_pass(self, instance: WorkflowInstance) -> Iterator[None]:
+        """A ``RunWorkflow:<definition>`` span around one pass over ``instance``: a child of
+        the instance's stored trace context, so every pass joins the trace it was started
+        in, on whichever host it runs. An instance without one (started with no span
+        current, or before telemetry was on) gets this pass's: the pass's first write
+        stores it."""
+        from opentelemetry.trace import Status, StatusCode
+
+        attributes: dict[str, Any] = {
+            WORKFLOW_ID: instance.id,
+            DEFINITION: instance.definition_id,
+            VERSION: instance.version,
+        }
+        with self.tracer.start_as_current_span(
+            f"RunWorkflow:{instance.definition_id}",
+            context=self._context_of(instance.trace_context),
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            if instance.trace_context is None:
+                instance.trace_context = self.current_context()
+            outcome = "error"
+            try:
+                yield
+            except BaseException as exc:
+                outcome = _pass_failure(exc)
+                if outcome == "error":
+                    for error in _leaves(exc):
+                        if isinstance(error, Exception):
+                            span.record_exception(error)
+                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                raise
+            else:
+                outcome = str(instance.status)
+                if instance.status == WorkflowStatus.FAILED:
+                    span.set_status(Status(StatusCode.ERROR, "the workflow failed"))
+            finally:
+                span.set_attribute(PASS_OUTCOME, outcome)
+
+    # -- event deliveries ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def event_delivery(self, event: Event, instance: WorkflowInstance) -> Iterator[None]:
+        """A ``DeliverEvent:<event>`` span around delivering ``event`` to ``instance``: in
+        the workflow's trace (the publisher's when the workflow has none), linked to the
+        span that published the event."""
+        from opentelemetry.trace import Link, SpanKind, Status, StatusCode, get_current_span
+
+        published = self._context_of(event.trace_context)
+        links = []
+        if published is not None:
+            span_context = get_current_span(published).get_span_context()
+            if span_context.is_valid:
+                links.append(Link(span_context))
+        parent = self._context_of(instance.trace_context)
+        attributes: dict[str, Any] = {
+            EVENT_NAME: event.name,
+            EVENT_KEY: event.key,
+            EVENT_ID: event.id,
+            WORKFLOW_ID: instance.id,
+            DEFINITION: instance.definition_id,
+            VERSION: instance.version,
+        }
+        with self.tracer.start_as_current_span(
+            f"DeliverEvent:{event.name}",
+            context=parent if parent is not None else published,
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                yield
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                raise
 
     # -- steps ---------------------------------------------------------------------------------
     async def __call__(self, ctx: StepContext, call_next: CallNext) -> ExecutionResult:
@@ -130,9 +322,68 @@ class Telemetry(WorkflowMiddleware):
 
     # -- workflows -----------------------------------------------------------------------------
     async def before_workflow(self, instance: WorkflowInstance) -> None:
+        """Count the start, and store the current trace context with the new instance."""
         self._counters["started"].add(1, {DEFINITION: instance.definition_id})
+        if instance.trace_context is None:
+            instance.trace_context = self.current_context()
 
     async def after_workflow(self, instance: WorkflowInstance) -> None:
         name = _FINISHED.get(instance.status)
         if name is not None:
             self._counters[name].add(1, {DEFINITION: instance.definition_id})
+
+    # -- leases --------------------------------------------------------------------------------
+    def lease_renewal(self, outcome: str) -> None:
+        """Count one renewal of a running pass's lease: ``renewed``, ``reacquired`` (it had
+        lapsed and nobody took it), ``lost`` (another worker holds it) or ``failed`` (the
+        lock raised)."""
+        self._lease_renewals.add(1, {LEASE_OUTCOME: outcome})
+
+    # -- queue depth ---------------------------------------------------------------------------
+    async def sample_queues(self, queue: QueueProvider, names: Sequence[QueueName]) -> None:
+        """Run while the workers do: read the depth of each of the queues ``names``
+        (:meth:`QueueProvider.size <wfe_core.providers.QueueProvider.size>`) for the
+        ``wfe.queue.depth`` gauge, once at the start and then every interval while a metric
+        reader collects the gauge (never, without an SDK: the queues are then read once).
+        A queue that cannot tell (``size`` raises ``NotImplementedError``) is left out."""
+        wanted = list(names)
+        failing: set[str] = set()
+        first = True
+        try:
+            while wanted:
+                # A timer, not an event: the gauge is read on a metric reader's thread.
+                if first or self._observed:
+                    self._depths = await self._read_depths(queue, wanted, failing)
+                first = False
+                await anyio.sleep(self._queue_depth_interval)
+        finally:
+            self._depths = {}  # stopped: nothing current to report
+
+    @staticmethod
+    async def _read_depths(
+        queue: QueueProvider, wanted: list[QueueName], failing: set[str]
+    ) -> dict[str, int]:
+        """The depth of each queue in ``wanted``; one that cannot tell is dropped from it."""
+        depths: dict[str, int] = {}
+        for name in list(wanted):
+            try:
+                depths[name.value] = await queue.size(name)
+            except NotImplementedError:
+                logger.debug("queue %s cannot tell its depth: not sampled", name.value)
+                wanted.remove(name)
+            except Exception:
+                # Once per spell of failures: the provider logs its own errors.
+                if name.value not in failing:
+                    failing.add(name.value)
+                    logger.warning(
+                        "could not read the depth of queue %s", name.value, exc_info=True
+                    )
+            else:
+                failing.discard(name.value)
+        return depths
+
+    def _observe_depths(self, options: CallbackOptions) -> Iterable[Observation]:
+        from opentelemetry.metrics import Observation
+
+        self._observed = True
+        return [Observation(depth, {QUEUE: name}) for name, depth in self._depths.items()]

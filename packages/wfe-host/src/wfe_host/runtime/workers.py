@@ -30,7 +30,8 @@ def start_workers(
     scheduler: Scheduler,
 ) -> None:
     """Start, in ``tg``, the consumers of the workflow, event and (with search on) index
-    queues, the lease renewer, the scheduler and the recovery of undelivered events."""
+    queues, the lease renewer, the scheduler, the recovery of undelivered events and, with
+    telemetry, the sampling of the queues' depths."""
     core.task_group = tg
     core.runs_workers = True
     passes.open()
@@ -66,3 +67,8 @@ def start_workers(
     tg.start_soon(passes.renew_leases)
     tg.start_soon(scheduler.run)
     tg.start_soon(core.recover_events)
+    if core.telemetry is not None:
+        queues = [QueueName.WORKFLOW, QueueName.EVENT]
+        if core.search_index is not None:
+            queues.append(QueueName.INDEX)
+        tg.start_soon(core.telemetry.sample_queues, core.queue, queues)
