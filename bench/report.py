@@ -148,6 +148,19 @@ def targets(
             None if rate is None else rate >= 20_000,
         )
     )
+    on = med("3", "WFE", "memory", "cpu_us_per_step")
+    off = med("3", "WFE, telemetry off", "memory", "cpu_us_per_step")
+    name = "3 in-memory: CPU/step, telemetry on (API, no SDK) vs off"
+    if on is None or off is None:
+        found.append(Target(name, "<= 1.10x", "not measured", None))
+    else:
+        ratio = on / off
+        text = f"{ratio:.2f}x ({on:.1f} vs {off:.1f} us"
+        text += paired(
+            ("3", "WFE", "memory", "cpu_us_per_step"),
+            ("3", "WFE, telemetry off", "memory", "cpu_us_per_step"),
+        )
+        found.append(Target(name, "<= 1.10x", text + ")", ratio <= 1.10))
     for backend in ("memory", "sqlite", "sqlite+valkey", "postgres"):
         p50 = med("4", "WFE", backend, "latency_p50_ms")
         reason = skipped.get(("4", "WFE", backend))
