@@ -174,8 +174,9 @@ def telemetry_note(host: WorkflowHost) -> str:
     from opentelemetry import trace
 
     # Without an SDK configured, the global provider is the API's proxy (every span a no-op).
-    provider = type(trace.get_tracer_provider()).__name__
-    sdk = "no SDK configured" if provider.startswith("_Proxy") else f"SDK {provider}"
+    provider = trace.get_tracer_provider()
+    proxy = isinstance(provider, trace.ProxyTracerProvider)
+    sdk = "no SDK configured" if proxy else f"SDK {type(provider).__name__}"
     return f"on (opentelemetry-api {version('opentelemetry-api')}, {sdk})"
 
 

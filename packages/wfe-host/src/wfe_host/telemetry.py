@@ -152,6 +152,7 @@ class Telemetry(WorkflowMiddleware):
                 f"Telemetry: queue_depth_interval must be > 0 seconds, got {queue_depth_interval!r}"
             )
         self.tracer = trace.get_tracer(INSTRUMENTATION_NAME, tracer_provider=tracer_provider)
+        self._tracer_provider_given = tracer_provider is not None
         self._propagator = propagator
         self._queue_depth_interval = queue_depth_interval
         meter = metrics.get_meter(INSTRUMENTATION_NAME, meter_provider=meter_provider)
@@ -181,6 +182,18 @@ class Telemetry(WorkflowMiddleware):
             description="Items waiting in a work queue, as last read",
         )
 
+    def tracing(self) -> bool:
+        """Whether spans are recorded: a tracer provider was given, or the global one is
+        set (an SDK configured, in code or by ``opentelemetry-instrument``). Until then
+        every span would be the API's no-op, whose making costs a step more than the
+        rest of the middleware, so none is made (asked each time: an SDK may be set up
+        after the host was made)."""
+        if self._tracer_provider_given:
+            return True
+        from opentelemetry import trace
+
+        return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
     # -- trace context -------------------------------------------------------------------------
     def _textmap(self) -> TextMapPropagator:
         if self._propagator is not None:
@@ -207,6 +220,9 @@ class Telemetry(WorkflowMiddleware):
         in, on whichever host it runs. An instance without one (started with no span
         current, or before telemetry was on) gets this pass's: the pass's first write
         stores it."""
+        if not self.tracing():
+            yield
+            return
         from opentelemetry.trace import Status, StatusCode
 
         attributes: dict[str, Any] = {
@@ -247,6 +263,9 @@ class Telemetry(WorkflowMiddleware):
         """A ``DeliverEvent:<event>`` span around delivering ``event`` to ``instance``: in
         the workflow's trace (the publisher's when the workflow has none), linked to the
         span that published the event."""
+        if not self.tracing():
+            yield
+            return
         from opentelemetry.trace import Link, SpanKind, Status, StatusCode, get_current_span
 
         published = self._context_of(event.trace_context)
@@ -283,6 +302,8 @@ class Telemetry(WorkflowMiddleware):
     # -- steps ---------------------------------------------------------------------------------
     async def __call__(self, ctx: StepContext, call_next: CallNext) -> ExecutionResult:
         """The step middleware: a ``RunStep:<step>`` span and a duration sample."""
+        if not self.tracing():
+            return await self._timed(ctx, call_next)
         from opentelemetry.trace import Status, StatusCode
 
         name = ctx.step.display_name
@@ -319,6 +340,28 @@ class Telemetry(WorkflowMiddleware):
                     time.perf_counter() - started,
                     {DEFINITION: ctx.workflow.definition_id, STEP_NAME: name, OUTCOME: outcome},
                 )
+
+    async def _timed(self, ctx: StepContext, call_next: CallNext) -> ExecutionResult:
+        """The step middleware without a span: the duration sample only."""
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            result = await call_next()
+            outcome = _outcome(result)
+            return result
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                outcome = "cancelled"
+            raise
+        finally:
+            self._step_duration.record(
+                time.perf_counter() - started,
+                {
+                    DEFINITION: ctx.workflow.definition_id,
+                    STEP_NAME: ctx.step.display_name,
+                    OUTCOME: outcome,
+                },
+            )
 
     # -- workflows -----------------------------------------------------------------------------
     async def before_workflow(self, instance: WorkflowInstance) -> None:

@@ -49,6 +49,7 @@ class Instruments:
     spans: InMemorySpanExporter
     metrics: InMemoryMetricReader
     telemetry: Telemetry
+    telemetry_meter_provider: MeterProvider
 
     def metric_points(self) -> dict[str, list[Any]]:
         data = self.metrics.get_metrics_data()
@@ -70,7 +71,7 @@ def instruments() -> Instruments:
     telemetry = Telemetry(
         tracer_provider=tracer_provider, meter_provider=meter_provider, queue_depth_interval=0.05
     )
-    return Instruments(spans, reader, telemetry)
+    return Instruments(spans, reader, telemetry, meter_provider)
 
 
 def _host(instruments: Instruments, **options: Any) -> WorkflowHost:
@@ -399,3 +400,31 @@ async def test_a_host_with_workers_reports_its_queues_depths(instruments) -> Non
         # No search index: the index queue is not the host's to watch.
         await queue.enqueue(QueueName.INDEX, "x")
         await until(lambda: depths(instruments) == {"workflow": 0, "event": 0})
+
+
+async def test_without_an_sdk_no_span_is_made_and_metrics_still_are(instruments) -> None:
+    from opentelemetry import trace
+
+    # No tracer provider given and none set globally: spans would be the API's no-ops.
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    telemetry = Telemetry(meter_provider=instruments.telemetry_meter_provider)
+    assert not telemetry.tracing()
+    async with WorkflowHost(telemetry=telemetry) as host:
+        host.register(approval_flow())
+        workflow_id = await host.start_workflow("approval", Order())
+        await until_waiting_for_event(host, workflow_id)
+        await host.publish_event("approved", "42")
+        done = await host.wait_for_workflow(workflow_id, timeout=10)
+    assert done.status == WorkflowStatus.COMPLETE
+    assert done.trace_context is None  # nothing to join
+    durations = {
+        (p.attributes["wfe.step.name"], p.attributes["wfe.step.outcome"]): p.count
+        for p in instruments.metric_points()["wfe.step.duration"]
+    }
+    assert durations == {
+        ("charge", "done"): 1,
+        ("wait", "waiting_for_event"): 1,
+        ("wait", "done"): 1,
+        ("ship", "done"): 1,
+    }
+    assert instruments.spans.get_finished_spans() == ()
