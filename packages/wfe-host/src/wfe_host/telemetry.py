@@ -63,6 +63,9 @@ INSTRUMENTATION_NAME: Final = "wfe"
 
 #: Seconds between two readings of the queues' depths (see :meth:`Telemetry.sample_queues`).
 QUEUE_DEPTH_INTERVAL: Final = 5.0
+#: Seconds between two looks at whether a global tracer provider was set (see
+#: :meth:`Telemetry.tracing`).
+TRACING_RECHECK: Final = 1.0
 
 # Attribute names, in the style of OpenTelemetry's semantic conventions.
 WORKFLOW_ID: Final = "wfe.workflow.id"
@@ -135,6 +138,10 @@ class Telemetry(WorkflowMiddleware):
     unless ``OTEL_PROPAGATORS`` says otherwise).
     """
 
+    #: Container steps (if, while, for_each, ...) need no span: the engine runs them in
+    #: place, without a write of their own (see ``wfe_core.engine.middleware``).
+    wraps_containers = False
+
     def __init__(
         self,
         *,
@@ -153,6 +160,10 @@ class Telemetry(WorkflowMiddleware):
             )
         self.tracer = trace.get_tracer(INSTRUMENTATION_NAME, tracer_provider=tracer_provider)
         self._tracer_provider_given = tracer_provider is not None
+        #: Whether the global tracer provider was set when last looked at, and until when
+        #: (the monotonic clock) that look stands.
+        self._tracing = False
+        self._tracing_until = 0.0
         self._propagator = propagator
         self._queue_depth_interval = queue_depth_interval
         meter = metrics.get_meter(INSTRUMENTATION_NAME, meter_provider=meter_provider)
@@ -186,13 +197,20 @@ class Telemetry(WorkflowMiddleware):
         """Whether spans are recorded: a tracer provider was given, or the global one is
         set (an SDK configured, in code or by ``opentelemetry-instrument``). Until then
         every span would be the API's no-op, whose making costs a step more than the
-        rest of the middleware, so none is made (asked each time: an SDK may be set up
-        after the host was made)."""
+        rest of the middleware, so none is made. An SDK set up after the host was made is
+        seen within :data:`TRACING_RECHECK` seconds (asking the API costs a microsecond,
+        too much to ask it on every step)."""
         if self._tracer_provider_given:
             return True
-        from opentelemetry import trace
+        now = time.monotonic()
+        if now >= self._tracing_until:
+            from opentelemetry import trace
 
-        return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+            provider = trace.get_tracer_provider()
+            self._tracing = not isinstance(provider, trace.ProxyTracerProvider)
+            # Once set, the global provider cannot be replaced: no need to look again.
+            self._tracing_until = float("inf") if self._tracing else now + TRACING_RECHECK
+        return self._tracing
 
     # -- trace context -------------------------------------------------------------------------
     def _textmap(self) -> TextMapPropagator:
@@ -303,7 +321,27 @@ class Telemetry(WorkflowMiddleware):
     async def __call__(self, ctx: StepContext, call_next: CallNext) -> ExecutionResult:
         """The step middleware: a ``RunStep:<step>`` span and a duration sample."""
         if not self.tracing():
-            return await self._timed(ctx, call_next)
+            # The duration sample only (inline, not another coroutine: one per step less
+            # for the garbage collector).
+            started = time.perf_counter()
+            outcome = "failed"
+            try:
+                result = await call_next()
+                outcome = _outcome(result)
+                return result
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    outcome = "cancelled"
+                raise
+            finally:
+                self._step_duration.record(
+                    time.perf_counter() - started,
+                    {
+                        DEFINITION: ctx.workflow.definition_id,
+                        STEP_NAME: ctx.step.display_name,
+                        OUTCOME: outcome,
+                    },
+                )
         from opentelemetry.trace import Status, StatusCode
 
         name = ctx.step.display_name
@@ -340,28 +378,6 @@ class Telemetry(WorkflowMiddleware):
                     time.perf_counter() - started,
                     {DEFINITION: ctx.workflow.definition_id, STEP_NAME: name, OUTCOME: outcome},
                 )
-
-    async def _timed(self, ctx: StepContext, call_next: CallNext) -> ExecutionResult:
-        """The step middleware without a span: the duration sample only."""
-        started = time.perf_counter()
-        outcome = "failed"
-        try:
-            result = await call_next()
-            outcome = _outcome(result)
-            return result
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                outcome = "cancelled"
-            raise
-        finally:
-            self._step_duration.record(
-                time.perf_counter() - started,
-                {
-                    DEFINITION: ctx.workflow.definition_id,
-                    STEP_NAME: ctx.step.display_name,
-                    OUTCOME: outcome,
-                },
-            )
 
     # -- workflows -----------------------------------------------------------------------------
     async def before_workflow(self, instance: WorkflowInstance) -> None:

@@ -428,3 +428,41 @@ async def test_without_an_sdk_no_span_is_made_and_metrics_still_are(instruments)
         ("ship", "done"): 1,
     }
     assert instruments.spans.get_finished_spans() == ()
+
+
+async def test_telemetry_leaves_a_loops_writes_as_they_are_without_it(instruments) -> None:
+    def increment(ctx: Any) -> None:
+        ctx.data.amount += 1
+
+    definition = (
+        WorkflowBuilder(Order)
+        .while_do(lambda data: data.amount < 3, lambda b: b.start_with(increment).name("increment"))
+        .build("loop", 1)
+    )
+    seen: list[str] = []
+
+    async def watching(ctx: Any, call_next: Any) -> Any:
+        seen.append(ctx.step.display_name)
+        return await call_next()
+
+    async def writes(host: WorkflowHost) -> int:
+        async with host:
+            host.register(definition)
+            workflow_id = await host.start_workflow("loop", Order())
+            done = await host.wait_for_workflow(workflow_id, timeout=10)
+        assert done.status == WorkflowStatus.COMPLETE
+        assert done.data.amount == 3
+        return done.revision  # one per write
+
+    plain = await writes(WorkflowHost(options=HostOptions(telemetry=False)))
+    # Telemetry says it need not see container steps (wraps_containers = False), so the
+    # engine still runs them in place: a round of the loop costs the same writes.
+    assert await writes(WorkflowHost(telemetry=instruments.telemetry)) == plain
+    spans = [s.name for s in instruments.spans.get_finished_spans()]
+    assert spans.count("RunStep:increment") == 3
+    # A middleware that does not say so sees every container step run as any other step,
+    # each with a write of its own.
+    host = WorkflowHost(options=HostOptions(telemetry=False), step_middleware=[watching])
+    assert await writes(host) > plain
+    assert seen.count("increment") == 3
+    assert "While" in seen
