@@ -138,8 +138,9 @@ class Telemetry(WorkflowMiddleware):
     unless ``OTEL_PROPAGATORS`` says otherwise).
     """
 
-    #: Container steps (if, while, for_each, ...) need no span: the engine runs them in
-    #: place, without a write of their own (see ``wfe_core.engine.middleware``).
+    #: Container steps (if, while, for_each, ...) need not pass through it: the engine may
+    #: then run them in place, without a write (and a span) of their own (see
+    #: ``wfe_core.engine.middleware.wraps_containers``).
     wraps_containers = False
 
     def __init__(
