@@ -27,9 +27,12 @@ child workflows and the deliveries of its events are one trace.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import logging
+import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -187,12 +190,8 @@ class Telemetry(WorkflowMiddleware):
         self._depths: dict[str, int] = {}
         #: Whether a metric reader ever collected the gauge (until then, no queue is read).
         self._observed = False
-        meter.create_observable_gauge(
-            "wfe.queue.depth",
-            callbacks=[self._observe_depths],
-            unit="{item}",
-            description="Items waiting in a work queue, as last read",
-        )
+        provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+        _share_depth_gauge(self, meter, provider)
 
     def tracing(self) -> bool:
         """Whether spans are recorded: a tracer provider was given, or the global one is
@@ -442,8 +441,45 @@ class Telemetry(WorkflowMiddleware):
                 failing.discard(name.value)
         return depths
 
-    def _observe_depths(self, options: CallbackOptions) -> Iterable[Observation]:
-        from opentelemetry.metrics import Observation
-
+    def observed_depths(self) -> dict[str, int]:
+        """The queues' depths last read (the gauge was collected: read them from now on)."""
         self._observed = True
-        return [Observation(depth, {QUEUE: name}) for name, depth in self._depths.items()]
+        return self._depths
+
+
+#: The instruments whose queue depths one meter provider's ``wfe.queue.depth`` gauge
+#: reports, by the provider's id. The SDK keeps the callbacks of the first gauge made under a
+#: name and drops a later one's, so each provider gets one gauge, reading every host of the
+#: process that records on it (a client made before a host would otherwise hide the host's).
+_DEPTH_SOURCES: dict[int, weakref.WeakSet[Telemetry]] = {}
+#: Held while the sources change or are read (the gauge is read on a metric reader's thread).
+_DEPTH_LOCK = threading.Lock()
+
+
+def _share_depth_gauge(telemetry: Telemetry, meter: Any, provider: Any) -> None:
+    with _DEPTH_LOCK:
+        sources = _DEPTH_SOURCES.get(id(provider))
+        if sources is None:
+            sources = _DEPTH_SOURCES[id(provider)] = weakref.WeakSet()
+            meter.create_observable_gauge(
+                "wfe.queue.depth",
+                callbacks=[functools.partial(_observe_depths, sources)],
+                unit="{item}",
+                description="Items waiting in a work queue, as last read",
+            )
+        sources.add(telemetry)
+
+
+def _observe_depths(
+    sources: weakref.WeakSet[Telemetry], options: CallbackOptions
+) -> Iterable[Observation]:
+    from opentelemetry.metrics import Observation
+
+    with _DEPTH_LOCK:
+        live = list(sources)
+    # Hosts of one process on one shared queue read the same depth: one value per queue.
+    depths: dict[str, int] = {}
+    for telemetry in live:
+        for name, depth in telemetry.observed_depths().items():
+            depths[name] = max(depth, depths.get(name, 0))
+    return [Observation(depth, {QUEUE: name}) for name, depth in depths.items()]

@@ -466,3 +466,19 @@ async def test_telemetry_leaves_a_loops_writes_as_they_are_without_it(instrument
     assert await writes(host) > plain
     assert seen.count("increment") == 3
     assert "While" in seen
+
+
+async def test_the_depth_gauge_reads_every_host_recording_on_its_meter_provider(
+    instruments,
+) -> None:
+    # The fixture's instruments registered the gauge first (a client, say); a host's made
+    # later on the same meter provider still has its depths reported.
+    later = Telemetry(
+        meter_provider=instruments.telemetry_meter_provider, queue_depth_interval=0.05
+    )
+    async with MemoryQueue() as queue, anyio.create_task_group() as tg:
+        for item in ("a", "b"):
+            await queue.enqueue(QueueName.WORKFLOW, item)
+        tg.start_soon(later.sample_queues, queue, [QueueName.WORKFLOW])
+        await until(lambda: depths(instruments) == {"workflow": 2})
+        tg.cancel_scope.cancel()
