@@ -183,6 +183,8 @@ def bench(session: nox.Session) -> None:
     """
     packages = ("wfe-core", "wfe-host", "wfe-sqlite", "wfe-yaml", "wfe-postgres")
     editable = [arg for pkg in packages for arg in ("-e", f"packages/{pkg}")]
+    # Scenario 3 measures the telemetry middleware with the API installed (no SDK set up).
+    editable[editable.index("packages/wfe-host")] = "packages/wfe-host[otel]"
     # The PostgreSQL server of the runs is wfe-postgres's test server (wfe_postgres.testing).
     editable[editable.index("packages/wfe-postgres")] = "packages/wfe-postgres[testing]"
     # Scenarios 2 and 4 also run with Valkey as lock, queue and lifecycle (its server from

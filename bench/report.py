@@ -148,6 +148,19 @@ def targets(
             None if rate is None else rate >= 20_000,
         )
     )
+    on_key = ("3", "WFE", "memory", "cpu_us_per_step")
+    off_key = ("3", "WFE, telemetry off", "memory", "cpu_us_per_step")
+    on, off = med(*on_key), med(*off_key)
+    name = "3 in-memory: CPU/step, telemetry on (API, no SDK) vs off"
+    if on is None or off is None:
+        found.append(Target(name, "<= 1.10x", "not measured", None))
+    else:
+        # Judged on the same-round ratio: the two run back to back in each round, so it
+        # cancels the load drifting between rounds (the medians are shown beside it).
+        same_round = paired_ratio(values or {}, rounds or {}, on_key, off_key)
+        ratio = same_round if same_round is not None else on / off
+        text = f"{ratio:.2f}x (medians {on:.1f} vs {off:.1f} us, {on / off:.2f}x)"
+        found.append(Target(name, "<= 1.10x", text, ratio <= 1.10))
     for backend in ("memory", "sqlite", "sqlite+valkey", "postgres"):
         p50 = med("4", "WFE", backend, "latency_p50_ms")
         reason = skipped.get(("4", "WFE", backend))

@@ -187,6 +187,10 @@ def groups(
         # The memory store's shortcuts off (fast=False): what they are worth.
         plain = attrs.evolve(jobs[0], system="WFE, memory fast=False")
         jobs.append(attrs.evolve(plain, spec={**plain.spec, "fast": False}))
+        # The host's OpenTelemetry middleware off: what it costs with the API and no SDK
+        # (the default "WFE" line has it on).
+        quiet = attrs.evolve(jobs[0], system="WFE, telemetry off")
+        jobs.append(attrs.evolve(quiet, spec={**quiet.spec, "telemetry": False}))
         result.append(("3", jobs))
     if wanted("4"):
         count = sizes.events

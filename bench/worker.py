@@ -76,7 +76,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     if scenario == "memory":
         _pin_to_one_cpu()
         fast = bool(spec.get("fast", True))
-        return anyio.run(wfe.memory_steps, int(spec["steps"]), count, warmup, fast)
+        telemetry = bool(spec.get("telemetry", True))
+        return anyio.run(wfe.memory_steps, int(spec["steps"]), count, warmup, fast, telemetry)
     if scenario == "event":
         return anyio.run(wfe.event_round_trip, backend, target, count, warmup)
     if scenario == "long":

@@ -12,7 +12,7 @@ import anyio
 from bench.stats import percentile
 from bench.usage import peak_rss_mb, written_bytes
 from wfe_core import ExecutionResult, StepBody, StepContext, WorkflowBuilder
-from wfe_host import WorkflowHost
+from wfe_host import HostOptions, WorkflowHost
 
 if TYPE_CHECKING:
     from wfe_core import WorkflowDefinition
@@ -163,14 +163,33 @@ async def burst(
     }
 
 
+def telemetry_note(host: WorkflowHost) -> str:
+    """What the host's telemetry is: off, or on with which API and whether an SDK is set."""
+    from wfe_host import telemetry
+
+    if not any(isinstance(m, telemetry.Telemetry) for m in host.step_middleware):
+        return "off" if telemetry.available() else "off (opentelemetry-api not installed)"
+    from importlib.metadata import version
+
+    from opentelemetry import trace
+
+    # Without an SDK configured, the global provider is the API's proxy (every span a no-op).
+    provider = trace.get_tracer_provider()
+    proxy = isinstance(provider, trace.ProxyTracerProvider)
+    sdk = "no SDK configured" if proxy else f"SDK {type(provider).__name__}"
+    return f"on (opentelemetry-api {version('opentelemetry-api')}, {sdk})"
+
+
 async def memory_steps(
-    steps: int, workflows: int, warmup: int, fast: bool = True
+    steps: int, workflows: int, warmup: int, fast: bool = True, telemetry: bool = True
 ) -> dict[str, Any]:
     """Scenario 3: in-memory engine, ``workflows`` runs of a ``steps``-step workflow
-    (``fast=False``: the memory store without its shortcuts)."""
+    (``fast=False``: the memory store without its shortcuts; ``telemetry=False``: the host
+    without its OpenTelemetry middleware, which is on by default when the API is installed)."""
     from wfe_core.memory import MemoryPersistence
 
-    async with WorkflowHost(persistence=MemoryPersistence(fast=fast)) as host:
+    options = HostOptions(telemetry=telemetry)
+    async with WorkflowHost(persistence=MemoryPersistence(fast=fast), options=options) as host:
         host.register(chain(steps, "bench-long"))
         for _ in range(warmup):
             await _start_and_wait(host, "bench-long")
@@ -183,6 +202,7 @@ async def memory_steps(
     return {
         "steps_per_s": steps * workflows / elapsed,
         "cpu_us_per_step": cpu * 1e6 / (steps * workflows),
+        "telemetry": telemetry_note(host),
     }
 
 

@@ -193,7 +193,8 @@ async def test_a_file_of_schema_version_3_keeps_every_pointer_and_finishes(
         # Every instance reads back as the version 3 document held it, pointer for pointer.
         for workflow_id, document in before.items():
             loaded = await host.persistence.get_workflow(workflow_id)
-            assert to_primitive(loaded) == document
+            # A field the models gained since reads back as its default.
+            assert to_primitive(loaded) == {**document, "trace_context": None}
             page = await host.get_workflow_pointers(workflow_id, skip=2, take=3)
             assert page.total == len(document["pointers"])
             assert [to_primitive(p) for p in page.items] == document["pointers"][2:5]

@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 import attrs
 from cattrs.preconf.json import make_converter
 
+from wfe_core.models.trace import TraceContext
+
 T = TypeVar("T")
 
 converter = make_converter()
@@ -57,6 +59,21 @@ converter.register_unstructure_hook(time, time.isoformat)
 converter.register_structure_hook(
     time, lambda value, _: value if isinstance(value, time) else time.fromisoformat(value)
 )
+
+
+def _structure_trace_context(value: Any, _: type) -> TraceContext:
+    if isinstance(value, TraceContext):
+        return value
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise TypeError(f"a trace context is an object of strings, not {value!r}")
+    return TraceContext(tuple(value.items()))
+
+
+# A trace context is stored as the carrier a propagator reads: {"traceparent": "00-..."}.
+converter.register_unstructure_hook(TraceContext, lambda context: dict(context.fields))
+converter.register_structure_hook(TraceContext, _structure_trace_context)
 
 #: Types whose values the converter stores and gives back equal.
 STORABLE_SCALARS: frozenset[Any] = frozenset(

@@ -22,7 +22,7 @@ from wfe_core.models import (
     WorkflowStatus,
     new_id,
 )
-from wfe_host import telemetry
+from wfe_host import telemetry as otel
 from wfe_host.options import HostOptions
 from wfe_host.runtime import queries
 from wfe_host.runtime.control import Control, lifecycle_event
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     )
     from wfe_host.registry import PluginRegistry
     from wfe_host.runtime.definitions import DefinitionRegistry
+    from wfe_host.telemetry import Telemetry
 
 logger = logging.getLogger("wfe_host")
 
@@ -80,7 +81,12 @@ class WorkflowClient:
         *,
         workflow_middleware: Iterable[WorkflowMiddleware] = (),
         clock: Clock = SYSTEM_CLOCK,
+        telemetry: Telemetry | None = None,
     ) -> None:
+        """``telemetry``: the OpenTelemetry instruments to record with (default: made on
+        the global tracer and meter providers when ``opentelemetry-api`` is installed and
+        ``options.telemetry`` is on; given, they are used whatever ``options.telemetry``
+        says)."""
         from wfe_core.memory import MemoryLifecycle, MemoryLock, MemoryPersistence, MemoryQueue
 
         options = options or HostOptions()
@@ -96,10 +102,12 @@ class WorkflowClient:
             clock=clock,
         )
         core.workflow_middleware.extend(workflow_middleware)
-        if options.telemetry and telemetry.available():
-            instruments = telemetry.Telemetry()
-            core.step_middleware.insert(0, instruments)  # outermost: it times the others too
-            core.workflow_middleware.insert(0, instruments)
+        if telemetry is None and options.telemetry and otel.available():
+            telemetry = otel.Telemetry()
+        if telemetry is not None:
+            core.telemetry = telemetry
+            core.step_middleware.insert(0, telemetry)  # outermost: it times the others too
+            core.workflow_middleware.insert(0, telemetry)
         self._core = core
         self.registry = registry
         #: The runtime's services (for tools and tests; not a stable API).
@@ -422,8 +430,12 @@ class WorkflowClient:
         """Store an event and queue it for delivery to the steps waiting for ``name``/``key``
         (also those that start waiting later, as of a date at or before ``effective_date``,
         default now). Returns the event id."""
-        time = effective_date or self._core.clock.now()
-        return await self.events.publish(Event(name=name, key=str(key), data=data, time=time))
+        core = self._core
+        time = effective_date or core.clock.now()
+        event = Event(
+            name=name, key=str(key), data=data, time=time, trace_context=core.trace_context()
+        )
+        return await self.events.publish(event)
 
     # -- control -----------------------------------------------------------------------------
     async def suspend_workflow(self, workflow_id: str) -> bool:

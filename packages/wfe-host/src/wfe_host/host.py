@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from wfe_host.options import HostOptions
     from wfe_host.registry import PluginRegistry
     from wfe_host.runtime.workers import Workers
+    from wfe_host.telemetry import Telemetry
 
 
 class WorkflowHost(WorkflowClient):
@@ -57,6 +58,7 @@ class WorkflowHost(WorkflowClient):
         step_middleware: Iterable[StepMiddleware] = (),
         workflow_middleware: Iterable[WorkflowMiddleware] = (),
         clock: Clock = SYSTEM_CLOCK,
+        telemetry: Telemetry | None = None,
     ) -> None:
         super().__init__(
             persistence,
@@ -68,6 +70,7 @@ class WorkflowHost(WorkflowClient):
             registry,
             workflow_middleware=workflow_middleware,
             clock=clock,
+            telemetry=telemetry,
         )
         self._core.step_middleware.extend(step_middleware)
         #: Queues instances when their sleeping work falls due (a service of the runtime).

@@ -22,6 +22,7 @@ from wfe_core.models.instance import (
 from wfe_core.models.lifecycle import LifecycleEvent, LifecycleEventType
 from wfe_core.models.page import Page
 from wfe_core.models.status import PointerStatus, WorkflowStatus
+from wfe_core.models.trace import TraceContext
 
 __all__ = [
     "INTERNAL_POINTER",
@@ -37,6 +38,7 @@ __all__ = [
     "Page",
     "PointerStatus",
     "StepDefinition",
+    "TraceContext",
     "WorkflowDefinition",
     "WorkflowInstance",
     "WorkflowStatus",

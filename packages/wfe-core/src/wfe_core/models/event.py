@@ -8,12 +8,14 @@ from typing import Any
 import attrs
 
 from wfe_core.models.instance import new_id, utcnow
+from wfe_core.models.trace import TraceContext
 
 
 @attrs.define
 class Event:
     """A published event. ``time`` is its effective time: a subscription sees the event when
-    ``time`` is at or after the subscription's ``subscribe_as_of``."""
+    ``time`` is at or after the subscription's ``subscribe_as_of``. ``trace_context`` is the
+    trace of whoever published it (see :class:`TraceContext`): its deliveries link to it."""
 
     name: str
     key: str
@@ -21,6 +23,7 @@ class Event:
     id: str = attrs.field(factory=new_id)
     time: datetime = attrs.field(factory=utcnow)
     is_processed: bool = False
+    trace_context: TraceContext | None = None
 
 
 @attrs.define

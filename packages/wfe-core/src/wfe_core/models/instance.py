@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from wfe_core.models.status import PointerStatus, WorkflowStatus
+from wfe_core.models.trace import TraceContext
 
 #: The bits of a UUID that hold its version and variant, and their values for version 4.
 _VERSION_MASK = ~((0xF000 << 64) | (0xC000 << 48))
@@ -82,7 +83,9 @@ class WorkflowInstance:
     refuses a write whose ``revision`` is not the stored one. ``next_execution`` is when the
     instance next has work (``None``: nothing scheduled; it waits for an event or a child).
     ``data`` is the workflow data as the definition's data type; providers store it through the
-    converter and the host restores the type on load.
+    converter and the host restores the type on load. ``trace_context`` is the trace the
+    workflow belongs to (see :class:`TraceContext`): set when it is started inside a span, or
+    by its first pass; ``None`` without OpenTelemetry.
     """
 
     definition_id: str
@@ -99,6 +102,7 @@ class WorkflowInstance:
     revision: int = 0
     parent_workflow_id: str | None = None
     parent_pointer_id: str | None = None
+    trace_context: TraceContext | None = None
 
     def pointer(self, pointer_id: str) -> ExecutionPointer:
         """The pointer with ``pointer_id`` (``KeyError`` when there is none)."""

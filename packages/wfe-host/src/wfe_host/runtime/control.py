@@ -96,6 +96,7 @@ async def terminate(
             key=child_id,
             data={"parent_workflow_id": instance.id},
             time=now,
+            trace_context=core.trace_context(),
         )
         for child_id in children
     ]

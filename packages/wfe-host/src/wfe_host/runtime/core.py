@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         ExecutionError,
         LifecycleEvent,
         StepDefinition,
+        TraceContext,
         WorkflowInstance,
     )
     from wfe_core.providers import (
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
         SearchIndex,
     )
     from wfe_host.options import HostOptions
+    from wfe_host.telemetry import Telemetry
 
 logger = logging.getLogger("wfe_host")
 
@@ -89,6 +91,8 @@ class HostCore:
         self.step_substitutes: dict[str, Callable[[], StepBody]] = {}
         self.step_middleware: list[StepMiddleware] = []
         self.workflow_middleware: list[WorkflowMiddleware] = []
+        #: The OpenTelemetry instruments (``None``: telemetry off, or the API not installed).
+        self.telemetry: Telemetry | None = None
         #: The due times this host stored, and the scheduler's wake-up.
         self.timers = DueTimers()
         #: The waiters of ``wait_for_workflow`` (shared by the hosts of this process that
@@ -134,6 +138,12 @@ class HostCore:
         self.runs_workers = False
         if task_group is not None:
             task_group.cancel_scope.cancel()
+
+    def trace_context(self) -> TraceContext | None:
+        """The current trace context, to store with an event published now (``None``
+        without telemetry, or with no span current)."""
+        telemetry = self.telemetry
+        return None if telemetry is None else telemetry.current_context()
 
     # -- instances ---------------------------------------------------------------------------
     async def load(self, workflow_id: str) -> WorkflowInstance:
@@ -212,7 +222,15 @@ class HostCore:
             stored = await self.persistence.get_errors(instance.id)
             error = stored[-1].message if stored else None
         data = {"status": str(instance.status), "error": error}
-        return [Event(name=CHILD_FINISHED_EVENT, key=instance.id, data=data, time=self.clock.now())]
+        return [
+            Event(
+                name=CHILD_FINISHED_EVENT,
+                key=instance.id,
+                data=data,
+                time=self.clock.now(),
+                trace_context=self.trace_context(),
+            )
+        ]
 
     async def on_finished(self, instance: WorkflowInstance) -> None:
         """After ``instance`` was stored finished (a parent was told in that same write):

@@ -215,30 +215,36 @@ class EventDelivery:
                 await self._close(subscription.id)
                 return True
             event = await self._earliest_for(subscription, event)
-            pointer.event_published = True
-            pointer.event_data = event.data
-            pointer.extensions["event_id"] = event.id
-            pointer.extensions.pop(SUBSCRIPTION_ID, None)
-            resume = instance.status == WorkflowStatus.RUNNABLE
-            if resume:
-                instance.next_execution = core.clock.now()
-            # The subscription is closed by the same write (stored again, terminated).
-            closed = attrs.evolve(subscription, terminated=True)
-            carried = Carried([closed], [pointer.id]) if resume else None
-            if carried is not None and passes.hand_over(instance, lease, carried):
-                # The resumed pass takes the lease and stores the delivery with its first
-                # write (one write less before the step after the wait runs). The event may
-                # be marked processed only once that write is done.
-                handed = True
-                if not await carried.stored.wait():
-                    return False  # the pass failed before storing it: deliver it again
-            else:
-                await core.store(
-                    instance,
-                    subscriptions=[closed],
-                    changed_pointers=[pointer.id],
-                    fence=lease.token,
-                )
+            telemetry = core.telemetry
+            with (
+                contextlib.nullcontext()
+                if telemetry is None
+                else telemetry.event_delivery(event, instance)
+            ):
+                pointer.event_published = True
+                pointer.event_data = event.data
+                pointer.extensions["event_id"] = event.id
+                pointer.extensions.pop(SUBSCRIPTION_ID, None)
+                resume = instance.status == WorkflowStatus.RUNNABLE
+                if resume:
+                    instance.next_execution = core.clock.now()
+                # The subscription is closed by the same write (stored again, terminated).
+                closed = attrs.evolve(subscription, terminated=True)
+                carried = Carried([closed], [pointer.id]) if resume else None
+                if carried is not None and passes.hand_over(instance, lease, carried):
+                    # The resumed pass takes the lease and stores the delivery with its first
+                    # write (one write less before the step after the wait runs). The event
+                    # may be marked processed only once that write is done.
+                    handed = True
+                    if not await carried.stored.wait():
+                        return False  # the pass failed before storing it: deliver it again
+                else:
+                    await core.store(
+                        instance,
+                        subscriptions=[closed],
+                        changed_pointers=[pointer.id],
+                        fence=lease.token,
+                    )
             logger.info(
                 "event %s/%s delivered",
                 event.name,

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from wfe_core.providers import Lease, LockProvider
 
-__all__ = ["LeaseRenewer", "LeasedWork", "ensure_current"]
+__all__ = ["LeaseRenewer", "LeasedWork", "RenewalRecorder", "ensure_current"]
 
 logger = logging.getLogger("wfe_host.passes")
 
@@ -66,15 +66,29 @@ class LeasedWork(Protocol):
     lease_guard: anyio.Lock
 
 
+class RenewalRecorder(Protocol):
+    """Told of every renewal attempt (the host's telemetry counts them)."""
+
+    def lease_renewal(self, outcome: str) -> None:
+        """``outcome``: ``renewed``, ``reacquired``, ``lost`` or ``failed``."""
+
+
 class _Lost(Exception):
     """The lease is gone and another worker holds the key (raised once per lease)."""
 
 
-async def _keep(lock: LockProvider, work: LeasedWork, ttl: float, older_than: float) -> Lease:
+async def _keep(
+    lock: LockProvider,
+    work: LeasedWork,
+    ttl: float,
+    older_than: float,
+    renewals: RenewalRecorder | None,
+) -> Lease:
     """``work``'s lease, renewed when it is older than ``older_than`` seconds, or taken again
     when the lock no longer knows it and nobody else took the key. Raises :class:`_Lost` to
     the one caller that finds it lost (it is ``None`` from then on), ``LockNotHeldError`` to
-    any later one, and whatever the lock raises when it fails."""
+    any later one, and whatever the lock raises when it fails. ``renewals`` is told the
+    outcome of each renewal tried."""
     async with work.lease_guard:
         lease = work.lease
         if lease is None:
@@ -82,26 +96,45 @@ async def _keep(lock: LockProvider, work: LeasedWork, ttl: float, older_than: fl
         asked_at = anyio.current_time()
         if asked_at - work.leased_at < older_than:
             return lease  # renewed meanwhile
+        outcome: str | None = "failed"
         try:
-            kept = await lock.renew(lease, ttl=ttl)
-        except LockNotHeldError:
-            again = await lock.acquire(lease.key, owner=lease.owner, ttl=ttl)
-            if again is None:
-                work.lease = None
-                raise _Lost from None
-            logger.info(
-                "took a lapsed lease again (%.1f s old: was the event loop blocked?)",
-                asked_at - work.leased_at,
-                extra={"workflow_id": work.workflow_id},
-            )
-            kept = again
+            try:
+                kept = await lock.renew(lease, ttl=ttl)
+                outcome = "renewed"
+            except LockNotHeldError:
+                again = await lock.acquire(lease.key, owner=lease.owner, ttl=ttl)
+                if again is None:
+                    outcome = "lost"
+                    work.lease = None
+                    raise _Lost from None
+                outcome = "reacquired"
+                logger.info(
+                    "took a lapsed lease again (%.1f s old: was the event loop blocked?)",
+                    asked_at - work.leased_at,
+                    extra={"workflow_id": work.workflow_id},
+                )
+                kept = again
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                outcome = None  # cancelled: neither done nor failed
+            raise
+        finally:
+            if renewals is not None and outcome is not None:
+                renewals.lease_renewal(outcome)
         work.lease, work.leased_at = kept, asked_at
         return kept
 
 
-async def ensure_current(lock: LockProvider, work: LeasedWork, ttl: float) -> int:
+async def ensure_current(
+    lock: LockProvider,
+    work: LeasedWork,
+    ttl: float,
+    *,
+    renewals: RenewalRecorder | None = None,
+) -> int:
     """The fencing token to write under, after making sure ``work``'s lease has not lapsed
-    while the event loop was blocked (see the module docstring).
+    while the event loop was blocked (see the module docstring). ``renewals`` is told of a
+    renewal this makes.
 
     Raises :class:`~wfe_core.errors.LockNotHeldError` when another worker holds the lease
     now: then the caller must not write."""
@@ -113,7 +146,7 @@ async def ensure_current(lock: LockProvider, work: LeasedWork, ttl: float) -> in
     else:
         age = 0.0
     try:
-        return (await _keep(lock, work, ttl, ttl * RENEW_BEFORE_WRITE)).token
+        return (await _keep(lock, work, ttl, ttl * RENEW_BEFORE_WRITE, renewals)).token
     except _Lost:
         raise LockNotHeldError(
             f"workflow {work.workflow_id}: the lease lapsed ({age:.1f} s since it was last "
@@ -127,7 +160,7 @@ W = TypeVar("W", bound=LeasedWork)
 
 class LeaseRenewer(Generic[W]):
     """Keeps alive the leases of the passes ``running()`` lists; ``lost(work)`` is called for
-    one whose lease is gone (once per lease)."""
+    one whose lease is gone (once per lease); ``renewals`` is told of each renewal."""
 
     def __init__(
         self,
@@ -135,11 +168,14 @@ class LeaseRenewer(Generic[W]):
         ttl: float,
         running: Callable[[], Iterable[W]],
         lost: Callable[[W], None],
+        *,
+        renewals: RenewalRecorder | None = None,
     ) -> None:
         self._lock = lock
         self._ttl = ttl
         self._running = running
         self._lost = lost
+        self._renewals = renewals
 
     async def run(self) -> None:
         """Run while the workers do.
@@ -161,7 +197,7 @@ class LeaseRenewer(Generic[W]):
 
     async def _renew_one(self, work: W) -> None:
         try:
-            await _keep(self._lock, work, self._ttl, self._ttl * RENEW_AFTER)
+            await _keep(self._lock, work, self._ttl, self._ttl * RENEW_AFTER, self._renewals)
         except _Lost:
             self._lost(work)
         except LockNotHeldError:

@@ -181,7 +181,9 @@ class _PassEnvironment:
             subscriptions = [*subscriptions, *carried.subscriptions]
             changed_pointers = {*changed_pointers, *carried.pointers}
         core = self.core
-        fence = await ensure_current(core.lock, self.handle, core.options.lease_seconds)
+        fence = await ensure_current(
+            core.lock, self.handle, core.options.lease_seconds, renewals=core.telemetry
+        )
         await core.store(
             instance,
             subscriptions=subscriptions,
@@ -485,6 +487,18 @@ class PassRunner:
                 return None
         if instance.status.is_finished:
             return None
+        telemetry = core.telemetry
+        if telemetry is None:
+            return await self._pass(instance, handle, carried)
+        with telemetry.workflow_pass(instance):
+            return await self._pass(instance, handle, carried)
+
+    async def _pass(
+        self, instance: WorkflowInstance, handle: PassHandle, carried: Carried | None
+    ) -> _PassEnvironment:
+        """Run a pass over ``instance``, loaded under ``handle``'s lease."""
+        core = self.core
+        workflow_id = instance.id
         environment = _PassEnvironment(core, self.context, instance, handle, carried)
         definition = core.definitions.find(instance.definition_id, instance.version)
         if definition is None:
@@ -567,7 +581,11 @@ class PassRunner:
         :mod:`wfe_host.runtime.leases`)."""
         core = self.core
         renewer = LeaseRenewer(
-            core.lock, core.options.lease_seconds, self.running.values, self._lease_lost
+            core.lock,
+            core.options.lease_seconds,
+            self.running.values,
+            self._lease_lost,
+            renewals=core.telemetry,
         )
         await renewer.run()
 

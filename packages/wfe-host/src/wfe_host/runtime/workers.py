@@ -103,7 +103,8 @@ def start_workers(
     scheduler: Scheduler,
 ) -> Workers:
     """Start, in ``tg``, the consumers of the workflow, event and (with search on) index
-    queues, the lease renewer, the scheduler and the recovery of undelivered events."""
+    queues, the lease renewer, the scheduler, the recovery of undelivered events and, with
+    telemetry, the sampling of the queues' depths."""
     core.task_group = tg
     core.runs_workers = True
     passes.open()
@@ -149,7 +150,14 @@ def start_workers(
     # The renewer keeps running while the host stops: the passes that finish their steps
     # meanwhile still hold leases.
     tg.start_soon(passes.renew_leases)
-    tg.start_soon(_feeding, workers.feeders, scheduler.run, core.recover_events)
+    feeders: list[Callable[[], Coroutine[Any, Any, None]]] = [scheduler.run, core.recover_events]
+    if core.telemetry is not None:
+        queues = [QueueName.WORKFLOW, QueueName.EVENT]
+        if core.search_index is not None:
+            queues.append(QueueName.INDEX)
+        telemetry, queue = core.telemetry, core.queue
+        feeders.append(lambda: telemetry.sample_queues(queue, queues))
+    tg.start_soon(_feeding, workers.feeders, *feeders)
     return workers
 
 

@@ -35,6 +35,7 @@ from wfe_core.models import (
     ExecutionError,
     ExecutionPointer,
     PointerStatus,
+    TraceContext,
     WorkflowInstance,
     WorkflowStatus,
     new_id,
@@ -69,6 +70,10 @@ class Order:
     total: int = 0
     placed: datetime | None = None
     notes: dict[str, Any] = attrs.Factory(dict)
+
+
+#: A W3C traceparent (the example of the Trace Context specification).
+_TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def make_instance(**fields: Any) -> WorkflowInstance:
@@ -151,6 +156,9 @@ class PersistenceSuite:
             reference="order-ü-1",
             description="A test order — with unicode",
             next_execution=started,
+            trace_context=TraceContext(
+                (("traceparent", _TRACEPARENT), ("tracestate", "vendor=ü,other=1"))
+            ),
             pointers=[
                 ExecutionPointer(
                     step_id=0,
@@ -188,6 +196,28 @@ class PersistenceSuite:
         for moment in (got.create_time, got.next_execution, got.pointers[0].start_time):
             assert moment is not None
             assert moment.utcoffset() == timedelta(0)
+
+    @pytest.mark.anyio
+    async def test_a_new_trace_context_is_stored_by_a_write_of_nothing_else(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        """The host sets the context on an instance that had none (its first pass), and the
+        pass's first write may change nothing else: a store that skips an unchanged head
+        must see it changed."""
+        instance = make_instance(pointers=[ExecutionPointer(step_id=0)])
+        await persistence.create_workflow(instance)
+        await persistence.persist_workflow(instance, changed_pointers=())
+        assert (await persistence.get_workflow(instance.id)).trace_context is None
+        context = TraceContext((("traceparent", _TRACEPARENT),))
+        instance.trace_context = context
+        await persistence.persist_workflow(instance, changed_pointers=())
+        got = await persistence.get_workflow(instance.id)
+        assert got.trace_context == context
+        assert got.trace_context is not None
+        assert got.trace_context.traceparent == _TRACEPARENT
+        instance.trace_context = None
+        await persistence.persist_workflow(instance, changed_pointers=())
+        assert (await persistence.get_workflow(instance.id)).trace_context is None
 
     @pytest.mark.anyio
     async def test_create_of_an_existing_id_is_refused(
@@ -907,6 +937,7 @@ class PersistenceSuite:
             key="42",
             data={"ok": True, "by": "zoë", "when": [1, 2.5]},
             time=now_ms(),
+            trace_context=TraceContext((("traceparent", _TRACEPARENT), ("baggage", "k=v"))),
         )
         await persistence.create_event(event)
         assert await persistence.get_event(event.id) == as_stored(event)

@@ -24,6 +24,7 @@ from wfe_core.models import (
     ExecutionError,
     ExecutionPointer,
     PointerStatus,
+    TraceContext,
     WorkflowInstance,
     WorkflowStatus,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "json_values",
     "names",
     "texts",
+    "trace_contexts",
     "workflow_instances",
 ]
 
@@ -98,6 +100,20 @@ def json_values(*, max_leaves: int = 12) -> SearchStrategy[Any]:
             | st.dictionaries(texts(max_size=8), children, max_size=4)
         ),
         max_leaves=max_leaves,
+    )
+
+
+def trace_contexts() -> SearchStrategy[TraceContext]:
+    """Trace contexts: a W3C ``traceparent`` and sometimes other propagator fields."""
+    hex_digits = "0123456789abcdef"
+    traceparent = st.tuples(
+        st.text(hex_digits, min_size=32, max_size=32),
+        st.text(hex_digits, min_size=16, max_size=16),
+        st.sampled_from(["00", "01"]),
+    ).map(lambda parts: f"00-{parts[0]}-{parts[1]}-{parts[2]}")
+    others = st.dictionaries(names(), texts(max_size=30), max_size=2)
+    return st.tuples(traceparent, others).map(
+        lambda parts: TraceContext(tuple({**parts[1], "traceparent": parts[0]}.items()))
     )
 
 
@@ -162,6 +178,7 @@ def workflow_instances(
         revision=st.just(0),
         parent_workflow_id=st.none() | ids(),
         parent_pointer_id=st.none() | ids(),
+        trace_context=st.none() | trace_contexts(),
     )
 
 
@@ -177,6 +194,7 @@ def events(
         id=ids(),
         time=aware_datetimes(),
         is_processed=st.booleans(),
+        trace_context=st.none() | trace_contexts(),
     )
 
 
