@@ -780,9 +780,7 @@ class MemoryPersistence(PersistenceProvider):
                 continue
             subscription = _decode(row.document, EventSubscription)
             expiry = subscription.external_token_expiry
-            if subscription.external_token is not None and (
-                expiry is None or utc(expiry) > as_of
-            ):
+            if subscription.external_token is not None and (expiry is None or utc(expiry) > as_of):
                 continue
             subscription.external_token = token
             subscription.external_worker_id = worker_id
