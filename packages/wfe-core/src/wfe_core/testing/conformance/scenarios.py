@@ -1147,9 +1147,11 @@ class WorkflowScenarios:
             actions = await self._open_actions(host, workflow_id)
             assert actions[0].assigned_to == "bob"
             assert actions[0].prompt == "Ship 3 items?"
-            while not (escalated := await host.get_open_user_actions(assigned_to="director")) or (
-                escalated[0].workflow_id != workflow_id
-            ):
+            # The escalation reassigns the task to the director.
+            while True:
+                escalated = await host.get_open_user_actions(workflow_id, assigned_to="director")
+                if escalated:
+                    break
                 await anyio.sleep(0.05)
             await host.publish_user_action(escalated[0].key, "director", "ship")
             instance = await host.wait_for_workflow(workflow_id, timeout=TIMEOUT)
@@ -1157,9 +1159,11 @@ class WorkflowScenarios:
         assert instance.data.log == ["reminded", "shipped", "end"]
 
     async def _open_actions(self, host: ScenarioHost, workflow_id: str) -> list[Any]:
-        while not (actions := await host.get_open_user_actions(workflow_id)):
+        while True:
+            actions = await host.get_open_user_actions(workflow_id)
+            if actions:
+                return actions
             await anyio.sleep(0.05)
-        return actions
 
     # -- sub-workflows -----------------------------------------------------------------------
     def _child(self, fail: bool = False) -> WorkflowDefinition:
