@@ -23,7 +23,7 @@ from wfe_core.errors import (
     UserActionError,
 )
 from wfe_core.models import Event, OpenUserAction, PendingActivity, UserActionOption, new_id
-from wfe_core.primitives.external import (
+from wfe_core.primitives import (
     ACTIVITY_EVENT_PREFIX,
     ACTIVITY_RESULT,
     USER_TASK_EVENT,
