@@ -7,7 +7,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from wfe_core.errors import (
@@ -258,6 +258,19 @@ _named_open_subscriptions = (
         subscriptions.c.terminated == 0,
     )
     .order_by(subscriptions.c.subscribe_as_of, subscriptions.c.create_time, subscriptions.c.seq)
+)
+_claim_token = func.json_extract(subscriptions.c.document, "$.external_token")
+# Claimable in SQL, so that claimed rows are not decoded: unclaimed, claimed by this very
+# token (a retried transaction), or lapsed. julianday() reads the ISO 8601 text the
+# document holds (any fraction digits, any offset); the Python check after it has the last
+# word.
+_claimable_subscriptions = _named_open_subscriptions.where(
+    or_(
+        _claim_token.is_(None),
+        _claim_token == bindparam("p_token"),
+        func.julianday(func.json_extract(subscriptions.c.document, "$.external_token_expiry"))
+        <= func.julianday(bindparam("p_as_of")),
+    )
 )
 _set_subscription_document = (
     update(subscriptions)
@@ -735,10 +748,15 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
     ) -> EventSubscription | None:
         """Claim the oldest open, unclaimed (or lapsed) subscription to ``event_name``, in
         one write transaction (SQLite serializes writers, also across processes)."""
-        params = {"p_name": event_name, "p_limit": to_us(as_of)}
+        params = {
+            "p_name": event_name,
+            "p_limit": to_us(as_of),
+            "p_token": token,
+            "p_as_of": as_of.isoformat(),
+        }
 
         def claimable(conn: Connection) -> tuple[str, EventSubscription] | None:
-            for row in conn.execute(_named_open_subscriptions, params).all():
+            for row in conn.execute(_claimable_subscriptions, params):
                 subscription = _load_subscription(row.document, row.terminated)
                 if subscription.external_token == token:
                     # This transaction ran before and is being retried (see store.write).
