@@ -6,6 +6,17 @@ from __future__ import annotations
 from wfe_core.primitives.containers import Decide, ForEach, If, Sequence, When, While
 from wfe_core.primitives.end import EndWorkflow
 from wfe_core.primitives.events import TIMEOUT_OUTCOME, WaitFor
+from wfe_core.primitives.external import (
+    ACTIVITY_EVENT_PREFIX,
+    ACTIVITY_RESULT,
+    USER_TASK,
+    USER_TASK_EVENT,
+    Activity,
+    Escalations,
+    UserTask,
+    UserTaskChoice,
+    activity_event,
+)
 from wfe_core.primitives.inline import InlineStep, InlineStepFactory
 from wfe_core.primitives.subworkflow import (
     BEGINNING_OF_TIME,
@@ -18,14 +29,20 @@ from wfe_core.primitives.subworkflow import (
 from wfe_core.primitives.timers import Delay, Fork, Recur, Schedule
 
 __all__ = [
+    "ACTIVITY_EVENT_PREFIX",
+    "ACTIVITY_RESULT",
     "BEGINNING_OF_TIME",
     "CHILD_FINISHED_EVENT",
     "TERMINATE_CHILD_EVENT",
     "TIMEOUT_OUTCOME",
+    "USER_TASK",
+    "USER_TASK_EVENT",
+    "Activity",
     "ChildWorkflowError",
     "Decide",
     "Delay",
     "EndWorkflow",
+    "Escalations",
     "ForEach",
     "Fork",
     "If",
@@ -35,8 +52,11 @@ __all__ = [
     "Schedule",
     "Sequence",
     "SubWorkflow",
+    "UserTask",
+    "UserTaskChoice",
     "WaitFor",
     "When",
     "While",
+    "activity_event",
     "child_workflow_candidates",
 ]
