@@ -77,7 +77,7 @@ class WorkflowSetChecker:
         if step.type_name != "workflow":
             return None
         child_id = step.config.get("workflow")
-        if not isinstance(child_id, str) or ip.references(child_id):
+        if not isinstance(child_id, str) or _has_references(child_id):
             return None
         version = step.config.get("version")
         if isinstance(version, int) and not isinstance(version, bool):
@@ -142,3 +142,12 @@ class WorkflowSetChecker:
                     )
         if "outputs" not in step.config and child.outputs:
             step.config["outputs"] = list(child.outputs)
+
+
+def _has_references(text: str) -> bool:
+    """Whether ``text`` holds references; a malformed one counts (reading the step's config
+    reported it already)."""
+    try:
+        return bool(ip.references(text))
+    except ip.InterpolationError:
+        return True

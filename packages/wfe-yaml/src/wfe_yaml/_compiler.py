@@ -144,6 +144,10 @@ class Compiler:
                 error_behavior=behavior,
             )
             core.metadata.update(core_condition)
+            if spec.on_timeout:
+                # The waiting step runs them as its child branch when its timeout fires,
+                # and goes on along its own route once they are done.
+                core.children.append(self._chain(spec.on_timeout, self.spec.error_behavior))
         if not guarded:
             return core.id
         phases: dict[str, int] = {}

@@ -30,13 +30,16 @@ class StepSpec:
     on_success: list[StepSpec] = attrs.Factory(list)
     on_failure: list[StepSpec] = attrs.Factory(list)
     ensure: list[StepSpec] = attrs.Factory(list)
+    #: Steps run when the step's wait times out (``type: wait`` with ``timeout``).
+    on_timeout: list[StepSpec] = attrs.Factory(list)
     executor: StepExecutor | None = None
     description: str | None = None
 
     def walk(self) -> Iterator[StepSpec]:
         """This step and every step inside it (children and hooks)."""
         yield self
-        for child in [*(self.parallel or ()), *self.on_success, *self.on_failure, *self.ensure]:
+        hooks = (self.on_success, self.on_failure, self.ensure, self.on_timeout)
+        for child in [*(self.parallel or ()), *(step for hook in hooks for step in hook)]:
             yield from child.walk()
 
 

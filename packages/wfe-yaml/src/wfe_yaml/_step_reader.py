@@ -89,9 +89,16 @@ class StepReader:
         step.on_success = self._hooks(node, "on_success", workflow)
         step.on_failure = self._hooks(node, "on_failure", workflow)
         step.ensure = self._hooks(node, "ensure", workflow)
+        step.on_timeout = self._hooks(node, "on_timeout", workflow)
         config_node = node.get("config")
         if "parallel" in node:
             parallel = node["parallel"]
+            if "on_timeout" in node:
+                self.ctx.problem(
+                    self.ctx.key_mark(node, "on_timeout"),
+                    f"{label}: `on_timeout:` applies to a step that waits (type wait), "
+                    "not to `parallel:` steps",
+                )
             if type_name is not None or "config" in node:
                 self.ctx.problem(
                     self.ctx.key_mark(node, "parallel"),
@@ -134,7 +141,28 @@ class StepReader:
             return step
         step.executor = executor
         step.config = self._config(config_node, config_mark, executor, workflow, label)
+        if "on_timeout" in node:
+            self._check_on_timeout(node, step, executor, label)
         return step
+
+    def _check_on_timeout(
+        self, node: CommentedMap, step: StepSpec, executor: StepExecutor, label: str
+    ) -> None:
+        """``on_timeout:`` needs a step type that waits with a timeout, and the timeout."""
+        where = self.ctx.key_mark(node, "on_timeout")
+        timeout_key: str | None = getattr(executor, "timeout_key", None)
+        if timeout_key is None:
+            self.ctx.problem(
+                where,
+                f"{label}: `on_timeout:` applies to a step that waits (type wait), "
+                f"not to type {step.type_name!r}",
+            )
+        elif step.config.get(timeout_key) is None:
+            self.ctx.problem(
+                where,
+                f"{label}: `on_timeout:` needs config.{timeout_key} (without it the wait "
+                "never times out)",
+            )
 
     def _config(
         self,

@@ -1,5 +1,5 @@
-"""The ``wfe`` plugin of wfe-yaml: the YAML definition format and the ``shell``, ``deno``
-and ``workflow`` step types. Only hook implementations live here; the executors and the
+"""The ``wfe`` plugin of wfe-yaml: the YAML definition format and the ``shell``, ``deno``,
+``workflow`` and ``wait`` step types. Only hook implementations live here; the executors and the
 loader are imported when first used."""
 
 from __future__ import annotations
@@ -39,6 +39,12 @@ def _workflow() -> StepExecutor:
     return WorkflowExecutor()
 
 
+def _wait() -> StepExecutor:
+    from wfe_yaml.executors.wait import WaitExecutor
+
+    return WaitExecutor()
+
+
 @hookimpl
 def register_definition_formats() -> list[DefinitionFormatSpec]:
     """YAML workflow files (``.yaml``, ``.yml``)."""
@@ -54,9 +60,10 @@ def register_definition_formats() -> list[DefinitionFormatSpec]:
 
 @hookimpl
 def register_step_executors() -> list[StepExecutorSpec]:
-    """The ``shell``, ``deno`` and ``workflow`` step types."""
+    """The ``shell``, ``deno``, ``workflow`` and ``wait`` step types."""
     return [
         StepExecutorSpec("shell", _shell, "runs a shell script (bash, else sh)"),
         StepExecutorSpec("deno", _deno, "runs JavaScript/TypeScript in a Deno sandbox"),
         StepExecutorSpec("workflow", _workflow, "runs another workflow as a child"),
+        StepExecutorSpec("wait", _wait, "waits for an event, with an optional timeout"),
     ]
