@@ -69,6 +69,11 @@ def _plans(postgres_url: str, schema: str) -> dict[str, str]:
         "get_subscriptions": (q.OPEN_SUBSCRIPTIONS, ("ev-7", "k7", _NOW)),
         "get_errors": (q.WORKFLOW_ERRORS, ("w77",)),
         "get_event": (q.GET_EVENT, ("e77",)),
+        "get_open_subscriptions": (q.NAMED_OPEN_SUBSCRIPTIONS, ("ev-7", 0, 100)),
+        "claim_subscription": (
+            q.CLAIMABLE_SUBSCRIPTION,
+            {"name": "ev-7", "as_of": _NOW, "token": "t"},
+        ),
     }
     for where, params in _LIST_WHERES:
         statements[f"list_workflows{where}"] = (q.list_page(where), (*params, 20, 0))

@@ -114,3 +114,38 @@ class LifecycleGapError(ProviderError):
 
 class WorkflowTimeoutError(WfeError, TimeoutError):
     """Waiting for a workflow to finish took longer than the given timeout."""
+
+
+class UnsupportedOperationError(WfeError):
+    """The configured provider lacks the optional capability an operation needs (the
+    message names the provider, the operation and the capability)."""
+
+
+class ActivityError(WfeError):
+    """Base class of the errors of activities (work done by external workers)."""
+
+
+class ActivityTokenError(ActivityError):
+    """An activity token is malformed, unknown, or no longer the current claim: its lease
+    lapsed and another worker took the activity, or the activity is already done or timed
+    out. The submission was refused and changed nothing."""
+
+
+class ActivityFailedError(ActivityError):
+    """Raised in the workflow by an activity step whose worker reported a failure; the
+    step's error behaviour applies. ``error`` is what the worker submitted."""
+
+    def __init__(self, activity: str, error: object) -> None:
+        super().__init__(f"activity {activity!r} failed: {error}")
+        self.activity = activity
+        self.error = error
+
+
+class ActivityTimeoutError(ActivityError):
+    """Raised in the workflow by an activity step that no worker completed within its
+    ``timeout``; the step's error behaviour applies."""
+
+
+class UserActionError(WfeError):
+    """A user action was refused: no open user task has that key, or the value is not one
+    of its options. Nothing was published."""

@@ -40,6 +40,8 @@ class ExecutionResult:
     event_key: str | None = None
     event_effective_date: datetime | None = None
     event_timeout: timedelta | None = None
+    #: Stored with the subscription of :meth:`wait_for_event` (``EventSubscription.data``).
+    subscription_data: Any = None
     output: Mapping[str, Any] | None = None
     end_workflow_requested: bool = False
 
@@ -79,17 +81,21 @@ class ExecutionResult:
         effective_date: datetime | None = None,
         *,
         timeout: timedelta | None = None,
+        data: Any = None,
     ) -> ExecutionResult:
         """Run the step again when an event ``name``/``key`` whose time is at or after
         ``effective_date`` is published (``None``: any stored event, even earlier ones).
 
         With ``timeout`` the step also runs again when it expires, without event data.
+        ``data`` (JSON-compatible) is stored with the subscription for whoever serves it
+        (activities and user tasks are built on it).
         """
         return cls(
             event_name=name,
             event_key=str(key),
             event_effective_date=effective_date,
             event_timeout=timeout,
+            subscription_data=data,
         )
 
     @classmethod

@@ -29,6 +29,7 @@ from wfe_host.runtime.control import Control, lifecycle_event
 from wfe_host.runtime.core import HostCore
 from wfe_host.runtime.data import initial_data
 from wfe_host.runtime.events import EventDelivery
+from wfe_host.runtime.external import DEFAULT_ACTIVITY_LEASE, ExternalWork
 from wfe_host.runtime.passes import PassRunner
 from wfe_host.runtime.waiting import wait_until_finished, watch_finished
 
@@ -40,7 +41,13 @@ if TYPE_CHECKING:
 
     from wfe_core import WorkflowMiddleware
     from wfe_core.clock import Clock
-    from wfe_core.models import ExecutionPointer, LifecycleEvent, WorkflowDefinition
+    from wfe_core.models import (
+        ExecutionPointer,
+        LifecycleEvent,
+        OpenUserAction,
+        PendingActivity,
+        WorkflowDefinition,
+    )
     from wfe_core.providers import (
         LifecyclePublisher,
         LockProvider,
@@ -105,6 +112,7 @@ class WorkflowClient:
         self.passes = PassRunner(core, self)
         self.events = EventDelivery(core, self.passes)
         self.control = Control(core, self.passes, self.events)
+        self.external = ExternalWork(core, self.events)
         self._stack: contextlib.AsyncExitStack | None = None
 
     @classmethod
@@ -399,6 +407,61 @@ class WorkflowClient:
         default now). Returns the event id."""
         time = effective_date or self._core.clock.now()
         return await self.events.publish(Event(name=name, key=str(key), data=data, time=time))
+
+    # -- activities (external workers) ------------------------------------------------------
+    async def get_pending_activity(
+        self,
+        activity_name: str,
+        worker_id: str,
+        timeout: float | timedelta | None = None,
+        *,
+        lease: float | timedelta = DEFAULT_ACTIVITY_LEASE,
+    ) -> PendingActivity | None:
+        """Take the oldest activity ``activity_name`` waiting for a worker: its ``token``
+        and ``parameters``, or ``None`` when none came within ``timeout`` (seconds or a
+        timedelta; ``None``: do not wait).
+
+        The activity is this worker's for ``lease`` (default 5 minutes): no other worker
+        gets it meanwhile, also in other processes on the same store. Past it (a worker
+        that died), another worker may take it, and this token is refused from then on.
+        Works without workers here: a process serving activities needs only a client."""
+        return await self.external.get_pending_activity(
+            activity_name, worker_id, timeout, lease=lease
+        )
+
+    async def submit_activity_success(self, token: str, result: Any = None) -> None:
+        """Complete the activity taken with ``token`` with ``result`` (JSON-compatible):
+        its step goes on with ``step.result``. Raises
+        :class:`~wfe_core.errors.ActivityTokenError` when the token is not the activity's
+        current claim (lapsed and taken again, released, or the activity is done)."""
+        await self.external.submit_success(token, result)
+
+    async def submit_activity_failure(self, token: str, error: Any) -> None:
+        """Fail the activity taken with ``token`` with ``error`` (a message or
+        JSON-compatible details): its step raises
+        :class:`~wfe_core.errors.ActivityFailedError` and its error behaviour applies.
+        Refuses a stale token as :meth:`submit_activity_success` does."""
+        await self.external.submit_failure(token, error)
+
+    async def release_activity(self, token: str) -> bool:
+        """Hand the activity taken with ``token`` back, so another worker can take it at
+        once. ``False`` when the token was no longer its claim."""
+        return await self.external.release(token)
+
+    # -- user tasks (people) -------------------------------------------------------------------
+    async def get_open_user_actions(
+        self, workflow_id: str | None = None, assigned_to: str | None = None
+    ) -> list[OpenUserAction]:
+        """The user tasks waiting for an answer (of ``workflow_id``, assigned to
+        ``assigned_to``, when given), oldest first: ``.key``, ``.prompt``,
+        ``.assigned_to``, ``.options``."""
+        return await self.external.open_user_actions(workflow_id, assigned_to)
+
+    async def publish_user_action(self, key: str, user: str, value: Any) -> str:
+        """Answer the user task ``key`` as ``user`` with ``value``, one of its options'
+        values; returns the event id. Raises :class:`~wfe_core.errors.UserActionError`,
+        publishing nothing, when no open task has that key or ``value`` is not an option."""
+        return await self.external.publish_user_action(key, user, value)
 
     # -- control -----------------------------------------------------------------------------
     async def suspend_workflow(self, workflow_id: str) -> bool:

@@ -187,6 +187,28 @@ TERMINATE_SUBSCRIPTION = """
     WITH u AS (UPDATE subscriptions SET terminated = true WHERE id = %(id)s AND NOT terminated)
     SELECT id FROM subscriptions WHERE id = %(id)s"""
 
+# External work. The claim state lives in the document (TEXT): these statements are the only
+# ones that read inside it, on the few open subscriptions of one event name.
+NAMED_OPEN_SUBSCRIPTIONS = """
+    SELECT document, terminated FROM subscriptions
+    WHERE event_name = %s AND NOT terminated
+    ORDER BY subscribe_as_of, create_time, seq OFFSET %s LIMIT %s"""
+# SKIP LOCKED: concurrent claimers pass over each other's row; a row claimed and committed
+# meanwhile is checked again against the condition (READ COMMITTED), so none is taken twice.
+# A row already holding this token comes first: a retry after a commit whose reply was lost
+# gets the same subscription back instead of claiming a second one.
+CLAIMABLE_SUBSCRIPTION = """
+    SELECT id, document, terminated FROM subscriptions
+    WHERE event_name = %(name)s AND NOT terminated AND subscribe_as_of <= %(as_of)s
+      AND ((document::jsonb ->> 'external_token') IS NULL
+           OR (document::jsonb ->> 'external_token') = %(token)s
+           OR (document::jsonb ->> 'external_token_expiry')::timestamptz <= %(as_of)s)
+    ORDER BY (document::jsonb ->> 'external_token') IS DISTINCT FROM %(token)s,
+             subscribe_as_of, create_time, seq
+    LIMIT 1 FOR UPDATE SKIP LOCKED"""
+LOCK_SUBSCRIPTION = "SELECT document, terminated FROM subscriptions WHERE id = %s FOR UPDATE"
+SET_SUBSCRIPTION_DOCUMENT = "UPDATE subscriptions SET document = %s WHERE id = %s"
+
 WORKFLOW_ERRORS = "SELECT document FROM errors WHERE workflow_id = %s ORDER BY time, seq"
 
 

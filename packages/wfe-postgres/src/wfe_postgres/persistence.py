@@ -188,7 +188,7 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
     :class:`~wfe_core.errors.StaleLeaseError`, and nothing is stored.
     """
 
-    capabilities = frozenset({cap.DURABLE, cap.FENCING, cap.ASYNCIO_ONLY})
+    capabilities = frozenset({cap.DURABLE, cap.FENCING, cap.ASYNCIO_ONLY, cap.EXTERNAL_WORK})
 
     def __init__(
         self,
@@ -556,6 +556,76 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
         row = await self.database.run(run, "terminate_subscription", transaction=False)
         if row is None or row[0] is None:
             raise SubscriptionNotFoundError(subscription_id)
+
+    # -- external work -----------------------------------------------------------------------
+    async def get_open_subscriptions(
+        self, event_name: str, *, skip: int = 0, take: int = 100
+    ) -> Sequence[EventSubscription]:
+        """Open subscriptions to ``event_name`` (any key), oldest first, paged."""
+
+        async def run(conn: Connection) -> list[tuple[Any, ...]]:
+            cursor = await conn.execute(
+                q.NAMED_OPEN_SUBSCRIPTIONS, (event_name, max(skip, 0), max(take, 0))
+            )
+            return await cursor.fetchall()
+
+        rows = await self.database.run(run, "get_open_subscriptions", transaction=False)
+        return [
+            _decode(document, EventSubscription, {"terminated": bool(terminated)})
+            for document, terminated in rows
+        ]
+
+    async def claim_subscription(
+        self,
+        event_name: str,
+        *,
+        token: str,
+        worker_id: str,
+        expires_at: datetime,
+        as_of: datetime,
+    ) -> EventSubscription | None:
+        """Claim the oldest open, unclaimed (or lapsed) subscription to ``event_name`` (one
+        transaction; the row is locked from its selection to its update)."""
+
+        async def run(conn: Connection) -> EventSubscription | None:
+            cursor = await conn.execute(
+                q.CLAIMABLE_SUBSCRIPTION, {"name": event_name, "as_of": as_of, "token": token}
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return None
+            subscription_id, document, terminated = row
+            subscription = _decode(document, EventSubscription, {"terminated": bool(terminated)})
+            subscription.external_token = token
+            subscription.external_worker_id = worker_id
+            subscription.external_token_expiry = expires_at
+            await conn.execute(
+                q.SET_SUBSCRIPTION_DOCUMENT, (dumps(to_primitive(subscription)), subscription_id)
+            )
+            return subscription
+
+        return await self.database.run(run, "claim_subscription", transaction=True)
+
+    async def release_subscription_claim(self, subscription_id: str, token: str) -> bool:
+        """Clear the claim when ``token`` is the current one."""
+
+        async def run(conn: Connection) -> bool:
+            cursor = await conn.execute(q.LOCK_SUBSCRIPTION, (subscription_id,))
+            row = await cursor.fetchone()
+            if row is None:
+                raise SubscriptionNotFoundError(subscription_id)
+            subscription = _decode(row[0], EventSubscription, {"terminated": bool(row[1])})
+            if subscription.external_token != token:
+                return False
+            subscription.external_token = None
+            subscription.external_worker_id = None
+            subscription.external_token_expiry = None
+            await conn.execute(
+                q.SET_SUBSCRIPTION_DOCUMENT, (dumps(to_primitive(subscription)), subscription_id)
+            )
+            return True
+
+        return await self.database.run(run, "release_subscription_claim", transaction=True)
 
     # -- errors ----------------------------------------------------------------------------
     async def get_errors(self, workflow_id: str) -> Sequence[ExecutionError]:

@@ -83,7 +83,7 @@ def register_providers() -> list[ProviderSpec]:
             " (fenced writes, versioned schema)",
             url_schemes=SCHEMES,
             options_class=PostgresOptions,
-            capabilities=frozenset({cap.DURABLE, cap.FENCING, cap.ASYNCIO_ONLY}),
+            capabilities=frozenset({cap.DURABLE, cap.FENCING, cap.ASYNCIO_ONLY, cap.EXTERNAL_WORK}),
         ),
         *_queue_and_lock_specs(),
     ]

@@ -247,6 +247,23 @@ _open_subscriptions = (
     )
     .order_by(subscriptions.c.subscribe_as_of, subscriptions.c.create_time, subscriptions.c.seq)
 )
+#: A ``subscribe_as_of`` bound later than any stored time (microseconds; SQLite's integers
+#: are 64-bit).
+_NO_LIMIT = 2**63 - 1
+_named_open_subscriptions = (
+    select(subscriptions.c.id, subscriptions.c.document, subscriptions.c.terminated)
+    .where(
+        subscriptions.c.event_name == bindparam("p_name"),
+        subscriptions.c.subscribe_as_of <= bindparam("p_limit"),
+        subscriptions.c.terminated == 0,
+    )
+    .order_by(subscriptions.c.subscribe_as_of, subscriptions.c.create_time, subscriptions.c.seq)
+)
+_set_subscription_document = (
+    update(subscriptions)
+    .where(subscriptions.c.id == bindparam("p_id"))
+    .values(document=bindparam("p_document"))
+)
 _terminate_subscription = (
     update(subscriptions).where(subscriptions.c.id == bindparam("p_id")).values(terminated=1)
 )
@@ -316,7 +333,7 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
     for tests).
     """
 
-    capabilities = frozenset({cap.DURABLE, cap.FENCING})
+    capabilities = frozenset({cap.DURABLE, cap.FENCING, cap.EXTERNAL_WORK})
 
     def __init__(
         self,
@@ -692,6 +709,75 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
                 raise SubscriptionNotFoundError(subscription_id)
 
         await self.store.write(run, "terminate_subscription")
+
+    # -- external work -----------------------------------------------------------------------
+    async def get_open_subscriptions(
+        self, event_name: str, *, skip: int = 0, take: int = 100
+    ) -> Sequence[EventSubscription]:
+        """Open subscriptions to ``event_name`` (any key), oldest first, paged."""
+        params = {"p_name": event_name, "p_limit": _NO_LIMIT}
+        statement = _named_open_subscriptions.limit(max(take, 0)).offset(max(skip, 0))
+
+        def run(conn: Connection) -> list[EventSubscription]:
+            rows = conn.execute(statement, params)
+            return [_load_subscription(r.document, r.terminated) for r in rows]
+
+        return await self.store.read(run, "get_open_subscriptions")
+
+    async def claim_subscription(
+        self,
+        event_name: str,
+        *,
+        token: str,
+        worker_id: str,
+        expires_at: datetime,
+        as_of: datetime,
+    ) -> EventSubscription | None:
+        """Claim the oldest open, unclaimed (or lapsed) subscription to ``event_name``, in
+        one write transaction (SQLite serializes writers, also across processes)."""
+        params = {"p_name": event_name, "p_limit": to_us(as_of)}
+
+        def run(conn: Connection) -> EventSubscription | None:
+            for row in conn.execute(_named_open_subscriptions, params).all():
+                subscription = _load_subscription(row.document, row.terminated)
+                if subscription.external_token == token:
+                    # This transaction ran before and was retried (see store.write).
+                    return subscription
+                expiry = subscription.external_token_expiry
+                if subscription.external_token is not None and (expiry is None or expiry > as_of):
+                    continue
+                subscription.external_token = token
+                subscription.external_worker_id = worker_id
+                subscription.external_token_expiry = expires_at
+                conn.execute(
+                    _set_subscription_document,
+                    {"p_id": row.id, "p_document": dumps(to_primitive(subscription))},
+                )
+                return subscription
+            return None
+
+        return await self.store.write(run, "claim_subscription")
+
+    async def release_subscription_claim(self, subscription_id: str, token: str) -> bool:
+        """Clear the claim when ``token`` is the current one."""
+
+        def run(conn: Connection) -> bool:
+            row = conn.execute(_subscription_document, {"p_id": subscription_id}).first()
+            if row is None:
+                raise SubscriptionNotFoundError(subscription_id)
+            subscription = _load_subscription(row.document, row.terminated)
+            if subscription.external_token != token:
+                return False
+            subscription.external_token = None
+            subscription.external_worker_id = None
+            subscription.external_token_expiry = None
+            conn.execute(
+                _set_subscription_document,
+                {"p_id": subscription_id, "p_document": dumps(to_primitive(subscription))},
+            )
+            return True
+
+        return await self.store.write(run, "release_subscription_claim")
 
     # -- errors ----------------------------------------------------------------------------
     async def get_errors(self, workflow_id: str) -> Sequence[ExecutionError]:

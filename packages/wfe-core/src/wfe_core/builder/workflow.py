@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 import attrs
 
 from wfe_core.builder.bodies import body_source
+from wfe_core.builder.external import ExternalWorkCalls
 from wfe_core.builder.parallel import ParallelBuilder
 from wfe_core.engine.data import get_field
 from wfe_core.errors import DefinitionError
@@ -48,7 +49,7 @@ class _BuildState:
     default_error_behavior: ErrorBehavior | None = None
 
 
-class WorkflowBuilder(Generic[D]):
+class WorkflowBuilder(ExternalWorkCalls, Generic[D]):
     """Builds a :class:`~wfe_core.models.WorkflowDefinition` step by step.
 
     Each step method adds a step after the current one and makes it current; ``name``,

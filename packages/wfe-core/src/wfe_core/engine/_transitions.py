@@ -394,6 +394,7 @@ class _Builder:
             subscribe_as_of=result.event_effective_date or _BEGINNING,
             expires_at=pointer.sleep_until,
             create_time=self.now,
+            data=result.subscription_data,
         )
         pointer.extensions[SUBSCRIPTION_ID] = subscription.id
         if self.subscriptions is None:

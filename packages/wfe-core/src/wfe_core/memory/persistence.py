@@ -307,7 +307,7 @@ class MemoryPersistence(PersistenceProvider):
     :meth:`persist_workflow` let other tasks run first, as a call to a database would.
     """
 
-    capabilities = frozenset({cap.FENCING})
+    capabilities = frozenset({cap.FENCING, cap.EXTERNAL_WORK})
 
     def __init__(self, *, fast: bool | None = None, verify_changes: bool | None = None) -> None:
         #: Take the shortcuts (see the module docstring); ``False`` keeps every write whole.
@@ -742,6 +742,65 @@ class MemoryPersistence(PersistenceProvider):
         subscription.terminated = True
         row.document = _encode(subscription)
         row.terminated = True
+
+    # -- external work -----------------------------------------------------------------------
+    def _open_rows(self, event_name: str) -> list[_SubscriptionRow]:
+        return sorted(
+            (
+                row
+                for row in self._subscriptions.values()
+                if not row.terminated and row.event_name == event_name
+            ),
+            key=lambda row: (row.subscribe_as_of, row.create_time, row.seq),
+        )
+
+    async def get_open_subscriptions(
+        self, event_name: str, *, skip: int = 0, take: int = 100
+    ) -> Sequence[EventSubscription]:
+        """Open subscriptions to ``event_name`` (any key), oldest first, paged."""
+        await checkpoint()
+        rows = self._open_rows(event_name)[max(skip, 0) : max(skip, 0) + max(take, 0)]
+        return [_decode(row.document, EventSubscription) for row in rows]
+
+    async def claim_subscription(
+        self,
+        event_name: str,
+        *,
+        token: str,
+        worker_id: str,
+        expires_at: datetime,
+        as_of: datetime,
+    ) -> EventSubscription | None:
+        """Claim the oldest open, unclaimed (or lapsed) subscription to ``event_name``."""
+        await checkpoint()
+        as_of = utc(as_of)
+        # No await between finding and claiming: atomic with respect to other tasks.
+        for row in self._open_rows(event_name):
+            if row.subscribe_as_of > as_of:
+                continue
+            subscription = _decode(row.document, EventSubscription)
+            expiry = subscription.external_token_expiry
+            if subscription.external_token is not None and (expiry is None or utc(expiry) > as_of):
+                continue
+            subscription.external_token = token
+            subscription.external_worker_id = worker_id
+            subscription.external_token_expiry = expires_at
+            row.document = _encode(subscription)
+            return _decode(row.document, EventSubscription)
+        return None
+
+    async def release_subscription_claim(self, subscription_id: str, token: str) -> bool:
+        """Clear the claim when ``token`` is the current one."""
+        await checkpoint()
+        row = self._subscription(subscription_id)
+        subscription = _decode(row.document, EventSubscription)
+        if subscription.external_token != token:
+            return False
+        subscription.external_token = None
+        subscription.external_worker_id = None
+        subscription.external_token_expiry = None
+        row.document = _encode(subscription)
+        return True
 
     # -- errors ----------------------------------------------------------------------------
     async def get_errors(self, workflow_id: str) -> Sequence[ExecutionError]:

@@ -57,7 +57,7 @@ def register_providers() -> list[ProviderSpec]:
             _persistence,
             summary=f"Instances {in_process}",
             url_schemes=("memory",),
-            capabilities=frozenset({cap.FENCING}),
+            capabilities=frozenset({cap.FENCING, cap.EXTERNAL_WORK}),
         ),
         ProviderSpec(
             ProviderKind.LOCK,

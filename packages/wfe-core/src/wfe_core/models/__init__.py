@@ -12,6 +12,7 @@ from wfe_core.models.definition import (
     WorkflowDefinition,
 )
 from wfe_core.models.event import Event, EventSubscription
+from wfe_core.models.external import OpenUserAction, PendingActivity, UserActionOption
 from wfe_core.models.instance import (
     INTERNAL_POINTER,
     ExecutionError,
@@ -33,10 +34,13 @@ __all__ = [
     "ExecutionPointer",
     "LifecycleEvent",
     "LifecycleEventType",
+    "OpenUserAction",
     "OutcomeRoute",
     "Page",
+    "PendingActivity",
     "PointerStatus",
     "StepDefinition",
+    "UserActionOption",
     "WorkflowDefinition",
     "WorkflowInstance",
     "WorkflowStatus",

@@ -40,3 +40,11 @@ class EventSubscription:
     event_id: str | None = None
     terminated: bool = False
     create_time: datetime = attrs.field(factory=utcnow)
+    #: What the waiting step attached for whoever serves it (an activity's parameters, a user
+    #: task's prompt); JSON-compatible.
+    data: Any = None
+    #: The claim of an external worker (activities): its token, its id, and when the claim
+    #: lapses (another worker may then claim the subscription). ``None``: not claimed.
+    external_token: str | None = None
+    external_worker_id: str | None = None
+    external_token_expiry: datetime | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from wfe_core.primitives.containers import Decide, ForEach, If, Sequence, When, While
 from wfe_core.primitives.end import EndWorkflow
 from wfe_core.primitives.events import TIMEOUT_OUTCOME, WaitFor
+from wfe_core.primitives.external import Activity, UserTask, UserTaskChoice
 from wfe_core.primitives.inline import InlineStep, InlineStepFactory
 from wfe_core.primitives.subworkflow import (
     BEGINNING_OF_TIME,
@@ -22,6 +23,7 @@ __all__ = [
     "CHILD_FINISHED_EVENT",
     "TERMINATE_CHILD_EVENT",
     "TIMEOUT_OUTCOME",
+    "Activity",
     "ChildWorkflowError",
     "Decide",
     "Delay",
@@ -35,6 +37,8 @@ __all__ = [
     "Schedule",
     "Sequence",
     "SubWorkflow",
+    "UserTask",
+    "UserTaskChoice",
     "WaitFor",
     "When",
     "While",

@@ -44,6 +44,10 @@ class Capability(StrEnum):
     #: ``Lease.token``) is older than the newest it accepted for that instance
     #: (:class:`~wfe_core.errors.StaleLeaseError`).
     FENCING = "fencing"
+    #: ``PersistenceProvider`` lists open subscriptions by event name and lets external
+    #: workers claim them (``get_open_subscriptions``, ``claim_subscription``,
+    #: ``release_subscription_claim``): what activities and user tasks need.
+    EXTERNAL_WORK = "external-work"
 
 
 def parse_capabilities(values: Iterable[Capability | str], *, where: str) -> frozenset[Capability]:
@@ -81,12 +85,14 @@ DURABLE = Capability.DURABLE
 SEARCH_BY_DATA = Capability.SEARCH_BY_DATA
 ASYNCIO_ONLY = Capability.ASYNCIO_ONLY
 FENCING = Capability.FENCING
+EXTERNAL_WORK = Capability.EXTERNAL_WORK
 
 __all__ = [
     "ASYNCIO_ONLY",
     "DEQUEUE_BLOCKS",
     "DISTRIBUTED",
     "DURABLE",
+    "EXTERNAL_WORK",
     "FENCING",
     "LEASE_RENEWAL",
     "QUEUE_REDELIVERY",

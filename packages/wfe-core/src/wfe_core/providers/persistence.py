@@ -49,6 +49,13 @@ class PersistenceProvider(Provider):
       instance as the caller holds it; with ``changed_pointers`` it may skip every pointer not
       named there, and of a named pointer's ``children`` the ids it stored before. A provider
       built on that stores, per step, what the step changed, not the whole history.
+    * External work (providers declaring the ``external-work`` capability): open
+      subscriptions can be listed by event name and claimed by external workers, atomically
+      (:meth:`get_open_subscriptions`, :meth:`claim_subscription`,
+      :meth:`release_subscription_claim`). Activities and user tasks are built on them. These
+      methods are not abstract: a provider written before them keeps working for everything
+      else, and the defaults raise :class:`~wfe_core.errors.UnsupportedOperationError`
+      naming the capability.
     """
 
     # -- workflow instances ----------------------------------------------------------------
@@ -208,7 +215,55 @@ class PersistenceProvider(Provider):
     async def terminate_subscription(self, subscription_id: str) -> None:
         """Close a subscription (it matches no more events). Idempotent."""
 
+    # -- external work (capability ``external-work``) -------------------------------------
+    async def get_open_subscriptions(
+        self, event_name: str, *, skip: int = 0, take: int = 100
+    ) -> Sequence[EventSubscription]:
+        """Open (not terminated) subscriptions to ``event_name``, of any key, claimed or not,
+        oldest first (``subscribe_as_of``, then creation): ``take`` of them from position
+        ``skip`` on. Lists the user tasks waiting for an answer."""
+        raise _unsupported(self, "get_open_subscriptions")
+
+    async def claim_subscription(
+        self,
+        event_name: str,
+        *,
+        token: str,
+        worker_id: str,
+        expires_at: datetime,
+        as_of: datetime,
+    ) -> EventSubscription | None:
+        """Claim the oldest claimable subscription to ``event_name`` (any key) for an
+        external worker, atomically: of two concurrent calls (in any processes sharing the
+        store) never both get the same subscription.
+
+        Claimable: open (not terminated), ``subscribe_as_of`` at or before ``as_of``, and not
+        claimed, or claimed with an ``external_token_expiry`` at or before ``as_of`` (the
+        claim lapsed: its worker died or gave up). Oldest: ``subscribe_as_of``, then
+        creation. The claim stores ``external_token=token``, ``external_worker_id`` and
+        ``external_token_expiry=expires_at`` on the subscription and returns it as stored
+        now; ``None`` when nothing is claimable."""
+        raise _unsupported(self, "claim_subscription")
+
+    async def release_subscription_claim(self, subscription_id: str, token: str) -> bool:
+        """Clear the claim of ``subscription_id`` (token, worker and expiry back to
+        ``None``) when ``token`` is its current ``external_token``, so another worker can
+        claim it at once; ``False``, changing nothing, when it is not (the claim lapsed and
+        was taken again, or was released). ``SubscriptionNotFoundError`` for an unknown
+        id."""
+        raise _unsupported(self, "release_subscription_claim")
+
     # -- errors ----------------------------------------------------------------------------
     @abstractmethod
     async def get_errors(self, workflow_id: str) -> Sequence[ExecutionError]:
         """Errors recorded for ``workflow_id``, oldest first."""
+
+
+def _unsupported(provider: PersistenceProvider, method: str) -> Exception:
+    from wfe_core.errors import UnsupportedOperationError
+
+    return UnsupportedOperationError(
+        f"the persistence provider {type(provider).__module__}.{type(provider).__qualname__} "
+        f"does not implement {method}() (capability 'external-work'): activities and user "
+        "tasks need a store that has it (memory, sqlite and postgres do)"
+    )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from wfe_core.errors import PluginError, WfeError
+from wfe_host.cli.activities import activities_group
 from wfe_host.cli.config import config_group
 from wfe_host.cli.events import events_group
 from wfe_host.cli.graph import graph_command
@@ -27,6 +28,7 @@ from wfe_host.cli.purge import purge_command
 from wfe_host.cli.run import run_command
 from wfe_host.cli.search import search_command
 from wfe_host.cli.state import CliState, cli_state
+from wfe_host.cli.tasks import tasks_group
 from wfe_host.cli.terminal import color_from_environment
 from wfe_host.cli.validate import validate_command
 from wfe_host.cli.worker import worker_command
@@ -242,3 +244,5 @@ main.add_command(graph_command)
 main.add_command(config_group)
 main.add_command(purge_command)
 main.add_command(migrate_command)
+main.add_command(activities_group)
+main.add_command(tasks_group)

@@ -941,6 +941,209 @@ class PersistenceSuite:
         with pytest.raises(SubscriptionNotFoundError):
             await persistence.terminate_subscription(new_id())
 
+    # -- external work (capability ``external-work``) -------------------------------------
+    @pytest.mark.anyio
+    async def test_external_work_open_subscriptions_by_name_any_key(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        require(persistence, cap.EXTERNAL_WORK)
+        t0 = now_ms() - timedelta(minutes=10)
+        workflow_id = new_id()
+        name = "wfe.test-task"
+        first = make_subscription(workflow_id, event_name=name, event_key="a", subscribe_as_of=t0)
+        second = make_subscription(
+            workflow_id,
+            event_name=name,
+            event_key="b",
+            subscribe_as_of=t0 + timedelta(minutes=1),
+            data={"prompt": "Approve?", "options": [{"value": "yes", "label": "Yes"}]},
+        )
+        future = make_subscription(
+            workflow_id,
+            event_name=name,
+            event_key="c",
+            subscribe_as_of=now_ms() + timedelta(days=1),
+        )
+        closed = make_subscription(
+            workflow_id, event_name=name, subscribe_as_of=t0, terminated=True
+        )
+        other = make_subscription(workflow_id, subscribe_as_of=t0)
+        for subscription in (future, second, closed, other, first):
+            await persistence.create_subscription(subscription)
+
+        got = await persistence.get_open_subscriptions(name)
+        assert _ids(got) == _ids([first, second, future])
+        assert got[1] == as_stored(second)  # the step's data comes back
+        assert _ids(await persistence.get_open_subscriptions(name, skip=1, take=1)) == [second.id]
+        assert list(await persistence.get_open_subscriptions("wfe.nothing")) == []
+
+    @pytest.mark.anyio
+    async def test_external_work_claims_the_oldest_once(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        require(persistence, cap.EXTERNAL_WORK)
+        now = now_ms()
+        name = "wfe.test-activity"
+        workflow_id = new_id()
+        older = make_subscription(
+            workflow_id,
+            event_name=name,
+            event_key=new_id(),
+            subscribe_as_of=now - timedelta(minutes=2),
+        )
+        newer = make_subscription(
+            workflow_id,
+            event_name=name,
+            event_key=new_id(),
+            subscribe_as_of=now - timedelta(minutes=1),
+            data={"amount": 12},
+        )
+        future = make_subscription(
+            workflow_id,
+            event_name=name,
+            event_key=new_id(),
+            subscribe_as_of=now + timedelta(hours=1),
+        )
+        closed = make_subscription(
+            workflow_id, event_name=name, subscribe_as_of=now - timedelta(hours=1), terminated=True
+        )
+        for subscription in (future, newer, closed, older):
+            await persistence.create_subscription(subscription)
+        expiry = now + timedelta(minutes=5)
+
+        claim = await persistence.claim_subscription(
+            name, token="t1", worker_id="w1", expires_at=expiry, as_of=now
+        )
+        assert claim is not None
+        assert claim.id == older.id
+        assert (claim.external_token, claim.external_worker_id) == ("t1", "w1")
+        assert claim.external_token_expiry == expiry
+        assert await persistence.get_subscription(older.id) == claim
+
+        claim = await persistence.claim_subscription(
+            name, token="t2", worker_id="w2", expires_at=expiry, as_of=now
+        )
+        assert claim is not None
+        assert claim.id == newer.id
+        assert claim.data == {"amount": 12}
+        # The rest is claimed, closed, or not due yet.
+        assert (
+            await persistence.claim_subscription(
+                name, token="t3", worker_id="w3", expires_at=expiry, as_of=now
+            )
+            is None
+        )
+        assert (
+            await persistence.claim_subscription(
+                "wfe.other", token="t4", worker_id="w3", expires_at=expiry, as_of=now
+            )
+            is None
+        )
+
+    @pytest.mark.anyio
+    async def test_external_work_a_lapsed_claim_is_taken_again_and_released_by_its_token(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        require(persistence, cap.EXTERNAL_WORK)
+        now = now_ms()
+        name = "wfe.test-activity"
+        subscription = make_subscription(
+            new_id(),
+            event_name=name,
+            event_key=new_id(),
+            subscribe_as_of=now - timedelta(minutes=1),
+        )
+        await persistence.create_subscription(subscription)
+        lapse = now + timedelta(seconds=30)
+        first = await persistence.claim_subscription(
+            name, token="old", worker_id="w1", expires_at=lapse, as_of=now
+        )
+        assert first is not None
+        # Before the claim lapses nobody else gets it; at its expiry it is claimable again.
+        assert (
+            await persistence.claim_subscription(
+                name,
+                token="x",
+                worker_id="w2",
+                expires_at=lapse,
+                as_of=lapse - timedelta(seconds=1),
+            )
+            is None
+        )
+        second = await persistence.claim_subscription(
+            name, token="new", worker_id="w2", expires_at=lapse + timedelta(minutes=5), as_of=lapse
+        )
+        assert second is not None
+        assert second.id == subscription.id
+        assert second.external_token == "new"
+
+        # The old token releases nothing; the current one clears the claim whole.
+        assert not await persistence.release_subscription_claim(subscription.id, "old")
+        assert (await persistence.get_subscription(subscription.id)).external_token == "new"
+        assert await persistence.release_subscription_claim(subscription.id, "new")
+        released = await persistence.get_subscription(subscription.id)
+        assert released.external_token is None
+        assert released.external_worker_id is None
+        assert released.external_token_expiry is None
+        assert not await persistence.release_subscription_claim(subscription.id, "new")
+        again = await persistence.claim_subscription(
+            name, token="third", worker_id="w3", expires_at=lapse, as_of=now
+        )
+        assert again is not None
+        assert again.id == subscription.id
+        with pytest.raises(SubscriptionNotFoundError):
+            await persistence.release_subscription_claim(new_id(), "third")
+
+    @pytest.mark.anyio
+    async def test_external_work_concurrent_claims_never_share_a_subscription(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        require(persistence, cap.EXTERNAL_WORK)
+        now = now_ms()
+        name = "wfe.test-activity"
+        created = [
+            make_subscription(
+                new_id(),
+                event_name=name,
+                event_key=new_id(),
+                subscribe_as_of=now - timedelta(seconds=n),
+            )
+            for n in range(1, 5)
+        ]
+        for subscription in created:
+            await persistence.create_subscription(subscription)
+        claimed: list[str] = []
+
+        async def claim(index: int) -> None:
+            got = await persistence.claim_subscription(
+                name,
+                token=f"t{index}",
+                worker_id=f"w{index}",
+                expires_at=now + timedelta(minutes=5),
+                as_of=now,
+            )
+            if got is not None:
+                claimed.append(got.id)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for index in range(10):
+                    tg.start_soon(claim, index)
+        assert len(claimed) == len(set(claimed)), claimed
+        # A claimer that lost a race may come back empty-handed, but none is claimed twice and
+        # what is left is claimed by the next call.
+        while (
+            got := await persistence.claim_subscription(
+                name,
+                token=new_id(),
+                worker_id="late",
+                expires_at=now + timedelta(minutes=5),
+                as_of=now,
+            )
+        ) is not None:
+            claimed.append(got.id)
+        assert sorted(claimed) == sorted(_ids(created))
+
     # -- errors ----------------------------------------------------------------------------
     @pytest.mark.anyio
     async def test_errors_oldest_first(self, persistence: PersistenceProvider) -> None:

@@ -65,7 +65,7 @@ class ReferencePersistence(PersistenceProvider):
     so each call is atomic with respect to other tasks.
     """
 
-    capabilities = frozenset({cap.FENCING})
+    capabilities = frozenset({cap.FENCING, cap.EXTERNAL_WORK})
 
     def __init__(self) -> None:
         #: The whole instance (``revision`` and ``pointers`` included) as text, by id.
@@ -303,6 +303,64 @@ class ReferencePersistence(PersistenceProvider):
         # Rule: idempotent (closing a closed subscription changes nothing).
         subscription = await self.get_subscription(subscription_id)
         self.subscriptions[subscription_id] = _text(attrs.evolve(subscription, terminated=True))
+
+    # -- external work -----------------------------------------------------------------------
+    def _open(self, event_name: str) -> list[EventSubscription]:
+        # Rule: open, to ``event_name`` (any key); oldest ``subscribe_as_of``, then creation.
+        found = [
+            subscription
+            for subscription in self._all_subscriptions()
+            if not subscription.terminated and subscription.event_name == event_name
+        ]
+        return sorted(found, key=lambda s: (s.subscribe_as_of, s.create_time))
+
+    async def get_open_subscriptions(
+        self, event_name: str, *, skip: int = 0, take: int = 100
+    ) -> Sequence[EventSubscription]:
+        skip, take = max(skip, 0), max(take, 0)
+        return self._open(event_name)[skip : skip + take]
+
+    async def claim_subscription(
+        self,
+        event_name: str,
+        *,
+        token: str,
+        worker_id: str,
+        expires_at: datetime,
+        as_of: datetime,
+    ) -> EventSubscription | None:
+        # Rule: the oldest open one subscribed as of ``as_of``, unclaimed or whose claim
+        # lapsed (expiry at or before ``as_of``), claimed in one step.
+        for subscription in self._open(event_name):
+            if subscription.subscribe_as_of > as_of:
+                continue
+            expiry = subscription.external_token_expiry
+            if subscription.external_token is not None and (expiry is None or expiry > as_of):
+                continue
+            claimed = attrs.evolve(
+                subscription,
+                external_token=token,
+                external_worker_id=worker_id,
+                external_token_expiry=expires_at,
+            )
+            self.subscriptions[subscription.id] = _text(claimed)
+            return _read(self.subscriptions[subscription.id], EventSubscription)
+        return None
+
+    async def release_subscription_claim(self, subscription_id: str, token: str) -> bool:
+        # Rule: only the current token releases; the claim is cleared whole.
+        subscription = await self.get_subscription(subscription_id)
+        if subscription.external_token != token:
+            return False
+        self.subscriptions[subscription_id] = _text(
+            attrs.evolve(
+                subscription,
+                external_token=None,
+                external_worker_id=None,
+                external_token_expiry=None,
+            )
+        )
+        return True
 
     # -- errors ----------------------------------------------------------------------------
     async def get_errors(self, workflow_id: str) -> Sequence[ExecutionError]:

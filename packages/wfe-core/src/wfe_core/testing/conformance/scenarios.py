@@ -33,6 +33,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from wfe_core.builder import WorkflowBuilder
+from wfe_core.errors import WfeError
 from wfe_core.models import (
     ErrorBehavior,
     ExecutionPointer,
@@ -94,6 +95,22 @@ class ScenarioHost(Protocol):
     async def terminate_workflow(self, workflow_id: str) -> bool: ...
 
     def lifecycle_events(self) -> AsyncIterator[LifecycleEvent]: ...
+
+    async def get_pending_activity(
+        self, activity_name: str, worker_id: str, timeout: float | None = None, *, lease: Any = ...
+    ) -> Any: ...
+
+    async def submit_activity_success(self, token: str, result: Any = None) -> None: ...
+
+    async def submit_activity_failure(self, token: str, error: Any) -> None: ...
+
+    async def release_activity(self, token: str) -> bool: ...
+
+    async def get_open_user_actions(
+        self, workflow_id: str | None = None, assigned_to: str | None = None
+    ) -> list[Any]: ...
+
+    async def publish_user_action(self, key: str, user: str, value: Any) -> str: ...
 
 
 def _unique(name: str) -> str:
@@ -951,6 +968,202 @@ class WorkflowScenarios:
         assert instance.data.flag is True
         assert instance.data.log == ["after"]
         assert instance.pointers[0].outcome == "timeout"
+
+    # -- activities and user tasks (issue 18 items 6 and 7) ---------------------------------
+    @pytest.mark.anyio
+    async def test_activity_is_taken_and_its_result_goes_into_the_data(
+        self, host: ScenarioHost
+    ) -> None:
+        # workflow-core's ActivityScenario.
+        name = _unique("act")
+        definition = (
+            WorkflowBuilder(Journal)
+            .start_with(record("before"))
+            .activity(name, parameters=lambda data: {"value1": "a", "value2": data.count})
+            .output(payload=lambda step: step.result)
+            .then(record("after"))
+            .build(_unique("activity"))
+        )
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id, Journal(count=1))
+        with anyio.fail_after(TIMEOUT):
+            pending = await host.get_pending_activity(name, "worker1", timeout=TIMEOUT)
+            assert pending is not None
+            assert pending.parameters == {"value1": "a", "value2": 1}
+            assert pending.workflow_id == workflow_id
+            # Taken: nobody else gets it.
+            assert await host.get_pending_activity(name, "worker2") is None
+            params = pending.parameters
+            await host.submit_activity_success(
+                pending.token, {"value1": params["value1"] + "1", "value2": params["value2"] + 1}
+            )
+            instance = await host.wait_for_workflow(workflow_id, timeout=TIMEOUT)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert instance.data.payload == {"value1": "a1", "value2": 2}
+        assert instance.data.log == ["before", "after"]
+        # Done: the token is refused now.
+        with pytest.raises(WfeError, match="no longer waiting"):
+            await host.submit_activity_success(pending.token, {})
+
+    @pytest.mark.anyio
+    async def test_activity_failure_applies_the_error_behaviour(self, host: ScenarioHost) -> None:
+        name = _unique("act")
+        definition = (
+            WorkflowBuilder(Journal)
+            .activity(name, parameters={"n": 1})
+            .on_error(ErrorBehavior.retry(interval=timedelta(seconds=0.05), max_retries=1))
+            .output(payload=lambda step: step.result)
+            .build(_unique("activity-fail"))
+        )
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id)
+        with anyio.fail_after(TIMEOUT):
+            first = await host.get_pending_activity(name, "w1", timeout=TIMEOUT)
+            assert first is not None
+            await host.submit_activity_failure(first.token, "card declined")
+            # The retry offers the activity afresh, with a new token.
+            second = await host.get_pending_activity(name, "w1", timeout=TIMEOUT)
+            assert second is not None
+            assert second.token != first.token
+            await host.submit_activity_success(second.token, "ok")
+            instance = await host.wait_for_workflow(workflow_id, timeout=TIMEOUT)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert instance.data.payload == "ok"
+
+    @pytest.mark.anyio
+    async def test_activity_failure_without_error_behaviour_fails_the_workflow(
+        self, host: ScenarioHost
+    ) -> None:
+        name = _unique("act")
+        definition = WorkflowBuilder(Journal).activity(name).build(_unique("activity-fails"))
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id)
+        with anyio.fail_after(TIMEOUT):
+            pending = await host.get_pending_activity(name, "w1", timeout=TIMEOUT)
+            assert pending is not None
+            await host.submit_activity_failure(pending.token, {"code": 402})
+            instance = await host.wait_for_workflow(workflow_id, timeout=TIMEOUT)
+        assert instance.status == WorkflowStatus.FAILED
+        assert "ActivityFailedError" in (instance.pointers[0].error or "")
+        assert "402" in (instance.pointers[0].error or "")
+
+    @pytest.mark.anyio
+    async def test_activity_lease_lapses_and_the_stale_token_is_refused(
+        self, host: ScenarioHost
+    ) -> None:
+        name = _unique("act")
+        definition = (
+            WorkflowBuilder(Journal)
+            .activity(name)
+            .output(payload=lambda step: step.result)
+            .build(_unique("activity-lease"))
+        )
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id)
+        with anyio.fail_after(TIMEOUT):
+            dead = await host.get_pending_activity(name, "dies", timeout=TIMEOUT, lease=0.2)
+            assert dead is not None
+            # The first worker "dies": after its lease another one takes the activity.
+            alive = await host.get_pending_activity(name, "lives", timeout=TIMEOUT)
+            assert alive is not None
+            assert alive.token != dead.token
+            with pytest.raises(WfeError, match="stale"):
+                await host.submit_activity_success(dead.token, "late")
+            assert not await host.release_activity(dead.token)
+            # Released, it can be taken again at once.
+            assert await host.release_activity(alive.token)
+            again = await host.get_pending_activity(name, "third", timeout=TIMEOUT)
+            assert again is not None
+            await host.submit_activity_success(again.token, "done")
+            instance = await host.wait_for_workflow(workflow_id, timeout=TIMEOUT)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert instance.data.payload == "done"
+
+    @pytest.mark.anyio
+    async def test_activity_timeout_fails_the_step(self, host: ScenarioHost) -> None:
+        name = _unique("act")
+        definition = (
+            WorkflowBuilder(Journal)
+            .activity(name, timeout=timedelta(seconds=0.3))
+            .on_error(ErrorBehavior.terminate())
+            .build(_unique("activity-timeout"))
+        )
+        instance = await self._run(host, definition)
+        assert instance.status == WorkflowStatus.TERMINATED
+        assert "ActivityTimeoutError" in (instance.pointers[0].error or "")
+        assert await host.get_pending_activity(name, "late") is None
+
+    @pytest.mark.anyio
+    async def test_user_task_runs_the_chosen_option(self, host: ScenarioHost) -> None:
+        # workflow-core's UserTask scenario (WorkflowCore.Users).
+        definition = (
+            WorkflowBuilder(Journal)
+            .start_with(record("start"))
+            .user_task("Approve the order?", assign_to=lambda data: data.kind)
+            .with_option("yes", "Approve", lambda b: b.start_with(record("approved")))
+            .with_option("no", "Reject", lambda b: b.start_with(record("rejected")))
+            .then(record("end"))
+            .build(_unique("user-task"))
+        )
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id, Journal(kind="bob"))
+        with anyio.fail_after(TIMEOUT):
+            actions = await self._open_actions(host, workflow_id)
+            assert [a.prompt for a in actions] == ["Approve the order?"]
+            action = actions[0]
+            assert action.assigned_to == "bob"
+            assert [(o.value, o.label) for o in action.options] == [
+                ("yes", "Approve"),
+                ("no", "Reject"),
+            ]
+            assert await host.get_open_user_actions(workflow_id, assigned_to="alice") == []
+            with pytest.raises(WfeError, match="not an option"):
+                await host.publish_user_action(action.key, "bob", "maybe")
+            await host.publish_user_action(action.key, "bob", "yes")
+            instance = await host.wait_for_workflow(workflow_id, timeout=TIMEOUT)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert instance.data.log == ["start", "approved", "end"]
+        assert await host.get_open_user_actions(workflow_id) == []
+        with pytest.raises(WfeError, match="no open user task"):
+            await host.publish_user_action(action.key, "bob", "no")
+
+    @pytest.mark.anyio
+    async def test_user_task_escalates_and_stays_open(self, host: ScenarioHost) -> None:
+        definition = (
+            WorkflowBuilder(Journal)
+            .user_task(lambda data: f"Ship {data.count} items?", assign_to="bob")
+            .with_option("ship", "Ship", lambda b: b.start_with(record("shipped")))
+            .with_escalation(
+                after=timedelta(seconds=0.3),
+                assign_to=lambda data: "director",
+                action=lambda b: b.start_with(record("reminded")),
+            )
+            .then(record("end"))
+            .build(_unique("user-task-escalation"))
+        )
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id, Journal(count=3))
+        with anyio.fail_after(TIMEOUT):
+            actions = await self._open_actions(host, workflow_id)
+            assert actions[0].assigned_to == "bob"
+            assert actions[0].prompt == "Ship 3 items?"
+            # The escalation reassigns the task to the director.
+            while True:
+                escalated = await host.get_open_user_actions(workflow_id, assigned_to="director")
+                if escalated:
+                    break
+                await anyio.sleep(0.05)
+            await host.publish_user_action(escalated[0].key, "director", "ship")
+            instance = await host.wait_for_workflow(workflow_id, timeout=TIMEOUT)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert instance.data.log == ["reminded", "shipped", "end"]
+
+    async def _open_actions(self, host: ScenarioHost, workflow_id: str) -> list[Any]:
+        while True:
+            actions = await host.get_open_user_actions(workflow_id)
+            if actions:
+                return actions
+            await anyio.sleep(0.05)
 
     # -- sub-workflows -----------------------------------------------------------------------
     def _child(self, fail: bool = False) -> WorkflowDefinition:
