@@ -31,8 +31,8 @@ WORKFLOW_KEYS: dict[str, str] = {
 STEP_KEYS: dict[str, str] = {
     "name": "The step's name, unique in the workflow.",
     "description": "What the step does.",
-    "type": "The step type (shell, deno, workflow, wait or one a plugin adds). Default: shell when "
-    "config has `run` or `file`.",
+    "type": "The step type (shell, deno, workflow, wait, approval, activity or one a plugin "
+    "adds). Default: shell when config has `run` or `file`.",
     "config": "The step type's settings.",
     "parallel": "Steps run concurrently; this step is done when all are.",
     "when": "Run the step only when this condition holds (else it is skipped).",
@@ -97,9 +97,11 @@ def json_schema(step_configs: dict[str, dict[str, Any]] | None = None) -> dict[s
     """The JSON Schema (draft 2020-12) of YAML workflow files.
 
     ``step_configs`` maps step type names to the JSON Schema of their ``config:`` (default:
-    the built-in shell, deno, workflow and wait types).
+    the built-in shell, deno, workflow, wait, approval and activity types).
     """
     if step_configs is None:
+        from wfe_yaml.executors.activity import ActivityExecutor
+        from wfe_yaml.executors.approval import ApprovalExecutor
         from wfe_yaml.executors.deno import DenoExecutor
         from wfe_yaml.executors.shell import ShellExecutor
         from wfe_yaml.executors.wait import WaitExecutor
@@ -110,6 +112,8 @@ def json_schema(step_configs: dict[str, dict[str, Any]] | None = None) -> dict[s
             "deno": DenoExecutor.config_schema(),
             "workflow": WorkflowExecutor.config_schema(),
             "wait": WaitExecutor.config_schema(),
+            "approval": ApprovalExecutor.config_schema(),
+            "activity": ActivityExecutor.config_schema(),
         }
     declarations = {
         "type": "object",

@@ -4,7 +4,6 @@ optional timeout whose ``on_timeout:`` steps run when it fires."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from wfe_core import ExecutionResult
@@ -13,10 +12,12 @@ from wfe_core.providers import StepExecutor
 from wfe_yaml import interpolation as ip
 from wfe_yaml.durations import parse_duration
 from wfe_yaml.errors import StepFailedError
-from wfe_yaml.executors.common import check_duration
+from wfe_yaml.executors.common import check_duration, check_output_name, value_output
 from wfe_yaml.steps import record_result
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from wfe_core import StepContext
 
 #: What the step keeps in ``ctx.persistence_data`` while its ``on_timeout:`` steps run.
@@ -88,9 +89,7 @@ class WaitExecutor(StepExecutor):
                 except ValueError as exc:
                     problems.append(f"effective_date: {exc}")
         check_duration(config, "timeout", problems)
-        output = config.get("output")
-        if output is not None and (not isinstance(output, str) or not output.strip()):
-            problems.append("output: must be a name")
+        check_output_name(config, problems)
         return problems
 
     async def execute(self, config: Mapping[str, Any], ctx: StepContext) -> ExecutionResult:
@@ -119,12 +118,7 @@ class WaitExecutor(StepExecutor):
         if not result.proceed:
             return result  # waiting
         record_result(ctx, {"event": body.event_name, "key": body.event_key, "timed_out": False})
-        data = body.event_data
-        if output_name is not None:
-            return ExecutionResult.next(output={str(output_name): data})
-        if isinstance(data, Mapping):
-            return ExecutionResult.next(output={str(k): v for k, v in data.items()} or None)
-        return ExecutionResult.next()
+        return ExecutionResult.next(output=value_output(output_name, body.event_data))
 
 
 def _timed_out(output_name: Any) -> ExecutionResult:
