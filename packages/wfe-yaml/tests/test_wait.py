@@ -4,7 +4,6 @@ its timeout fires, runs its ``on_timeout:`` steps; the loader checks their confi
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -18,6 +17,7 @@ from wfe_yaml_support import pointers, result_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
 
 pytestmark = pytest.mark.anyio
 
@@ -226,27 +226,3 @@ def test_timeout_step_names_are_unique_in_the_workflow() -> None:
         )
     )
     assert any("duplicate step name 'W'" in p for p in found), found
-
-
-def _docs_example() -> str:
-    """The YAML example of the ``### wait`` section of docs/yaml.md."""
-    text = (Path(__file__).resolve().parents[3] / "docs" / "yaml.md").read_text()
-    section = text.split("\n### wait\n", 1)[1]
-    return section.split("```yaml\n", 1)[1].split("```", 1)[0]
-
-
-def test_the_documented_example_loads_and_matches_the_json_schema() -> None:
-    example = _docs_example()
-    [definition] = load_workflows_from_str(example)
-    assert definition.step_by_external_id("Wait for approval").metadata["kind"] == "wait"
-    jsonschema = pytest.importorskip("jsonschema")
-    from ruamel.yaml import YAML
-
-    from wfe_yaml import json_schema
-
-    validator = jsonschema.Draft202012Validator(json_schema())
-    document = YAML(typ="safe", pure=True).load(example)
-    assert [e.message for e in validator.iter_errors(document)] == []
-    # The schema knows the type's keys: a misspelt one is an error for editors too.
-    document["workflow"]["steps"][1]["config"]["timout"] = "1h"
-    assert list(validator.iter_errors(document))
