@@ -226,3 +226,11 @@ def test_timeout_step_names_are_unique_in_the_workflow() -> None:
         )
     )
     assert any("duplicate step name 'W'" in p for p in found), found
+
+
+def test_the_output_may_not_overwrite_a_declared_input() -> None:
+    [problem] = problems_of(wait_step("{event: e, key: k, output: ticket}"))
+    assert problem == (
+        "flow.yaml:5:7: step 'W' stores its result as 'ticket', the name of a declared input "
+        "of workflow 'x'; an output may not overwrite an input"
+    )

@@ -55,8 +55,18 @@ class WorkflowSetChecker:
 
     def _check_copied_outputs(self, spec: WorkflowSpec) -> None:
         """A ``type: workflow`` step may not copy an output named like one of ``spec``'s
-        declared inputs into its data (it would overwrite the input)."""
+        declared inputs into its data (it would overwrite the input), nor a step store what
+        it received (``output:`` of wait, approval, activity) under such a name."""
         for step in spec.all_steps():
+            output_key: str | None = getattr(step.executor, "output_key", None)
+            stored = step.config.get(output_key) if output_key is not None else None
+            if isinstance(stored, str) and stored in spec.inputs:
+                self.ctx.problem(
+                    step.mark,
+                    f"step {step.name!r} stores its result as {stored!r}, the name of a "
+                    f"declared input of workflow {spec.id!r}; an output may not overwrite an "
+                    "input",
+                )
             copied = step.config.get("outputs") if step.type_name == "workflow" else None
             if not isinstance(copied, list):
                 continue

@@ -26,6 +26,9 @@ class ActivityExecutor(StepExecutor):
     """
 
     static_keys = ("activity", "timeout", "output")
+    #: The config key naming where the step's result goes in the workflow data (the loader
+    #: refuses one named like a declared input).
+    output_key = "output"
     config_keys: ClassVar[dict[str, str]] = {
         "activity": "The activity's name: what workers ask for (`wfe activities take NAME`).",
         "parameters": "What the worker gets (any value; may use ${{ ... }}).",

@@ -32,6 +32,9 @@ class ApprovalExecutor(StepExecutor):
     """
 
     static_keys = ("options", "escalation", "output")
+    #: The config key naming where the step's result goes in the workflow data (the loader
+    #: refuses one named like a declared input).
+    output_key = "output"
     config_keys: ClassVar[dict[str, str]] = {
         "prompt": "The question shown to the person (may use ${{ ... }}).",
         "assignee": "Who is asked (a user or group name; may use ${{ ... }}).",

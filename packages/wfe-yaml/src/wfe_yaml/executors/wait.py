@@ -36,6 +36,9 @@ class WaitExecutor(StepExecutor):
     """
 
     static_keys = ("timeout", "output")
+    #: The config key naming where the step's result goes in the workflow data (the loader
+    #: refuses one named like a declared input).
+    output_key = "output"
     #: The config key whose duration makes the step's ``on_timeout:`` steps run (read by
     #: the loader: only step types that have one take ``on_timeout:``).
     timeout_key = "timeout"
