@@ -737,24 +737,36 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         one write transaction (SQLite serializes writers, also across processes)."""
         params = {"p_name": event_name, "p_limit": to_us(as_of)}
 
-        def run(conn: Connection) -> EventSubscription | None:
+        def claimable(conn: Connection) -> tuple[str, EventSubscription] | None:
             for row in conn.execute(_named_open_subscriptions, params).all():
                 subscription = _load_subscription(row.document, row.terminated)
                 if subscription.external_token == token:
-                    # This transaction ran before and was retried (see store.write).
-                    return subscription
+                    # This transaction ran before and is being retried (see store.write).
+                    return row.id, subscription
                 expiry = subscription.external_token_expiry
-                if subscription.external_token is not None and (expiry is None or expiry > as_of):
-                    continue
+                if subscription.external_token is None or (expiry is not None and expiry <= as_of):
+                    return row.id, subscription
+            return None
+
+        # A worker waiting for work asks again and again: look in a read first, so that
+        # asking while nothing is claimable takes no write lock on the file.
+        if await self.store.read(claimable, "claim_subscription") is None:
+            return None
+
+        def run(conn: Connection) -> EventSubscription | None:
+            found = claimable(conn)
+            if found is None:
+                return None  # another worker took it meanwhile
+            subscription_id, subscription = found
+            if subscription.external_token != token:
                 subscription.external_token = token
                 subscription.external_worker_id = worker_id
                 subscription.external_token_expiry = expires_at
                 conn.execute(
                     _set_subscription_document,
-                    {"p_id": row.id, "p_document": dumps(to_primitive(subscription))},
+                    {"p_id": subscription_id, "p_document": dumps(to_primitive(subscription))},
                 )
-                return subscription
-            return None
+            return subscription
 
         return await self.store.write(run, "claim_subscription")
 

@@ -43,8 +43,10 @@ logger = logging.getLogger("wfe_host.external")
 
 #: How long a worker holds an activity it took, unless it says otherwise.
 DEFAULT_ACTIVITY_LEASE = timedelta(minutes=5)
-#: Seconds between claims while ``get_pending_activity`` waits for an activity to appear.
-ACTIVITY_POLL_INTERVAL = 0.25
+#: Seconds between claims while ``get_pending_activity`` waits for an activity to appear:
+#: the first pause, growing by half each time up to the longest.
+ACTIVITY_POLL_INTERVAL = 0.1
+ACTIVITY_POLL_LONGEST = 1.0
 #: Open subscriptions read per page while listing user tasks.
 _PAGE = 500
 
@@ -100,6 +102,7 @@ class ExternalWork:
             raise ValueError(f"lease must be positive, got {lease!r}")
         deadline = anyio.current_time() + wait
         name = activity_event(activity_name)
+        pause = ACTIVITY_POLL_INTERVAL
         while True:
             nonce = new_id()
             now = self.core.clock.now()
@@ -123,7 +126,10 @@ class ExternalWork:
             left = deadline - anyio.current_time()
             if left <= 0:
                 return None
-            await anyio.sleep(min(ACTIVITY_POLL_INTERVAL, left))
+            # Polling: an activity stored by another process announces itself nowhere this
+            # process listens (the lifecycle publisher may be process-local).
+            await anyio.sleep(min(pause, left))
+            pause = min(pause * 1.5, ACTIVITY_POLL_LONGEST)
 
     async def _claimed(self, token: str) -> EventSubscription:
         subscription_id, nonce = _parse_token(token)
