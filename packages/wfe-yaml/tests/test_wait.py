@@ -45,6 +45,17 @@ workflow:
       config: {run: 'echo "done"'}
 """
 
+#: Waits only for events published as of a date-time given as an input.
+SINCE = """
+workflow:
+  id: since
+  inputs: {order: string, since: string}
+  steps:
+    - name: Paid
+      type: wait
+      config: {event: paid, key: "${{ inputs.order }}", effective_date: "${{ inputs.since }}"}
+"""
+
 
 @pytest.fixture
 def clock() -> ManualClock:
@@ -58,7 +69,7 @@ async def host(tmp_path: Path, clock: ManualClock) -> AsyncIterator[WorkflowHost
     async with WorkflowHost(
         sqlite.SqlitePersistence(url), sqlite.SqliteLock(url), sqlite.SqliteQueue(url), clock=clock
     ) as running:
-        for definition in load_workflows_from_str(PIPELINE):
+        for definition in [*load_workflows_from_str(PIPELINE), *load_workflows_from_str(SINCE)]:
             running.register(definition)
         yield running
 
@@ -142,6 +153,28 @@ async def test_an_event_published_before_the_wait_counts_and_a_mapping_merges(
     assert instance.status == WorkflowStatus.COMPLETE
     assert instance.data == {"amount": 10, "currency": "EUR"}
     assert result_of(instance, "Use")["stdout"] == "10 EUR"
+
+
+async def test_an_effective_date_skips_earlier_events(
+    host: WorkflowHost, clock: ManualClock
+) -> None:
+    since = clock.now() + timedelta(hours=1)
+    await host.publish_event("paid", "o-1", {"amount": 1})  # before the date: not this one
+    workflow_id = await host.start_workflow("since", {"order": "o-1", "since": since.isoformat()})
+    await waiting(host, workflow_id, "Paid")
+    clock.advance(timedelta(hours=2))
+    await host.publish_event("paid", "o-1", {"amount": 2})
+    instance = await host.wait_for_workflow(workflow_id, timeout=30)
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert instance.data["amount"] == 2
+
+
+async def test_a_bad_effective_date_from_the_data_fails_the_step(host: WorkflowHost) -> None:
+    workflow_id = await host.start_workflow("since", {"order": "o-2", "since": "yesterday"})
+    instance = await host.wait_for_workflow(workflow_id, timeout=30)
+    assert instance.status == WorkflowStatus.FAILED
+    [paid] = [p for p in instance.pointers if p.step_name == "Paid"]
+    assert "effective_date: 'yesterday' is not a date-time" in (paid.error or "")
 
 
 def problems_of(text: str) -> list[str]:
