@@ -1,5 +1,5 @@
-"""Reading the steps of a YAML workflow: names, conditions, hooks, ``parallel:`` and each
-step type's ``config:`` (references checked, shell code made safe)."""
+"""Reading the steps of a YAML workflow: names, conditions, hooks (``on_timeout:`` too),
+``parallel:`` and each step type's ``config:`` (references checked, shell code made safe)."""
 
 from __future__ import annotations
 
