@@ -13,7 +13,7 @@ from wfe_core.models import PointerStatus, WorkflowStatus
 from wfe_core.testing import ManualClock
 from wfe_host import WorkflowHost
 from wfe_yaml import YamlWorkflowError, load_workflows_from_str
-from wfe_yaml_support import pointers, result_of
+from wfe_yaml_support import pointers, result_of, run_yaml
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -175,6 +175,17 @@ async def test_a_bad_effective_date_from_the_data_fails_the_step(host: WorkflowH
     assert instance.status == WorkflowStatus.FAILED
     [paid] = [p for p in instance.pointers if p.step_name == "Paid"]
     assert "effective_date: 'yesterday' is not a date-time" in (paid.error or "")
+
+
+async def test_a_key_whose_data_is_not_set_fails_the_step() -> None:
+    instance = await run_yaml(
+        "workflow:\n  id: w\n  inputs: {order: string?}\n  steps:\n    - name: W\n"
+        "      type: wait\n      config: {event: paid, key: '${{ inputs.order }}'}\n",
+        timeout=30,
+    )
+    assert instance.status == WorkflowStatus.FAILED
+    [wait] = [p for p in instance.pointers if p.step_name == "W"]
+    assert "the event key is empty (None): the data it refers to is not set" in (wait.error or "")
 
 
 def problems_of(text: str) -> list[str]:

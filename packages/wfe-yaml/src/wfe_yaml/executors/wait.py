@@ -103,6 +103,11 @@ class WaitExecutor(StepExecutor):
             return _timed_out(output_name)
         body = WaitFor()
         body.event_name = str(config["event"])
+        if config["key"] is None or not str(config["key"]).strip():
+            # A reference to data that is not set: no event could ever be meant.
+            raise StepFailedError(
+                f"the event key is empty ({config['key']!r}): the data it refers to is not set"
+            )
         body.event_key = _key(config["key"])
         date = config.get("effective_date")
         if date is not None:
