@@ -168,7 +168,10 @@ def test_options_from_settings_reach_the_provider(tmp_path: Path) -> None:
     ("options", "message"),
     [
         ({"synchronous": "off"}, "persistence.options.synchronous"),
-        ({"busy_timeout": -1}, "busy_timeout must be a finite number of seconds > 0"),
+        (
+            {"busy_timeout": -1},
+            "persistence.options.busy_timeout: must be a finite number of seconds > 0",
+        ),
         ({"colour": "blue"}, "persistence.options.colour"),
     ],
 )

@@ -427,13 +427,13 @@ async def test_concurrent_reads_share_groups_and_fail_alone(
         for instance in instances:
             await persistence.create_workflow(instance)
         groups: list[int] = []
-        run_reads = store._run_reads
+        run_reads = store.reads.run_blocking
 
         def counting(batch: list[object]) -> None:
             groups.append(len(batch))
             run_reads(batch)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(store, "_run_reads", counting)
+        monkeypatch.setattr(store.reads, "run_blocking", counting)
 
         def broken(conn: object) -> None:
             raise sqlite3.OperationalError("disk on fire")
@@ -492,8 +492,8 @@ async def test_cancelled_readers_do_not_break_the_group(db_url: str) -> None:
         assert {i: v for i, v in results.items() if i % 3} == {i: i for i in range(30) if i % 3}
         # Any cancelled read that still returned returned the right thing.
         assert all(results[i] == i for i in results)
-        assert persistence.store._read_queue == []
-        assert persistence.store._read_groups == 0
+        assert persistence.store.reads.queue == []
+        assert persistence.store.reads.running == 0
         assert (await persistence.get_workflow(instances[0].id)).data["i"] == 0
 
 
@@ -566,7 +566,7 @@ async def test_a_read_cancelled_while_its_group_runs_is_abandoned(db_url: str) -
         assert ran == ["first", "leader", "member", "last"]
         # The caller leading the group waited for it; the other cancelled one left.
         assert results == {"first": "first", "leader": "leader", "last": "last"}
-        assert (store._read_queue, store._read_groups) == ([], 0)
+        assert (store.reads.queue, store.reads.running) == ([], 0)
 
 
 @pytest.mark.anyio

@@ -39,7 +39,15 @@ from here, so that moving it inside wfe-core changes one line, here:
 * files and processes named by users: ``read_regular_file`` (refuses devices, FIFOs,
   directories and files over ``MAX_SOURCE_BYTES``, raising ``UnreadableFileError``) and
   ``processes`` (step child processes that cannot outlive their step, for executors such as
-  wfe-yaml's ``shell`` and ``deno``).
+  wfe-yaml's ``shell`` and ``deno``);
+* provider options and URLs: ``OptionChecks`` (attrs validators of an options class, raising
+  ``OptionError``, a ``ConfigurationError`` that names the provider, the option and the
+  problem, so settings report it at its field path), ``UrlOptions`` (an options instance or
+  the defaults, and URL query parameters that set its fields), ``read_query_value`` and
+  ``redact_password`` (a URL with its password as ``***``);
+* shared backends: ``SharedResources`` (one open resource per key and event loop, shared by
+  the providers of a process and reference counted: the SQLite store of a file, the
+  PostgreSQL pool of a URL).
 """
 
 from __future__ import annotations
@@ -47,6 +55,14 @@ from __future__ import annotations
 from wfe_core import _processes as processes
 from wfe_core._files import MAX_SOURCE_BYTES, UnreadableFileError, read_regular_file
 from wfe_core._limits import MAX_SETTING_SECONDS, seconds_problem, seconds_validator
+from wfe_core._options import (
+    OptionChecks,
+    OptionError,
+    UrlOptions,
+    read_query_value,
+    redact_password,
+)
+from wfe_core._shared import SharedResources
 from wfe_core.engine.executor import SUBSCRIPTION_ID
 from wfe_core.memory.persistence import VERIFY_CHANGES_ENV
 from wfe_core.memory.search import DATA_FILTER_PREFIX, check_filters, data_field_matches
@@ -79,16 +95,22 @@ __all__ = [
     "MAX_SOURCE_BYTES",
     "SUBSCRIPTION_ID",
     "VERIFY_CHANGES_ENV",
+    "OptionChecks",
+    "OptionError",
     "PluginInfo",
     "PluginLoadOptions",
     "PluginManager",
+    "SharedResources",
     "UnreadableFileError",
+    "UrlOptions",
     "check_filters",
     "data_field_matches",
     "env_flag",
     "make_plugin_manager",
     "processes",
+    "read_query_value",
     "read_regular_file",
+    "redact_password",
     "seconds_problem",
     "seconds_validator",
     "utcnow",

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 
 from wfe_core.errors import ConfigurationError
+from wfe_core.spi import OptionChecks
 from wfe_host.options import HostOptions
 from wfe_host.settings import (
     HostSettings,
     ProviderSettings,
     SettingsError,
     load_settings,
+    structure,
 )
 
 
@@ -320,3 +323,33 @@ def test_the_shorthand_variable_can_come_from_a_file(tmp_path: Path) -> None:
     loaded = load_settings(environ={"WFE_PERSISTENCE_FILE": str(secret)})
     assert loaded.settings.persistence.url == "postgresql://wfe:pw@db/wfe"
     assert loaded.source_of("persistence.url") == "environment WFE_PERSISTENCE_FILE"
+
+
+def test_option_errors_name_the_option_at_its_field_path() -> None:
+    checks = OptionChecks("demo")
+
+    @attrs.frozen
+    class DemoOptions:
+        timeout: float = attrs.field(default=1.0, validator=checks.seconds())
+        retries: int = attrs.field(default=1, validator=attrs.validators.ge(0))
+        hosts: list[int] = attrs.Factory(list)
+
+    with pytest.raises(SettingsError) as info:
+        structure({"timeout": -1, "hosts": [1, "x"]}, DemoOptions, ("lock", "options"))
+    assert {p.format() for p in info.value.problems} == {
+        "lock.options.hosts[1]: expected an integer, got 'x'",
+    }
+    with pytest.raises(SettingsError) as info:
+        structure({"timeout": -1}, DemoOptions, ("lock", "options"))
+    assert str(info.value) == (
+        "lock.options.timeout: must be a finite number of seconds > 0 and at most 86400, got -1.0"
+    )
+    with pytest.raises(SettingsError) as info:
+        structure({"retries": -2, "colour": 1, "shade": 2}, DemoOptions, ("lock", "options"))
+    assert [p.format() for p in info.value.problems] == [
+        "lock.options.colour: unknown key",
+        "lock.options.shade: unknown key",
+    ]
+    with pytest.raises(SettingsError) as info:
+        structure({"retries": -2}, DemoOptions)
+    assert str(info.value) == "retries: must be >= 0, got -2"

@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import attrs
 
 from wfe_core.errors import ConfigurationError
+from wfe_core.spi import OptionChecks, UrlOptions
 
 __all__ = ["DEFAULT_URL", "Connection", "OpenSearchOptions", "parse_url"]
 
@@ -27,44 +28,35 @@ _REFRESH: tuple[str, ...] = ("false", "true", "wait_for")
 _PREFIX = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
-def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+_checks = OptionChecks("opensearch")
+
+
+def _positive_problem(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigurationError(
-            f"opensearch option {attribute.name} must be a positive number, got {value!r}"
-        )
+        return f"must be a positive number, got {value!r}"
+    return None
 
 
-def _count(minimum: int) -> Any:
-    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ConfigurationError(
-                f"opensearch option {attribute.name} must be an integer of at least {minimum}, "
-                f"got {value!r}"
-            )
-
-    return check
-
-
-def _prefix(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _prefix_problem(value: Any) -> str | None:
     if not isinstance(value, str) or not _PREFIX.match(value):
-        raise ConfigurationError(
-            f"opensearch option index_prefix must be lower-case letters, digits, '.', '_' or "
-            f"'-', starting with a letter or digit, got {value!r}"
+        return (
+            "must be lower-case letters, digits, '.', '_' or '-', starting with a letter or"
+            f" digit, got {value!r}"
         )
+    return None
 
 
-def _refresh(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value not in _REFRESH:
-        raise ConfigurationError(
-            f"opensearch option refresh must be one of {', '.join(_REFRESH)}, got {value!r}"
-        )
-
-
-def _optional_text(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _optional_text_problem(value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise ConfigurationError(
-            f"opensearch option {attribute.name} must be a string, got {type(value).__name__}"
-        )
+        return f"must be a string, got {type(value).__name__}"
+    return None
+
+
+_positive = _checks.check(_positive_problem)
+_prefix = _checks.check(_prefix_problem)
+_refresh = _checks.one_of(_REFRESH)
+_optional_text = _checks.check(_optional_text_problem)
+_count = _checks.count
 
 
 @attrs.frozen
@@ -118,27 +110,21 @@ class Connection:
         return f"{self.options.index_prefix}-workflows"
 
 
-_FIELD_KINDS: dict[str, type] = {
-    "index_prefix": str,
-    "number_of_shards": int,
-    "number_of_replicas": int,
-    "refresh": str,
-    "timeout": float,
-    "max_retries": int,
-    "verify_certs": bool,
-    "ca_certs": str,
-}
-
-
-def _coerce(raw: str, kind: type) -> Any:
-    if kind is bool:
-        lowered = raw.lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(raw)
-    return kind(raw)
+# Not the credentials: a password in a query string ends up in logs.
+_URL_OPTIONS = UrlOptions(
+    "opensearch",
+    OpenSearchOptions,
+    {
+        "index_prefix": str,
+        "number_of_shards": int,
+        "number_of_replicas": int,
+        "refresh": str,
+        "timeout": float,
+        "max_retries": int,
+        "verify_certs": bool,
+        "ca_certs": str,
+    },
+)
 
 
 def parse_url(url: str | None, options: OpenSearchOptions | None = None) -> Connection:
@@ -146,51 +132,20 @@ def parse_url(url: str | None, options: OpenSearchOptions | None = None) -> Conn
 
     Raises :class:`~wfe_core.errors.ConfigurationError` with the reason for anything else.
     """
-    if options is None:
-        options = OpenSearchOptions()
-    elif not isinstance(options, OpenSearchOptions):
-        raise ConfigurationError(
-            f"opensearch options must be an OpenSearchOptions, got {type(options).__name__}"
-        )
-    if url is None:
-        url = DEFAULT_URL
-    if not isinstance(url, str):
-        raise ConfigurationError(f"opensearch url must be a string, got {type(url).__name__}")
+    options = _URL_OPTIONS.options(options)
+    url = _URL_OPTIONS.text(DEFAULT_URL if url is None else url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise ConfigurationError(
             f"opensearch url {url!r}: the scheme must be http or https (http://127.0.0.1:9200)"
         )
-    try:
-        host, port = parts.hostname, parts.port
-    except ValueError as exc:
-        raise ConfigurationError(f"opensearch url {url!r}: {exc}") from None
-    if not host:
-        raise ConfigurationError(f"opensearch url {url!r}: a host is required")
+    host, port = _URL_OPTIONS.host_and_port(parts, url)
     if parts.path not in ("", "/"):
         raise ConfigurationError(
             f"opensearch url {url!r}: a path is not allowed (set index_prefix to name the index)"
         )
-    overrides: dict[str, Any] = {}
-    for name, raw in parse_qsl(parts.query, keep_blank_values=True):
-        kind = _FIELD_KINDS.get(name)
-        if kind is None:
-            raise ConfigurationError(
-                f"opensearch url {url!r}: unknown parameter {name!r} "
-                f"(known: {', '.join(sorted(_FIELD_KINDS))})"
-            )
-        try:
-            overrides[name] = _coerce(raw, kind)
-        except ValueError:
-            raise ConfigurationError(
-                f"opensearch url {url!r}: parameter {name}={raw!r} is not a valid {kind.__name__}"
-            ) from None
-    if overrides:
-        try:
-            options = attrs.evolve(options, **overrides)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"opensearch url {url!r}: {exc}") from None
+    options, _ = _URL_OPTIONS.apply_query(options, parts.query, url)
     username = unquote(parts.username) if parts.username else options.username
     password = unquote(parts.password) if parts.password is not None else options.password
     if password is None and options.password_file is not None:

@@ -14,7 +14,6 @@ escapes is wrapped in :mod:`wfe_core.errors`.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,6 +30,7 @@ from tenacity import (
 )
 
 from wfe_core.errors import ProviderError, ProviderUnavailableError, WfeError
+from wfe_core.spi import SharedResources
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -145,12 +145,15 @@ class Database:
 
     def __init__(self, target: DatabaseTarget) -> None:
         self.target = target
-        self.refs = 0
-        self.registry_key: tuple[DatabaseTarget, object] | None = None
         self._pool: psycopg_pool.AsyncConnectionPool[Connection] | None = None
         self._opened = False
         self._open_lock = anyio.Lock()
         self._recent = _RecentUse()
+
+    @property
+    def refs(self) -> int:
+        """How many providers of this process hold it (see :func:`acquire_database`)."""
+        return _databases.references(self)
 
     @property
     def where(self) -> str:
@@ -302,42 +305,19 @@ class Database:
         raise AssertionError("unreachable: the retry loop returns or raises")  # pragma: no cover
 
 
-# -- the registry of open databases -----------------------------------------------------------
-_registry_lock = threading.Lock()
-_registry: dict[tuple[DatabaseTarget, object], Database] = {}
+# -- the open databases, shared per target and event loop ------------------------------------
+_databases: SharedResources[DatabaseTarget, Database] = SharedResources(
+    Database, Database.open, Database.close
+)
 
 
 async def acquire_database(target: DatabaseTarget, *, shared: bool = True) -> Database:
     """The open :class:`Database` of ``target`` shared in this event loop, opening it on first
     use. ``shared=False`` gives one of its own (its own pool), which behaves towards the
     others like one in another process."""
-    if not shared:
-        database = Database(target)
-        database.refs = 1
-    else:
-        key = (target, anyio.lowlevel.current_token())
-        with _registry_lock:
-            found = _registry.get(key)
-            if found is None:
-                found = _registry[key] = Database(target)
-                found.registry_key = key
-            found.refs += 1
-        database = found
-    try:
-        await database.open()
-    except BaseException:
-        await release_database(database)
-        raise
-    return database
+    return await _databases.acquire(target, shared=shared)
 
 
 async def release_database(database: Database) -> None:
     """Drop one reference to ``database``; the last one closes it."""
-    with _registry_lock:
-        database.refs -= 1
-        if database.refs > 0:
-            return
-        key = database.registry_key
-        if key is not None and _registry.get(key) is database:
-            del _registry[key]
-    await database.close()
+    await _databases.release(database)

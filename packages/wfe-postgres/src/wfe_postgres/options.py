@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 import attrs
 
 from wfe_core.errors import ConfigurationError
-from wfe_core.spi import UnreadableFileError, read_regular_file, seconds_problem
+from wfe_core.spi import (
+    OptionChecks,
+    UnreadableFileError,
+    UrlOptions,
+    read_regular_file,
+    redact_password,
+)
 
 __all__ = ["SCHEMES", "DatabaseTarget", "PostgresOptions", "parse_url", "redact"]
 
@@ -25,60 +31,37 @@ _MAX_PASSWORD_BYTES = 64 * 1024
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
-def _seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    problem = seconds_problem(value)
-    if problem is not None:
-        raise ConfigurationError(f"postgres option {attribute.name} {problem}")
+_checks = OptionChecks("postgres")
+_seconds = _checks.seconds()
+_seconds_or_zero = _checks.seconds(allow_zero=True, note=" (0: no limit)")
+_positive_int = _checks.count(1)
+_bool = _checks.boolean()
 
 
-def _seconds_or_zero(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    problem = seconds_problem(value, allow_zero=True)
-    if problem is not None:
-        raise ConfigurationError(f"postgres option {attribute.name} {problem} (0: no limit)")
-
-
-def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(
-            f"postgres option {attribute.name} must be an integer of at least 1, got {value!r}"
-        )
-
-
-def _non_negative_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigurationError(
-            f"postgres option {attribute.name} must be an integer of at least 0, got {value!r}"
-        )
-
-
-def _schema(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _schema_problem(value: Any) -> str | None:
     if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
-        raise ConfigurationError(
-            f"postgres option schema must be a lower-case SQL identifier (letters, digits and"
-            f" underscores, at most 63, not starting with a digit), got {value!r}"
+        return (
+            "must be a lower-case SQL identifier (letters, digits and underscores, at most 63,"
+            f" not starting with a digit), got {value!r}"
         )
+    return None
 
 
-def _application_name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _application_name_problem(value: Any) -> str | None:
     if not isinstance(value, str) or len(value) > 63 or not value.isprintable():
-        raise ConfigurationError(
-            f"postgres option application_name must be printable text of at most 63"
-            f" characters, got {value!r}"
-        )
+        return f"must be printable text of at most 63 characters, got {value!r}"
+    return None
 
 
-def _optional_path(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _path_problem(value: Any) -> str | None:
     if value is not None and (not isinstance(value, str) or not value or "\x00" in value):
-        raise ConfigurationError(
-            f"postgres option {attribute.name} must be the path of a file, got {value!r}"
-        )
+        return f"must be the path of a file, got {value!r}"
+    return None
 
 
-def _bool(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ConfigurationError(
-            f"postgres option {attribute.name} must be true or false, got {value!r}"
-        )
+_schema = _checks.check(_schema_problem)
+_application_name = _checks.check(_application_name_problem)
+_optional_path = _checks.check(_path_problem)
 
 
 @attrs.frozen
@@ -125,45 +108,28 @@ class PostgresOptions:
 
     def __attrs_post_init__(self) -> None:
         if self.max_pool_size < self.min_pool_size:
-            raise ConfigurationError(
-                "postgres option max_pool_size must not be smaller than min_pool_size"
-            )
+            raise _checks.error("max_pool_size", "must not be smaller than min_pool_size")
         if self.max_poll_interval < self.poll_interval:
-            raise ConfigurationError(
-                "postgres option max_poll_interval must not be smaller than poll_interval"
-            )
+            raise _checks.error("max_poll_interval", "must not be smaller than poll_interval")
 
 
-_FIELD_KINDS: dict[str, type] = {
-    "schema": str,
-    "min_pool_size": int,
-    "max_pool_size": int,
-    "connect_timeout": float,
-    "statement_timeout": float,
-    "retry_timeout": float,
-    "application_name": str,
-    "password_file": str,
-    "migrate": bool,
-    "poll_interval": float,
-    "max_poll_interval": float,
-}
-
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
-
-
-def _coerce(raw: str, kind: type) -> Any:
-    if kind is int:
-        return int(raw)
-    if kind is float:
-        return float(raw)
-    if kind is bool:
-        if raw.lower() in _TRUE:
-            return True
-        if raw.lower() in _FALSE:
-            return False
-        raise ValueError(raw)
-    return raw
+_URL_OPTIONS = UrlOptions(
+    "postgres",
+    PostgresOptions,
+    {
+        "schema": str,
+        "min_pool_size": int,
+        "max_pool_size": int,
+        "connect_timeout": float,
+        "statement_timeout": float,
+        "retry_timeout": float,
+        "application_name": str,
+        "password_file": str,
+        "migrate": bool,
+        "poll_interval": float,
+        "max_poll_interval": float,
+    },
+)
 
 
 @attrs.frozen
@@ -202,12 +168,7 @@ class DatabaseTarget:
 
 def redact(url: str) -> str:
     """``url`` with the password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{quote(user)}:***@{netloc[-1]}"))
+    return redact_password(url)
 
 
 def parse_url(url: str | None, options: PostgresOptions | None = None) -> DatabaseTarget:
@@ -219,19 +180,13 @@ def parse_url(url: str | None, options: PostgresOptions | None = None) -> Databa
     others are passed to libpq. Raises :class:`~wfe_core.errors.ConfigurationError` with the
     reason for anything else.
     """
-    if options is None:
-        options = PostgresOptions()
-    elif not isinstance(options, PostgresOptions):
-        raise ConfigurationError(
-            f"postgres options must be a PostgresOptions, got {type(options).__name__}"
-        )
+    options = _URL_OPTIONS.options(options)
     if url is None:
         raise ConfigurationError(
             "postgres needs a url: postgresql://user@host:5432/database"
             " (set persistence.url or WFE_PERSISTENCE_URL)"
         )
-    if not isinstance(url, str):
-        raise ConfigurationError(f"postgres url must be a string, got {type(url).__name__}")
+    url = _URL_OPTIONS.text(url)
     shown = redact(url) if "://" in url else url
     try:
         parts = urlsplit(url)
@@ -257,27 +212,11 @@ def parse_url(url: str | None, options: PostgresOptions | None = None) -> Databa
             f"postgres url {shown!r}: has a password and password_file is set; use one of them"
         )
 
-    overrides: dict[str, Any] = {}
-    passed: list[tuple[str, str]] = []
-    for name, raw in parse_qsl(parts.query, keep_blank_values=True):
-        kind = _FIELD_KINDS.get(name)
-        if kind is None:
-            passed.append((name, raw))
-            continue
-        try:
-            overrides[name] = _coerce(raw, kind)
-        except ValueError:
-            raise ConfigurationError(
-                f"postgres url {shown!r}: parameter {name}={raw!r} is not a valid {kind.__name__}"
-            ) from None
-    if overrides:
-        try:
-            options = attrs.evolve(options, **overrides)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"postgres url {shown!r}: {exc}") from None
-        if "password_file" in overrides and parts.password is not None:
-            raise ConfigurationError(
-                f"postgres url {shown!r}: has a password and password_file; use one of them"
-            )
+    options, passed = _URL_OPTIONS.apply_query(options, parts.query, shown, keep_others=True)
+    if options.password_file is not None and parts.password is not None:
+        # The options had none (checked above): the URL's parameters set it.
+        raise ConfigurationError(
+            f"postgres url {shown!r}: has a password and password_file; use one of them"
+        )
     conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(passed), ""))
     return DatabaseTarget(conninfo, options)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 import attrs
 
 from wfe_core.errors import ConfigurationError
-from wfe_core.spi import seconds_problem
+from wfe_core.spi import OptionChecks, UrlOptions
 
 __all__ = ["DEFAULT_URL", "MEMORY", "DatabaseTarget", "SqliteOptions", "parse_url"]
 
@@ -28,26 +28,11 @@ Synchronous = Literal["full", "normal", "extra"]
 _SYNCHRONOUS: tuple[str, ...] = ("full", "normal", "extra")
 
 
-def _seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    # Finite and at most a day: inf or 1e12 would overflow the millisecond PRAGMA value or a
-    # deadline much later instead of being refused here.
-    problem = seconds_problem(value)
-    if problem is not None:
-        raise ConfigurationError(f"sqlite option {attribute.name} {problem}")
-
-
-def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(
-            f"sqlite option {attribute.name} must be an integer of at least 1, got {value!r}"
-        )
-
-
-def _synchronous(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value not in _SYNCHRONOUS:
-        raise ConfigurationError(
-            f"sqlite option synchronous must be one of {', '.join(_SYNCHRONOUS)}, got {value!r}"
-        )
+_checks = OptionChecks("sqlite")
+# Finite and at most a day: inf or 1e12 would overflow the millisecond PRAGMA value or a
+# deadline much later instead of being refused here.
+_seconds = _checks.seconds()
+_positive_int = _checks.count(1)
 
 
 @attrs.frozen
@@ -66,7 +51,7 @@ class SqliteOptions:
     #: of the process, but the last transactions before a power loss may be lost. ``extra``
     #: also syncs the directory after the WAL is reset. Queue claims, acks and requeues and
     #: lock operations are never synced on their own (losing one only causes a redelivery).
-    synchronous: Synchronous = attrs.field(default="full", validator=_synchronous)
+    synchronous: Synchronous = attrs.field(default="full", validator=_checks.one_of(_SYNCHRONOUS))
     #: Seconds a connection waits for another process's write transaction before giving up
     #: with :class:`~wfe_core.errors.ProviderError`.
     busy_timeout: float = attrs.field(default=30.0, validator=_seconds)
@@ -92,9 +77,7 @@ class SqliteOptions:
 
     def __attrs_post_init__(self) -> None:
         if self.max_poll_interval < self.poll_interval:
-            raise ConfigurationError(
-                "sqlite option max_poll_interval must not be smaller than poll_interval"
-            )
+            raise _checks.error("max_poll_interval", "must not be smaller than poll_interval")
 
 
 @attrs.frozen
@@ -109,23 +92,19 @@ class DatabaseTarget:
         return self.path == MEMORY
 
 
-def _coerce(name: str, raw: str, kind: type) -> Any:
-    if kind is int:
-        return int(raw)
-    if kind is float:
-        return float(raw)
-    return raw
-
-
-_FIELD_KINDS: dict[str, type] = {
-    "synchronous": str,
-    "busy_timeout": float,
-    "read_connections": int,
-    "max_batch_size": int,
-    "prefetch": int,
-    "poll_interval": float,
-    "max_poll_interval": float,
-}
+_URL_OPTIONS = UrlOptions(
+    "sqlite",
+    SqliteOptions,
+    {
+        "synchronous": str,
+        "busy_timeout": float,
+        "read_connections": int,
+        "max_batch_size": int,
+        "prefetch": int,
+        "poll_interval": float,
+        "max_poll_interval": float,
+    },
+)
 
 
 def parse_url(url: str | None, options: SqliteOptions | None = None) -> DatabaseTarget:
@@ -136,16 +115,8 @@ def parse_url(url: str | None, options: SqliteOptions | None = None) -> Database
     ``sqlite://``). Query parameters override fields of ``options``.
     Raises :class:`~wfe_core.errors.ConfigurationError` with the reason for anything else.
     """
-    if options is None:
-        options = SqliteOptions()
-    elif not isinstance(options, SqliteOptions):
-        raise ConfigurationError(
-            f"sqlite options must be a SqliteOptions, got {type(options).__name__}"
-        )
-    if url is None:
-        url = DEFAULT_URL
-    if not isinstance(url, str):
-        raise ConfigurationError(f"sqlite url must be a string, got {type(url).__name__}")
+    options = _URL_OPTIONS.options(options)
+    url = _URL_OPTIONS.text(DEFAULT_URL if url is None else url)
     parts = urlsplit(url)
     if parts.scheme.lower() != "sqlite":
         raise ConfigurationError(
@@ -176,23 +147,5 @@ def parse_url(url: str | None, options: SqliteOptions | None = None) -> Database
         # working directory does not move it.
         resolved = str(file.resolve())
 
-    overrides: dict[str, Any] = {}
-    for name, raw in parse_qsl(parts.query, keep_blank_values=True):
-        kind = _FIELD_KINDS.get(name)
-        if kind is None:
-            raise ConfigurationError(
-                f"sqlite url {url!r}: unknown parameter {name!r} "
-                f"(known: {', '.join(sorted(_FIELD_KINDS))})"
-            )
-        try:
-            overrides[name] = _coerce(name, raw, kind)
-        except ValueError:
-            raise ConfigurationError(
-                f"sqlite url {url!r}: parameter {name}={raw!r} is not a valid {kind.__name__}"
-            ) from None
-    if overrides:
-        try:
-            options = attrs.evolve(options, **overrides)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"sqlite url {url!r}: {exc}") from None
+    options, _ = _URL_OPTIONS.apply_query(options, parts.query, url)
     return DatabaseTarget(resolved, options)

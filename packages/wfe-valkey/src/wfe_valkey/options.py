@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
 from wfe_core.errors import ConfigurationError
-from wfe_core.spi import seconds_problem
+from wfe_core.spi import OptionChecks, UrlOptions, redact_password
 
 __all__ = ["DEFAULT_URL", "SCHEMES", "Target", "ValkeyOptions", "parse_url"]
 
@@ -28,32 +28,18 @@ SCHEMES = ("valkey", "valkeys", "redis", "rediss")
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 
 
-def _seconds(*, allow_zero: bool = False) -> Any:
-    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        problem = seconds_problem(value, allow_zero=allow_zero)
-        if problem is not None:
-            raise ConfigurationError(f"valkey option {attribute.name} {problem}")
-
-    return check
+_checks = OptionChecks("valkey")
+_seconds = _checks.seconds()
+_seconds_or_zero = _checks.seconds(allow_zero=True)
 
 
-def _count(minimum: int) -> Any:
-    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ConfigurationError(
-                f"valkey option {attribute.name} must be an integer of at least {minimum}, "
-                f"got {value!r}"
-            )
-
-    return check
-
-
-def _prefix(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _prefix_problem(value: Any) -> str | None:
     if not isinstance(value, str) or not _PREFIX.match(value) or value.endswith(":"):
-        raise ConfigurationError(
-            "valkey option key_prefix must be letters, digits, '.', '_', '-' or ':', starting "
-            f"with a letter or digit and not ending with ':', got {value!r}"
+        return (
+            "must be letters, digits, '.', '_', '-' or ':', starting with a letter or digit and"
+            f" not ending with ':', got {value!r}"
         )
+    return None
 
 
 @attrs.frozen
@@ -68,26 +54,28 @@ class ValkeyOptions:
     #: Starts every key and channel, so several deployments can share one server (and one
     #: database number). The queue keys of one queue share the hash tag ``{<prefix>:<queue>}``,
     #: so they stay in one slot of a cluster.
-    key_prefix: str = attrs.field(default="wfe", validator=_prefix)
+    key_prefix: str = attrs.field(default="wfe", validator=_checks.check(_prefix_problem))
     #: Seconds to wait for a connection to open, and for a reply to an ordinary command.
-    socket_timeout: float = attrs.field(default=5.0, validator=_seconds())
+    socket_timeout: float = attrs.field(default=5.0, validator=_seconds)
     #: How often (seconds) an idle pooled connection is checked with ``PING`` before it is used
     #: again (0: never), so a connection the server dropped is replaced instead of failing.
-    health_check_interval: float = attrs.field(default=10.0, validator=_seconds(allow_zero=True))
+    health_check_interval: float = attrs.field(
+        default=10.0, validator=_checks.seconds(allow_zero=True)
+    )
     #: Attempts of one operation when the connection fails (1: no retry). Between attempts the
     #: provider waits with exponential, jittered back-off from ``retry_initial_wait`` up to
     #: ``retry_max_wait`` seconds, and gives up after ``retry_timeout`` seconds in all.
-    retry_attempts: int = attrs.field(default=10, validator=_count(1))
-    retry_initial_wait: float = attrs.field(default=0.05, validator=_seconds())
-    retry_max_wait: float = attrs.field(default=2.0, validator=_seconds())
-    retry_timeout: float = attrs.field(default=30.0, validator=_seconds())
+    retry_attempts: int = attrs.field(default=10, validator=_checks.count(1))
+    retry_initial_wait: float = attrs.field(default=0.05, validator=_seconds)
+    retry_max_wait: float = attrs.field(default=2.0, validator=_seconds)
+    retry_timeout: float = attrs.field(default=30.0, validator=_seconds)
     #: Longest single wait (seconds) of a blocking dequeue before it looks at the queue again.
     #: Enqueues and requeues wake waiting consumers at once; this bound is how soon a consumer
     #: finds an item whose delivery lapsed (its consumer died), or work after a server restart.
-    max_block: float = attrs.field(default=1.0, validator=_seconds())
+    max_block: float = attrs.field(default=1.0, validator=_seconds)
     #: Lifecycle events also go to a stream capped at about this many entries, for consumers
     #: that need to replay what they missed (``ValkeyLifecycle.history``). 0: pub/sub only.
-    lifecycle_stream_length: int = attrs.field(default=0, validator=_count(0))
+    lifecycle_stream_length: int = attrs.field(default=0, validator=_checks.count(0))
 
 
 @attrs.frozen
@@ -102,9 +90,11 @@ class Target:
 
 # Field name -> the type its URL query value is read as (annotations are strings here).
 _KINDS: dict[str, type] = {"str": str, "int": int, "float": float}
-_FIELD_KINDS: dict[str, type] = {
-    field.name: _KINDS[str(field.type)] for field in attrs.fields(ValkeyOptions)
-}
+_URL_OPTIONS = UrlOptions(
+    "valkey",
+    ValkeyOptions,
+    {field.name: _KINDS[str(field.type)] for field in attrs.fields(ValkeyOptions)},
+)
 
 
 def parse_url(url: str | None, options: ValkeyOptions | None = None) -> Target:
@@ -113,64 +103,23 @@ def parse_url(url: str | None, options: ValkeyOptions | None = None) -> Target:
 
     Raises :class:`~wfe_core.errors.ConfigurationError` with the reason for anything else.
     """
-    if options is None:
-        options = ValkeyOptions()
-    elif not isinstance(options, ValkeyOptions):
-        raise ConfigurationError(
-            f"valkey options must be a ValkeyOptions, got {type(options).__name__}"
-        )
-    if url is None:
-        url = DEFAULT_URL
-    if not isinstance(url, str):
-        raise ConfigurationError(f"valkey url must be a string, got {type(url).__name__}")
+    options = _URL_OPTIONS.options(options)
+    url = _URL_OPTIONS.text(DEFAULT_URL if url is None else url)
+    shown = redact_password(url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise ConfigurationError(
-            f"valkey url {_hide_password(url)!r}: the scheme must be one of "
+            f"valkey url {shown!r}: the scheme must be one of "
             f"{', '.join(SCHEMES)} (valkey://127.0.0.1:6379/0)"
         )
-    try:
-        host, _port = parts.hostname, parts.port
-    except ValueError as exc:
-        raise ConfigurationError(f"valkey url {_hide_password(url)!r}: {exc}") from None
-    if not host:
-        raise ConfigurationError(f"valkey url {_hide_password(url)!r}: a host is required")
+    _URL_OPTIONS.host_and_port(parts, shown)
     path = parts.path.strip("/")
     if path and not path.isdigit():
         raise ConfigurationError(
-            f"valkey url {_hide_password(url)!r}: the path must be a database number (/0), "
-            f"got /{path}"
+            f"valkey url {shown!r}: the path must be a database number (/0), got /{path}"
         )
-    overrides: dict[str, Any] = {}
-    for name, raw in parse_qsl(parts.query, keep_blank_values=True):
-        if name not in _FIELD_KINDS:
-            raise ConfigurationError(
-                f"valkey url {_hide_password(url)!r}: unknown parameter {name!r} "
-                f"(known: {', '.join(sorted(_FIELD_KINDS))})"
-            )
-        kind = _FIELD_KINDS[name]
-        try:
-            overrides[name] = kind(raw)
-        except ValueError:
-            raise ConfigurationError(
-                f"valkey url {_hide_password(url)!r}: parameter {name}={raw!r} is not a valid "
-                f"{kind.__name__}"
-            ) from None
-    if overrides:
-        try:
-            options = attrs.evolve(options, **overrides)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"valkey url {_hide_password(url)!r}: {exc}") from None
+    options, _ = _URL_OPTIONS.apply_query(options, parts.query, shown)
     # The client understands valkey(s):// and redis(s):// alike; our options stay out of it.
     client_url = urlunsplit((scheme, parts.netloc, parts.path, "", ""))
-    return Target(client_url, _hide_password(client_url), options)
-
-
-def _hide_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{netloc}", parts.path, parts.query, ""))
+    return Target(client_url, redact_password(client_url), options)

@@ -1,0 +1,234 @@
+"""Group commit: the writes of one database, committed together on its one writer.
+
+Callers add their operation to the last group in line (up to ``max_batch_size`` each); when a
+group's turn comes, the caller of its first operation (the *leader*) runs it in a worker
+thread as ONE transaction (``BEGIN IMMEDIATE``) and commits once, while the other callers
+wait for the group to be done: operations arriving while a transaction is being written share
+the next commit and its sync, which is what makes ``synchronous=FULL`` fast under load. An
+operation that fails does not fail the others of its group (see :meth:`GroupCommit.write`).
+No caller returns before the commit that holds its write is done, and synced unless the write
+was marked as one whose loss could only cause a redelivery.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import deque
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import anyio
+import anyio.to_thread
+
+from wfe_core.errors import ProviderError, WfeError
+from wfe_sqlite._errors import wrap_error
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy import Connection
+
+    from wfe_sqlite._connections import Connections
+
+T = TypeVar("T")
+
+
+class _Group:
+    """Write operations committed together (up to ``max_batch_size``, in arrival order).
+
+    The caller of the first one leads the group when its turn comes (runs it in the writer
+    thread); the others wait for ``done``. One object and two events per group rather than an
+    object and an event per operation: on the event loop a write costs an append and one
+    wake-up, and it leaves fewer objects for the garbage collector to promote and scan.
+    """
+
+    __slots__ = ("done", "durable", "errors", "finished", "fns", "lead", "results")
+
+    def __init__(self) -> None:
+        self.fns: list[Callable[[Connection], Any]] = []
+        #: Whether any of them must be synced (see :meth:`GroupCommit.write`'s ``durable``).
+        self.durable = False
+        #: Filled by the writer thread: ``results[i]`` of ``fns[i]`` unless ``errors`` has ``i``.
+        self.results: list[Any] = []
+        self.errors: dict[int, BaseException] = {}
+        #: Run (or failed as a whole) and ``done`` set.
+        self.finished = False
+        self.done = anyio.Event()
+        #: Set when the first operation's caller may lead the group.
+        self.lead = anyio.Event()
+
+
+class _GroupFailure(Exception):
+    """An operation of a group failed in a way that may have spoiled the whole transaction."""
+
+
+class GroupCommit:
+    """The write side of one database's store; used from one event loop (plus the writer
+    thread it starts)."""
+
+    def __init__(self, connections: Connections) -> None:
+        self._connections = connections
+        options = connections.target.options
+        self.max_batch_size = options.max_batch_size
+        self._synchronous: str = options.synchronous
+        # The writer's current PRAGMA synchronous (see write's ``durable``).
+        self._sync_level: str = options.synchronous
+        # Touched only on the event loop thread: the groups not taken by a leader yet, oldest
+        # first, and whether a group is being led. While one is, every group in line has a
+        # first caller waiting for its ``lead``; while none is, the line is empty.
+        self._groups: deque[_Group] = deque()
+        self._leading = False
+        # Created on first use (anyio primitives need a running event loop). Its own limiter,
+        # so database work never waits for threads taken by other to_thread users (the
+        # default limiter is shared by the whole program).
+        self._write_limiter: anyio.CapacityLimiter | None = None
+
+    async def write(
+        self, fn: Callable[[Connection], T], what: str = "write", *, durable: bool = True
+    ) -> T:
+        """Run ``fn(connection)`` in a write transaction and return its result once committed.
+
+        ``fn`` runs in a worker thread inside a transaction it may share with other
+        operations; it must not commit. It should check before it writes: a WFE error raised
+        before any write fails only this operation (and reaches the caller as it is); any
+        other exception, or a WFE error after a write, makes the whole group run again one
+        operation per transaction, so ``fn`` may run twice and must depend only on its inputs
+        and the database.
+
+        ``durable=False`` marks a write whose loss in a power failure (not a process crash:
+        that loses nothing) could only cause a redelivery or a retry: a queue claim, an ack,
+        a lease. A group of such writes alone is committed without waiting for the disk sync
+        (``synchronous=NORMAL`` for that commit); it becomes durable with the next synced
+        commit, since the WAL is written in order. Any durable write in the group makes the
+        whole commit synced.
+
+        Once called, the write happens even when the caller is cancelled, and the call ends
+        (with the cancellation) only after the commit holding it, like a completed call.
+        """
+        groups = self._groups
+        if groups and len(groups[-1].fns) < self.max_batch_size:
+            group = groups[-1]
+        else:
+            group = _Group()
+            groups.append(group)
+        index = len(group.fns)
+        group.fns.append(fn)
+        if durable:
+            group.durable = True
+        try:
+            if index:
+                await group.done.wait()
+            elif self._leading:
+                await group.lead.wait()
+        except BaseException:
+            # Cancelled while waiting. Once queued, the write happens (as a database call in
+            # a thread would), and its caller still returns only after the commit holding it;
+            # the first caller of a group leads it, since the others wait for it. Shielded
+            # only here and while leading: a shield costs more than the rest of a write.
+            with anyio.CancelScope(shield=True):
+                if index:
+                    await group.done.wait()
+                else:
+                    await group.lead.wait()
+                    await self._lead(group)
+            raise
+        if not index:
+            # Shielded: the others of the group wait for it even when this caller is cancelled.
+            with anyio.CancelScope(shield=True):
+                await self._lead(group)
+        error = group.errors.get(index)
+        if error is not None:
+            # Not "from None": wrap_error chains the driver's exception as the cause.
+            raise wrap_error(error, what)
+        return cast("T", group.results[index])
+
+    async def _lead(self, group: _Group) -> None:
+        """Run ``group`` (the first in line) in the writer thread, then hand the lead to the
+        next group in line."""
+        self._leading = True
+        taken = self._groups.popleft()
+        assert taken is group
+        if self._write_limiter is None:
+            self._write_limiter = anyio.CapacityLimiter(1)
+        try:
+            await anyio.to_thread.run_sync(self._run_batch, group, limiter=self._write_limiter)
+        except BaseException as exc:  # pragma: no cover - thread start failures
+            for index in range(len(group.fns)):
+                group.errors.setdefault(index, exc)
+        finally:
+            group.finished = True
+            group.done.set()
+            if self._groups:
+                self._groups[0].lead.set()
+            else:
+                self._leading = False
+
+    def _run_batch(self, group: _Group) -> None:
+        with self._connections.writer_lock:
+            self._run_batch_locked(group)
+
+    def _run_batch_locked(self, group: _Group) -> None:
+        fns = group.fns
+        errors = group.errors
+        group.results = results = [None] * len(fns)
+        conn = self._connections.writer
+        if conn is None:
+            error = ProviderError(f"{self._connections.where} is closed")
+            for index in range(len(fns)):
+                errors[index] = error
+            return
+        self._set_sync(conn, group.durable)
+        if len(fns) == 1:
+            self._run_alone(conn, group, 0)
+            return
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
+        try:
+            with conn.begin():
+                for index, fn in enumerate(fns):
+                    before = raw.total_changes
+                    try:
+                        results[index] = fn(conn)
+                    except WfeError as exc:
+                        if raw.total_changes != before:
+                            # It wrote, then refused: its writes must not commit with the
+                            # others (savepoints would allow that, at four times the cost).
+                            raise _GroupFailure from exc
+                        errors[index] = exc
+                    except Exception as exc:
+                        # A database error may have rolled the whole transaction back
+                        # (SQLite does that for some errors), so trust nothing of this group.
+                        raise _GroupFailure from exc
+        except _GroupFailure:
+            # Run every operation of the group on its own, so only the guilty one fails.
+            errors.clear()
+            for index in range(len(fns)):
+                results[index] = None
+                self._run_alone(conn, group, index)
+        except Exception as exc:
+            # BEGIN or COMMIT failed (the write lock stayed taken past busy_timeout, an I/O
+            # error): the group failed as a whole. Not retried one by one: each would wait
+            # out busy_timeout again.
+            for index in range(len(fns)):
+                results[index] = None
+                errors[index] = exc
+
+    def _set_sync(self, conn: Connection, durable: bool) -> None:
+        """Sync this commit (the configured level) or not (``NORMAL``), changing the pragma
+        only when it differs from the last commit's."""
+        level = self._synchronous if durable else "normal"
+        if level != self._sync_level:
+            # On the driver's connection: through SQLAlchemy the statement would begin a
+            # transaction first, and the level cannot change inside one.
+            raw = conn.connection.driver_connection
+            assert isinstance(raw, sqlite3.Connection)
+            raw.execute(f"PRAGMA synchronous = {level.upper()}")
+            self._sync_level = level
+
+    @staticmethod
+    def _run_alone(conn: Connection, group: _Group, index: int) -> None:
+        try:
+            with conn.begin():
+                group.results[index] = group.fns[index](conn)
+        except Exception as exc:
+            group.results[index] = None
+            group.errors[index] = exc
