@@ -61,6 +61,25 @@ async def test_a_client_without_workers_serves_a_hosts_activities() -> None:
     assert instance.data["receipt"] == {"id": "r-5"}
 
 
+async def test_an_activity_named_per_workflow() -> None:
+    # workflow-core's ActivityScenario2: a compound name from the context.
+    definition = (
+        WorkflowBuilder(dict)
+        .activity(lambda data, ctx: f"act-1-{ctx.workflow_id}", parameters={"value1": "a"})
+        .output(out=lambda step: step.result)
+        .build("per-workflow")
+    )
+    async with WorkflowHost() as host:
+        host.register(definition)
+        workflow_id = await host.start_workflow(definition.id, {})
+        with anyio.fail_after(TIMEOUT):
+            pending = await host.get_pending_activity(f"act-1-{workflow_id}", "w", timeout=TIMEOUT)
+            assert pending is not None
+            await host.submit_activity_success(pending.token, pending.parameters["value1"] + "1")
+            instance = await host.wait_for_workflow(workflow_id, timeout=TIMEOUT)
+    assert instance.data["out"] == "a1"
+
+
 async def test_nothing_pending_returns_none_after_the_wait() -> None:
     async with WorkflowHost() as host:
         started = anyio.current_time()
@@ -205,5 +224,5 @@ def test_builder_mistakes_are_reported_at_build() -> None:
     message = str(caught.value)
     assert ".with_option() must follow .user_task()" in message
     assert "has the option 'yes' twice" in message
-    assert "activity name must be a non-empty string" in message
+    assert "activity name must be a non-empty string or fn(data)" in message
     assert ".with_escalation() must follow .user_task()" in message

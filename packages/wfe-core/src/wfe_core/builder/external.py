@@ -32,21 +32,22 @@ class ExternalWorkCalls:
 
     def activity(
         self,
-        name: str,
+        name: str | Callable[..., str],
         parameters: Any = None,
         timeout: Any = None,
     ) -> Self:
-        """Wait until an external worker takes the activity ``name`` and submits a result
+        """Wait until an external worker takes the activity ``name`` (text, or ``fn(data)``
+        / ``fn(data, ctx)`` for a name per workflow) and submits a result
         (``get_pending_activity`` / ``submit_activity_success`` on the host or client, or
         ``wfe activities``). ``parameters(data)`` (or a constant; JSON-compatible) is what
         the worker gets; the result is ``step.result`` in ``.output(...)``. A failure the
         worker submits, or no result within ``timeout`` (a timedelta, seconds, or
         ``fn(data)``), fails the step: its error behaviour applies."""
-        if not isinstance(name, str) or not name:
-            self._problem(f"activity name must be a non-empty string, got {name!r}")
+        if not callable(name) and (not isinstance(name, str) or not name):
+            self._problem(f"activity name must be a non-empty string or fn(data), got {name!r}")
         self._add(
             Activity,
-            name=f"Activity {name}",
+            name=f"Activity {name}" if isinstance(name, str) else "Activity",
             inputs={"activity_name": name, "parameters": parameters, "timeout": timeout},
         )
         return self
