@@ -3,13 +3,19 @@ positions, never anything else."""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from wfe_yaml import YamlWorkflowError, load_workflows_from_str
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from wfe_core.providers import StepExecutor
 
 KEYS = [
     "workflow",
@@ -87,9 +93,9 @@ def _tree() -> st.SearchStrategy[Any]:
     )
 
 
-def _check(text: str) -> None:
+def _check(text: str, executors: Mapping[str, StepExecutor] | None = None) -> None:
     try:
-        load_workflows_from_str(text, {"x": "1"}, file_name="fuzz.yaml")
+        load_workflows_from_str(text, {"x": "1"}, file_name="fuzz.yaml", executors=executors)
     except YamlWorkflowError as exc:
         problems = exc.problems
     else:
@@ -140,3 +146,73 @@ def test_workflows_with_random_steps(steps: list[dict[str, Any]]) -> None:
     stream = io.StringIO()
     YAML(typ="safe", pure=True).dump({"workflow": {"id": "f", "steps": steps}}, stream)
     _check(stream.getvalue())
+
+
+#: The config keys of the step types that wait for the outside (and a few wrong ones).
+WAITING_KEYS = [
+    "event",
+    "key",
+    "effective_date",
+    "timeout",
+    "output",
+    "prompt",
+    "assignee",
+    "options",
+    "escalation",
+    "activity",
+    "parameters",
+    "after",
+    "value",
+    "label",
+]
+WAITING_VALUES = st.recursive(
+    st.one_of(
+        SCALARS,
+        st.sampled_from(["2030-01-01T09:00:00Z", "2030-13-01", "${{ inputs.x }}", "${{", "1h"]),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.sampled_from(WAITING_KEYS), children, max_size=3),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(["wait", "approval", "activity"]),
+    st.dictionaries(st.sampled_from(WAITING_KEYS), WAITING_VALUES, max_size=5),
+    st.booleans(),
+)
+def test_waiting_step_types_with_random_config(
+    type_name: str, config: dict[str, Any], on_timeout: bool
+) -> None:
+    """Whatever the config of a wait, approval or activity step, the loader loads it or
+    names its problems; it never raises anything else."""
+    import io
+
+    step: dict[str, Any] = {"name": "w", "type": type_name, "config": config}
+    if on_timeout:
+        step["on_timeout"] = {"name": "t", "config": {"run": "x"}}
+    stream = io.StringIO()
+    YAML(typ="safe", pure=True).dump(
+        {"workflow": {"id": "f", "inputs": {"x": "string?"}, "steps": [step]}}, stream
+    )
+    # The step types given, not discovered: finding the installed plugins is most of the
+    # cost of a load, and it is not what this test is about.
+    _check(stream.getvalue(), _waiting_executors())
+
+
+@functools.cache
+def _waiting_executors() -> dict[str, StepExecutor]:
+    from wfe_yaml.executors.activity import ActivityExecutor
+    from wfe_yaml.executors.approval import ApprovalExecutor
+    from wfe_yaml.executors.shell import ShellExecutor
+    from wfe_yaml.executors.wait import WaitExecutor
+
+    return {
+        "wait": WaitExecutor(),
+        "approval": ApprovalExecutor(),
+        "activity": ActivityExecutor(),
+        "shell": ShellExecutor(),
+    }

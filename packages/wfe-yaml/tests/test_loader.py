@@ -73,7 +73,7 @@ def test_unknown_step_type_lists_installed_ones() -> None:
     )
     assert problem.startswith("flow.yaml:5:13: step 'A': unknown step type 'dno'")
     assert "did you mean 'deno'?" in problem
-    assert "installed: deno, shell, workflow" in problem
+    assert "installed: activity, approval, deno, shell, wait, workflow" in problem
 
 
 def test_circular_sub_workflows() -> None:

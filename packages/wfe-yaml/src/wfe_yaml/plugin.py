@@ -1,6 +1,6 @@
-"""The ``wfe`` plugin of wfe-yaml: the YAML definition format and the ``shell``, ``deno``
-and ``workflow`` step types. Only hook implementations live here; the executors and the
-loader are imported when first used."""
+"""The ``wfe`` plugin of wfe-yaml: the YAML definition format and the ``shell``, ``deno``,
+``workflow``, ``wait``, ``approval`` and ``activity`` step types. Only hook implementations
+live here; the executors and the loader are imported when first used."""
 
 from __future__ import annotations
 
@@ -39,6 +39,24 @@ def _workflow() -> StepExecutor:
     return WorkflowExecutor()
 
 
+def _wait() -> StepExecutor:
+    from wfe_yaml.executors.wait import WaitExecutor
+
+    return WaitExecutor()
+
+
+def _approval() -> StepExecutor:
+    from wfe_yaml.executors.approval import ApprovalExecutor
+
+    return ApprovalExecutor()
+
+
+def _activity() -> StepExecutor:
+    from wfe_yaml.executors.activity import ActivityExecutor
+
+    return ActivityExecutor()
+
+
 @hookimpl
 def register_definition_formats() -> list[DefinitionFormatSpec]:
     """YAML workflow files (``.yaml``, ``.yml``)."""
@@ -54,9 +72,13 @@ def register_definition_formats() -> list[DefinitionFormatSpec]:
 
 @hookimpl
 def register_step_executors() -> list[StepExecutorSpec]:
-    """The ``shell``, ``deno`` and ``workflow`` step types."""
+    """The ``shell``, ``deno``, ``workflow``, ``wait``, ``approval`` and ``activity`` step
+    types."""
     return [
         StepExecutorSpec("shell", _shell, "runs a shell script (bash, else sh)"),
         StepExecutorSpec("deno", _deno, "runs JavaScript/TypeScript in a Deno sandbox"),
         StepExecutorSpec("workflow", _workflow, "runs another workflow as a child"),
+        StepExecutorSpec("wait", _wait, "waits for an event, with an optional timeout"),
+        StepExecutorSpec("approval", _approval, "asks a person to choose an answer"),
+        StepExecutorSpec("activity", _activity, "has an external worker do the work"),
     ]

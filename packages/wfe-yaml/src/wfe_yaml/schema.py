@@ -31,8 +31,8 @@ WORKFLOW_KEYS: dict[str, str] = {
 STEP_KEYS: dict[str, str] = {
     "name": "The step's name, unique in the workflow.",
     "description": "What the step does.",
-    "type": "The step type (shell, deno, workflow or one a plugin adds). Default: shell when "
-    "config has `run` or `file`.",
+    "type": "The step type (shell, deno, workflow, wait, approval, activity or one a plugin "
+    "adds). Default: shell when config has `run` or `file`.",
     "config": "The step type's settings.",
     "parallel": "Steps run concurrently; this step is done when all are.",
     "when": "Run the step only when this condition holds (else it is skipped).",
@@ -40,6 +40,8 @@ STEP_KEYS: dict[str, str] = {
     "on_success": "A step (or list of steps) run after this one succeeds.",
     "on_failure": "A step (or list of steps) run when this one fails; the workflow still fails.",
     "ensure": "A step (or list of steps) run after this one whether it succeeded or failed.",
+    "on_timeout": "A step (or list of steps) run when this step's wait times out (type wait "
+    "with config.timeout); the workflow goes on after them.",
 }
 ERROR_BEHAVIOR_KEYS: dict[str, str] = {
     "type": "retry, suspend, terminate, compensate or fail.",
@@ -95,17 +97,23 @@ def json_schema(step_configs: dict[str, dict[str, Any]] | None = None) -> dict[s
     """The JSON Schema (draft 2020-12) of YAML workflow files.
 
     ``step_configs`` maps step type names to the JSON Schema of their ``config:`` (default:
-    the built-in shell, deno and workflow types).
+    the built-in shell, deno, workflow, wait, approval and activity types).
     """
     if step_configs is None:
+        from wfe_yaml.executors.activity import ActivityExecutor
+        from wfe_yaml.executors.approval import ApprovalExecutor
         from wfe_yaml.executors.deno import DenoExecutor
         from wfe_yaml.executors.shell import ShellExecutor
+        from wfe_yaml.executors.wait import WaitExecutor
         from wfe_yaml.executors.workflow import WorkflowExecutor
 
         step_configs = {
             "shell": ShellExecutor.config_schema(),
             "deno": DenoExecutor.config_schema(),
             "workflow": WorkflowExecutor.config_schema(),
+            "wait": WaitExecutor.config_schema(),
+            "approval": ApprovalExecutor.config_schema(),
+            "activity": ActivityExecutor.config_schema(),
         }
     declarations = {
         "type": "object",
@@ -188,6 +196,7 @@ def json_schema(step_configs: dict[str, dict[str, Any]] | None = None) -> dict[s
                 "on_success": step_or_steps,
                 "on_failure": step_or_steps,
                 "ensure": step_or_steps,
+                "on_timeout": step_or_steps,
             },
         ),
         "patternProperties": _holders(),

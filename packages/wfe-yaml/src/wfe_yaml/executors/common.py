@@ -154,3 +154,21 @@ def check_source(
     check_string(config, "file", problems)
     if has_file and isinstance(config["file"], str) and not Path(config["file"]).is_file():
         problems.append(f"file: no such script {config['file']!r}")
+
+
+def value_output(name: Any, value: Any) -> dict[str, Any] | None:
+    """The step output of a ``value`` that came from outside (an event's data, an
+    activity's result): under ``name`` when the step's ``output`` names one, else a
+    mapping's keys are the outputs; any other value is no output."""
+    if name is not None:
+        return {str(name): value}
+    if isinstance(value, Mapping):
+        return {str(k): v for k, v in value.items()} or None
+    return None
+
+
+def check_output_name(config: Mapping[str, Any], problems: list[str]) -> None:
+    """``output``, when set, must name a data key."""
+    output = config.get("output")
+    if output is not None and (not isinstance(output, str) or not output.strip()):
+        problems.append("output: must be a name")
