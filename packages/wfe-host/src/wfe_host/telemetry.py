@@ -72,6 +72,10 @@ class Telemetry(WorkflowMiddleware):
     before creating the host.
     """
 
+    #: It only records spans and metrics: the engine may run container steps inline through
+    #: it, without storing their start (``wfe_core.engine.middleware.INLINE_SAFE``).
+    inline_safe = True
+
     def __init__(self, *, tracer_provider: Any = None, meter_provider: Any = None) -> None:
         """``tracer_provider`` and ``meter_provider`` default to the global ones."""
         from opentelemetry import metrics, trace

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from wfe_core import ErrorBehavior, WorkflowBuilder, WorkflowStatus
+from wfe_core.memory import MemoryPersistence
 from wfe_host import HostOptions, WorkflowHost
 from wfe_host.telemetry import Telemetry
 
@@ -144,3 +145,44 @@ def test_the_host_instruments_itself_when_the_api_is_installed() -> None:
     assert any(isinstance(m, Telemetry) for m in WorkflowHost().step_middleware)
     off = WorkflowHost(options=HostOptions(telemetry=False))
     assert not any(isinstance(m, Telemetry) for m in off.step_middleware)
+
+
+async def test_loop_rounds_stay_one_write_each_and_are_traced(instruments) -> None:
+    """The telemetry middleware only observes: a ``while_do`` round stays one write with it
+    (its container runs inline, without a write of its own), and both the container's runs
+    and the body's are spans."""
+
+    def bump(ctx: Any) -> None:
+        ctx.data["i"] += 1
+
+    definition = (
+        WorkflowBuilder(dict)
+        .while_do(lambda data: data["i"] < 10, lambda body: body.start_with(bump).name("bump"))
+        .build("loop", 1)
+    )
+    persistence = MemoryPersistence()
+    writes = 0
+    persist = persistence.persist_workflow
+
+    async def counted(*args: Any, **kwargs: Any) -> None:
+        nonlocal writes
+        writes += 1
+        await persist(*args, **kwargs)
+
+    persistence.persist_workflow = counted  # type: ignore[method-assign]
+    t = instruments.telemetry
+    async with WorkflowHost(
+        persistence=persistence,
+        options=HostOptions(telemetry=False),
+        step_middleware=[t],
+        workflow_middleware=[t],
+    ) as host:
+        host.register(definition)
+        workflow_id = await host.start_workflow("loop", {"i": 0})
+        done = await host.wait_for_workflow(workflow_id, timeout=10)
+    assert done.status == WorkflowStatus.COMPLETE
+    assert done.data["i"] == 10
+    assert writes == 11  # one a round, the last with the loop's end
+    names = [s.name for s in instruments.spans.get_finished_spans()]
+    assert names.count("RunStep:bump") == 10
+    assert len(names) == 21  # and 11 runs of the loop itself

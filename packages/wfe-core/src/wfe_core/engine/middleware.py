@@ -17,6 +17,20 @@ CallNext = Callable[[], Awaitable["ExecutionResult"]]
 #: before and after ``await call_next()``, replace the result, or raise.
 StepMiddleware = Callable[["StepContext", CallNext], Awaitable["ExecutionResult"]]
 
+#: The attribute a step middleware sets to ``True`` to say it only observes step runs: it
+#: never waits for long, does no I/O whose repetition after a crash matters (a span, a metric,
+#: a log line are fine), and does not need a step's start to be stored before it runs. The
+#: engine then runs its container steps (``while_do``, ``for_each``, ``if_do``, ...) inline
+#: through it without storing their start, so a loop's round costs one write instead of two.
+#: Any other middleware (the default) sees container steps run as every other step.
+INLINE_SAFE = "inline_safe"
+
+
+def inline_safe(middleware: Sequence[StepMiddleware]) -> bool:
+    """Whether every middleware of ``middleware`` is marked :data:`INLINE_SAFE` (true for
+    none at all)."""
+    return all(getattr(each, INLINE_SAFE, False) is True for each in middleware)
+
 
 class WorkflowMiddleware:
     """Hooks around a whole workflow; override either method.
