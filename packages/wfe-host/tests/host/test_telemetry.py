@@ -162,14 +162,20 @@ async def test_loop_rounds_stay_one_write_each_and_are_traced(instruments) -> No
     )
     persistence = MemoryPersistence()
     writes = 0
-    persist = persistence.persist_workflow
+    create, persist = persistence.create_workflow, persistence.persist_workflow
 
-    async def counted(*args: Any, **kwargs: Any) -> None:
+    async def counted_create(*args: Any, **kwargs: Any) -> None:
+        nonlocal writes
+        writes += 1
+        await create(*args, **kwargs)
+
+    async def counted_persist(*args: Any, **kwargs: Any) -> None:
         nonlocal writes
         writes += 1
         await persist(*args, **kwargs)
 
-    persistence.persist_workflow = counted  # type: ignore[method-assign]
+    persistence.create_workflow = counted_create  # type: ignore[method-assign]
+    persistence.persist_workflow = counted_persist  # type: ignore[method-assign]
     t = instruments.telemetry
     async with WorkflowHost(
         persistence=persistence,
@@ -182,7 +188,8 @@ async def test_loop_rounds_stay_one_write_each_and_are_traced(instruments) -> No
         done = await host.wait_for_workflow(workflow_id, timeout=10)
     assert done.status == WorkflowStatus.COMPLETE
     assert done.data["i"] == 10
-    assert writes == 11  # one a round, the last with the loop's end
+    # One a round (the first creates the instance), the last with the loop's end.
+    assert writes == 11
     names = [s.name for s in instruments.spans.get_finished_spans()]
     assert names.count("RunStep:bump") == 10
     assert len(names) == 21  # and 11 runs of the loop itself
