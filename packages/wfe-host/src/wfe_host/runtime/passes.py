@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from wfe_core import WorkflowExecutor
@@ -248,6 +249,9 @@ class _PassEnvironment:
                 lifecycle_event(instance, LifecycleEventType.WORKFLOW_STARTED)
             )
         await core.enqueue_index(instance.id)
+        # The caller of start_workflow gets the id before the first step's body runs, as
+        # when it created the instance itself (a body that blocks the loop would hold it).
+        await anyio.lowlevel.checkpoint()
 
     async def publish(self, event: LifecycleEvent) -> None:
         await self.core.publish_lifecycle(event)
