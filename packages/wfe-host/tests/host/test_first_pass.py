@@ -59,9 +59,10 @@ async def test_start_and_the_first_steps_start_are_one_write() -> None:
 
 async def test_a_host_without_a_free_slot_creates_first_then_runs_it() -> None:
     persistence = _CountedWrites()
-    release = anyio.Event()
+    holding_started, release = anyio.Event(), anyio.Event()
 
     async def hold(ctx: StepContext) -> None:
+        holding_started.set()
         await release.wait()
 
     holding = WorkflowBuilder(dict).start_with(hold).build("hold")
@@ -71,8 +72,7 @@ async def test_a_host_without_a_free_slot_creates_first_then_runs_it() -> None:
         host.register(_three_steps())
         held = await host.start_workflow("hold", {})
         with anyio.fail_after(10):
-            while ("create", 1) not in persistence.writes:
-                await anyio.sleep(0.01)
+            await holding_started.wait()
         # The one slot is taken: the instance is stored before anything runs it.
         workflow_id = await host.start_workflow("three", {})
         assert persistence.writes[-1] == ("create", 0)
