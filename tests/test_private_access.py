@@ -24,9 +24,6 @@ SCANNED = ("packages/*/src/**/*.py", "packages/*/tests/**/*.py", "examples/**/*.
 ALLOWED: dict[str, str] = {
     "packages/wfe-core/src/wfe_core/builder/parallel.py": "builder internals (wfe-core)",
     "packages/wfe-core/src/wfe_core/builder/workflow.py": "builder internals (wfe-core)",
-    "packages/wfe-core/tests/providers/test_memory_specifics.py": "memory provider internals",
-    "packages/wfe-sqlite/tests/test_documents.py": "SQLite document cache internals",
-    "packages/wfe-sqlite/tests/test_store.py": "SQLite store read batching internals",
 }
 
 _SUNDER = re.compile(r"^_[a-z][a-z0-9_]*[a-z0-9]_$")

@@ -244,11 +244,11 @@ def _written(documents: InstanceDocuments, pointers: int = 1) -> WorkflowInstanc
 def test_what_is_kept_is_bounded() -> None:
     documents = InstanceDocuments(max_entries=3)
     instances = [_written(documents) for _ in range(5)]
-    assert set(documents._entries) == {i.id for i in instances[2:]}
+    assert documents.kept() == [i.id for i in instances[2:]]
     # The least recently written go first.
     documents.remember(instances[2].id, documents.encode(instances[2], 2, ()))
     newest = _written(documents)
-    assert set(documents._entries) == {instances[2].id, instances[4].id, newest.id}
+    assert documents.kept() == [instances[4].id, instances[2].id, newest.id]
 
     # A bound on pointers too: long instances push others out, and one too long is not kept.
     documents = InstanceDocuments(max_pointers=10)
@@ -257,9 +257,9 @@ def test_what_is_kept_is_bounded() -> None:
     assert documents.pointers <= 10
     assert len(documents) <= 10
     long = _written(documents, pointers=50)
-    assert long.id not in documents._entries
+    assert long.id not in documents
     assert documents.pointers <= 10
-    assert documents.pointers == sum(len(e.counts) for e in documents._entries.values())
+    assert documents.pointers == sum(map(documents.kept_pointers, documents.kept()))
 
     # Finished or forgotten: dropped.
     documents = InstanceDocuments()
@@ -280,7 +280,7 @@ def test_an_older_revision_does_not_replace_a_newer_one() -> None:
     newer = documents.encode(instance, 3)
     documents.remember(instance.id, newer)
     documents.remember(instance.id, older)
-    assert documents._entries[instance.id].revision == 3
+    assert documents.kept_revision(instance.id) == 3
 
 
 @pytest.mark.parametrize(

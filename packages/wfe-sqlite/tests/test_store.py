@@ -7,10 +7,11 @@ import contextlib
 import sqlite3
 import threading
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 
 from wfe_core.errors import ConcurrencyError, ProviderError, WorkflowNotFoundError
@@ -426,14 +427,16 @@ async def test_concurrent_reads_share_groups_and_fail_alone(
         instances = [WorkflowInstance("flow", 1, data={"i": i}) for i in range(40)]
         for instance in instances:
             await persistence.create_workflow(instance)
+        # Each group is one call into a worker thread, given the group's reads.
         groups: list[int] = []
-        run_reads = store._run_reads
+        run_sync = anyio.to_thread.run_sync
 
-        def counting(batch: list[object]) -> None:
-            groups.append(len(batch))
-            run_reads(batch)  # type: ignore[arg-type]
+        async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            if args and isinstance(args[0], list):
+                groups.append(len(args[0]))
+            return await run_sync(fn, *args, **kwargs)
 
-        monkeypatch.setattr(store, "_run_reads", counting)
+        monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
 
         def broken(conn: object) -> None:
             raise sqlite3.OperationalError("disk on fire")
@@ -492,8 +495,7 @@ async def test_cancelled_readers_do_not_break_the_group(db_url: str) -> None:
         assert {i: v for i, v in results.items() if i % 3} == {i: i for i in range(30) if i % 3}
         # Any cancelled read that still returned returned the right thing.
         assert all(results[i] == i for i in results)
-        assert persistence.store._read_queue == []
-        assert persistence.store._read_groups == 0
+        assert persistence.store.read_backlog == (0, 0)
         assert (await persistence.get_workflow(instances[0].id)).data["i"] == 0
 
 
@@ -566,7 +568,7 @@ async def test_a_read_cancelled_while_its_group_runs_is_abandoned(db_url: str) -
         assert ran == ["first", "leader", "member", "last"]
         # The caller leading the group waited for it; the other cancelled one left.
         assert results == {"first": "first", "leader": "leader", "last": "last"}
-        assert (store._read_queue, store._read_groups) == ([], 0)
+        assert store.read_backlog == (0, 0)
 
 
 @pytest.mark.anyio

@@ -246,10 +246,28 @@ class InstanceDocuments:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, workflow_id: object) -> bool:
+        """Whether something is kept for ``workflow_id``."""
+        return workflow_id in self._entries
+
     @property
     def pointers(self) -> int:
         """Pointers kept track of over all instances."""
         return self._pointers
+
+    def kept(self) -> list[str]:
+        """The ids of the instances kept, the least recently written first."""
+        return list(self._entries)
+
+    def kept_revision(self, workflow_id: str) -> int | None:
+        """The revision kept for ``workflow_id`` (``None``: nothing is kept)."""
+        entry = self._entries.get(workflow_id)
+        return None if entry is None else entry.revision
+
+    def kept_pointers(self, workflow_id: str) -> int:
+        """How many pointers of ``workflow_id`` are kept track of (0: nothing is kept)."""
+        entry = self._entries.get(workflow_id)
+        return 0 if entry is None else len(entry.counts)
 
     def encode(
         self,

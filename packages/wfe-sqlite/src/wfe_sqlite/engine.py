@@ -525,6 +525,12 @@ class Store:
             raise error from job.error
         return job.result  # type: ignore[return-value]
 
+    @property
+    def read_backlog(self) -> tuple[int, int]:
+        """How many reads wait in line, and how many read groups run: ``(0, 0)`` when no
+        read is under way (for tests and diagnostics)."""
+        return len(self._read_queue), self._read_groups
+
     def _may_lead_reads(self) -> bool:
         """Whether a read in line may start a group now (see ``_SLOW_READ_GROUP``)."""
         if self._read_groups == 0:
