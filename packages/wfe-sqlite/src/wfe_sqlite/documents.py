@@ -167,6 +167,10 @@ class Written:
     children: list[list[str]] | None
     #: Whether the instance may be written again (the others are not worth keeping).
     runnable: bool
+    #: Whether the head's fields but the data are those of the revision kept (written by
+    #: this provider): then the row's columns made from them (status, reference, due and
+    #: completion times) already hold their values, and an update need not set them again.
+    same_head: bool = False
 
 
 @attrs.define(eq=False)
@@ -287,7 +291,8 @@ class InstanceDocuments:
         state = _head_state(instance)
         head = previous.head if previous is not None else None
         # The head's fields are immutable values: the same objects encode the same.
-        if head is None or not all(map(operator.is_, state, head.state)):
+        same_head = head is not None and all(map(operator.is_, state, head.state))
+        if head is None or not same_head:
             head = _new_head(instance, state)
         document = _document(head, dumps(to_primitive(instance.data)), revision)
         runnable = instance.status == _RUNNABLE
@@ -325,6 +330,8 @@ class InstanceDocuments:
             document=document,
             status=head.status,
             head=head,
+            # ``indices`` is known only from the revision kept: what is stored is that.
+            same_head=same_head,
             full=False,
             pointer_rows=pointer_rows,
             child_rows=child_rows,
