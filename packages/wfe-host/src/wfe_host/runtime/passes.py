@@ -242,6 +242,18 @@ class _PassEnvironment:
         except Exception as exc:
             creation.stored.set(ok=False, error=exc)
             raise _NotCreated(str(exc)) from exc
+        except BaseException:
+            # Cancelled (the host is stopping) while the write was under way: it may or may
+            # not be stored, so the caller must not create it again.
+            creation.stored.set(
+                ok=False,
+                error=WfeError(
+                    f"the host stopped while it stored new workflow {instance.id}: it may or "
+                    "may not be stored (get_workflow tells; a stored one runs once a host "
+                    "with workers runs)"
+                ),
+            )
+            raise
         instance.revision = created.revision
         creation.stored.set(ok=True)
         if core.lifecycle.has_subscribers:
