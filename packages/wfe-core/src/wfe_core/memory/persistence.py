@@ -75,7 +75,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryPersistence"]
 
-logger = logging.getLogger(__name__)
+# Named, not __name__: the logger name is what users configure, and the module may move.
+logger = logging.getLogger("wfe_core.memory.persistence")
 
 T = TypeVar("T")
 

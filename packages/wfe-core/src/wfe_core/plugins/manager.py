@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Mapping
     from types import ModuleType
 
-logger = logging.getLogger(__name__)
+# Named, not __name__: the logger name is what users configure, and the module may move.
+logger = logging.getLogger("wfe_core.plugins.manager")
 
 #: The entry-point group plugins register under (the pluggy project name).
 ENTRY_POINT_GROUP = PROJECT_NAME
