@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from wfe_core.models.instance import WorkflowInstance
+    from wfe_core.models._instance import WorkflowInstance
 
 
 class HostContext(Protocol):

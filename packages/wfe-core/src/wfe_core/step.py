@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from wfe_core.models.definition import StepDefinition, WorkflowDefinition
-from wfe_core.models.instance import ExecutionPointer, WorkflowInstance
+from wfe_core.models._definition import StepDefinition, WorkflowDefinition
+from wfe_core.models._instance import ExecutionPointer, WorkflowInstance
 from wfe_core.runtime import HostContext
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from wfe_core.models import (
 )
 
 if TYPE_CHECKING:
-    from wfe_core.models.instance import ExecutionPointer
+    from wfe_core.models import ExecutionPointer
 
 NOW = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
 

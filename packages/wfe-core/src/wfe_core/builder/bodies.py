@@ -10,7 +10,7 @@ from wfe_core.primitives.inline import InlineStepFactory
 from wfe_core.step import StepBody
 
 if TYPE_CHECKING:
-    from wfe_core.models.definition import StepBodySource
+    from wfe_core.models._definition import StepBodySource
 
 
 def body_source(step: Any) -> StepBodySource | str:

@@ -11,7 +11,7 @@ from wfe_core.serialization import to_primitive
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from wfe_core.models.definition import StepDefinition
+    from wfe_core.models._definition import StepDefinition
 
 
 class ExternalWorkCalls:

@@ -12,7 +12,7 @@ from wfe_core.builder.external import ExternalWorkCalls
 from wfe_core.builder.parallel import ParallelBuilder
 from wfe_core.engine.data import get_field
 from wfe_core.errors import DefinitionError
-from wfe_core.models.definition import (
+from wfe_core.models._definition import (
     ErrorBehavior,
     OutcomeRoute,
     StepDefinition,

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
     from wfe_core.engine.executor import PassEnvironment
     from wfe_core.engine.middleware import StepMiddleware
-    from wfe_core.models.definition import StepDefinition, WorkflowDefinition
-    from wfe_core.models.instance import ExecutionPointer, WorkflowInstance
+    from wfe_core.models._definition import StepDefinition, WorkflowDefinition
+    from wfe_core.models._instance import ExecutionPointer, WorkflowInstance
     from wfe_core.step import StepBody
 
 logger = logging.getLogger("wfe_core.engine")

@@ -29,10 +29,10 @@ if TYPE_CHECKING:
 
     from wfe_core.clock import Clock
     from wfe_core.engine.middleware import StepMiddleware
-    from wfe_core.models.definition import StepDefinition, WorkflowDefinition
-    from wfe_core.models.event import EventSubscription
-    from wfe_core.models.instance import ExecutionError, WorkflowInstance
-    from wfe_core.models.lifecycle import LifecycleEvent
+    from wfe_core.models._definition import StepDefinition, WorkflowDefinition
+    from wfe_core.models._event import EventSubscription
+    from wfe_core.models._instance import ExecutionError, WorkflowInstance
+    from wfe_core.models._lifecycle import LifecycleEvent
     from wfe_core.runtime import HostContext
     from wfe_core.step import StepBody
 

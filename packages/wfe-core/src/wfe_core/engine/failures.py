@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wfe_core.models.definition import ErrorBehavior, ErrorBehaviorKind
-from wfe_core.models.status import PointerStatus
+from wfe_core.models._definition import ErrorBehavior, ErrorBehaviorKind
+from wfe_core.models._status import PointerStatus
 
 if TYPE_CHECKING:
-    from wfe_core.models.definition import StepDefinition, WorkflowDefinition
-    from wfe_core.models.instance import ExecutionPointer, WorkflowInstance
+    from wfe_core.models._definition import StepDefinition, WorkflowDefinition
+    from wfe_core.models._instance import ExecutionPointer, WorkflowInstance
 
 #: ``pointer.extensions`` key: the pointer this compensation pointer undoes.
 COMPENSATES = "compensates"

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from wfe_core.models.instance import WorkflowInstance
+    from wfe_core.models._instance import WorkflowInstance
     from wfe_core.results import ExecutionResult
     from wfe_core.step import StepContext
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wfe_core.models.status import PointerStatus
+from wfe_core.models._status import PointerStatus
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
     from datetime import datetime
 
-    from wfe_core.models.instance import ExecutionPointer, WorkflowInstance
+    from wfe_core.models._instance import ExecutionPointer, WorkflowInstance
 
 
 def busy_containers(instance: WorkflowInstance) -> set[str]:

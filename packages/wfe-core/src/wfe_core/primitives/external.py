@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from wfe_core.engine.data import call_flexible
 from wfe_core.errors import ActivityFailedError, ActivityTimeoutError
-from wfe_core.models.instance import new_id
+from wfe_core.models._instance import new_id
 from wfe_core.results import ExecutionResult
 from wfe_core.serialization import to_primitive
 from wfe_core.step import StepBody

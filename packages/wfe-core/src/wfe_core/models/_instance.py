@@ -8,8 +8,8 @@ from typing import Any
 
 import attrs
 
-from wfe_core.models.status import PointerStatus, WorkflowStatus
-from wfe_core.models.trace import TraceContext
+from wfe_core.models._status import PointerStatus, WorkflowStatus
+from wfe_core.models._trace import TraceContext
 
 #: The bits of a UUID that hold its version and variant, and their values for version 4.
 _VERSION_MASK = ~((0xF000 << 64) | (0xC000 << 48))

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 import attrs
 
-from wfe_core.models.instance import utcnow
+from wfe_core.models._instance import utcnow
 
 
 class LifecycleEventType(StrEnum):

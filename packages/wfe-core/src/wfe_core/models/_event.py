@@ -7,8 +7,8 @@ from typing import Any
 
 import attrs
 
-from wfe_core.models.instance import new_id, utcnow
-from wfe_core.models.trace import TraceContext
+from wfe_core.models._instance import new_id, utcnow
+from wfe_core.models._trace import TraceContext
 
 
 @attrs.define
