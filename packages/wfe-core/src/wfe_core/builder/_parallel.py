@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from wfe_core.builder.workflow import WorkflowBuilder
+    from wfe_core.builder._workflow import WorkflowBuilder
 
     #: Builds one branch in the owning definition and returns its first step id (``None``
     #: when the branch is empty: the owner records that problem).
