@@ -158,7 +158,7 @@ def test_other_distributions_import_only_public_wfe_core_modules(source: Path) -
 def test_the_boundary_check_catches_deep_and_private_imports(tmp_path: Path) -> None:
     source = tmp_path / "plugin.py"
     source.write_text(
-        "from wfe_core.engine.executor import SUBSCRIPTION_ID\n"
+        "from wfe_core.engine._executor import SUBSCRIPTION_ID\n"
         "from wfe_core import _processes, spi, WorkflowBuilder\n"
         "from wfe_core.providers import capabilities, _contract\n"
         "from wfe_core.errors import WfeError\n"
@@ -167,7 +167,7 @@ def test_the_boundary_check_catches_deep_and_private_imports(tmp_path: Path) -> 
     )
     shown = [v.split(" imports ")[1] for v in _boundary_violations(source, tmp_path)]
     assert shown == [
-        "wfe_core.engine.executor",
+        "wfe_core.engine._executor",
         "wfe_core._processes",
         "wfe_core.providers._contract",
         "wfe_core.memory.lock",

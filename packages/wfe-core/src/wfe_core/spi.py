@@ -63,7 +63,7 @@ from wfe_core._options import (
     redact_password,
 )
 from wfe_core._shared import SharedResources
-from wfe_core.engine.executor import SUBSCRIPTION_ID
+from wfe_core.engine._executor import SUBSCRIPTION_ID
 from wfe_core.memory.persistence import VERIFY_CHANGES_ENV
 from wfe_core.memory.search import DATA_FILTER_PREFIX, check_filters, data_field_matches
 from wfe_core.models._definition import MAX_DEFINITION_VERSION

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from wfe_core import ErrorBehavior, ExecutionResult, WorkflowBuilder
+from wfe_core.engine import _failures as fx
 from wfe_core.engine import _transitions as tx
-from wfe_core.engine import failures as fx
 from wfe_core.models import (
     LifecycleEventType,
     PointerStatus,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any
 
-from wfe_core.engine.data import positional_arity
+from wfe_core.engine._data import positional_arity
 from wfe_core.primitives.inline import InlineStepFactory
 from wfe_core.step import StepBody
 

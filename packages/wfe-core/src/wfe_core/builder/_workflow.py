@@ -10,7 +10,7 @@ import attrs
 from wfe_core.builder._bodies import body_source
 from wfe_core.builder._external import ExternalWorkCalls
 from wfe_core.builder._parallel import ParallelBuilder
-from wfe_core.engine.data import get_field
+from wfe_core.engine._data import get_field
 from wfe_core.errors import DefinitionError
 from wfe_core.models._definition import (
     ErrorBehavior,

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
+from wfe_core.engine import _pointers as px
 from wfe_core.engine import _transitions as tx
-from wfe_core.engine import pointers as px
 from wfe_core.engine._active import ActivePointers
 from wfe_core.engine._running import run_step
 from wfe_core.engine.middleware import inline_safe
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from wfe_core.clock import Clock
-    from wfe_core.engine.executor import PassEnvironment
+    from wfe_core.engine._executor import PassEnvironment
     from wfe_core.engine.middleware import StepMiddleware
     from wfe_core.models._definition import WorkflowDefinition
     from wfe_core.models._event import EventSubscription

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from wfe_core.engine import failures as fx
-from wfe_core.engine import pointers as px
+from wfe_core.engine import _failures as fx
+from wfe_core.engine import _pointers as px
 from wfe_core.models._definition import ErrorBehavior, ErrorBehaviorKind
 from wfe_core.models._event import EventSubscription
 from wfe_core.models._instance import INTERNAL_POINTER, ExecutionError, ExecutionPointer

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from wfe_core.engine.data import call_flexible
+from wfe_core.engine._data import call_flexible
 from wfe_core.errors import ActivityFailedError, ActivityTimeoutError
 from wfe_core.models._instance import new_id
 from wfe_core.results import ExecutionResult
