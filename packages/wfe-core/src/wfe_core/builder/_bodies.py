@@ -6,7 +6,7 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from wfe_core.engine._data import positional_arity
-from wfe_core.primitives.inline import InlineStepFactory
+from wfe_core.primitives._inline import InlineStepFactory
 from wfe_core.step import StepBody
 
 if TYPE_CHECKING:

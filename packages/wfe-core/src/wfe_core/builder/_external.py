@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Self
 
-from wfe_core.primitives.external import Activity, Escalations, UserTask, UserTaskChoice
+from wfe_core.primitives._external import Activity, Escalations, UserTask, UserTaskChoice
 from wfe_core.serialization import to_primitive
 
 if TYPE_CHECKING:

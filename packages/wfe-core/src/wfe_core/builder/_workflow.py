@@ -163,7 +163,7 @@ class WorkflowBuilder(ExternalWorkCalls, Generic[D]):
 
     def then_fn(self, fn: Callable[..., Any]) -> WorkflowBuilder[D]:
         """The next step is ``fn(ctx)`` (sync or async), returning an ExecutionResult or None."""
-        from wfe_core.primitives.inline import InlineStepFactory
+        from wfe_core.primitives._inline import InlineStepFactory
 
         self._add(InlineStepFactory(fn))
         return self

@@ -38,7 +38,7 @@ from wfe_core.engine._active import ActivePointers
 from wfe_core.engine._running import run_step
 from wfe_core.engine.middleware import inline_safe
 from wfe_core.models._status import PointerStatus, WorkflowStatus
-from wfe_core.primitives import containers
+from wfe_core.primitives import _containers as containers
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

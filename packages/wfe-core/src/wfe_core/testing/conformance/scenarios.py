@@ -45,7 +45,7 @@ from wfe_core.models import (
     WorkflowInstance,
     WorkflowStatus,
 )
-from wfe_core.primitives.subworkflow import child_workflow_id
+from wfe_core.primitives._subworkflow import child_workflow_id
 from wfe_core.results import ExecutionResult
 from wfe_core.step import StepBody, StepContext
 from wfe_core.testing.conformance._peers import PeerScenarios
