@@ -163,14 +163,14 @@ def test_the_boundary_check_catches_deep_and_private_imports(tmp_path: Path) -> 
         "from wfe_core.providers import capabilities, _contract\n"
         "from wfe_core.errors import WfeError\n"
         "def f():\n"
-        "    import wfe_core.memory.lock\n"
+        "    import wfe_core.memory._lock\n"
     )
     shown = [v.split(" imports ")[1] for v in _boundary_violations(source, tmp_path)]
     assert shown == [
         "wfe_core.engine._executor",
         "wfe_core._processes",
         "wfe_core.providers._contract",
-        "wfe_core.memory.lock",
+        "wfe_core.memory._lock",
     ]
 
 

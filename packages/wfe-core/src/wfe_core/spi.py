@@ -64,8 +64,8 @@ from wfe_core._options import (
 )
 from wfe_core._shared import SharedResources
 from wfe_core.engine._executor import SUBSCRIPTION_ID
-from wfe_core.memory.persistence import VERIFY_CHANGES_ENV
-from wfe_core.memory.search import DATA_FILTER_PREFIX, check_filters, data_field_matches
+from wfe_core.memory._persistence import VERIFY_CHANGES_ENV
+from wfe_core.memory._search import DATA_FILTER_PREFIX, check_filters, data_field_matches
 from wfe_core.models._definition import MAX_DEFINITION_VERSION
 from wfe_core.models._instance import utcnow
 from wfe_core.plugins.manager import (

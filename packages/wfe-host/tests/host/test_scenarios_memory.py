@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_core.memory.persistence import MemoryPersistence
+from wfe_core.memory import MemoryPersistence
 from wfe_core.testing.conformance.scenarios import WorkflowScenarios
 from wfe_host import WorkflowHost
 

@@ -54,7 +54,7 @@ ENV_TRACE_PLUGINS = "WFE_TRACE_PLUGINS"
 
 #: Plugins registered by the host itself: (plugin name, module, distribution).
 BUILTIN_PLUGINS: tuple[tuple[str, str, str], ...] = (
-    ("memory", "wfe_core.memory.plugin", "wfe-core"),
+    ("memory", "wfe_core.memory._plugin", "wfe-core"),
 )
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

@@ -21,7 +21,7 @@ import anyio
 
 from wfe_core.clock import SYSTEM_CLOCK
 from wfe_core.engine import WorkflowExecutor
-from wfe_core.memory.persistence import MemoryPersistence
+from wfe_core.memory._persistence import MemoryPersistence
 from wfe_core.models import WorkflowInstance
 from wfe_core.testing.clock import ManualClock
 

@@ -18,31 +18,31 @@ NAME = "memory"
 
 
 def _persistence(url: str | None, options: Any) -> Provider:
-    from wfe_core.memory.persistence import MemoryPersistence
+    from wfe_core.memory._persistence import MemoryPersistence
 
     return MemoryPersistence()
 
 
 def _lock(url: str | None, options: Any) -> Provider:
-    from wfe_core.memory.lock import MemoryLock
+    from wfe_core.memory._lock import MemoryLock
 
     return MemoryLock()
 
 
 def _queue(url: str | None, options: Any) -> Provider:
-    from wfe_core.memory.queue import MemoryQueue
+    from wfe_core.memory._queue import MemoryQueue
 
     return MemoryQueue()
 
 
 def _search(url: str | None, options: Any) -> Provider:
-    from wfe_core.memory.search import MemorySearch
+    from wfe_core.memory._search import MemorySearch
 
     return MemorySearch()
 
 
 def _lifecycle(url: str | None, options: Any) -> Provider:
-    from wfe_core.memory.lifecycle import MemoryLifecycle
+    from wfe_core.memory._lifecycle import MemoryLifecycle
 
     return MemoryLifecycle()
 

@@ -1,6 +1,6 @@
 """In-memory persistence: the reference implementation of :class:`PersistenceProvider`.
 
-Everything is kept as a database would read it back (:mod:`wfe_core.memory.values`): events,
+Everything is kept as a database would read it back (:mod:`wfe_core.memory._values`): events,
 subscriptions and errors as JSON text, an instance as plain JSON data without its pointers
 plus one snapshot per pointer, next to the few columns the queries need. Reads build fresh
 objects, so callers never share anything with the store, and ``data`` comes back unstructured
@@ -45,7 +45,7 @@ from wfe_core.errors import (
     SubscriptionNotFoundError,
     WorkflowNotFoundError,
 )
-from wfe_core.memory.values import (
+from wfe_core.memory._values import (
     NOT_PLAIN,
     copy_pointer,
     dumps,
