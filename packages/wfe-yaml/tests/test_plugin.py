@@ -9,7 +9,7 @@ import pytest
 
 from wfe_core.models import WorkflowStatus
 from wfe_core.plugins import StepExecutorSpec
-from wfe_core.providers.step_executor import StepExecutor
+from wfe_core.providers import StepExecutor
 from wfe_core.results import ExecutionResult
 from wfe_host import WorkflowHost
 from wfe_host.registry import PluginRegistry

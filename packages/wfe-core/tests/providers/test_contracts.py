@@ -36,7 +36,7 @@ def test_lock_provider_cannot_be_created() -> None:
         LockProvider()  # type: ignore[abstract]
     assert isinstance(info.value, AbstractProviderError)
     assert str(info.value) == (
-        "wfe_core.providers.lock.LockProvider cannot be created: it does not implement "
+        "wfe_core.providers._lock.LockProvider cannot be created: it does not implement "
         "LockProvider.acquire, LockProvider.release, LockProvider.renew"
     )
 

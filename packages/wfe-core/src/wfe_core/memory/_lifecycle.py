@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Self
 import anyio
 from anyio.lowlevel import checkpoint
 
-from wfe_core.providers.lifecycle import LifecyclePublisher
+from wfe_core.providers._lifecycle import LifecyclePublisher
 
 if TYPE_CHECKING:
     from types import TracebackType

@@ -12,8 +12,8 @@ from anyio.lowlevel import checkpoint
 from wfe_core.clock import SYSTEM_CLOCK
 from wfe_core.errors import LockNotHeldError
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers.liveness import this_process
-from wfe_core.providers.lock import Lease, LeaseHolder, LockProvider
+from wfe_core.providers._liveness import this_process
+from wfe_core.providers._lock import Lease, LeaseHolder, LockProvider
 
 if TYPE_CHECKING:
     from wfe_core.clock import Clock

@@ -67,7 +67,7 @@ from wfe_core.models import (
     WorkflowStatus,
 )
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers.persistence import PersistenceProvider
+from wfe_core.providers._persistence import PersistenceProvider
 from wfe_core.serialization import from_primitive, to_primitive
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from anyio.lowlevel import checkpoint
 
 from wfe_core.clock import SYSTEM_CLOCK
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers.queue import QueueMessage, QueueName, QueueProvider
+from wfe_core.providers._queue import QueueMessage, QueueName, QueueProvider
 
 if TYPE_CHECKING:
     from wfe_core.clock import Clock

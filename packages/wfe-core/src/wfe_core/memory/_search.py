@@ -12,7 +12,7 @@ from anyio.lowlevel import checkpoint
 
 from wfe_core.models import Page, WorkflowInstance, WorkflowStatus
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers.search import SearchIndex
+from wfe_core.providers._search import SearchIndex
 from wfe_core.serialization import from_primitive, to_primitive
 
 __all__ = [

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import attrs
 
-from wfe_core.providers.base import Provider
+from wfe_core.providers._base import Provider
 
 
 @attrs.frozen

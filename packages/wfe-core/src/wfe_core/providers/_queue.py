@@ -8,7 +8,7 @@ from enum import StrEnum
 
 import attrs
 
-from wfe_core.providers.base import Provider
+from wfe_core.providers._base import Provider
 
 
 class QueueName(StrEnum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import TYPE_CHECKING
 
-from wfe_core.providers.base import Provider
+from wfe_core.providers._base import Provider
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
