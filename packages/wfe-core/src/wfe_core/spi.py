@@ -68,7 +68,7 @@ from wfe_core.memory._persistence import VERIFY_CHANGES_ENV
 from wfe_core.memory._search import DATA_FILTER_PREFIX, check_filters, data_field_matches
 from wfe_core.models._definition import MAX_DEFINITION_VERSION
 from wfe_core.models._instance import utcnow
-from wfe_core.plugins.manager import (
+from wfe_core.plugins._manager import (
     BUILTIN_PLUGINS,
     ENTRY_POINT_GROUP,
     ENV_BLOCK_PLUGINS,
