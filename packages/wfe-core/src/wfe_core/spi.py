@@ -18,7 +18,7 @@ layering test, ``tests/test_packaging.py``, enforces it for every distribution h
 * ``wfe_core.testing``: the conformance suites and the test kit (in tests);
 * ``wfe_core.spi``: this module, the deeper names below.
 
-Every other module (``wfe_core.engine``, ``wfe_core.builder``, ``wfe_core.step``, the
+Every other module (``wfe_core.engine``, ``wfe_core.builder``, ``wfe_core._step``, the
 submodules of the packages above, and ``_``-prefixed modules) is internal: it may change in
 any release. This module re-exports what the host and providers need from those; import it
 from here, so that moving it inside wfe-core changes one line, here:

@@ -13,7 +13,7 @@ from wfe_host import WorkflowHost
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from wfe_core.runtime import HostContext
+    from wfe_core import HostContext
 
 
 class TestMemoryScenarios(WorkflowScenarios):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any
 
+from wfe_core._step import StepBody
 from wfe_core.engine._data import positional_arity
 from wfe_core.primitives._inline import InlineStepFactory
-from wfe_core.step import StepBody
 
 if TYPE_CHECKING:
     from wfe_core.models._definition import StepBodySource

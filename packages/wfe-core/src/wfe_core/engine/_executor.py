@@ -27,14 +27,14 @@ from wfe_core.engine._transitions import SUBSCRIPTION_ID
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
 
+    from wfe_core._runtime import HostContext
+    from wfe_core._step import StepBody
     from wfe_core.clock import Clock
     from wfe_core.engine.middleware import StepMiddleware
     from wfe_core.models._definition import StepDefinition, WorkflowDefinition
     from wfe_core.models._event import EventSubscription
     from wfe_core.models._instance import ExecutionError, WorkflowInstance
     from wfe_core.models._lifecycle import LifecycleEvent
-    from wfe_core.runtime import HostContext
-    from wfe_core.step import StepBody
 
 __all__ = ["SUBSCRIPTION_ID", "PassEnvironment", "WorkflowExecutor"]
 

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
+    from wfe_core._results import ExecutionResult
     from wfe_core.clock import Clock
     from wfe_core.engine._executor import PassEnvironment
     from wfe_core.engine.middleware import StepMiddleware
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
     from wfe_core.models._event import EventSubscription
     from wfe_core.models._instance import ExecutionError, ExecutionPointer, WorkflowInstance
     from wfe_core.models._lifecycle import LifecycleEvent
-    from wfe_core.results import ExecutionResult
 
 logger = logging.getLogger("wfe_core.engine")
 

@@ -32,9 +32,9 @@ from wfe_core.models._status import PointerStatus, WorkflowStatus
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from wfe_core._results import ExecutionResult
     from wfe_core.models._definition import StepDefinition, WorkflowDefinition
     from wfe_core.models._instance import WorkflowInstance
-    from wfe_core.results import ExecutionResult
 
 __all__ = [
     "SUBSCRIPTION_ID",

@@ -18,9 +18,9 @@ from wfe_core.errors import DefinitionError
 from wfe_core.serialization import STORABLE, storage_problems
 
 if TYPE_CHECKING:
-    from wfe_core.step import StepBody
+    from wfe_core._step import StepBody
 
-#: A step body: a :class:`~wfe_core.step.StepBody` subclass, or a zero-argument factory that
+#: A step body: a :class:`~wfe_core.StepBody` subclass, or a zero-argument factory that
 #: returns a new ``StepBody`` instance for every run.
 StepBodySource = type["StepBody"] | Callable[[], "StepBody"]
 
@@ -179,7 +179,7 @@ class StepDefinition:
 
     def create_body(self) -> StepBody:
         """A new body instance for one run."""
-        from wfe_core.step import StepBody
+        from wfe_core._step import StepBody
 
         body = self.body()
         if not isinstance(body, StepBody):
@@ -299,7 +299,7 @@ def _problems(definition: WorkflowDefinition) -> list[str]:
 
 
 def _is_body_source(body: object) -> bool:
-    from wfe_core.step import StepBody
+    from wfe_core._step import StepBody
 
     if inspect.isclass(body):
         return issubclass(body, StepBody)

@@ -1,5 +1,5 @@
 """The built-in steps the builder's control methods are made of. Each is an ordinary
-:class:`~wfe_core.step.StepBody` built on :class:`~wfe_core.results.ExecutionResult`."""
+:class:`~wfe_core.StepBody` built on :class:`~wfe_core.ExecutionResult`."""
 
 from __future__ import annotations
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections import abc
 from typing import TYPE_CHECKING, Any
 
-from wfe_core.results import ExecutionResult
-from wfe_core.step import StepBody
+from wfe_core._results import ExecutionResult
+from wfe_core._step import StepBody
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from wfe_core.step import StepContext
+    from wfe_core._step import StepContext
 
 
 class Sequence(StepBody):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wfe_core.results import ExecutionResult
-from wfe_core.step import StepBody
+from wfe_core._results import ExecutionResult
+from wfe_core._step import StepBody
 
 if TYPE_CHECKING:
-    from wfe_core.step import StepContext
+    from wfe_core._step import StepContext
 
 
 class EndWorkflow(StepBody):

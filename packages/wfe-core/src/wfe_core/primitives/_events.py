@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from wfe_core.results import ExecutionResult
-from wfe_core.step import StepBody
+from wfe_core._results import ExecutionResult
+from wfe_core._step import StepBody
 
 if TYPE_CHECKING:
-    from wfe_core.step import StepContext
+    from wfe_core._step import StepContext
 
 #: The outcome of a :class:`WaitFor` whose timeout expired before the event came.
 TIMEOUT_OUTCOME = "timeout"

@@ -13,17 +13,17 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from wfe_core._results import ExecutionResult
+from wfe_core._step import StepBody
 from wfe_core.engine._data import call_flexible
 from wfe_core.errors import ActivityFailedError, ActivityTimeoutError
 from wfe_core.models._instance import new_id
-from wfe_core.results import ExecutionResult
 from wfe_core.serialization import to_primitive
-from wfe_core.step import StepBody
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from wfe_core.step import StepContext
+    from wfe_core._step import StepContext
 
 __all__ = [
     "ACTIVITY_EVENT_PREFIX",

@@ -6,11 +6,11 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from wfe_core.results import ExecutionResult
-from wfe_core.step import StepBody
+from wfe_core._results import ExecutionResult
+from wfe_core._step import StepBody
 
 if TYPE_CHECKING:
-    from wfe_core.step import StepContext
+    from wfe_core._step import StepContext
 
 #: ``fn(ctx)`` returning an ExecutionResult, ``None`` (go on) or an awaitable of either.
 InlineFunction = Callable[["StepContext"], Any]

@@ -6,14 +6,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from wfe_core._results import ExecutionResult
+from wfe_core._step import StepBody
 from wfe_core.errors import WfeError, WorkflowNotFoundError
 from wfe_core.models._status import WorkflowStatus
-from wfe_core.results import ExecutionResult
-from wfe_core.step import StepBody
 
 if TYPE_CHECKING:
+    from wfe_core._step import StepContext
     from wfe_core.models._instance import ExecutionPointer, WorkflowInstance
-    from wfe_core.step import StepContext
 
 #: The internal event a host publishes, keyed by the child's id, when a child workflow with a
 #: parent finishes (complete, failed or terminated). The host stores it in the same write as

@@ -10,8 +10,8 @@ from wfe_core.providers._contract import EnforcedABC
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from wfe_core.results import ExecutionResult
-    from wfe_core.step import StepContext
+    from wfe_core._results import ExecutionResult
+    from wfe_core._step import StepContext
 
 
 class StepExecutor(EnforcedABC):

@@ -28,6 +28,7 @@ from wfe_core.testing.clock import ManualClock
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
 
+    from wfe_core._step import StepBody
     from wfe_core.clock import Clock
     from wfe_core.models import (
         EventSubscription,
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
         StepDefinition,
         WorkflowDefinition,
     )
-    from wfe_core.step import StepBody
 
 __all__ = ["EngineHarness"]
 

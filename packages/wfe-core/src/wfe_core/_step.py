@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
+from wfe_core._runtime import HostContext
 from wfe_core.models._definition import StepDefinition, WorkflowDefinition
 from wfe_core.models._instance import ExecutionPointer, WorkflowInstance
-from wfe_core.runtime import HostContext
 
 if TYPE_CHECKING:
-    from wfe_core.results import ExecutionResult
+    from wfe_core._results import ExecutionResult
 
 
 class StepBody(ABC):
