@@ -18,9 +18,12 @@ layering test, ``tests/test_packaging.py``, enforces it for every distribution h
 * ``wfe_core.testing``: the conformance suites and the test kit (in tests);
 * ``wfe_core.spi``: this module, the deeper names below.
 
-Every other module (``wfe_core.engine``, ``wfe_core.builder``, ``wfe_core._step``, the
-submodules of the packages above, and ``_``-prefixed modules) is internal: it may change in
-any release. This module re-exports what the host and providers need from those; import it
+Every other module is internal: it may change in any release. Internal modules have a
+``_``-prefixed name (``wfe_core._step``, ``wfe_core.models._instance``, ...), but for four
+that keep theirs: the packages ``wfe_core.engine`` and ``wfe_core.builder`` (whose public names
+:mod:`wfe_core` exports), ``wfe_core.engine.middleware`` (its ``INLINE_SAFE``, which users'
+middleware may name) and ``wfe_core.plugins.hookspecs`` (the hook specifications, the name
+``hookspecs`` of :mod:`wfe_core.plugins`). This module re-exports what the host and providers need from those; import it
 from here, so that moving it inside wfe-core changes one line, here:
 
 * the engine: ``SUBSCRIPTION_ID`` (the key of a waiting pointer's ``extensions`` that names
