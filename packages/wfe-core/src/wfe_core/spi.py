@@ -23,8 +23,9 @@ Every other module is internal: it may change in any release. Internal modules h
 that keep theirs: the packages ``wfe_core.engine`` and ``wfe_core.builder`` (whose public names
 :mod:`wfe_core` exports), ``wfe_core.engine.middleware`` (its ``INLINE_SAFE``, which users'
 middleware may name) and ``wfe_core.plugins.hookspecs`` (the hook specifications, the name
-``hookspecs`` of :mod:`wfe_core.plugins`). This module re-exports what the host and providers need from those; import it
-from here, so that moving it inside wfe-core changes one line, here:
+``hookspecs`` of :mod:`wfe_core.plugins`). This module re-exports what the host and providers
+need from internal modules; import it from here, so that moving it inside wfe-core changes one
+line, here:
 
 * the engine: ``SUBSCRIPTION_ID`` (the key of a waiting pointer's ``extensions`` that names
   its subscription), ``MAX_DEFINITION_VERSION``, ``utcnow()`` (now, aware UTC, for code
