@@ -158,19 +158,19 @@ def test_other_distributions_import_only_public_wfe_core_modules(source: Path) -
 def test_the_boundary_check_catches_deep_and_private_imports(tmp_path: Path) -> None:
     source = tmp_path / "plugin.py"
     source.write_text(
-        "from wfe_core.engine.executor import SUBSCRIPTION_ID\n"
+        "from wfe_core.engine._executor import SUBSCRIPTION_ID\n"
         "from wfe_core import _processes, spi, WorkflowBuilder\n"
         "from wfe_core.providers import capabilities, _contract\n"
         "from wfe_core.errors import WfeError\n"
         "def f():\n"
-        "    import wfe_core.memory.lock\n"
+        "    import wfe_core.memory._lock\n"
     )
     shown = [v.split(" imports ")[1] for v in _boundary_violations(source, tmp_path)]
     assert shown == [
-        "wfe_core.engine.executor",
+        "wfe_core.engine._executor",
         "wfe_core._processes",
         "wfe_core.providers._contract",
-        "wfe_core.memory.lock",
+        "wfe_core.memory._lock",
     ]
 
 
@@ -184,6 +184,80 @@ def test_the_public_modules_exist_and_are_documented() -> None:
     section = providers_doc.split("### The public modules", 1)[1].split("\n#", 1)[0]
     listed = set(re.findall(r"^\| `(wfe_core[\w.]*)` \|", section, flags=re.MULTILINE))
     assert listed == PUBLIC_CORE_MODULES
+
+
+#: wfe-core modules that keep a public-looking name although other distributions may not
+#: import them, and why. Every other module outside PUBLIC_CORE_MODULES is named ``_x`` (or sits
+#: in a ``_x`` package), so its name says it may change in any release. Listed, with the same
+#: reasons, in wfe_core.spi's docstring and docs/providers.md ("The public modules").
+KEPT_CORE_NAMES = {
+    "wfe_core.builder": "the builders' package; wfe_core exports its names",
+    "wfe_core.engine": "the executor's package; wfe_core exports its names",
+    "wfe_core.engine.middleware": "docs name wfe_core.engine.middleware.INLINE_SAFE for users",
+    "wfe_core.plugins.hookspecs": "wfe_core.plugins exports it as hookspecs; docs name it",
+}
+
+
+def _core_modules(source: Path) -> dict[str, Path]:
+    """Every module of the ``wfe_core`` package under ``source``, by dotted name."""
+    modules: dict[str, Path] = {}
+    for path in sorted((source / "wfe_core").rglob("*.py")):
+        parts = path.relative_to(source).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
+    return modules
+
+
+def _unmarked_internal_modules(source: Path, root: Path = ROOT) -> list[str]:
+    return [
+        f"{path.relative_to(root)}: {name} is internal but its name looks public; rename it "
+        f"with a leading underscore (git mv), or, if other distributions may import it, add "
+        f"it to PUBLIC_CORE_MODULES (with wfe_core.spi's docstring and docs/providers.md)"
+        for name, path in _core_modules(source).items()
+        if not any(part.startswith("_") for part in name.split("."))
+        and not _is_public_core_module(name)
+        and name not in KEPT_CORE_NAMES
+    ]
+
+
+def test_internal_core_modules_are_underscored() -> None:
+    """A module other distributions may not import says so by its name: ``_`` in its path."""
+    unmarked = _unmarked_internal_modules(CORE_SOURCE)
+    assert not unmarked, "\n".join(unmarked)
+    modules = _core_modules(CORE_SOURCE)
+    assert not [name for name in KEPT_CORE_NAMES if name not in modules], "stale entries"
+    spi_doc = ast.get_docstring(ast.parse((CORE_SOURCE / "wfe_core" / "spi.py").read_text()))
+    providers_doc = (ROOT / "docs" / "providers.md").read_text()
+    for name in KEPT_CORE_NAMES:
+        assert f"``{name}``" in (spi_doc or ""), f"wfe_core.spi does not list {name}"
+        assert f"`{name}`" in providers_doc, f"docs/providers.md does not list {name}"
+
+
+def test_the_naming_check_catches_a_new_public_looking_internal_module(tmp_path: Path) -> None:
+    for module in (
+        "__init__",
+        "errors",
+        "engine/__init__",
+        "engine/_pass",
+        "engine/scheduler",
+        "models/__init__",
+        "models/_instance",
+        "models/outcome",
+        "_internal/helpers",
+        "testing/kit",
+    ):
+        path = tmp_path / "wfe_core" / f"{module}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+    unmarked = _unmarked_internal_modules(tmp_path, tmp_path)
+    assert [line.split(": ")[1].split()[0] for line in unmarked] == [
+        "wfe_core.engine.scheduler",
+        "wfe_core.models.outcome",
+    ]
+    assert "rename it with a leading underscore" in unmarked[0]
+    assert "add it to PUBLIC_CORE_MODULES" in unmarked[0]
+    assert unmarked[0].startswith("wfe_core/engine/scheduler.py: ")
 
 
 def test_unbuilt_providers_register_no_plugin() -> None:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from types import ModuleType
 
-    from wfe_core.plugins.manager import PluginManager
+    from wfe_core.spi import PluginManager
 
 
 def _load_helpers(name: str, path: Path) -> ModuleType:

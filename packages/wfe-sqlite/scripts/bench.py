@@ -16,8 +16,8 @@ from typing import Literal
 import anyio
 
 from wfe_core.models import ExecutionPointer, PointerStatus, WorkflowInstance
-from wfe_core.models.instance import utcnow
 from wfe_core.providers import QueueName
+from wfe_core.spi import utcnow
 from wfe_sqlite import SqliteLock, SqliteOptions, SqlitePersistence, SqliteQueue
 
 

@@ -20,8 +20,8 @@ from wfe_core.models import (
     WorkflowInstance,
     WorkflowStatus,
 )
-from wfe_core.models.instance import utcnow
 from wfe_core.serialization import to_primitive
+from wfe_core.spi import utcnow
 from wfe_sqlite import SqlitePersistence
 from wfe_sqlite.documents import InstanceDocuments, dumps
 

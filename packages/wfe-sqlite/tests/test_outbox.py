@@ -12,8 +12,8 @@ import pytest
 
 from wfe_core import WorkflowBuilder, WorkflowStatus
 from wfe_core.models import Event, PointerStatus, WorkflowDefinition
-from wfe_core.models.instance import utcnow
 from wfe_core.primitives import BEGINNING_OF_TIME, CHILD_FINISHED_EVENT
+from wfe_core.spi import utcnow
 from wfe_sqlite import SqliteLock, SqlitePersistence, SqliteQueue
 
 if TYPE_CHECKING:

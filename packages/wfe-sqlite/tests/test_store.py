@@ -21,8 +21,8 @@ from wfe_core.models import (
     WorkflowInstance,
     WorkflowStatus,
 )
-from wfe_core.models.instance import utcnow
 from wfe_core.providers import QueueName
+from wfe_core.spi import utcnow
 from wfe_sqlite import SqliteLock, SqliteOptions, SqlitePersistence, SqliteQueue
 
 if TYPE_CHECKING:

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from wfe_core import ExecutionResult
 from wfe_core.models import WorkflowStatus
 from wfe_core.plugins import StepExecutorSpec
-from wfe_core.providers.step_executor import StepExecutor
-from wfe_core.results import ExecutionResult
+from wfe_core.providers import StepExecutor
 from wfe_host import WorkflowHost
 from wfe_host.registry import PluginRegistry
 from wfe_yaml import YamlWorkflowError, load_workflows_from_str
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
-    from wfe_core.step import StepContext
+    from wfe_core import StepContext
 
 
 def test_the_registry_finds_the_format_and_step_types() -> None:

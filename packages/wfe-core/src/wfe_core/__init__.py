@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from wfe_core._results import ExecutionResult
+from wfe_core._runtime import HostContext
+from wfe_core._step import StepBody, StepContext
 from wfe_core.builder import ParallelBuilder, WorkflowBuilder
 from wfe_core.engine import CallNext, StepMiddleware, WorkflowExecutor, WorkflowMiddleware
 from wfe_core.models import (
@@ -22,9 +25,6 @@ from wfe_core.models import (
 )
 from wfe_core.plugins import hookimpl
 from wfe_core.primitives import ChildWorkflowError
-from wfe_core.results import ExecutionResult
-from wfe_core.runtime import HostContext
-from wfe_core.step import StepBody, StepContext
 
 try:
     __version__ = version("wfe-core")

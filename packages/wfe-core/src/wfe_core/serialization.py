@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import attrs
 from cattrs.preconf.json import make_converter
 
-from wfe_core.models.trace import TraceContext
+from wfe_core.models._trace import TraceContext
 
 T = TypeVar("T")
 

@@ -18,10 +18,14 @@ layering test, ``tests/test_packaging.py``, enforces it for every distribution h
 * ``wfe_core.testing``: the conformance suites and the test kit (in tests);
 * ``wfe_core.spi``: this module, the deeper names below.
 
-Every other module (``wfe_core.engine``, ``wfe_core.builder``, ``wfe_core.step``, the
-submodules of the packages above, and ``_``-prefixed modules) is internal: it may change in
-any release. This module re-exports what the host and providers need from those; import it
-from here, so that moving it inside wfe-core changes one line, here:
+Every other module is internal: it may change in any release. Internal modules have a
+``_``-prefixed name (``wfe_core._step``, ``wfe_core.models._instance``, ...), but for four
+that keep theirs: the packages ``wfe_core.engine`` and ``wfe_core.builder`` (whose public names
+:mod:`wfe_core` exports), ``wfe_core.engine.middleware`` (its ``INLINE_SAFE``, which users'
+middleware may name) and ``wfe_core.plugins.hookspecs`` (the hook specifications, the name
+``hookspecs`` of :mod:`wfe_core.plugins`). This module re-exports what the host and providers
+need from internal modules; import it from here, so that moving it inside wfe-core changes one
+line, here:
 
 * the engine: ``SUBSCRIPTION_ID`` (the key of a waiting pointer's ``extensions`` that names
   its subscription), ``MAX_DEFINITION_VERSION``, ``utcnow()`` (now, aware UTC, for code
@@ -63,12 +67,12 @@ from wfe_core._options import (
     redact_password,
 )
 from wfe_core._shared import SharedResources
-from wfe_core.engine.executor import SUBSCRIPTION_ID
-from wfe_core.memory.persistence import VERIFY_CHANGES_ENV
-from wfe_core.memory.search import DATA_FILTER_PREFIX, check_filters, data_field_matches
-from wfe_core.models.definition import MAX_DEFINITION_VERSION
-from wfe_core.models.instance import utcnow
-from wfe_core.plugins.manager import (
+from wfe_core.engine._executor import SUBSCRIPTION_ID
+from wfe_core.memory._persistence import VERIFY_CHANGES_ENV
+from wfe_core.memory._search import DATA_FILTER_PREFIX, check_filters, data_field_matches
+from wfe_core.models._definition import MAX_DEFINITION_VERSION
+from wfe_core.models._instance import utcnow
+from wfe_core.plugins._manager import (
     BUILTIN_PLUGINS,
     ENTRY_POINT_GROUP,
     ENV_BLOCK_PLUGINS,

@@ -28,7 +28,7 @@ from wfe_core.primitives import (
 )
 
 if TYPE_CHECKING:
-    from wfe_core.step import StepBody
+    from wfe_core import StepBody
 
 pytestmark = pytest.mark.anyio
 

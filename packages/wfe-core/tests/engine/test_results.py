@@ -8,7 +8,7 @@ import pytest
 
 from wfe_core import ErrorBehavior, ExecutionResult
 from wfe_core.models import ErrorBehaviorKind
-from wfe_core.models.definition import MAX_RETRY_DELAY
+from wfe_core.models._definition import MAX_RETRY_DELAY
 
 
 def test_next_and_outcome_proceed() -> None:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from wfe_core import ErrorBehavior, ExecutionResult, WorkflowBuilder
+from wfe_core.engine import _failures as fx
 from wfe_core.engine import _transitions as tx
-from wfe_core.engine import failures as fx
 from wfe_core.models import (
     LifecycleEventType,
     PointerStatus,
@@ -21,7 +21,7 @@ from wfe_core.models import (
 )
 
 if TYPE_CHECKING:
-    from wfe_core.models.instance import ExecutionPointer
+    from wfe_core.models import ExecutionPointer
 
 NOW = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
 

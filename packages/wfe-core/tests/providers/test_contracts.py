@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 
 from wfe_core.errors import AbstractProviderError, PluginError, ProviderContractError
-from wfe_core.memory.lifecycle import MemoryLifecycle
-from wfe_core.memory.lock import MemoryLock
-from wfe_core.memory.persistence import MemoryPersistence
-from wfe_core.memory.queue import MemoryQueue
-from wfe_core.memory.search import MemorySearch
+from wfe_core.memory import (
+    MemoryLifecycle,
+    MemoryLock,
+    MemoryPersistence,
+    MemoryQueue,
+    MemorySearch,
+)
 from wfe_core.plugins import ProviderKind, ProviderSpec
 from wfe_core.providers import (
     LifecyclePublisher,
@@ -34,7 +36,7 @@ def test_lock_provider_cannot_be_created() -> None:
         LockProvider()  # type: ignore[abstract]
     assert isinstance(info.value, AbstractProviderError)
     assert str(info.value) == (
-        "wfe_core.providers.lock.LockProvider cannot be created: it does not implement "
+        "wfe_core.providers._lock.LockProvider cannot be created: it does not implement "
         "LockProvider.acquire, LockProvider.release, LockProvider.renew"
     )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from wfe_core.memory import MemoryPersistence
-from wfe_core.memory.plugin import register_providers
+from wfe_core.memory._plugin import register_providers
 from wfe_core.models import ExecutionPointer, PointerStatus, WorkflowInstance
 from wfe_core.plugins import ProviderKind
 

@@ -15,7 +15,7 @@ from wfe_core.memory import (
     MemoryQueue,
     MemorySearch,
 )
-from wfe_core.memory.plugin import register_providers
+from wfe_core.memory._plugin import register_providers
 from wfe_core.models import LifecycleEvent, LifecycleEventType, WorkflowInstance
 from wfe_core.plugins import ProviderKind
 from wfe_core.providers import QueueName

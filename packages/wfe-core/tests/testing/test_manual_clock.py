@@ -13,7 +13,7 @@ from wfe_core.models import ErrorBehavior, WorkflowStatus
 from wfe_core.testing import EngineHarness, ManualClock
 
 if TYPE_CHECKING:
-    from wfe_core.step import StepContext
+    from wfe_core import StepContext
 
 START = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
 

@@ -1,5 +1,5 @@
-"""The host's plugin manager: wfe-core's (:mod:`wfe_core.plugins.manager`), which also knows
-the host's own hooks (:mod:`wfe_host.hookspecs`: commands for the ``wfe`` CLI)."""
+"""The host's plugin manager: wfe-core's (:func:`wfe_core.spi.make_plugin_manager`), which
+also knows the host's own hooks (:mod:`wfe_host.hookspecs`: commands for the ``wfe`` CLI)."""
 
 from __future__ import annotations
 
@@ -48,5 +48,5 @@ class PluginManager(_core.PluginManager):
 def make_plugin_manager(
     environ: Mapping[str, str] | None = None, *, options: PluginLoadOptions | None = None
 ) -> _core.PluginManager:
-    """:func:`wfe_core.plugins.manager.make_plugin_manager` with the host's hooks added."""
+    """:func:`wfe_core.spi.make_plugin_manager` with the host's hooks added."""
     return _core.make_plugin_manager(environ, options=options, hookspecs=(host_hookspecs,))

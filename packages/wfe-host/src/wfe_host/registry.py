@@ -250,7 +250,7 @@ def _kind(kind: ProviderKind | str) -> ProviderKind:
 
 
 class PluginRegistry:
-    """What the plugins of a :class:`~wfe_core.plugins.manager.PluginManager` offer.
+    """What the plugins of a :class:`~wfe_core.spi.PluginManager` offer.
 
     Every hook is called once, when the registry is built; records are validated then, so a
     broken plugin fails at start-up with its name rather than later with a confusing error.

@@ -21,7 +21,7 @@ import anyio
 from click.testing import CliRunner, Result
 
 from wfe_core import ErrorBehavior, ExecutionResult, WorkflowBuilder
-from wfe_core.memory.persistence import MemoryPersistence
+from wfe_core.memory import MemoryPersistence
 from wfe_core.plugins import ProviderKind, ProviderSpec, hookimpl
 from wfe_host import WorkflowHost
 from wfe_host.cli import CliState, main

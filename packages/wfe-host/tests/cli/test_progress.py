@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from wfe_core import ExecutionResult, WorkflowBuilder
-from wfe_core.memory.persistence import MemoryPersistence
+from wfe_core.memory import MemoryPersistence
 from wfe_core.models import LifecycleEvent, LifecycleEventType
 from wfe_host import WorkflowHost
 from wfe_host.cli.progress import OUTPUT_LOGGER, Progress

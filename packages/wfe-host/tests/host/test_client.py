@@ -15,10 +15,7 @@ from wfe_host_tests_polling import until_waiting_for_event
 import wfe_host
 from wfe_core import WorkflowBuilder, WorkflowStatus
 from wfe_core.errors import WfeError
-from wfe_core.memory.lifecycle import MemoryLifecycle
-from wfe_core.memory.lock import MemoryLock
-from wfe_core.memory.persistence import MemoryPersistence
-from wfe_core.memory.queue import MemoryQueue
+from wfe_core.memory import MemoryLifecycle, MemoryLock, MemoryPersistence, MemoryQueue
 from wfe_core.providers import QueueName
 from wfe_host import WorkflowClient, WorkflowHost
 

@@ -10,7 +10,7 @@ import pytest
 from wfe_host_tests_polling import until_waiting_for_event
 
 from wfe_core import WorkflowBuilder, WorkflowStatus
-from wfe_core.memory.persistence import MemoryPersistence
+from wfe_core.memory import MemoryPersistence
 from wfe_host import HostOptions, WorkflowHost
 
 if TYPE_CHECKING:

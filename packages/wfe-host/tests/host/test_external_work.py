@@ -17,10 +17,7 @@ from wfe_core.errors import (
     UnsupportedOperationError,
     UserActionError,
 )
-from wfe_core.memory.lifecycle import MemoryLifecycle
-from wfe_core.memory.lock import MemoryLock
-from wfe_core.memory.persistence import MemoryPersistence
-from wfe_core.memory.queue import MemoryQueue
+from wfe_core.memory import MemoryLifecycle, MemoryLock, MemoryPersistence, MemoryQueue
 from wfe_core.providers import PersistenceProvider
 from wfe_core.providers import capabilities as cap
 from wfe_core.testing.conformance.reference import ReferencePersistence

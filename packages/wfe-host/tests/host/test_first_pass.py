@@ -11,7 +11,7 @@ import pytest
 
 from wfe_core import LifecycleEventType, StepContext, WorkflowBuilder, WorkflowStatus
 from wfe_core.errors import ConcurrencyError
-from wfe_core.memory.persistence import MemoryPersistence
+from wfe_core.memory import MemoryPersistence
 from wfe_host import HostOptions, WorkflowHost
 
 if TYPE_CHECKING:

@@ -28,11 +28,13 @@ from wfe_core.errors import (
     InvalidInputError,
     WorkflowTimeoutError,
 )
-from wfe_core.memory.lifecycle import MemoryLifecycle
-from wfe_core.memory.lock import MemoryLock
-from wfe_core.memory.persistence import MemoryPersistence
-from wfe_core.memory.queue import MemoryQueue
-from wfe_core.memory.search import MemorySearch
+from wfe_core.memory import (
+    MemoryLifecycle,
+    MemoryLock,
+    MemoryPersistence,
+    MemoryQueue,
+    MemorySearch,
+)
 from wfe_host import HostOptions, WorkflowHost, run_workflow
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from wfe_core import WorkflowBuilder, WorkflowStatus
-from wfe_core.memory.persistence import MemoryPersistence
+from wfe_core.memory import MemoryPersistence
 from wfe_core.models import Event, PointerStatus
 from wfe_core.primitives import BEGINNING_OF_TIME, CHILD_FINISHED_EVENT, TERMINATE_CHILD_EVENT
 from wfe_host import WorkflowHost

@@ -12,8 +12,7 @@ from wfe_host_tests_polling import until
 
 from wfe_core import WorkflowBuilder, WorkflowStatus
 from wfe_core.errors import LockNotHeldError
-from wfe_core.memory.lock import MemoryLock
-from wfe_core.memory.queue import MemoryQueue
+from wfe_core.memory import MemoryLock, MemoryQueue
 from wfe_core.providers import QueueName
 from wfe_host import HostOptions, WorkflowHost
 from wfe_host.runtime import passes

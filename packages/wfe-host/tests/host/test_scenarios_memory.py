@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wfe_core.memory.persistence import MemoryPersistence
+from wfe_core.memory import MemoryPersistence
 from wfe_core.testing.conformance.scenarios import WorkflowScenarios
 from wfe_host import WorkflowHost
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from wfe_core.runtime import HostContext
+    from wfe_core import HostContext
 
 
 class TestMemoryScenarios(WorkflowScenarios):

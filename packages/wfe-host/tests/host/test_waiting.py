@@ -10,10 +10,7 @@ import pytest
 from wfe_host_tests_polling import until
 
 from wfe_core import WorkflowBuilder, WorkflowStatus
-from wfe_core.memory.lifecycle import MemoryLifecycle
-from wfe_core.memory.lock import MemoryLock
-from wfe_core.memory.persistence import MemoryPersistence
-from wfe_core.memory.queue import MemoryQueue
+from wfe_core.memory import MemoryLifecycle, MemoryLock, MemoryPersistence, MemoryQueue
 from wfe_core.providers import capabilities
 from wfe_host import WorkflowClient, WorkflowHost
 

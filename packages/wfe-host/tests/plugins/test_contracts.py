@@ -9,8 +9,7 @@ import pytest
 
 from wfe_core import hookimpl
 from wfe_core.errors import AbstractProviderError, ProviderContractError
-from wfe_core.memory.lock import MemoryLock
-from wfe_core.memory.queue import MemoryQueue
+from wfe_core.memory import MemoryLock, MemoryQueue
 from wfe_core.plugins import ProviderKind, ProviderSpec
 from wfe_core.providers import Lease, LockProvider
 from wfe_core.providers.capabilities import Capability
@@ -113,7 +112,7 @@ def test_a_spec_whose_capabilities_differ_from_its_class_fails_when_created(
         registry.create("lock", ProviderSettings(provider="drift"))
     assert str(info.value) == (
         "lock provider 'drift' (plugin 'drift'): its ProviderSpec's capabilities differ from "
-        f"those of its class wfe_core.memory.lock.MemoryLock ({difference}); make them equal"
+        f"those of its class wfe_core.memory._lock.MemoryLock ({difference}); make them equal"
     )
 
 

@@ -59,7 +59,7 @@ def test_the_builtin_memory_plugin_is_always_registered() -> None:
     assert (info.distribution, info.builtin, info.module) == (
         "wfe-core",
         True,
-        "wfe_core.memory.plugin",
+        "wfe_core.memory._plugin",
     )
     assert info.version  # the installed wfe-core's version
     assert info.hooks == ("register_providers",)

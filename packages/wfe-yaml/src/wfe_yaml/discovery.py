@@ -1,7 +1,7 @@
 """Finding the installed step types (``type:`` names) for the loader.
 
 The loader asks the same plugin manager the host uses
-(:func:`wfe_core.plugins.manager.make_plugin_manager`, honouring the same ``WFE_*PLUGIN*``
+(:func:`wfe_core.spi.make_plugin_manager`, honouring the same ``WFE_*PLUGIN*``
 switches), so every installed ``wfe`` plugin's step types are known. wfe-yaml's own step
 types are there even when plugin autoloading is disabled. Code that builds its own set of step
 types passes ``executors=`` to :func:`wfe_yaml.load_workflow` instead.

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Container
 
     from wfe_core.engine._transitions import Transition
-    from wfe_core.models.instance import ExecutionPointer, WorkflowInstance
+    from wfe_core.models._instance import ExecutionPointer, WorkflowInstance
 
 
 class ActivePointers:

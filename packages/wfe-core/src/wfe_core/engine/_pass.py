@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
+from wfe_core.engine import _pointers as px
 from wfe_core.engine import _transitions as tx
-from wfe_core.engine import pointers as px
 from wfe_core.engine._active import ActivePointers
 from wfe_core.engine._running import run_step
 from wfe_core.engine.middleware import inline_safe
-from wfe_core.models.status import PointerStatus, WorkflowStatus
-from wfe_core.primitives import containers
+from wfe_core.models._status import PointerStatus, WorkflowStatus
+from wfe_core.primitives import _containers as containers
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -46,14 +46,14 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
+    from wfe_core._results import ExecutionResult
     from wfe_core.clock import Clock
-    from wfe_core.engine.executor import PassEnvironment
+    from wfe_core.engine._executor import PassEnvironment
     from wfe_core.engine.middleware import StepMiddleware
-    from wfe_core.models.definition import WorkflowDefinition
-    from wfe_core.models.event import EventSubscription
-    from wfe_core.models.instance import ExecutionError, ExecutionPointer, WorkflowInstance
-    from wfe_core.models.lifecycle import LifecycleEvent
-    from wfe_core.results import ExecutionResult
+    from wfe_core.models._definition import WorkflowDefinition
+    from wfe_core.models._event import EventSubscription
+    from wfe_core.models._instance import ExecutionError, ExecutionPointer, WorkflowInstance
+    from wfe_core.models._lifecycle import LifecycleEvent
 
 logger = logging.getLogger("wfe_core.engine")
 

@@ -8,22 +8,22 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from wfe_core import log_context
+from wfe_core._results import ExecutionResult
+from wfe_core._step import StepContext
+from wfe_core.engine._data import call_flexible, merge_into, set_field
 from wfe_core.engine._transitions import StepFailure
-from wfe_core.engine.data import call_flexible, merge_into, set_field
 from wfe_core.engine.middleware import run_step_middleware
-from wfe_core.results import ExecutionResult
-from wfe_core.step import StepContext
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     import anyio
 
-    from wfe_core.engine.executor import PassEnvironment
+    from wfe_core._step import StepBody
+    from wfe_core.engine._executor import PassEnvironment
     from wfe_core.engine.middleware import StepMiddleware
-    from wfe_core.models.definition import StepDefinition, WorkflowDefinition
-    from wfe_core.models.instance import ExecutionPointer, WorkflowInstance
-    from wfe_core.step import StepBody
+    from wfe_core.models._definition import StepDefinition, WorkflowDefinition
+    from wfe_core.models._instance import ExecutionPointer, WorkflowInstance
 
 logger = logging.getLogger("wfe_core.engine")
 

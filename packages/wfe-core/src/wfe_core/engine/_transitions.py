@@ -21,20 +21,20 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from wfe_core.engine import failures as fx
-from wfe_core.engine import pointers as px
-from wfe_core.models.definition import ErrorBehavior, ErrorBehaviorKind
-from wfe_core.models.event import EventSubscription
-from wfe_core.models.instance import INTERNAL_POINTER, ExecutionError, ExecutionPointer
-from wfe_core.models.lifecycle import LifecycleEvent, LifecycleEventType
-from wfe_core.models.status import PointerStatus, WorkflowStatus
+from wfe_core.engine import _failures as fx
+from wfe_core.engine import _pointers as px
+from wfe_core.models._definition import ErrorBehavior, ErrorBehaviorKind
+from wfe_core.models._event import EventSubscription
+from wfe_core.models._instance import INTERNAL_POINTER, ExecutionError, ExecutionPointer
+from wfe_core.models._lifecycle import LifecycleEvent, LifecycleEventType
+from wfe_core.models._status import PointerStatus, WorkflowStatus
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from wfe_core.models.definition import StepDefinition, WorkflowDefinition
-    from wfe_core.models.instance import WorkflowInstance
-    from wfe_core.results import ExecutionResult
+    from wfe_core._results import ExecutionResult
+    from wfe_core.models._definition import StepDefinition, WorkflowDefinition
+    from wfe_core.models._instance import WorkflowInstance
 
 __all__ = [
     "SUBSCRIPTION_ID",

@@ -6,9 +6,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from wfe_core.models.instance import WorkflowInstance
-    from wfe_core.results import ExecutionResult
-    from wfe_core.step import StepContext
+    from wfe_core._results import ExecutionResult
+    from wfe_core._step import StepContext
+    from wfe_core.models._instance import WorkflowInstance
 
 #: Runs the rest of the chain (further middleware, then the step) and returns its result.
 CallNext = Callable[[], Awaitable["ExecutionResult"]]

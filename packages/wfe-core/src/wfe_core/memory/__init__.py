@@ -4,11 +4,11 @@ single-process hosts. The conformance suites check them against a reference mode
 
 from __future__ import annotations
 
-from wfe_core.memory.lifecycle import LifecycleSubscription, MemoryLifecycle
-from wfe_core.memory.lock import MemoryLock
-from wfe_core.memory.persistence import MemoryPersistence
-from wfe_core.memory.queue import MemoryQueue
-from wfe_core.memory.search import MemorySearch
+from wfe_core.memory._lifecycle import LifecycleSubscription, MemoryLifecycle
+from wfe_core.memory._lock import MemoryLock
+from wfe_core.memory._persistence import MemoryPersistence
+from wfe_core.memory._queue import MemoryQueue
+from wfe_core.memory._search import MemorySearch
 
 __all__ = [
     "LifecycleSubscription",

@@ -6,8 +6,8 @@ by :mod:`wfe_core.spi`)."""
 from __future__ import annotations
 
 from wfe_core.plugins import hookspecs
-from wfe_core.plugins.markers import PROJECT_NAME, hookimpl, hookspec
-from wfe_core.plugins.specs import (
+from wfe_core.plugins._markers import PROJECT_NAME, hookimpl, hookspec
+from wfe_core.plugins._specs import (
     DefinitionFormatSpec,
     DefinitionLoader,
     ProviderKind,

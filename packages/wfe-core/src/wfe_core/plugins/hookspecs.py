@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wfe_core.plugins.markers import hookspec
+from wfe_core.plugins._markers import hookspec
 
 if TYPE_CHECKING:
-    from wfe_core.plugins.specs import DefinitionFormatSpec, ProviderSpec, StepExecutorSpec
+    from wfe_core.plugins._specs import DefinitionFormatSpec, ProviderSpec, StepExecutorSpec
 
 
 @hookspec

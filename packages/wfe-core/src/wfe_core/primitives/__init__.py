@@ -1,12 +1,12 @@
 """The built-in steps the builder's control methods are made of. Each is an ordinary
-:class:`~wfe_core.step.StepBody` built on :class:`~wfe_core.results.ExecutionResult`."""
+:class:`~wfe_core.StepBody` built on :class:`~wfe_core.ExecutionResult`."""
 
 from __future__ import annotations
 
-from wfe_core.primitives.containers import Decide, ForEach, If, Sequence, When, While
-from wfe_core.primitives.end import EndWorkflow
-from wfe_core.primitives.events import TIMEOUT_OUTCOME, WaitFor
-from wfe_core.primitives.external import (
+from wfe_core.primitives._containers import Decide, ForEach, If, Sequence, When, While
+from wfe_core.primitives._end import EndWorkflow
+from wfe_core.primitives._events import TIMEOUT_OUTCOME, WaitFor
+from wfe_core.primitives._external import (
     ACTIVITY_EVENT_PREFIX,
     ACTIVITY_RESULT,
     USER_TASK,
@@ -17,8 +17,8 @@ from wfe_core.primitives.external import (
     UserTaskChoice,
     activity_event,
 )
-from wfe_core.primitives.inline import InlineStep, InlineStepFactory
-from wfe_core.primitives.subworkflow import (
+from wfe_core.primitives._inline import InlineStep, InlineStepFactory
+from wfe_core.primitives._subworkflow import (
     BEGINNING_OF_TIME,
     CHILD_FINISHED_EVENT,
     TERMINATE_CHILD_EVENT,
@@ -26,7 +26,7 @@ from wfe_core.primitives.subworkflow import (
     SubWorkflow,
     child_workflow_candidates,
 )
-from wfe_core.primitives.timers import Delay, Fork, Recur, Schedule
+from wfe_core.primitives._timers import Delay, Fork, Recur, Schedule
 
 __all__ = [
     "ACTIVITY_EVENT_PREFIX",

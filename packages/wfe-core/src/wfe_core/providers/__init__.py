@@ -7,16 +7,16 @@ Import them from this package (and capabilities from
 from __future__ import annotations
 
 from wfe_core.providers import capabilities
-from wfe_core.providers.base import Provider
+from wfe_core.providers._base import Provider
+from wfe_core.providers._lifecycle import LifecyclePublisher
+from wfe_core.providers._liveness import holder_is_gone, this_process
+from wfe_core.providers._lock import Lease, LeaseHolder, LockProvider
+from wfe_core.providers._persistence import PersistenceProvider
+from wfe_core.providers._queue import QueueMessage, QueueName, QueueProvider
+from wfe_core.providers._schema import SchemaOwner, SchemaStatus
+from wfe_core.providers._search import SearchIndex
+from wfe_core.providers._step_executor import StepExecutor
 from wfe_core.providers.capabilities import Capability
-from wfe_core.providers.lifecycle import LifecyclePublisher
-from wfe_core.providers.liveness import holder_is_gone, this_process
-from wfe_core.providers.lock import Lease, LeaseHolder, LockProvider
-from wfe_core.providers.persistence import PersistenceProvider
-from wfe_core.providers.queue import QueueMessage, QueueName, QueueProvider
-from wfe_core.providers.schema import SchemaOwner, SchemaStatus
-from wfe_core.providers.search import SearchIndex
-from wfe_core.providers.step_executor import StepExecutor
 
 __all__ = [
     "Capability",

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 if TYPE_CHECKING:
     from collections import Counter
 
+    from wfe_core._step import StepContext
     from wfe_core.builder import WorkflowBuilder
-    from wfe_core.step import StepContext
 
 __all__ = ["EVENT_NAME", "Node", "build_tree", "definition_trees"]
 

@@ -21,13 +21,14 @@ import anyio
 
 from wfe_core.clock import SYSTEM_CLOCK
 from wfe_core.engine import WorkflowExecutor
-from wfe_core.memory.persistence import MemoryPersistence
+from wfe_core.memory._persistence import MemoryPersistence
 from wfe_core.models import WorkflowInstance
 from wfe_core.testing.clock import ManualClock
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
 
+    from wfe_core._step import StepBody
     from wfe_core.clock import Clock
     from wfe_core.models import (
         EventSubscription,
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
         StepDefinition,
         WorkflowDefinition,
     )
-    from wfe_core.step import StepBody
 
 __all__ = ["EngineHarness"]
 

@@ -1,5 +1,5 @@
 """Work done outside the engine: activities taken by external workers, user tasks answered
-by people. Both are subscriptions of waiting steps (see :mod:`wfe_core.primitives.external`);
+by people. Both are subscriptions of waiting steps (see :mod:`wfe_core.primitives`);
 this service claims and lists them, and publishes results as the events they wait for.
 
 A token handed to a worker is ``"<subscription id>.<nonce>"``; the store keeps the nonce as

@@ -95,7 +95,7 @@ class SchemaVersions:
         return not self.pending
 
     def status(self, where: str) -> SchemaStatus:
-        """As :class:`wfe_core.providers.schema.SchemaStatus` (``wfe migrate``'s report)."""
+        """As :class:`wfe_core.providers.SchemaStatus` (``wfe migrate``'s report)."""
         from wfe_core.providers import SchemaStatus
 
         known = {m.version: m.description for m in MIGRATIONS}

@@ -17,15 +17,15 @@ import anyio
 import attrs
 import pytest
 
+from wfe_core._results import ExecutionResult
 from wfe_core.builder import WorkflowBuilder
 from wfe_core.models import ErrorBehavior, PointerStatus, WorkflowStatus
-from wfe_core.results import ExecutionResult
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from wfe_core._step import StepContext
     from wfe_core.models import WorkflowDefinition, WorkflowInstance
-    from wfe_core.step import StepContext
     from wfe_core.testing.conformance.scenarios import ScenarioHost
 
 __all__ = ["PeerScenarios", "Tally"]

@@ -1,8 +1,8 @@
 """The reference model of :class:`~wfe_core.providers.PersistenceProvider`: the oracle the
 persistence state machine compares every provider with.
 
-Read it next to the contract (:mod:`wfe_core.providers.persistence`): each rule appears once,
-as plain Python over plain dicts and lists. There are no indexes, no caches and no shortcuts:
+Read it next to the contract (the docstrings of that class): each rule appears once, as plain
+Python over plain dicts and lists. There are no indexes, no caches and no shortcuts:
 every write stores the whole record, every query scans every record. It is slow on purpose, and
 it imports nothing from :mod:`wfe_core.memory`, so it cannot share a bug with the product store
 it checks.
@@ -36,7 +36,7 @@ from wfe_core.models import (
     WorkflowStatus,
 )
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers.persistence import PersistenceProvider
+from wfe_core.providers._persistence import PersistenceProvider
 from wfe_core.serialization import from_primitive, to_primitive
 
 if TYPE_CHECKING:

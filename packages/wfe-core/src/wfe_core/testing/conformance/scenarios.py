@@ -32,6 +32,8 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from wfe_core._results import ExecutionResult
+from wfe_core._step import StepBody, StepContext
 from wfe_core.builder import WorkflowBuilder
 from wfe_core.errors import WfeError
 from wfe_core.models import (
@@ -45,9 +47,7 @@ from wfe_core.models import (
     WorkflowInstance,
     WorkflowStatus,
 )
-from wfe_core.primitives.subworkflow import child_workflow_id
-from wfe_core.results import ExecutionResult
-from wfe_core.step import StepBody, StepContext
+from wfe_core.primitives._subworkflow import child_workflow_id
 from wfe_core.testing.conformance._peers import PeerScenarios
 from wfe_core.testing.definitions import EVENT_NAME, Node, build_tree, definition_trees
 

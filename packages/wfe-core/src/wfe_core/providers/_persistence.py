@@ -1,0 +1,276 @@
+"""The persistence contract: workflow instances, events, subscriptions and errors."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import TYPE_CHECKING
+
+from wfe_core.providers._base import Provider
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable, Sequence
+    from datetime import datetime
+
+    from wfe_core.models import (
+        Event,
+        EventSubscription,
+        ExecutionError,
+        ExecutionPointer,
+        Page,
+        WorkflowInstance,
+        WorkflowStatus,
+    )
+
+
+class PersistenceProvider(Provider):
+    """Durable store of everything the engine needs to resume after a restart.
+
+    Rules every implementation keeps (checked by ``wfe_core.testing.PersistenceSuite``):
+
+    * Instances come back equal to what was stored, except ``data``, which comes back in its
+      unstructured (JSON-compatible) form; the host restores the definition's data type.
+      Stored objects never share state with the caller's objects.
+    * :meth:`persist_workflow` is atomic and optimistic: it succeeds only when the stored
+      ``revision`` equals ``instance.revision``, then stores ``revision + 1`` and sets it on
+      ``instance``; otherwise it raises :class:`~wfe_core.errors.ConcurrencyError` and stores
+      nothing. The subscriptions, errors and events passed with it are written in the same
+      transaction (a refused write stores none of them).
+    * Fencing (providers declaring the ``fencing`` capability, checked by the suite for them):
+      the store keeps, per instance, the highest ``fence`` (a :attr:`Lease.token
+      <wfe_core.providers.Lease.token>`) it has accepted. :meth:`persist_workflow` with a
+      ``fence`` lower than that raises :class:`~wfe_core.errors.StaleLeaseError` and stores
+      nothing, checked atomically with the revision (same statement or transaction); an
+      accepted write with a ``fence`` stores it as the new highest. ``fence=None`` skips the
+      check (a write not made under a lease). A store without the capability ignores
+      ``fence`` and relies on the revision check alone.
+    * Unknown ids raise the matching ``*NotFoundError`` from :mod:`wfe_core.errors`.
+    * Times are timezone-aware UTC datetimes, stored with at least millisecond precision.
+    * The write contract (see :meth:`persist_workflow`): what a write must store is the whole
+      instance as the caller holds it; with ``changed_pointers`` it may skip every pointer not
+      named there, and of a named pointer's ``children`` the ids it stored before. A provider
+      built on that stores, per step, what the step changed, not the whole history.
+    * External work (providers declaring the ``external-work`` capability): open
+      subscriptions can be listed by event name and claimed by external workers, atomically
+      (:meth:`get_open_subscriptions`, :meth:`claim_subscription`,
+      :meth:`release_subscription_claim`). Activities and user tasks are built on them. These
+      methods are not abstract: a provider written before them keeps working for everything
+      else, and the defaults raise :class:`~wfe_core.errors.UnsupportedOperationError`
+      naming the capability.
+    """
+
+    # -- workflow instances ----------------------------------------------------------------
+    @abstractmethod
+    async def create_workflow(self, instance: WorkflowInstance) -> None:
+        """Store a new instance (its ``id`` is already set; ``revision`` becomes 1)."""
+
+    @abstractmethod
+    async def persist_workflow(
+        self,
+        instance: WorkflowInstance,
+        *,
+        subscriptions: Iterable[EventSubscription] = (),
+        errors: Iterable[ExecutionError] = (),
+        events: Iterable[Event] = (),
+        changed_pointers: Collection[str] | None = None,
+        fence: int | None = None,
+    ) -> None:
+        """Write ``instance`` (checking its revision, and its ``fence``) with new
+        subscriptions, errors and events, all or nothing.
+
+        ``fence`` is the :attr:`Lease.token <wfe_core.providers.Lease.token>` the writer holds
+        on ``instance.id`` (``None``: not written under a lease; not checked). A store with the
+        ``fencing`` capability keeps the highest fence it accepted per instance; a write whose
+        ``fence`` is lower raises :class:`~wfe_core.errors.StaleLeaseError` (a
+        :class:`~wfe_core.errors.ConcurrencyError`) and stores nothing; an equal or higher
+        one is accepted (revision permitting) and a higher one becomes the new highest. The
+        fence is checked in the same statement or transaction as the revision, so no write
+        can slip in between. When both are stale, ``StaleLeaseError`` is raised.
+
+        What a write must store, and what it may skip (the write contract; checked by
+        ``PersistenceSuite``):
+
+        * It must store the head of the instance (every field but ``pointers``, ``data``
+          included) and the new ``revision``, always.
+        * ``changed_pointers=None`` (what every caller but the executor passes): any pointer
+          may have changed, been added, or (rarely) been removed; the stored pointers must
+          become exactly ``instance.pointers``, in order.
+        * ``changed_pointers`` given: it names every pointer that may differ from the stored
+          instance, new ones included (the executor passes the pointers its pass changed since
+          its last write). The write must store the named pointers and the ones past the
+          stored count, and may skip every other one: a provider that stores pointers apart
+          (rows, or one text each) writes only those, so a step costs the same to store at
+          step 10,000 as at step 1. The caller keeps two promises then: pointers are only
+          appended (never removed or reordered), and a pointer's ``children`` only grow by
+          appending, so a provider may store only the ids past the ones it stored before
+          (a container that started its 10,000th branch stores one id, not 10,000).
+        * A provider that cannot rely on what it stored (it did not write the stored revision
+          itself, or lost track) writes the whole instance: skipping is an optimisation a
+          provider may make, never a requirement.
+
+        ``events`` are stored as :meth:`create_event` stores them, in the same transaction as
+        the instance: a transactional outbox. The engine uses it for notifications that must
+        not be lost when the process dies right after the write (a finished child telling its
+        parent); it queues them after the write, and stored unprocessed events are queued
+        again at start-up, so a crash in between delays them but never loses them. An event
+        whose id is already stored refuses the whole write
+        (:class:`~wfe_core.errors.ConcurrencyError`).
+
+        ``subscriptions`` are added, or replaced by id. Each one that is not ``terminated``
+        also marks **unprocessed**, in the same transaction, every stored event it matches
+        (same ``event_name`` and ``event_key``, ``time`` at or after its
+        ``subscribe_as_of``) that is processed: an event published before the subscription
+        existed, delivered to nobody, then reaches the recovery sweep even when the process
+        dies before queueing it. A refused write reopens nothing."""
+
+    @abstractmethod
+    async def get_workflow(self, workflow_id: str) -> WorkflowInstance:
+        """The stored instance."""
+
+    async def get_pointers(
+        self, workflow_id: str, *, skip: int = 0, take: int = 100
+    ) -> Page[ExecutionPointer]:
+        """A page of the workflow's pointers, in order: ``take`` of them from position ``skip``
+        on, with ``total``, the count of all its pointers (for CLIs and UIs showing long
+        histories). ``WorkflowNotFoundError`` for an unknown id.
+
+        This default reads the whole instance; a provider storing pointers apart reads only
+        the page."""
+        from wfe_core.models import Page
+
+        instance = await self.get_workflow(workflow_id)
+        skip = max(skip, 0)
+        take = max(take, 0)
+        return Page(
+            items=instance.pointers[skip : skip + take],
+            total=len(instance.pointers),
+            skip=skip,
+            take=take,
+        )
+
+    @abstractmethod
+    async def get_workflows(self, workflow_ids: Iterable[str]) -> Sequence[WorkflowInstance]:
+        """The stored instances among ``workflow_ids`` (unknown ids are left out)."""
+
+    @abstractmethod
+    async def get_runnable_instances(self, as_of: datetime) -> Sequence[str]:
+        """Ids of runnable instances whose ``next_execution`` is at or before ``as_of``."""
+
+    @abstractmethod
+    async def next_execution_time(self) -> datetime | None:
+        """The earliest ``next_execution`` of any runnable instance (drives the scheduler)."""
+
+    @abstractmethod
+    async def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        definition_id: str | None = None,
+        reference: str | None = None,
+        skip: int = 0,
+        take: int = 100,
+    ) -> Page[WorkflowInstance]:
+        """Instances matching every given filter, newest ``create_time`` first."""
+
+    @abstractmethod
+    async def purge_workflows(
+        self, *, older_than: datetime, statuses: Iterable[WorkflowStatus]
+    ) -> int:
+        """Delete instances in ``statuses`` finished (``complete_time``) before ``older_than``,
+        with their subscriptions and errors. Returns how many instances were deleted."""
+
+    # -- events ----------------------------------------------------------------------------
+    @abstractmethod
+    async def create_event(self, event: Event) -> None:
+        """Store a new event."""
+
+    @abstractmethod
+    async def get_event(self, event_id: str) -> Event:
+        """The stored event."""
+
+    @abstractmethod
+    async def get_runnable_events(self, as_of: datetime) -> Sequence[str]:
+        """Ids of unprocessed events whose ``time`` is at or before ``as_of``, oldest first."""
+
+    @abstractmethod
+    async def get_events(self, name: str, key: str, as_of: datetime) -> Sequence[str]:
+        """Ids of events of ``name`` and ``key`` whose ``time`` is at or after ``as_of``,
+        processed or not, oldest first (lets a new subscription see earlier events)."""
+
+    @abstractmethod
+    async def mark_event_processed(self, event_id: str) -> None: ...
+
+    @abstractmethod
+    async def mark_event_unprocessed(self, event_id: str) -> None: ...
+
+    # -- subscriptions ---------------------------------------------------------------------
+    @abstractmethod
+    async def create_subscription(self, subscription: EventSubscription) -> None:
+        """Store a subscription on its own (the engine usually passes them to
+        :meth:`persist_workflow`)."""
+
+    @abstractmethod
+    async def get_subscription(self, subscription_id: str) -> EventSubscription: ...
+
+    @abstractmethod
+    async def get_subscriptions(
+        self, name: str, key: str, as_of: datetime
+    ) -> Sequence[EventSubscription]:
+        """Open (not terminated) subscriptions to ``name``/``key`` whose ``subscribe_as_of``
+        is at or before ``as_of``, oldest first."""
+
+    @abstractmethod
+    async def terminate_subscription(self, subscription_id: str) -> None:
+        """Close a subscription (it matches no more events). Idempotent."""
+
+    # -- external work (capability ``external-work``) -------------------------------------
+    async def get_open_subscriptions(
+        self, event_name: str, *, skip: int = 0, take: int = 100
+    ) -> Sequence[EventSubscription]:
+        """Open (not terminated) subscriptions to ``event_name``, of any key, claimed or not,
+        oldest first (``subscribe_as_of``, then creation): ``take`` of them from position
+        ``skip`` on. Lists the user tasks waiting for an answer."""
+        raise _unsupported(self, "get_open_subscriptions")
+
+    async def claim_subscription(
+        self,
+        event_name: str,
+        *,
+        token: str,
+        worker_id: str,
+        expires_at: datetime,
+        as_of: datetime,
+    ) -> EventSubscription | None:
+        """Claim the oldest claimable subscription to ``event_name`` (any key) for an
+        external worker, atomically: of two concurrent calls (in any processes sharing the
+        store) never both get the same subscription.
+
+        Claimable: open (not terminated), ``subscribe_as_of`` at or before ``as_of``, and not
+        claimed, or claimed with an ``external_token_expiry`` at or before ``as_of`` (the
+        claim lapsed: its worker died or gave up). Oldest: ``subscribe_as_of``, then
+        creation. The claim stores ``external_token=token``, ``external_worker_id`` and
+        ``external_token_expiry=expires_at`` on the subscription and returns it as stored
+        now; ``None`` when nothing is claimable."""
+        raise _unsupported(self, "claim_subscription")
+
+    async def release_subscription_claim(self, subscription_id: str, token: str) -> bool:
+        """Clear the claim of ``subscription_id`` (token, worker and expiry back to
+        ``None``) when ``token`` is its current ``external_token``, so another worker can
+        claim it at once; ``False``, changing nothing, when it is not (the claim lapsed and
+        was taken again, or was released). ``SubscriptionNotFoundError`` for an unknown
+        id."""
+        raise _unsupported(self, "release_subscription_claim")
+
+    # -- errors ----------------------------------------------------------------------------
+    @abstractmethod
+    async def get_errors(self, workflow_id: str) -> Sequence[ExecutionError]:
+        """Errors recorded for ``workflow_id``, oldest first."""
+
+
+def _unsupported(provider: PersistenceProvider, method: str) -> Exception:
+    from wfe_core.errors import UnsupportedOperationError
+
+    return UnsupportedOperationError(
+        f"the persistence provider {type(provider).__module__}.{type(provider).__qualname__} "
+        f"does not implement {method}() (capability 'external-work'): activities and user "
+        "tasks need a store that has it (memory, sqlite and postgres do)"
+    )
