@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from wfe_core import HostContext, StepBody
     from wfe_core.models import (
+        Event,
         LifecycleEvent,
         StepDefinition,
     )
@@ -171,11 +172,17 @@ class _PassEnvironment:
         errors: Sequence[ExecutionError],
         closed_subscriptions: Sequence[str],
         changed_pointers: Collection[str],
+        outbox: Sequence[Event] = (),
     ) -> None:
         finishing = instance.status.is_finished and not self.finished
         # The write that finishes a child also stores its parent's notification (an outbox):
         # published after the write, a crash in between would leave the parent waiting.
         events = await self.core.finished_events(instance, errors) if finishing else []
+        if outbox:
+            # The engine's own (terminating the children of cancelled sub-workflow steps):
+            # the trace they continue is the pass's.
+            trace = self.core.trace_context()
+            events.extend(attrs.evolve(event, trace_context=trace) for event in outbox)
         carried = self.carried
         if carried is not None:
             subscriptions = [*subscriptions, *carried.subscriptions]
@@ -498,7 +505,6 @@ class PassRunner:
     ) -> _PassEnvironment:
         """Run a pass over ``instance``, loaded under ``handle``'s lease."""
         core = self.core
-        workflow_id = instance.id
         environment = _PassEnvironment(core, self.context, instance, handle, carried)
         definition = core.definitions.find(instance.definition_id, instance.version)
         if definition is None:

@@ -48,6 +48,7 @@ from wfe_core.models import (
 from wfe_core.primitives.subworkflow import child_workflow_id
 from wfe_core.results import ExecutionResult
 from wfe_core.step import StepBody, StepContext
+from wfe_core.testing.conformance._cancelled_children import CancelledChildScenarios
 from wfe_core.testing.conformance._peers import PeerScenarios
 from wfe_core.testing.definitions import EVENT_NAME, Node, build_tree, definition_trees
 
@@ -213,7 +214,7 @@ class SleepOneSecond(StepBody):
         return ExecutionResult.next()
 
 
-class WorkflowScenarios(PeerScenarios):
+class WorkflowScenarios(PeerScenarios, CancelledChildScenarios):
     """End-to-end scenarios; see the module docstring for how to run them (with
     workflow-core's scenarios translated, from :class:`PeerScenarios`)."""
 
