@@ -13,18 +13,8 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("packages/*/src/**/*.py", "packages/*/tests/**/*.py", "examples/**/*.py")
-
-#: Files that still touch other objects' underscored members, each to be fixed by the
-#: engineer who owns it; remove an entry once its file is clean (a test below insists).
-#: Shrinking only: never add to it.
-ALLOWED: dict[str, str] = {
-    "packages/wfe-core/tests/providers/test_memory_specifics.py": "memory provider internals",
-    "packages/wfe-sqlite/tests/test_documents.py": "SQLite document cache internals",
-}
 
 _SUNDER = re.compile(r"^_[a-z][a-z0-9_]*[a-z0-9]_$")
 
@@ -71,20 +61,8 @@ def _scanned_files() -> list[Path]:
 
 
 def test_no_module_touches_another_objects_private_members() -> None:
-    found = [
-        line
-        for path in _scanned_files()
-        if path.relative_to(ROOT).as_posix() not in ALLOWED
-        for line in _file_violations(path)
-    ]
+    found = [line for path in _scanned_files() for line in _file_violations(path)]
     assert not found, "underscored members used from outside their object:\n" + "\n".join(found)
-
-
-@pytest.mark.parametrize("allowed", sorted(ALLOWED))
-def test_the_allow_list_only_holds_files_that_still_need_it(allowed: str) -> None:
-    path = ROOT / allowed
-    assert path.is_file(), f"{allowed} is gone: remove it from ALLOWED"
-    assert _file_violations(path), f"{allowed} is clean now: remove it from ALLOWED"
 
 
 def test_the_check_sees_what_it_must() -> None:

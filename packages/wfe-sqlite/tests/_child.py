@@ -116,6 +116,19 @@ async def run_host(url: str, side_effects: str) -> None:
         await anyio.sleep(3600)
 
 
+async def start_and_hang(url: str, side_effects: str, count: int) -> None:
+    """Start ``count`` crash-flow workflows from a host with workers (each created by its
+    first pass's first write), report each id once ``start_workflow`` returned, then hang
+    until killed."""
+    from wfe_host import WorkflowHost
+
+    async with WorkflowHost.from_settings(host_settings(url)) as host:
+        host.register(crash_flow(side_effects))
+        for _ in range(count):
+            say(started=await host.start_workflow("crash-flow"))
+        await anyio.sleep(3600)
+
+
 def blocking_flow(side_effects: str, deadline: float = 60.0) -> Any:
     """The workflow of the blocked-loop test: ``work`` then ``after``, each writing a side
     effect line (pid, step) and appending ``step:pid`` to ``log``. The first run of ``work``
@@ -181,6 +194,8 @@ def main() -> None:
         anyio.run(hold, url, float(args[0]))
     elif mode == "host":
         anyio.run(run_host, url, args[0])
+    elif mode == "start":
+        anyio.run(start_and_hang, url, args[0], int(args[1]))
     elif mode == "finish-one":
         anyio.run(finish_one, url, args[0], args[1])
     else:

@@ -140,6 +140,63 @@ async def test_stored_rows_equal_a_full_encode_across_writes(db_path: Path) -> N
         assert await persistence.get_workflow(instance.id) == instance
 
 
+def _columns(path: Path, workflow_id: str) -> tuple[Any, ...]:
+    """The head's columns the queries use, and the revision, read past the provider."""
+    with sqlite3.connect(path) as conn:
+        row = conn.execute(
+            "SELECT status, reference, next_execution, complete_time, revision"
+            " FROM wfe_workflows WHERE id = ?",
+            (workflow_id,),
+        ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+@pytest.mark.anyio
+async def test_the_columns_follow_the_head_whether_a_write_sets_them_or_not(
+    db_path: Path,
+) -> None:
+    """Steps that change only data and pointers leave the head's columns (status, reference,
+    due and completion times) as stored, without setting them again; a write that changes
+    any head field stores them, and the queries built on them see every change."""
+    due = utcnow()
+    instance = WorkflowInstance("flow", 1, data={"i": 0}, reference="r", next_execution=due)
+    instance.pointers.append(ExecutionPointer(step_id=0, status=PointerStatus.RUNNING))
+    async with SqlitePersistence(f"sqlite:///{db_path}", verify_changes=False) as persistence:
+        await persistence.create_workflow(instance)
+        created = _columns(db_path, instance.id)
+        for i in range(1, 4):  # rounds of a loop: data and pointers only
+            changed = _step(instance, instance.pointers[-1], next_step=True)
+            instance.data["i"] = i
+            await persistence.persist_workflow(instance, changed_pointers=changed, fence=7)
+            assert _columns(db_path, instance.id) == (*created[:4], 1 + i)
+            _assert_stored_is_full(db_path, instance)
+        assert await persistence.get_runnable_instances(due) == [instance.id]
+
+        # Due later: the column moves, and the instance is not due now any more.
+        later = utcnow().replace(year=2100)
+        instance.next_execution = later
+        await persistence.persist_workflow(instance, changed_pointers=[], fence=7)
+        assert _columns(db_path, instance.id)[2] != created[2]
+        assert await persistence.get_runnable_instances(utcnow()) == []
+        # Then a data-only write again: the new due time stays.
+        instance.data["i"] = 10
+        await persistence.persist_workflow(instance, changed_pointers=[])
+        assert await persistence.get_runnable_instances(utcnow()) == []
+        assert await persistence.get_runnable_instances(later) == [instance.id]
+
+        # Finished: status and completion time are stored.
+        _step(instance, instance.pointers[-1], next_step=False)
+        instance.status = WorkflowStatus.COMPLETE
+        instance.complete_time = utcnow()
+        instance.next_execution = None
+        await persistence.persist_workflow(instance, changed_pointers=[instance.pointers[-1].id])
+        status, reference, next_execution, complete_time, _ = _columns(db_path, instance.id)
+        assert (status, reference, next_execution) == ("complete", "r", None)
+        assert complete_time is not None
+        assert await persistence.get_workflow(instance.id) == instance
+
+
 @pytest.mark.anyio
 async def test_a_failed_write_drops_what_was_kept(db_path: Path) -> None:
     instance = WorkflowInstance("flow", 1, data={})
@@ -244,11 +301,11 @@ def _written(documents: InstanceDocuments, pointers: int = 1) -> WorkflowInstanc
 def test_what_is_kept_is_bounded() -> None:
     documents = InstanceDocuments(max_entries=3)
     instances = [_written(documents) for _ in range(5)]
-    assert set(documents._entries) == {i.id for i in instances[2:]}
+    assert documents.kept() == [i.id for i in instances[2:]]
     # The least recently written go first.
     documents.remember(instances[2].id, documents.encode(instances[2], 2, ()))
     newest = _written(documents)
-    assert set(documents._entries) == {instances[2].id, instances[4].id, newest.id}
+    assert documents.kept() == [instances[4].id, instances[2].id, newest.id]
 
     # A bound on pointers too: long instances push others out, and one too long is not kept.
     documents = InstanceDocuments(max_pointers=10)
@@ -257,9 +314,9 @@ def test_what_is_kept_is_bounded() -> None:
     assert documents.pointers <= 10
     assert len(documents) <= 10
     long = _written(documents, pointers=50)
-    assert long.id not in documents._entries
+    assert long.id not in documents
     assert documents.pointers <= 10
-    assert documents.pointers == sum(len(e.counts) for e in documents._entries.values())
+    assert documents.pointers == sum(map(documents.kept_pointers, documents.kept()))
 
     # Finished or forgotten: dropped.
     documents = InstanceDocuments()
@@ -280,7 +337,7 @@ def test_an_older_revision_does_not_replace_a_newer_one() -> None:
     newer = documents.encode(instance, 3)
     documents.remember(instance.id, newer)
     documents.remember(instance.id, older)
-    assert documents._entries[instance.id].revision == 3
+    assert documents.kept_revision(instance.id) == 3
 
 
 @pytest.mark.parametrize(

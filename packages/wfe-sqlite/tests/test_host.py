@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import signal
 import sqlite3
 import subprocess
@@ -92,6 +93,15 @@ def _spawn_host(url: str, side_effects: Path, log: Path) -> subprocess.Popen[byt
         )
 
 
+def _spawn_starter(url: str, side_effects: Path, count: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(CHILD_PATH), "start", url, str(side_effects), str(count)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
 def _line_count(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
@@ -152,6 +162,48 @@ async def test_killed_host_workflows_are_finished_by_a_new_host(tmp_path: Path) 
     assert set(per_step) == {(i, s) for i in ids for s in steps}
     repeated = [key for key, n in per_step.items() if n > 1]
     assert len(repeated) <= count, f"more steps re-ran than the kill could interrupt: {repeated}"
+
+
+@pytest.mark.anyio
+async def test_workflows_started_by_a_host_that_is_killed_then_are_finished_by_another(
+    tmp_path: Path,
+) -> None:
+    """A host with workers creates each new instance with its first pass's first write: once
+    ``start_workflow`` returned, the instance is stored (its first step running), and a
+    kill right after loses none of them."""
+    child_module = _child_module()
+    url = f"sqlite:///{tmp_path}/wfe.db"
+    side_effects = tmp_path / "side-effects.txt"
+    count = 5
+    child = _spawn_starter(url, side_effects, count)
+    assert child.stdout is not None
+    stdout = child.stdout
+
+    def read_ids() -> list[str]:
+        return [json.loads(stdout.readline())["started"] for _ in range(count)]
+
+    try:
+        with anyio.fail_after(60):
+            ids = await anyio.to_thread.run_sync(read_ids)
+        # At once: the steps (0.1 s each) of the last ones cannot have ended yet.
+        child.send_signal(signal.SIGKILL)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        await anyio.to_thread.run_sync(child.wait)
+        stdout.close()
+    assert child.returncode == -signal.SIGKILL
+    steps: tuple[str, ...] = child_module.STEPS
+    assert _line_count(side_effects) < count * len(steps)
+
+    settings = child_module.host_settings(url)
+    async with wfe_host.WorkflowHost.from_settings(settings) as host:
+        host.register(child_module.crash_flow(str(side_effects)))
+        finished = [await host.wait_for_workflow(i, timeout=60) for i in ids]
+    for instance in finished:
+        assert instance.status == WorkflowStatus.COMPLETE, instance
+        assert instance.data.log == list(steps)
+        assert [p.step_id for p in instance.pointers] == list(range(len(steps)))
 
 
 def test_options_from_settings_reach_the_provider(tmp_path: Path) -> None:

@@ -167,3 +167,48 @@ async def test_a_loop_round_is_one_write_and_stores_its_container_with_it(
     assert seen == [("running", n) for n in range(1, 21)]
     assert writes[0] == 21  # one per round, and the last one's result with the loop's end
     assert instance.pointers[0].children == [p.id for p in instance.pointers[1:]]
+
+
+class _Recorder:
+    """A step middleware noting the steps it wraps; ``inline_safe`` as given."""
+
+    def __init__(self, *, inline_safe: bool) -> None:
+        self.inline_safe = inline_safe
+        self.seen: list[str] = []
+
+    async def __call__(self, ctx: StepContext, call_next: Any) -> ExecutionResult:
+        self.seen.append(ctx.step.body.__name__ if isinstance(ctx.step.body, type) else "fn")
+        result: ExecutionResult = await call_next()
+        return result
+
+
+@pytest.mark.parametrize(("inline_safe", "expected_writes"), [(True, 11), (False, 22)])
+async def test_loop_rounds_through_step_middleware(
+    engine: EngineHarness, inline_safe: bool, expected_writes: int
+) -> None:
+    """A middleware marked inline-safe (an observer such as the host's telemetry) keeps a
+    loop's round at one write and still wraps the container's runs; any other middleware
+    sees the container's start stored like every step's (two writes a round, and the
+    last check's)."""
+    from wfe_core import WorkflowExecutor
+
+    recorder = _Recorder(inline_safe=inline_safe)
+    engine.executor = WorkflowExecutor(engine, step_middleware=[recorder], clock=engine.clock)
+
+    def body(ctx: StepContext) -> None:
+        ctx.data["i"] += 1
+
+    definition = (
+        WorkflowBuilder()
+        .while_do(lambda data: data["i"] < 10, lambda b: b.start_with(body))
+        .build("loop-middleware")
+    )
+    writes = _count_writes(engine)
+    instance = await engine.run(definition, {"i": 0})
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert instance.data["i"] == 10
+    assert writes[0] == expected_writes
+    # Either way the middleware wraps every run: 11 of the loop (10 rounds and the last
+    # check) and 10 of its body.
+    assert recorder.seen.count("While") == 11
+    assert len(recorder.seen) == 21

@@ -141,10 +141,9 @@ class Telemetry(WorkflowMiddleware):
     unless ``OTEL_PROPAGATORS`` says otherwise).
     """
 
-    #: Container steps (if, while, for_each, ...) need not pass through it: the engine may
-    #: then run them in place, without a write (and a span) of their own (see
-    #: ``wfe_core.engine.middleware.wraps_containers``).
-    wraps_containers = False
+    #: It only records spans and metrics: the engine may run container steps inline through
+    #: it, without storing their start (``wfe_core.engine.middleware.INLINE_SAFE``).
+    inline_safe = True
 
     def __init__(
         self,

@@ -73,7 +73,8 @@ async def test_an_event_for_a_workflow_another_worker_holds_is_delivered_after_i
         host.register(WorkflowBuilder(Counter).wait_for("go", key="k").then(bump).build("gated"))
         workflow_id = await host.start_workflow("gated")
         await until_waiting_for_event(host, workflow_id)
-        lease = await host.lock.acquire(workflow_id, owner="another worker", ttl=30)
+        # The pass that stored the wait lets go of the lease once it has ended.
+        lease = await host.lock.acquire(workflow_id, owner="another worker", ttl=30, wait=5)
         assert lease is not None
         event_id = await host.publish_event("go", "k")
         await anyio.sleep(0.2)

@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from wfe_host_tests_polling import until, until_waiting_for_event
 
 from wfe_core import ErrorBehavior, WorkflowBuilder, WorkflowStatus
-from wfe_core.memory import MemoryQueue
+from wfe_core.memory import MemoryPersistence, MemoryQueue
 from wfe_core.providers import QueueName
 from wfe_host import HostOptions, WorkflowHost
 from wfe_host.telemetry import Telemetry
@@ -455,8 +455,8 @@ async def test_telemetry_leaves_a_loops_writes_as_they_are_without_it(instrument
         return done.revision  # one per write
 
     plain = await writes(WorkflowHost(options=HostOptions(telemetry=False)))
-    # Telemetry says it need not see container steps (wraps_containers = False), so the
-    # engine still runs them in place: a round of the loop costs the same writes.
+    # Telemetry says it only observes (inline_safe = True), so the engine still runs the
+    # container steps in place, through it: a round of the loop costs the same writes.
     assert await writes(WorkflowHost(telemetry=instruments.telemetry)) == plain
     spans = [s.name for s in instruments.spans.get_finished_spans()]
     assert spans.count("RunStep:increment") == 3
@@ -482,3 +482,52 @@ async def test_the_depth_gauge_reads_every_host_recording_on_its_meter_provider(
         tg.start_soon(later.sample_queues, queue, [QueueName.WORKFLOW])
         await until(lambda: depths(instruments) == {"workflow": 2})
         tg.cancel_scope.cancel()
+
+
+async def test_loop_rounds_stay_one_write_each_and_are_traced(instruments) -> None:
+    """The telemetry middleware only observes: a ``while_do`` round stays one write with it
+    (its container runs inline, without a write of its own), and both the container's runs
+    and the body's are spans."""
+
+    def bump(ctx: Any) -> None:
+        ctx.data["i"] += 1
+
+    definition = (
+        WorkflowBuilder(dict)
+        .while_do(lambda data: data["i"] < 10, lambda body: body.start_with(bump).name("bump"))
+        .build("loop", 1)
+    )
+    persistence = MemoryPersistence()
+    writes = 0
+    create, persist = persistence.create_workflow, persistence.persist_workflow
+
+    async def counted_create(*args: Any, **kwargs: Any) -> None:
+        nonlocal writes
+        writes += 1
+        await create(*args, **kwargs)
+
+    async def counted_persist(*args: Any, **kwargs: Any) -> None:
+        nonlocal writes
+        writes += 1
+        await persist(*args, **kwargs)
+
+    persistence.create_workflow = counted_create  # type: ignore[method-assign]
+    persistence.persist_workflow = counted_persist  # type: ignore[method-assign]
+    t = instruments.telemetry
+    async with WorkflowHost(
+        persistence=persistence,
+        options=HostOptions(telemetry=False),
+        step_middleware=[t],
+        workflow_middleware=[t],
+    ) as host:
+        host.register(definition)
+        workflow_id = await host.start_workflow("loop", {"i": 0})
+        done = await host.wait_for_workflow(workflow_id, timeout=10)
+    assert done.status == WorkflowStatus.COMPLETE
+    assert done.data["i"] == 10
+    # One a round (the first creates the instance), the last with the loop's end.
+    assert writes == 11
+    names = [s.name for s in instruments.spans.get_finished_spans()]
+    assert names.count("RunStep:bump") == 10
+    steps = [name for name in names if name.startswith("RunStep:")]
+    assert len(steps) == 21  # and 11 runs of the loop itself

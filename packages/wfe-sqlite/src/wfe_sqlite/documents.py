@@ -167,6 +167,10 @@ class Written:
     children: list[list[str]] | None
     #: Whether the instance may be written again (the others are not worth keeping).
     runnable: bool
+    #: Whether the head's fields but the data are those of the revision kept (written by
+    #: this provider): then the row's columns made from them (status, reference, due and
+    #: completion times) already hold their values, and an update need not set them again.
+    same_head: bool = False
 
 
 @attrs.define(eq=False)
@@ -246,10 +250,28 @@ class InstanceDocuments:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, workflow_id: object) -> bool:
+        """Whether something is kept for ``workflow_id``."""
+        return workflow_id in self._entries
+
     @property
     def pointers(self) -> int:
         """Pointers kept track of over all instances."""
         return self._pointers
+
+    def kept(self) -> list[str]:
+        """The ids of the instances kept, the least recently written first."""
+        return list(self._entries)
+
+    def kept_revision(self, workflow_id: str) -> int | None:
+        """The revision kept for ``workflow_id`` (``None``: nothing is kept)."""
+        entry = self._entries.get(workflow_id)
+        return None if entry is None else entry.revision
+
+    def kept_pointers(self, workflow_id: str) -> int:
+        """How many pointers of ``workflow_id`` are kept track of (0: nothing is kept)."""
+        entry = self._entries.get(workflow_id)
+        return 0 if entry is None else len(entry.counts)
 
     def encode(
         self,
@@ -269,7 +291,8 @@ class InstanceDocuments:
         state = _head_state(instance)
         head = previous.head if previous is not None else None
         # The head's fields are immutable values: the same objects encode the same.
-        if head is None or not all(map(operator.is_, state, head.state)):
+        same_head = head is not None and all(map(operator.is_, state, head.state))
+        if head is None or not same_head:
             head = _new_head(instance, state)
         document = _document(head, dumps(to_primitive(instance.data)), revision)
         runnable = instance.status == _RUNNABLE
@@ -307,6 +330,8 @@ class InstanceDocuments:
             document=document,
             status=head.status,
             head=head,
+            # ``indices`` is known only from the revision kept: what is stored is that.
+            same_head=same_head,
             full=False,
             pointer_rows=pointer_rows,
             child_rows=child_rows,

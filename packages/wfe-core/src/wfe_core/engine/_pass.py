@@ -36,7 +36,7 @@ from wfe_core.engine import _transitions as tx
 from wfe_core.engine import pointers as px
 from wfe_core.engine._active import ActivePointers
 from wfe_core.engine._running import run_step
-from wfe_core.engine.middleware import wraps_containers
+from wfe_core.engine.middleware import inline_safe
 from wfe_core.models.status import PointerStatus, WorkflowStatus
 from wfe_core.primitives import containers
 
@@ -102,8 +102,6 @@ class Pass:
         self.env = environment
         self.clock = clock
         self.middleware = step_middleware
-        #: Some middleware must see container steps run: none runs in place (see _PRIMITIVES).
-        self.wrapped_containers = wraps_containers(step_middleware)
         self.instance = instance
         self.definition = definition
         self.should_stop = should_stop
@@ -134,6 +132,8 @@ class Pass:
         self.primitive_steps = frozenset(
             step.id for step in definition.steps if step.body in _PRIMITIVES
         )
+        # Decided once per pass: every step middleware must allow it (see INLINE_SAFE).
+        self.inline_primitives = bool(self.primitive_steps) and inline_safe(step_middleware)
         self.active = ActivePointers(instance, self.primitive_steps)
         #: The steps with a cancel condition: looked at after every step the pass applies.
         self.cancellable = [
@@ -320,7 +320,7 @@ class Pass:
         allows (the others start as running steps end); call with the lock held. With
         ``inline``, a pointer that starts alone is returned for the caller to run in its own
         task (after releasing the lock) instead of in a new one."""
-        if self.primitive_steps and not self.wrapped_containers:
+        if self.inline_primitives:
             await self._run_primitives()
         self._settle()
         started: list[tuple[ExecutionPointer, anyio.CancelScope]] = []
@@ -356,8 +356,8 @@ class Pass:
     async def _run_primitives(self) -> None:
         """Run the runnable container steps at once, in this task, without storing their
         start (see ``_PRIMITIVES``); what they start is started by the caller with them.
-        Not with step middleware that wants to see every step run as any other
-        (``wraps_containers``)."""
+        Only when every step middleware is marked inline-safe (``middleware.INLINE_SAFE``):
+        any other may want to see every step run as any other."""
         active = self.active
         for _ in range(_MAX_PRIMITIVE_RUNS):
             self._settle()

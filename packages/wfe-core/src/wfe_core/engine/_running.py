@@ -41,7 +41,7 @@ async def run_step(
     """Run ``step`` for ``pointer`` inside ``scope``: its result (with its outputs already in
     the workflow data), the error it raised, or ``None`` when it was cancelled (abandoned by
     the workflow)."""
-    with scope, log_context.bound(step_id=step.id, step_name=step.display_name):
+    with scope, log_context.StepBound(step.id, step.display_name):
         try:
             body = environment.create_body(step)
             ctx = StepContext(

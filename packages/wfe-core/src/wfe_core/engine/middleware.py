@@ -14,20 +14,22 @@ if TYPE_CHECKING:
 CallNext = Callable[[], Awaitable["ExecutionResult"]]
 
 #: ``async def mw(ctx, call_next) -> ExecutionResult``: wraps every step run. It may act
-#: before and after ``await call_next()``, replace the result, or raise. One whose
-#: ``wraps_containers`` attribute is false (see :func:`wraps_containers`) may not be called
-#: for the container steps (sequence, if, while, for_each, decide, when).
+#: before and after ``await call_next()``, replace the result, or raise.
 StepMiddleware = Callable[["StepContext", CallNext], Awaitable["ExecutionResult"]]
 
+#: The attribute a step middleware sets to ``True`` to say it only observes step runs: it
+#: never waits for long, does no I/O whose repetition after a crash matters (a span, a metric,
+#: a log line are fine), and does not need a step's start to be stored before it runs. The
+#: engine then runs its container steps (``while_do``, ``for_each``, ``if_do``, ...) inline
+#: through it without storing their start, so a loop's round costs one write instead of two.
+#: Any other middleware (the default) sees container steps run as every other step.
+INLINE_SAFE = "inline_safe"
 
-def wraps_containers(middleware: Sequence[StepMiddleware]) -> bool:
-    """Whether any of ``middleware`` must see the container steps run as any other step.
 
-    The engine runs those containers in place, without a write of their own (a loop's round
-    costs one write, not two), only when no middleware needs to see them: a middleware sets
-    ``wraps_containers = False`` (an attribute of the callable) to say it does not (the
-    host's telemetry does: its spans and timings are for the steps users write)."""
-    return any(getattr(m, "wraps_containers", True) for m in middleware)
+def inline_safe(middleware: Sequence[StepMiddleware]) -> bool:
+    """Whether every middleware of ``middleware`` is marked :data:`INLINE_SAFE` (true for
+    none at all)."""
+    return all(getattr(each, INLINE_SAFE, False) is True for each in middleware)
 
 
 class WorkflowMiddleware:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from wfe_core import WorkflowExecutor
@@ -22,12 +23,14 @@ from wfe_core.errors import (
 from wfe_core.models import (
     EventSubscription,
     ExecutionError,
+    LifecycleEventType,
     WorkflowInstance,
     WorkflowStatus,
     new_id,
 )
 from wfe_core.providers import Lease
 from wfe_core.serialization import to_primitive
+from wfe_host.runtime.control import lifecycle_event
 from wfe_host.runtime.data import restore_error
 from wfe_host.runtime.holders import BusyNotices
 from wfe_host.runtime.leases import LeaseRenewer, ensure_current
@@ -85,11 +88,14 @@ class Outcome:
     def __init__(self) -> None:
         self._known = anyio.Event()
         self.ok = False
+        #: The error that kept it from being done, when one did.
+        self.error: BaseException | None = None
 
-    def set(self, *, ok: bool) -> None:
+    def set(self, *, ok: bool, error: BaseException | None = None) -> None:
         """Record the outcome (the first one recorded stands)."""
         if not self._known.is_set():
             self.ok = ok
+            self.error = error
             self._known.set()
 
     async def wait(self) -> bool:
@@ -125,6 +131,26 @@ def _versions(core: HostCore, definition_id: str) -> str:
     return ", ".join(f"v{v}" for v in versions) if versions else "no version of it"
 
 
+@attrs.define(eq=False)
+class Creation:
+    """A new instance that its first pass stores (:meth:`PassRunner.create`): the pass's
+    first write creates it, so starting a workflow and storing its first step's start take
+    one commit instead of two."""
+
+    #: The instance as the caller made it (no pointers): what is created first when the
+    #: pass's first write holds more than pointers and data (subscriptions, errors, the end
+    #: of the workflow), which the normal write then stores.
+    instance: WorkflowInstance
+    #: Known once the instance is stored (``ok``), or once the pass ended without storing
+    #: it: with the error the store raised, or none (the lease could not be taken, the host
+    #: stopped), and then nothing was stored.
+    stored: Outcome = attrs.field(factory=Outcome)
+
+
+class _NotCreated(Exception):
+    """The first write of a :class:`Creation`'s pass was refused (its caller gets why)."""
+
+
 def contains(error: BaseException, kind: type[BaseException]) -> bool:
     """Whether ``error`` is ``kind`` or an exception group holding only such errors."""
     if isinstance(error, BaseExceptionGroup):
@@ -149,6 +175,7 @@ class _PassEnvironment:
         instance: WorkflowInstance,
         handle: PassHandle,
         carried: Carried | None = None,
+        creation: Creation | None = None,
     ) -> None:
         self.core = core
         self.context = context
@@ -159,6 +186,8 @@ class _PassEnvironment:
         self.stored = False
         #: Changes made before the pass, stored by its first write.
         self.carried = carried
+        #: The instance is not stored yet: the first write creates it.
+        self.creation = creation
 
     @property
     def host_context(self) -> HostContext:
@@ -175,6 +204,12 @@ class _PassEnvironment:
         outbox: Sequence[Event] = (),
     ) -> None:
         finishing = instance.status.is_finished and not self.finished
+        if self.creation is not None:
+            plain = not (subscriptions or errors or closed_subscriptions or outbox or finishing)
+            await self._create(instance, plain=plain)
+            if plain:
+                self._stored(instance)
+                return
         # The write that finishes a child also stores its parent's notification (an outbox):
         # published after the write, a crash in between would leave the parent waiting.
         events = await self.core.finished_events(instance, errors) if finishing else []
@@ -203,14 +238,57 @@ class _PassEnvironment:
         if carried is not None:
             self.carried = None
             carried.stored.set(ok=True)
-        # What was last stored, so the runner can tell work that fell due meanwhile.
+        self._stored(instance)
+        if finishing:
+            self.finished = True
+            await self.core.on_finished(instance)
+
+    def _stored(self, instance: WorkflowInstance) -> None:
+        """What was last stored, so the runner can tell work that fell due meanwhile."""
         self.stored = True
         self.stored_due = (
             instance.next_execution if instance.status == WorkflowStatus.RUNNABLE else None
         )
-        if finishing:
-            self.finished = True
-            await self.core.on_finished(instance)
+
+    async def _create(self, instance: WorkflowInstance, *, plain: bool) -> None:
+        """The pass's first write of a new instance: create it as it is now (``plain``: its
+        pointers and data are all the write holds), or as its caller made it, for the
+        normal write that follows to store the rest in the same order as ever (a child's end
+        and its parent's notification in one write). Nothing else can know the instance
+        before it is stored, so the write needs no fence; the next one stores the lease's."""
+        creation = self.creation
+        assert creation is not None
+        self.creation = None
+        core = self.core
+        await ensure_current(core.lock, self.handle, core.options.lease_seconds)
+        created = instance if plain else creation.instance
+        try:
+            await core.persistence.create_workflow(created)
+        except Exception as exc:
+            creation.stored.set(ok=False, error=exc)
+            raise _NotCreated(str(exc)) from exc
+        except BaseException:
+            # Cancelled (the host is stopping) while the write was under way: it may or may
+            # not be stored, so the caller must not create it again.
+            creation.stored.set(
+                ok=False,
+                error=WfeError(
+                    f"the host stopped while it stored new workflow {instance.id}: it may or "
+                    "may not be stored (get_workflow tells; a stored one runs once a host "
+                    "with workers runs)"
+                ),
+            )
+            raise
+        instance.revision = created.revision
+        creation.stored.set(ok=True)
+        if core.lifecycle.has_subscribers:
+            await core.publish_lifecycle(
+                lifecycle_event(instance, LifecycleEventType.WORKFLOW_STARTED)
+            )
+        await core.enqueue_index(instance.id)
+        # The caller of start_workflow gets the id before the first step's body runs, as
+        # when it created the instance itself (a body that blocks the loop would hold it).
+        await anyio.lowlevel.checkpoint()
 
     async def publish(self, event: LifecycleEvent) -> None:
         await self.core.publish_lifecycle(event)
@@ -333,6 +411,53 @@ class PassRunner:
         tg.start_soon(self._start, handle, working)
         return True
 
+    def create(self, instance: WorkflowInstance) -> Creation | None:
+        """Store ``instance``, new and not stored yet, with the first write of its first pass,
+        run here (in the background) at once: when this host runs workers, has a slot free
+        now and can copy the data. The caller waits for the returned creation's outcome
+        before it tells anyone the id. ``None``: create it and start it as usual."""
+        core = self.core
+        tg = core.worker_group()
+        if tg is None or instance.id in self.running:
+            return None
+        try:
+            # The pass changes the instance; the caller's data is the caller's.
+            data = json.loads(json.dumps(to_primitive(instance.data)))
+        except (TypeError, ValueError):
+            return None  # the usual path says what the store makes of it
+        if not self._take_slot():
+            return None
+        working = core.restore(attrs.evolve(instance, pointers=[], data=data))
+        handle = PassHandle(instance.id, slot=True)
+        # Registered now, so what arrives for the instance meanwhile waits for this pass.
+        self.running[instance.id] = handle
+        creation = Creation(instance)
+        tg.start_soon(self._create, handle, working, creation)
+        return creation
+
+    async def _create(
+        self, handle: PassHandle, instance: WorkflowInstance, creation: Creation
+    ) -> None:
+        core = self.core
+        try:
+            # Nobody else knows the id yet: the lease is free unless the caller chose an id
+            # that is taken (then the usual path refuses it).
+            lease = await core.lock.acquire(
+                instance.id, owner=self.owner(), ttl=core.options.lease_seconds
+            )
+        except Exception:
+            logger.exception("could not lease new workflow %s", instance.id)
+            lease = None
+        except BaseException:
+            self._forget(handle)
+            creation.stored.set(ok=False)
+            raise
+        if lease is None:
+            self._forget(handle)
+            creation.stored.set(ok=False)
+            return
+        await self._own(handle, lease, instance, creation=creation)
+
     async def _start(self, handle: PassHandle, instance: WorkflowInstance) -> None:
         core = self.core
         waiting = not handle.slot
@@ -410,6 +535,8 @@ class PassRunner:
         lease: Lease,
         instance: WorkflowInstance | None,
         carried: Carried | None = None,
+        *,
+        creation: Creation | None = None,
     ) -> None:
         """Run a pass holding ``lease`` (registered in ``running``), then release it and do
         what the pass left to do."""
@@ -420,9 +547,11 @@ class PassRunner:
         if self.stopping:  # it waited for a slot while the host began to stop
             handle.stop = handle.rerun = True
         try:
-            await self._leased_pass(handle, instance, carried)
+            await self._leased_pass(handle, instance, carried, creation)
         except BaseException as exc:
-            if contains(exc, StaleLeaseError):
+            if contains(exc, _NotCreated):
+                pass  # nothing stored; the caller of start_workflow gets the error
+            elif contains(exc, StaleLeaseError):
                 # A newer holder of the lease wrote the instance: it is theirs now. Expected
                 # after a lost lease (a pause, a partition), so no traceback.
                 logger.warning(
@@ -450,6 +579,9 @@ class PassRunner:
         finally:
             if carried is not None:
                 carried.stored.set(ok=False)  # unless its first write stored them
+            if creation is not None and not creation.stored.ok:
+                creation.stored.set(ok=False)  # the pass ended before it stored anything
+                handle.rerun = False  # there is nothing to run
             self._forget(handle)
             # The renewer sees the handle gone and leaves the lease alone from now on.
             await self.release(handle.lease or lease)
@@ -464,10 +596,14 @@ class PassRunner:
                     await core.enqueue_workflow(workflow_id)
 
     async def _leased_pass(
-        self, handle: PassHandle, instance: WorkflowInstance | None, carried: Carried | None
+        self,
+        handle: PassHandle,
+        instance: WorkflowInstance | None,
+        carried: Carried | None,
+        creation: Creation | None,
     ) -> None:
         with handle.scope:
-            environment = await self._run(handle.workflow_id, handle, instance, carried)
+            environment = await self._run(handle.workflow_id, handle, instance, carried, creation)
             if environment is not None and environment.stored:
                 handle.stored = True
                 due = environment.stored_due
@@ -482,6 +618,7 @@ class PassRunner:
         handle: PassHandle,
         instance: WorkflowInstance | None = None,
         carried: Carried | None = None,
+        creation: Creation | None = None,
     ) -> _PassEnvironment | None:
         """Run a pass (over ``instance`` when the caller just loaded it under the lease, with
         the ``carried`` changes to store); returns its environment (what it stored), ``None``
@@ -496,16 +633,20 @@ class PassRunner:
             return None
         telemetry = core.telemetry
         if telemetry is None:
-            return await self._pass(instance, handle, carried)
+            return await self._pass(instance, handle, carried, creation)
         with telemetry.workflow_pass(instance):
-            return await self._pass(instance, handle, carried)
+            return await self._pass(instance, handle, carried, creation)
 
     async def _pass(
-        self, instance: WorkflowInstance, handle: PassHandle, carried: Carried | None
+        self,
+        instance: WorkflowInstance,
+        handle: PassHandle,
+        carried: Carried | None,
+        creation: Creation | None,
     ) -> _PassEnvironment:
         """Run a pass over ``instance``, loaded under ``handle``'s lease."""
         core = self.core
-        environment = _PassEnvironment(core, self.context, instance, handle, carried)
+        environment = _PassEnvironment(core, self.context, instance, handle, carried, creation)
         definition = core.definitions.find(instance.definition_id, instance.version)
         if definition is None:
             await self._report_undefined(environment, instance)
@@ -529,8 +670,9 @@ class PassRunner:
                 )
             else:
                 await executor.run_pass(instance, definition, should_stop=lambda: handle.stop)
-        if environment.carried is not None:
-            # The pass wrote nothing (it had nothing to run): the carried changes still must be.
+        if environment.carried is not None or environment.creation is not None:
+            # The pass wrote nothing (it had nothing to run, or no definition): the carried
+            # changes, or the new instance, still must be stored.
             await environment.persist(
                 instance,
                 subscriptions=(),
