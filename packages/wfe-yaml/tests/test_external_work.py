@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from wfe_core.models import OpenUserAction, UserActionOption, WorkflowStatus
+from wfe_core.models import (
+    OpenUserAction,
+    PointerStatus,
+    UserActionOption,
+    WorkflowInstance,
+    WorkflowStatus,
+)
 from wfe_core.testing import ManualClock
 from wfe_host import WorkflowHost
 from wfe_yaml import YamlWorkflowError, load_workflows_from_str
@@ -51,6 +57,34 @@ workflows:
           output: image
       - name: Publish
         config: {run: 'echo "publishing ${{ outputs.image.digest }}"'}
+  - id: gated
+    inputs: {tag: string}
+    steps:
+      - name: Approve
+        type: approval
+        config:
+          prompt: "Ship ${{ inputs.tag }}?"
+          assignee: dev
+          options:
+            - value: approve
+              steps:
+                - name: Ship
+                  config: {run: 'echo "shipping ${{ inputs.tag }}"'}
+            - value: reject
+              label: Reject it
+              steps:
+                - name: Roll back
+                  config: {run: 'echo "rolling back ${{ inputs.tag }}"'}
+            - hold
+          escalation:
+            - after: 1h
+              assignee: lead
+              steps:
+                - name: Remind
+                  config: {run: 'echo "still no answer for ${{ inputs.tag }}"'}
+          output: decision
+      - name: After
+        config: {run: 'echo "after ${{ outputs.decision }}"'}
 """
 
 
@@ -215,3 +249,84 @@ def test_the_activity_name_is_known_at_load() -> None:
     assert any(
         p.startswith("flow.yaml:7:") and "is not allowed in `activity`" in p for p in found
     ), found
+
+
+# -- an approval's option and escalation steps ---------------------------------------------------
+def ran(instance: WorkflowInstance) -> list[str]:
+    """The visible YAML steps that completed, in the order they started (the test clock
+    stands still while they run, so their times do not tell)."""
+    return [
+        p.step_name or ""
+        for p in instance.pointers
+        if p.status == PointerStatus.COMPLETE
+        and p.step_name in {"Approve", "Ship", "Roll back", "Remind", "After"}
+    ]
+
+
+async def test_an_options_steps_run_when_it_is_chosen_and_an_escalations_when_it_fires(
+    host: WorkflowHost, clock: ManualClock
+) -> None:
+    workflow_id = await host.start_workflow("gated", {"tag": "2.0"})
+    await open_task(host, workflow_id, "dev")
+    clock.advance(timedelta(hours=1, seconds=1))
+    host.scheduler.wake()
+    task = await open_task(host, workflow_id, "lead")  # open again once Remind ran
+    assert result_of(await host.get_workflow(workflow_id), "Remind")["stdout"] == (
+        "still no answer for 2.0"
+    )
+    clock.advance(timedelta(seconds=1))
+    await host.publish_user_action(task.key, "ada", "approve")
+    instance = await host.wait_for_workflow(workflow_id, timeout=30)
+
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert ran(instance) == ["Approve", "Remind", "Ship", "After"]
+    assert result_of(instance, "Ship")["stdout"] == "shipping 2.0"
+    assert result_of(instance, "Approve") == {"answer": "approve", "answered_by": "ada"}
+    assert result_of(instance, "After")["stdout"] == "after approve"
+
+
+async def test_another_option_runs_its_own_steps_and_one_without_steps_none(
+    host: WorkflowHost,
+) -> None:
+    rejected = await host.start_workflow("gated", {"tag": "2.1"})
+    held = await host.start_workflow("gated", {"tag": "2.2"})
+    await host.publish_user_action((await open_task(host, rejected, "dev")).key, "bob", "reject")
+    await host.publish_user_action((await open_task(host, held, "dev")).key, "bob", "hold")
+    rejected_instance = await host.wait_for_workflow(rejected, timeout=30)
+    held_instance = await host.wait_for_workflow(held, timeout=30)
+
+    assert ran(rejected_instance) == ["Approve", "Roll back", "After"]
+    assert result_of(rejected_instance, "Roll back")["stdout"] == "rolling back 2.1"
+    assert result_of(rejected_instance, "After")["stdout"] == "after reject"
+    assert ran(held_instance) == ["Approve", "After"]
+    assert result_of(held_instance, "After")["stdout"] == "after hold"
+
+
+def test_branch_steps_are_checked_where_they_are_written() -> None:
+    found = problems_of(
+        step_of(
+            "approval",
+            "        prompt: Go?\n"
+            "        options:\n"
+            "          - value: yes\n"
+            "            steps: []\n"
+            "          - value: no\n"
+            "            steps:\n"
+            "              - name: Undo\n"
+            "                config: {run: 'echo ${{ outputs.nope }}', shel: x}\n"
+            "        escalation:\n"
+            "          - after: 1h\n"
+            "            steps:\n"
+            "              - name: S\n"
+            "                config: {run: 'true'}\n",
+        )
+    )
+    assert "flow.yaml:10:20: `steps:` must be a step or a list of steps" in found, found
+    assert (
+        "flow.yaml:14:59: unknown key 'shel' in step 'Undo' config (did you mean 'shell'?)"
+    ) in found
+    # Branch steps are steps of the workflow: their names are unique like any other.
+    assert "flow.yaml:18:17: duplicate step name 'S' in workflow 'x' (first at flow.yaml:4:7)" in (
+        found
+    )
+    assert len(found) == 3, found

@@ -5,7 +5,7 @@ Internal module: import ``StepBody`` and ``StepContext`` from :mod:`wfe_core`.""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import attrs
@@ -29,6 +29,12 @@ class StepBody(ABC):
     Steps run at least once: a crash between running a step and saving its result runs it
     again, so use ``ctx.idempotency_key`` when calling outside systems.
     """
+
+    #: Set by a container that cannot honour an error behaviour (the builder call it comes
+    #: from: ``"parallel"``, ``"if_do"``, ...): a failure inside it is handled by the failing
+    #: step, so one set on the container would only see its own condition fail. Definition
+    #: validation refuses an error behaviour on such a step (a saga excepted).
+    refuses_error_behavior: ClassVar[str | None] = None
 
     @abstractmethod
     async def run(self, ctx: StepContext) -> ExecutionResult:

@@ -188,6 +188,40 @@ def test_on_error_on_a_container_other_than_a_saga_is_refused(build: Any, kind: 
         builder.build("refused")
 
 
+_CONTAINER_CALLS = [
+    (lambda b: b.parallel(lambda p: p.branch(lambda x: x.start_with(A))), "Parallel", "parallel"),
+    (lambda b: b.if_do(lambda d: True, lambda x: x.start_with(A)), "If", "if_do"),
+    (lambda b: b.while_do(lambda d: False, lambda x: x.start_with(A)), "While", "while_do"),
+    (lambda b: b.for_each(lambda d: [1], lambda x: x.start_with(A)), "ForEach", "for_each"),
+    (lambda b: b.decide(lambda d: 1, {1: lambda x: x.start_with(A)}), "Decide", "decide"),
+    (lambda b: b.schedule(1, lambda x: x.start_with(A)), "Schedule", "schedule"),
+    (lambda b: b.recur(1, lambda d: True, lambda x: x.start_with(A)), "Recur", "recur"),
+]
+
+
+@pytest.mark.parametrize(("build", "name", "kind"), _CONTAINER_CALLS)
+def test_validation_refuses_an_error_behaviour_set_on_a_container_after_build(
+    build: Any, name: str, kind: str
+) -> None:
+    # A hand-built (or otherwise assembled) definition must not slip past what build()
+    # refuses: validation is what register() runs.
+    definition = build(WorkflowBuilder().start_with(A)).build("assembled")
+    container = next(s for s in definition.steps if s.name == name)
+    container.error_behavior = _RETRY
+    with pytest.raises(DefinitionError) as caught:
+        definition.validate()
+    text = str(caught.value)
+    assert f"step {container.id} ({name}) sets an error behaviour (retry), which a " in text
+    assert kind in text.split("cannot honour")[0]
+
+
+def test_validation_keeps_an_error_behaviour_on_a_saga_and_on_plain_steps() -> None:
+    definition = WorkflowBuilder().saga(lambda s: s.start_with(A)).then(B).build("kept")
+    for step in definition.steps:
+        step.error_behavior = _RETRY
+    definition.validate()  # the saga's Sequence honours it, A and B are not containers
+
+
 def test_on_error_on_a_saga_and_on_the_steps_inside_containers_is_kept() -> None:
     definition = (
         WorkflowBuilder()

@@ -4,7 +4,9 @@
 unless given a persistence provider) on a :class:`~wfe_core.testing.ManualClock`.
 :meth:`~WorkflowTestEnvironment.advance` moves that clock forward and runs, at once and in
 order, everything that falls due meanwhile: delays, schedules, recurs, ``wait_for``
-timeouts, retry intervals. A workflow that sleeps thirty days is tested in milliseconds::
+timeouts, retry intervals, user task escalations; ``answer_user_task`` and
+``complete_activity`` play the person and the external worker. A workflow that sleeps thirty
+days is tested in milliseconds::
 
     async def test_reminder_is_sent_after_a_day():
         async with WorkflowTestEnvironment(reminder_flow) as env:
@@ -40,10 +42,15 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from wfe_core import StepBody, StepContext, StepMiddleware
-    from wfe_core.models import WorkflowDefinition, WorkflowInstance
+    from wfe_core.models import (
+        OpenUserAction,
+        PendingActivity,
+        WorkflowDefinition,
+        WorkflowInstance,
+    )
     from wfe_core.providers import PersistenceProvider, QueueMessage
 
-__all__ = ["ManualClock", "NotSettledError", "WorkflowTestEnvironment"]
+__all__ = ["ManualClock", "NotSettledError", "NothingWaitingError", "WorkflowTestEnvironment"]
 
 logger = logging.getLogger("wfe_host.testing")
 
@@ -58,6 +65,17 @@ _TURNS = 8
 class NotSettledError(WfeError):
     """The host kept working for longer than the test allowed (a step that never returns,
     a workflow that loops without waiting)."""
+
+
+class NothingWaitingError(WfeError, LookupError):
+    """:meth:`WorkflowTestEnvironment.answer_user_task` found no open user task (or several)
+    matching, or :meth:`WorkflowTestEnvironment.complete_activity` no activity of that name
+    waiting for a worker: the workflow is not where the test expects it."""
+
+
+#: Who answers user tasks and takes activities in the environment, unless told otherwise.
+TEST_USER = "test-user"
+TEST_WORKER = "test-worker"
 
 
 class _CountingQueue(MemoryQueue):
@@ -188,15 +206,104 @@ class WorkflowTestEnvironment:
         """The stored instance (its data as the definition's data type)."""
         return await self.host.get_workflow(workflow_id)
 
+    # -- people and external workers -----------------------------------------------------
+    async def open_user_tasks(
+        self, workflow_id: str | None = None, assigned_to: str | None = None
+    ) -> list[OpenUserAction]:
+        """The user tasks waiting for an answer, oldest first (as
+        ``WorkflowHost.get_open_user_actions`` lists them)."""
+        return await self.host.get_open_user_actions(workflow_id, assigned_to)
+
+    async def answer_user_task(
+        self,
+        value: Any,
+        *,
+        workflow_id: str | None = None,
+        prompt: str | None = None,
+        user: str = TEST_USER,
+    ) -> OpenUserAction:
+        """Answer the one open user task (of ``workflow_id``, with ``prompt``, when given)
+        with ``value`` as ``user``, and run what the answer wakes until the host is idle.
+        Returns the task answered. Raises :class:`NothingWaitingError` when no open task, or
+        more than one, matches (naming the open ones), and
+        :class:`~wfe_core.errors.UserActionError` when ``value`` is not one of its options."""
+        await self.settle()
+        open_tasks = await self.host.get_open_user_actions(workflow_id)
+        matching = [t for t in open_tasks if prompt is None or t.prompt == prompt]
+        if len(matching) != 1:
+            wanted = " ".join(
+                part
+                for part in (
+                    "" if workflow_id is None else f"of workflow {workflow_id}",
+                    "" if prompt is None else f"asking {prompt!r}",
+                )
+                if part
+            )
+            listed = "; ".join(f"{t.prompt!r} (workflow {t.workflow_id})" for t in open_tasks)
+            found = "no open user task" if not matching else f"{len(matching)} open user tasks"
+            raise NothingWaitingError(
+                f"answer_user_task: {found}{' ' + wanted if wanted else ''} "
+                f"(open: {listed or 'none'})"
+                + ("; say which with workflow_id= or prompt=" if matching else "")
+            )
+        task = matching[0]
+        await self.host.publish_user_action(task.key, user=user, value=value)
+        await self.settle()
+        return task
+
+    async def complete_activity(
+        self, activity_name: str, result: Any = None, *, worker_id: str = TEST_WORKER
+    ) -> PendingActivity:
+        """Take the oldest activity ``activity_name`` waiting for a worker, as ``worker_id``,
+        submit ``result`` for it, and run what follows until the host is idle. Returns the
+        activity taken (``.parameters`` are what a worker would have got). Raises
+        :class:`NothingWaitingError` when none waits."""
+        pending = await self._take_activity(activity_name, worker_id)
+        await self.host.submit_activity_success(pending.token, result)
+        await self.settle()
+        return pending
+
+    async def fail_activity(
+        self, activity_name: str, error: Any, *, worker_id: str = TEST_WORKER
+    ) -> PendingActivity:
+        """Like :meth:`complete_activity`, but the worker reports ``error`` (a message or
+        JSON-compatible details): the step raises
+        :class:`~wfe_core.errors.ActivityFailedError` and its error behaviour applies."""
+        pending = await self._take_activity(activity_name, worker_id)
+        await self.host.submit_activity_failure(pending.token, error)
+        await self.settle()
+        return pending
+
+    async def _take_activity(self, activity_name: str, worker_id: str) -> PendingActivity:
+        await self.settle()
+        pending = await self.host.get_pending_activity(activity_name, worker_id)
+        if pending is None:
+            raise NothingWaitingError(
+                f"{activity_name!r}: no activity of that name waits for a worker"
+            )
+        return pending
+
     # -- time ----------------------------------------------------------------------------
-    async def advance(self, delta: timedelta) -> datetime:
-        """Move the clock ``delta`` forward, running everything that falls due on the way
-        in order: the clock stops at each due time (a retry, a delay, the next round of a
-        recur, a ``wait_for`` timeout), the host runs what is due then until it is idle,
-        and the clock moves on. Returns the new time. Takes no real time beyond the
-        steps' own work."""
-        if not isinstance(delta, timedelta):
+    async def advance(
+        self,
+        delta: timedelta | None = None,
+        *,
+        days: float = 0,
+        hours: float = 0,
+        minutes: float = 0,
+        seconds: float = 0,
+    ) -> datetime:
+        """Move the clock ``delta`` (plus ``days``, ``hours``, ``minutes`` and ``seconds``:
+        ``advance(days=3)``) forward, running everything that falls due on the way in
+        order: the clock stops at each due time (a retry, a delay, the next round of a
+        recur, a ``wait_for`` timeout, a user task's escalation), the host runs what is due
+        then until it is idle, and the clock moves on. Returns the new time. Takes no real
+        time beyond the steps' own work."""
+        if delta is not None and not isinstance(delta, timedelta):
             raise TypeError(f"advance: expected a timedelta, got {type(delta).__name__}")
+        delta = (delta or timedelta(0)) + timedelta(
+            days=days, hours=hours, minutes=minutes, seconds=seconds
+        )
         if delta < timedelta(0):
             raise ValueError(f"advance: time does not run backwards (got {delta})")
         target = self.clock.now() + delta

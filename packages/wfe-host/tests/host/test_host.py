@@ -550,3 +550,18 @@ async def test_stored_data_that_no_longer_fits_its_type_fails_the_workflow_once(
         assert errors[0].pointer_id is None
         assert errors[0].message.startswith("its stored data does not fit Counter: ")
         assert instance.pointers == []  # no step ran
+
+
+async def test_register_refuses_an_error_behaviour_on_a_container_naming_the_step() -> None:
+    definition = (
+        WorkflowBuilder(Counter)
+        .start_with(bump)
+        .parallel(lambda p: p.branch(lambda b: b.start_with(bump)))
+        .build("assembled")
+    )
+    definition.steps[1].error_behavior = ErrorBehavior.terminate()
+    async with WorkflowHost() as host:
+        with pytest.raises(DefinitionError, match=r"step 1 \(Parallel\) sets an error behaviour"):
+            host.register(definition)
+        with pytest.raises(DefinitionNotFoundError):
+            await host.start_workflow("assembled")

@@ -13,7 +13,7 @@ import pytest
 
 from wfe_core import ErrorBehavior, ExecutionResult, StepBody, WorkflowBuilder, WorkflowStatus
 from wfe_host import WorkflowClient
-from wfe_host.testing import NotSettledError, WorkflowTestEnvironment
+from wfe_host.testing import NothingWaitingError, NotSettledError, WorkflowTestEnvironment
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -299,3 +299,82 @@ async def test_a_workflow_no_definition_runs_does_not_hold_up_the_others() -> No
         instance = await env.get_workflow(workflow_id)
     assert instance.status == WorkflowStatus.COMPLETE
     assert times == ["01:00", "02:00"]
+
+
+# -- people and external workers ---------------------------------------------------------------
+def _approval() -> WorkflowDefinition:
+    return (
+        WorkflowBuilder(Data)
+        .user_task("Ship it?", assign_to="manager")
+        .with_option("yes", "Ship", lambda b: b.start_with(mark("ship")))
+        .with_option("no", "Hold", lambda b: b.start_with(mark("hold")))
+        .with_escalation(
+            after=timedelta(days=2),
+            assign_to="director",
+            action=lambda b: b.start_with(mark("esc")),
+        )
+        .then(mark("end"))
+        .build("ship")
+    )
+
+
+async def test_an_escalation_after_two_days_fires_with_advance_days_3() -> None:
+    async with WorkflowTestEnvironment(_approval()) as env:
+        workflow_id = await env.start_workflow("ship", Data())
+        [task] = await env.open_user_tasks(workflow_id)
+        assert task.assigned_to == "manager"
+
+        await env.advance(days=1)
+        assert (await env.get_workflow(workflow_id)).data.runs == []
+
+        await env.advance(days=2)
+        instance = await env.get_workflow(workflow_id)
+        # Escalated at day 2 exactly, on the test clock; the task stays open, reassigned.
+        assert instance.data.runs == ["esc@03T00:00"]
+        [task] = await env.open_user_tasks(workflow_id)
+        assert task.assigned_to == "director"
+
+        answered = await env.answer_user_task("yes", workflow_id=workflow_id, user="dora")
+        instance = await env.get_workflow(workflow_id)
+    assert answered.key == task.key
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert instance.data.runs == ["esc@03T00:00", "ship@04T00:00", "end@04T00:00"]
+    [pointer] = [p for p in instance.pointers if "wfe.user_task" in p.extensions]
+    assert pointer.extensions["wfe.user_task"]["answered_by"] == "dora"
+
+
+async def test_answer_user_task_says_what_is_open_when_it_cannot_choose() -> None:
+    async with WorkflowTestEnvironment(_approval()) as env:
+        first = await env.start_workflow("ship", Data())
+        await env.start_workflow("ship", Data())
+        with pytest.raises(NothingWaitingError, match=r"2 open user tasks .*workflow_id="):
+            await env.answer_user_task("yes")
+        with pytest.raises(NothingWaitingError, match=r"no open user task asking 'Other\?'"):
+            await env.answer_user_task("yes", prompt="Other?")
+        await env.answer_user_task("no", workflow_id=first)
+        instance = await env.get_workflow(first)
+    assert instance.data.runs == ["hold@01T00:00", "end@01T00:00"]
+
+
+async def test_complete_and_fail_activity_play_the_external_worker() -> None:
+    definition = (
+        WorkflowBuilder(Data)
+        .activity("charge", parameters=lambda data: {"amount": 12})
+        .output(approved=lambda step: step.result)
+        .on_error(ErrorBehavior.retry(interval=timedelta(hours=1), max_retries=1))
+        .then(mark("done"))
+        .build("charge")
+    )
+    async with WorkflowTestEnvironment(definition) as env:
+        workflow_id = await env.start_workflow("charge", Data())
+        failed = await env.fail_activity("charge", "card declined")
+        assert failed.parameters == {"amount": 12}
+        with pytest.raises(NothingWaitingError, match="'charge': no activity"):
+            await env.complete_activity("charge", {"receipt": "r-1"})  # retry not due yet
+        await env.advance(hours=1)
+        taken = await env.complete_activity("charge", {"receipt": "r-1"})
+        instance = await env.get_workflow(workflow_id)
+    assert taken.workflow_id == workflow_id
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert instance.data.approved == {"receipt": "r-1"}
+    assert instance.data.runs == ["done@01T01:00"]

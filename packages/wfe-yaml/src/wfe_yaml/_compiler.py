@@ -14,6 +14,7 @@ from wfe_core.models import (
     StepDefinition,
     WorkflowDefinition,
 )
+from wfe_core.primitives import UserTaskChoice
 from wfe_yaml.steps import (
     CheckOutputsFactory,
     ExecutorStepFactory,
@@ -120,11 +121,17 @@ class Compiler:
         else:
             assert spec.executor is not None
             assert spec.type_name is not None
+            config = spec.config
+            branches_key = getattr(spec.executor, "branches_key", None)
+            if spec.branches and branches_key is not None:
+                # The step's body learns which selections have a branch (it branches only
+                # into those), under a key its type names.
+                config = {**config, branches_key: [b.selection for b in spec.branches]}
             plan = LeafPlan(
                 name=spec.name,
                 type_name=spec.type_name,
                 executor=spec.executor,
-                config=spec.config,
+                config=config,
                 when=when,
                 values=self.values,
                 output_types=self.spec.outputs,
@@ -148,6 +155,19 @@ class Compiler:
                 # The waiting step runs them as its child branch when its timeout fires,
                 # and goes on along its own route once they are done.
                 core.children.append(self._chain(spec.on_timeout, self.spec.error_behavior))
+            for branch in spec.branches:
+                # As the builder's with_option / with_escalation: a choice child per branch,
+                # which runs its steps when the step selected it.
+                choice = self._new(
+                    UserTaskChoice,
+                    f"{spec.name} ({branch.label})",
+                    spec.mark,
+                    hidden=True,
+                    kind="choice",
+                    inputs={"selection": branch.selection},
+                )
+                choice.children.append(self._chain(branch.steps, self.spec.error_behavior))
+                core.children.append(choice.id)
         if not guarded:
             return core.id
         phases: dict[str, int] = {}

@@ -17,6 +17,18 @@ if TYPE_CHECKING:
 
 
 @attrs.define
+class BranchSpec:
+    """Steps a step runs as one of its branches when it selects them (an ``approval``
+    step's option when chosen, or its escalation when it fires): ``selection`` is what the
+    engine's ``UserTask`` selects (``{"kind": "option", "value": ...}`` or
+    ``{"kind": "escalation", "index": ...}``), ``label`` names it in step names."""
+
+    selection: dict[str, Any]
+    label: str
+    steps: list[StepSpec]
+
+
+@attrs.define
 class StepSpec:
     """A YAML step as read from the file."""
 
@@ -32,13 +44,22 @@ class StepSpec:
     ensure: list[StepSpec] = attrs.Factory(list)
     #: Steps run when the step's wait times out (``type: wait`` with ``timeout``).
     on_timeout: list[StepSpec] = attrs.Factory(list)
+    #: Steps run when the step selects them (``steps:`` of an approval's options and
+    #: escalations).
+    branches: list[BranchSpec] = attrs.Factory(list)
     executor: StepExecutor | None = None
     description: str | None = None
 
     def walk(self) -> Iterator[StepSpec]:
         """This step and every step inside it (children and hooks)."""
         yield self
-        hooks = (self.on_success, self.on_failure, self.ensure, self.on_timeout)
+        hooks = (
+            self.on_success,
+            self.on_failure,
+            self.ensure,
+            self.on_timeout,
+            *(branch.steps for branch in self.branches),
+        )
         for child in [*(self.parallel or ()), *(step for hook in hooks for step in hook)]:
             yield from child.walk()
 

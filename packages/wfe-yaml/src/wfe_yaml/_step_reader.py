@@ -1,5 +1,7 @@
 """Reading the steps of a YAML workflow: names, conditions, hooks (``on_timeout:`` too),
-``parallel:`` and each step type's ``config:`` (references checked, shell code made safe)."""
+``parallel:``, each step type's ``config:`` (references checked, shell code made safe) and
+the ``steps:`` inside config lists that are the step's branches (an approval's options and
+escalations)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from wfe_yaml import interpolation as ip
 from wfe_yaml import schema
 from wfe_yaml._context import did_you_mean
-from wfe_yaml._spec import StepSpec
+from wfe_yaml._spec import BranchSpec, StepSpec
 from wfe_yaml.shell_scan import ARITHMETIC_HINT, Place, Spot
 
 if TYPE_CHECKING:
@@ -140,10 +142,51 @@ class StepReader:
             )
             return step
         step.executor = executor
+        taken = self._take_branches(config_node, executor, workflow)
         step.config = self._config(config_node, config_mark, executor, workflow, label)
+        step.branches = self._branches(taken, executor, step.config)
         if "on_timeout" in node:
             self._check_on_timeout(node, step, executor, label)
         return step
+
+    def _take_branches(
+        self, node: CommentedMap | None, executor: StepExecutor, workflow: WorkflowSpec
+    ) -> list[tuple[str, int, list[StepSpec]]]:
+        """Read the ``steps:`` of the entries of the config lists the step type names in
+        ``branch_lists`` (``_config`` leaves them out of the config, which holds values
+        only): each is ``(list key, index, steps)``."""
+        lists: tuple[str, ...] = getattr(executor, "branch_lists", ())
+        taken: list[tuple[str, int, list[StepSpec]]] = []
+        if node is None:
+            return taken
+        for key in lists:
+            entries = node.get(key)
+            if not isinstance(entries, CommentedSeq):
+                continue
+            for index, entry in enumerate(entries):
+                if isinstance(entry, CommentedMap) and "steps" in entry:
+                    taken.append((key, index, self._hooks(entry, "steps", workflow)))
+        return taken
+
+    def _branches(
+        self,
+        taken: list[tuple[str, int, list[StepSpec]]],
+        executor: StepExecutor,
+        config: Mapping[str, Any],
+    ) -> list[BranchSpec]:
+        """The branches of ``taken`` steps, selected as the step type says
+        (``branch_selection(list key, index, config)``: selection and label) once the
+        config's values are known."""
+        select = getattr(executor, "branch_selection", None)
+        if select is None:
+            return []
+        branches = []
+        for key, index, steps in taken:
+            if not steps:
+                continue
+            selection, label = select(key, index, config)
+            branches.append(BranchSpec(dict(selection), str(label), steps))
+        return branches
 
     def _check_on_timeout(
         self, node: CommentedMap, step: StepSpec, executor: StepExecutor, label: str
@@ -180,6 +223,7 @@ class StepReader:
         shell_keys: tuple[str, ...] = getattr(executor, "shell_code_keys", ())
         literal_keys: tuple[str, ...] = getattr(executor, "literal_keys", ())
         static_keys: tuple[str, ...] = getattr(executor, "static_keys", ())
+        branch_lists: tuple[str, ...] = getattr(executor, "branch_lists", ())
         config: dict[str, Any] = {}
         marks: dict[str, Mark] = {}
         for key in node:
@@ -188,6 +232,9 @@ class StepReader:
             key_mark = self.ctx.value_mark(node, key)
             marks[key] = key_mark
             value = self.fields.plain(node[key], key_mark)
+            if key in branch_lists and isinstance(value, list):
+                # Their entries' steps were read as steps (_take_branches), not values.
+                value = [_without_steps(entry) for entry in value]
             if key in literal_keys:
                 if isinstance(value, str) and (self.fields.references(value, key_mark) or []):
                     self.ctx.problem(
@@ -270,3 +317,9 @@ class StepReader:
         if declared is not None and declared.name == "integer" and len(ref.path) == 1:
             return
         self.ctx.problem(mark, f"{raw} is {ARITHMETIC_HINT}")
+
+
+def _without_steps(entry: Any) -> Any:
+    if isinstance(entry, dict) and "steps" in entry:
+        return {k: v for k, v in entry.items() if k != "steps"}
+    return entry

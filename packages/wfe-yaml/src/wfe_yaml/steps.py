@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -140,6 +140,8 @@ class ExecutorStepFactory(_FactoryBase):
 class Parallel(StepBody):
     """Runs every child branch once, concurrently (``parallel:``), unless ``when`` says no."""
 
+    refuses_error_behavior = "parallel"
+
     def __init__(self, name: str, when: Condition | None, values: Mapping[str, Any]) -> None:
         self.name = name
         self.when = when
@@ -155,6 +157,9 @@ class Parallel(StepBody):
 
 class ParallelFactory(_FactoryBase):
     """Builds :class:`Parallel` bodies."""
+
+    #: What :attr:`Parallel.refuses_error_behavior` says, readable without building one.
+    refuses_error_behavior: ClassVar[str] = "parallel"
 
     def __init__(self, name: str, when: Condition | None, values: Mapping[str, Any]) -> None:
         self.args = (name, when, values)

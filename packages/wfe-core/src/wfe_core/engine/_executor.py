@@ -32,9 +32,11 @@ if TYPE_CHECKING:
     from wfe_core.clock import Clock
     from wfe_core.engine.middleware import StepMiddleware
     from wfe_core.models._definition import StepDefinition, WorkflowDefinition
-    from wfe_core.models._event import EventSubscription
+    from wfe_core.models._event import Event, EventSubscription
     from wfe_core.models._instance import ExecutionError, WorkflowInstance
     from wfe_core.models._lifecycle import LifecycleEvent
+    from wfe_core._runtime import HostContext
+    from wfe_core._step import StepBody
 
 __all__ = ["SUBSCRIPTION_ID", "PassEnvironment", "WorkflowExecutor"]
 
@@ -55,11 +57,14 @@ class PassEnvironment(Protocol):
         errors: Sequence[ExecutionError],
         closed_subscriptions: Sequence[str],
         changed_pointers: Collection[str],
+        outbox: Sequence[Event] = (),
     ) -> None:
         """Store ``instance`` (revision-checked) with new subscriptions and errors, then close
         ``closed_subscriptions``; ``changed_pointers`` are the pointers changed since the last
-        call (see ``PersistenceProvider.persist_workflow``). Raises ConcurrencyError for a
-        stale writer."""
+        call (see ``PersistenceProvider.persist_workflow``). ``outbox``: events to store in
+        the same write and deliver after it (``persist_workflow(..., events=)``), such as a
+        :data:`~wfe_core.primitives.TERMINATE_CHILD_EVENT` for the child of a cancelled
+        sub-workflow step. Raises ConcurrencyError for a stale writer."""
         ...
 
     async def publish(self, event: LifecycleEvent) -> None:

@@ -51,9 +51,10 @@ if TYPE_CHECKING:
     from wfe_core.engine._executor import PassEnvironment
     from wfe_core.engine.middleware import StepMiddleware
     from wfe_core.models._definition import WorkflowDefinition
-    from wfe_core.models._event import EventSubscription
+    from wfe_core.models._event import Event, EventSubscription
     from wfe_core.models._instance import ExecutionError, ExecutionPointer, WorkflowInstance
     from wfe_core.models._lifecycle import LifecycleEvent
+    from wfe_core._results import ExecutionResult
 
 logger = logging.getLogger("wfe_core.engine")
 
@@ -119,6 +120,8 @@ class Pass:
         self.errors: list[ExecutionError] = []
         self.closed_subscriptions: list[str] = []
         self.events: list[LifecycleEvent] = []
+        #: Events to store with the next write (see ``Transition.outbox``).
+        self.outbox: list[Event] = []
         #: Ids of the pointers changed since the last write (see ``changed_pointers``).
         self.changed: set[str] = set()
         #: Pointers created by the result last applied (the lean path looks at them).
@@ -207,6 +210,8 @@ class Pass:
             self.errors.extend(transition.errors)
         if transition.events:
             self.events.extend(transition.events)
+        if transition.outbox:
+            self.outbox.extend(transition.outbox)
         running = self.running
         if running:
             for pointer_id in transition.ended:
@@ -439,6 +444,7 @@ class Pass:
         errors, self.errors = self.errors, []
         closed, self.closed_subscriptions = self.closed_subscriptions, []
         events, self.events = self.events, []
+        outbox, self.outbox = self.outbox, []
         changed, self.changed = self.changed, set()
         # A running step's body may change its own pointer (ctx.pointer) before it returns:
         # such a pointer may differ from what is stored, so it is listed too.
@@ -449,6 +455,7 @@ class Pass:
             errors=errors,
             closed_subscriptions=closed,
             changed_pointers=changed,
+            outbox=outbox,
         )
         self.dirty = False
         for event in events:

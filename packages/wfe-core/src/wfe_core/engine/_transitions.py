@@ -24,10 +24,11 @@ import attrs
 from wfe_core.engine import _failures as fx
 from wfe_core.engine import _pointers as px
 from wfe_core.models._definition import ErrorBehavior, ErrorBehaviorKind
-from wfe_core.models._event import EventSubscription
+from wfe_core.models._event import Event, EventSubscription
 from wfe_core.models._instance import INTERNAL_POINTER, ExecutionError, ExecutionPointer
 from wfe_core.models._lifecycle import LifecycleEvent, LifecycleEventType
 from wfe_core.models._status import PointerStatus, WorkflowStatus
+from wfe_core.primitives._subworkflow import CHILD_FINISHED_EVENT, TERMINATE_CHILD_EVENT
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -90,6 +91,9 @@ class Transition:
     errors: Sequence[ExecutionError] = ()
     #: Lifecycle events to publish once the instance is stored (none unless ``announce``).
     events: Sequence[LifecycleEvent] = ()
+    #: Events to store in the same write as the instance (an outbox): the termination of
+    #: the child workflow of a sub-workflow step it cancelled.
+    outbox: Sequence[Event] = ()
     #: How many compensations a failure set out to run (``None``: it compensated nothing).
     compensating: int | None = None
     #: The status the workflow finished with, when the transition finished it.
@@ -271,6 +275,7 @@ class _Builder:
         "finished",
         "instance",
         "now",
+        "outbox",
         "subscriptions",
         "timed",
     )
@@ -297,6 +302,7 @@ class _Builder:
         self.closed: list[str] | None = None
         self.errors: list[ExecutionError] | None = None
         self.events: list[LifecycleEvent] | None = None
+        self.outbox: list[Event] | None = None
         self.compensating: int | None = None
         self.finished: WorkflowStatus | None = None
 
@@ -310,6 +316,7 @@ class _Builder:
             closed_subscriptions=self.closed or (),
             errors=self.errors or (),
             events=self.events or (),
+            outbox=self.outbox or (),
             compensating=self.compensating,
             finished=self.finished,
         )
@@ -624,6 +631,28 @@ class _Builder:
         self.end(pointer.id)
         pointer.end_time = self.now
         self.close_subscription(pointer)
+        if (
+            pointer.event_name == CHILD_FINISHED_EVENT
+            and pointer.event_key
+            and not pointer.event_published  # else the child has finished
+        ):
+            self.terminate_child(pointer.event_key)
+
+    def terminate_child(self, child_id: str) -> None:
+        """Ask for the child workflow a cancelled sub-workflow step waited for to be
+        terminated (the parent close policy of a terminated parent, applied to the step):
+        stored with the parent's write, so it is not lost, and delivered by the host, which
+        leaves the child alone when it finished meanwhile or has another parent."""
+        event = Event(
+            name=TERMINATE_CHILD_EVENT,
+            key=child_id,
+            data={"parent_workflow_id": self.instance.id},
+            time=self.now,
+        )
+        if self.outbox is None:
+            self.outbox = [event]
+        else:
+            self.outbox.append(event)
 
     def finish(self, status: WorkflowStatus, event: LifecycleEventType, message: Any) -> None:
         self.instance.status = status

@@ -295,7 +295,26 @@ def _problems(definition: WorkflowDefinition) -> list[str]:
             problems.append(f"{label} cancel condition {condition!r} is not callable")
         if not _is_body_source(step.body):
             problems.append(f"{label} body {step.body!r} is not a StepBody class or factory")
+        refused = _refused_error_behavior(step)
+        if refused is not None and step.error_behavior is not None:
+            problems.append(
+                f"{label} sets an error behaviour ({step.error_behavior.kind.value}), which a "
+                f"{refused} step cannot honour: failures inside it are handled by the failing "
+                "step; set it on the steps inside, or wrap them in a saga, whose error "
+                "behaviour applies once it has compensated"
+            )
     return problems
+
+
+def _refused_error_behavior(step: StepDefinition) -> str | None:
+    """The kind of container ``step`` is when it sets an error behaviour it cannot honour
+    (:attr:`~wfe_core._step.StepBody.refuses_error_behavior`), else ``None``. Read from the
+    body (a class, or a factory that says so) so hand-built and loaded definitions are held
+    to what the builder refuses; a saga honours one."""
+    if step.error_behavior is None or step.is_saga:
+        return None
+    kind = getattr(step.body, "refuses_error_behavior", None)
+    return kind if isinstance(kind, str) else None
 
 
 def _is_body_source(body: object) -> bool:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 class Sequence(StepBody):
     """Runs every child branch once, concurrently (``parallel``; also the body of a saga)."""
 
+    refuses_error_behavior = "parallel"
+
     async def run(self, ctx: StepContext) -> ExecutionResult:
         if ctx.persistence_data is None:
             return ExecutionResult.branch([ctx.item], {"started": True})
@@ -29,6 +31,8 @@ class Sequence(StepBody):
 
 class If(StepBody):
     """Runs its branch once when ``condition`` is true."""
+
+    refuses_error_behavior = "if_do"
 
     condition: bool = False
 
@@ -40,6 +44,8 @@ class If(StepBody):
 
 class While(StepBody):
     """Runs its branch again and again while ``condition`` (evaluated before each round) holds."""
+
+    refuses_error_behavior = "while_do"
 
     condition: bool = False
 
@@ -53,6 +59,8 @@ class While(StepBody):
 class ForEach(StepBody):
     """Runs its branch once per item of ``collection`` (``ctx.item`` in the branch): all at
     once when ``parallel``, else one after the other."""
+
+    refuses_error_behavior = "for_each"
 
     collection: Iterable[Any] = ()
     parallel: bool = True
@@ -77,6 +85,8 @@ class ForEach(StepBody):
 class Decide(StepBody):
     """Starts its :class:`When` children; the one whose case matches runs its branch."""
 
+    refuses_error_behavior = "decide"
+
     async def run(self, ctx: StepContext) -> ExecutionResult:
         if ctx.persistence_data is None:
             return ExecutionResult.branch([ctx.item], {"started": True})
@@ -85,6 +95,8 @@ class Decide(StepBody):
 
 class When(StepBody):
     """One case of a :class:`Decide`: runs its branch when ``value == case``."""
+
+    refuses_error_behavior = "decide"
 
     value: Any = None
     case: Any = None

@@ -34,12 +34,16 @@ class Fork(StepBody):
     """Does nothing; the builder gives it two routes so a background branch (schedule,
     recur) starts beside the main flow."""
 
+    refuses_error_behavior = "schedule or recur"
+
     async def run(self, ctx: StepContext) -> ExecutionResult:
         return ExecutionResult.next()
 
 
 class Schedule(StepBody):
     """Waits ``interval``, then runs its branch once."""
+
+    refuses_error_behavior = "schedule"
 
     interval: timedelta | float = timedelta(0)
 
@@ -54,6 +58,8 @@ class Schedule(StepBody):
 
 class Recur(StepBody):
     """Every ``interval`` runs its branch, until ``stop`` is true (checked before each wait)."""
+
+    refuses_error_behavior = "recur"
 
     interval: timedelta | float = timedelta(0)
     stop: bool = False

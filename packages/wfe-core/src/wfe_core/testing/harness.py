@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from wfe_core._step import StepBody
     from wfe_core.clock import Clock
     from wfe_core.models import (
+        Event,
         EventSubscription,
         ExecutionError,
         LifecycleEvent,
@@ -69,12 +70,14 @@ class EngineHarness:
         errors: Sequence[ExecutionError],
         closed_subscriptions: Sequence[str],
         changed_pointers: Collection[str],
+        outbox: Sequence[Event] = (),
     ) -> None:
         self.subscriptions.extend(subscriptions)
         await self.persistence.persist_workflow(
             instance,
             subscriptions=subscriptions,
             errors=errors,
+            events=outbox,
             changed_pointers=changed_pointers,
         )
 

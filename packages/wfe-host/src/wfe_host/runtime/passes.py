@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from wfe_core import HostContext, StepBody
     from wfe_core.models import (
+        Event,
         LifecycleEvent,
         StepDefinition,
     )
@@ -200,10 +201,11 @@ class _PassEnvironment:
         errors: Sequence[ExecutionError],
         closed_subscriptions: Sequence[str],
         changed_pointers: Collection[str],
+        outbox: Sequence[Event] = (),
     ) -> None:
         finishing = instance.status.is_finished and not self.finished
         if self.creation is not None:
-            plain = not (subscriptions or errors or closed_subscriptions or finishing)
+            plain = not (subscriptions or errors or closed_subscriptions or outbox or finishing)
             await self._create(instance, plain=plain)
             if plain:
                 self._stored(instance)
@@ -211,6 +213,11 @@ class _PassEnvironment:
         # The write that finishes a child also stores its parent's notification (an outbox):
         # published after the write, a crash in between would leave the parent waiting.
         events = await self.core.finished_events(instance, errors) if finishing else []
+        if outbox:
+            # The engine's own (terminating the children of cancelled sub-workflow steps):
+            # the trace they continue is the pass's.
+            trace = self.core.trace_context()
+            events.extend(attrs.evolve(event, trace_context=trace) for event in outbox)
         carried = self.carried
         if carried is not None:
             subscriptions = [*subscriptions, *carried.subscriptions]

@@ -21,6 +21,10 @@ _SCALAR = str | int | float
 _OPTION_KEYS = ("value", "label")
 _ESCALATION_KEYS = ("after", "assignee")
 
+#: The config key the loader sets to the selections that have ``steps:`` (a ``_`` key: one
+#: written in YAML never reaches the config).
+BRANCHES_KEY = "_branches"
+
 
 class ApprovalExecutor(StepExecutor):
     """Asks ``config.prompt`` of ``config.assignee`` and waits for one of ``options``.
@@ -29,25 +33,47 @@ class ApprovalExecutor(StepExecutor):
     name for later steps (``when: {field: outputs.decision, equals: approve}``). Each
     ``escalation`` entry reassigns the task to its ``assignee`` when it is still open
     ``after`` that long (after the previous escalation, for the ones after the first).
+
+    An option's ``steps:`` run when it is chosen, before the workflow goes on after the
+    step; an escalation's ``steps:`` run when it fires, and the task then waits again (the
+    builder's ``with_option(value, label, body)`` and ``with_escalation(..., action=)``).
     """
 
     static_keys = ("options", "escalation", "output")
+    #: Config lists whose entries may hold ``steps:``: the loader reads them as the step's
+    #: branches (see :meth:`branch_selection`), not as config values.
+    branch_lists = ("options", "escalation")
+    #: The config key the compiler gives the selections that have steps.
+    branches_key = BRANCHES_KEY
     #: The config key naming where the step's result goes in the workflow data (the loader
     #: refuses one named like a declared input).
     output_key = "output"
     config_keys: ClassVar[dict[str, str]] = {
         "prompt": "The question shown to the person (may use ${{ ... }}).",
         "assignee": "Who is asked (a user or group name; may use ${{ ... }}).",
-        "options": "The answers: values, or {value, label} mappings.",
-        "escalation": "A list of {after: duration, assignee: name}: reassign the task when "
-        "it is still open that long.",
+        "options": "The answers: values, or {value, label, steps} mappings (steps run when "
+        "that answer is chosen).",
+        "escalation": "A list of {after: duration, assignee: name, steps: [...]}: reassign "
+        "the task (and run the steps) when it is still open that long.",
         "output": "The name the chosen value is stored under.",
     }
+
+    @staticmethod
+    def branch_selection(list_key: str, index: int, config: Mapping[str, Any]) -> tuple[Any, str]:
+        """What the engine's ``UserTask`` selects for the ``steps:`` of entry ``index`` of
+        ``config[list_key]`` (an option by its value, an escalation by its position), and a
+        label for the branch."""
+        if list_key == "options":
+            entry = config["options"][index]
+            value = entry.get("value") if isinstance(entry, Mapping) else entry
+            return {"kind": "option", "value": value}, f"option {value}"
+        return {"kind": "escalation", "index": index}, f"escalation {index + 1}"
 
     @classmethod
     def config_schema(cls) -> dict[str, Any]:
         """The JSON Schema of this type's ``config:``."""
         scalar = {"type": ["string", "number", "boolean"]}
+        steps = {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}}
         props: dict[str, Any] = {
             "prompt": {"type": "string", "minLength": 1},
             "assignee": {"type": ["string", "number"]},
@@ -60,7 +86,11 @@ class ApprovalExecutor(StepExecutor):
                         {
                             "type": "object",
                             "required": ["value"],
-                            "properties": {"value": scalar, "label": {"type": "string"}},
+                            "properties": {
+                                "value": scalar,
+                                "label": {"type": "string"},
+                                "steps": steps,
+                            },
                             "additionalProperties": False,
                         },
                     ]
@@ -74,6 +104,7 @@ class ApprovalExecutor(StepExecutor):
                     "properties": {
                         "after": {"$ref": "#/$defs/duration"},
                         "assignee": {"type": ["string", "number"]},
+                        "steps": steps,
                     },
                     "additionalProperties": False,
                 },
@@ -120,6 +151,7 @@ class ApprovalExecutor(StepExecutor):
             }
             for entry in config.get("escalation") or ()
         ]
+        body.branches = list(config.get(BRANCHES_KEY) or ())
         result = await body.run(ctx)
         if not result.proceed:
             return result  # waiting for the answer (or the next escalation)
