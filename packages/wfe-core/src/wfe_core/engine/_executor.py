@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from wfe_core.models._event import Event, EventSubscription
     from wfe_core.models._instance import ExecutionError, WorkflowInstance
     from wfe_core.models._lifecycle import LifecycleEvent
-    from wfe_core._runtime import HostContext
-    from wfe_core._step import StepBody
 
 __all__ = ["SUBSCRIPTION_ID", "PassEnvironment", "WorkflowExecutor"]
 

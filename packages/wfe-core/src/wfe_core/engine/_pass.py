@@ -54,7 +54,6 @@ if TYPE_CHECKING:
     from wfe_core.models._event import Event, EventSubscription
     from wfe_core.models._instance import ExecutionError, ExecutionPointer, WorkflowInstance
     from wfe_core.models._lifecycle import LifecycleEvent
-    from wfe_core._results import ExecutionResult
 
 logger = logging.getLogger("wfe_core.engine")
 

@@ -16,17 +16,17 @@ import anyio
 import attrs
 import pytest
 
+from wfe_core._step import StepBody
 from wfe_core.builder import WorkflowBuilder
 from wfe_core.models import LifecycleEventType, PointerStatus, WorkflowStatus
-from wfe_core._step import StepBody
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from wfe_core.builder import WorkflowBuilder as Builder
-    from wfe_core.models import WorkflowDefinition, WorkflowInstance
     from wfe_core._results import ExecutionResult
     from wfe_core._step import StepContext
+    from wfe_core.builder import WorkflowBuilder as Builder
+    from wfe_core.models import WorkflowDefinition, WorkflowInstance
     from wfe_core.testing.conformance.scenarios import ScenarioHost
 
 __all__ = ["CancelledChildScenarios", "Stoppable"]

@@ -48,8 +48,6 @@ from wfe_core.models import (
     WorkflowStatus,
 )
 from wfe_core.primitives._subworkflow import child_workflow_id
-from wfe_core._results import ExecutionResult
-from wfe_core._step import StepBody, StepContext
 from wfe_core.testing.conformance._cancelled_children import CancelledChildScenarios
 from wfe_core.testing.conformance._peers import PeerScenarios
 from wfe_core.testing.definitions import EVENT_NAME, Node, build_tree, definition_trees
