@@ -5,20 +5,34 @@ SQLite lock sees that the holder's process is gone). Each test is bounded in tim
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import wfe_host_tests_cli_store as h
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """The environment without ``WFE_*`` variables (the developer's own must not leak in)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
+    env.update(extra)
+    return env
+
+
+def wfe_command() -> list[str]:
+    """The installed ``wfe`` script, else ``python -m wfe_host``."""
+    script = Path(sys.executable).with_name("wfe")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "wfe_host"]
+
 
 # First: counts its runs; on the first run it says so (a file) and takes a while; then the
 # second step. A run after a kill finds "slow" and goes on at once.
@@ -45,7 +59,6 @@ LEASE = "3600"
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Callable[[float], Path]:
     pytest.importorskip("wfe_sqlite")  # a store that outlives the process
-    pytest.importorskip("wfe_yaml")
 
     def write(seconds: float) -> Path:
         file = tmp_path / "stop.yaml"
@@ -57,9 +70,9 @@ def pipeline(tmp_path: Path) -> Callable[[float], Path]:
 
 
 def start(tmp_path: Path, **env: str) -> subprocess.Popen[str]:
-    environ = h.clean_environ(WFE_HOST_LEASE_SECONDS=LEASE, **env)
+    environ = clean_environ(WFE_HOST_LEASE_SECONDS=LEASE, **env)
     return subprocess.Popen(
-        [*h.wfe_command(), "run", "stop.yaml", "--plain", "--timeout", "60"],
+        [*wfe_command(), "run", "stop.yaml", "--plain", "--timeout", "60"],
         cwd=tmp_path,
         env=environ,
         stdout=subprocess.PIPE,
@@ -205,8 +218,8 @@ def test_sigterm_to_a_worker_lets_its_running_step_finish(
             return {str(p.step_name): str(p.status) for p in instance.pointers}
 
     workflow_id = anyio.run(start_one)
-    environ = h.clean_environ(WFE_HOST_LEASE_SECONDS=LEASE)
-    command = [*h.wfe_command(), "worker", "stop.yaml", "--log-level", "warning"]
+    environ = clean_environ(WFE_HOST_LEASE_SECONDS=LEASE)
+    command = [*wfe_command(), "worker", "stop.yaml", "--log-level", "warning"]
     worker = subprocess.Popen(
         command,
         cwd=tmp_path,
