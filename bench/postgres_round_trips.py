@@ -8,7 +8,10 @@ trips the client made (each network read of a result, counted on the host's conn
 
 * **sequential**: 3-step workflows started and awaited one at a time (scenario 1);
 * **burst**: ``--burst`` 3-step workflows started at once (scenario 2);
-* **event**: a workflow waiting for an event, the event published, awaited (scenario 4).
+* **event**: a workflow waiting for an event, the event published, awaited (scenario 4);
+* **event path**: only the event's path of scenario 4 (what its time measures): workflows
+  started and waiting first, counters reset, then each event published and its workflow
+  awaited, one at a time.
 
 Prints the totals and the statements by kind. Separate from ``python -m bench``.
 """
@@ -139,6 +142,13 @@ async def _measure(
         for _ in range(3):
             await wfe._start_and_wait(host, "rt-3")
         await anyio.sleep(0.5)
+        parked: list[str] = []
+        if shape == "event path":
+            for i in range(count):
+                workflow_id = await host.start_workflow("rt-event", {"key": f"p{i}"})
+                await wfe._until_waiting(host, workflow_id)
+                parked.append(workflow_id)
+            await anyio.sleep(0.5)
         _reset(url)
         before = trips.count
         server_cpu = _server_cpu(postmaster)
@@ -149,6 +159,10 @@ async def _measure(
                 await wfe._start_and_wait(host, "rt-3")
         elif shape == "burst":
             await wfe._burst(host, "rt-3", count)
+        elif shape == "event path":
+            for i, workflow_id in enumerate(parked):
+                await host.publish_event("rt-go", f"p{i}", {"n": i})
+                await wfe._wait_complete(host, workflow_id)
         else:
             for i in range(count):
                 key = f"k{i}"
@@ -180,6 +194,13 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         help="statements per batch of wfe-postgres's group commit (1: no batching)",
     )
+    parser.add_argument(
+        "--shape",
+        dest="shapes",
+        action="append",
+        choices=("sequential", "burst", "event", "event path"),
+        help="measure only this shape (repeatable; default: all)",
+    )
     args = parser.parse_args(argv)
     if args.max_batch is not None:
         from wfe_postgres import _batch
@@ -201,7 +222,10 @@ def main(argv: list[str] | None = None) -> None:
             ("sequential", args.workflows),
             ("burst", args.burst),
             ("event", args.workflows),
+            ("event path", args.workflows),
         ):
+            if args.shapes and shape not in args.shapes:
+                continue
             assert server.pid is not None
             result = anyio.run(_measure, url, server.pid, shape, count, trips, backend="asyncio")
             statements: Counter[str] = result["statements"]
