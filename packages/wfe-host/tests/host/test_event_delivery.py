@@ -110,3 +110,40 @@ async def test_an_event_that_could_not_be_stored_is_not_delivered() -> None:
         instance = await host.get_workflow(workflow_id)
         assert instance.status == WorkflowStatus.RUNNABLE
         assert not any(p.event_published for p in instance.pointers)
+        # The delivery took the workflow's lease while the event was being stored: it let go.
+        lease = await host.lock.acquire(workflow_id, owner="another worker", ttl=30)
+        assert lease is not None
+
+
+class GatedEvents(MemoryPersistence):
+    """Stores an event only once ``gate`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = anyio.Event()
+
+    async def create_event(self, event: Any) -> None:
+        await self.gate.wait()
+        await super().create_event(event)
+
+
+async def test_a_delivery_changes_nothing_until_its_event_is_stored() -> None:
+    """While the event is being stored, the delivery may already hold the workflow (its
+    lease, so no other worker runs it meanwhile), but changes nothing before the event is
+    stored; then the workflow goes on."""
+    persistence = GatedEvents()
+    async with WorkflowHost(persistence) as host:
+        host.register(WorkflowBuilder(Counter).wait_for("go", key="k").then(bump).build("gated"))
+        workflow_id = await host.start_workflow("gated")
+        await until_waiting_for_event(host, workflow_id)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(host.publish_event, "go", "k")
+            await anyio.sleep(0.2)
+            instance = await host.get_workflow(workflow_id)
+            assert instance.status == WorkflowStatus.RUNNABLE
+            assert not any(p.event_published for p in instance.pointers)
+            assert instance.data.count == 0
+            persistence.gate.set()
+        done = await host.wait_for_workflow(workflow_id, timeout=10)
+        assert done.status == WorkflowStatus.COMPLETE
+        assert done.data.count == 1
