@@ -17,6 +17,7 @@ from wfe_core.errors import (
 )
 from wfe_core.models import PointerStatus, WorkflowInstance, WorkflowStatus
 from wfe_core.providers import Lease, QueueName
+from wfe_core.providers import capabilities as cap
 from wfe_core.spi import SUBSCRIPTION_ID
 from wfe_host.runtime.passes import Carried, Outcome
 
@@ -146,6 +147,7 @@ class EventDelivery:
                 subscriptions is not None
                 and len(subscriptions) == 1
                 and event.name not in self.special
+                and self._overlaps()
             ):
                 prepared = await self._prepare(subscriptions[0], stored)
             if not await stored.wait():
@@ -163,6 +165,15 @@ class EventDelivery:
         if delay is not None:
             with anyio.CancelScope(shield=True):
                 await self.core.enqueue_event(event.id)
+
+    def _overlaps(self) -> bool:
+        """Whether to make a delivery's reads and writes side by side where they may be: for
+        stores shared between processes, where each is a round trip (or a turn at the file);
+        in memory they cost nothing to wait for, and the tasks would cost more CPU."""
+        core = self.core
+        return cap.DISTRIBUTED in core.persistence.capabilities or (
+            cap.DISTRIBUTED in core.lock.capabilities
+        )
 
     async def _prepare(self, subscription: EventSubscription, stored: Outcome) -> _Prepared | None:
         """The lease and instance of ``subscription``'s workflow, taken while the event is
@@ -296,7 +307,13 @@ class EventDelivery:
 
                 handle.after.append(again)
                 return None
-            lease, matching = await self._lease_and_matches(subscription)
+            if self._overlaps():
+                lease, matching = await self._lease_and_matches(subscription)
+            else:
+                lease = await core.lock.acquire(
+                    subscription.workflow_id, owner=passes.owner(), ttl=core.options.lease_seconds
+                )
+                matching = None  # read once the workflow is found waiting
         if lease is None:
             return False
         handed = resume = False
