@@ -38,6 +38,8 @@ logger = logging.getLogger("wfe_host.events")
 BUSY_RETRY = 0.5
 #: Seconds between delivering an event and marking it processed (see _deliver_event).
 _MARK_DELAY = 0.002
+#: A store or lock with any of these does I/O for each operation (see _overlaps).
+_DOES_IO = frozenset({cap.DURABLE, cap.DISTRIBUTED})
 #: Concurrent deliveries of events by one host (from the queue, and of its own events).
 EVENT_CONCURRENCY = 8
 
@@ -168,11 +170,11 @@ class EventDelivery:
 
     def _overlaps(self) -> bool:
         """Whether to make a delivery's reads and writes side by side where they may be: for
-        stores shared between processes, where each is a round trip (or a turn at the file);
-        in memory they cost nothing to wait for, and the tasks would cost more CPU."""
+        durable or shared stores and locks, where each is a round trip (or a turn at the
+        file); in memory they cost nothing to wait for, and the tasks would cost more CPU."""
         core = self.core
-        return cap.DISTRIBUTED in core.persistence.capabilities or (
-            cap.DISTRIBUTED in core.lock.capabilities
+        return not _DOES_IO.isdisjoint(core.persistence.capabilities) or (
+            not _DOES_IO.isdisjoint(core.lock.capabilities)
         )
 
     async def _prepare(self, subscription: EventSubscription, stored: Outcome) -> _Prepared | None:
