@@ -105,7 +105,9 @@ class PostgresLock(ListeningProviderMixin, LockProvider):
       :func:`wfe_core.providers.holder_is_gone`), with a new, larger token.
     """
 
-    capabilities = frozenset({cap.DURABLE, cap.DISTRIBUTED, cap.LEASE_RENEWAL, cap.ASYNCIO_ONLY})
+    capabilities = frozenset(
+        {cap.DURABLE, cap.DISTRIBUTED, cap.LEASE_RENEWAL, cap.ASYNCIO_ONLY, cap.REMOTE}
+    )
 
     def __init__(
         self,

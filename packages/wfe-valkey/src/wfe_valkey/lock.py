@@ -131,7 +131,7 @@ class ValkeyLock(LockProvider):
     when the holder's lease is due to expire.
     """
 
-    capabilities = frozenset({cap.DISTRIBUTED, cap.LEASE_RENEWAL, cap.ASYNCIO_ONLY})
+    capabilities = frozenset({cap.DISTRIBUTED, cap.LEASE_RENEWAL, cap.ASYNCIO_ONLY, cap.REMOTE})
 
     def __init__(self, url: str | None = None, options: ValkeyOptions | None = None) -> None:
         self.target = parse_url(url, options)
