@@ -117,9 +117,9 @@ def gated_events(base: type[Any]) -> type[Any]:
 
 @pytest.fixture(params=["memory", "sqlite"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[type[Any]], Any]:
-    """Makes a persistence of the class a test built over memory's or SQLite's: in memory
-    the delivery makes its reads one after the other; on a shared store it takes the
-    workflow's lease while the event is being stored."""
+    """Makes a persistence of the class a test built over memory's or SQLite's (the
+    delivery that overlaps the event's store with the workflow's lease, for remote stores,
+    is tested on PostgreSQL: wfe-postgres's tests/test_event_path.py)."""
 
     def make(wrap: Callable[[type[Any]], type[Any]]) -> Any:
         if request.param == "memory":
