@@ -8,7 +8,12 @@ trips the client made (each network read of a result, counted on the host's conn
 
 * **sequential**: 3-step workflows started and awaited one at a time (scenario 1);
 * **burst**: ``--burst`` 3-step workflows started at once (scenario 2);
-* **event**: a workflow waiting for an event, the event published, awaited (scenario 4).
+* **event**: a workflow waiting for an event, the event published, awaited (scenario 4);
+* **event path**: only the event's path of scenario 4 (what its time measures): workflows
+  started and waiting first, counters reset, then each event published and its workflow
+  awaited, one at a time. Also the round trips **in a row** from ``publish_event`` until the
+  step after the wait runs: the most client waits on that path of which each began after
+  the previous one ended (waits made side by side count once).
 
 Prints the totals and the statements by kind. Separate from ``python -m bench``.
 """
@@ -85,6 +90,8 @@ class _RoundTrips:
         self.count = 0
         self.kinds: Counter[str] = Counter()
         self._patched: list[tuple[Any, str, Any]] = []
+        #: While not None: (start, end) of each round trip (perf_counter), see in_a_row.
+        self.spans: list[tuple[float, float]] | None = None
 
     def install(self) -> None:
         import psycopg.connection_async as module
@@ -104,12 +111,27 @@ class _RoundTrips:
                 # Queued in a pipeline: sent without waiting; its sync is the round trip.
                 name += " (pipelined)"
             counter.kinds[name] += 1
-            if name in _ROUND_TRIPS:
-                counter.count += 1
-            return await original(self, gen, *args, **kwargs)
+            if name not in _ROUND_TRIPS:
+                return await original(self, gen, *args, **kwargs)
+            counter.count += 1
+            began = time.perf_counter()
+            try:
+                return await original(self, gen, *args, **kwargs)
+            finally:
+                if counter.spans is not None:
+                    counter.spans.append((began, time.perf_counter()))
 
         module.AsyncConnection.wait = wait  # type: ignore[method-assign]
         self._patched.append((module.AsyncConnection, "wait", original))
+
+    def in_a_row(self, until: float) -> int:
+        """The most recorded round trips ending by ``until`` of which each began after the
+        previous one ended (greedy by end: the longest such chain)."""
+        chain, last = 0, float("-inf")
+        for began, ended in sorted(self.spans or (), key=lambda span: span[1]):
+            if ended <= until and began >= last:
+                chain, last = chain + 1, ended
+        return chain
 
     def uninstall(self) -> None:
         for owner, name, original in self._patched:
@@ -129,9 +151,10 @@ async def _measure(
         WorkflowBuilder(dict)
         .start_with(wfe.Noop)
         .wait_for("rt-go", key=lambda data: data["key"])
-        .then(wfe.Noop)
+        .then_fn(wfe._mark_resumed)
         .build("rt-event", 1)
     )
+    in_a_row: list[int] = []
     async with wfe.make_host("postgres", url) as host:
         host.register(definition)
         host.register(waiting)
@@ -139,6 +162,13 @@ async def _measure(
         for _ in range(3):
             await wfe._start_and_wait(host, "rt-3")
         await anyio.sleep(0.5)
+        parked: list[str] = []
+        if shape == "event path":
+            for i in range(count):
+                workflow_id = await host.start_workflow("rt-event", {"key": f"p{i}"})
+                await wfe._until_waiting(host, workflow_id)
+                parked.append(workflow_id)
+            await anyio.sleep(0.5)
         _reset(url)
         before = trips.count
         server_cpu = _server_cpu(postmaster)
@@ -149,6 +179,19 @@ async def _measure(
                 await wfe._start_and_wait(host, "rt-3")
         elif shape == "burst":
             await wfe._burst(host, "rt-3", count)
+        elif shape == "event path":
+            for i, workflow_id in enumerate(parked):
+                key = f"p{i}"
+                wfe._resumed_events[key] = resumed = anyio.Event()
+                trips.spans = []
+                await host.publish_event("rt-go", key, {"n": i})
+                await resumed.wait()
+                in_a_row.append(trips.in_a_row(wfe._resumed[key]))
+                trips.spans = None
+                await wfe._wait_complete(host, workflow_id)
+                # The delivery's bookkeeping (marking the event processed) ends meanwhile,
+                # off the next event's path.
+                await anyio.sleep(0.02)
         else:
             for i in range(count):
                 key = f"k{i}"
@@ -167,6 +210,7 @@ async def _measure(
         "statements": statements,
         "cpu": cpu,
         "server_cpu": server_cpu,
+        "in_a_row": in_a_row,
     }
 
 
@@ -179,6 +223,13 @@ def main(argv: list[str] | None = None) -> None:
         "--max-batch",
         type=int,
         help="statements per batch of wfe-postgres's group commit (1: no batching)",
+    )
+    parser.add_argument(
+        "--shape",
+        dest="shapes",
+        action="append",
+        choices=("sequential", "burst", "event", "event path"),
+        help="measure only this shape (repeatable; default: all)",
     )
     args = parser.parse_args(argv)
     if args.max_batch is not None:
@@ -201,7 +252,10 @@ def main(argv: list[str] | None = None) -> None:
             ("sequential", args.workflows),
             ("burst", args.burst),
             ("event", args.workflows),
+            ("event path", args.workflows),
         ):
+            if args.shapes and shape not in args.shapes:
+                continue
             assert server.pid is not None
             result = anyio.run(_measure, url, server.pid, shape, count, trips, backend="asyncio")
             statements: Counter[str] = result["statements"]
@@ -213,6 +267,12 @@ def main(argv: list[str] | None = None) -> None:
                 f" CPU ms/workflow: host {result['cpu'] * 1000 / count:.2f},"
                 f" server {result['server_cpu'] * 1000 / count:.2f}"
             )
+            if result["in_a_row"]:
+                rows = sorted(result["in_a_row"])
+                print(
+                    f"    round trips in a row, publish_event to the next step:"
+                    f" median {rows[len(rows) // 2]}, min {rows[0]}, max {rows[-1]}"
+                )
             for kind, calls in statements.most_common(args.top):
                 print(f"    {calls / count:6.2f}  {kind}")
     print("client waits by psycopg generator:", dict(trips.kinds.most_common()))

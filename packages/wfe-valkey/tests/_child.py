@@ -17,6 +17,7 @@ from wfe_core.models import LifecycleEvent
 from wfe_core.providers import QueueName
 from wfe_core.serialization import from_primitive
 from wfe_valkey.lifecycle import ValkeyLifecycle
+from wfe_valkey.lock import ValkeyLock
 from wfe_valkey.options import ValkeyOptions
 from wfe_valkey.queue import ValkeyQueue
 
@@ -31,6 +32,15 @@ async def take_one(url: str, options: ValkeyOptions, visibility: float) -> None:
         message = await queue.dequeue(QueueName.WORKFLOW, timeout=30, visibility_timeout=visibility)
         assert message is not None
         say(item=message.item_id, attempt=message.attempt, receipt=message.receipt)
+        await anyio.sleep(3600)
+
+
+async def hold_lock(url: str, options: ValkeyOptions, key: str, ttl: float) -> None:
+    """Take ``key``, report the lease's token, then hang until killed (never releasing it)."""
+    async with ValkeyLock(url, options) as lock:
+        lease = await lock.acquire(key, owner=f"pid-{os.getpid()}", ttl=ttl)
+        assert lease is not None
+        say(token=lease.token)
         await anyio.sleep(3600)
 
 
@@ -119,6 +129,8 @@ def main() -> None:
     options = ValkeyOptions(key_prefix=prefix)
     if mode == "take-one":
         anyio.run(take_one, url, options, float(args[0]))
+    elif mode == "hold-lock":
+        anyio.run(hold_lock, url, options, args[0], float(args[1]))
     elif mode == "relay":
         anyio.run(relay, url, options)
     elif mode == "host":

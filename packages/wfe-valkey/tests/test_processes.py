@@ -1,22 +1,28 @@
-"""Several processes on one server: a consumer killed mid-item, lifecycle events published
-by another process (the lifecycle suite across two processes)."""
+"""Several processes on one server: a consumer killed mid-item, a lease holder killed while
+holding a key, lifecycle events published by another process (the lifecycle suite across two
+processes)."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+import valkey.asyncio as valkey_asyncio
 
-from wfe_core.providers import LifecyclePublisher, QueueName
+from wfe_core.providers import LifecyclePublisher, QueueName, holder_is_gone
 from wfe_core.serialization import to_primitive
 from wfe_core.testing.conformance import LifecycleSuite
 from wfe_valkey.lifecycle import ValkeyLifecycle, ValkeySubscription
+from wfe_valkey.lock import ValkeyLock
 from wfe_valkey.options import ValkeyOptions
 from wfe_valkey.queue import ValkeyQueue
 from wfe_valkey.testing import unique_prefix
@@ -63,6 +69,60 @@ def reap(process: subprocess.Popen[str]) -> None:
     for stream in (process.stdin, process.stdout, process.stderr):
         if stream is not None:
             stream.close()
+
+
+@pytest.mark.anyio
+async def test_a_lease_whose_holder_process_is_gone_is_taken_over_at_once(
+    valkey_url: str, options: ValkeyOptions, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The child holds the key for an hour; once it is killed (not even reaped yet: a
+    zombie), this process takes the key at once, with a larger token, and says whose it was."""
+    async with ValkeyLock(valkey_url, options) as lock:
+        child = spawn("hold-lock", valkey_url, options.key_prefix, "crash", "3600")
+        try:
+            held = await line_of(child)
+            holder = await lock.holder("crash")
+            assert holder is not None
+            assert (holder.owner, holder.host, holder.pid) == (
+                f"pid-{child.pid}",
+                socket.gethostname(),
+                child.pid,
+            )
+            assert holder.expires_at.timestamp() - time.time() > 3500
+            # Alive: refused.
+            assert await lock.acquire("crash", owner="parent", ttl=30) is None
+            child.send_signal(signal.SIGKILL)
+            deadline = anyio.current_time() + 10
+            while not holder_is_gone(holder.host, holder.pid):
+                assert anyio.current_time() < deadline, "the child never died"
+                await anyio.sleep(0.01)
+            lease = await lock.acquire("crash", owner="parent", ttl=30)
+        finally:
+            reap(child)
+        assert lease is not None, "the dead holder's lease was not taken over"
+        assert lease.token > held["token"]
+        assert f"from pid-{child.pid}: its process {child.pid}" in caplog.text
+        holder = await lock.holder("crash")
+        assert holder is not None
+        assert (holder.owner, holder.pid) == ("parent", os.getpid())
+        await lock.release(lease)
+        assert await lock.holder("crash") is None
+
+
+@pytest.mark.anyio
+async def test_a_lease_of_a_process_on_another_machine_is_never_broken(
+    valkey_url: str, options: ValkeyOptions
+) -> None:
+    """A holder recorded on another host name is waited for, whatever its pid says."""
+    async with ValkeyLock(valkey_url, options) as lock:
+        assert await lock.acquire("far", owner="here", ttl=30) is not None
+        async with valkey_asyncio.Valkey.from_url(valkey_url) as client:
+            await client.hset(lock.key("far"), mapping={"host": "elsewhere", "pid": "999999999"})
+        assert await lock.acquire("far", owner="other", ttl=30) is None
+        holder = await lock.holder("far")
+        assert holder is not None
+        assert (holder.owner, holder.host, holder.pid) == ("here", "elsewhere", 999999999)
+    assert holder_is_gone(socket.gethostname(), 999999999)
 
 
 @pytest.mark.anyio

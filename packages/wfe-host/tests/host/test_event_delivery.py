@@ -12,9 +12,11 @@ from wfe_host_tests_polling import until_waiting_for_event
 from wfe_core import WorkflowBuilder, WorkflowStatus
 from wfe_core.memory import MemoryPersistence
 from wfe_host import HostOptions, WorkflowHost
+from wfe_sqlite import SqlitePersistence
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
     from wfe_core import StepContext
 
@@ -91,17 +93,49 @@ async def test_an_event_for_a_workflow_another_worker_holds_is_delivered_after_i
         assert (await host.persistence.get_event(event_id)).is_processed
 
 
-class FailingEvents(MemoryPersistence):
-    """Refuses to store events."""
+def failing_events(base: type[Any]) -> type[Any]:
+    class FailingEvents(base):  # type: ignore[misc]
+        """Refuses to store events."""
 
-    async def create_event(self, event: Any) -> None:
-        raise RuntimeError("disk full")
+        async def create_event(self, event: Any) -> None:
+            raise RuntimeError("disk full")
+
+    return FailingEvents
 
 
-async def test_an_event_that_could_not_be_stored_is_not_delivered() -> None:
+def gated_events(base: type[Any]) -> type[Any]:
+    class GatedEvents(base):  # type: ignore[misc]
+        """Stores an event only once ``gate`` is set."""
+
+        gate: anyio.Event
+
+        async def create_event(self, event: Any) -> None:
+            await self.gate.wait()
+            await super().create_event(event)
+
+    return GatedEvents
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[type[Any]], Any]:
+    """Makes a persistence of the class a test built over memory's or SQLite's (the
+    delivery that overlaps the event's store with the workflow's lease, for remote stores,
+    is tested on PostgreSQL: wfe-postgres's tests/test_event_path.py)."""
+
+    def make(wrap: Callable[[type[Any]], type[Any]]) -> Any:
+        if request.param == "memory":
+            return wrap(MemoryPersistence)()
+        return wrap(SqlitePersistence)(f"sqlite:///{tmp_path / 'wfe.db'}")
+
+    return make
+
+
+async def test_an_event_that_could_not_be_stored_is_not_delivered(
+    store: Callable[[Callable[[type[Any]], type[Any]]], Any],
+) -> None:
     """The host starts delivering while it stores the event; a failed store delivers
     nothing, and the caller gets the error."""
-    async with WorkflowHost(FailingEvents()) as host:
+    async with WorkflowHost(store(failing_events)) as host:
         host.register(WorkflowBuilder(Counter).wait_for("go", key="k").then(bump).build("gated"))
         workflow_id = await host.start_workflow("gated")
         await until_waiting_for_event(host, workflow_id)
@@ -111,3 +145,32 @@ async def test_an_event_that_could_not_be_stored_is_not_delivered() -> None:
         instance = await host.get_workflow(workflow_id)
         assert instance.status == WorkflowStatus.RUNNABLE
         assert not any(p.event_published for p in instance.pointers)
+        # The delivery may have taken the workflow's lease while the event was being
+        # stored: it let go.
+        lease = await host.lock.acquire(workflow_id, owner="another worker", ttl=30)
+        assert lease is not None
+
+
+async def test_a_delivery_changes_nothing_until_its_event_is_stored(
+    store: Callable[[Callable[[type[Any]], type[Any]]], Any],
+) -> None:
+    """While the event is being stored, the delivery may already hold the workflow (its
+    lease, so no other worker runs it meanwhile), but changes nothing before the event is
+    stored; then the workflow goes on."""
+    persistence = store(gated_events)
+    persistence.gate = anyio.Event()
+    async with WorkflowHost(persistence) as host:
+        host.register(WorkflowBuilder(Counter).wait_for("go", key="k").then(bump).build("gated"))
+        workflow_id = await host.start_workflow("gated")
+        await until_waiting_for_event(host, workflow_id)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(host.publish_event, "go", "k")
+            await anyio.sleep(0.2)
+            instance = await host.get_workflow(workflow_id)
+            assert instance.status == WorkflowStatus.RUNNABLE
+            assert not any(p.event_published for p in instance.pointers)
+            assert instance.data.count == 0
+            persistence.gate.set()
+        done = await host.wait_for_workflow(workflow_id, timeout=10)
+        assert done.status == WorkflowStatus.COMPLETE
+        assert done.data.count == 1

@@ -5,19 +5,24 @@ A lease is a row of ``wfe_locks``; its token comes from the sequence ``wfe_lock_
 which is never reset, so the tokens of a key only ever grow: across release and re-acquire,
 expiry and takeover, and restarts of the server. Expiry is the database's ``now()``, so the
 hosts' clocks do not matter. A release sends ``NOTIFY`` so a waiting acquire looks at once.
+
+Each lease records its holder's host name and process id (migration 3). A key held by a
+process of this machine that no longer runs is taken over at once: the acquire that finds it
+so sends its statement again naming the dead lease's token, and the statement takes the key
+when the lease is still that one (a token is unique: the sequence hands it out once).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import anyio
 from psycopg import sql
 
 from wfe_core.errors import LockNotHeldError
-from wfe_core.providers import Lease, LockProvider
+from wfe_core.providers import Lease, LeaseHolder, LockProvider, holder_is_gone, this_process
 from wfe_core.providers import capabilities as cap
 from wfe_postgres._batch import batcher_of
 from wfe_postgres._listener import ListeningProviderMixin, notify_sql
@@ -44,22 +49,32 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
     table = sql.Identifier("wfe_locks")
     tokens = sql.Literal("wfe_lock_tokens")
     return {
-        # Take the key when it is free or its lease has expired, with a fresh token. The row
+        # Take the key when it is free, its lease has expired, or it is the lease of the
+        # token %(broken)s (a holder found gone; NULL otherwise), with a fresh token. The row
         # lock of ON CONFLICT serializes concurrent takers: one wins, the others see it held.
-        # Refused: the holder and how long its lease still lasts, in the same round trip.
+        # Refused: the holder, how long its lease still lasts, where it runs and its token,
+        # in the same round trip.
         "acquire": sql.SQL(
             "WITH taken AS ("
-            " INSERT INTO {t} AS l (key, owner, token, expires_at)"
+            " INSERT INTO {t} AS l (key, owner, token, expires_at, holder_host, holder_pid)"
             " VALUES (%(key)s, %(owner)s, nextval({seq}::regclass),"
-            "  now() + make_interval(secs => %(ttl)s))"
+            "  now() + make_interval(secs => %(ttl)s), %(host)s, %(pid)s)"
             " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, token = excluded.token,"
-            " expires_at = excluded.expires_at WHERE l.expires_at <= now()"
+            " expires_at = excluded.expires_at, holder_host = excluded.holder_host,"
+            " holder_pid = excluded.holder_pid"
+            " WHERE l.expires_at <= now() OR l.token = %(broken)s::bigint"
             " RETURNING token, expires_at)"
-            " SELECT token, expires_at, NULL::text, NULL::float8 FROM taken"
+            " SELECT token, expires_at, NULL::text, NULL::float8, NULL::text, NULL::integer"
+            " FROM taken"
             " UNION ALL"
-            " SELECT NULL, NULL, owner, extract(epoch FROM expires_at - now())::float8"
+            " SELECT token, NULL, owner, extract(epoch FROM expires_at - now())::float8,"
+            " holder_host, holder_pid"
             " FROM {t} WHERE key = %(key)s AND NOT EXISTS (SELECT 1 FROM taken)"
         ).format(t=table, seq=tokens),
+        "holder": sql.SQL(
+            "SELECT owner, expires_at, holder_host, holder_pid FROM {t}"
+            " WHERE key = %(key)s AND expires_at > now()"
+        ).format(t=table),
         "renew": sql.SQL(
             "UPDATE {t} SET expires_at = now() + make_interval(secs => %(ttl)s)"
             " WHERE key = %(key)s AND owner = %(owner)s AND token = %(token)s"
@@ -85,9 +100,14 @@ class PostgresLock(ListeningProviderMixin, LockProvider):
       older than the newest it has accepted for the instance.
     * A waiting :meth:`acquire` wakes on the release's ``NOTIFY`` (any process), or when the
       holder's lease expires.
+    * Each lease records its holder's host name and pid (:meth:`holder`); a key held by a
+      process of this machine that no longer runs is taken over at once (see
+      :func:`wfe_core.providers.holder_is_gone`), with a new, larger token.
     """
 
-    capabilities = frozenset({cap.DURABLE, cap.DISTRIBUTED, cap.LEASE_RENEWAL, cap.ASYNCIO_ONLY})
+    capabilities = frozenset(
+        {cap.DURABLE, cap.DISTRIBUTED, cap.LEASE_RENEWAL, cap.ASYNCIO_ONLY, cap.REMOTE}
+    )
 
     def __init__(
         self,
@@ -109,40 +129,68 @@ class PostgresLock(ListeningProviderMixin, LockProvider):
         it to become free. ``None`` when it stayed held (or ``owner`` already holds it)."""
         if ttl <= 0:
             raise ValueError("ttl must be positive")
-        params = {"key": key, "owner": owner, "ttl": float(ttl)}
+        host, pid = this_process()
+        params = {"key": key, "owner": owner, "ttl": float(ttl), "host": host, "pid": pid}
         if wait <= 0:
-            lease, _, _ = await self._try(params)
+            lease, _ = await self._try(params)
             return lease
         listener = self.listener
         deadline = anyio.current_time() + wait
         with listener.watch(lock_topic(key)) as watch:
             while True:
                 watch.rearm()
-                lease, holder, lasts = await self._try(params)
+                lease, held = await self._try(params)
                 if lease is not None:
                     return lease
-                if holder == owner:
+                if held is not None and held.owner == owner:
                     return None  # not re-entrant: waiting for one's own lease makes no sense
                 remaining = deadline - anyio.current_time()
                 if remaining <= 0:
                     return None
                 pause = min(remaining, _POLL_FLOOR * random.uniform(0.8, 1.2))
+                lasts = 0.0 if held is None else held.lasts
                 if lasts is not None:
                     pause = min(pause, max(lasts, 0.0))
                 await watch.wait(pause)
 
-    async def _try(self, params: dict[str, Any]) -> tuple[Lease | None, str | None, float | None]:
+    async def _try(self, params: dict[str, Any]) -> tuple[Lease | None, _Held | None]:
+        lease, held = await self._attempt({**params, "broken": None})
+        if held is not None and holder_is_gone(held.host, held.pid):
+            # Killed without releasing it: take that very lease over now (a renewal that
+            # slipped in meanwhile keeps the token, a new holder has another one).
+            lease, now_held = await self._attempt({**params, "broken": held.token})
+            if lease is not None:
+                # A warning: a process died holding work (killed, crashed).
+                logger.warning(
+                    "took over the lease of %r from %s: its process %d on %s no longer runs",
+                    params["key"],
+                    held.owner,
+                    held.pid,
+                    held.host,
+                )
+            held = now_held
+        return lease, held
+
+    async def _attempt(self, params: dict[str, Any]) -> tuple[Lease | None, _Held | None]:
         rows = await self._rows("acquire", params)
         if not rows:
             # Freed between the two halves of the statement's snapshot: look again soon.
-            return None, None, 0.0
-        token, expires_at, holder, lasts = rows[0]
-        if token is None:
-            return None, holder, lasts
+            return None, None
+        token, expires_at, owner, lasts, host, pid = rows[0]
+        if expires_at is None:
+            return None, _Held(int(token), owner, lasts, host, pid)
         lease = Lease(
             key=params["key"], owner=params["owner"], token=int(token), expires_at=expires_at
         )
-        return lease, None, None
+        return lease, None
+
+    async def holder(self, key: str) -> LeaseHolder | None:
+        """The current holder of ``key``: its owner, expiry, host name and pid."""
+        rows = await self._rows("holder", {"key": key})
+        if not rows:
+            return None
+        owner, expires_at, host, pid = rows[0]
+        return LeaseHolder(owner=owner, expires_at=expires_at, host=host, pid=pid)
 
     async def renew(self, lease: Lease, *, ttl: float) -> Lease:
         """Extend the current ``lease`` to ``ttl`` seconds from now (same token)."""
@@ -158,6 +206,17 @@ class PostgresLock(ListeningProviderMixin, LockProvider):
         params = {**_identity(lease), "topic": lock_topic(lease.key)}
         if not await self._rows("release", params):
             raise _not_current(lease)
+
+
+class _Held(NamedTuple):
+    """The current lease of a key another owner holds."""
+
+    token: int
+    owner: str
+    #: Seconds until it lapses (database clock).
+    lasts: float | None
+    host: str | None
+    pid: int | None
 
 
 def _identity(lease: Lease) -> dict[str, Any]:

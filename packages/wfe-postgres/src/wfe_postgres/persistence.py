@@ -189,7 +189,9 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
     :class:`~wfe_core.errors.StaleLeaseError`, and nothing is stored.
     """
 
-    capabilities = frozenset({cap.DURABLE, cap.FENCING, cap.ASYNCIO_ONLY, cap.EXTERNAL_WORK})
+    capabilities = frozenset(
+        {cap.DURABLE, cap.FENCING, cap.ASYNCIO_ONLY, cap.EXTERNAL_WORK, cap.REMOTE}
+    )
 
     def __init__(
         self,

@@ -65,7 +65,7 @@ def _queue_and_lock_specs() -> list[ProviderSpec]:
             url_schemes=SCHEMES,
             options_class=PostgresOptions,
             capabilities=frozenset(
-                {cap.DURABLE, cap.DISTRIBUTED, cap.LEASE_RENEWAL, cap.ASYNCIO_ONLY}
+                {cap.DURABLE, cap.DISTRIBUTED, cap.LEASE_RENEWAL, cap.ASYNCIO_ONLY, cap.REMOTE}
             ),
         ),
     ]
@@ -83,7 +83,9 @@ def register_providers() -> list[ProviderSpec]:
             " (fenced writes, versioned schema)",
             url_schemes=SCHEMES,
             options_class=PostgresOptions,
-            capabilities=frozenset({cap.DURABLE, cap.FENCING, cap.ASYNCIO_ONLY, cap.EXTERNAL_WORK}),
+            capabilities=frozenset(
+                {cap.DURABLE, cap.FENCING, cap.ASYNCIO_ONLY, cap.EXTERNAL_WORK, cap.REMOTE}
+            ),
         ),
         *_queue_and_lock_specs(),
     ]

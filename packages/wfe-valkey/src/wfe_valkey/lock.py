@@ -23,7 +23,7 @@ import anyio
 import attrs
 
 from wfe_core.errors import LockNotHeldError, ProviderError
-from wfe_core.providers import Lease, LockProvider
+from wfe_core.providers import Lease, LeaseHolder, LockProvider, holder_is_gone, this_process
 from wfe_core.providers import capabilities as cap
 from wfe_valkey._connection import Connection
 from wfe_valkey.options import ValkeyOptions, parse_url
@@ -44,24 +44,34 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 """
 
-# KEYS[1]: the lease hash (owner, token), which expires with the lease. ARGV: owner, ttl ms.
-# Returns {1, token, now µs} or {0, holder, ms until its lease expires}.
+# KEYS[1]: the lease hash (owner, token, host, pid), which expires with the lease, so the
+# holder's host and pid live exactly as long as its lease. ARGV: owner, ttl ms, host, pid,
+# and the token of a lease to break (its holder was found gone; '' for none).
+# Returns {1, token, now µs} or {0, holder, ms until its lease expires, host, pid, token}.
 _ACQUIRE = (
     _CLOCK
     + """
-local holder = redis.call('HGET', KEYS[1], 'owner')
-if holder and holder ~= '' then
-  return {0, holder, redis.call('PTTL', KEYS[1])}
+local lease = redis.call('HMGET', KEYS[1], 'owner', 'token', 'host', 'pid')
+local holder = lease[1]
+if holder and holder ~= '' and (ARGV[5] == '' or lease[2] ~= ARGV[5]) then
+  return {0, holder, redis.call('PTTL', KEYS[1]), lease[3] or '', lease[4] or '', lease[2]}
 end
 local token = now
-local last = tonumber(redis.call('HGET', KEYS[1], 'token') or '0')
+local last = tonumber(lease[2] or '0')
 if token <= last then token = last + 1 end
 -- %d, not tostring: Lua 5.1 prints numbers with 14 digits, a token has 16.
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', string.format('%d', token))
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', string.format('%d', token),
+  'host', ARGV[3], 'pid', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, token, now}
 """
 )
+
+# Returns {owner, ms until the lease expires, host, pid}, or an empty owner when free.
+_HOLDER = """
+local lease = redis.call('HMGET', KEYS[1], 'owner', 'host', 'pid')
+return {lease[1] or '', redis.call('PTTL', KEYS[1]), lease[2] or '', lease[3] or ''}
+"""
 
 # ARGV: owner, token, ttl ms. Returns the server's now (µs), or -1 when the lease is not current.
 _RENEW = (
@@ -84,6 +94,7 @@ if lease[1] ~= ARGV[1] or lease[2] ~= ARGV[2] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'owner', '')
+redis.call('HDEL', KEYS[1], 'host', 'pid')
 redis.call('PEXPIRE', KEYS[1], {_RETAIN_MS})
 return 1
 """
@@ -111,11 +122,16 @@ class ValkeyLock(LockProvider):
     the server's clock (see the module's docstring) and keep growing across a restart of a
     server without persistence.
 
+    The lease hash also records its holder's host name and pid (so they lapse with the
+    lease): :meth:`holder` names them, and a key held by a process of this machine that no
+    longer runs is taken over at once (see :func:`wfe_core.providers.holder_is_gone`), in the
+    acquire script, on condition that the lease is still the dead holder's (its token).
+
     A waiting :meth:`acquire` tries again with a growing pause (5 ms to 100 ms), and at once
     when the holder's lease is due to expire.
     """
 
-    capabilities = frozenset({cap.DISTRIBUTED, cap.LEASE_RENEWAL, cap.ASYNCIO_ONLY})
+    capabilities = frozenset({cap.DISTRIBUTED, cap.LEASE_RENEWAL, cap.ASYNCIO_ONLY, cap.REMOTE})
 
     def __init__(self, url: str | None = None, options: ValkeyOptions | None = None) -> None:
         self.target = parse_url(url, options)
@@ -137,6 +153,7 @@ class ValkeyLock(LockProvider):
             "acquire": client.register_script(_ACQUIRE),
             "renew": client.register_script(_RENEW),
             "release": client.register_script(_RELEASE),
+            "holder": client.register_script(_HOLDER),
         }
         self._connection = connection
 
@@ -167,13 +184,43 @@ class ValkeyLock(LockProvider):
             raise ValueError("ttl must be positive")
         deadline = anyio.current_time() + max(wait, 0.0)
         pause = _FIRST_PAUSE
+        host, pid = this_process()
+        # The lease being broken (its token, owner, host and pid): its holder is gone.
+        broken: tuple[str, str, str, int] | None = None
         while True:
-            reply = await self._script("acquire", key, owner, _ms(ttl))
+            reply = await self._script(
+                "acquire", key, owner, _ms(ttl), host, pid, "" if broken is None else broken[0]
+            )
             if int(reply[0]) == 1:
+                if broken is not None:
+                    # A warning: a process died holding work (killed, crashed).
+                    logger.warning(
+                        "took over the lease of %r from %s: its process %d on %s no longer runs",
+                        key,
+                        broken[1],
+                        broken[3],
+                        broken[2],
+                    )
                 return Lease(
                     key=key, owner=owner, token=int(reply[1]), expires_at=_at(int(reply[2]), ttl)
                 )
-            holder = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
+            holder, held_host, held_pid, held_token = (
+                _text(reply[1]),
+                _text(reply[3]),
+                _pid(reply[4]),
+                _text(reply[5]),
+            )
+            if (
+                holder != owner
+                and held_pid is not None
+                and (broken is None or broken[0] != held_token)
+                and holder_is_gone(held_host, held_pid)
+            ):
+                # Killed without releasing it: take that very lease over now (a renewal
+                # keeps the token; a new holder's lease has another one and is kept).
+                broken = (held_token, holder, held_host, held_pid)
+                continue
+            broken = None
             remaining = deadline - anyio.current_time()
             if holder == owner or remaining <= 0:
                 # Not re-entrant: waiting for one's own lease to lapse makes no sense.
@@ -184,6 +231,19 @@ class ValkeyLock(LockProvider):
                 sleep = min(sleep, expires_in)
             await anyio.sleep(sleep)
             pause = min(pause * 2, _LONGEST_PAUSE)
+
+    async def holder(self, key: str) -> LeaseHolder | None:
+        """The current holder of ``key``: its owner, expiry, host name and pid."""
+        reply = await self._script("holder", key)
+        owner, expires_in = _text(reply[0]), int(reply[1])
+        if not owner or expires_in < 0:
+            return None
+        return LeaseHolder(
+            owner=owner,
+            expires_at=datetime.now(UTC) + timedelta(milliseconds=expires_in),
+            host=_text(reply[2]) or None,
+            pid=_pid(reply[3]),
+        )
 
     async def renew(self, lease: Lease, *, ttl: float) -> Lease:
         """Extend the current ``lease`` to ``ttl`` seconds from now (same token)."""
@@ -198,6 +258,15 @@ class ValkeyLock(LockProvider):
         """Free the key of the current ``lease`` at once."""
         if int(await self._script("release", lease.key, lease.owner, str(lease.token))) != 1:
             raise _not_current(lease)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pid(value: Any) -> int | None:
+    text = _text(value)
+    return int(text) if text.isdigit() else None
 
 
 def _not_current(lease: Lease) -> LockNotHeldError:

@@ -48,7 +48,9 @@ def register_providers() -> list[ProviderSpec]:
             summary="Leases in Valkey/Redis; fencing tokens that survive a server restart",
             url_schemes=SCHEMES,
             options_class=ValkeyOptions,
-            capabilities=frozenset({cap.DISTRIBUTED, cap.LEASE_RENEWAL, cap.ASYNCIO_ONLY}),
+            capabilities=frozenset(
+                {cap.DISTRIBUTED, cap.LEASE_RENEWAL, cap.ASYNCIO_ONLY, cap.REMOTE}
+            ),
         ),
         ProviderSpec(
             ProviderKind.QUEUE,

@@ -48,6 +48,9 @@ class Capability(StrEnum):
     #: workers claim them (``get_open_subscriptions``, ``claim_subscription``,
     #: ``release_subscription_claim``): what activities and user tasks need.
     EXTERNAL_WORK = "external-work"
+    #: Each operation is a round trip to a server over the network (not a call into this
+    #: process or a local file): the host makes independent operations side by side.
+    REMOTE = "remote"
 
 
 def parse_capabilities(values: Iterable[Capability | str], *, where: str) -> frozenset[Capability]:
@@ -86,6 +89,7 @@ SEARCH_BY_DATA = Capability.SEARCH_BY_DATA
 ASYNCIO_ONLY = Capability.ASYNCIO_ONLY
 FENCING = Capability.FENCING
 EXTERNAL_WORK = Capability.EXTERNAL_WORK
+REMOTE = Capability.REMOTE
 
 __all__ = [
     "ASYNCIO_ONLY",
@@ -96,6 +100,7 @@ __all__ = [
     "FENCING",
     "LEASE_RENEWAL",
     "QUEUE_REDELIVERY",
+    "REMOTE",
     "SEARCH_BY_DATA",
     "Capability",
     "parse_capabilities",
