@@ -9,7 +9,7 @@ from wfe_core import ExecutionResult
 from wfe_core.primitives import Activity
 from wfe_core.providers import StepExecutor
 from wfe_yaml.durations import parse_duration
-from wfe_yaml.executors.common import check_duration, check_output_name, value_output
+from wfe_yaml.executors.common import check_duration, check_output_name, config_schema, value_output
 from wfe_yaml.steps import record_result
 
 if TYPE_CHECKING:
@@ -45,15 +45,7 @@ class ActivityExecutor(StepExecutor):
             "timeout": {"$ref": "#/$defs/duration"},
             "output": {"type": "string", "minLength": 1},
         }
-        for key, text in cls.config_keys.items():
-            props[key] = {**props[key], "description": text}
-        return {
-            "type": "object",
-            "required": ["activity"],
-            "properties": props,
-            "patternProperties": {"^_": {}},
-            "additionalProperties": False,
-        }
+        return config_schema(props, cls.config_keys, required=["activity"])
 
     def validate_config(self, config: Mapping[str, Any]) -> list[str]:
         """Problems of an activity step's ``config``."""

@@ -11,7 +11,7 @@ from wfe_core import ExecutionResult
 from wfe_core.primitives import UserTask
 from wfe_core.providers import StepExecutor
 from wfe_yaml.durations import parse_duration
-from wfe_yaml.executors.common import check_output_name
+from wfe_yaml.executors.common import check_output_name, config_schema
 from wfe_yaml.steps import record_result
 
 if TYPE_CHECKING:
@@ -111,15 +111,7 @@ class ApprovalExecutor(StepExecutor):
             },
             "output": {"type": "string", "minLength": 1},
         }
-        for key, text in cls.config_keys.items():
-            props[key] = {**props[key], "description": text}
-        return {
-            "type": "object",
-            "required": ["prompt", "options"],
-            "properties": props,
-            "patternProperties": {"^_": {}},
-            "additionalProperties": False,
-        }
+        return config_schema(props, cls.config_keys, required=["prompt", "options"])
 
     def validate_config(self, config: Mapping[str, Any]) -> list[str]:
         """Problems of an approval step's ``config``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,19 +122,24 @@ def check_env(config: Mapping[str, Any], problems: list[str]) -> None:
 
 
 def config_schema(
-    props: dict[str, Any], descriptions: Mapping[str, str], inline_key: str
+    props: dict[str, Any],
+    descriptions: Mapping[str, str],
+    inline_key: str | None = None,
+    *,
+    required: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The JSON Schema of a step's ``config``: ``props`` with their ``descriptions``, no other
-    keys but ``_template`` holders, and exactly one of ``inline_key`` and ``file``."""
+    """The JSON Schema of a step's ``config``: ``props`` with their ``descriptions``, the
+    ``required`` keys, no other keys but ``_template`` holders, and (for a code step) exactly
+    one of ``inline_key`` and ``file``."""
     for key, text in descriptions.items():
         props[key] = {**props[key], "description": text}
-    return {
-        "type": "object",
-        "properties": props,
-        "patternProperties": {"^_": {}},
-        "additionalProperties": False,
-        "oneOf": [{"required": [inline_key]}, {"required": ["file"]}],
-    }
+    schema: dict[str, Any] = {"type": "object"}
+    if required:
+        schema["required"] = list(required)
+    schema.update(properties=props, patternProperties={"^_": {}}, additionalProperties=False)
+    if inline_key is not None:
+        schema["oneOf"] = [{"required": [inline_key]}, {"required": ["file"]}]
+    return schema
 
 
 def check_source(

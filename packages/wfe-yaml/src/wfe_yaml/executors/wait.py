@@ -12,7 +12,7 @@ from wfe_core.providers import StepExecutor
 from wfe_yaml import interpolation as ip
 from wfe_yaml.durations import parse_duration
 from wfe_yaml.errors import StepFailedError
-from wfe_yaml.executors.common import check_duration, check_output_name, value_output
+from wfe_yaml.executors.common import check_duration, check_output_name, config_schema, value_output
 from wfe_yaml.steps import record_result
 
 if TYPE_CHECKING:
@@ -61,15 +61,7 @@ class WaitExecutor(StepExecutor):
             "timeout": {"$ref": "#/$defs/duration"},
             "output": {"type": "string", "minLength": 1},
         }
-        for key, text in cls.config_keys.items():
-            props[key] = {**props[key], "description": text}
-        return {
-            "type": "object",
-            "required": ["event", "key"],
-            "properties": props,
-            "patternProperties": {"^_": {}},
-            "additionalProperties": False,
-        }
+        return config_schema(props, cls.config_keys, required=["event", "key"])
 
     def validate_config(self, config: Mapping[str, Any]) -> list[str]:
         """Problems of a wait step's ``config`` (what is known before it runs)."""

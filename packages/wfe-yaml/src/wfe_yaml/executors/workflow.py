@@ -9,6 +9,7 @@ from wfe_core import ExecutionResult
 from wfe_core.primitives import SubWorkflow
 from wfe_core.providers import StepExecutor
 from wfe_yaml.errors import StepFailedError
+from wfe_yaml.executors.common import config_schema
 
 if TYPE_CHECKING:
     from wfe_core import StepContext
@@ -40,15 +41,7 @@ class WorkflowExecutor(StepExecutor):
             "inputs": {"type": "object"},
             "outputs": {"type": "array", "items": {"type": "string"}},
         }
-        for key, text in cls.config_keys.items():
-            props[key] = {**props[key], "description": text}
-        return {
-            "type": "object",
-            "required": ["workflow"],
-            "properties": props,
-            "patternProperties": {"^_": {}},
-            "additionalProperties": False,
-        }
+        return config_schema(props, cls.config_keys, required=["workflow"])
 
     def validate_config(self, config: Mapping[str, Any]) -> list[str]:
         """Problems of a workflow step's ``config``."""
