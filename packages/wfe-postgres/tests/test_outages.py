@@ -92,7 +92,13 @@ async def test_killed_listen_connection_reconnects_and_wakes_waiters(
         assert message is not None
         assert message.item_id == "during"
         await queue.ack(message)
-        new_pids = _listener_pids(cluster.url)
+        # The drop wakes the waiters at once, so the item can be found before the listener's
+        # new connection is up: wait for it (bounded), then check there is exactly one.
+        for _ in range(200):  # up to 10 s
+            new_pids = _listener_pids(cluster.url)
+            if new_pids:
+                break
+            await anyio.sleep(0.05)
         assert len(new_pids) == 1
         assert new_pids != pids, "listening again on a new connection"
 
