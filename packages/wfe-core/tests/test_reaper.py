@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -78,3 +79,50 @@ def test_the_watchdog_kills_the_registered_steps_when_its_pipe_closes() -> None:
         step.wait(timeout=30)
         assert step.stdout is not None
         step.stdout.close()
+
+
+def read(pid: int, name: str) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as file:
+            return file.read()
+    except OSError:
+        return None
+
+
+def wait_until_running(pid: int, program: bytes) -> None:
+    """Until ``pid`` runs ``program`` with an empty environment (bounded)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        command = read(pid, "cmdline") or b""
+        if command.split(b"\0")[0] == program and read(pid, "environ") == b"":
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"{pid} never ran {program!r} with an empty environment")
+
+
+def test_a_leftover_caught_between_two_programs_is_found() -> None:
+    # In the middle of execve a process's environment reads empty for a moment (a `setsid`
+    # becoming `sleep` just as its step ended: failed in CI that way). Stretched here: the
+    # process reads empty for a while, then becomes a program carrying the token.
+    token = processes.new_token()
+    later = f"sleep 0.3; exec env {processes.TOKEN_VARIABLE}={token} sleep 300"
+    late = subprocess.Popen(["env", "-i", "sh", "-c", later], start_new_session=True)
+    try:
+        wait_until_running(late.pid, b"sh")
+        assert _reaper.kill_marked({token}, since=late.pid, settle=30) == 1
+        assert late.wait(timeout=30) == -9
+    finally:
+        if late.poll() is None:
+            late.kill()
+            late.wait(timeout=30)
+
+
+def test_a_process_with_an_empty_environment_is_not_taken_for_a_leftover() -> None:
+    bystander = subprocess.Popen(["env", "-i", "sleep", "300"], start_new_session=True)
+    try:
+        wait_until_running(bystander.pid, b"sleep")
+        assert _reaper.kill_marked({processes.new_token()}, since=bystander.pid, settle=0.05) == 0
+        assert alive(bystander.pid)
+    finally:
+        bystander.kill()
+        bystander.wait(timeout=30)

@@ -117,7 +117,10 @@ workflow:
     )
     found = pids(short) + pids(long_)
     try:
-        assert instance.status == WorkflowStatus.COMPLETE, instance
+        steps = [
+            (p.step_name, p.status, p.error, p.extensions.get("result")) for p in instance.pointers
+        ]
+        assert instance.status == WorkflowStatus.COMPLETE, steps
         [long_step] = pointers(instance, "Long")
         assert long_step.extensions["result"]["stdout"] == "still alive"
         assert [pid for pid in found if alive(pid)] == []

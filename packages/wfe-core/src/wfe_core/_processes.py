@@ -152,11 +152,12 @@ async def step_finished(pid: int, token: str) -> int:
     """
     killed = 0
     # The common case (nothing left) is one look at the processes newer than the step.
-    if _reaper.supported() and _reaper.find_marked((token,), since=pid):
+    if _reaper.supported() and _reaper.leftovers_possible(token, since=pid):
         killed = await anyio.to_thread.run_sync(
             lambda: _reaper.kill_marked((token,), since=pid), abandon_on_cancel=False
         )
-        logger.info("killed %d leftover process(es) of a step", killed)
+        if killed:
+            logger.info("killed %d leftover process(es) of a step", killed)
     _tell_watchdog(f"-{pid}\n")
     return killed
 

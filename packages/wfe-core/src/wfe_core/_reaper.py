@@ -88,13 +88,24 @@ def _stat(pid: int) -> tuple[str, int, int] | None:
         return None
 
 
+#: What :func:`_token` returns for an empty environment: a process in the middle of ``execve``
+#: reads as one for a moment (the new program's environment is not set up yet), so whether it
+#: carries a token is not known yet; a process started with ``env -i`` reads so for good.
+_UNSETTLED = ""
+#: How long a scan that saw such processes looks again before it takes them as not ours.
+SETTLE_SECONDS = 0.5
+
+
 def _token(pid: int) -> str | None:
-    """The step token in ``pid``'s environment (``None``: none, gone, or not ours to read)."""
+    """The step token in ``pid``'s environment (``None``: none, gone, or not ours to read;
+    :data:`_UNSETTLED`: the environment reads empty)."""
     try:
         with open(f"{_PROC}/{pid}/environ", "rb") as file:
             environ = file.read()
     except OSError:
         return None
+    if not environ:
+        return _UNSETTLED
     key = TOKEN_VARIABLE.encode() + b"="
     for entry in environ.split(b"\0"):
         if entry.startswith(key):
@@ -102,14 +113,14 @@ def _token(pid: int) -> str | None:
     return None
 
 
-def find_marked(
-    tokens: Collection[str], *, groups: Collection[int] = (), since: int | None = None
-) -> list[int]:
-    """Live processes carrying one of ``tokens``, in one of the process ``groups``, or
-    descending from one of those (a child that cleared its environment is still found while
-    its parent lives). ``since``: only look at pids handed out from then on."""
+def _scan(
+    tokens: Collection[str], groups: Collection[int], since: int | None
+) -> tuple[list[int], bool]:
+    """One look at the processes: those :func:`find_marked` finds, and whether some other
+    process's environment read empty (see :data:`_UNSETTLED`)."""
     me = os.getpid()
     found: set[int] = set()
+    unsettled: set[int] = set()
     parents: dict[int, int] = {}
     for pid in _pids_since(since):
         if pid == me:
@@ -119,8 +130,14 @@ def find_marked(
             continue  # gone, or dead and waiting for its parent to reap it
         _state, ppid, pgid = stat
         parents[pid] = ppid
-        if pgid in groups or _token(pid) in tokens:
+        if pgid in groups:
             found.add(pid)
+            continue
+        token = _token(pid)
+        if token in tokens:
+            found.add(pid)
+        elif token == _UNSETTLED and ppid not in (0, 2):  # kernel threads have no environment
+            unsettled.add(pid)
     # Descendants of what was found, through parents found in the same pass.
     grew = True
     while grew:
@@ -129,19 +146,54 @@ def find_marked(
             if pid not in found and ppid in found:
                 found.add(pid)
                 grew = True
-    return sorted(found)
+    return sorted(found), bool(unsettled - found)
+
+
+def find_marked(
+    tokens: Collection[str],
+    *,
+    groups: Collection[int] = (),
+    since: int | None = None,
+    settle_until: float | None = None,
+) -> list[int]:
+    """Live processes carrying one of ``tokens``, in one of the process ``groups``, or
+    descending from one of those (a child that cleared its environment is still found while
+    its parent lives). ``since``: only look at pids handed out from then on.
+
+    ``settle_until`` (a :func:`time.monotonic` deadline): while some process's environment
+    reads empty, as it does in the middle of ``execve``, look again until that deadline, so a
+    leftover caught between two programs (``setsid`` becoming ``sleep``) is not missed.
+    """
+    while True:
+        found, unsettled = _scan(tokens, groups, since)
+        if not unsettled or settle_until is None or time.monotonic() >= settle_until:
+            return found
+        time.sleep(0.002)
+
+
+def leftovers_possible(token: str, *, since: int) -> bool:
+    """Whether a step's token may have processes left (one quick look, for the common case of
+    none): some carry it, or some process was caught in the middle of ``execve``."""
+    found, unsettled = _scan((token,), (), since)
+    return bool(found) or unsettled
 
 
 def kill_marked(
-    tokens: Collection[str], *, groups: Collection[int] = (), since: int | None = None
+    tokens: Collection[str],
+    *,
+    groups: Collection[int] = (),
+    since: int | None = None,
+    settle: float = SETTLE_SECONDS,
 ) -> int:
     """SIGKILL every process :func:`find_marked` finds, again until none is left (a process
-    may fork while it is being killed). Returns how many were killed."""
+    may fork while it is being killed). Processes caught in the middle of ``execve`` are
+    looked at again for up to ``settle`` seconds in all. Returns how many were killed."""
     if not tokens and not groups:
         return 0
     killed: set[int] = set()
+    settle_until = time.monotonic() + settle
     for _ in range(_MAX_ROUNDS):
-        pids = find_marked(tokens, groups=groups, since=since)
+        pids = find_marked(tokens, groups=groups, since=since, settle_until=settle_until)
         if not pids:
             break
         for pid in pids:
