@@ -194,6 +194,20 @@ class Database:
         except psycopg.Error as exc:
             raise wrap_error(exc, "connect", self.where) from exc
 
+    async def _why_no_connection(self) -> str | None:
+        """What the server or the network says to one more attempt (the pool only logs why
+        its attempts failed: a wrong password or a missing database would otherwise be
+        reported as a time-out), or ``None`` when it connects now."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.target.conninfo, **self.connect_kwargs()
+            )
+        except psycopg.Error as exc:
+            lines = str(exc).strip().splitlines()
+            return lines[0].removeprefix("connection failed: ") if lines else type(exc).__name__
+        await conn.close()
+        return None
+
     async def _kwargs(self) -> dict[str, Any]:
         return self.connect_kwargs()
 
@@ -224,9 +238,10 @@ class Database:
             except BaseException as exc:
                 await pool.close()
                 if isinstance(exc, psycopg.Error | psycopg_pool.PoolTimeout):
+                    reason = await self._why_no_connection() or str(exc)
                     raise ProviderUnavailableError(
                         f"PostgreSQL: cannot connect to {self.where} within"
-                        f" {options.connect_timeout:g} s: {exc}"
+                        f" {options.connect_timeout:g} s: {reason}"
                     ) from exc
                 raise
             self._pool = pool
