@@ -17,10 +17,10 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
-import anyio.to_thread
 
 from wfe_core.errors import ProviderError, WfeError
 from wfe_sqlite._errors import wrap_error
+from wfe_sqlite._threads import StoreThreads
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -77,10 +77,8 @@ class GroupCommit:
         # first caller waiting for its ``lead``; while none is, the line is empty.
         self._groups: deque[_Group] = deque()
         self._leading = False
-        # Created on first use (anyio primitives need a running event loop). Its own limiter,
-        # so database work never waits for threads taken by other to_thread users (the
-        # default limiter is shared by the whole program).
-        self._write_limiter: anyio.CapacityLimiter | None = None
+        #: The writer's thread (one: the transactions run one at a time anyway).
+        self.thread = StoreThreads("writer", 1, connections.where)
 
     async def write(
         self, fn: Callable[[Connection], T], what: str = "write", *, durable: bool = True
@@ -147,11 +145,10 @@ class GroupCommit:
         self._leading = True
         taken = self._groups.popleft()
         assert taken is group
-        if self._write_limiter is None:
-            self._write_limiter = anyio.CapacityLimiter(1)
         try:
-            await anyio.to_thread.run_sync(self._run_batch, group, limiter=self._write_limiter)
-        except BaseException as exc:  # pragma: no cover - thread start failures
+            await self.thread.run(self._run_batch, group)
+        except BaseException as exc:
+            # The store is closed, or the thread failed in a way _run_batch does not catch.
             for index in range(len(group.fns)):
                 group.errors.setdefault(index, exc)
         finally:

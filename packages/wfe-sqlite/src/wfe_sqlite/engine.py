@@ -32,6 +32,7 @@ from wfe_sqlite._channels import ChangeChannels
 from wfe_sqlite._connections import Connections, driver
 from wfe_sqlite._errors import wrap_error
 from wfe_sqlite._reads import GroupedReads
+from wfe_sqlite._threads import join_threads
 from wfe_sqlite._times import from_us, now_us, to_us
 from wfe_sqlite._writes import GroupCommit
 
@@ -127,7 +128,11 @@ async def _open(store: Store) -> None:
 
 
 async def _close(store: Store) -> None:
+    # On the event loop, so no job is handed to a thread after it: the threads end once the
+    # jobs handed to them are done.
+    threads = store.commits.thread.stop() + store.reads.threads.stop()
     with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(join_threads, threads)
         await anyio.to_thread.run_sync(store.close_blocking)
 
 
