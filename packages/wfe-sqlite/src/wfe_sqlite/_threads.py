@@ -3,7 +3,8 @@
 A call through ``anyio.to_thread.run_sync`` costs the event loop about 60 µs of CPU (a
 capacity limiter, a cancel scope, a future and a task wake-up each way); a thread of the
 store's own, fed through a :class:`queue.SimpleQueue` and answering with the loop's
-``call_soon_threadsafe``, about 17-20 µs. Every write and every read group of a store makes
+``call_soon_threadsafe`` (resolving a future of the loop; an anyio event on other
+backends), about 17-20 µs. Every write and every read group of a store makes
 one such call, so they go to a :class:`StoreThreads`: the writer has one thread (its
 transactions run one at a time anyway), the readers one per reader connection.
 
@@ -13,10 +14,12 @@ The threads are daemons started on first use and stopped by :meth:`StoreThreads.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from functools import partial
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -32,16 +35,15 @@ A = TypeVar("A")
 
 
 class _Job(Generic[A]):
-    __slots__ = ("arg", "done", "error", "fn", "wake")
+    __slots__ = ("answer", "arg", "error", "fn")
 
-    def __init__(self, fn: Callable[[A], None], arg: A, done: anyio.Event) -> None:
+    def __init__(self, fn: Callable[[A], None], arg: A, answer: Callable[[], object]) -> None:
         self.fn = fn
         self.arg = arg
-        self.done = done
+        #: Wakes the waiting caller (called in the thread once ``fn`` returned).
+        self.answer = answer
         #: What ``fn`` raised (it should record its own failures in ``arg`` instead).
         self.error: BaseException | None = None
-        #: Calls a function soon on the event loop, from any thread.
-        self.wake: Callable[[Callable[[], object]], object] | None = None
 
 
 class StoreThreads:
@@ -54,12 +56,15 @@ class StoreThreads:
         self.name = name
         self.size = size
         self.where = where
-        self._queue: queue.SimpleQueue[_Job[object] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         # Jobs handed over and not answered yet (touched on the event loop only): a new
         # thread starts when there are more than threads, up to ``size``.
         self._pending = 0
         self._stopped = False
+        # Set on first use: the asyncio loop (answered through a future of its own, which
+        # costs it less than an anyio event), or how to call soon on another backend's loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._call_soon: Callable[[Callable[[], object]], object] | None = None
 
     async def run(self, fn: Callable[[A], None], arg: A) -> None:
@@ -71,21 +76,37 @@ class StoreThreads:
         """
         if self._stopped:
             raise ProviderError(f"{self.where} is closed")
-        call_soon = self._call_soon
-        if call_soon is None:
-            call_soon = self._call_soon = _call_soon_from_threads()
-        job = _Job(fn, arg, anyio.Event())
-        job.wake = call_soon
+        loop = self._loop
+        if loop is None and self._call_soon is None:
+            loop = self._first_use()
         self._pending += 1
         if self._pending > len(self._threads) < self.size:
             self._start_thread()
-        self._queue.put(job)  # type: ignore[arg-type]
         try:
-            await job.done.wait()
+            if loop is not None:
+                future: asyncio.Future[None] = loop.create_future()
+                job = _Job(fn, arg, partial(loop.call_soon_threadsafe, _resolve, future))
+                self._queue.put(job)
+                await future
+            else:
+                assert self._call_soon is not None
+                done = anyio.Event()
+                job = _Job(fn, arg, partial(self._call_soon, done.set))
+                self._queue.put(job)
+                await done.wait()
         finally:
             self._pending -= 1
         if job.error is not None:
             raise job.error
+
+    def _first_use(self) -> asyncio.AbstractEventLoop | None:
+        native: Any = anyio.lowlevel.current_token().native_token
+        if isinstance(native, asyncio.AbstractEventLoop):
+            self._loop = native
+            return native
+        # trio's token.
+        self._call_soon = native.run_sync_soon
+        return None
 
     def _start_thread(self) -> None:
         thread = threading.Thread(
@@ -108,9 +129,8 @@ class StoreThreads:
                 job.fn(job.arg)
             except BaseException as exc:
                 job.error = exc
-            assert job.wake is not None
             try:
-                job.wake(job.done.set)
+                job.answer()
             except RuntimeError:
                 # The event loop is closed: nobody is waiting for the answer any more.
                 logger.debug(
@@ -128,14 +148,10 @@ class StoreThreads:
         return list(self._threads)
 
 
-def _call_soon_from_threads() -> Callable[[Callable[[], object]], object]:
-    """How another thread calls a function soon on the current event loop."""
-    native: Any = anyio.lowlevel.current_token().native_token
-    # asyncio's loop, or trio's token.
-    call_soon = getattr(native, "call_soon_threadsafe", None)
-    if call_soon is None:
-        call_soon = native.run_sync_soon
-    return cast("Callable[[Callable[[], object]], object]", call_soon)
+def _resolve(future: asyncio.Future[None]) -> None:
+    # Cancelled meanwhile (a caller that did not shield its wait): nobody wants the answer.
+    if not future.done():
+        future.set_result(None)
 
 
 def join_threads(threads: list[threading.Thread], timeout: float | None = None) -> None:
