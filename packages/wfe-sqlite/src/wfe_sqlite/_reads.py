@@ -1,7 +1,7 @@
 """Grouped reads: the reads of one database, run on its pool of reader connections.
 
 In WAL mode reads do not wait for writers. They are grouped like writes: the reads pending
-together run in one worker thread call and one read transaction (one snapshot), since the hop
+together run in one reader thread call and one read transaction (one snapshot), since the hop
 to a thread and back costs more CPU than a read by id. The reads arriving while a group runs
 wait to form the next one, unless that group has run for a few milliseconds (a long read):
 then they start another beside it, up to ``read_connections`` groups at once. An operation
@@ -72,7 +72,7 @@ class GroupedReads:
         self.threads = StoreThreads("reader", self.read_connections, connections.where)
 
     async def read(self, fn: Callable[[Connection], T], what: str = "read") -> T:
-        """Run ``fn(connection)`` in a read transaction in a worker thread and return its result.
+        """Run ``fn(connection)`` in a read transaction in a reader thread and return its result.
 
         ``fn`` may share its transaction (one consistent snapshot) and its thread with the other
         reads pending at the same time. A WFE error it raises reaches only its caller; any other
@@ -146,7 +146,7 @@ class GroupedReads:
 
     def run_blocking(self, batch: list[_Read[Any]]) -> None:
         """Run ``batch`` in as few read transactions as its failures allow (blocking: in
-        a worker thread)."""
+        a reader thread)."""
         engine = self._connections.read_engine
         if engine is None:
             error = ProviderError(f"{self._connections.where} is closed")

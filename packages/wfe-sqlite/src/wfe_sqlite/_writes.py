@@ -1,7 +1,7 @@
 """Group commit: the writes of one database, committed together on its one writer.
 
 Callers add their operation to the last group in line (up to ``max_batch_size`` each); when a
-group's turn comes, the caller of its first operation (the *leader*) runs it in a worker
+group's turn comes, the caller of its first operation (the *leader*) runs it in the writer's
 thread as ONE transaction (``BEGIN IMMEDIATE``) and commits once, while the other callers
 wait for the group to be done: operations arriving while a transaction is being written share
 the next commit and its sync, which is what makes ``synchronous=FULL`` fast under load. An
@@ -87,7 +87,7 @@ class GroupCommit:
     ) -> T:
         """Run ``fn(connection)`` in a write transaction and return its result once committed.
 
-        ``fn`` runs in a worker thread inside a transaction it may share with other
+        ``fn`` runs in the writer's thread inside a transaction it may share with other
         operations; it must not commit. It should check before it writes: a WFE error raised
         before any write fails only this operation (and reaches the caller as it is); any
         other exception, or a WFE error after a write, makes the whole group run again one

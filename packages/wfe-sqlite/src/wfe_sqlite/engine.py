@@ -12,9 +12,12 @@ is made of four parts, each in a module of its own:
   lets them read while a write is under way), and the watch connection;
 * group commit (``_writes``): writes arriving while a transaction is being written share the
   next commit and its sync;
-* grouped reads (``_reads``): the reads pending together run in one worker thread call and
+* grouped reads (``_reads``): the reads pending together run in one reader thread call and
   one read transaction;
 * change channels (``_channels``): in-process wake-ups, and noticing other processes' commits.
+
+The writes and the read groups run in threads of the store's own (``_threads``): one for the
+writer, up to ``read_connections`` for the readers.
 
 In-memory databases have a single connection (SQLite gives each connection its own in-memory
 database), so their reads go through the writer too.
