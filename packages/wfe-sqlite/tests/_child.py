@@ -68,6 +68,23 @@ async def hold(url: str, ttl: float) -> None:
         await anyio.sleep(3600)
 
 
+async def create_until_killed(url: str, writers: int) -> None:
+    """Create instances from ``writers`` tasks at once (so some share a commit) until killed,
+    reporting each id as soon as its ``create_workflow`` returned."""
+    from wfe_core.models import WorkflowInstance
+    from wfe_sqlite import SqlitePersistence
+
+    async def create(persistence: SqlitePersistence) -> None:
+        while True:
+            instance = WorkflowInstance("flow", 1)
+            await persistence.create_workflow(instance)
+            say(created=instance.id)
+
+    async with SqlitePersistence(url) as persistence, anyio.create_task_group() as tg:
+        for _ in range(writers):
+            tg.start_soon(create, persistence)
+
+
 # -- a host in a child process --------------------------------------------------------------
 STEPS = ("one", "two", "three", "four")
 
@@ -196,6 +213,8 @@ def main() -> None:
         anyio.run(run_host, url, args[0])
     elif mode == "start":
         anyio.run(start_and_hang, url, args[0], int(args[1]))
+    elif mode == "create":
+        anyio.run(create_until_killed, url, int(args[0]))
     elif mode == "finish-one":
         anyio.run(finish_one, url, args[0], args[1])
     else:

@@ -64,7 +64,11 @@ def _switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> Any:
 def _begin_immediate(conn: Connection) -> None:
     # Take the write lock when the transaction starts, not at its first write: a deferred
     # transaction that read first could not upgrade without a SQLITE_BUSY_SNAPSHOT error.
-    driver(conn).execute("BEGIN IMMEDIATE")
+    raw = driver(conn)
+    # Already begun on the driver's connection by the group commit (see _writes._begin): a
+    # statement run through SQLAlchemy inside it joins it.
+    if not raw.in_transaction:
+        raw.execute("BEGIN IMMEDIATE")
 
 
 def _begin_deferred(conn: Connection) -> None:

@@ -1,7 +1,7 @@
 """Grouped reads: the reads of one database, run on its pool of reader connections.
 
 In WAL mode reads do not wait for writers. They are grouped like writes: the reads pending
-together run in one worker thread call and one read transaction (one snapshot), since the hop
+together run in one reader thread call and one read transaction (one snapshot), since the hop
 to a thread and back costs more CPU than a read by id. The reads arriving while a group runs
 wait to form the next one, unless that group has run for a few milliseconds (a long read):
 then they start another beside it, up to ``read_connections`` groups at once. An operation
@@ -16,10 +16,10 @@ import time
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
-import anyio.to_thread
 
 from wfe_core.errors import ProviderError, WfeError
 from wfe_sqlite._errors import wrap_error
+from wfe_sqlite._threads import StoreThreads
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -68,11 +68,11 @@ class GroupedReads:
         self.running = 0
         # When the last group started (time.monotonic()).
         self._read_started = 0.0
-        # Created on first use; see GroupCommit's limiter.
-        self._read_limiter: anyio.CapacityLimiter | None = None
+        #: The readers' threads: one per reader connection, started as groups need them.
+        self.threads = StoreThreads("reader", self.read_connections, connections.where)
 
     async def read(self, fn: Callable[[Connection], T], what: str = "read") -> T:
-        """Run ``fn(connection)`` in a read transaction in a worker thread and return its result.
+        """Run ``fn(connection)`` in a read transaction in a reader thread and return its result.
 
         ``fn`` may share its transaction (one consistent snapshot) and its thread with the other
         reads pending at the same time. A WFE error it raises reaches only its caller; any other
@@ -120,13 +120,12 @@ class GroupedReads:
         self._read_started = time.monotonic()
         # More in line than one group takes: they may start another group beside it.
         self._wake_next_reader()
-        if self._read_limiter is None:
-            self._read_limiter = anyio.CapacityLimiter(self.read_connections)
         try:
             # Shielded: the others of the group wait for it even when this caller is cancelled.
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self.run_blocking, batch, limiter=self._read_limiter)
-        except BaseException as exc:  # pragma: no cover - thread start failures
+                await self.threads.run(self.run_blocking, batch)
+        except BaseException as exc:
+            # The store is closed, or the thread failed in a way run_blocking does not catch.
             for job in batch:
                 if not job.done and job.error is None:
                     job.error = exc
@@ -147,7 +146,7 @@ class GroupedReads:
 
     def run_blocking(self, batch: list[_Read[Any]]) -> None:
         """Run ``batch`` in as few read transactions as its failures allow (blocking: in
-        a worker thread)."""
+        a reader thread)."""
         engine = self._connections.read_engine
         if engine is None:
             error = ProviderError(f"{self._connections.where} is closed")

@@ -1,7 +1,7 @@
 """Group commit: the writes of one database, committed together on its one writer.
 
 Callers add their operation to the last group in line (up to ``max_batch_size`` each); when a
-group's turn comes, the caller of its first operation (the *leader*) runs it in a worker
+group's turn comes, the caller of its first operation (the *leader*) runs it in the writer's
 thread as ONE transaction (``BEGIN IMMEDIATE``) and commits once, while the other callers
 wait for the group to be done: operations arriving while a transaction is being written share
 the next commit and its sync, which is what makes ``synchronous=FULL`` fast under load. An
@@ -12,17 +12,19 @@ was marked as one whose loss could only cause a redelivery.
 
 from __future__ import annotations
 
-import sqlite3
+import contextlib
 from collections import deque
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
-import anyio.to_thread
 
 from wfe_core.errors import ProviderError, WfeError
+from wfe_sqlite._connections import driver
 from wfe_sqlite._errors import wrap_error
+from wfe_sqlite._threads import StoreThreads
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Callable
 
     from sqlalchemy import Connection
@@ -38,7 +40,9 @@ class _Group:
     The caller of the first one leads the group when its turn comes (runs it in the writer
     thread); the others wait for ``done``. One object and two events per group rather than an
     object and an event per operation: on the event loop a write costs an append and one
-    wake-up, and it leaves fewer objects for the garbage collector to promote and scan.
+    wake-up, and it leaves fewer objects for the garbage collector to promote and scan. The
+    events are made only when someone waits for them (a lone write, led at once, needs
+    neither: they were a sixth of its cost on the loop).
     """
 
     __slots__ = ("done", "durable", "errors", "finished", "fns", "lead", "results")
@@ -52,9 +56,11 @@ class _Group:
         self.errors: dict[int, BaseException] = {}
         #: Run (or failed as a whole) and ``done`` set.
         self.finished = False
-        self.done = anyio.Event()
-        #: Set when the first operation's caller may lead the group.
-        self.lead = anyio.Event()
+        #: Set once it ran; made by the first caller after the first one (who waits for it).
+        self.done: anyio.Event | None = None
+        #: Set when the first operation's caller may lead the group; made by that caller when
+        #: it has to wait (another group is being led), before it waits.
+        self.lead: anyio.Event | None = None
 
 
 class _GroupFailure(Exception):
@@ -77,17 +83,15 @@ class GroupCommit:
         # first caller waiting for its ``lead``; while none is, the line is empty.
         self._groups: deque[_Group] = deque()
         self._leading = False
-        # Created on first use (anyio primitives need a running event loop). Its own limiter,
-        # so database work never waits for threads taken by other to_thread users (the
-        # default limiter is shared by the whole program).
-        self._write_limiter: anyio.CapacityLimiter | None = None
+        #: The writer's thread (one: the transactions run one at a time anyway).
+        self.thread = StoreThreads("writer", 1, connections.where)
 
     async def write(
         self, fn: Callable[[Connection], T], what: str = "write", *, durable: bool = True
     ) -> T:
         """Run ``fn(connection)`` in a write transaction and return its result once committed.
 
-        ``fn`` runs in a worker thread inside a transaction it may share with other
+        ``fn`` runs in the writer's thread inside a transaction it may share with other
         operations; it must not commit. It should check before it writes: a WFE error raised
         before any write fails only this operation (and reaches the caller as it is); any
         other exception, or a WFE error after a write, makes the whole group run again one
@@ -114,21 +118,27 @@ class GroupCommit:
         group.fns.append(fn)
         if durable:
             group.durable = True
+        # Made before the first await (see _Group): the leader sets what exists when it ends.
+        if index:
+            if group.done is None:
+                group.done = anyio.Event()
+            waited = group.done
+        elif self._leading:
+            waited = group.lead = anyio.Event()
+        else:
+            waited = None
         try:
-            if index:
-                await group.done.wait()
-            elif self._leading:
-                await group.lead.wait()
+            if waited is not None:
+                await waited.wait()
         except BaseException:
             # Cancelled while waiting. Once queued, the write happens (as a database call in
             # a thread would), and its caller still returns only after the commit holding it;
             # the first caller of a group leads it, since the others wait for it. Shielded
             # only here and while leading: a shield costs more than the rest of a write.
+            assert waited is not None
             with anyio.CancelScope(shield=True):
-                if index:
-                    await group.done.wait()
-                else:
-                    await group.lead.wait()
+                await waited.wait()
+                if not index:
                     await self._lead(group)
             raise
         if not index:
@@ -147,18 +157,21 @@ class GroupCommit:
         self._leading = True
         taken = self._groups.popleft()
         assert taken is group
-        if self._write_limiter is None:
-            self._write_limiter = anyio.CapacityLimiter(1)
         try:
-            await anyio.to_thread.run_sync(self._run_batch, group, limiter=self._write_limiter)
-        except BaseException as exc:  # pragma: no cover - thread start failures
+            await self.thread.run(self._run_batch, group)
+        except BaseException as exc:
+            # The store is closed, or the thread failed in a way _run_batch does not catch.
             for index in range(len(group.fns)):
                 group.errors.setdefault(index, exc)
         finally:
             group.finished = True
-            group.done.set()
+            if group.done is not None:
+                group.done.set()
             if self._groups:
-                self._groups[0].lead.set()
+                lead = self._groups[0].lead
+                # Every group in line while one is led has its first caller waiting on it.
+                assert lead is not None
+                lead.set()
             else:
                 self._leading = False
 
@@ -180,10 +193,10 @@ class GroupCommit:
         if len(fns) == 1:
             self._run_alone(conn, group, 0)
             return
-        raw = conn.connection.driver_connection
-        assert isinstance(raw, sqlite3.Connection)
+        raw = driver(conn)
         try:
-            with conn.begin():
+            _begin(raw)
+            try:
                 for index, fn in enumerate(fns):
                     before = raw.total_changes
                     try:
@@ -198,6 +211,10 @@ class GroupCommit:
                         # A database error may have rolled the whole transaction back
                         # (SQLite does that for some errors), so trust nothing of this group.
                         raise _GroupFailure from exc
+            except BaseException:
+                _rollback(conn, raw)
+                raise
+            _commit(conn, raw)
         except _GroupFailure:
             # Run every operation of the group on its own, so only the guilty one fails.
             errors.clear()
@@ -219,16 +236,51 @@ class GroupCommit:
         if level != self._sync_level:
             # On the driver's connection: through SQLAlchemy the statement would begin a
             # transaction first, and the level cannot change inside one.
-            raw = conn.connection.driver_connection
-            assert isinstance(raw, sqlite3.Connection)
-            raw.execute(f"PRAGMA synchronous = {level.upper()}")
+            driver(conn).execute(f"PRAGMA synchronous = {level.upper()}")
             self._sync_level = level
 
     @staticmethod
     def _run_alone(conn: Connection, group: _Group, index: int) -> None:
+        raw = driver(conn)
         try:
-            with conn.begin():
+            _begin(raw)
+            try:
                 group.results[index] = group.fns[index](conn)
+            except BaseException:
+                _rollback(conn, raw)
+                raise
+            _commit(conn, raw)
         except Exception as exc:
             group.results[index] = None
             group.errors[index] = exc
+
+
+# The write transactions are begun and ended on the driver's connection: through
+# SQLAlchemy's ``conn.begin()`` they cost about 20 µs more each (its events and transaction
+# objects), on the path of every step. An ``fn`` may still run statements through
+# SQLAlchemy: its autobegin finds the transaction open (see ``_begin_immediate`` in
+# ``_connections``) and SQLAlchemy's own transaction is ended with it.
+def _begin(raw: sqlite3.Connection) -> None:
+    # Takes the write lock at once (see _connections._begin_immediate).
+    raw.execute("BEGIN IMMEDIATE")
+
+
+def _commit(conn: Connection, raw: sqlite3.Connection) -> None:
+    try:
+        if conn.in_transaction():
+            conn.commit()  # commits the driver's transaction too
+        else:
+            raw.commit()
+    except BaseException:
+        # A failed COMMIT (busy, I/O error) leaves the transaction open in SQLite.
+        _rollback(conn, raw)
+        raise
+
+
+def _rollback(conn: Connection, raw: sqlite3.Connection) -> None:
+    with contextlib.suppress(Exception):
+        if conn.in_transaction():
+            conn.rollback()
+        # Also when SQLAlchemy's ended without reaching the driver (a closed connection).
+        if raw.in_transaction:
+            raw.rollback()

@@ -12,9 +12,12 @@ is made of four parts, each in a module of its own:
   lets them read while a write is under way), and the watch connection;
 * group commit (``_writes``): writes arriving while a transaction is being written share the
   next commit and its sync;
-* grouped reads (``_reads``): the reads pending together run in one worker thread call and
+* grouped reads (``_reads``): the reads pending together run in one reader thread call and
   one read transaction;
 * change channels (``_channels``): in-process wake-ups, and noticing other processes' commits.
+
+The writes and the read groups run in threads of the store's own (``_threads``): one for the
+writer, up to ``read_connections`` for the readers.
 
 In-memory databases have a single connection (SQLite gives each connection its own in-memory
 database), so their reads go through the writer too.
@@ -32,6 +35,7 @@ from wfe_sqlite._channels import ChangeChannels
 from wfe_sqlite._connections import Connections, driver
 from wfe_sqlite._errors import wrap_error
 from wfe_sqlite._reads import GroupedReads
+from wfe_sqlite._threads import join_threads
 from wfe_sqlite._times import from_us, now_us, to_us
 from wfe_sqlite._writes import GroupCommit
 
@@ -127,7 +131,11 @@ async def _open(store: Store) -> None:
 
 
 async def _close(store: Store) -> None:
+    # On the event loop, so no job is handed to a thread after it: the threads end once the
+    # jobs handed to them are done.
+    threads = store.commits.thread.stop() + store.reads.threads.stop()
     with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(join_threads, threads)
         await anyio.to_thread.run_sync(store.close_blocking)
 
 

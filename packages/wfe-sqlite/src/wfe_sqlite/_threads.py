@@ -1,0 +1,160 @@
+"""Threads of a store's own: where its blocking SQLite calls run.
+
+A call through ``anyio.to_thread.run_sync`` costs the event loop about 60 µs of CPU (a
+capacity limiter, a cancel scope, a future and a task wake-up each way); a thread of the
+store's own, fed through a :class:`queue.SimpleQueue` and answering with the loop's
+``call_soon_threadsafe`` (resolving a future of the loop; an anyio event on other
+backends), about 17-20 µs. Every write and every read group of a store makes
+one such call, so they go to a :class:`StoreThreads`: the writer has one thread (its
+transactions run one at a time anyway), the readers one per reader connection.
+
+The threads are daemons started on first use and stopped by :meth:`StoreThreads.stop`
+(the store's close): the jobs handed over before it still run to the end, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from functools import partial
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+import anyio.lowlevel
+
+from wfe_core.errors import ProviderError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+logger = logging.getLogger("wfe_sqlite.engine")
+
+A = TypeVar("A")
+
+
+class _Job(Generic[A]):
+    __slots__ = ("answer", "arg", "error", "fn")
+
+    def __init__(self, fn: Callable[[A], None], arg: A, answer: Callable[[], object]) -> None:
+        self.fn = fn
+        self.arg = arg
+        #: Wakes the waiting caller (called in the thread once ``fn`` returned).
+        self.answer = answer
+        #: What ``fn`` raised (it should record its own failures in ``arg`` instead).
+        self.error: BaseException | None = None
+
+
+class StoreThreads:
+    """Up to ``size`` threads running the jobs handed to :meth:`run`, in the order handed.
+
+    Used from one event loop (the store's); the threads answer it through its token.
+    """
+
+    def __init__(self, name: str, size: int, where: str) -> None:
+        self.name = name
+        self.size = size
+        self.where = where
+        self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        # Jobs handed over and not answered yet (touched on the event loop only): a new
+        # thread starts when there are more than threads, up to ``size``.
+        self._pending = 0
+        self._stopped = False
+        # Set on first use: the asyncio loop (answered through a future of its own, which
+        # costs it less than an anyio event), or how to call soon on another backend's loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._call_soon: Callable[[Callable[[], object]], object] | None = None
+
+    async def run(self, fn: Callable[[A], None], arg: A) -> None:
+        """Run ``fn(arg)`` in one of the threads and wait until it has returned.
+
+        ``fn`` records its results and failures in ``arg``; an exception it lets through is
+        raised here. Once handed over, the job runs to the end even when this call is
+        cancelled (callers that others wait for shield it).
+        """
+        if self._stopped:
+            raise ProviderError(f"{self.where} is closed")
+        loop = self._loop
+        if loop is None and self._call_soon is None:
+            loop = self._first_use()
+        self._pending += 1
+        if self._pending > len(self._threads) < self.size:
+            self._start_thread()
+        try:
+            if loop is not None:
+                future: asyncio.Future[None] = loop.create_future()
+                job = _Job(fn, arg, partial(loop.call_soon_threadsafe, _resolve, future))
+                self._queue.put(job)
+                await future
+            else:
+                assert self._call_soon is not None
+                done = anyio.Event()
+                job = _Job(fn, arg, partial(self._call_soon, done.set))
+                self._queue.put(job)
+                await done.wait()
+        finally:
+            self._pending -= 1
+        if job.error is not None:
+            raise job.error
+
+    def _first_use(self) -> asyncio.AbstractEventLoop | None:
+        native: Any = anyio.lowlevel.current_token().native_token
+        if isinstance(native, asyncio.AbstractEventLoop):
+            self._loop = native
+            return native
+        # trio's token.
+        self._call_soon = native.run_sync_soon
+        return None
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(
+            target=self._serve,
+            name=f"wfe-sqlite-{self.name}-{len(self._threads)}",
+            # A daemon: a program ending without closing its store must not hang at exit (a
+            # transaction cut short there is rolled back by SQLite, as in a crash).
+            daemon=True,
+        )
+        thread.start()
+        self._threads.append(thread)
+
+    def _serve(self) -> None:
+        get = self._queue.get
+        while True:
+            job = get()
+            if job is None:
+                return
+            try:
+                job.fn(job.arg)
+            except BaseException as exc:
+                job.error = exc
+            try:
+                job.answer()
+            except RuntimeError:
+                # The event loop is closed: nobody is waiting for the answer any more.
+                logger.debug(
+                    "%s: the event loop closed before a %s job's answer", self.where, self.name
+                )
+
+    def stop(self) -> list[threading.Thread]:
+        """Hand over no more jobs; the threads end after the jobs handed over so far.
+
+        Call on the event loop; returns the threads, to join outside it.
+        """
+        self._stopped = True
+        for _ in self._threads:
+            self._queue.put(None)
+        return list(self._threads)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    # Cancelled meanwhile (a caller that did not shield its wait): nobody wants the answer.
+    if not future.done():
+        future.set_result(None)
+
+
+def join_threads(threads: list[threading.Thread], timeout: float | None = None) -> None:
+    """Wait for threads :meth:`StoreThreads.stop` returned (blocking)."""
+    for thread in threads:
+        thread.join(timeout)
