@@ -183,3 +183,22 @@ async def test_a_process_killed_right_after_writes_returned_lost_none_of_them(
             except WorkflowNotFoundError:
                 missing.append(workflow_id)
     assert not missing, f"{len(missing)} of {len(reported)} reported writes were lost"
+
+
+def test_a_store_outlives_its_event_loop_and_serves_the_next(tmp_path: Path) -> None:
+    # Two anyio.run calls with one store (a session-wide fixture, a CLI making two calls).
+    store = SqlitePersistence(f"sqlite:///{tmp_path / 'two-loops.db'}")
+    first = WorkflowInstance("flow", 1, reference="first")
+    second = WorkflowInstance("flow", 1, reference="second")
+
+    async def open_and_create() -> None:
+        await store.__aenter__()
+        await store.create_workflow(first)
+
+    async def create_and_close() -> None:
+        await store.create_workflow(second)
+        assert (await store.get_workflow(first.id)).reference == "first"
+        await store.__aexit__(None, None, None)
+
+    anyio.run(open_and_create)
+    anyio.run(create_and_close)

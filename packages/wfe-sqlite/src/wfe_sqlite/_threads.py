@@ -62,9 +62,8 @@ class StoreThreads:
         # thread starts when there are more than threads, up to ``size``.
         self._pending = 0
         self._stopped = False
-        # Set on first use: the asyncio loop (answered through a future of its own, which
-        # costs it less than an anyio event), or how to call soon on another backend's loop.
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # On an asyncio loop the answer resolves a future of the loop (cheaper for it than an
+        # anyio event); on another backend, an event set through its loop's call-soon.
         self._call_soon: Callable[[Callable[[], object]], object] | None = None
 
     async def run(self, fn: Callable[[A], None], arg: A) -> None:
@@ -76,9 +75,14 @@ class StoreThreads:
         """
         if self._stopped:
             raise ProviderError(f"{self.where} is closed")
-        loop = self._loop
-        if loop is None and self._call_soon is None:
-            loop = self._first_use()
+        try:
+            # The running loop, not one remembered: a store may outlive one event loop and be
+            # used from the next (a test fixture, two ``anyio.run`` calls).
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+            native: Any = anyio.lowlevel.current_token().native_token  # trio's token
+            self._call_soon = native.run_sync_soon
         self._pending += 1
         if self._pending > len(self._threads) < self.size:
             self._start_thread()
@@ -98,15 +102,6 @@ class StoreThreads:
             self._pending -= 1
         if job.error is not None:
             raise job.error
-
-    def _first_use(self) -> asyncio.AbstractEventLoop | None:
-        native: Any = anyio.lowlevel.current_token().native_token
-        if isinstance(native, asyncio.AbstractEventLoop):
-            self._loop = native
-            return native
-        # trio's token.
-        self._call_soon = native.run_sync_soon
-        return None
 
     def _start_thread(self) -> None:
         thread = threading.Thread(
