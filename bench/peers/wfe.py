@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -318,8 +319,11 @@ async def event_round_trip(
     latencies: list[float] = []
     async with make_host(backend, target) as host:
         host.register(definition)
+        # Keys of this run's own: a run on a database an earlier run used must not find
+        # that run's events (a wait matches every stored event of its key).
+        run = uuid.uuid4().hex[:8]
         for i in range(warmup + count):
-            key = f"k{i}"
+            key = f"{run}-k{i}"
             _resumed_events[key] = resumed = anyio.Event()
             workflow_id = await host.start_workflow("bench-event", {"key": key})
             await _until_waiting(host, workflow_id)

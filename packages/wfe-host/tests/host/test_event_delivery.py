@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -11,6 +12,7 @@ from wfe_host_tests_polling import until_waiting_for_event
 
 from wfe_core import WorkflowBuilder, WorkflowStatus
 from wfe_core.memory import MemoryPersistence
+from wfe_core.providers import QueueName
 from wfe_host import HostOptions, WorkflowHost
 from wfe_sqlite import SqlitePersistence
 
@@ -174,3 +176,46 @@ async def test_a_delivery_changes_nothing_until_its_event_is_stored(
         done = await host.wait_for_workflow(workflow_id, timeout=10)
         assert done.status == WorkflowStatus.COMPLETE
         assert done.data.count == 1
+
+
+class CountingPersistence(MemoryPersistence):
+    """Counts the stored events the host reads one by one (each delivery reads its event)."""
+
+    reads = 0
+
+    async def get_event(self, event_id: str) -> Any:
+        self.reads += 1
+        return await super().get_event(event_id)
+
+
+async def _drain(host: WorkflowHost) -> list[str]:
+    """The event ids queued for delivery, taken off the queue."""
+    queued: list[str] = []
+    while (message := await host.queue.dequeue(QueueName.EVENT, timeout=0)) is not None:
+        queued.append(message.item_id)
+        await host.queue.ack(message)
+    return queued
+
+
+async def test_a_new_wait_on_a_key_with_a_long_history_gets_one_event_delivered() -> None:
+    # A key used for a long time: every new wait on it gets the earliest event (it matches
+    # them all), and only that one is reopened and delivered again. Delivering the whole
+    # history to each new wait made a reused key's waits slower run after run.
+    persistence = CountingPersistence()
+    async with WorkflowHost(persistence, options=HostOptions(run_workers=False)) as host:
+        host.register(WorkflowBuilder(Counter).wait_for("go", key="k").then(bump).build("w"))
+        history = [await host.publish_event("go", "k", n) for n in range(30)]
+        for event_id in history:  # delivered to nobody: processed
+            assert await host.events.process(event_id) is None
+        assert len(await _drain(host)) == len(history)
+        workflow_id = await host.start_workflow("w")
+        await host.passes.process(workflow_id)  # subscribes, and queues what it matches
+        assert await _drain(host) == history[:1]
+        assert list(await persistence.get_runnable_events(datetime.now(UTC))) == history[:1]
+        persistence.reads = 0
+        assert await host.events.process(history[0]) is None
+        await host.passes.process(workflow_id)
+        instance = await host.get_workflow(workflow_id)
+        assert instance.status == WorkflowStatus.COMPLETE
+        assert instance.pointers[0].event_data == 0
+        assert persistence.reads == 1

@@ -223,12 +223,14 @@ _DUE_WORKFLOWS_SQL = (
     " AND next_execution <= ? ORDER BY next_execution, seq"
 )
 _NEXT_EXECUTION_SQL = "SELECT min(next_execution) FROM wfe_workflows WHERE status = ?"
-# A new open subscription makes the stored events it matches unprocessed again in its own
-# write, so the recovery sweep delivers one published before it even when the writer dies
-# before queueing it (ix_wfe_events_name_key serves it).
+# A new open subscription makes the earliest stored event it matches (the one it gets)
+# unprocessed again in its own write, so the recovery sweep delivers one published before it
+# even when the writer dies before queueing it (ix_wfe_events_name_key serves it). Only that
+# one: a new wait's write costs the same however many events its key had.
 _REOPEN_EVENTS_SQL = (
-    "UPDATE wfe_events SET is_processed = 0"
-    " WHERE name = ? AND key = ? AND time >= ? AND is_processed = 1"
+    "UPDATE wfe_events SET is_processed = 0 WHERE is_processed = 1 AND id = ("
+    "SELECT id FROM wfe_events WHERE name = ? AND key = ? AND time >= ?"
+    " ORDER BY time, seq LIMIT 1)"
 )
 _DUE_EVENTS_SQL = (
     "SELECT id FROM wfe_events WHERE is_processed = 0 AND time <= ? ORDER BY time, seq"

@@ -39,6 +39,7 @@ from wfe_core.engine._running import run_step
 from wfe_core.engine.middleware import inline_safe
 from wfe_core.models._status import PointerStatus, WorkflowStatus
 from wfe_core.primitives import _containers as containers
+from wfe_core.primitives import _events as events
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -59,10 +60,12 @@ logger = logging.getLogger("wfe_core.engine")
 
 #: Seconds a sequence of steps runs on the lean path before it lets other tasks run.
 _FAIR_SLICE = 0.005
-#: The engine's container steps: they only compute their result from their inputs and their
-#: state (no I/O, no waiting), so a pass runs them without storing their start first, and
-#: their result is stored with the next write (a loop's round costs one write, not two). A
-#: crash before that write runs them again, as any step whose result was not stored.
+#: The engine's container steps and ``wait_for``: they only compute their result from their
+#: inputs and their state (no I/O, no waiting), so a pass runs them without storing their
+#: start first, and their result is stored with the next write (a loop's round costs one
+#: write, not two; an event's delivery, the wait's result and the next step's start are one
+#: write, and so are the step before a wait and the wait's subscription). A crash before
+#: that write runs them again, as any step whose result was not stored.
 _PRIMITIVES = frozenset(
     {
         containers.Sequence,
@@ -71,6 +74,7 @@ _PRIMITIVES = frozenset(
         containers.ForEach,
         containers.Decide,
         containers.When,
+        events.WaitFor,
     }
 )
 #: At most this many primitive runs in a row before a write (a bound, not a limit users meet).
@@ -445,6 +449,13 @@ class Pass:
         events, self.events = self.events, []
         outbox, self.outbox = self.outbox, []
         changed, self.changed = self.changed, set()
+        if subscriptions and closed:
+            # Opened and closed again since the last write (a wait run in place, then
+            # cancelled): neither stored nor closed, so no event is reopened for it.
+            gone = set(closed)
+            opened = {s.id for s in subscriptions}
+            subscriptions = [s for s in subscriptions if s.id not in gone]
+            closed = [c for c in closed if c not in opened]
         # A running step's body may change its own pointer (ctx.pointer) before it returns:
         # such a pointer may differ from what is stored, so it is listed too.
         changed.update(self.running)
@@ -548,5 +559,9 @@ class Pass:
             return None
         (successor,) = self.created
         if successor.scope != pointer.scope or successor.status != PointerStatus.PENDING:
+            return None
+        if self.inline_primitives and successor.step_id in self.primitive_steps:
+            # Run at once without storing its start (see _run_primitives): a step followed
+            # by a wait stores its result and the wait's subscription in one write.
             return None
         return successor

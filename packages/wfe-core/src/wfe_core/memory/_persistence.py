@@ -646,22 +646,25 @@ class MemoryPersistence(PersistenceProvider):
             self._topics.setdefault((row.name, row.key), []).append(event_id)
 
     def _reopen_events_for(self, subscriptions: Iterable[_SubscriptionRow]) -> None:
-        """Mark unprocessed the stored events each open subscription of a write matches,
-        within that write: should the writer die before queueing them, they are still
-        unprocessed for the recovery sweep (an event published before the subscription)."""
+        """Mark unprocessed the earliest stored event each open subscription of a write
+        matches (the one it gets), within that write: should the writer die before queueing
+        it, it is still unprocessed for the recovery sweep (an event published before the
+        subscription). Only that one: the later ones are not the subscription's, and a key
+        reused for years would make every new wait reopen (and deliver) its whole history."""
         for sub in subscriptions:
             if sub.terminated:
                 continue
             topic = (sub.event_name, sub.event_key)
             candidates = self._topics.get(topic, ()) if self.fast else list(self._events)
+            earliest: tuple[datetime, int, str] | None = None
             for event_id in candidates:
                 row = self._events[event_id]
-                if (
-                    row.is_processed
-                    and (row.name, row.key) == topic
-                    and row.time >= sub.subscribe_as_of
-                ):
-                    self._set_processed(event_id, False)
+                if (row.name, row.key) == topic and row.time >= sub.subscribe_as_of:
+                    order = (row.time, row.seq, event_id)
+                    if earliest is None or order < earliest:
+                        earliest = order
+            if earliest is not None and self._events[earliest[2]].is_processed:
+                self._set_processed(earliest[2], False)
 
     def _event_row_of(self, event: Event) -> _EventRow:
         return _EventRow(

@@ -116,11 +116,13 @@ class PersistenceProvider(Provider):
         (:class:`~wfe_core.errors.ConcurrencyError`).
 
         ``subscriptions`` are added, or replaced by id. Each one that is not ``terminated``
-        also marks **unprocessed**, in the same transaction, every stored event it matches
-        (same ``event_name`` and ``event_key``, ``time`` at or after its
-        ``subscribe_as_of``) that is processed: an event published before the subscription
-        existed, delivered to nobody, then reaches the recovery sweep even when the process
-        dies before queueing it. A refused write reopens nothing."""
+        also marks **unprocessed**, in the same transaction, the earliest stored event it
+        matches (same ``event_name`` and ``event_key``, ``time`` at or after its
+        ``subscribe_as_of``; earliest by ``time``, then publish order: the event the
+        subscription gets) when that one is processed: an event published before the
+        subscription existed, delivered to nobody, then reaches the recovery sweep even when
+        the process dies before queueing it. Only that one, so the write costs the same
+        however many events of its key are stored. A refused write reopens nothing."""
 
     @abstractmethod
     async def get_workflow(self, workflow_id: str) -> WorkflowInstance:

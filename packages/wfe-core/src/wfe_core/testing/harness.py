@@ -14,6 +14,7 @@ that waits a day finishes at once, a day later on the clock.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ import anyio
 
 from wfe_core.clock import SYSTEM_CLOCK
 from wfe_core.engine import WorkflowExecutor
+from wfe_core.errors import SubscriptionNotFoundError
 from wfe_core.memory._persistence import MemoryPersistence
 from wfe_core.models import WorkflowInstance
 from wfe_core.testing.clock import ManualClock
@@ -80,6 +82,10 @@ class EngineHarness:
             events=outbox,
             changed_pointers=changed_pointers,
         )
+        # As the host does: a cancelled wait's subscription matches nothing any more.
+        for subscription_id in closed_subscriptions:
+            with contextlib.suppress(SubscriptionNotFoundError):
+                await self.persistence.terminate_subscription(subscription_id)
 
     async def publish(self, event: LifecycleEvent) -> None:
         self.events.append(event)

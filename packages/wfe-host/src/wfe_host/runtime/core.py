@@ -279,15 +279,18 @@ class HostCore:
             logger.exception("could not queue event %s; it will be recovered", event_id)
 
     async def requeue_events_for(self, subscription: EventSubscription) -> None:
-        """Queue again the stored events a new subscription should see, so an event
-        published before the subscription existed is not lost. The write that stored the
-        subscription marked them unprocessed (the persistence contract), so should this
-        process die before queueing them, the recovery sweep does; a delivery finds the
-        subscriptions that already got one closed, so none gets it twice."""
-        for event_id in await self.persistence.get_events(
+        """Queue again the stored event a new subscription should get (the earliest it
+        matches), so an event published before the subscription existed is not lost. The
+        write that stored the subscription marked it unprocessed (the persistence contract),
+        so should this process die before queueing it, the recovery sweep does; a delivery
+        finds the subscriptions that already got one closed, so none gets it twice. Only
+        that one: the later events of the key are not this subscription's, and queueing a
+        reused key's whole history made every new wait slower than the last."""
+        matching = await self.persistence.get_events(
             subscription.event_name, subscription.event_key, subscription.subscribe_as_of
-        ):
-            await self.queue.enqueue(QueueName.EVENT, event_id)
+        )
+        if matching:
+            await self.queue.enqueue(QueueName.EVENT, matching[0])
 
     async def recover_events(self, as_of: datetime | None = None) -> None:
         """Queue the stored events not processed yet whose time is at or before ``as_of``

@@ -702,12 +702,14 @@ class PersistenceSuite:
 
     @pytest.mark.anyio
     @pytest.mark.parametrize("executor_write", [True, False], ids=["changed", "whole"])
-    async def test_a_new_subscription_reopens_the_stored_events_it_matches(
+    async def test_a_new_subscription_reopens_the_earliest_stored_event_it_matches(
         self, persistence: PersistenceProvider, executor_write: bool
     ) -> None:
         # An event published before a subscription was stored, and processed (nobody
         # waited), must reach it even if the writer dies before queueing it: the write
         # storing the subscription marks it unprocessed, so the recovery sweep finds it.
+        # Only the earliest it matches (the one it gets): the later ones stay processed,
+        # so a key reused for years costs a new wait one event, not its whole history.
         now = now_ms()
         as_of = now - timedelta(minutes=1)
         instance = make_instance()
@@ -734,14 +736,21 @@ class PersistenceSuite:
         assert processed == {
             before.id: True,
             at_as_of.id: False,
-            after.id: False,
-            future.id: False,
+            after.id: True,
+            future.id: True,
             waiting.id: False,
             other_key.id: True,
             other_name.id: True,
         }
-        # The recovery sweep's query finds them, oldest first (the future one when due).
-        assert list(await persistence.get_runnable_events(now)) == _ids([at_as_of, after, waiting])
+        # The recovery sweep's query finds them, oldest first.
+        assert list(await persistence.get_runnable_events(now)) == _ids([at_as_of, waiting])
+        # A second subscription of the key from a later time reopens its own earliest.
+        later = make_subscription(instance.id, subscribe_as_of=as_of + timedelta(seconds=1))
+        await persistence.persist_workflow(
+            instance, subscriptions=[later], changed_pointers=[] if executor_write else None
+        )
+        assert not (await persistence.get_event(after.id)).is_processed
+        assert (await persistence.get_event(future.id)).is_processed
 
     @pytest.mark.anyio
     async def test_a_closed_subscription_or_a_refused_write_reopens_nothing(

@@ -153,20 +153,24 @@ class ReferencePersistence(PersistenceProvider):
         self.errors.extend(error_texts)
         # Rule: events are stored as create_event stores them (a transactional outbox).
         self.events.update(event_texts)
-        # Rule: an open subscription written here makes every stored event it matches (same
-        # name and key, effective at or after its as-of) unprocessed again, in this same
-        # write, so the recovery sweep delivers an event published before the subscription
-        # even when the writer dies before queueing it.
+        # Rule: an open subscription written here makes the earliest stored event it
+        # matches (same name and key, effective at or after its as-of; by time, then publish
+        # order) unprocessed again, in this same write, so the recovery sweep delivers an
+        # event published before the subscription even when the writer dies before queueing
+        # it. Only that one: it is the event the subscription gets.
         for subscription in new_subscriptions:
             if not subscription.terminated:
-                for event in self._all_events():
-                    if (
-                        event.is_processed
-                        and event.name == subscription.event_name
-                        and event.key == subscription.event_key
-                        and event.time >= subscription.subscribe_as_of
-                    ):
-                        self._set_processed(event.id, False)
+                matching = [
+                    event
+                    for event in self._all_events()
+                    if event.name == subscription.event_name
+                    and event.key == subscription.event_key
+                    and event.time >= subscription.subscribe_as_of
+                ]
+                if matching:
+                    earliest = min(matching, key=lambda event: event.time)
+                    if earliest.is_processed:
+                        self._set_processed(earliest.id, False)
         # Rule: the new revision is set on the caller's object.
         instance.revision = new_revision
 

@@ -818,6 +818,45 @@ class WorkflowScenarios(PeerScenarios, CancelledChildScenarios):
         assert instance.data.log == ["waiting", "approved"]
 
     @pytest.mark.anyio
+    async def test_a_delivered_event_runs_on_to_the_next_step_in_one_write(
+        self, host: ScenarioHost
+    ) -> None:
+        # The delivery (the wait's pointer given the event, its subscription closed), the
+        # wait's result and the next step's start are one write: the wait runs in place, as
+        # the engine's container steps do. So is the step before the wait and the wait's
+        # subscription. Every write raises the stored revision by one.
+        seen: list[WorkflowInstance] = []
+
+        class Look(StepBody):
+            async def run(self, ctx: StepContext) -> ExecutionResult:
+                seen.append(await host.get_workflow(ctx.workflow.id))
+                return ExecutionResult.next()
+
+        definition = (
+            WorkflowBuilder(Journal)
+            .start_with(Look)
+            .wait_for("approval", key=lambda data: data.kind)
+            .output(payload=lambda step: step.event_data)
+            .then(Look)
+            .build(_unique("event-in-place"))
+        )
+        host.register(definition)
+        key = uuid.uuid4().hex
+        workflow_id = await host.start_workflow(definition.id, Journal(kind=key))
+        await self._wait_until(host, workflow_id, self._waiting)
+        waiting = await host.get_workflow(workflow_id)
+        (before,) = seen
+        assert waiting.revision == before.revision + 1
+        await host.publish_event("approval", key, {"ok": True})
+        instance = await host.wait_for_workflow(workflow_id, TIMEOUT)
+        assert instance.data.payload == {"ok": True}
+        after = seen[1]
+        assert after.revision == waiting.revision + 1
+        statuses = [p.status for p in after.pointers]
+        assert statuses == [PointerStatus.COMPLETE, PointerStatus.COMPLETE, PointerStatus.RUNNING]
+        assert after.pointers[1].event_data == {"ok": True}
+
+    @pytest.mark.anyio
     async def test_event_published_before_subscription(self, host: ScenarioHost) -> None:
         definition = self._event_flow("event-before")
         host.register(definition)
