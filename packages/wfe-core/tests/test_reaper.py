@@ -105,7 +105,8 @@ def test_a_leftover_caught_between_two_programs_is_found() -> None:
     # becoming `sleep` just as its step ended: failed in CI that way). Stretched here: the
     # process reads empty for a while, then becomes a program carrying the token.
     token = processes.new_token()
-    later = f"sleep 0.3; exec env {processes.TOKEN_VARIABLE}={token} sleep 300"
+    # (Only the shell in between: its environment reads empty until it becomes `sleep`.)
+    later = f"sleep 0.3; export {processes.TOKEN_VARIABLE}={token}; exec sleep 300"
     late = subprocess.Popen(["env", "-i", "sh", "-c", later], start_new_session=True)
     try:
         wait_until_running(late.pid, b"sh")
