@@ -632,11 +632,27 @@ class PassRunner:
         if instance.status.is_finished:
             return None
         due = instance.next_execution
-        if due is not None:
-            # How long work waits to run here: the scheduler leaves what is due for less
-            # than that to whoever queued it (a shared store's recovery look).
-            core.timers.ran_late((core.clock.now() - due).total_seconds())
-        telemetry = core.telemetry
+        if due is None:
+            return await self._observed_pass(instance, handle, carried, creation)
+        # How long an instance stays due while it is handled as usual (queued, then run):
+        # the scheduler leaves what is due for less than that to whoever queued it (a
+        # shared store's recovery look). Noted as the pass starts and as it ends.
+        timers = core.timers
+        timers.ran_late((core.clock.now() - due).total_seconds())
+        try:
+            return await self._observed_pass(instance, handle, carried, creation)
+        finally:
+            timers.ran_late((core.clock.now() - due).total_seconds())
+
+    async def _observed_pass(
+        self,
+        instance: WorkflowInstance,
+        handle: PassHandle,
+        carried: Carried | None,
+        creation: Creation | None,
+    ) -> _PassEnvironment:
+        """Run a pass over ``instance``, in a telemetry span when telemetry is on."""
+        telemetry = self.core.telemetry
         if telemetry is None:
             return await self._pass(instance, handle, carried, creation)
         with telemetry.workflow_pass(instance):

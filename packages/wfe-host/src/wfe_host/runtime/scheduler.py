@@ -30,8 +30,10 @@ _LOOK_INTERVAL = 0.02
 #: starter of a new instance, an event's delivery), and it may wait in the queue or its pass
 #: be under way on another host: queueing it here too only cost a second, idle pass (or a
 #: round through the queue to find its lease taken) on some worker. The grace grows with
-#: how late this host's passes start (see :meth:`DueTimers.ran_late`): what is due for
-#: longer than work waits in the queue was left behind (its host stopped or died).
+#: how long this host's instances stay due while handled as usual (see
+#: :meth:`DueTimers.ran_late`: the wait in the queue and the pass), up to the scheduler's
+#: ``recovery_seconds``: what is due for longer than that was left behind (its host stopped
+#: or died, or the queue lost it).
 SHARED_GRACE = timedelta(seconds=1)
 #: The grace is this many times the recent lateness of the passes (see SHARED_GRACE).
 _LATENESS_FACTOR = 2.0
@@ -76,8 +78,8 @@ class DueTimers:
         return self._heap[0][0] if self._heap else None
 
     def ran_late(self, seconds: float) -> None:
-        """A pass of this host started ``seconds`` after its instance fell due (the time it
-        waited in the queue, mostly)."""
+        """A pass of this host started, or ended, ``seconds`` after its instance fell due
+        (the time it waited in the queue, and the pass's own)."""
         if seconds > self.lateness():
             self._late, self._late_at = seconds, anyio.current_time()
 
@@ -86,10 +88,12 @@ class DueTimers:
         since (a queue that drained is forgotten as fast as time passes)."""
         return max(self._late - (anyio.current_time() - self._late_at), 0.0)
 
-    def grace(self) -> timedelta:
+    def grace(self, longest: float) -> timedelta:
         """How long an instance must have been due before the scheduler queues it from a
-        shared store's due times (see :data:`SHARED_GRACE`)."""
-        return max(SHARED_GRACE, timedelta(seconds=self.lateness() * _LATENESS_FACTOR))
+        shared store's due times (see :data:`SHARED_GRACE`), at most ``longest`` seconds
+        (unless that is shorter than SHARED_GRACE)."""
+        seconds = min(self.lateness() * _LATENESS_FACTOR, longest)
+        return max(SHARED_GRACE, timedelta(seconds=seconds))
 
 
 class Scheduler:
@@ -188,7 +192,7 @@ class Scheduler:
         due = await core.persistence.next_execution_time()
         # On a shared store, what fell due only just now is someone else's to queue (see
         # SHARED_GRACE); on a private one everything due is this host's.
-        cutoff = now - timers.grace() if self.core.policy.shared_store else now
+        cutoff = now - timers.grace(self.recovery_seconds) if self.core.policy.shared_store else now
         if due is not None and due > cutoff:
             waits.append((due - cutoff + _SLACK).total_seconds())
         elif due is not None:
