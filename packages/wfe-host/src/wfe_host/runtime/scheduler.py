@@ -32,8 +32,9 @@ _LOOK_INTERVAL = 0.02
 #: round through the queue to find its lease taken) on some worker. The grace grows with
 #: how long this host's instances stay due while handled as usual (see
 #: :meth:`DueTimers.ran_late`: the wait in the queue and the pass), up to the scheduler's
-#: ``recovery_seconds``: what is due for longer than that was left behind (its host stopped
-#: or died, or the queue lost it).
+#: ``recovery_seconds`` or the lease time, whichever is shorter: what is due for longer than
+#: that was left behind (its host stopped or died, or the queue lost it), and the leases of
+#: a dead host's passes have lapsed by then.
 SHARED_GRACE = timedelta(seconds=1)
 #: The grace is this many times the recent lateness of the passes (see SHARED_GRACE).
 _LATENESS_FACTOR = 2.0
@@ -192,7 +193,13 @@ class Scheduler:
         due = await core.persistence.next_execution_time()
         # On a shared store, what fell due only just now is someone else's to queue (see
         # SHARED_GRACE); on a private one everything due is this host's.
-        cutoff = now - timers.grace(self.recovery_seconds) if self.core.policy.shared_store else now
+        if self.core.policy.shared_store:
+            # At most a lease's time: a dead or paused host's running instances are taken
+            # over as soon as their leases lapse.
+            longest = min(self.recovery_seconds, core.options.lease_seconds)
+            cutoff = now - timers.grace(longest)
+        else:
+            cutoff = now
         if due is not None and due > cutoff:
             waits.append((due - cutoff + _SLACK).total_seconds())
         elif due is not None:
