@@ -203,9 +203,11 @@ def workers_scaling(
             elapsed = asyncio.run(_start_and_wait(url, workflows))
             hosts = sum(_cpu_seconds(p.pid) for p in processes) - hosts_before
             server = _server_cpu(postmaster) - server_before
-            counts_after = _work_counts(url, statements=statements)
         finally:
             _stop(processes)
+        # Once the workers are gone: a backend still connected may hold back its latest
+        # table statistics for a while, one that exits reports them.
+        counts_after = _work_counts(url, statements=statements)
         rows.append(
             {
                 "workers": count,
