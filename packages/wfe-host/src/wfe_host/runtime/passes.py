@@ -636,13 +636,13 @@ class PassRunner:
             return await self._observed_pass(instance, handle, carried, creation)
         # How long an instance stays due while it is handled as usual (queued, then run):
         # the scheduler leaves what is due for less than that to whoever queued it (a
-        # shared store's recovery look). Noted as the pass starts and as it ends.
+        # shared store's recovery look).
         timers = core.timers
-        timers.ran_late((core.clock.now() - due).total_seconds())
+        timers.pass_started(workflow_id, due, core.clock.now())
         try:
             return await self._observed_pass(instance, handle, carried, creation)
         finally:
-            timers.ran_late((core.clock.now() - due).total_seconds())
+            timers.pass_ended(workflow_id, core.clock.now())
 
     async def _observed_pass(
         self,

@@ -31,7 +31,7 @@ _LOOK_INTERVAL = 0.02
 #: be under way on another host: queueing it here too only cost a second, idle pass (or a
 #: round through the queue to find its lease taken) on some worker. The grace grows with
 #: how long this host's instances stay due while handled as usual (see
-#: :meth:`DueTimers.ran_late`: the wait in the queue and the pass), up to the scheduler's
+#: :meth:`DueTimers.lateness`: the wait in the queue and the pass), up to the scheduler's
 #: ``recovery_seconds`` or the lease time, whichever is shorter: what is due for longer than
 #: that was left behind (its host stopped or died, or the queue lost it), and the leases of
 #: a dead host's passes have lapsed by then.
@@ -52,6 +52,8 @@ class DueTimers:
         #: clock); see :meth:`lateness`.
         self._late = 0.0
         self._late_at = 0.0
+        #: The due time of each instance this host runs a pass over (that had one).
+        self._running: dict[str, datetime] = {}
 
     def note(self, workflow_id: str, due: datetime) -> None:
         """This host stored ``workflow_id`` due at ``due``: queue it then."""
@@ -78,22 +80,39 @@ class DueTimers:
         """The earliest due time noted, if any."""
         return self._heap[0][0] if self._heap else None
 
-    def ran_late(self, seconds: float) -> None:
-        """A pass of this host started, or ended, ``seconds`` after its instance fell due
-        (the time it waited in the queue, and the pass's own)."""
+    def pass_started(self, workflow_id: str, due: datetime, now: datetime) -> None:
+        """A pass of this host over ``workflow_id``, due at ``due``, starts at ``now``."""
+        self._running[workflow_id] = due
+        self._ran_late((now - due).total_seconds())
+
+    def pass_ended(self, workflow_id: str, now: datetime) -> None:
+        """The pass over ``workflow_id`` (see :meth:`pass_started`) ended at ``now``."""
+        due = self._running.pop(workflow_id, None)
+        if due is not None:
+            self._ran_late((now - due).total_seconds())
+
+    def _ran_late(self, seconds: float) -> None:
+        # How long an instance was due when its pass started or ended (its wait in the
+        # queue, and then the pass's own time).
         if seconds > self.lateness():
             self._late, self._late_at = seconds, anyio.current_time()
 
-    def lateness(self) -> float:
-        """How late passes start here lately: the largest lateness seen, less the time
-        since (a queue that drained is forgotten as fast as time passes)."""
-        return max(self._late - (anyio.current_time() - self._late_at), 0.0)
+    def lateness(self, now: datetime | None = None) -> float:
+        """How long instances stay due here lately while queued and run: the largest such
+        time seen as passes started and ended, less the time since (a queue that drained
+        is forgotten as fast as time passes), or, given ``now``, how long the passes under
+        way have been due, when that is longer."""
+        seen = max(self._late - (anyio.current_time() - self._late_at), 0.0)
+        if now is None or not self._running:
+            return seen
+        oldest = min(self._running.values())
+        return max(seen, (now - oldest).total_seconds())
 
-    def grace(self, longest: float) -> timedelta:
-        """How long an instance must have been due before the scheduler queues it from a
-        shared store's due times (see :data:`SHARED_GRACE`), at most ``longest`` seconds
-        (unless that is shorter than SHARED_GRACE)."""
-        seconds = min(self.lateness() * _LATENESS_FACTOR, longest)
+    def grace(self, longest: float, now: datetime) -> timedelta:
+        """How long an instance must have been due at ``now`` before the scheduler queues it
+        from a shared store's due times (see :data:`SHARED_GRACE`), at most ``longest``
+        seconds (unless that is shorter than SHARED_GRACE)."""
+        seconds = min(self.lateness(now) * _LATENESS_FACTOR, longest)
         return max(SHARED_GRACE, timedelta(seconds=seconds))
 
 
@@ -197,7 +216,7 @@ class Scheduler:
             # At most a lease's time: a dead or paused host's running instances are taken
             # over as soon as their leases lapse.
             longest = min(self.recovery_seconds, core.options.lease_seconds)
-            cutoff = now - timers.grace(longest)
+            cutoff = now - timers.grace(longest, now)
         else:
             cutoff = now
         if due is not None and due > cutoff:
