@@ -150,12 +150,54 @@ async def _start_and_wait(url: str, workflows: int) -> float:
         return time.perf_counter() - started
 
 
-def workers_scaling(url_for: Any, postmaster: int, workflows: int) -> list[dict[str, Any]]:
+def _work_counts(url: str, *, statements: bool) -> dict[str, int]:
+    """What the database did so far, from its statistics views: queue items enqueued
+    (inserted), dequeued (claimed) and taken out (acked or requeued); leases taken (a
+    takeover is an update) and released; with ``statements``, the statements executed
+    (``pg_stat_statements``) and the lease acquisitions tried."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        # Statistics are flushed by the backends now and then; ask them to be current.
+        conn.execute("SELECT pg_sleep(1.1)")
+        tables = dict(
+            (row[0], row[1:])
+            for row in conn.execute(
+                "SELECT relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables"
+                " WHERE relname IN ('wfe_queue', 'wfe_locks')"
+            ).fetchall()
+        )
+        queue = tables.get("wfe_queue", (0, 0, 0))
+        locks = tables.get("wfe_locks", (0, 0, 0))
+        counts = {
+            "enqueued": int(queue[0]),
+            "dequeued": int(queue[1]),
+            "leases taken": int(locks[0]) + int(locks[1]),
+            "leases released": int(locks[2]),
+        }
+        if statements:
+            row = conn.execute(
+                "SELECT coalesce(sum(calls), 0)::bigint,"
+                " coalesce(sum(calls) FILTER (WHERE query LIKE 'WITH taken AS ( INSERT INTO"
+                " %wfe_locks%'), 0)::bigint"
+                " FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
+                " WHERE d.datname = current_database()"
+            ).fetchone()
+            assert row is not None
+            counts["statements"] = int(row[0])
+            counts["lease acquisitions"] = int(row[1])
+    return counts
+
+
+def workers_scaling(
+    url_for: Any, postmaster: int, workflows: int, *, statements: bool = False
+) -> list[dict[str, Any]]:
     rows = []
     for count in (1, 2, 3):
         url = url_for(f"workers{count}")
         processes = [_worker(url, {}) for _ in range(count)]
         try:
+            counts_before = _work_counts(url, statements=statements)
             hosts_before = sum(_cpu_seconds(p.pid) for p in processes)
             server_before = _server_cpu(postmaster)
             elapsed = asyncio.run(_start_and_wait(url, workflows))
@@ -163,12 +205,19 @@ def workers_scaling(url_for: Any, postmaster: int, workflows: int) -> list[dict[
             server = _server_cpu(postmaster) - server_before
         finally:
             _stop(processes)
+        # Once the workers are gone: a backend still connected may hold back its latest
+        # table statistics for a while, one that exits reports them.
+        counts_after = _work_counts(url, statements=statements)
         rows.append(
             {
                 "workers": count,
                 "workflows/s": workflows / elapsed,
                 "host CPU ms/workflow": hosts * 1000 / workflows,
                 "server CPU ms/workflow": server * 1000 / workflows,
+                "per workflow": {
+                    name: (counts_after[name] - counts_before[name]) / workflows
+                    for name in counts_after
+                },
             }
         )
     return rows
@@ -204,34 +253,57 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=50)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1-3 worker runs")
+    parser.add_argument("--no-idle", action="store_true", help="skip the idle worker's cost")
+    parser.add_argument("--no-events", action="store_true", help="skip the event round trip")
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="count statements per workflow (loads pg_stat_statements into the server)",
+    )
     args = parser.parse_args(argv)
 
     from bench.stats import percentile
     from wfe_postgres.testing import PostgresServer
 
     # fast=False: fsync on, as a deployment runs.
-    with tempfile.TemporaryDirectory(), PostgresServer(fast=False) as server:
+    settings = {"shared_preload_libraries": "pg_stat_statements"} if args.statements else {}
+    with tempfile.TemporaryDirectory(), PostgresServer(fast=False, settings=settings) as server:
         import psycopg
 
         def url_for(name: str) -> str:
             with psycopg.connect(server.url, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{name}"')
-            return server.database_url(name)
+            url = server.database_url(name)
+            if args.statements:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute("CREATE EXTENSION pg_stat_statements")
+            return url
 
         postmaster = server.pid
         assert postmaster is not None
-        idle = idle_cost(url_for("idle"), args.idle_seconds)
-        print(
-            f"idle worker: {idle['idle transactions/min']:.1f} transactions/min"
-            f" (the server alone: {idle['server alone transactions/min']:.1f}/min, subtracted)"
+        if not args.no_idle:
+            idle = idle_cost(url_for("idle"), args.idle_seconds)
+            print(
+                f"idle worker: {idle['idle transactions/min']:.1f} transactions/min (the"
+                f" server alone: {idle['server alone transactions/min']:.1f}/min, subtracted)"
+            )
+        rows = (
+            []
+            if args.no_scaling
+            else workers_scaling(url_for, postmaster, args.workflows, statements=args.statements)
         )
-        rows = [] if args.no_scaling else workers_scaling(url_for, postmaster, args.workflows)
         for row in rows:
             print(
                 f"{row['workers']} worker(s): {row['workflows/s']:.1f} workflows/s,"
                 f" host CPU {row['host CPU ms/workflow']:.2f} ms/workflow,"
                 f" server CPU {row['server CPU ms/workflow']:.2f} ms/workflow"
             )
+            print(
+                "  per workflow: "
+                + ", ".join(f"{name} {value:.2f}" for name, value in row["per workflow"].items())
+            )
+        if args.no_events:
+            return 0
         times = asyncio.run(_round_trips(url_for("events"), args.events))
         print(
             f"event round trip: p50 {percentile(times, 50) * 1000:.2f} ms,"

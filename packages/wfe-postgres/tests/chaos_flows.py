@@ -49,11 +49,18 @@ class ChaosData:
 
 
 _pool: AsyncConnectionPool | None = None
+_opening = anyio.Lock()
 
 
 async def _recorder() -> AsyncConnectionPool:
     global _pool
-    if _pool is None:
+    if _pool is not None:
+        return _pool
+    async with _opening:
+        # One pool: steps start concurrently, and a second pool opened meanwhile would be
+        # dropped while its tasks run ("Task was destroyed but it is pending").
+        if _pool is not None:
+            return _pool
         from psycopg_pool import AsyncConnectionPool
 
         pool = AsyncConnectionPool(
@@ -66,7 +73,7 @@ async def _recorder() -> AsyncConnectionPool:
         )
         await pool.open(wait=True)
         _pool = pool
-    return _pool
+        return pool
 
 
 async def _execute(query: str, params: tuple[Any, ...]) -> Any:

@@ -249,16 +249,17 @@ async def _check_final(client: WorkflowHost, ids: list[str]) -> None:
 
 
 def _steps_taken_over(url: str, pid: int, stopped: datetime, continued: datetime) -> int:
-    """How many step runs of process ``pid`` were under way when it was stopped, ended (or
-    never ended) after it was continued, and were run again by another process meanwhile:
-    each one's pass must then be refused its write. (One nobody took over is not: the paused
-    process takes its lapsed lease back and writes as the only holder.)"""
+    """How many step runs of process ``pid`` were under way when it was stopped and ended
+    (or never ended) after it was continued, in a workflow another process ran a step of
+    meanwhile (it took the instance over): each such run's pass must be refused its write.
+    (One whose instance nobody took over may store its work: nobody else wrote.)"""
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM chaos_runs AS r WHERE r.pid = %s AND r.started_at < %s"
-            " AND (r.finished_at IS NULL OR r.finished_at > %s)"
-            " AND EXISTS (SELECT 1 FROM chaos_runs AS o WHERE o.workflow_id = r.workflow_id"
-            " AND o.pointer_id = r.pointer_id AND o.pid <> r.pid AND o.started_at > %s)",
+            "SELECT count(*) FROM chaos_runs r WHERE r.pid = %s AND r.started_at < %s"
+            " AND (r.finished_at IS NULL OR r.finished_at > %s) AND EXISTS ("
+            "  SELECT 1 FROM chaos_runs o WHERE o.workflow_id = r.workflow_id"
+            "  AND o.pid <> r.pid AND o.started_at > %s"
+            "  AND (r.finished_at IS NULL OR o.started_at < r.finished_at))",
             (pid, stopped, continued, stopped),
         ).fetchone()
     return 0 if row is None else int(row[0])
@@ -348,9 +349,10 @@ async def test_three_workers_one_killed_one_paused(cluster: PostgresServer, tmp_
     assert _killed_spans(url, killed.pid) > 0, "the killed worker took part before it died"
     late = paused.output()
     refused = late.count("stale pass dropped") + late.count("lost the lease")
-    # Only a pass that was inside a step when its process was stopped, and whose step another
-    # worker ran meanwhile, has a late write to be refused; the pause may fall where the worker
-    # held none, or nobody may have needed its instances meanwhile (nothing to check then).
+    # Only a pass that was inside a step when its process was stopped, over an instance
+    # another worker took over meanwhile, has a late write to be refused; the pause may fall
+    # where the worker held none, or end before anyone took its instances over (then there
+    # is nothing to check).
     if _steps_taken_over(url, paused.pid, stopped, continued):
         assert refused > 0, f"the paused worker's late passes were not refused:\n{late}"
 

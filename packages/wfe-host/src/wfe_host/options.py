@@ -29,6 +29,12 @@ class HostOptions:
     #: then the steps still running are cancelled. Either way every lease is released, so
     #: another process takes the work over at once. 0 cancels at once; at most 86400.
     shutdown_grace: float = attrs.field(default=5.0, validator=seconds_validator(allow_zero=True))
+    #: Seconds between a host's sweeps for work nobody queued, on a store shared with other
+    #: processes: instances due for a while (their host died, or a queue that lost its items,
+    #: such as a restarted Valkey without persistence) and stored events still undelivered
+    #: this long after their time. Shorter finds left-behind work sooner, at the cost of a
+    #: few reads per sweep. Finite, > 0 and at most 86400.
+    recovery_seconds: float = attrs.field(default=30.0, validator=seconds_validator())
     #: Run background consumers (execute workflows). A host that only starts workflows and
     #: reads their state sets this to false (or is a :class:`~wfe_host.WorkflowClient`, which
     #: never runs them).

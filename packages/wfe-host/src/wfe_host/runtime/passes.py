@@ -631,7 +631,28 @@ class PassRunner:
                 return None
         if instance.status.is_finished:
             return None
-        telemetry = core.telemetry
+        due = instance.next_execution
+        if due is None:
+            return await self._observed_pass(instance, handle, carried, creation)
+        # How long an instance stays due while it is handled as usual (queued, then run):
+        # the scheduler leaves what is due for less than that to whoever queued it (a
+        # shared store's recovery look).
+        timers = core.timers
+        timers.pass_started(workflow_id, due, core.clock.now())
+        try:
+            return await self._observed_pass(instance, handle, carried, creation)
+        finally:
+            timers.pass_ended(workflow_id, core.clock.now())
+
+    async def _observed_pass(
+        self,
+        instance: WorkflowInstance,
+        handle: PassHandle,
+        carried: Carried | None,
+        creation: Creation | None,
+    ) -> _PassEnvironment:
+        """Run a pass over ``instance``, in a telemetry span when telemetry is on."""
+        telemetry = self.core.telemetry
         if telemetry is None:
             return await self._pass(instance, handle, carried, creation)
         with telemetry.workflow_pass(instance):

@@ -24,6 +24,22 @@ _SLACK = timedelta(milliseconds=5)
 #: wakes the scheduler (see :meth:`Scheduler.wake`); hundreds of passes ending per second
 #: should not cost hundreds of reads. (The local timers are looked at on every wake-up.)
 _LOOK_INTERVAL = 0.02
+#: On a store shared with other processes, how long at least an instance must have been due
+#: before this host queues it from persistence's due times. Work due now is queued by
+#: whoever made it due (the host whose timer holds it, a pass that ends with work due, the
+#: starter of a new instance, an event's delivery), and it may wait in the queue or its pass
+#: be under way on another host: queueing it here too only cost a second, idle pass (or a
+#: round through the queue to find its lease taken) on some worker. The grace grows with
+#: how long this host's instances stay due while handled as usual (see
+#: :meth:`DueTimers.lateness`: the wait in the queue and the pass), up to the scheduler's
+#: ``recovery_seconds`` or the lease time, whichever is shorter: what is due for longer than
+#: that was left behind (its host stopped or died, or the queue lost it), and the leases of
+#: a dead host's passes have lapsed by then.
+SHARED_GRACE = timedelta(seconds=1)
+#: The grace is this many times the recent lateness of the passes (see SHARED_GRACE).
+_LATENESS_FACTOR = 2.0
+#: Most instances remembered as queued from persistence (bounded memory).
+MAX_QUEUED_MEMORY = 100_000
 
 
 class DueTimers:
@@ -32,6 +48,12 @@ class DueTimers:
     def __init__(self) -> None:
         self._heap: list[tuple[datetime, str]] = []
         self._wake = anyio.Event()
+        #: The latest passes' lateness that counts (seconds), and when it was seen (anyio's
+        #: clock); see :meth:`lateness`.
+        self._late = 0.0
+        self._late_at = 0.0
+        #: The due time of each instance this host runs a pass over (that had one).
+        self._running: dict[str, datetime] = {}
 
     def note(self, workflow_id: str, due: datetime) -> None:
         """This host stored ``workflow_id`` due at ``due``: queue it then."""
@@ -58,6 +80,41 @@ class DueTimers:
         """The earliest due time noted, if any."""
         return self._heap[0][0] if self._heap else None
 
+    def pass_started(self, workflow_id: str, due: datetime, now: datetime) -> None:
+        """A pass of this host over ``workflow_id``, due at ``due``, starts at ``now``."""
+        self._running[workflow_id] = due
+        self._ran_late((now - due).total_seconds())
+
+    def pass_ended(self, workflow_id: str, now: datetime) -> None:
+        """The pass over ``workflow_id`` (see :meth:`pass_started`) ended at ``now``."""
+        due = self._running.pop(workflow_id, None)
+        if due is not None:
+            self._ran_late((now - due).total_seconds())
+
+    def _ran_late(self, seconds: float) -> None:
+        # How long an instance was due when its pass started or ended (its wait in the
+        # queue, and then the pass's own time).
+        if seconds > self.lateness():
+            self._late, self._late_at = seconds, anyio.current_time()
+
+    def lateness(self, now: datetime | None = None) -> float:
+        """How long instances stay due here lately while queued and run: the largest such
+        time seen as passes started and ended, less the time since (a queue that drained
+        is forgotten as fast as time passes), or, given ``now``, how long the passes under
+        way have been due, when that is longer."""
+        seen = max(self._late - (anyio.current_time() - self._late_at), 0.0)
+        if now is None or not self._running:
+            return seen
+        oldest = min(self._running.values())
+        return max(seen, (now - oldest).total_seconds())
+
+    def grace(self, longest: float, now: datetime) -> timedelta:
+        """How long an instance must have been due at ``now`` before the scheduler queues it
+        from a shared store's due times (see :data:`SHARED_GRACE`), at most ``longest``
+        seconds (unless that is shorter than SHARED_GRACE)."""
+        seconds = min(self.lateness(now) * _LATENESS_FACTOR, longest)
+        return max(SHARED_GRACE, timedelta(seconds=seconds))
+
 
 class Scheduler:
     """Queues instances when their sleeping work falls due.
@@ -79,16 +136,24 @@ class Scheduler:
     """
 
     def __init__(
-        self, core: HostCore, running: Container[str], *, recovery_seconds: float = 30.0
+        self, core: HostCore, running: Container[str], *, recovery_seconds: float | None = None
     ) -> None:
         self.core = core
         #: The workflows this host is running a pass over.
         self.running = running
-        self.recovery_seconds = recovery_seconds
+        self.recovery_seconds = (
+            core.options.recovery_seconds if recovery_seconds is None else recovery_seconds
+        )
         self._dispatched_due: datetime | None = None
         self._dispatched_at = -math.inf
         self._events_swept_at = -math.inf
         self._looked_at = -math.inf
+        #: Instances this scheduler queued from persistence's due times, and when (anyio's
+        #: clock): not queued again from there for ``recovery_seconds`` while they stay due.
+        #: An instance stays due while it waits in the queue or its pass runs (here or
+        #: elsewhere), and each change of the earliest due time means a new look: without
+        #: this, every look would queue the same instances again.
+        self._queued: dict[str, float] = {}
 
     @property
     def longest_sleep(self) -> float:
@@ -137,24 +202,54 @@ class Scheduler:
                 await core.recover_events(now - timedelta(seconds=self.recovery_seconds))
             waits.append(self._events_swept_at + self.recovery_seconds - clock)
         clock = anyio.current_time()
-        if clock - self._looked_at < _LOOK_INTERVAL:
-            waits.append(self._looked_at + _LOOK_INTERVAL - clock)
+        # On a shared store the look is a recovery (what fell due lately is left to others,
+        # see SHARED_GRACE): looking more often than that grace finds nothing sooner.
+        interval = SHARED_GRACE.total_seconds() if self.core.policy.shared_store else _LOOK_INTERVAL
+        if clock - self._looked_at < interval:
+            waits.append(self._looked_at + interval - clock)
             return max(min(waits), 0.0)
         self._looked_at = clock
         due = await core.persistence.next_execution_time()
-        if due is not None and due > now:
-            waits.append((due - now + _SLACK).total_seconds())
+        # On a shared store, what fell due only just now is someone else's to queue (see
+        # SHARED_GRACE); on a private one everything due is this host's.
+        if self.core.policy.shared_store:
+            # At most a lease's time: a dead or paused host's running instances are taken
+            # over as soon as their leases lapse.
+            longest = min(self.recovery_seconds, core.options.lease_seconds)
+            cutoff = now - timers.grace(longest, now)
+        else:
+            cutoff = now
+        if due is not None and due > cutoff:
+            waits.append((due - cutoff + _SLACK).total_seconds())
         elif due is not None:
             clock = anyio.current_time()
             if due != self._dispatched_due or clock - self._dispatched_at >= self.recovery_seconds:
-                # Not the instances this host is running: they are due because their pass
-                # started steps, and the pass itself queues them again when it ends with
-                # work due (or lost its lease, or its view went stale); queueing them here
-                # only cost each one a second, idle pass.
-                running = self.running
-                for workflow_id in await core.persistence.get_runnable_instances(now):
-                    if workflow_id not in running:
-                        await core.enqueue_workflow(workflow_id)
+                await self._queue_due(cutoff, clock)
                 self._dispatched_due, self._dispatched_at = due, clock
             waits.append(self._dispatched_at + self.recovery_seconds - clock)
         return max(min(waits), 0.0)
+
+    async def _queue_due(self, cutoff: datetime, clock: float) -> None:
+        """Queue the instances persistence says are due at ``cutoff``, but for the ones this
+        host runs and the ones it queued from here in the last ``recovery_seconds``."""
+        core = self.core
+        # Not the instances this host is running: they are due because their pass started
+        # steps, and the pass itself queues them again when it ends with work due (or lost
+        # its lease, or its view went stale); queueing them here only cost each one a
+        # second, idle pass.
+        running = self.running
+        forget = clock - self.recovery_seconds
+        before = self._queued
+        # Rebuilt from what is due now: an instance no longer due was run, and is queued
+        # again when it falls due again.
+        queued: dict[str, float] = {}
+        for workflow_id in await core.persistence.get_runnable_instances(cutoff):
+            if workflow_id in running:
+                continue
+            at = before.get(workflow_id)
+            if at is None or at <= forget:
+                await core.enqueue_workflow(workflow_id)
+                at = clock
+            if len(queued) < MAX_QUEUED_MEMORY:
+                queued[workflow_id] = at
+        self._queued = queued
