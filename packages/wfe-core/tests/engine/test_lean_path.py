@@ -3,6 +3,7 @@ successor's start stored before the successor runs."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -112,7 +113,12 @@ async def test_a_long_run_of_steps_that_never_wait_lets_other_tasks_run(
     """Neither these steps nor the in-memory store yield; the pass still lets the host's other
     tasks run every few milliseconds, not only when it ends."""
 
+    ticks = 0
+    # How many times the other task had run when each step ran.
+    seen: list[int] = []
+
     def busy(ctx: StepContext) -> ExecutionResult:
+        seen.append(ticks)
         time.sleep(0.0005)  # blocks the event loop, as CPU-bound work would
         return ExecutionResult.next()
 
@@ -120,24 +126,24 @@ async def test_a_long_run_of_steps_that_never_wait_lets_other_tasks_run(
     for _ in range(599):
         builder = builder.then(busy)
     definition = builder.build("long")
-    gaps: list[float] = []
     done = False
 
     async def ticker() -> None:
-        last = time.monotonic()
+        nonlocal ticks
         while not done:
             await anyio.lowlevel.checkpoint()
-            now = time.monotonic()
-            gaps.append(now - last)
-            last = now
+            ticks += 1
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(ticker)
         instance = await engine.run(definition)
         done = True
     assert instance.status == WorkflowStatus.COMPLETE
-    # The pass blocks for 0.3 s or more in all; the other task waits a few ms at a time.
-    assert max(gaps) < 0.1
+    assert len(seen) == 600
+    # The pass blocks for 0.3 s or more in all; the other task runs every few milliseconds
+    # (counted in steps of 0.5 ms, not in wall-clock time, which a loaded machine stretches).
+    longest = max(sum(1 for _ in run) for _, run in itertools.groupby(seen))
+    assert longest <= 40, longest
 
 
 async def test_a_loop_round_is_one_write_and_stores_its_container_with_it(
