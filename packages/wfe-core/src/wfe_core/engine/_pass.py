@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from wfe_core.clock import Clock
     from wfe_core.engine._executor import PassEnvironment
     from wfe_core.engine.middleware import StepMiddleware
-    from wfe_core.models._definition import WorkflowDefinition
+    from wfe_core.models._definition import StepDefinition, WorkflowDefinition
     from wfe_core.models._event import Event, EventSubscription
     from wfe_core.models._instance import ExecutionError, ExecutionPointer, WorkflowInstance
     from wfe_core.models._lifecycle import LifecycleEvent
@@ -126,6 +126,9 @@ class Pass:
         #: Pointers created by the result last applied (the lean path looks at them).
         self.created: Sequence[ExecutionPointer] = ()
         self.log_extra = {"workflow_id": instance.id, "definition_id": definition.id}
+        #: Whether lifecycle events may reach anyone (else none is built): asked again after
+        #: each write, not for every transition (a step makes two or three).
+        self.announce = environment.wants_lifecycle_events()
         #: When the lean path last let other tasks run (see _FAIR_SLICE).
         self.yielded = time.monotonic()
         #: The definition's container steps (see ``_PRIMITIVES``), by id.
@@ -184,7 +187,7 @@ class Pass:
             message,
             self.clock.now(),
             error_type=error_type,
-            announce=self.env.wants_lifecycle_events(),
+            announce=self.announce,
         )
         if transition is None:
             return
@@ -222,7 +225,12 @@ class Pass:
             level = logging.INFO if status == WorkflowStatus.COMPLETE else logging.WARNING
             logger.log(level, "workflow %s %s", self.instance.id, status, extra=self.log_extra)
 
-    def _apply(self, pointer: ExecutionPointer, outcome: ExecutionResult | tx.StepFailure) -> None:
+    def _apply(
+        self,
+        pointer: ExecutionPointer,
+        step: StepDefinition,
+        outcome: ExecutionResult | tx.StepFailure,
+    ) -> None:
         transition = tx.apply_outcome(
             self.instance,
             self.definition,
@@ -230,7 +238,8 @@ class Pass:
             outcome,
             self.clock.now(),
             active=self.active.live,
-            announce=self.env.wants_lifecycle_events(),
+            announce=self.announce,
+            step=step,
         )
         if transition.compensating is not None:
             logger.info(
@@ -268,7 +277,7 @@ class Pass:
             due,
             self.clock.now(),
             active=self.active.live,
-            announce=self.env.wants_lifecycle_events(),
+            announce=self.announce,
         )
         if not transition.changed:
             return False
@@ -289,16 +298,14 @@ class Pass:
             self.definition,
             self.clock.now(),
             active=self.active.live,
-            announce=self.env.wants_lifecycle_events(),
+            announce=self.announce,
         )
         if transition is not None:
             self._take(transition)
 
     def _mark_started(self, pointer: ExecutionPointer, now: datetime) -> anyio.CancelScope:
         self.changed.add(pointer.id)
-        event = tx.mark_started(
-            self.instance, pointer, now, announce=self.env.wants_lifecycle_events()
-        )
+        event = tx.mark_started(self.instance, pointer, now, announce=self.announce)
         if event is not None:
             self.events.append(event)
         scope = anyio.CancelScope()
@@ -390,13 +397,14 @@ class Pass:
             if pointer is None:
                 return
             scope = self._mark_started(pointer, now)
+            step = self.definition.step(pointer.step_id)
             outcome = await run_step(
                 self.env,
                 self.middleware,
                 self.instance,
                 self.definition,
                 pointer,
-                self.definition.step(pointer.step_id),
+                step,
                 scope,
                 self.log_extra,
             )
@@ -404,7 +412,7 @@ class Pass:
             self.dirty = True
             if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
                 continue
-            self._apply(pointer, outcome)
+            self._apply(pointer, step, outcome)
 
     def _arm_timer(self, tg: TaskGroup) -> None:
         """While steps run, wake the pass when a sleeping pointer falls due, so a short
@@ -457,6 +465,7 @@ class Pass:
             outbox=outbox,
         )
         self.dirty = False
+        self.announce = self.env.wants_lifecycle_events()
         for event in events:
             await self.env.publish(event)
 
@@ -478,13 +487,14 @@ class Pass:
         self, tg: TaskGroup, pointer: ExecutionPointer, scope: anyio.CancelScope
     ) -> None:
         while True:
+            step = self.definition.step(pointer.step_id)
             outcome = await run_step(
                 self.env,
                 self.middleware,
                 self.instance,
                 self.definition,
                 pointer,
-                self.definition.step(pointer.step_id),
+                step,
                 scope,
                 self.log_extra,
             )
@@ -496,7 +506,7 @@ class Pass:
                 if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
                     following = await self._after_run(tg)
                 else:
-                    self._apply(pointer, outcome)
+                    self._apply(pointer, step, outcome)
                     self.dirty = True
                     successor = self._sole_successor(pointer)
                     if successor is None:
