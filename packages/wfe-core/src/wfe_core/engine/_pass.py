@@ -290,7 +290,8 @@ class Pass:
         if self.instance.status != WorkflowStatus.RUNNABLE:
             return
         # The oldest active pointer comes first once the ended ones are dropped: cheap.
-        self.active.drop_ended()
+        if self.active.ended:
+            self.active.drop_ended()
         if any(p.active for p in self.active.live.values()):
             return
         transition = tx.settle(
@@ -370,7 +371,8 @@ class Pass:
             self._settle()
             if not self._may_continue():
                 return
-            active.drop_ended()
+            if active.ended:
+                active.drop_ended()
             # The containers alone (kept apart), then whether one can run: a wide for_each
             # has thousands of pending steps and no runnable container while they run.
             live = active.live
@@ -422,12 +424,14 @@ class Pass:
             self.timer = None
         if not self.running or not self._may_continue():
             return  # the pass is ending; the host's scheduler wakes the instance
-        now = self.clock.now()
         # Only a pointer with a time set can fall due later: look at those alone (a wide
         # for_each has thousands of pending pointers and wakes this on every flush).
+        if not self.active.timed:
+            return
         timed = self.active.timed_waiting(self.running)
         if not timed:
             return
+        now = self.clock.now()
         busy = self.active.busy()
         times = [t for p in timed if (t := px.ready_time(p, busy, now)) is not None and t > now]
         if times:
