@@ -289,11 +289,13 @@ class Pass:
         """Complete the workflow when no pointer is active any more."""
         if self.instance.status != WorkflowStatus.RUNNABLE:
             return
-        # The oldest active pointer comes first once the ended ones are dropped: cheap.
+        # The oldest active pointer comes first once the ended ones are dropped: cheap. (A
+        # loop, not any() over a generator: this runs two or three times a step.)
         if self.active.ended:
             self.active.drop_ended()
-        if any(p.active for p in self.active.live.values()):
-            return
+        for pointer in self.active.live.values():
+            if pointer.active:
+                return
         transition = tx.settle(
             self.instance,
             self.definition,
