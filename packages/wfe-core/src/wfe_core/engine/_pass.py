@@ -17,9 +17,9 @@ successor's start) is stored, without a new task or a round through the flusher.
 Long workflows cost the same per step as short ones: a pass keeps the active pointers apart
 (:class:`~wfe_core.engine._active.ActivePointers`) and never walks the finished ones again,
 and the engine's container steps (``while_do``, ``for_each``, ``if_do``, ``parallel``,
-``decide``) run at once without storing their start (they only compute their result), so a
-loop's round is one write: the body's result with the container's next round and the next
-body step's start.
+``decide``, ``recur``) run at once without storing their start (they only compute their
+result), so a loop's round is one write: the body's result with the container's next round
+and the next body step's start (a recur's round two: it sleeps between rounds).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from wfe_core.engine._running import run_step
 from wfe_core.engine.middleware import inline_safe
 from wfe_core.models._status import PointerStatus, WorkflowStatus
 from wfe_core.primitives import _containers as containers
+from wfe_core.primitives import _timers as timers
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -71,6 +72,9 @@ _PRIMITIVES = frozenset(
         containers.ForEach,
         containers.Decide,
         containers.When,
+        # A recur's rounds: it only chooses between its branch, a sleep and going on, so a
+        # round stores the body's start with the recur's result, not the recur's start too.
+        timers.Recur,
     }
 )
 #: At most this many primitive runs in a row before a write (a bound, not a limit users meet).
