@@ -6,6 +6,7 @@ import os
 import shutil
 import time
 import uuid
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -209,7 +210,11 @@ async def memory_steps(
 
 # -- scenario 7: one long workflow ---------------------------------------------------------
 #: The shapes of scenario 7: each runs ``steps`` trivial steps in one workflow.
-LONG_SHAPES = ("sequence", "while_do", "for_each", "for_each_parallel")
+LONG_SHAPES = ("sequence", "while_do", "for_each", "for_each_parallel", "recur")
+#: The interval of the ``recur`` shape: short, so the run takes little more than its work,
+#: yet a real wait, so every round is a pass of its own (woken by the scheduler, the
+#: instance loaded from the store), as a recur's rounds are.
+RECUR_INTERVAL = timedelta(milliseconds=1)
 
 
 def _count(ctx: StepContext) -> None:
@@ -223,7 +228,8 @@ def _noop(ctx: StepContext) -> None:
 def long_definition(shape: str, steps: int) -> WorkflowDefinition:
     """One workflow of ``steps`` trivial steps shaped as ``shape`` (see ``LONG_SHAPES``): a
     sequence of ``then``, a ``while_do`` of one inline step, a sequential or a parallel
-    ``for_each`` of one inline step."""
+    ``for_each`` of one inline step, a ``recur`` of one inline step every
+    ``RECUR_INTERVAL``."""
     definition_id = f"bench-{shape}-{steps}"
     if shape == "sequence":
         return chain(steps, definition_id)
@@ -231,6 +237,12 @@ def long_definition(shape: str, steps: int) -> WorkflowDefinition:
     if shape == "while_do":
         flow = builder.while_do(
             lambda data: data["i"] < steps, lambda body: body.start_with(_count)
+        )
+    elif shape == "recur":
+        flow = builder.recur(
+            RECUR_INTERVAL,
+            until=lambda data: data["i"] >= steps,
+            body=lambda body: body.start_with(_count),
         )
     elif shape in ("for_each", "for_each_parallel"):
         flow = builder.for_each(

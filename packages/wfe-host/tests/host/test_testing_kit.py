@@ -378,3 +378,25 @@ async def test_complete_and_fail_activity_play_the_external_worker() -> None:
     assert instance.status == WorkflowStatus.COMPLETE
     assert instance.data.approved == {"receipt": "r-1"}
     assert instance.data.runs == ["done@01T01:00"]
+
+
+async def test_a_recur_round_is_two_writes() -> None:
+    """The recur runs in place as the container steps do: a round stores the body's start
+    with the recur's branch, then the body's end with the recur's next sleep (it was four
+    writes: the recur's own start twice more)."""
+
+    def poll(ctx: StepContext) -> None:
+        ctx.data.runs.append("poll")
+
+    definition = (
+        WorkflowBuilder(Data)
+        .recur(timedelta(hours=1), until=lambda d: False, body=lambda b: b.start_with(poll))
+        .build("hourly")
+    )
+    async with WorkflowTestEnvironment(definition) as env:
+        workflow_id = await env.start_workflow("hourly")
+        before = (await env.get_workflow(workflow_id)).revision
+        await env.advance(timedelta(hours=5))
+        instance = await env.get_workflow(workflow_id)
+    assert instance.data.runs == ["poll"] * 5
+    assert instance.revision - before == 2 * 5

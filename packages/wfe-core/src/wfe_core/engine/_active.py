@@ -78,18 +78,21 @@ class ActivePointers:
     def busy(self) -> set[str]:
         """Ids of the containers with an active pointer inside them (as
         ``pointers.busy_containers``), from counts kept as pointers start and end."""
-        self.drop_ended()
+        if self.ended:
+            self.drop_ended()
         return {container for container, count in self.inside.items() if count > 0}
 
     def listed(self) -> list[ExecutionPointer]:
         """The active pointers, in order (one ended by other means than a tracked transition
         is still listed, which the searches allow: they check ``active``)."""
-        self.drop_ended()
+        if self.ended:
+            self.drop_ended()
         return list(self.live.values())
 
     def timed_waiting(self, running: Container[str]) -> list[ExecutionPointer]:
         """The active pointers with a time set whose step is not ``running``."""
-        self.drop_ended()
+        if self.ended:
+            self.drop_ended()
         return [
             p
             for p in self.timed.values()

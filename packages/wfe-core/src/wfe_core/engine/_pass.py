@@ -17,9 +17,9 @@ successor's start) is stored, without a new task or a round through the flusher.
 Long workflows cost the same per step as short ones: a pass keeps the active pointers apart
 (:class:`~wfe_core.engine._active.ActivePointers`) and never walks the finished ones again,
 and the engine's container steps (``while_do``, ``for_each``, ``if_do``, ``parallel``,
-``decide``) run at once without storing their start (they only compute their result), so a
-loop's round is one write: the body's result with the container's next round and the next
-body step's start.
+``decide``, ``recur``) run at once without storing their start (they only compute their
+result), so a loop's round is one write: the body's result with the container's next round
+and the next body step's start (a recur's round two: it sleeps between rounds).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from wfe_core.engine.middleware import inline_safe
 from wfe_core.models._status import PointerStatus, WorkflowStatus
 from wfe_core.primitives import _containers as containers
 from wfe_core.primitives import _events as events
+from wfe_core.primitives import _timers as timers
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from wfe_core.clock import Clock
     from wfe_core.engine._executor import PassEnvironment
     from wfe_core.engine.middleware import StepMiddleware
-    from wfe_core.models._definition import WorkflowDefinition
+    from wfe_core.models._definition import StepDefinition, WorkflowDefinition
     from wfe_core.models._event import Event, EventSubscription
     from wfe_core.models._instance import ExecutionError, ExecutionPointer, WorkflowInstance
     from wfe_core.models._lifecycle import LifecycleEvent
@@ -75,6 +76,9 @@ _PRIMITIVES = frozenset(
         containers.Decide,
         containers.When,
         events.WaitFor,
+        # A recur's rounds: it only chooses between its branch, a sleep and going on, so a
+        # round stores the body's start with the recur's result, not the recur's start too.
+        timers.Recur,
     }
 )
 #: At most this many primitive runs in a row before a write (a bound, not a limit users meet).
@@ -130,6 +134,9 @@ class Pass:
         #: Pointers created by the result last applied (the lean path looks at them).
         self.created: Sequence[ExecutionPointer] = ()
         self.log_extra = {"workflow_id": instance.id, "definition_id": definition.id}
+        #: Whether lifecycle events may reach anyone (else none is built): asked again after
+        #: each write, not for every transition (a step makes two or three).
+        self.announce = environment.wants_lifecycle_events()
         #: When the lean path last let other tasks run (see _FAIR_SLICE).
         self.yielded = time.monotonic()
         #: The definition's container steps (see ``_PRIMITIVES``), by id.
@@ -188,7 +195,7 @@ class Pass:
             message,
             self.clock.now(),
             error_type=error_type,
-            announce=self.env.wants_lifecycle_events(),
+            announce=self.announce,
         )
         if transition is None:
             return
@@ -226,7 +233,12 @@ class Pass:
             level = logging.INFO if status == WorkflowStatus.COMPLETE else logging.WARNING
             logger.log(level, "workflow %s %s", self.instance.id, status, extra=self.log_extra)
 
-    def _apply(self, pointer: ExecutionPointer, outcome: ExecutionResult | tx.StepFailure) -> None:
+    def _apply(
+        self,
+        pointer: ExecutionPointer,
+        step: StepDefinition,
+        outcome: ExecutionResult | tx.StepFailure,
+    ) -> None:
         transition = tx.apply_outcome(
             self.instance,
             self.definition,
@@ -234,7 +246,8 @@ class Pass:
             outcome,
             self.clock.now(),
             active=self.active.live,
-            announce=self.env.wants_lifecycle_events(),
+            announce=self.announce,
+            step=step,
         )
         if transition.compensating is not None:
             logger.info(
@@ -272,7 +285,7 @@ class Pass:
             due,
             self.clock.now(),
             active=self.active.live,
-            announce=self.env.wants_lifecycle_events(),
+            announce=self.announce,
         )
         if not transition.changed:
             return False
@@ -284,25 +297,26 @@ class Pass:
         """Complete the workflow when no pointer is active any more."""
         if self.instance.status != WorkflowStatus.RUNNABLE:
             return
-        # The oldest active pointer comes first once the ended ones are dropped: cheap.
-        self.active.drop_ended()
-        if any(p.active for p in self.active.live.values()):
-            return
+        # The oldest active pointer comes first once the ended ones are dropped: cheap. (A
+        # loop, not any() over a generator: this runs two or three times a step.)
+        if self.active.ended:
+            self.active.drop_ended()
+        for pointer in self.active.live.values():
+            if pointer.active:
+                return
         transition = tx.settle(
             self.instance,
             self.definition,
             self.clock.now(),
             active=self.active.live,
-            announce=self.env.wants_lifecycle_events(),
+            announce=self.announce,
         )
         if transition is not None:
             self._take(transition)
 
     def _mark_started(self, pointer: ExecutionPointer, now: datetime) -> anyio.CancelScope:
         self.changed.add(pointer.id)
-        event = tx.mark_started(
-            self.instance, pointer, now, announce=self.env.wants_lifecycle_events()
-        )
+        event = tx.mark_started(self.instance, pointer, now, announce=self.announce)
         if event is not None:
             self.events.append(event)
         scope = anyio.CancelScope()
@@ -367,7 +381,8 @@ class Pass:
             self._settle()
             if not self._may_continue():
                 return
-            active.drop_ended()
+            if active.ended:
+                active.drop_ended()
             # The containers alone (kept apart), then whether one can run: a wide for_each
             # has thousands of pending steps and no runnable container while they run.
             live = active.live
@@ -394,13 +409,14 @@ class Pass:
             if pointer is None:
                 return
             scope = self._mark_started(pointer, now)
+            step = self.definition.step(pointer.step_id)
             outcome = await run_step(
                 self.env,
                 self.middleware,
                 self.instance,
                 self.definition,
                 pointer,
-                self.definition.step(pointer.step_id),
+                step,
                 scope,
                 self.log_extra,
             )
@@ -408,7 +424,7 @@ class Pass:
             self.dirty = True
             if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
                 continue
-            self._apply(pointer, outcome)
+            self._apply(pointer, step, outcome)
 
     def _arm_timer(self, tg: TaskGroup) -> None:
         """While steps run, wake the pass when a sleeping pointer falls due, so a short
@@ -418,12 +434,14 @@ class Pass:
             self.timer = None
         if not self.running or not self._may_continue():
             return  # the pass is ending; the host's scheduler wakes the instance
-        now = self.clock.now()
         # Only a pointer with a time set can fall due later: look at those alone (a wide
         # for_each has thousands of pending pointers and wakes this on every flush).
+        if not self.active.timed:
+            return
         timed = self.active.timed_waiting(self.running)
         if not timed:
             return
+        now = self.clock.now()
         busy = self.active.busy()
         times = [t for p in timed if (t := px.ready_time(p, busy, now)) is not None and t > now]
         if times:
@@ -468,6 +486,7 @@ class Pass:
             outbox=outbox,
         )
         self.dirty = False
+        self.announce = self.env.wants_lifecycle_events()
         for event in events:
             await self.env.publish(event)
 
@@ -489,13 +508,14 @@ class Pass:
         self, tg: TaskGroup, pointer: ExecutionPointer, scope: anyio.CancelScope
     ) -> None:
         while True:
+            step = self.definition.step(pointer.step_id)
             outcome = await run_step(
                 self.env,
                 self.middleware,
                 self.instance,
                 self.definition,
                 pointer,
-                self.definition.step(pointer.step_id),
+                step,
                 scope,
                 self.log_extra,
             )
@@ -507,7 +527,7 @@ class Pass:
                 if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
                     following = await self._after_run(tg)
                 else:
-                    self._apply(pointer, outcome)
+                    self._apply(pointer, step, outcome)
                     self.dirty = True
                     successor = self._sole_successor(pointer)
                     if successor is None:

@@ -41,47 +41,53 @@ async def run_step(
     """Run ``step`` for ``pointer`` inside ``scope``: its result (with its outputs already in
     the workflow data), the error it raised, or ``None`` when it was cancelled (abandoned by
     the workflow)."""
-    with scope, log_context.StepBound(step.id, step.display_name):
-        try:
-            body = environment.create_body(step)
-            ctx = StepContext(
-                workflow=instance,
-                definition=definition,
-                step=step,
-                pointer=pointer,
-                host=environment.host_context,
-                cancellation=scope,
-                attempt=pointer.attempt,
-            )
-            for name, mapping in step.inputs.items():
-                setattr(body, name, call_flexible(mapping, instance.data, ctx))
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "running step %s", step.display_name, extra=_extra(log_extra, step, pointer)
+    # Set directly, not through a context manager: this runs around every step run (see
+    # ``CURRENT_STEP``).
+    token = log_context.CURRENT_STEP.set(step)
+    try:
+        with scope:
+            try:
+                body = environment.create_body(step)
+                ctx = StepContext(
+                    workflow=instance,
+                    definition=definition,
+                    step=step,
+                    pointer=pointer,
+                    host=environment.host_context,
+                    cancellation=scope,
+                    attempt=pointer.attempt,
                 )
-            if middleware:
-                result = await run_step_middleware(middleware, ctx, lambda: body.run(ctx))
-            else:
-                result = await body.run(ctx)
-            if not isinstance(result, ExecutionResult):
-                raise TypeError(
-                    f"step {step.display_name} returned {type(result).__name__}, "
-                    "not an ExecutionResult"
+                for name, mapping in step.inputs.items():
+                    setattr(body, name, call_flexible(mapping, instance.data, ctx))
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "running step %s", step.display_name, extra=_extra(log_extra, step, pointer)
+                    )
+                if middleware:
+                    result = await run_step_middleware(middleware, ctx, lambda: body.run(ctx))
+                else:
+                    result = await body.run(ctx)
+                if not isinstance(result, ExecutionResult):
+                    raise TypeError(
+                        f"step {step.display_name} returned {type(result).__name__}, "
+                        "not an ExecutionResult"
+                    )
+                if result.proceed:
+                    apply_outputs(instance, body, step, result)
+                return result
+            except Exception as exc:
+                # Info, not warning: the step's error behaviour decides whether this matters
+                # (the traceback is kept in the stored ExecutionError).
+                logger.info(
+                    "step %s failed: %r",
+                    step.display_name,
+                    exc,
+                    extra=_extra(log_extra, step, pointer),
                 )
-            if result.proceed:
-                apply_outputs(instance, body, step, result)
-            return result
-        except Exception as exc:
-            # Info, not warning: the step's error behaviour decides whether this matters
-            # (the traceback is kept in the stored ExecutionError).
-            logger.info(
-                "step %s failed: %r",
-                step.display_name,
-                exc,
-                extra=_extra(log_extra, step, pointer),
-            )
-            return StepFailure(exc, traceback.format_exc())
-    return None
+                return StepFailure(exc, traceback.format_exc())
+        return None
+    finally:
+        log_context.CURRENT_STEP.reset(token)
 
 
 def apply_outputs(

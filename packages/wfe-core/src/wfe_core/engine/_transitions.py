@@ -15,7 +15,6 @@ it the instance's pointers are looked at.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,7 @@ from wfe_core.models._status import PointerStatus, WorkflowStatus
 from wfe_core.primitives._subworkflow import CHILD_FINISHED_EVENT, TERMINATE_CHILD_EVENT
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Collection, Iterable, Mapping, Sequence
 
     from wfe_core._results import ExecutionResult
     from wfe_core.models._definition import StepDefinition, WorkflowDefinition
@@ -64,40 +63,68 @@ class StepFailure:
     trace: str
 
 
-@attrs.define
 class Transition:
     """What a transition leaves for the pass to do, besides the instance it changed.
 
     Parts it has nothing for are empty tuples: a step's transition allocates only what it
-    holds (a pass makes one or two per step, so it is not frozen either: that costs twice as
-    much to build).
+    holds. (A plain class the transition is built in, not an attrs one built at the end: a
+    pass makes one or two per step, and that second object cost a loop's round about as much
+    as the rest of applying its result.)
     """
 
+    __slots__ = (
+        "changed",
+        "closed_subscriptions",
+        "compensating",
+        "created",
+        "ended",
+        "errors",
+        "events",
+        "finished",
+        "outbox",
+        "subscriptions",
+        "timed",
+    )
+
     #: Pointers it created, in the instance's order (appended to ``instance.pointers``).
-    created: Sequence[ExecutionPointer] = ()
+    created: Sequence[ExecutionPointer]
     #: Ids of pointers it ended (completed, failed or cancelled); a step of one of these that
     #: is still running is abandoned.
-    ended: Sequence[str] = ()
+    ended: Sequence[str]
     #: Active pointers it gave a time to wake at (``sleep_until``) or an event to wait for.
-    timed: Sequence[ExecutionPointer] = ()
+    timed: Sequence[ExecutionPointer]
     #: Ids of every pointer it changed or created (see ``changed_pointers`` of
     #: ``PersistenceProvider.persist_workflow``).
-    changed: Collection[str] = ()
+    changed: Collection[str]
     #: Event subscriptions to store with the instance.
-    subscriptions: Sequence[EventSubscription] = ()
+    subscriptions: Sequence[EventSubscription]
     #: Ids of subscriptions to close once the instance is stored.
-    closed_subscriptions: Sequence[str] = ()
+    closed_subscriptions: Sequence[str]
     #: Errors to store with the instance.
-    errors: Sequence[ExecutionError] = ()
+    errors: Sequence[ExecutionError]
     #: Lifecycle events to publish once the instance is stored (none unless ``announce``).
-    events: Sequence[LifecycleEvent] = ()
+    events: Sequence[LifecycleEvent]
     #: Events to store in the same write as the instance (an outbox): the termination of
     #: the child workflow of a sub-workflow step it cancelled.
-    outbox: Sequence[Event] = ()
+    outbox: Sequence[Event]
     #: How many compensations a failure set out to run (``None``: it compensated nothing).
-    compensating: int | None = None
+    compensating: int | None
     #: The status the workflow finished with, when the transition finished it.
-    finished: WorkflowStatus | None = None
+    finished: WorkflowStatus | None
+
+    def __init__(self) -> None:
+        self.created = self.ended = self.timed = self.subscriptions = ()
+        self.closed_subscriptions = self.errors = self.events = self.outbox = ()
+        self.changed = ()
+        self.compensating = self.finished = None
+
+    def __repr__(self) -> str:
+        parts = ", ".join(
+            f"{name}={getattr(self, name)!r}"
+            for name in Transition.__slots__
+            if getattr(self, name) not in ((), None)
+        )
+        return f"Transition({parts})"
 
 
 def lifecycle_event(
@@ -126,7 +153,7 @@ def begin(instance: WorkflowInstance, definition: WorkflowDefinition, now: datet
     """Create the first pointer of an instance that has none: its definition's start step."""
     out = _Builder(instance, definition, now, None, announce=False)
     out.new_pointer(definition.start_step, scope=[], item=None, predecessor=None)
-    return out.done()
+    return out
 
 
 def mark_started(
@@ -153,18 +180,21 @@ def apply_outcome(
     *,
     active: Mapping[str, ExecutionPointer] | None = None,
     announce: bool = True,
+    step: StepDefinition | None = None,
 ) -> Transition:
     """Apply the outcome of one run of ``pointer``'s step: a result (done, persist, sleep,
     branch, wait for an event, end the workflow) or a failure (retry, suspend, compensate,
-    terminate, fail), with the step's outputs already in the workflow data."""
+    terminate, fail), with the step's outputs already in the workflow data. ``step`` is
+    ``pointer``'s step when the caller has it at hand (else it is looked up)."""
     out = _Builder(instance, definition, now, active, announce=announce)
     out.changed = {pointer.id}
-    step = definition.step(pointer.step_id)
+    if step is None:
+        step = definition.step(pointer.step_id)
     if isinstance(outcome, StepFailure):
         out.fail_step(pointer, step, outcome)
     else:
         out.apply_result(pointer, step, outcome)
-    return out.done()
+    return out
 
 
 def settle(
@@ -189,7 +219,7 @@ def settle(
         out.finish(WorkflowStatus.FAILED, LifecycleEventType.WORKFLOW_FAILED, failed[0].error)
     else:
         out.finish(WorkflowStatus.COMPLETE, LifecycleEventType.WORKFLOW_COMPLETED, None)
-    return out.done()
+    return out
 
 
 def cancel_steps(
@@ -221,7 +251,7 @@ def cancel_steps(
                         item=pointer.context_item,
                         predecessor=pointer.id,
                     )
-    return out.done()
+    return out
 
 
 def fail_workflow(
@@ -248,7 +278,7 @@ def fail_workflow(
         )
     ]
     out.finish(WorkflowStatus.FAILED, LifecycleEventType.WORKFLOW_FAILED, message)
-    return out.done()
+    return out
 
 
 def _pointer_id() -> str:
@@ -257,28 +287,21 @@ def _pointer_id() -> str:
     return os.urandom(16).hex()
 
 
-class _Builder:
-    """One transition under way: the changes it makes and the :class:`Transition` it builds
-    (each part a container made when its first item comes)."""
+class _Builder(Transition):
+    """One transition under way: the changes it makes, kept in the :class:`Transition` it
+    is (each part a container made when its first item comes)."""
 
-    __slots__ = (
-        "active",
-        "announce",
-        "changed",
-        "closed",
-        "compensating",
-        "created",
-        "definition",
-        "ended",
-        "errors",
-        "events",
-        "finished",
-        "instance",
-        "now",
-        "outbox",
-        "subscriptions",
-        "timed",
-    )
+    __slots__ = ("active", "announce", "definition", "instance", "now")
+
+    created: list[ExecutionPointer] | tuple[()]
+    ended: list[str] | tuple[()]
+    timed: list[ExecutionPointer] | tuple[()]
+    changed: set[str] | tuple[()]
+    subscriptions: list[EventSubscription] | tuple[()]
+    closed_subscriptions: list[str] | tuple[()]
+    errors: list[ExecutionError] | tuple[()]
+    events: list[LifecycleEvent] | tuple[()]
+    outbox: list[Event] | tuple[()]
 
     def __init__(
         self,
@@ -289,55 +312,34 @@ class _Builder:
         *,
         announce: bool,
     ) -> None:
+        # The parts as ``Transition.__init__`` sets them, here: a call fewer for every step.
+        self.created = self.ended = self.timed = self.subscriptions = ()
+        self.closed_subscriptions = self.errors = self.events = self.outbox = ()
+        self.changed = ()
+        self.compensating = self.finished = None
         self.instance = instance
         self.definition = definition
         self.now = now
         self.active = active
         self.announce = announce
-        self.created: list[ExecutionPointer] | None = None
-        self.ended: list[str] | None = None
-        self.timed: list[ExecutionPointer] | None = None
-        self.changed: set[str] | None = None
-        self.subscriptions: list[EventSubscription] | None = None
-        self.closed: list[str] | None = None
-        self.errors: list[ExecutionError] | None = None
-        self.events: list[LifecycleEvent] | None = None
-        self.outbox: list[Event] | None = None
-        self.compensating: int | None = None
-        self.finished: WorkflowStatus | None = None
-
-    def done(self) -> Transition:
-        return Transition(
-            created=self.created or (),
-            ended=self.ended or (),
-            timed=self.timed or (),
-            changed=self.changed or (),
-            subscriptions=self.subscriptions or (),
-            closed_subscriptions=self.closed or (),
-            errors=self.errors or (),
-            events=self.events or (),
-            outbox=self.outbox or (),
-            compensating=self.compensating,
-            finished=self.finished,
-        )
 
     def change(self, pointer_id: str) -> None:
-        if self.changed is None:
-            self.changed = {pointer_id}
-        else:
+        if self.changed:
             self.changed.add(pointer_id)
+        else:
+            self.changed = {pointer_id}
 
     def end(self, pointer_id: str) -> None:
-        if self.ended is None:
-            self.ended = [pointer_id]
-        else:
+        if self.ended:
             self.ended.append(pointer_id)
+        else:
+            self.ended = [pointer_id]
 
     def time(self, pointer: ExecutionPointer) -> None:
-        if self.timed is None:
-            self.timed = [pointer]
-        else:
+        if self.timed:
             self.timed.append(pointer)
+        else:
+            self.timed = [pointer]
 
     # -- a result ----------------------------------------------------------------------------
     def apply_result(
@@ -386,11 +388,11 @@ class _Builder:
     ) -> None:
         pointer.status = status
         pointer.active = False
-        # The first pointer a result ends: no list yet (see ``end``).
-        if self.ended is None:
-            self.ended = [pointer.id]
-        else:
+        # Inline (not ``end``): one call fewer for every step a workflow runs.
+        if self.ended:
             self.ended.append(pointer.id)
+        else:
+            self.ended = [pointer.id]
         pointer.end_time = self.now
         pointer.outcome = result.outcome_value
         self.emit(LifecycleEventType.STEP_COMPLETED, pointer)
@@ -443,16 +445,18 @@ class _Builder:
             data=result.subscription_data,
         )
         pointer.extensions[SUBSCRIPTION_ID] = subscription.id
-        if self.subscriptions is None:
-            self.subscriptions = []
-        self.subscriptions.append(subscription)
+        if self.subscriptions:
+            self.subscriptions.append(subscription)
+        else:
+            self.subscriptions = [subscription]
 
     def close_subscription(self, pointer: ExecutionPointer) -> None:
         subscription_id = pointer.extensions.pop(SUBSCRIPTION_ID, None)
         if subscription_id is not None:
-            if self.closed is None:
-                self.closed = []
-            self.closed.append(subscription_id)
+            if self.closed_subscriptions:
+                self.closed_subscriptions.append(subscription_id)
+            else:
+                self.closed_subscriptions = [subscription_id]
 
     # -- a failure ---------------------------------------------------------------------------
     def fail_step(
@@ -463,20 +467,20 @@ class _Builder:
         definition = self.definition
         error = failure.error
         message = f"{type(error).__name__}: {error}"
-        if self.errors is None:
-            self.errors = []
-        self.errors.append(
-            ExecutionError(
-                workflow_id=instance.id,
-                pointer_id=pointer.id,
-                message=message,
-                step_id=step.id,
-                step_name=step.display_name,
-                error_type=f"{type(error).__module__}.{type(error).__qualname__}",
-                traceback=failure.trace,
-                time=now,
-            )
+        error_record = ExecutionError(
+            workflow_id=instance.id,
+            pointer_id=pointer.id,
+            message=message,
+            step_id=step.id,
+            step_name=step.display_name,
+            error_type=f"{type(error).__module__}.{type(error).__qualname__}",
+            traceback=failure.trace,
+            time=now,
         )
+        if self.errors:
+            self.errors.append(error_record)
+        else:
+            self.errors = [error_record]
         pointer.error = message
         failures = int(pointer.extensions.get(fx.FAILURES, 0)) + 1
         pointer.extensions[fx.FAILURES] = failures
@@ -649,10 +653,10 @@ class _Builder:
             data={"parent_workflow_id": self.instance.id},
             time=self.now,
         )
-        if self.outbox is None:
-            self.outbox = [event]
-        else:
+        if self.outbox:
             self.outbox.append(event)
+        else:
+            self.outbox = [event]
 
     def finish(self, status: WorkflowStatus, event: LifecycleEventType, message: Any) -> None:
         self.instance.status = status
@@ -679,15 +683,15 @@ class _Builder:
             # Recorded on the pointer: readers of the store have no definition to look at.
             pointer.extensions[INTERNAL_POINTER] = True
         instance.pointers.append(pointer)
-        if self.created is None:
-            self.created = [pointer]
-        else:
+        if self.created:
             self.created.append(pointer)
-        # Inline (not ``change``): one call fewer for every step a workflow runs.
-        if self.changed is None:
-            self.changed = {pointer.id}
         else:
+            self.created = [pointer]
+        # Inline (not ``change``): one call fewer for every step a workflow runs.
+        if self.changed:
             self.changed.add(pointer.id)
+        else:
+            self.changed = {pointer.id}
         if scope:
             # The container starting it is active (found without a walk), but for a
             # compensation started in a finished saga's scope.
@@ -704,7 +708,7 @@ class _Builder:
     ) -> None:
         if self.announce:
             event = lifecycle_event(self.instance, event_type, pointer, self.now, message)
-            if self.events is None:
-                self.events = [event]
-            else:
+            if self.events:
                 self.events.append(event)
+            else:
+                self.events = [event]

@@ -539,8 +539,11 @@ class MemoryPersistence(PersistenceProvider):
         self._subscriptions.update(sub_rows)
         for workflow_id, error_row in error_rows:
             self._errors.setdefault(workflow_id, []).append(error_row)
-        self._store_events(event_rows)
-        self._reopen_events_for(row for _, row in sub_rows)
+        # Most writes (a step's end) hold neither: no call then.
+        if event_rows:
+            self._store_events(event_rows)
+        if sub_rows:
+            self._reopen_events_for(row for _, row in sub_rows)
         instance.revision = new_revision
 
     async def get_workflow(self, workflow_id: str) -> WorkflowInstance:

@@ -28,6 +28,7 @@ every provider as it is, and costs one clock reading per write.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
@@ -40,7 +41,14 @@ if TYPE_CHECKING:
 
     from wfe_core.providers import Lease, LockProvider
 
-__all__ = ["LeaseRenewer", "LeasedWork", "RenewalRecorder", "ensure_current"]
+__all__ = [
+    "LeaseRenewer",
+    "LeasedWork",
+    "RenewalRecorder",
+    "ensure_current",
+    "fresh_token",
+    "loop_clock",
+]
 
 logger = logging.getLogger("wfe_host.passes")
 
@@ -125,6 +133,26 @@ async def _keep(
         return kept
 
 
+def loop_clock() -> Callable[[], float]:
+    """The clock ``anyio.current_time()`` reads, to call directly: on asyncio the running
+    loop's ``time`` (what anyio returns), without anyio's look-up of the backend on every
+    reading (a pass reads it before each write: a loop's round is one write)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio (trio)
+        return anyio.current_time
+    return loop.time
+
+
+def fresh_token(work: LeasedWork, ttl: float, now: float) -> int | None:
+    """``work``'s fencing token when its lease is young enough at ``now`` (anyio's clock) to
+    write under without renewing it; ``None`` when :func:`ensure_current` must look."""
+    lease = work.lease
+    if lease is not None and now - work.leased_at < ttl * RENEW_BEFORE_WRITE:
+        return lease.token
+    return None
+
+
 async def ensure_current(
     lock: LockProvider,
     work: LeasedWork,
@@ -138,13 +166,11 @@ async def ensure_current(
 
     Raises :class:`~wfe_core.errors.LockNotHeldError` when another worker holds the lease
     now: then the caller must not write."""
-    lease = work.lease
-    if lease is not None:
-        age = anyio.current_time() - work.leased_at
-        if age < ttl * RENEW_BEFORE_WRITE:
-            return lease.token
-    else:
-        age = 0.0
+    now = anyio.current_time()
+    token = fresh_token(work, ttl, now)
+    if token is not None:
+        return token
+    age = 0.0 if work.lease is None else now - work.leased_at
     try:
         return (await _keep(lock, work, ttl, ttl * RENEW_BEFORE_WRITE, renewals)).token
     except _Lost:

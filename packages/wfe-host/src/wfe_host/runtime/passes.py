@@ -33,7 +33,7 @@ from wfe_core.serialization import to_primitive
 from wfe_host.runtime.control import lifecycle_event
 from wfe_host.runtime.data import restore_error
 from wfe_host.runtime.holders import BusyNotices
-from wfe_host.runtime.leases import LeaseRenewer, ensure_current
+from wfe_host.runtime.leases import LeaseRenewer, ensure_current, fresh_token, loop_clock
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
@@ -188,6 +188,8 @@ class _PassEnvironment:
         self.carried = carried
         #: The instance is not stored yet: the first write creates it.
         self.creation = creation
+        #: anyio's clock, read before each write to see whether the lease is still young.
+        self.loop_time = loop_clock()
 
     @property
     def host_context(self) -> HostContext:
@@ -223,9 +225,12 @@ class _PassEnvironment:
             subscriptions = [*subscriptions, *carried.subscriptions]
             changed_pointers = {*changed_pointers, *carried.pointers}
         core = self.core
-        fence = await ensure_current(
-            core.lock, self.handle, core.options.lease_seconds, renewals=core.telemetry
-        )
+        # The lease's age first (no call into the lock while it is young: every write).
+        fence = fresh_token(self.handle, core.options.lease_seconds, self.loop_time())
+        if fence is None:
+            fence = await ensure_current(
+                core.lock, self.handle, core.options.lease_seconds, renewals=core.telemetry
+            )
         await core.store(
             instance,
             subscriptions=subscriptions,
