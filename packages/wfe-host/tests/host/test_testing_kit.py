@@ -12,6 +12,7 @@ import attrs
 import pytest
 
 from wfe_core import ErrorBehavior, ExecutionResult, StepBody, WorkflowBuilder, WorkflowStatus
+from wfe_core.memory import MemoryPersistence
 from wfe_host import WorkflowClient
 from wfe_host.testing import NothingWaitingError, NotSettledError, WorkflowTestEnvironment
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from wfe_core import StepContext, WorkflowDefinition
+    from wfe_core.models import WorkflowInstance
 
 pytestmark = pytest.mark.anyio
 
@@ -400,3 +402,40 @@ async def test_a_recur_round_is_two_writes() -> None:
         instance = await env.get_workflow(workflow_id)
     assert instance.data.runs == ["poll"] * 5
     assert instance.revision - before == 2 * 5
+
+
+class CountingPersistence(MemoryPersistence):
+    """Counts the instance loads: each pass starts with one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = 0
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowInstance:
+        self.loads += 1
+        return await super().get_workflow(workflow_id)
+
+
+async def test_a_recur_round_is_one_pass() -> None:
+    # Each round's write moves the due time on; the due time noted by the previous round's
+    # write must not queue a second pass that finds nothing to do.
+    rounds: list[int] = []
+
+    def poll(ctx: StepContext) -> None:
+        rounds.append(len(rounds))
+        ctx.data.done = len(rounds) == 40
+
+    definition = (
+        WorkflowBuilder(Data)
+        .recur(timedelta(hours=1), until=lambda d: d.done, body=lambda b: b.start_with(poll))
+        .build("hourly")
+    )
+    persistence = CountingPersistence()
+    async with WorkflowTestEnvironment(definition, persistence=persistence) as env:
+        workflow_id = await env.start_workflow("hourly")
+        await env.advance(timedelta(hours=41))
+        loads = persistence.loads
+        instance = await env.get_workflow(workflow_id)
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert len(rounds) == 40
+    assert loads <= len(rounds) + 5, loads

@@ -206,6 +206,8 @@ class HostCore:
             and due > self.clock.now()
         ):
             self.timers.note(instance.id, due)
+        elif due is None or instance.status.is_finished:
+            self.timers.forget(instance.id)
 
     async def finished_events(
         self, instance: WorkflowInstance, errors: Sequence[ExecutionError] = ()

@@ -54,11 +54,22 @@ class DueTimers:
         self._late_at = 0.0
         #: The due time of each instance this host runs a pass over (that had one).
         self._running: dict[str, datetime] = {}
+        #: The due time of each instance's latest note still in the heap: an older entry of
+        #: the same instance is stale (a later write of this host moved or ended its due
+        #: time) and is dropped when it comes up, instead of queueing a pass with nothing to
+        #: do.
+        self._latest: dict[str, datetime] = {}
 
     def note(self, workflow_id: str, due: datetime) -> None:
         """This host stored ``workflow_id`` due at ``due``: queue it then."""
         heapq.heappush(self._heap, (due, workflow_id))
+        self._latest[workflow_id] = due
         self._wake.set()
+
+    def forget(self, workflow_id: str) -> None:
+        """This host stored ``workflow_id`` with no due time (it waits, or it finished): what
+        was noted for it before is stale."""
+        self._latest.pop(workflow_id, None)
 
     def wake(self) -> None:
         """Make the scheduler look at the due times again."""
@@ -72,8 +83,12 @@ class DueTimers:
     def pop_due(self, now: datetime) -> list[str]:
         """The workflows noted due at or before ``now``, removed from the heap."""
         due: list[str] = []
+        latest = self._latest
         while self._heap and self._heap[0][0] <= now:
-            due.append(heapq.heappop(self._heap)[1])
+            at, workflow_id = heapq.heappop(self._heap)
+            if latest.get(workflow_id) == at:
+                del latest[workflow_id]
+                due.append(workflow_id)
         return due
 
     def next_due(self) -> datetime | None:
