@@ -2,7 +2,8 @@
 
 An instance is stored as its *head* (``wfe_workflows.document``: the instance without its
 pointers, which reads ``"pointers":[]``), one row per pointer in ``wfe_pointers`` (the
-pointer's JSON without its ``children``, by position), and one row per child id in
+pointer's JSON without its ``children`` and the fields at their default, by position: see
+:mod:`wfe_sqlite._rows`), and one row per child id in
 ``wfe_pointer_children``. The executor writes the instance after every step and names the
 pointers it changed (``changed_pointers``), so a write stores the head, the rows of those
 pointers and the child ids added since the last write: what a step costs to store does not
