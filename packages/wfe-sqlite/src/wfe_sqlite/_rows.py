@@ -3,7 +3,7 @@
 A pointer row is the pointer's JSON data without ``children`` (they are rows of their own)
 and without the fields that hold their default (``"error":null``, ``"extensions":{}``...):
 structuring fills those back in, so a row reads back as the same pointer, and a finished
-step's row is about half the text (494 characters for a plain step's, 220 without them:
+step's row is about half the text (494 characters for a plain step's, about 230 without them:
 fewer pages of the pointer table written per step, and fewer splits of its pages).
 
 The converter's generated hook calls a hook per field (the optional datetimes, the enum, the
