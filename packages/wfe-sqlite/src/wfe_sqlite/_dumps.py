@@ -18,8 +18,9 @@ def _make_dumps() -> Callable[[Any], str]:
     """``_encoder.encode``, without what it does again for every call: it builds its C
     encoder (and a closure) each time, which costs about as much as encoding a pointer's few
     fields. The C encoder is built once here with the arguments ``encode`` gives it (no
-    check for circular references: what the converter gives is fresh, and a cycle would stop
-    it first); without the C accelerator, ``encode`` is used as it is."""
+    check for circular references: a cycle stops the converter, or ``_rows.is_plain`` on
+    the values passed without it, with ``RecursionError`` first); without the C accelerator,
+    ``encode`` is used as it is."""
     make_encoder = getattr(json.encoder, "c_make_encoder", None)
     if make_encoder is None:  # pragma: no cover - CPython has it
         return _encoder.encode
