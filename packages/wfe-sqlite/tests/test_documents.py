@@ -35,6 +35,14 @@ def _full(instance: WorkflowInstance) -> str:
     return dumps(primitive)
 
 
+#: What a pointer row leaves out: the fields at their default, as a full encode writes them.
+_POINTER_DEFAULTS = {
+    name: value
+    for name, value in to_primitive(ExecutionPointer(step_id=0)).items()
+    if name not in ("step_id", "id", "children")
+}
+
+
 def _stored(path: Path, workflow_id: str) -> tuple[dict[str, Any], int]:
     """The instance (its JSON data, put together from its rows) and revision in the file,
     read past the provider."""
@@ -45,7 +53,7 @@ def _stored(path: Path, workflow_id: str) -> tuple[dict[str, Any], int]:
         head = json.loads(document)
         assert head["pointers"] == []
         pointers = [
-            {**json.loads(text), "children": []}
+            {**_POINTER_DEFAULTS, **json.loads(text), "children": []}
             for (text,) in conn.execute(
                 "SELECT document FROM wfe_pointers WHERE workflow_id = ? ORDER BY position",
                 (workflow_id,),

@@ -2,7 +2,8 @@
 
 An instance is stored as its *head* (``wfe_workflows.document``: the instance without its
 pointers, which reads ``"pointers":[]``), one row per pointer in ``wfe_pointers`` (the
-pointer's JSON without its ``children``, by position), and one row per child id in
+pointer's JSON without its ``children`` and the fields at their default, by position: see
+:mod:`wfe_sqlite._rows`), and one row per child id in
 ``wfe_pointer_children``. The executor writes the instance after every step and names the
 pointers it changed (``changed_pointers``), so a write stores the head, the rows of those
 pointers and the child ids added since the last write: what a step costs to store does not
@@ -29,7 +30,6 @@ or whose child ids were changed other than by appending, raises :class:`Assertio
 
 from __future__ import annotations
 
-import json
 import operator
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
@@ -38,9 +38,11 @@ import attrs
 
 from wfe_core.models import ExecutionPointer, WorkflowInstance, WorkflowStatus
 from wfe_core.serialization import converter, to_primitive
+from wfe_sqlite._dumps import dumps
+from wfe_sqlite._rows import data_text, pointer_row
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection
+    from collections.abc import Collection
 
 
 __all__ = [
@@ -52,40 +54,6 @@ __all__ = [
     "pointer_primitive",
 ]
 
-# Compact, and unicode kept as it is: the text is read back only by this provider.
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def _make_dumps() -> Callable[[Any], str]:
-    """``_encoder.encode``, without what it does again for every call: it builds its C
-    encoder (and a closure) each time, which costs about as much as encoding a pointer's few
-    fields. The C encoder is built once here with the arguments ``encode`` gives it (no
-    check for circular references: what the converter gives is fresh, and a cycle would stop
-    it first); without the C accelerator, ``encode`` is used as it is."""
-    make_encoder = getattr(json.encoder, "c_make_encoder", None)
-    if make_encoder is None:  # pragma: no cover - CPython has it
-        return _encoder.encode
-    encode = make_encoder(
-        None,
-        _encoder.default,
-        json.encoder.encode_basestring,
-        None,
-        _encoder.key_separator,
-        _encoder.item_separator,
-        _encoder.sort_keys,
-        _encoder.skipkeys,
-        _encoder.allow_nan,
-    )
-    join = "".join
-
-    def dumps(value: Any) -> str:
-        return join(encode(value, 0))
-
-    return dumps
-
-
-#: ``value`` as JSON text, as ``_encoder.encode`` writes it.
-dumps = _make_dumps()
 
 #: How many instances' texts are kept at most (the least recently written go first): the
 #: instances a host runs at once, with room to spare.
@@ -218,15 +186,12 @@ _unstructure_pointer = converter.get_unstructure_hook(ExecutionPointer)
 
 
 def pointer_primitive(pointer: ExecutionPointer) -> tuple[dict[str, Any], list[str]]:
-    """The pointer's JSON data without ``children``, and its children ids."""
+    """The pointer's JSON data without ``children`` (every field, as the converter gives
+    it; a row leaves out the fields at their default: see :mod:`wfe_sqlite._rows`), and its
+    children ids."""
     primitive: dict[str, Any] = _unstructure_pointer(pointer)
     children: list[str] = primitive.pop("children")
     return primitive, children
-
-
-def _encode_pointer(pointer: ExecutionPointer) -> tuple[str, list[str]]:
-    primitive, children = pointer_primitive(pointer)
-    return dumps(primitive), children
 
 
 class InstanceDocuments:
@@ -294,7 +259,7 @@ class InstanceDocuments:
         same_head = head is not None and all(map(operator.is_, state, head.state))
         if head is None or not same_head:
             head = _new_head(instance, state)
-        document = _document(head, dumps(to_primitive(instance.data)), revision)
+        document = _document(head, data_text(instance.data), revision)
         runnable = instance.status == _RUNNABLE
         if previous is None or indices is None:
             return self._full(instance, revision, document, head, runnable)
@@ -310,7 +275,7 @@ class InstanceDocuments:
             self._verify(pointers, previous, indices, changed)
         for index in (*indices, *range(stored, len(pointers))):
             pointer = pointers[index]
-            text, children = _encode_pointer(pointer)
+            text, children = pointer_row(pointer)
             pointer_rows.append((index, text))
             known = counts[index] if index < stored else 0
             if len(children) < known:
@@ -358,7 +323,7 @@ class InstanceDocuments:
         texts: list[str] = []
         kids: list[list[str]] = []
         for index, pointer in enumerate(instance.pointers):
-            text, children = _encode_pointer(pointer)
+            text, children = pointer_row(pointer)
             pointer_rows.append((index, text))
             child_rows.extend((index, i, child) for i, child in enumerate(children))
             counts.append(len(children))
@@ -427,7 +392,7 @@ class InstanceDocuments:
         named = set(indices)
         unnamed: list[str] = []
         for index, text in enumerate(texts):
-            now, children = _encode_pointer(pointers[index])
+            now, children = pointer_row(pointers[index])
             if index in named:
                 if children[: len(kids[index])] != kids[index]:
                     raise AssertionError(
