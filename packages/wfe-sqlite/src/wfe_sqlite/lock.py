@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from functools import partial
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import anyio
 import attrs
 
-from wfe_core.errors import LockNotHeldError
-from wfe_core.providers import Lease, LeaseHolder, LockProvider, holder_is_gone, this_process
+from wfe_core.providers import Lease, LeaseHolder, LockProvider, this_process
 from wfe_core.providers import capabilities as cap
+from wfe_sqlite import _leases as leases
 from wfe_sqlite.base import SqliteProviderMixin
 from wfe_sqlite.engine import driver, from_us, now_us
 
@@ -20,91 +19,24 @@ if TYPE_CHECKING:
 
 __all__ = ["SqliteLock"]
 
-logger = logging.getLogger(__name__)
-
-_SECOND = 1_000_000
-
-# The statements are plain SQL run on the driver's connection (see wfe_sqlite.engine.driver):
-# every workflow pass takes and frees a lease.
-_HELD = "SELECT owner, expires_at, holder_host, holder_pid, token FROM wfe_locks WHERE key = ?"
-# Take the key when it is free or its lease has expired (the row of an expired lease stays
-# until the key is taken again), with the token after the counter's value; the counter is
-# moved on only when the key was taken, so tokens stay consecutive. One counter for all keys
-# in one write transaction: tokens grow with every acquisition.
-_TAKE = (
-    "INSERT INTO wfe_locks (key, owner, token, expires_at, holder_host, holder_pid)"
-    " VALUES (?, ?, (SELECT value + 1 FROM wfe_lock_tokens WHERE id = 1), ?, ?, ?)"
-    " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, token = excluded.token,"
-    " expires_at = excluded.expires_at, holder_host = excluded.holder_host,"
-    " holder_pid = excluded.holder_pid WHERE wfe_locks.expires_at <= ?"
-    " RETURNING token"
-)
-# Ends the lease of a holder found gone (see _acquire), so the key can be taken now.
-_BREAK = "UPDATE wfe_locks SET expires_at = 0 WHERE key = ? AND token = ?"
-_COUNT_TOKEN = "UPDATE wfe_lock_tokens SET value = ? WHERE id = 1"
 _RENEW = (
     "UPDATE wfe_locks SET expires_at = :exp"
     " WHERE key = :key AND token = :token AND owner = :owner AND expires_at > :now"
 )
-_RELEASE = (
-    "DELETE FROM wfe_locks"
-    " WHERE key = :key AND token = :token AND owner = :owner AND expires_at > :now"
-)
-
-
-class _Attempt(NamedTuple):
-    #: The new lease's token, or None when the key is held.
-    token: int | None
-    #: The new lease's expiry, or the current holder's (µs since the epoch).
-    expires_at: int
-    #: The owner of the lease (the new one, or the current holder).
-    owner: str
-    #: The holder whose lease was broken to take the key: its owner, host and pid.
-    broke: tuple[str, str, int] | None = None
-
-
-def _acquire(
-    conn: Connection, *, key: str, owner: str, ttl_us: int, holder: tuple[str, int]
-) -> _Attempt:
-    raw = driver(conn)
-    now = now_us()
-    expires = now + ttl_us
-    host, pid = holder
-    taken = raw.execute(_TAKE, (key, owner, expires, host, pid, now)).fetchone()
-    if taken is not None:
-        token = int(taken[0])
-        raw.execute(_COUNT_TOKEN, (token,))
-        return _Attempt(token, expires, owner)
-    # Held (by someone else, or by this owner) until a moment after now.
-    held = raw.execute(_HELD, (key,)).fetchone()
-    held_owner, held_host, held_pid = str(held[0]), held[2], held[3]
-    if holder_is_gone(held_host, held_pid):
-        # Its process was killed without releasing it (the write transaction holds the
-        # file: nobody else takes or renews the lease meanwhile).
-        raw.execute(_BREAK, (key, held[4]))
-        taken = raw.execute(_TAKE, (key, owner, expires, host, pid, now)).fetchone()
-        token = int(taken[0])
-        raw.execute(_COUNT_TOKEN, (token,))
-        return _Attempt(token, expires, owner, broke=(held_owner, held_host, int(held_pid)))
-    return _Attempt(None, int(held[1]), held_owner)
 
 
 def _holder(conn: Connection, *, key: str) -> int | None:
     """When the current lease of ``key`` expires (µs), None when there is none."""
-    row = driver(conn).execute(_HELD, (key,)).fetchone()
+    row = driver(conn).execute(leases.HELD, (key,)).fetchone()
     return None if row is None else int(row[1])
 
 
 def _holder_of(conn: Connection, *, key: str) -> LeaseHolder | None:
-    row = driver(conn).execute(_HELD, (key,)).fetchone()
+    row = driver(conn).execute(leases.HELD, (key,)).fetchone()
     if row is None or int(row[1]) <= now_us():
         return None
     pid = None if row[3] is None else int(row[3])
     return LeaseHolder(owner=str(row[0]), expires_at=from_us(int(row[1])), host=row[2], pid=pid)
-
-
-def _channel(key: str) -> str:
-    return f"lock:{key}"
 
 
 class SqliteLock(SqliteProviderMixin, LockProvider):
@@ -134,10 +66,10 @@ class SqliteLock(SqliteProviderMixin, LockProvider):
             raise ValueError("ttl must be positive")
         store = self.store
         options = store.options
-        ttl_us = max(int(ttl * _SECOND), 1)
+        ttl_us = leases.ttl_us(ttl)
         deadline = anyio.current_time() + max(wait, 0.0)
         interval = options.poll_interval
-        channel = _channel(key)
+        channel = leases.channel(key)
         try_now = True
         holder = this_process()
         # The database's data_version at the last look, and when the lease seen then expires.
@@ -151,20 +83,11 @@ class SqliteLock(SqliteProviderMixin, LockProvider):
                 # Leases are not synced: a power failure that loses one also stopped every
                 # process on the machine, so no holder relies on it any more.
                 attempt = await store.write(
-                    partial(_acquire, key=key, owner=owner, ttl_us=ttl_us, holder=holder),
+                    partial(leases.take, key=key, owner=owner, ttl_us=ttl_us, holder=holder),
                     "acquire",
                     durable=False,
                 )
-                if attempt.broke is not None:
-                    gone, on, pid = attempt.broke
-                    # A warning: a process died holding work (killed, crashed).
-                    logger.warning(
-                        "took over the lease of %r from %s: its process %d on %s no longer runs",
-                        key,
-                        gone,
-                        pid,
-                        on,
-                    )
+                leases.report_takeover(key, attempt)
                 if attempt.token is not None:
                     return Lease(
                         key=key,
@@ -185,7 +108,7 @@ class SqliteLock(SqliteProviderMixin, LockProvider):
             remaining = deadline - anyio.current_time()
             if remaining <= 0:
                 return None
-            until_expiry = (expires_at - now_us()) / _SECOND
+            until_expiry = (expires_at - now_us()) / leases.SECOND
             if until_expiry <= 0:
                 try_now = True
                 continue
@@ -203,7 +126,7 @@ class SqliteLock(SqliteProviderMixin, LockProvider):
         """Extend the current ``lease`` to ``ttl`` seconds from now (same token)."""
         if ttl <= 0:
             raise ValueError("ttl must be positive")
-        ttl_us = max(int(ttl * _SECOND), 1)
+        ttl_us = leases.ttl_us(ttl)
 
         def run(conn: Connection) -> int:
             now = now_us()
@@ -216,7 +139,7 @@ class SqliteLock(SqliteProviderMixin, LockProvider):
                 "exp": expires,
             }
             if driver(conn).execute(_RENEW, params).rowcount == 0:
-                raise _not_current(lease)
+                raise leases.not_current(lease)
             return expires
 
         expires = await self.store.write(run, "renew", durable=False)
@@ -225,17 +148,6 @@ class SqliteLock(SqliteProviderMixin, LockProvider):
     async def release(self, lease: Lease) -> None:
         """Free the key of the current ``lease`` at once and wake its waiters."""
 
-        def run(conn: Connection) -> None:
-            params = {"key": lease.key, "token": lease.token, "owner": lease.owner, "now": now_us()}
-            if driver(conn).execute(_RELEASE, params).rowcount == 0:
-                raise _not_current(lease)
-
         store = self.store
-        await store.write(run, "release", durable=False)
-        store.notify(_channel(lease.key))
-
-
-def _not_current(lease: Lease) -> LockNotHeldError:
-    return LockNotHeldError(
-        f"lease {lease.token} of {lease.key!r} by {lease.owner!r} is not current"
-    )
+        await store.write(partial(leases.release, lease=lease), "release", durable=False)
+        store.notify(leases.channel(lease.key))

@@ -27,10 +27,11 @@ from wfe_core.models import (
     WorkflowInstance,
     WorkflowStatus,
 )
-from wfe_core.providers import PersistenceProvider
+from wfe_core.providers import Lease, PersistenceProvider, this_process
 from wfe_core.providers import capabilities as cap
 from wfe_core.serialization import from_primitive, to_primitive
 from wfe_core.spi import VERIFY_CHANGES_ENV
+from wfe_sqlite import _leases as leases
 from wfe_sqlite.base import SqliteProviderMixin
 from wfe_sqlite.documents import InstanceDocuments, Written, dumps
 from wfe_sqlite.engine import driver, from_us, to_us
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection
 
+    from wfe_core.providers import LeaseRequest, LockProvider
     from wfe_sqlite.options import SqliteOptions
 
 __all__ = ["SqlitePersistence"]
@@ -172,8 +174,8 @@ def _load_error(document: str) -> ExecutionError:
 # driver's connection (see wfe_sqlite.engine.driver).
 _INSERT_WORKFLOW_SQL = (
     "INSERT INTO wfe_workflows (id, definition_id, version, create_time, status, reference,"
-    " next_execution, complete_time, revision, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (id) DO NOTHING"
+    " next_execution, complete_time, revision, document, fence)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
 _UPDATE_WORKFLOW_SQL = (
     "UPDATE wfe_workflows SET status = ?, reference = ?, next_execution = ?,"
@@ -367,7 +369,7 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
     for tests).
     """
 
-    capabilities = frozenset({cap.DURABLE, cap.FENCING, cap.EXTERNAL_WORK})
+    capabilities = frozenset({cap.DURABLE, cap.FENCING, cap.EXTERNAL_WORK, cap.LEASED_WRITES})
 
     def __init__(
         self,
@@ -383,17 +385,35 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         #: The documents of the instances this provider wrote last.
         self.documents = InstanceDocuments(verify=verify_changes)
 
+    def shares_leases_with(self, lock: LockProvider) -> bool:
+        """Whether ``lock`` is a :class:`~wfe_sqlite.SqliteLock` on this provider's very
+        store (same database, shared connections; see ``share_connections``)."""
+        from wfe_sqlite.lock import SqliteLock
+
+        if not isinstance(lock, SqliteLock):
+            return False
+        try:
+            return lock.store is self.store
+        except ProviderError:  # not open
+            return False
+
     # -- workflow instances ----------------------------------------------------------------
-    async def create_workflow(self, instance: WorkflowInstance) -> None:
-        """Store a new instance with revision 1 (set on ``instance`` too).
+    async def create_workflow(
+        self, instance: WorkflowInstance, *, lease: LeaseRequest | None = None
+    ) -> Lease | None:
+        """Store a new instance with revision 1 (set on ``instance`` too); with ``lease``,
+        take its lease in the same transaction (see ``PersistenceProvider.create_workflow``)
+        and return it, or store nothing and return ``None`` when the key is held.
 
         Raises :class:`~wfe_core.errors.ConcurrencyError` when the id is already stored.
         """
         workflow_id = instance.id
         documents = self.documents
+        ttl_us = 0 if lease is None else leases.ttl_us(lease.ttl)
+        holder = this_process()
         try:
             written = documents.encode(instance, 1)
-            params = (
+            columns = (
                 workflow_id,
                 instance.definition_id,
                 instance.version,
@@ -401,18 +421,40 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
                 *_instance_columns(instance, written),
             )
 
-            def run(conn: Connection) -> None:
-                if driver(conn).execute(_INSERT_WORKFLOW_SQL, params).rowcount == 0:
+            def run(conn: Connection) -> leases.Attempt | None:
+                attempt = None
+                if lease is not None:
+                    attempt = leases.take(
+                        conn, key=workflow_id, owner=lease.owner, ttl_us=ttl_us, holder=holder
+                    )
+                    if attempt.token is None:
+                        return attempt  # held: nothing else is written
+                fence = None if attempt is None else attempt.token
+                if driver(conn).execute(_INSERT_WORKFLOW_SQL, (*columns, fence)).rowcount == 0:
+                    # Raised in the transaction: the lease taken is rolled back with it.
                     raise ConcurrencyError(f"workflow {workflow_id} already exists")
                 _write_pointers(conn, workflow_id, written)
+                return attempt
 
-            await self.store.write(run, "create_workflow")
+            attempt = await self.store.write(run, "create_workflow")
         except BaseException:
             # Whatever is stored now, what this provider kept of the instance may not be it.
             documents.forget(workflow_id)
             raise
+        if attempt is not None:
+            leases.report_takeover(workflow_id, attempt)
+            if attempt.token is None:
+                return None  # the key is held: nothing was stored
         documents.remember(workflow_id, written)
         instance.revision = 1
+        if lease is None or attempt is None or attempt.token is None:
+            return None
+        return Lease(
+            key=workflow_id,
+            owner=lease.owner,
+            token=attempt.token,
+            expires_at=from_us(attempt.expires_at),
+        )
 
     async def persist_workflow(
         self,
@@ -423,11 +465,14 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         events: Iterable[Event] = (),
         changed_pointers: Collection[str] | None = None,
         fence: int | None = None,
+        release: Lease | None = None,
     ) -> None:
         """Write ``instance`` when its revision is the stored one (and, with ``fence``, no
         higher fence was accepted for it: the same ``UPDATE`` checks both), with its
         subscriptions (added, or replaced by id), errors (appended) and events (added; an id
-        already stored refuses the write with ``ConcurrencyError``), in one transaction.
+        already stored refuses the write with ``ConcurrencyError``), in one transaction;
+        with ``release``, fenced by its token, and freeing its key in that transaction (or
+        refused with :class:`~wfe_core.errors.LockNotHeldError` when it is not current).
 
         With ``changed_pointers``, only the rows of those pointers and new ones are written
         (and the child ids added since), when this provider wrote the instance's revision;
@@ -440,6 +485,8 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         expected = instance.revision
         workflow_id = instance.id
         documents = self.documents
+        if release is not None:
+            fence = release.token
         try:
             written = documents.encode(instance, expected + 1, changed_pointers)
             params: tuple[Any, ...]
@@ -489,6 +536,9 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
                     raise ConcurrencyError(
                         f"workflow {workflow_id}: revision {expected} is stale (stored: {stored})"
                     )
+                if release is not None:
+                    # Not current: raised in the transaction, so the update is rolled back.
+                    leases.release(conn, release)
                 _write_pointers(conn, workflow_id, written)
                 if sub_rows:
                     conn.execute(_upsert_subscription, sub_rows)
@@ -505,6 +555,8 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
                     driver(conn).executemany(_REOPEN_EVENTS_SQL, reopened)
 
             await self.store.write(run, "persist_workflow")
+            if release is not None:
+                self.store.notify(leases.channel(workflow_id))
         except BaseException:
             # A refused write means another wrote the instance, and a failed or cancelled one
             # may or may not have been stored: what is kept may not be what is stored.

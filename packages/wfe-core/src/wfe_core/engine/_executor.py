@@ -56,13 +56,17 @@ class PassEnvironment(Protocol):
         closed_subscriptions: Sequence[str],
         changed_pointers: Collection[str],
         outbox: Sequence[Event] = (),
+        last: bool = False,
     ) -> None:
         """Store ``instance`` (revision-checked) with new subscriptions and errors, then close
         ``closed_subscriptions``; ``changed_pointers`` are the pointers changed since the last
         call (see ``PersistenceProvider.persist_workflow``). ``outbox``: events to store in
         the same write and deliver after it (``persist_workflow(..., events=)``), such as a
         :data:`~wfe_core.primitives.TERMINATE_CHILD_EVENT` for the child of a cancelled
-        sub-workflow step. Raises ConcurrencyError for a stale writer."""
+        sub-workflow step. ``last``: the pass makes no write after this one (it ends once
+        this is stored: the workflow finished, sleeps, waits, or the pass was stopped), so a
+        host may give the pass's lease back in the same write. Raises ConcurrencyError for a
+        stale writer."""
         ...
 
     async def publish(self, event: LifecycleEvent) -> None:

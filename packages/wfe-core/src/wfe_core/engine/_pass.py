@@ -186,7 +186,7 @@ class Pass:
             if due != self.instance.next_execution:
                 self.instance.next_execution = due
                 self.dirty = True
-            await self._flush()
+            await self._flush(last=True)
 
     async def fail(self, message: str, error_type: str | None) -> None:
         transition = tx.fail_workflow(
@@ -201,7 +201,7 @@ class Pass:
             return
         self._take(transition)
         self.dirty = True
-        await self._flush()
+        await self._flush(last=True)
 
     def _may_continue(self) -> bool:
         return self.instance.status == WorkflowStatus.RUNNABLE and not self.should_stop()
@@ -458,7 +458,8 @@ class Pass:
                 await self._start_runnable(tg)
 
     # -- writes ------------------------------------------------------------------------------
-    async def _flush(self) -> None:
+    async def _flush(self, *, last: bool = False) -> None:
+        """Store what changed since the last write; ``last``: the pass ends after it."""
         if not self.dirty:
             return
         subscriptions, self.subscriptions = self.subscriptions, []
@@ -484,6 +485,7 @@ class Pass:
             closed_subscriptions=closed,
             changed_pointers=changed,
             outbox=outbox,
+            last=last,
         )
         self.dirty = False
         self.announce = self.env.wants_lifecycle_events()

@@ -67,11 +67,13 @@ from wfe_core.models import (
     WorkflowStatus,
 )
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers._persistence import PersistenceProvider
+from wfe_core.providers._persistence import PersistenceProvider, refuse_leased_writes
 from wfe_core.serialization import from_primitive, to_primitive
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
+
+    from wfe_core.providers._lock import Lease, LeaseRequest
 
 __all__ = ["MemoryPersistence"]
 
@@ -465,11 +467,15 @@ class MemoryPersistence(PersistenceProvider):
         return error.workflow_id, _ErrorRow(_encode(error), utc(error.time), next(self._seq))
 
     # -- workflow instances ----------------------------------------------------------------
-    async def create_workflow(self, instance: WorkflowInstance) -> None:
+    async def create_workflow(
+        self, instance: WorkflowInstance, *, lease: LeaseRequest | None = None
+    ) -> Lease | None:
         """Store a new instance with revision 1 (set on ``instance`` too).
 
         Raises :class:`~wfe_core.errors.ConcurrencyError` when the id is already stored.
         """
+        if lease is not None:
+            raise refuse_leased_writes(self)
         await checkpoint()
         if instance.id in self._instances:
             raise ConcurrencyError(f"workflow {instance.id} already exists")
@@ -479,6 +485,7 @@ class MemoryPersistence(PersistenceProvider):
         self._instances[instance.id] = row
         self._schedule(instance.id, row)
         instance.revision = 1
+        return None
 
     async def persist_workflow(
         self,
@@ -489,6 +496,7 @@ class MemoryPersistence(PersistenceProvider):
         events: Iterable[Event] = (),
         changed_pointers: Collection[str] | None = None,
         fence: int | None = None,
+        release: Lease | None = None,
     ) -> None:
         """Write ``instance`` when its revision is the stored one and ``fence`` (when given)
         is not below the highest one accepted for it (else ``StaleLeaseError``), with its
@@ -498,6 +506,8 @@ class MemoryPersistence(PersistenceProvider):
 
         It does not yield to other tasks (the executor writes after every step, and lets
         others run now and then itself)."""
+        if release is not None:
+            raise refuse_leased_writes(self)
         await checkpoint_if_cancelled()
         current = self._instances.get(instance.id)
         if current is None:

@@ -10,7 +10,7 @@ from wfe_core.providers import capabilities
 from wfe_core.providers._base import Provider
 from wfe_core.providers._lifecycle import LifecyclePublisher
 from wfe_core.providers._liveness import holder_is_gone, this_process
-from wfe_core.providers._lock import Lease, LeaseHolder, LockProvider
+from wfe_core.providers._lock import Lease, LeaseHolder, LeaseRequest, LockProvider
 from wfe_core.providers._persistence import PersistenceProvider
 from wfe_core.providers._queue import QueueMessage, QueueName, QueueProvider
 from wfe_core.providers._schema import SchemaOwner, SchemaStatus
@@ -22,6 +22,7 @@ __all__ = [
     "Capability",
     "Lease",
     "LeaseHolder",
+    "LeaseRequest",
     "LifecyclePublisher",
     "LockProvider",
     "PersistenceProvider",

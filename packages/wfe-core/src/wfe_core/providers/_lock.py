@@ -25,6 +25,16 @@ class Lease:
 
 
 @attrs.frozen
+class LeaseRequest:
+    """A lease to take in a persistence write (``PersistenceProvider.create_workflow(...,
+    lease=)``, capability ``leased-writes``): ``owner`` takes the new instance's id as key for
+    ``ttl`` seconds, as :meth:`LockProvider.acquire` would."""
+
+    owner: str
+    ttl: float
+
+
+@attrs.frozen
 class LeaseHolder:
     """What a lock knows of the current holder of a key (see :meth:`LockProvider.holder`)."""
 
@@ -46,6 +56,14 @@ class LockProvider(Provider):
       owner can acquire the key (so a crashed holder never blocks it for ever);
     * :meth:`release` and :meth:`renew` refuse (:class:`~wfe_core.errors.LockNotHeldError`) a
       lease that is not the key's current one, so a stale holder cannot free another's lease.
+
+    A lock kept in the same database as the persistence (wfe-sqlite's on one file,
+    wfe-postgres's on one database) may have its leases taken and released by the
+    persistence's own writes (capability ``leased-writes``, see
+    :meth:`PersistenceProvider.shares_leases_with
+    <wfe_core.providers.PersistenceProvider.shares_leases_with>`): such a lease is a lease of
+    this lock like any other (renewed, released and refused here as any other), and one the
+    persistence released is gone here too.
     """
 
     @abstractmethod

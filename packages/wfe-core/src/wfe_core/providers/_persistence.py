@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         WorkflowInstance,
         WorkflowStatus,
     )
+    from wfe_core.providers._lock import Lease, LeaseRequest, LockProvider
 
 
 class PersistenceProvider(Provider):
@@ -56,12 +57,37 @@ class PersistenceProvider(Provider):
       methods are not abstract: a provider written before them keeps working for everything
       else, and the defaults raise :class:`~wfe_core.errors.UnsupportedOperationError`
       naming the capability.
+    * Leased writes (providers declaring the ``leased-writes`` capability, checked by the
+      suite for them): a store that keeps a lock provider's leases in its own database takes
+      and releases them in its writes, for the lock :meth:`shares_leases_with` accepts
+      (``create_workflow(lease=)``, ``persist_workflow(release=)``). A host uses them only
+      when that method says yes; every other store never gets those arguments.
     """
+
+    def shares_leases_with(self, lock: LockProvider) -> bool:
+        """Whether this store can take and release ``lock``'s leases in its own writes: the
+        lock keeps its leases in this store's database, in the way this provider reads and
+        writes them (in practice: the same package's lock, on the same database). The
+        default (and any provider without ``leased-writes``): ``False``. Asked once the
+        providers are open; the answer must hold while they are."""
+        return False
 
     # -- workflow instances ----------------------------------------------------------------
     @abstractmethod
-    async def create_workflow(self, instance: WorkflowInstance) -> None:
-        """Store a new instance (its ``id`` is already set; ``revision`` becomes 1)."""
+    async def create_workflow(
+        self, instance: WorkflowInstance, *, lease: LeaseRequest | None = None
+    ) -> Lease | None:
+        """Store a new instance (its ``id`` is already set; ``revision`` becomes 1).
+        :class:`~wfe_core.errors.ConcurrencyError` when the id is already stored.
+
+        ``lease`` (capability ``leased-writes``; only for a lock :meth:`shares_leases_with`
+        accepted): also take the lease of ``instance.id`` for ``lease.owner`` for
+        ``lease.ttl`` seconds in the same transaction, as that lock's ``acquire`` would (a
+        fresh, larger token), store its token as the instance's fence, and return the lease.
+        When another holds the key, store nothing and return ``None`` (whether or not the id
+        is stored); when the id is stored, raise ``ConcurrencyError`` and hold no lease.
+        Without ``lease``: ``None``. A provider without the capability raises
+        :class:`~wfe_core.errors.UnsupportedOperationError` when given one."""
 
     @abstractmethod
     async def persist_workflow(
@@ -73,6 +99,7 @@ class PersistenceProvider(Provider):
         events: Iterable[Event] = (),
         changed_pointers: Collection[str] | None = None,
         fence: int | None = None,
+        release: Lease | None = None,
     ) -> None:
         """Write ``instance`` (checking its revision, and its ``fence``) with new
         subscriptions, errors and events, all or nothing.
@@ -85,6 +112,18 @@ class PersistenceProvider(Provider):
         one is accepted (revision permitting) and a higher one becomes the new highest. The
         fence is checked in the same statement or transaction as the revision, so no write
         can slip in between. When both are stale, ``StaleLeaseError`` is raised.
+
+        ``release`` (capability ``leased-writes``; only a lease of ``instance.id`` from a lock
+        :meth:`shares_leases_with` accepted): the writer's last write under that lease. The
+        write is fenced by ``release.token`` (``fence`` is ignored), is stored only while
+        ``release`` is the key's current lease (the check of the lock's ``release``: same
+        token and owner, not expired), and frees the key in the same transaction: both or
+        neither. A lease that is not current refuses the write with
+        :class:`~wfe_core.errors.LockNotHeldError`, storing nothing (so a write under a lost
+        lease never lands, even before a newer holder wrote); a stale fence or revision
+        refuses it as without ``release`` (``StaleLeaseError`` first, then
+        ``ConcurrencyError``) and keeps the lease. A provider without the capability raises
+        :class:`~wfe_core.errors.UnsupportedOperationError` when given one.
 
         What a write must store, and what it may skip (the write contract; checked by
         ``PersistenceSuite``):
@@ -266,6 +305,16 @@ class PersistenceProvider(Provider):
     @abstractmethod
     async def get_errors(self, workflow_id: str) -> Sequence[ExecutionError]:
         """Errors recorded for ``workflow_id``, oldest first."""
+
+
+def refuse_leased_writes(provider: PersistenceProvider) -> Exception:
+    """What a store without ``leased-writes`` raises when given ``lease`` or ``release``."""
+    from wfe_core.errors import UnsupportedOperationError
+
+    return UnsupportedOperationError(
+        f"the persistence provider {type(provider).__module__}.{type(provider).__qualname__} "
+        "cannot take or release leases in its writes (capability 'leased-writes')"
+    )
 
 
 def _unsupported(provider: PersistenceProvider, method: str) -> Exception:

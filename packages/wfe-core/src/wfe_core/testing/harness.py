@@ -73,6 +73,7 @@ class EngineHarness:
         closed_subscriptions: Sequence[str],
         changed_pointers: Collection[str],
         outbox: Sequence[Event] = (),
+        last: bool = False,
     ) -> None:
         self.subscriptions.extend(subscriptions)
         await self.persistence.persist_workflow(

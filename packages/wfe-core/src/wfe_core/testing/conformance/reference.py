@@ -36,12 +36,14 @@ from wfe_core.models import (
     WorkflowStatus,
 )
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers._persistence import PersistenceProvider
+from wfe_core.providers._persistence import PersistenceProvider, refuse_leased_writes
 from wfe_core.serialization import from_primitive, to_primitive
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
     from datetime import datetime
+
+    from wfe_core.providers._lock import Lease, LeaseRequest
 
 __all__ = ["ReferencePersistence"]
 
@@ -91,13 +93,19 @@ class ReferencePersistence(PersistenceProvider):
         return [_read(text, ExecutionError) for text in self.errors]
 
     # -- workflow instances ----------------------------------------------------------------
-    async def create_workflow(self, instance: WorkflowInstance) -> None:
+    async def create_workflow(
+        self, instance: WorkflowInstance, *, lease: LeaseRequest | None = None
+    ) -> Lease | None:
+        # Rule: a store without ``leased-writes`` takes no ``lease``.
+        if lease is not None:
+            raise refuse_leased_writes(self)
         # Rule: an id is stored once.
         if instance.id in self.instances:
             raise ConcurrencyError(f"workflow {instance.id} already exists")
         # Rule: a new instance has revision 1, stored and set on the caller's object.
         self.instances[instance.id] = _text(attrs.evolve(instance, revision=1))
         instance.revision = 1
+        return None
 
     async def persist_workflow(
         self,
@@ -108,7 +116,11 @@ class ReferencePersistence(PersistenceProvider):
         events: Iterable[Event] = (),
         changed_pointers: Collection[str] | None = None,
         fence: int | None = None,
+        release: Lease | None = None,
     ) -> None:
+        # Rule: a store without ``leased-writes`` takes no ``release``.
+        if release is not None:
+            raise refuse_leased_writes(self)
         # Rule: unknown ids raise WorkflowNotFoundError.
         if instance.id not in self.instances:
             raise WorkflowNotFoundError(instance.id)
