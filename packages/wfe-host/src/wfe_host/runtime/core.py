@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         WorkflowInstance,
     )
     from wfe_core.providers import (
+        Lease,
         LifecyclePublisher,
         LockProvider,
         PersistenceProvider,
@@ -122,7 +123,7 @@ class HostCore:
     def open(self) -> HostPolicy:
         """Called once the providers are open: derive the policy from their capabilities and
         choose the waiter table."""
-        policy = HostPolicy.of(self.persistence, self.lifecycle)
+        policy = HostPolicy.of(self.persistence, self.lock, self.lifecycle)
         self.policy = policy
         self.waiters = waiters_for(self.lifecycle, distributed=policy.distributed_lifecycle)
         return policy
@@ -178,10 +179,12 @@ class HostCore:
         events: Sequence[Event] = (),
         changed_pointers: Collection[str] | None = None,
         fence: int | None = None,
+        release: Lease | None = None,
     ) -> None:
         """Persist ``instance`` (revision-checked, and fenced by ``fence``, the token of the
         lease the write is made under) with ``events`` in the same write (an outbox:
-        notifications that must not be lost), and do what follows from it."""
+        notifications that must not be lost), and do what follows from it. ``release``:
+        the lease to give back in the same write (``policy.leased_writes`` only)."""
         await self.persistence.persist_workflow(
             instance,
             subscriptions=subscriptions,
@@ -189,6 +192,7 @@ class HostCore:
             events=events,
             changed_pointers=changed_pointers,
             fence=fence,
+            release=release,
         )
         for event in events:
             await self.enqueue_event(event.id)

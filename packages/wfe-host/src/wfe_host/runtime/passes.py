@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -28,7 +29,7 @@ from wfe_core.models import (
     WorkflowStatus,
     new_id,
 )
-from wfe_core.providers import Lease
+from wfe_core.providers import Lease, LeaseRequest
 from wfe_core.serialization import to_primitive
 from wfe_host.runtime.control import lifecycle_event
 from wfe_host.runtime.data import restore_error
@@ -67,7 +68,7 @@ class PassHandle:
     stop: bool = False
     #: Work arrived for the instance during the pass: run another pass after it.
     rerun: bool = False
-    #: The pass stored the instance (its due time may have changed).
+    #: The pass stored the instance (its due time may have changed), under its lease.
     stored: bool = False
     #: Called after the pass released its lease.
     after: list[Callable[[], Awaitable[None]]] = attrs.field(factory=list)
@@ -75,8 +76,9 @@ class PassHandle:
     #: was last taken or renewed.
     lease: Lease | None = None
     leased_at: float = 0.0
-    #: Held while the lease is renewed or taken again (see ``runtime.leases``).
-    lease_guard: anyio.Lock = attrs.field(factory=anyio.Lock)
+    #: Held while the lease is renewed, taken again, or given back by a write (see
+    #: ``runtime.leases``). No yield when free: a pass gives its lease back once.
+    lease_guard: anyio.Lock = attrs.field(factory=lambda: anyio.Lock(fast_acquire=True))
     #: The pass holds one of the runner's slots itself (it did not come through the queue,
     #: whose consumer holds the slot of what it hands out).
     slot: bool = False
@@ -141,6 +143,9 @@ class Creation:
     #: pass's first write holds more than pointers and data (subscriptions, errors, the end
     #: of the workflow), which the normal write then stores.
     instance: WorkflowInstance
+    #: The lease's owner, when the write creating the instance takes the pass's lease too
+    #: (``policy.leased_writes``); ``None``: the pass took it before.
+    owner: str | None = None
     #: Known once the instance is stored (``ok``), or once the pass ended without storing
     #: it: with the error the store raised, or none (the lease could not be taken, the host
     #: stopped), and then nothing was stored.
@@ -204,6 +209,7 @@ class _PassEnvironment:
         closed_subscriptions: Sequence[str],
         changed_pointers: Collection[str],
         outbox: Sequence[Event] = (),
+        last: bool = False,
     ) -> None:
         finishing = instance.status.is_finished and not self.finished
         if self.creation is not None:
@@ -231,15 +237,22 @@ class _PassEnvironment:
             fence = await ensure_current(
                 core.lock, self.handle, core.options.lease_seconds, renewals=core.telemetry
             )
-        await core.store(
+        write = partial(
+            core.store,
             instance,
             subscriptions=subscriptions,
             errors=errors,
             closed_subscriptions=closed_subscriptions,
             events=events,
             changed_pointers=changed_pointers,
-            fence=fence,
         )
+        # The pass's last write gives its lease back when the store keeps the lock's leases
+        # (one transaction fewer per pass). Not one closing subscriptions: those are closed
+        # after the write, and another worker must not run the instance before.
+        if last and core.policy.leased_writes and not closed_subscriptions:
+            await self._write_releasing(write)
+        else:
+            await write(fence=fence)
         if carried is not None:
             self.carried = None
             carried.stored.set(ok=True)
@@ -248,9 +261,26 @@ class _PassEnvironment:
             self.finished = True
             await self.core.on_finished(instance)
 
+    async def _write_releasing(self, write: Callable[..., Awaitable[None]]) -> None:
+        """Make the pass's last write, giving its lease back in it (``release=``): under
+        the lease's guard, so the renewer never renews (nor takes again) a lease that is
+        being given back."""
+        handle = self.handle
+        async with handle.lease_guard:
+            lease = handle.lease
+            if lease is None:
+                raise LockNotHeldError(f"workflow {handle.workflow_id}: the pass holds no lease")
+            try:
+                await write(release=lease)
+            except LockNotHeldError:
+                handle.lease = None  # not current: the write stored nothing, nothing to free
+                raise
+            handle.lease = None
+
     def _stored(self, instance: WorkflowInstance) -> None:
         """What was last stored, so the runner can tell work that fell due meanwhile."""
         self.stored = True
+        self.handle.stored = True
         self.stored_due = (
             instance.next_execution if instance.status == WorkflowStatus.RUNNABLE else None
         )
@@ -260,15 +290,31 @@ class _PassEnvironment:
         pointers and data are all the write holds), or as its caller made it, for the
         normal write that follows to store the rest in the same order as ever (a child's end
         and its parent's notification in one write). Nothing else can know the instance
-        before it is stored, so the write needs no fence; the next one stores the lease's."""
+        before it is stored, so the write needs no fence; the next one stores the lease's.
+        With ``creation.owner`` the write takes the pass's lease too; when another holds
+        it, nothing is stored and the caller creates the instance the usual way."""
         creation = self.creation
         assert creation is not None
         self.creation = None
         core = self.core
-        await ensure_current(core.lock, self.handle, core.options.lease_seconds)
+        handle = self.handle
+        owner = creation.owner
+        if owner is None:
+            await ensure_current(core.lock, handle, core.options.lease_seconds)
         created = instance if plain else creation.instance
         try:
-            await core.persistence.create_workflow(created)
+            if owner is None:
+                await core.persistence.create_workflow(created)
+            else:
+                asked = anyio.current_time()
+                request = LeaseRequest(owner, core.options.lease_seconds)
+                lease = await core.persistence.create_workflow(created, lease=request)
+                if lease is None:
+                    creation.stored.set(ok=False)
+                    raise _NotCreated(f"the lease of new workflow {instance.id} is held")
+                handle.lease, handle.leased_at = lease, asked
+        except _NotCreated:
+            raise
         except Exception as exc:
             creation.stored.set(ok=False, error=exc)
             raise _NotCreated(str(exc)) from exc
@@ -436,7 +482,9 @@ class PassRunner:
         handle = PassHandle(instance.id, slot=True)
         # Registered now, so what arrives for the instance meanwhile waits for this pass.
         self.running[instance.id] = handle
-        creation = Creation(instance)
+        # With leased writes, the write creating the instance takes the lease too.
+        owner = self.owner() if core.policy.leased_writes else None
+        creation = Creation(instance, owner)
         tg.start_soon(self._create, handle, working, creation)
         return creation
 
@@ -444,6 +492,9 @@ class PassRunner:
         self, handle: PassHandle, instance: WorkflowInstance, creation: Creation
     ) -> None:
         core = self.core
+        if creation.owner is not None:
+            await self._own(handle, None, instance, creation=creation)
+            return
         try:
             # Nobody else knows the id yet: the lease is free unless the caller chose an id
             # that is taken (then the usual path refuses it).
@@ -537,14 +588,15 @@ class PassRunner:
     async def _own(
         self,
         handle: PassHandle,
-        lease: Lease,
+        lease: Lease | None,
         instance: WorkflowInstance | None,
         carried: Carried | None = None,
         *,
         creation: Creation | None = None,
     ) -> None:
-        """Run a pass holding ``lease`` (registered in ``running``), then release it and do
-        what the pass left to do."""
+        """Run a pass holding ``lease`` (registered in ``running``; ``None``: the write
+        creating ``creation`` takes it), then release it unless the pass's last write gave
+        it back, and do what the pass left to do."""
         core = self.core
         workflow_id = handle.workflow_id
         handle.lease = lease
@@ -557,8 +609,10 @@ class PassRunner:
             if contains(exc, _NotCreated):
                 pass  # nothing stored; the caller of start_workflow gets the error
             elif contains(exc, StaleLeaseError):
-                # A newer holder of the lease wrote the instance: it is theirs now. Expected
-                # after a lost lease (a pause, a partition), so no traceback.
+                # A newer holder of the lease wrote the instance: it is theirs now (and this
+                # lease gone, nothing to give back). Expected after a lost lease (a pause, a
+                # partition), so no traceback.
+                handle.lease = None
                 logger.warning(
                     "lost the lease of a running pass (another worker wrote the instance "
                     "under a newer lease); abandoning it: %s",
@@ -588,8 +642,10 @@ class PassRunner:
                 creation.stored.set(ok=False)  # the pass ended before it stored anything
                 handle.rerun = False  # there is nothing to run
             self._forget(handle)
-            # The renewer sees the handle gone and leaves the lease alone from now on.
-            await self.release(handle.lease or lease)
+            # The renewer sees the handle gone and leaves the lease alone from now on. None:
+            # given back by the last write, found lost, or never taken.
+            if handle.lease is not None:
+                await self.release(handle.lease, wrote=handle.stored)
             if handle.stored:
                 # The instance's due time changed: the scheduler may have been waiting for
                 # this pass before it looks at the next due time.
@@ -610,7 +666,6 @@ class PassRunner:
         with handle.scope:
             environment = await self._run(handle.workflow_id, handle, instance, carried, creation)
             if environment is not None and environment.stored:
-                handle.stored = True
                 due = environment.stored_due
                 if due is not None and due <= self.core.clock.now():
                     # It fell due while the pass stored its state (a short sleep on a slow
@@ -705,6 +760,7 @@ class PassRunner:
                 errors=(),
                 closed_subscriptions=(),
                 changed_pointers=(),
+                last=True,
             )
         return environment
 
@@ -745,6 +801,7 @@ class PassRunner:
             errors=(error,),
             closed_subscriptions=(),
             changed_pointers=(),
+            last=True,
         )
         # Still due, and nothing here can run it: no pass again at once (the scheduler's
         # recovery looks again, and a worker that has the definition takes it).
@@ -772,12 +829,23 @@ class PassRunner:
             handle.rerun = True
             handle.scope.cancel()
 
-    async def release(self, lease: Lease) -> None:
-        """Release ``lease`` (shielded from cancellation; a lease already gone is fine)."""
+    async def release(self, lease: Lease, *, wrote: bool = False) -> None:
+        """Release ``lease`` (shielded from cancellation). A lease already gone is fine,
+        but one a pass ``wrote`` under is worth a warning: it lapsed while the pass ran
+        (the writes were fenced, so a newer holder's work was never overwritten)."""
         with anyio.CancelScope(shield=True):
             try:
                 await self.core.lock.release(lease)
-            except (LockNotHeldError, WfeError):
+            except LockNotHeldError:
+                if wrote:
+                    logger.warning(
+                        "the lease of a pass lapsed before the pass gave it back (was the "
+                        "event loop blocked?); another worker may have run the instance since",
+                        extra={"workflow_id": lease.key},
+                    )
+                else:
+                    logger.debug("lease already gone", extra={"workflow_id": lease.key})
+            except WfeError:
                 logger.debug("lease already gone", extra={"workflow_id": lease.key})
 
     async def with_lease(

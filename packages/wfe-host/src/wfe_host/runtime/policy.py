@@ -9,7 +9,7 @@ import attrs
 from wfe_core.providers import capabilities
 
 if TYPE_CHECKING:
-    from wfe_core.providers import LifecyclePublisher, PersistenceProvider
+    from wfe_core.providers import LifecyclePublisher, LockProvider, PersistenceProvider
 
 
 @attrs.frozen
@@ -23,11 +23,20 @@ class HostPolicy:
     #: The lifecycle publisher carries other processes' events (``distributed``): the host
     #: watches it for finished workflows and keeps a waiter table of its own.
     distributed_lifecycle: bool
+    #: The persistence keeps the lock's leases in its own database (``leased-writes``, and
+    #: ``shares_leases_with(lock)``): a pass's lease is taken by the write creating a new
+    #: instance and given back by the pass's last write, not in transactions of their own.
+    leased_writes: bool = False
 
     @classmethod
-    def of(cls, persistence: PersistenceProvider, lifecycle: LifecyclePublisher) -> HostPolicy:
-        """The policy for a host on these providers."""
+    def of(
+        cls, persistence: PersistenceProvider, lock: LockProvider, lifecycle: LifecyclePublisher
+    ) -> HostPolicy:
+        """The policy for a host on these (open) providers."""
+        stored = type(persistence).capabilities
         return cls(
-            shared_store=capabilities.DURABLE in type(persistence).capabilities,
+            shared_store=capabilities.DURABLE in stored,
             distributed_lifecycle=capabilities.DISTRIBUTED in type(lifecycle).capabilities,
+            leased_writes=capabilities.LEASED_WRITES in stored
+            and persistence.shares_leases_with(lock),
         )
