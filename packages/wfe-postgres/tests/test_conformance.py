@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from wfe_core.testing.conformance import PersistenceSuite
-from wfe_postgres import PostgresPersistence
+from wfe_postgres import PostgresLock, PostgresPersistence
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -20,4 +20,9 @@ class TestPostgresPersistence(PersistenceSuite):
     @pytest.fixture
     async def persistence(self, db_url: str) -> AsyncIterator[PostgresPersistence]:
         async with PostgresPersistence(db_url) as provider:
+            yield provider
+
+    @pytest.fixture
+    async def shared_lock(self, db_url: str) -> AsyncIterator[PostgresLock]:
+        async with PostgresLock(db_url) as provider:
             yield provider

@@ -21,6 +21,11 @@ class TestSqlitePersistence(PersistenceSuite):
         async with SqlitePersistence(db_url) as provider:
             yield provider
 
+    @pytest.fixture
+    async def shared_lock(self, db_url: str) -> AsyncIterator[SqliteLock]:
+        async with SqliteLock(db_url) as provider:
+            yield provider
+
 
 class TestSqliteQueue(QueueSuite):
     __test__ = True
@@ -59,6 +64,12 @@ class TestInMemoryPersistence(PersistenceSuite):
     @pytest.fixture
     async def persistence(self) -> AsyncIterator[SqlitePersistence]:
         async with SqlitePersistence("sqlite:///:memory:") as provider:
+            yield provider
+
+    @pytest.fixture
+    async def shared_lock(self, persistence: SqlitePersistence) -> AsyncIterator[SqliteLock]:
+        # The same in-memory database only through the same (shared) store.
+        async with SqliteLock("sqlite:///:memory:") as provider:
             yield provider
 
 

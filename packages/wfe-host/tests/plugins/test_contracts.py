@@ -76,7 +76,7 @@ def test_an_unknown_capability_string_names_the_plugin_and_the_known_ones(
         "plugin 'typo': register_providers: ProviderSpec: unknown capability 'dequeue-block'; "
         "did you mean 'dequeue-blocks'? (known: dequeue-blocks, queue-redelivery, "
         "lease-renewal, distributed, durable, search-by-data, asyncio-only, fencing, external-work,"
-        " remote)"
+        " remote, leased-writes)"
     )
 
 

@@ -24,6 +24,25 @@ _UPDATE_HEAD = """
         RETURNING id
     )"""
 
+# A write giving its lease back (leased writes): the lease, locked for the statement (a
+# taker of the key waits for it, then finds it gone), must be the key's current one for the
+# head to be written; the statement frees it once the head is written.
+_HELD_LEASE = """
+    held AS (
+        SELECT FROM wfe_locks
+        WHERE key = %(id)s AND owner = %(lease_owner)s AND token = %(fence)s
+            AND expires_at > now()
+        FOR UPDATE
+    )"""
+_UPDATE_LEASED_HEAD = _UPDATE_HEAD.replace(
+    "RETURNING id", "AND EXISTS (SELECT FROM held)\n        RETURNING id"
+)
+_FREED_LEASE = """
+    freed AS (
+        DELETE FROM wfe_locks WHERE key = %(id)s AND token = %(fence)s AND EXISTS (SELECT FROM w)
+        RETURNING key
+    )"""
+
 _POINTER_ROWS = """
     p AS (
         INSERT INTO pointers (workflow_id, position, document)
@@ -90,23 +109,33 @@ _EVENT_ROWS = """
     )"""
 
 # What the statement found: whether it wrote, and the stored revision and fence before it
-# (the sub-selects read the statement's snapshot), for the error of a refused write.
+# (the sub-selects read the statement's snapshot), for the error of a refused write; and of
+# a write giving its lease back, whether the lease was current (waking the key's waiters
+# once freed, as the lock's release does).
 _RESULT = """
     SELECT (SELECT count(*) FROM w), (SELECT revision FROM workflows WHERE id = %(id)s),
            (SELECT fence FROM workflows WHERE id = %(id)s)"""
+_RELEASED_RESULT = """,
+           (SELECT count(*) FROM held), (SELECT pg_notify(%(channel)s, %(topic)s) FROM freed)"""
 
 
 @functools.cache
 def persist(
-    pointers: bool, subscriptions: bool, errors: bool, events: bool, reopen: bool = False
+    pointers: bool,
+    subscriptions: bool,
+    errors: bool,
+    events: bool,
+    reopen: bool = False,
+    release: bool = False,
 ) -> str:
     """The statement of a write holding the parts given: the head always; the changed and
     new pointer rows (the executor's write; a whole-instance write stores them after); the
     subscriptions, errors and events passed with it, and (``reopen``: some subscription is
-    open) the marking of the stored events they match unprocessed. Only the parts a write
-    needs: most steps pass none of the last four, and every part costs the server work even
-    when empty. (At most 24 texts, each prepared by the driver once it is used often.)"""
-    parts = [_UPDATE_HEAD]
+    open) the marking of the stored events they match unprocessed; with ``release``, the
+    lease the write gives back (its result has two more columns). Only the parts a write
+    needs: most steps pass none of the last five, and every part costs the server work even
+    when empty. (At most 48 texts, each prepared by the driver once it is used often.)"""
+    parts = [_HELD_LEASE, _UPDATE_LEASED_HEAD, _FREED_LEASE] if release else [_UPDATE_HEAD]
     for wanted, part in (
         (pointers, _POINTER_ROWS),
         (subscriptions, _SUBSCRIPTION_ROWS),
@@ -116,7 +145,8 @@ def persist(
     ):
         if wanted:
             parts.append(part)
-    return f"WITH {', '.join(parts)} {_RESULT}"
+    result = _RESULT + _RELEASED_RESULT if release else _RESULT
+    return f"WITH {', '.join(parts)} {result}"
 
 
 #: A whole-instance write: drop the child rows and the pointers past the new count.
@@ -139,6 +169,36 @@ CREATE_WORKFLOW = f"""
         RETURNING id
     ), {_POINTER_ROWS}
     SELECT count(*) FROM w"""
+
+#: A new instance created with its lease (leased writes), as the lock's acquire takes it but
+#: only when the id is not stored (a refused create takes no lease), its token stored as the
+#: instance's fence. Found: whether it was created, the lease's token and expiry (NULL: the
+#: key is held, or the id stored), and whether the id was stored before.
+CREATE_LEASED_WORKFLOW = f"""
+    WITH l AS (
+        INSERT INTO wfe_locks AS l (key, owner, token, expires_at, holder_host, holder_pid)
+        SELECT %(id)s, %(lease_owner)s, nextval('wfe_lock_tokens'::regclass),
+            now() + make_interval(secs => %(ttl)s), %(host)s, %(pid)s
+        WHERE NOT EXISTS (SELECT FROM workflows WHERE id = %(id)s)
+        ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, token = excluded.token,
+            expires_at = excluded.expires_at, holder_host = excluded.holder_host,
+            holder_pid = excluded.holder_pid
+        WHERE l.expires_at <= now()
+        RETURNING token, expires_at
+    ), w AS (
+        INSERT INTO workflows (id, definition_id, version, create_time, status, reference,
+            next_execution, complete_time, revision, pointer_count, document, fence)
+        SELECT %(id)s, %(definition_id)s, %(version)s, %(create_time)s, %(status)s,
+            %(reference)s, %(next_execution)s, %(complete_time)s, %(revision)s,
+            %(pointer_count)s, %(document)s, l.token
+        FROM l
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id
+    ), {_POINTER_ROWS}
+    SELECT (SELECT count(*) FROM w), (SELECT token FROM l), (SELECT expires_at FROM l),
+           EXISTS (SELECT FROM workflows WHERE id = %(id)s)"""
+#: Frees the lease a leased create took when the instance was stored meanwhile by another.
+DROP_LEASE = "DELETE FROM wfe_locks WHERE key = %(id)s AND token = %(token)s"
 
 #: Heads and pointers (with their child ids) of the instances ``ids``, in one snapshot:
 #: each head, then its pointers in order.

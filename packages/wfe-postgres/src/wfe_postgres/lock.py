@@ -30,7 +30,7 @@ from wfe_postgres._listener import ListeningProviderMixin, notify_sql
 if TYPE_CHECKING:
     from wfe_postgres.options import PostgresOptions
 
-__all__ = ["PostgresLock", "lock_topic"]
+__all__ = ["PostgresLock", "lock_topic", "not_current"]
 
 logger = logging.getLogger("wfe_postgres.lock")
 
@@ -198,14 +198,14 @@ class PostgresLock(ListeningProviderMixin, LockProvider):
             raise ValueError("ttl must be positive")
         rows = await self._rows("renew", {**_identity(lease), "ttl": float(ttl)})
         if not rows:
-            raise _not_current(lease)
+            raise not_current(lease)
         return Lease(key=lease.key, owner=lease.owner, token=lease.token, expires_at=rows[0][0])
 
     async def release(self, lease: Lease) -> None:
         """Free the key of the current ``lease`` at once and wake its waiters."""
         params = {**_identity(lease), "topic": lock_topic(lease.key)}
         if not await self._rows("release", params):
-            raise _not_current(lease)
+            raise not_current(lease)
 
 
 class _Held(NamedTuple):
@@ -223,7 +223,8 @@ def _identity(lease: Lease) -> dict[str, Any]:
     return {"key": lease.key, "owner": lease.owner, "token": lease.token}
 
 
-def _not_current(lease: Lease) -> LockNotHeldError:
+def not_current(lease: Lease) -> LockNotHeldError:
+    """The error of a renewal or release of ``lease``, not the key's current one."""
     return LockNotHeldError(
         f"lease {lease.token} of {lease.key!r} by {lease.owner!r} is not current"
     )

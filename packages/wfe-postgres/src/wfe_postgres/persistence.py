@@ -25,19 +25,22 @@ from wfe_core.models import (
     WorkflowInstance,
     WorkflowStatus,
 )
-from wfe_core.providers import PersistenceProvider
+from wfe_core.providers import Lease, PersistenceProvider, this_process
 from wfe_core.providers import capabilities as cap
 from wfe_core.serialization import from_primitive, to_primitive
 from wfe_postgres import _sql as q
 from wfe_postgres._batch import batcher_of
 from wfe_postgres._documents import InstanceRows, Write, dumps
+from wfe_postgres._listener import channel_for
 from wfe_postgres.base import PostgresProviderMixin
+from wfe_postgres.lock import lock_topic, not_current
 from wfe_postgres.migrations import SchemaVersions, check_schema
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
     from datetime import datetime
 
+    from wfe_core.providers import LeaseRequest, LockProvider
     from wfe_postgres._database import Connection
     from wfe_postgres.options import PostgresOptions
 
@@ -190,7 +193,14 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
     """
 
     capabilities = frozenset(
-        {cap.DURABLE, cap.FENCING, cap.ASYNCIO_ONLY, cap.EXTERNAL_WORK, cap.REMOTE}
+        {
+            cap.DURABLE,
+            cap.FENCING,
+            cap.ASYNCIO_ONLY,
+            cap.EXTERNAL_WORK,
+            cap.REMOTE,
+            cap.LEASED_WRITES,
+        }
     )
 
     def __init__(
@@ -203,6 +213,9 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
         super().__init__(url, options, share_connections=share_connections)
         #: What this provider stored of the instances it wrote last.
         self.rows = InstanceRows()
+        #: The notification channel of this schema (a write giving a lease back wakes the
+        #: key's waiters on it).
+        self.channel = channel_for(self.target.options.schema)
 
     async def check_schema(self) -> SchemaVersions:
         """The schema's status; :class:`~wfe_postgres.migrations.SchemaVersionError` naming
@@ -210,8 +223,26 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
         return await check_schema(self.database)
 
     # -- workflow instances ----------------------------------------------------------------
-    async def create_workflow(self, instance: WorkflowInstance) -> None:
-        """Store a new instance with revision 1 (set on ``instance`` too).
+    def shares_leases_with(self, lock: LockProvider) -> bool:
+        """Whether ``lock`` is a :class:`~wfe_postgres.PostgresLock` on this provider's very
+        pool (same URL and options, shared connections): its leases are rows of this
+        schema's ``wfe_locks``."""
+        from wfe_postgres.lock import PostgresLock
+
+        if not isinstance(lock, PostgresLock):
+            return False
+        try:
+            return lock.database is self.database
+        except ProviderError:  # not open
+            return False
+
+    async def create_workflow(
+        self, instance: WorkflowInstance, *, lease: LeaseRequest | None = None
+    ) -> Lease | None:
+        """Store a new instance with revision 1 (set on ``instance`` too); with ``lease``,
+        take its lease in the same statement (see ``PersistenceProvider.create_workflow``)
+        and return it, or store nothing and return ``None`` when the key is held (also by a
+        process found gone: the lock's acquire takes such a key over, this does not).
 
         Raises :class:`~wfe_core.errors.ConcurrencyError` when the id is already stored.
         """
@@ -226,12 +257,29 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
             "version": instance.version,
             "create_time": instance.create_time,
         }
-
-        found = await batcher_of(self.database).run(q.CREATE_WORKFLOW, params, "create_workflow")
-        if not found or not found[0][0]:
-            raise ConcurrencyError(f"workflow {workflow_id} already exists")
+        batcher = batcher_of(self.database)
+        if lease is None:
+            found = await batcher.run(q.CREATE_WORKFLOW, params, "create_workflow")
+            if not found or not found[0][0]:
+                raise ConcurrencyError(f"workflow {workflow_id} already exists")
+            rows.remember(workflow_id, write)
+            instance.revision = 1
+            return None
+        host, pid = this_process()
+        params.update(lease_owner=lease.owner, ttl=float(lease.ttl), host=host, pid=pid)
+        ((created, token, expires_at, existed),) = await batcher.run(
+            q.CREATE_LEASED_WORKFLOW, params, "create_workflow"
+        )
+        if not created:
+            if token is not None:
+                # Created by another meanwhile (after this statement's look): no lease kept.
+                await batcher.run(q.DROP_LEASE, {"id": workflow_id, "token": token}, "release")
+            if existed or token is not None:
+                raise ConcurrencyError(f"workflow {workflow_id} already exists")
+            return None  # the key is held: nothing stored
         rows.remember(workflow_id, write)
         instance.revision = 1
+        return Lease(key=workflow_id, owner=lease.owner, token=int(token), expires_at=expires_at)
 
     async def persist_workflow(
         self,
@@ -242,11 +290,14 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
         events: Iterable[Event] = (),
         changed_pointers: Collection[str] | None = None,
         fence: int | None = None,
+        release: Lease | None = None,
     ) -> None:
         """Write ``instance`` when its revision is the stored one and ``fence`` (the lease
         token the writer holds, if any) is not older than the highest accepted for it, with
         its subscriptions (added, or replaced by id), errors (appended) and events (added; an
-        id already stored refuses the write with ``ConcurrencyError``), all or nothing.
+        id already stored refuses the write with ``ConcurrencyError``), all or nothing; with
+        ``release``, fenced by its token, and freeing its key in the same statement (or
+        refused with :class:`~wfe_core.errors.LockNotHeldError` when it is not current).
 
         Raises :class:`~wfe_core.errors.StaleLeaseError` (an older fence),
         :class:`~wfe_core.errors.ConcurrencyError` (stale revision) or
@@ -255,6 +306,8 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
         expected = instance.revision
         workflow_id = instance.id
         rows = self.rows
+        if release is not None:
+            fence = release.token
         try:
             write = rows.encode(instance, expected + 1, changed_pointers)
             # Serialized here, before anything is written: a value that fails stores nothing.
@@ -262,6 +315,12 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
             error_columns = _error_columns(errors)
             event_columns = _event_columns(events)
             params = {**_head_params(instance, write), "expected": expected, "fence": fence}
+            if release is not None:
+                params.update(
+                    lease_owner=release.owner,
+                    channel=self.channel,
+                    topic=lock_topic(workflow_id),
+                )
             has_subscriptions = bool(subscription_columns[0])
             # Whether a subscription is open: then the events it matches are reopened.
             reopen = not all(subscription_columns[6])
@@ -296,7 +355,7 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
             def check(result: tuple[Any, ...] | None) -> None:
                 if result is None:  # pragma: no cover - the statement always returns a row
                     raise ProviderError("persist_workflow returned no row")
-                updated, stored_revision, stored_fence = result
+                updated, stored_revision, stored_fence = result[:3]
                 if updated:
                     return
                 if stored_revision is None:
@@ -306,6 +365,8 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
                         f"workflow {workflow_id}: fencing token {fence} is older than the"
                         f" newest accepted ({stored_fence}); the lease was lost"
                     )
+                if release is not None and stored_revision == expected and not result[3]:
+                    raise not_current(release)
                 raise ConcurrencyError(
                     f"workflow {workflow_id}: revision {expected} is stale"
                     f" (stored: {stored_revision})"
@@ -315,7 +376,12 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
                 # One statement: atomic on its own, and sent with the other writes made at
                 # the same time (one round trip and one commit for them all).
                 statement = q.persist(
-                    bool(write.positions), has_subscriptions, has_errors, has_events, reopen
+                    bool(write.positions),
+                    has_subscriptions,
+                    has_errors,
+                    has_events,
+                    reopen,
+                    release is not None,
                 )
                 found = await batcher_of(self.database).run(
                     statement,
@@ -327,7 +393,14 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
             else:
 
                 async def run(conn: Connection) -> None:
-                    statement = q.persist(False, has_subscriptions, has_errors, has_events, reopen)
+                    statement = q.persist(
+                        False,
+                        has_subscriptions,
+                        has_errors,
+                        has_events,
+                        reopen,
+                        release is not None,
+                    )
                     await execute(conn, statement, params)
                     await conn.execute(q.REPLACE_POINTERS, params)
                     await conn.execute(

@@ -84,7 +84,14 @@ def register_providers() -> list[ProviderSpec]:
             url_schemes=SCHEMES,
             options_class=PostgresOptions,
             capabilities=frozenset(
-                {cap.DURABLE, cap.FENCING, cap.ASYNCIO_ONLY, cap.EXTERNAL_WORK, cap.REMOTE}
+                {
+                    cap.DURABLE,
+                    cap.FENCING,
+                    cap.ASYNCIO_ONLY,
+                    cap.EXTERNAL_WORK,
+                    cap.REMOTE,
+                    cap.LEASED_WRITES,
+                }
             ),
         ),
         *_queue_and_lock_specs(),

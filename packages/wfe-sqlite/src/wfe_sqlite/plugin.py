@@ -49,7 +49,9 @@ def register_providers() -> list[ProviderSpec]:
             summary="Instances, events and subscriptions in a SQLite file (WAL, durable commits)",
             url_schemes=SCHEMES,
             options_class=SqliteOptions,
-            capabilities=frozenset({cap.DURABLE, cap.FENCING, cap.EXTERNAL_WORK, cap.LEASED_WRITES}),
+            capabilities=frozenset(
+                {cap.DURABLE, cap.FENCING, cap.EXTERNAL_WORK, cap.LEASED_WRITES}
+            ),
         ),
         ProviderSpec(
             ProviderKind.QUEUE,

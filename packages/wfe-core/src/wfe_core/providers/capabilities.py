@@ -48,15 +48,15 @@ class Capability(StrEnum):
     #: workers claim them (``get_open_subscriptions``, ``claim_subscription``,
     #: ``release_subscription_claim``): what activities and user tasks need.
     EXTERNAL_WORK = "external-work"
+    #: Each operation is a round trip to a server over the network (not a call into this
+    #: process or a local file): the host makes independent operations side by side.
+    REMOTE = "remote"
     #: ``PersistenceProvider`` takes a new instance's lease in the write that creates it
     #: (``create_workflow(lease=)``) and gives a lease back in a write
     #: (``persist_workflow(release=)``), in the write's own transaction, for the lock
     #: provider it keeps its leases with (``shares_leases_with(lock)``): a pass of a host on
     #: both saves the transactions of taking and releasing its lease.
     LEASED_WRITES = "leased-writes"
-    #: Each operation is a round trip to a server over the network (not a call into this
-    #: process or a local file): the host makes independent operations side by side.
-    REMOTE = "remote"
 
 
 def parse_capabilities(values: Iterable[Capability | str], *, where: str) -> frozenset[Capability]:

@@ -185,6 +185,9 @@ class HostCore:
         lease the write is made under) with ``events`` in the same write (an outbox:
         notifications that must not be lost), and do what follows from it. ``release``:
         the lease to give back in the same write (``policy.leased_writes`` only)."""
+        # ``release`` only when given: a store written before leased writes (or a wrapper of
+        # one) takes no such argument, and never gets one.
+        leased = {} if release is None else {"release": release}
         await self.persistence.persist_workflow(
             instance,
             subscriptions=subscriptions,
@@ -192,7 +195,7 @@ class HostCore:
             events=events,
             changed_pointers=changed_pointers,
             fence=fence,
-            release=release,
+            **leased,
         )
         for event in events:
             await self.enqueue_event(event.id)

@@ -24,11 +24,13 @@ from hypothesis.stateful import (
 from wfe_core.errors import (
     ConcurrencyError,
     EventNotFoundError,
+    LockNotHeldError,
     StaleLeaseError,
     SubscriptionNotFoundError,
     WfeError,
     WorkflowNotFoundError,
 )
+from wfe_core.memory import MemoryLock
 from wfe_core.models import (
     Event,
     EventSubscription,
@@ -40,6 +42,7 @@ from wfe_core.models import (
     WorkflowStatus,
     new_id,
 )
+from wfe_core.providers import LeaseRequest
 from wfe_core.providers import capabilities as cap
 from wfe_core.testing.conformance import strategies
 from wfe_core.testing.conformance._support import (
@@ -52,7 +55,7 @@ from wfe_core.testing.conformance._support import (
 from wfe_core.testing.conformance.reference import ReferencePersistence
 
 if TYPE_CHECKING:
-    from wfe_core.providers import PersistenceProvider
+    from wfe_core.providers import Lease, LockProvider, PersistenceProvider
 
 __all__ = ["PersistenceSuite", "persistence_state_machine"]
 
@@ -575,6 +578,175 @@ class PersistenceSuite:
             await persistence.persist_workflow(old, fence=8)
         assert not isinstance(refused.value, StaleLeaseError)
         assert (await persistence.get_workflow(instance.id)).revision == 2
+
+    # -- instances: leased writes (providers with the ``leased-writes`` capability) ----------
+    @pytest.fixture
+    async def shared_lock(self, persistence: PersistenceProvider) -> LockProvider:
+        """An entered lock provider keeping its leases in ``persistence``'s database: a
+        suite for a provider with ``leased-writes`` overrides it; the tests using it skip
+        without."""
+        require(persistence, cap.LEASED_WRITES)
+        pytest.skip(
+            f"{type(persistence).__name__} declares 'leased-writes', but its suite supplies "
+            "no shared_lock fixture (a lock keeping its leases in the store's database)"
+        )
+
+    @pytest.mark.anyio
+    async def test_leased_writes_a_create_takes_the_lease(
+        self, persistence: PersistenceProvider, shared_lock: LockProvider
+    ) -> None:
+        assert persistence.shares_leases_with(shared_lock)
+        assert not persistence.shares_leases_with(MemoryLock())
+        earlier = await shared_lock.acquire(new_id(), owner="someone", ttl=30)
+        assert earlier is not None
+        instance = make_instance()
+        lease = await persistence.create_workflow(instance, lease=LeaseRequest("pass-1", 30))
+        assert lease is not None
+        assert (lease.key, lease.owner) == (instance.id, "pass-1")
+        # A fresh token, larger than any the lock issued before.
+        assert lease.token > earlier.token
+        assert instance.revision == 1
+        assert (await persistence.get_workflow(instance.id)).revision == 1
+        # A lease of the lock like any other: held, renewed and released there.
+        assert await shared_lock.acquire(instance.id, owner="pass-2", ttl=30) is None
+        renewed = await shared_lock.renew(lease, ttl=30)
+        if cap.FENCING in type(persistence).capabilities:
+            # Its token is the instance's fence already: an older one is refused.
+            with pytest.raises(StaleLeaseError):
+                await persistence.persist_workflow(instance, fence=lease.token - 1)
+            await persistence.persist_workflow(instance, fence=lease.token)
+        await shared_lock.release(renewed)
+        assert await shared_lock.acquire(instance.id, owner="pass-2", ttl=30) is not None
+
+    @pytest.mark.anyio
+    async def test_leased_writes_a_create_whose_key_is_held_stores_nothing(
+        self, persistence: PersistenceProvider, shared_lock: LockProvider
+    ) -> None:
+        instance = make_instance()
+        held = await shared_lock.acquire(instance.id, owner="other", ttl=30)
+        assert held is not None
+        assert await persistence.create_workflow(instance, lease=LeaseRequest("pass", 30)) is None
+        with pytest.raises(WorkflowNotFoundError):
+            await persistence.get_workflow(instance.id)
+        await shared_lock.release(held)  # still the other's
+        # The id is free to create (the caller's usual path).
+        await persistence.create_workflow(instance)
+        assert (await persistence.get_workflow(instance.id)).revision == 1
+
+    @pytest.mark.anyio
+    async def test_leased_writes_a_create_of_a_stored_id_takes_no_lease(
+        self, persistence: PersistenceProvider, shared_lock: LockProvider
+    ) -> None:
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        again = attrs.evolve(instance, data={"count": 99})
+        with pytest.raises(ConcurrencyError):
+            await persistence.create_workflow(again, lease=LeaseRequest("pass", 30))
+        assert (await persistence.get_workflow(instance.id)).data["count"] == 1
+        assert await shared_lock.acquire(instance.id, owner="other", ttl=30) is not None
+
+    @pytest.mark.anyio
+    async def test_leased_writes_a_releasing_write_stores_and_frees_the_key(
+        self, persistence: PersistenceProvider, shared_lock: LockProvider
+    ) -> None:
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        lease = await shared_lock.acquire(instance.id, owner="pass-1", ttl=30)
+        assert lease is not None
+        instance.data["count"] = 2
+        instance.status = WorkflowStatus.COMPLETE
+        subscription = make_subscription(instance.id)
+        error = make_error(instance.id)
+        await persistence.persist_workflow(
+            instance, subscriptions=[subscription], errors=[error], release=lease
+        )
+        assert instance.revision == 2
+        stored = await persistence.get_workflow(instance.id)
+        assert (stored.revision, stored.status, stored.data["count"]) == (
+            2,
+            WorkflowStatus.COMPLETE,
+            2,
+        )
+        assert (await persistence.get_subscription(subscription.id)).id == subscription.id
+        assert [e.message for e in await persistence.get_errors(instance.id)] == ["boom"]
+        # The key is free at once, and the lease given back is gone.
+        with pytest.raises(LockNotHeldError):
+            await shared_lock.release(lease)
+        following = await shared_lock.acquire(instance.id, owner="pass-2", ttl=30)
+        assert following is not None
+        assert following.token > lease.token
+        if cap.FENCING in type(persistence).capabilities:
+            # The write was fenced by the lease's token.
+            with pytest.raises(StaleLeaseError):
+                await persistence.persist_workflow(stored, fence=lease.token - 1)
+
+    @pytest.mark.anyio
+    async def test_leased_writes_a_releasing_write_under_a_lost_lease_stores_nothing(
+        self, persistence: PersistenceProvider, shared_lock: LockProvider
+    ) -> None:
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        stored = await persistence.get_workflow(instance.id)
+
+        async def refused(lease: Lease) -> None:
+            copy = await persistence.get_workflow(instance.id)
+            copy.data["count"] = 99
+            subscription = make_subscription(instance.id)
+            event = Event("wfe.workflow-finished", instance.id, time=now_ms())
+            with pytest.raises(LockNotHeldError):
+                await persistence.persist_workflow(
+                    copy, subscriptions=[subscription], events=[event], release=lease
+                )
+            assert copy.revision == 1
+            assert await persistence.get_workflow(instance.id) == stored
+            with pytest.raises(SubscriptionNotFoundError):
+                await persistence.get_subscription(subscription.id)
+            with pytest.raises(EventNotFoundError):
+                await persistence.get_event(event.id)
+
+        # Given back already.
+        released = await shared_lock.acquire(instance.id, owner="pass-1", ttl=30)
+        assert released is not None
+        await shared_lock.release(released)
+        await refused(released)
+        # Lapsed, nobody took it yet: not current either.
+        lapsed = await shared_lock.acquire(instance.id, owner="pass-2", ttl=0.05)
+        assert lapsed is not None
+        await anyio.sleep(0.2)
+        await refused(lapsed)
+        # Taken by a newer holder that has not written yet: refused, and theirs is kept.
+        old = await shared_lock.acquire(instance.id, owner="pass-3", ttl=0.05)
+        assert old is not None
+        await anyio.sleep(0.2)
+        newer = await shared_lock.acquire(instance.id, owner="pass-4", ttl=30)
+        assert newer is not None
+        await refused(old)
+        await shared_lock.renew(newer, ttl=30)
+
+    @pytest.mark.anyio
+    async def test_leased_writes_a_refused_releasing_write_keeps_the_lease(
+        self, persistence: PersistenceProvider, shared_lock: LockProvider
+    ) -> None:
+        instance = make_instance()
+        await persistence.create_workflow(instance)
+        lease = await shared_lock.acquire(instance.id, owner="pass-1", ttl=30)
+        assert lease is not None
+        stale = await persistence.get_workflow(instance.id)
+        await persistence.persist_workflow(instance, fence=lease.token)
+        with pytest.raises(ConcurrencyError) as refused:
+            await persistence.persist_workflow(stale, release=lease)
+        assert not isinstance(refused.value, (StaleLeaseError, LockNotHeldError))
+        assert stale.revision == 1
+        lease = await shared_lock.renew(lease, ttl=30)  # still held
+        if cap.FENCING in type(persistence).capabilities:
+            # A newer fence was accepted (a newer holder wrote): a stale lease, kept too.
+            await persistence.persist_workflow(instance, fence=lease.token + 1_000_000)
+            current = await persistence.get_workflow(instance.id)
+            with pytest.raises(StaleLeaseError):
+                await persistence.persist_workflow(current, release=lease)
+            assert current.revision == 3
+            await shared_lock.renew(lease, ttl=30)
+        await shared_lock.release(lease)
 
     @pytest.mark.anyio
     async def test_concurrent_writers_of_one_revision_only_one_wins(
