@@ -198,3 +198,74 @@ async def test_a_step_that_blocks_the_loop_past_its_lease_does_not_write_late(
     assert any("took a lapsed lease again" in r.getMessage() for r in caplog.records)
     warnings = _lease_warnings(caplog.records, workflow_id)
     assert [r.getMessage() for r in warnings] == ["stale pass dropped"]
+
+
+async def test_a_last_write_under_a_lapsed_lease_is_refused_and_the_step_runs_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The lock and the persistence share the file, so a pass's last write gives its lease
+    back in the same transaction, and is stored only while the lease is current. A lease
+    that lapsed on the lock's side while the step ran (nobody took it, so the fence alone
+    would let the write through) refuses that write: nothing of it is stored, the host says
+    so once, and the instance runs again, its step with it."""
+    url = f"sqlite:///{tmp_path / 'wfe.db'}"
+    paused = anyio.Event()
+    resume = anyio.Event()
+    runs: list[int] = []
+
+    async def work(ctx: StepContext) -> None:
+        runs.append(len(runs) + 1)
+        if len(runs) == 1:
+            paused.set()
+            await resume.wait()
+        ctx.data.log.append(f"run {len(runs)}")
+
+    definition = WorkflowBuilder(Log).start_with(work).build("last-write")
+    host = wfe_host.WorkflowHost.from_settings({"persistence": url, "host": {"lease_seconds": 300}})
+    caplog.set_level(logging.INFO)
+    async with host:
+        host.register(definition)
+        workflow_id = await host.start_workflow("last-write", data=Log())
+        with anyio.fail_after(30):
+            await paused.wait()
+        with contextlib.closing(sqlite3.connect(tmp_path / "wfe.db")) as conn, conn:
+            conn.execute("UPDATE wfe_locks SET expires_at = 0 WHERE key = ?", (workflow_id,))
+        resume.set()
+        finished = await host.wait_for_workflow(workflow_id, timeout=30)
+    assert finished.status == WorkflowStatus.COMPLETE
+    assert runs == [1, 2]
+    assert finished.data.log == ["run 2"]
+    warnings = _lease_warnings(caplog.records, workflow_id)
+    assert [r.getMessage().split(";")[0] for r in warnings] == ["lost the lease of a running pass"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    with contextlib.closing(sqlite3.connect(tmp_path / "wfe.db")) as conn:
+        assert conn.execute("SELECT count(*) FROM wfe_locks").fetchone() == (0,)
+
+
+async def test_a_new_workflow_whose_lease_is_held_is_created_and_runs_once_it_is_free(
+    tmp_path: Path,
+) -> None:
+    """A new workflow's lease is taken by the write creating it; when another holds its key
+    (an id the caller chose), nothing is stored that way and the workflow is created as
+    usual, then runs once the key is free."""
+    from wfe_sqlite import SqliteLock
+
+    url = f"sqlite:///{tmp_path / 'wfe.db'}"
+    ran = anyio.Event()
+
+    async def work(ctx: StepContext) -> None:
+        ran.set()
+
+    definition = WorkflowBuilder(Log).start_with(work).build("held-start")
+    host = wfe_host.WorkflowHost.from_settings({"persistence": url})
+    async with host, SqliteLock(url, share_connections=False) as other:
+        host.register(definition)
+        held = await other.acquire("chosen-id", owner="someone else", ttl=300)
+        assert held is not None
+        workflow_id = await host.start_workflow("held-start", data=Log(), workflow_id="chosen-id")
+        assert workflow_id == "chosen-id"
+        assert (await host.get_workflow(workflow_id)).status == WorkflowStatus.RUNNABLE
+        assert not ran.is_set()
+        await other.release(held)
+        finished = await host.wait_for_workflow(workflow_id, timeout=30)
+    assert finished.status == WorkflowStatus.COMPLETE
