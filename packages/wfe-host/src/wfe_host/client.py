@@ -22,6 +22,7 @@ from wfe_core.models import (
     WorkflowStatus,
     new_id,
 )
+from wfe_core.providers import LeaseRequest
 from wfe_host import telemetry as otel
 from wfe_host.options import HostOptions
 from wfe_host.runtime import queries
@@ -321,17 +322,36 @@ class WorkflowClient:
             if creation.stored.error is not None:
                 raise self._create_error(creation.stored.error, definition)
             # Nothing stored (no lease, the host stopping): the usual way.
+        # A first pass this host will run (once a slot frees) has its lease taken by the
+        # write creating the instance, when the store keeps the lock's leases.
+        passes = self.passes
+        reserved = passes.admit(instance.id) if core.policy.leased_writes else None
+        lease = None
         try:
-            await core.persistence.create_workflow(instance)
-        except (TypeError, ValueError) as exc:
-            raise self._create_error(exc, definition) from exc
+            if reserved is not None:
+                request = LeaseRequest(passes.owner(), core.options.lease_seconds)
+                lease = await core.persistence.create_workflow(instance, lease=request)
+            if lease is None:  # not reserved, or the key is held: the pass takes it
+                await core.persistence.create_workflow(instance)
+        except BaseException as exc:
+            if reserved is not None:
+                passes.withdraw(reserved)
+            if isinstance(exc, (TypeError, ValueError)):
+                raise self._create_error(exc, definition) from exc
+            raise
         self._started(instance, definition)
         if core.lifecycle.has_subscribers:
             await core.publish_lifecycle(
                 lifecycle_event(instance, LifecycleEventType.WORKFLOW_STARTED)
             )
         # A host running workers runs the first pass itself; otherwise any worker does.
-        if not self.passes.start(instance):
+        if reserved is not None:
+            started = passes.launch(reserved, instance, lease)
+            if not started and lease is not None:
+                await passes.release(lease)
+        else:
+            started = passes.start(instance)
+        if not started:
             await core.enqueue_workflow(instance.id)
         await core.enqueue_index(instance.id)
         return instance.id

@@ -443,23 +443,54 @@ class PassRunner:
         or as many new instances already wait for a slot as there are slots: queue it. An
         instance that waited in vain is queued then. (Should the process die first, the
         instance is stored due now, and the scheduler's recovery sweep runs it.)"""
+        handle = self.admit(instance.id)
+        return handle is not None and self.launch(handle, instance)
+
+    def admit(self, workflow_id: str) -> PassHandle | None:
+        """Reserve the first pass of a new instance here, as :meth:`start` would run it (a
+        slot, or a place among those waiting for one), before the instance is stored: so the
+        write creating it can take its lease (``policy.leased_writes``), for :meth:`launch`
+        to hand to the pass. ``None``: queue it. Undo with :meth:`withdraw`."""
         core = self.core
-        tg = core.worker_group()
-        if tg is None or self.stopping or instance.id in self.running:
-            return False
+        if core.worker_group() is None or self.stopping or workflow_id in self.running:
+            return None
         slot = self._take_slot()
         if not slot and self.waiting >= core.options.concurrency:
-            return False
-        # The pass changes the instance, and the caller's data is the caller's: a copy of the
-        # data as a read would give it (a new instance has nothing else mutable).
-        data = json.loads(json.dumps(to_primitive(instance.data)))
-        working = core.restore(attrs.evolve(instance, pointers=[], data=data))
-        handle = PassHandle(instance.id, slot=slot)
+            return None
+        handle = PassHandle(workflow_id, slot=slot)
         # Registered now, so what arrives for the instance meanwhile waits for this pass.
-        self.running[instance.id] = handle
+        self.running[workflow_id] = handle
         if not slot:
             self.waiting += 1
-        tg.start_soon(self._start, handle, working)
+        return handle
+
+    def withdraw(self, handle: PassHandle) -> None:
+        """Give up what :meth:`admit` reserved (the pass will not run here)."""
+        if not handle.slot:
+            self.waiting -= 1
+        self._forget(handle)
+
+    def launch(
+        self, handle: PassHandle, instance: WorkflowInstance, lease: Lease | None = None
+    ) -> bool:
+        """Start the pass :meth:`admit` reserved over ``instance``, now stored, holding
+        ``lease`` when its create took it (else the pass takes it). False, the reservation
+        given up, when the host stopped running workers meanwhile: queue it (and release
+        ``lease``)."""
+        core = self.core
+        tg = core.worker_group()
+        if tg is None or self.stopping:
+            self.withdraw(handle)
+            return False
+        try:
+            # The pass changes the instance, and the caller's data is the caller's: a copy of
+            # the data as a read would give it (a new instance has nothing else mutable).
+            data = json.loads(json.dumps(to_primitive(instance.data)))
+        except BaseException:
+            self.withdraw(handle)
+            raise
+        working = core.restore(attrs.evolve(instance, pointers=[], data=data))
+        tg.start_soon(self._start, handle, working, lease)
         return True
 
     def create(self, instance: WorkflowInstance) -> Creation | None:
@@ -514,13 +545,16 @@ class PassRunner:
             return
         await self._own(handle, lease, instance, creation=creation)
 
-    async def _start(self, handle: PassHandle, instance: WorkflowInstance) -> None:
+    async def _start(
+        self, handle: PassHandle, instance: WorkflowInstance, lease: Lease | None
+    ) -> None:
         core = self.core
         waiting = not handle.slot
         try:
-            lease = await core.lock.acquire(
-                instance.id, owner=self.owner(), ttl=core.options.lease_seconds
-            )
+            if lease is None:
+                lease = await core.lock.acquire(
+                    instance.id, owner=self.owner(), ttl=core.options.lease_seconds
+                )
             if lease is not None and waiting:
                 # Renewed meanwhile like a running pass's (see renew_leases).
                 handle.lease, handle.leased_at = lease, anyio.current_time()
