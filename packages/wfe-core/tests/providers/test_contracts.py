@@ -118,6 +118,7 @@ def test_capabilities_are_a_typed_enum_that_still_compares_as_strings() -> None:
         "fencing",
         "external-work",
         "remote",
+        "leased-writes",
     }
 
 
@@ -140,7 +141,8 @@ def test_a_class_declaring_an_unknown_capability_fails_when_defined() -> None:
         "provider class third_party.test_a_class_declaring_an_unknown_capability_fails_when_"
         "defined.<locals>.Queue: unknown capability 'dequeue-block'; did you mean "
         "'dequeue-blocks'? (known: dequeue-blocks, queue-redelivery, lease-renewal, "
-        "distributed, durable, search-by-data, asyncio-only, fencing, external-work, remote)"
+        "distributed, durable, search-by-data, asyncio-only, fencing, external-work, remote, "
+        "leased-writes)"
     )
 
 
