@@ -175,7 +175,7 @@ CREATE_WORKFLOW = f"""
 #: instance's fence. Found: whether it was created, the lease's token and expiry (NULL: the
 #: key is held, or the id stored), and whether the id was stored before.
 CREATE_LEASED_WORKFLOW = f"""
-    WITH l AS (
+    WITH taken AS (
         INSERT INTO wfe_locks AS l (key, owner, token, expires_at, holder_host, holder_pid)
         SELECT %(id)s, %(lease_owner)s, nextval('wfe_lock_tokens'::regclass),
             now() + make_interval(secs => %(ttl)s), %(host)s, %(pid)s
@@ -190,12 +190,12 @@ CREATE_LEASED_WORKFLOW = f"""
             next_execution, complete_time, revision, pointer_count, document, fence)
         SELECT %(id)s, %(definition_id)s, %(version)s, %(create_time)s, %(status)s,
             %(reference)s, %(next_execution)s, %(complete_time)s, %(revision)s,
-            %(pointer_count)s, %(document)s, l.token
-        FROM l
+            %(pointer_count)s, %(document)s, taken.token
+        FROM taken
         ON CONFLICT (id) DO NOTHING
         RETURNING id
     ), {_POINTER_ROWS}
-    SELECT (SELECT count(*) FROM w), (SELECT token FROM l), (SELECT expires_at FROM l),
+    SELECT (SELECT count(*) FROM w), (SELECT token FROM taken), (SELECT expires_at FROM taken),
            EXISTS (SELECT FROM workflows WHERE id = %(id)s)"""
 #: Frees the lease a leased create took when the instance was stored meanwhile by another.
 DROP_LEASE = "DELETE FROM wfe_locks WHERE key = %(id)s AND token = %(token)s"

@@ -409,8 +409,6 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         """
         workflow_id = instance.id
         documents = self.documents
-        ttl_us = 0 if lease is None else leases.ttl_us(lease.ttl)
-        holder = this_process()
         try:
             written = documents.encode(instance, 1)
             columns = (
@@ -424,8 +422,13 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
             def run(conn: Connection) -> leases.Attempt | None:
                 attempt = None
                 if lease is not None:
+                    ttl_us = leases.ttl_us(lease.ttl)
                     attempt = leases.take(
-                        conn, key=workflow_id, owner=lease.owner, ttl_us=ttl_us, holder=holder
+                        conn,
+                        key=workflow_id,
+                        owner=lease.owner,
+                        ttl_us=ttl_us,
+                        holder=this_process(),
                     )
                     if attempt.token is None:
                         return attempt  # held: nothing else is written
