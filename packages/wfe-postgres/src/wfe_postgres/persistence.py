@@ -32,6 +32,7 @@ from wfe_postgres import _arrays as arrays
 from wfe_postgres import _sql as q
 from wfe_postgres._batch import batcher_of
 from wfe_postgres._documents import InstanceRows, Write, dumps
+from wfe_postgres._merged_writes import CREATES, PLAIN_WRITES
 from wfe_postgres.base import PostgresProviderMixin
 from wfe_postgres.migrations import SchemaVersions, check_schema
 
@@ -175,6 +176,9 @@ def _pointer_params(write: Write) -> dict[str, Any]:
         "child_positions": arrays.integers(write.child_positions),
         "child_indices": arrays.integers(write.child_indices),
         "child_ids": arrays.texts(write.child_ids),
+        # Not the statement's: for merging it with others (see _merged_writes).
+        "pointer_rows": len(write.positions),
+        "child_rows": len(write.child_ids),
     }
 
 
@@ -232,7 +236,9 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
             "create_time": instance.create_time,
         }
 
-        found = await batcher_of(self.database).run(q.CREATE_WORKFLOW, params, "create_workflow")
+        found = await batcher_of(self.database).run(
+            q.CREATE_WORKFLOW, params, "create_workflow", merge=CREATES
+        )
         if not found or not found[0][0]:
             raise ConcurrencyError(f"workflow {workflow_id} already exists")
         rows.remember(workflow_id, write)
@@ -322,11 +328,13 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
                 statement = q.persist(
                     bool(write.positions), has_subscriptions, has_errors, has_events, reopen
                 )
+                plain = not (has_subscriptions or has_errors or has_events)
                 found = await batcher_of(self.database).run(
                     statement,
                     {**params, **_pointer_params(write)},
                     "persist_workflow",
                     errors=duplicate,
+                    merge=PLAIN_WRITES if plain else None,
                 )
                 check(found[0] if found else None)
             else:
