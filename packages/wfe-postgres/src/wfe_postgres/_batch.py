@@ -126,6 +126,8 @@ class StatementBatcher:
         #: measurements.
         self.statements = 0
         self.batches = 0
+        #: Statements sent merged into another's (see Merge).
+        self.merged = 0
 
     async def run(
         self,
@@ -217,6 +219,7 @@ class StatementBatcher:
         # pipeline, so BEGIN, the statements and COMMIT go out before any result is read:
         # one round trip.
         sent = _merged(batch)
+        self.merged += len(batch) - len(sent)
         cursors = []
         async with conn.pipeline() as pipeline:
             async with conn.transaction():
@@ -261,31 +264,27 @@ def _merged(batch: list[_Item]) -> list[tuple[Any, Any, list[int]]]:
     place of the first), with the positions in the batch of the statements each stands for.
     A statement whose key is already in the merged one goes after it, alone."""
     sent: list[tuple[Any, Any, list[int]]] = []
-    groups: dict[tuple[int, Any], tuple[list[int], set[Any]]] = {}
+    #: Per kind: its place in ``sent``, the positions merged, their keys.
+    groups: dict[tuple[int, Any], tuple[int, list[int], set[Any]]] = {}
     for index, item in enumerate(batch):
         merge = item.merge
-        if merge is None:
-            sent.append((item.statement, item.params, [index]))
-            continue
-        key = merge.key(item.params)
-        group = groups.get((id(merge), item.statement))
-        if group is None:
-            groups[(id(merge), item.statement)] = ([index], {key})
-            sent.append((item.statement, item.params, [index]))  # the merged one, if others join
-        elif key in group[1]:
-            sent.append((item.statement, item.params, [index]))
-        else:
-            group[0].append(index)
-            group[1].add(key)
-    for members, _ in groups.values():
-        if len(members) < 2:
-            continue
-        first = batch[members[0]]
-        merge = first.merge
-        assert merge is not None
-        statement, params = merge.merged([batch[i].params for i in members])
-        place = next(n for n, (_, _, parts) in enumerate(sent) if parts == [members[0]])
-        sent[place] = (statement, params, members)
+        if merge is not None:
+            kind = (id(merge), item.statement)
+            key = merge.key(item.params)
+            group = groups.get(kind)
+            if group is None:
+                groups[kind] = (len(sent), [index], {key})
+            elif key not in group[2]:
+                group[1].append(index)
+                group[2].add(key)
+                continue
+        sent.append((item.statement, item.params, [index]))
+    for place, members, _ in groups.values():
+        if len(members) > 1:
+            merge = batch[members[0]].merge
+            assert merge is not None
+            statement, params = merge.merged([batch[i].params for i in members])
+            sent[place] = (statement, params, members)
     return sent
 
 
