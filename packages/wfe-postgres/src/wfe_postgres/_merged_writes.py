@@ -62,6 +62,9 @@ def _columns(writes: list[dict[str, Any]], columns: tuple[tuple[str, str], ...])
 
 
 class _Writes:
+    """A :class:`~wfe_postgres._batch.Merge` of the writes of one statement kind, keyed by
+    instance id."""
+
     def __init__(self, statement: str, columns: tuple[tuple[str, str], ...], fenced: bool) -> None:
         self.statement = statement
         self.columns = columns
@@ -83,7 +86,6 @@ class _Writes:
 
     def split(self, rows: Rows, count: int) -> list[Rows]:
         # One row per write, in their order (the statement's ORDER BY).
-        assert len(rows) == count, (len(rows), count)
         return [[row] for row in rows]
 
 
