@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from wfe_core.errors import ConcurrencyError, StaleLeaseError
-from wfe_core.models import Event, WorkflowStatus
+from wfe_core.models import Event, ExecutionPointer, PointerStatus, WorkflowStatus
 from wfe_core.testing.conformance.persistence import make_instance
 from wfe_postgres import PostgresLock, PostgresPersistence
 from wfe_postgres._batch import batcher_of
@@ -161,3 +161,57 @@ async def test_a_cancelled_write_waiting_for_its_batch_is_not_sent(
     assert (await persistence.get_workflow(cancelled.id)).revision == 2
     with psycopg.connect(db_url.split("?")[0]) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+async def test_writes_of_many_instances_merged_store_each_its_own_rows(
+    persistence: PostgresPersistence,
+) -> None:
+    batcher = batcher_of(persistence.database)
+    merged = batcher.merged
+    instances = [make_instance() for _ in range(CONCURRENT)]
+    for index, instance in enumerate(instances):
+        # Each its own number of pointer rows and child ids, so a row given to the wrong
+        # write shows.
+        parent = ExecutionPointer(step_id=0, status=PointerStatus.RUNNING)
+        children = [ExecutionPointer(step_id=1, scope=[parent.id]) for _ in range(index % 3)]
+        parent.children = [child.id for child in children]
+        instance.pointers = [parent, *children]
+        instance.data = {"index": index}
+    async with anyio.create_task_group() as tg:
+        for instance in instances:
+            tg.start_soon(persistence.create_workflow, instance)
+    # The creates were merged too.
+    assert batcher.merged > merged
+    merged = batcher.merged
+    twice = instances[0]
+    copy = await persistence.get_workflow(twice.id)
+    outcomes: list[BaseException | None] = []
+
+    async def step(instance: WorkflowInstance) -> None:
+        parent = instance.pointers[0]
+        new = ExecutionPointer(step_id=2, scope=[parent.id])
+        parent.children.append(new.id)
+        parent.persistence_data = {"by": instance.id}
+        instance.pointers.append(new)
+        instance.data = {"written": instance.id}
+        try:
+            await persistence.persist_workflow(instance, changed_pointers={parent.id})
+        except ConcurrencyError as exc:
+            outcomes.append(exc)
+        else:
+            outcomes.append(None)
+
+    async with anyio.create_task_group() as tg:
+        for instance in instances:
+            tg.start_soon(step, instance)
+        # The same instance written twice at once from the same revision: one is refused.
+        tg.start_soon(step, copy)
+
+    assert batcher.merged > merged
+    assert sum(outcome is not None for outcome in outcomes) == 1
+    for instance in instances[1:]:
+        stored = await persistence.get_workflow(instance.id)
+        assert stored.revision == 2
+        assert stored.data == {"written": instance.id}
+        assert stored.pointers == instance.pointers
+    assert (await persistence.get_workflow(twice.id)).revision == 2

@@ -21,13 +21,20 @@ one write aborts them all) is run again one statement at a time, so each caller 
 own result or error; transient errors (a lost connection) are retried by
 :meth:`Database.run <wfe_postgres._database.Database.run>` as for any statement. Each
 statement's rows (``fetchall``, empty without ``RETURNING``) go back to its caller.
+
+Statements of one kind in a batch may also be sent as **one statement** (a :class:`Merge`
+given with them: the instance writes of many workflows as one multi-row ``UPDATE``): every
+statement costs the client a cursor, the adaptation of its parameters and the reading of
+its result, and the server a bind and an executor start, whatever it holds. The merged
+statement gives each caller the rows its own would have given; when it fails, each runs alone
+as above.
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import psycopg
@@ -37,7 +44,7 @@ if TYPE_CHECKING:
 
     from wfe_postgres._database import Connection, Database
 
-__all__ = ["StatementBatcher", "batcher_of"]
+__all__ = ["Merge", "StatementBatcher", "batcher_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,18 +58,35 @@ MAX_BATCH = 64
 MAX_IN_FLIGHT = 2
 
 
+class Merge(Protocol):
+    """How statements of one kind are sent as one (see the module): the same object is given
+    with each of them."""
+
+    def key(self, params: Any) -> Any:
+        """What may not occur twice in one merged statement (the instance a write is of):
+        a second statement with the same key is sent on its own, after the merged one."""
+
+    def merged(self, params: list[Any]) -> tuple[Any, Any]:
+        """The statement and parameters doing what the statements of ``params`` do."""
+
+    def split(self, rows: Rows, count: int) -> list[Rows]:
+        """The rows each of the ``count`` statements would have given, in their order."""
+
+
 class _Item:
-    __slots__ = ("error", "errors", "lead", "params", "rows", "statement", "taken", "wake")
+    __slots__ = ("error", "errors", "lead", "merge", "params", "rows", "statement", "taken", "wake")
 
     def __init__(
         self,
         statement: Any,
         params: Any,
         errors: Callable[[psycopg.Error], BaseException | None] | None,
+        merge: Merge | None,
     ) -> None:
         self.statement = statement
         self.params = params
         self.errors = errors
+        self.merge = merge
         #: Set when its batch is done, or when it is handed the lead of the next one.
         self.wake = anyio.Event()
         self.rows: Rows = []
@@ -102,6 +126,8 @@ class StatementBatcher:
         #: measurements.
         self.statements = 0
         self.batches = 0
+        #: Statements sent merged into another's (see Merge).
+        self.merged = 0
 
     async def run(
         self,
@@ -110,10 +136,12 @@ class StatementBatcher:
         what: str,
         *,
         errors: Callable[[psycopg.Error], BaseException | None] | None = None,
+        merge: Merge | None = None,
     ) -> Rows:
         """Run ``statement`` with ``params`` (alone, or in the next batch) and return its
-        rows. ``errors`` maps a driver error of this statement to the caller's error."""
-        item = _Item(statement, params, errors)
+        rows. ``errors`` maps a driver error of this statement to the caller's error;
+        ``merge`` lets it be sent merged with others of its kind in the batch."""
+        item = _Item(statement, params, errors, merge)
         if self._in_flight >= self.max_in_flight:
             self._pending.append(item)
             try:
@@ -190,18 +218,24 @@ class StatementBatcher:
         # One transaction, so one commit (one wait for the disk) for the batch; in a
         # pipeline, so BEGIN, the statements and COMMIT go out before any result is read:
         # one round trip.
+        sent = _merged(batch)
+        self.merged += len(batch) - len(sent)
         cursors = []
         async with conn.pipeline() as pipeline:
             async with conn.transaction():
-                for item in batch:
-                    cursors.append(await conn.execute(item.statement, item.params))
+                for statement, params, _ in sent:
+                    cursors.append(await conn.execute(statement, params))
             await pipeline.sync()
-            results: list[Rows] = []
-            for cursor in cursors:
-                if cursor.description is None:
-                    results.append([])
-                else:
-                    results.append(await cursor.fetchall())
+            results: list[Rows] = [[] for _ in batch]
+            for cursor, (_, _, parts) in zip(cursors, sent, strict=True):
+                rows: Rows = [] if cursor.description is None else await cursor.fetchall()
+                if len(parts) == 1:
+                    results[parts[0]] = rows
+                    continue
+                merge = batch[parts[0]].merge
+                assert merge is not None
+                for index, part in zip(parts, merge.split(rows, len(parts)), strict=True):
+                    results[index] = part
         return results
 
     async def _one(self, item: _Item, what: str) -> None:
@@ -223,6 +257,35 @@ class StatementBatcher:
             item.rows = await self.database.run(run, what, transaction=False)
         except Exception as exc:
             item.error = exc
+
+
+def _merged(batch: list[_Item]) -> list[tuple[Any, Any, list[int]]]:
+    """What to send for ``batch``: each statement, or several of one kind merged (in the
+    place of the first), with the positions in the batch of the statements each stands for.
+    A statement whose key is already in the merged one goes after it, alone."""
+    sent: list[tuple[Any, Any, list[int]]] = []
+    #: Per kind: its place in ``sent``, the positions merged, their keys.
+    groups: dict[tuple[int, Any], tuple[int, list[int], set[Any]]] = {}
+    for index, item in enumerate(batch):
+        merge = item.merge
+        if merge is not None:
+            kind = (id(merge), item.statement)
+            key = merge.key(item.params)
+            group = groups.get(kind)
+            if group is None:
+                groups[kind] = (len(sent), [index], {key})
+            elif key not in group[2]:
+                group[1].append(index)
+                group[2].add(key)
+                continue
+        sent.append((item.statement, item.params, [index]))
+    for place, members, _ in groups.values():
+        if len(members) > 1:
+            merge = batch[members[0]].merge
+            assert merge is not None
+            statement, params = merge.merged([batch[i].params for i in members])
+            sent[place] = (statement, params, members)
+    return sent
 
 
 _batchers: weakref.WeakKeyDictionary[Database, StatementBatcher] = weakref.WeakKeyDictionary()

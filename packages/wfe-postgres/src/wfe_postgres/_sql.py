@@ -149,6 +149,49 @@ def persist(
     return f"WITH {', '.join(parts)} {result}"
 
 
+#: The plain writes of many instances (heads, pointer and child rows only) as one statement:
+#: what ``persist(True, False, False, False)`` does for each, row ``ord`` of the head arrays
+#: with the pointer and child rows of the same ``ord``. One result row per write, in order,
+#: as that statement's (the sub-selects read the statement's snapshot: the stored revision
+#: and fence before it). The ids are distinct (see ``_batch.Merge.key``).
+PERSIST_MANY = """
+    WITH t AS (
+        SELECT * FROM unnest(%(ids)s::text[], %(statuses)s::text[], %(references)s::text[],
+            %(next_executions)s::timestamptz[], %(complete_times)s::timestamptz[],
+            %(revisions)s::bigint[], %(pointer_counts)s::integer[], %(documents)s::text[],
+            %(expected)s::bigint[], %(fences)s::bigint[])
+            WITH ORDINALITY AS t(id, status, reference, next_execution, complete_time,
+                revision, pointer_count, document, expected, fence, ord)
+    ),
+    w AS (
+        UPDATE workflows AS f SET status = t.status, reference = t.reference,
+            next_execution = t.next_execution, complete_time = t.complete_time,
+            revision = t.revision, pointer_count = t.pointer_count, document = t.document,
+            fence = GREATEST(f.fence, t.fence)
+        FROM t
+        WHERE f.id = t.id AND f.revision = t.expected
+            AND (f.fence IS NULL OR t.fence IS NULL OR f.fence <= t.fence)
+        RETURNING f.id, t.ord
+    ),
+    p AS (
+        INSERT INTO pointers (workflow_id, position, document)
+        SELECT w.id, r.position, r.document
+        FROM w JOIN unnest(%(p_ords)s::bigint[], %(positions)s::integer[], %(texts)s::text[])
+            AS r(ord, position, document) ON r.ord = w.ord
+        ON CONFLICT (workflow_id, position) DO UPDATE SET document = EXCLUDED.document
+    ),
+    c AS (
+        INSERT INTO pointer_children (workflow_id, position, idx, child_id)
+        SELECT w.id, r.position, r.idx, r.child_id
+        FROM w JOIN unnest(%(c_ords)s::bigint[], %(child_positions)s::integer[],
+                           %(child_indices)s::integer[], %(child_ids)s::text[])
+            AS r(ord, position, idx, child_id) ON r.ord = w.ord
+        ON CONFLICT (workflow_id, position, idx) DO UPDATE SET child_id = EXCLUDED.child_id
+    )
+    SELECT w.ord IS NOT NULL, s.revision, s.fence
+    FROM t LEFT JOIN w ON w.ord = t.ord LEFT JOIN workflows s ON s.id = t.id
+    ORDER BY t.ord"""
+
 #: A whole-instance write: drop the child rows and the pointers past the new count.
 REPLACE_POINTERS = """
     WITH gone AS (DELETE FROM pointers WHERE workflow_id = %(id)s AND position >= %(pointer_count)s)
@@ -199,6 +242,44 @@ CREATE_LEASED_WORKFLOW = f"""
            EXISTS (SELECT FROM workflows WHERE id = %(id)s)"""
 #: Frees the lease a leased create took when the instance was stored meanwhile by another.
 DROP_LEASE = "DELETE FROM wfe_locks WHERE key = %(id)s AND token = %(token)s"
+#: The creates of many instances as one statement: what ``CREATE_WORKFLOW`` does for each
+#: (the ids are distinct), one result row per create, in order.
+CREATE_MANY = """
+    WITH t AS (
+        SELECT * FROM unnest(%(ids)s::text[], %(definition_ids)s::text[],
+            %(versions)s::integer[], %(create_times)s::timestamptz[], %(statuses)s::text[],
+            %(references)s::text[], %(next_executions)s::timestamptz[],
+            %(complete_times)s::timestamptz[], %(revisions)s::bigint[],
+            %(pointer_counts)s::integer[], %(documents)s::text[])
+            WITH ORDINALITY AS t(id, definition_id, version, create_time, status, reference,
+                next_execution, complete_time, revision, pointer_count, document, ord)
+    ),
+    n AS (
+        INSERT INTO workflows (id, definition_id, version, create_time, status, reference,
+            next_execution, complete_time, revision, pointer_count, document)
+        SELECT id, definition_id, version, create_time, status, reference, next_execution,
+            complete_time, revision, pointer_count, document
+        FROM t ORDER BY ord
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id
+    ),
+    w AS (SELECT n.id, t.ord FROM n JOIN t ON t.id = n.id),
+    p AS (
+        INSERT INTO pointers (workflow_id, position, document)
+        SELECT w.id, r.position, r.document
+        FROM w JOIN unnest(%(p_ords)s::bigint[], %(positions)s::integer[], %(texts)s::text[])
+            AS r(ord, position, document) ON r.ord = w.ord
+        ON CONFLICT (workflow_id, position) DO UPDATE SET document = EXCLUDED.document
+    ),
+    c AS (
+        INSERT INTO pointer_children (workflow_id, position, idx, child_id)
+        SELECT w.id, r.position, r.idx, r.child_id
+        FROM w JOIN unnest(%(c_ords)s::bigint[], %(child_positions)s::integer[],
+                           %(child_indices)s::integer[], %(child_ids)s::text[])
+            AS r(ord, position, idx, child_id) ON r.ord = w.ord
+        ON CONFLICT (workflow_id, position, idx) DO UPDATE SET child_id = EXCLUDED.child_id
+    )
+    SELECT (w.ord IS NOT NULL)::integer FROM t LEFT JOIN w ON w.ord = t.ord ORDER BY t.ord"""
 
 #: Heads and pointers (with their child ids) of the instances ``ids``, in one snapshot:
 #: each head, then its pointers in order.

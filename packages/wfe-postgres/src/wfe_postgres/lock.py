@@ -25,6 +25,7 @@ from wfe_core.errors import LockNotHeldError
 from wfe_core.providers import Lease, LeaseHolder, LockProvider, holder_is_gone, this_process
 from wfe_core.providers import capabilities as cap
 from wfe_postgres._batch import batcher_of
+from wfe_postgres._database import rendered
 from wfe_postgres._listener import ListeningProviderMixin, notify_sql
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ class PostgresLock(ListeningProviderMixin, LockProvider):
         share_connections: bool = True,
     ) -> None:
         super().__init__(url, options, share_connections=share_connections)
-        self._sql = _statements(self.target.options.schema)
+        self._sql = rendered(_statements(self.target.options.schema))
 
     async def _rows(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         # Sent with the other short statements of this process made at the same time (the

@@ -28,10 +28,12 @@ from wfe_core.models import (
 from wfe_core.providers import Lease, PersistenceProvider, this_process
 from wfe_core.providers import capabilities as cap
 from wfe_core.serialization import from_primitive, to_primitive
+from wfe_postgres import _arrays as arrays
 from wfe_postgres import _sql as q
 from wfe_postgres._batch import batcher_of
 from wfe_postgres._documents import InstanceRows, Write, dumps
 from wfe_postgres._listener import channel_for
+from wfe_postgres._merged_writes import CREATES, PLAIN_WRITES
 from wfe_postgres.base import PostgresProviderMixin
 from wfe_postgres.lock import lock_topic, not_current
 from wfe_postgres.migrations import SchemaVersions, check_schema
@@ -153,6 +155,10 @@ _ERROR_KEYS = ("e_workflow", "e_time", "e_document")
 _EVENT_KEYS = ("v_id", "v_name", "v_key", "v_time", "v_processed", "v_document")
 
 
+def _literals(keys: Sequence[str], columns: list[list[Any]]) -> dict[str, str]:
+    return {key: arrays.array(column) for key, column in zip(keys, columns, strict=True)}
+
+
 def _head_params(instance: WorkflowInstance, write: Write) -> dict[str, Any]:
     return {
         "id": instance.id,
@@ -168,11 +174,14 @@ def _head_params(instance: WorkflowInstance, write: Write) -> dict[str, Any]:
 
 def _pointer_params(write: Write) -> dict[str, Any]:
     return {
-        "positions": write.positions,
-        "texts": write.texts,
-        "child_positions": write.child_positions,
-        "child_indices": write.child_indices,
-        "child_ids": write.child_ids,
+        "positions": arrays.integers(write.positions),
+        "texts": arrays.texts(write.texts),
+        "child_positions": arrays.integers(write.child_positions),
+        "child_indices": arrays.integers(write.child_indices),
+        "child_ids": arrays.texts(write.child_ids),
+        # Not the statement's: for merging it with others (see _merged_writes).
+        "pointer_rows": len(write.positions),
+        "child_rows": len(write.child_ids),
     }
 
 
@@ -259,7 +268,7 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
         }
         batcher = batcher_of(self.database)
         if lease is None:
-            found = await batcher.run(q.CREATE_WORKFLOW, params, "create_workflow")
+            found = await batcher.run(q.CREATE_WORKFLOW, params, "create_workflow", merge=CREATES)
             if not found or not found[0][0]:
                 raise ConcurrencyError(f"workflow {workflow_id} already exists")
             rows.remember(workflow_id, write)
@@ -327,11 +336,11 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
             has_errors = bool(error_columns[0])
             has_events = bool(event_columns[0])
             if has_subscriptions:
-                params.update(zip(_SUBSCRIPTION_KEYS, subscription_columns, strict=True))
+                params.update(_literals(_SUBSCRIPTION_KEYS, subscription_columns))
             if has_errors:
-                params.update(zip(_ERROR_KEYS, error_columns, strict=True))
+                params.update(_literals(_ERROR_KEYS, error_columns))
             if has_events:
-                params.update(zip(_EVENT_KEYS, event_columns, strict=True))
+                params.update(_literals(_EVENT_KEYS, event_columns))
 
             def duplicate(exc: psycopg.Error) -> BaseException | None:
                 if isinstance(exc, psycopg.errors.UniqueViolation):
@@ -383,11 +392,14 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
                     reopen,
                     release is not None,
                 )
+                # A write giving a lease back is a statement of its own kind (not merged).
+                plain = not (has_subscriptions or has_errors or has_events or release is not None)
                 found = await batcher_of(self.database).run(
                     statement,
                     {**params, **_pointer_params(write)},
                     "persist_workflow",
                     errors=duplicate,
+                    merge=PLAIN_WRITES if plain else None,
                 )
                 check(found[0] if found else None)
             else:
@@ -536,7 +548,7 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
     # -- events ----------------------------------------------------------------------------
     async def create_event(self, event: Event) -> None:
         """Store a new event (``ConcurrencyError`` when its id is already stored)."""
-        columns = _event_columns([event])
+        columns = [arrays.array(column) for column in _event_columns([event])]
         inserted = await batcher_of(self.database).run(q.INSERT_EVENTS, columns, "create_event")
         if not inserted:
             raise ConcurrencyError(f"event {event.id} already exists")
@@ -590,7 +602,7 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
     # -- subscriptions ---------------------------------------------------------------------
     async def create_subscription(self, subscription: EventSubscription) -> None:
         """Store a new subscription (``ConcurrencyError`` when its id is already stored)."""
-        columns = _subscription_columns([subscription])
+        columns = [arrays.array(column) for column in _subscription_columns([subscription])]
 
         async def run(conn: Connection) -> None:
             cursor = await conn.execute(q.INSERT_SUBSCRIPTION, columns)

@@ -19,6 +19,7 @@ from psycopg import sql
 from wfe_core.providers import QueueMessage, QueueName, QueueProvider
 from wfe_core.providers import capabilities as cap
 from wfe_postgres._batch import batcher_of
+from wfe_postgres._database import rendered
 from wfe_postgres._listener import ListeningProviderMixin, notify_sql
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ class PostgresQueue(ListeningProviderMixin, QueueProvider):
         share_connections: bool = True,
     ) -> None:
         super().__init__(url, options, share_connections=share_connections)
-        self._sql = _statements(self.target.options.schema)
+        self._sql = rendered(_statements(self.target.options.schema))
         #: Per queue, the poll pause an idle consumer had reached: a consumer calls dequeue
         #: again and again (the host's every 30 s), and the back-off carries over instead of
         #: starting again at ``poll_interval`` each time.
