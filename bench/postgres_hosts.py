@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 HERE = Path(__file__).parent
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -106,6 +107,7 @@ def _worker(url: str, env_extra: dict[str, str]) -> subprocess.Popen[bytes]:
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
     for process in processes:
+        process.send_signal(signal.SIGCONT)  # stopped by --queued, should a run have failed
         process.send_signal(signal.SIGTERM)
     for process in processes:
         try:
@@ -138,12 +140,18 @@ def idle_cost(url: str, seconds: float) -> dict[str, float]:
     }
 
 
-async def _start_and_wait(url: str, workflows: int) -> dict[str, float]:
+async def _start_and_wait(
+    url: str, workflows: int, release: Callable[[], None] | None = None
+) -> dict[str, float]:
     """Start ``workflows`` workflows and wait until they all completed; return how long
     from the first start to the last completion (by the completion times the workers
     stored: a waiter on a store shared with other processes looks again only once a second,
     which would round the figure up to that), how long starting them took, and the
-    client's CPU seconds meanwhile (this process: it contends for the same cores)."""
+    client's CPU seconds meanwhile (this process: it contends for the same cores).
+
+    With ``release`` (the workers were stopped), it is called once every workflow is
+    started, and the time and the client's CPU count from then: the workers' own rate from
+    a full queue."""
     from bench.postgres_flows import Trivial, trivial
     from wfe_host import WorkflowHost
 
@@ -158,6 +166,9 @@ async def _start_and_wait(url: str, workflows: int) -> dict[str, float]:
         for _ in range(workflows):
             await client.start_workflow("pg-trivial", data=Trivial())
         starting = time.perf_counter() - begun
+        if release is not None:
+            release()
+            cpu, first = time.process_time(), datetime.now(UTC)
         # Polled: other processes finish them, and nothing tells this one (one count every
         # 0.2 s, where waiting for each would read each instance).
         while (await client.list_workflows(status="complete", take=1)).total < workflows:  # noqa: ASYNC110
@@ -229,11 +240,29 @@ def _by_statement(url: str) -> dict[str, tuple[int, float]]:
     return {query: (int(calls), float(ms)) for query, calls, ms in rows}
 
 
+def _measure_from(
+    processes: list[subprocess.Popen[bytes]], postmaster: int, before: dict[str, float]
+) -> None:
+    """Note in ``before`` the CPU used so far by the workers and the server, and continue
+    the workers (stopped or not)."""
+    before["hosts"] = sum(_cpu_seconds(p.pid) for p in processes)
+    before["server"] = _server_cpu(postmaster)
+    for process in processes:
+        process.send_signal(signal.SIGCONT)
+
+
 def workers_scaling(
-    url_for: Any, postmaster: int, workflows: int, counts: list[int], *, statements: bool = False
+    url_for: Any,
+    postmaster: int,
+    workflows: int,
+    counts: list[int],
+    *,
+    statements: bool = False,
+    queued: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """One row per worker count in ``counts``, in that order, each on a database of its
-    own."""
+    own. ``queued``: the workers are stopped (SIGSTOP) while the workflows are started, and
+    the time and the CPU count from when they are continued."""
     for run, count in enumerate(counts):
         url = url_for(f"workers{count}_{run}")
         load = os.getloadavg()[0]
@@ -241,11 +270,16 @@ def workers_scaling(
         try:
             counts_before = _work_counts(url, statements=statements)
             queries_before = _by_statement(url) if statements else {}
-            hosts_before = sum(_cpu_seconds(p.pid) for p in processes)
-            server_before = _server_cpu(postmaster)
-            timings = asyncio.run(_start_and_wait(url, workflows))
-            hosts = sum(_cpu_seconds(p.pid) for p in processes) - hosts_before
-            server = _server_cpu(postmaster) - server_before
+            before: dict[str, float] = {}
+            measure_from = functools.partial(_measure_from, processes, postmaster, before)
+            if queued:
+                for process in processes:
+                    process.send_signal(signal.SIGSTOP)
+            else:
+                measure_from()
+            timings = asyncio.run(_start_and_wait(url, workflows, measure_from if queued else None))
+            hosts = sum(_cpu_seconds(p.pid) for p in processes) - before["hosts"]
+            server = _server_cpu(postmaster) - before["server"]
         finally:
             _stop(processes)
         # Once the workers are gone: a backend still connected may hold back its latest
@@ -317,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
         help="count statements per workflow (loads pg_stat_statements into the server)",
     )
     parser.add_argument(
+        "--queued",
+        action="store_true",
+        help="start the workflows while the workers are stopped, and time the workers from"
+        " a full queue (the starting client's own rate left out)",
+    )
+    parser.add_argument(
         "--top",
         type=int,
         default=0,
@@ -351,7 +391,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         counts = [] if args.no_scaling else [int(n) for n in args.counts.split(",")]
         for row in workers_scaling(
-            url_for, postmaster, args.workflows, counts, statements=args.statements
+            url_for,
+            postmaster,
+            args.workflows,
+            counts,
+            statements=args.statements,
+            queued=args.queued,
         ):
             print(
                 f"{row['workers']} worker(s): {row['workflows/s']:.1f} workflows/s"
