@@ -3,14 +3,18 @@ store only what changed (seen in the rows' transaction ids), and the outbox's at
 
 from __future__ import annotations
 
+import functools
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
+import anyio
 import psycopg
 import pytest
 
 from wfe_core.errors import ConcurrencyError, StaleLeaseError, WorkflowNotFoundError
 from wfe_core.models import Event, ExecutionPointer, WorkflowStatus
-from wfe_core.testing.conformance.persistence import make_instance
+from wfe_core.testing.conformance._support import now_ms
+from wfe_core.testing.conformance.persistence import make_instance, make_subscription
 from wfe_postgres import PostgresPersistence
 
 if TYPE_CHECKING:
@@ -154,3 +158,42 @@ async def test_list_and_purge_work_on_many_instances_by_filter(
     purged = await persistence.purge_workflows(older_than=now, statuses=[WorkflowStatus.COMPLETE])
     assert purged == 6
     assert (await persistence.list_workflows()).total == 6
+
+
+async def test_a_subscription_written_while_its_event_is_being_marked_processed_reopens_it(
+    persistence: PostgresPersistence, postgres_url: str, schema: str
+) -> None:
+    # A delivery finds no subscription, then marks its event processed; a wait storing the
+    # subscription at the same time must still leave the event unprocessed (the recovery
+    # sweep's, and the copy the waiting pass queues, deliver it). Seen in the chaos test
+    # with three workers: the write's statement began before the mark committed, saw the
+    # event unprocessed in its snapshot and left it alone; the mark then won, and the
+    # workflow waited for ever.
+    instance = make_instance()
+    await persistence.create_workflow(instance)
+    event = Event("approval", "42", time=now_ms() - timedelta(seconds=1))
+    await persistence.create_event(event)
+    options = f"-c search_path={schema}"
+    async with await psycopg.AsyncConnection.connect(postgres_url, options=options) as mark:
+        # The delivery's mark, not committed yet.
+        await mark.execute("UPDATE events SET is_processed = true WHERE id = %s", (event.id,))
+        subscription = make_subscription(instance.id, subscribe_as_of=event.time)
+        async with anyio.create_task_group() as tg:
+            write = functools.partial(
+                persistence.persist_workflow, instance, subscriptions=[subscription]
+            )
+            tg.start_soon(write)
+            # Until the write waits for the mark's row lock, or is done without waiting (the
+            # server's view is polled: nothing tells this test).
+            with anyio.fail_after(10):
+                while (  # noqa: ASYNC110
+                    not _rows(
+                        postgres_url,
+                        schema,
+                        "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                    )
+                    and instance.revision == 1
+                ):
+                    await anyio.sleep(0.01)
+            await mark.commit()
+    assert (await persistence.get_event(event.id)).is_processed is False

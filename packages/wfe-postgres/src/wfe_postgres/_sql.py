@@ -77,6 +77,11 @@ _SUBSCRIPTION_ROWS = """
 # published before it even when the writer dies before queueing it (events_by_name_key
 # serves it, one index row). Only that one: a new wait's write costs the same however many
 # events its key had (reopening them all made a reused key's waits slower run after run).
+# Whether that event is processed is not asked: a delivery may be marking it processed
+# right now, having found no subscription, and this statement's snapshot would still see it
+# unprocessed and leave it, the mark winning once both commit. Updated either way, the row
+# is locked: the statement waits for a mark under way and reopens after it, or the mark
+# waits for this write, and the delivery's look for subscriptions after its mark finds it.
 _REOPENED_EVENTS = """
     r AS (
         UPDATE events SET is_processed = false
@@ -85,7 +90,7 @@ _REOPENED_EVENTS = """
             LATERAL (SELECT f.id, f.time FROM events f
                      WHERE f.name = t.name AND f.key = t.key AND f.time >= t.as_of
                      ORDER BY f.time, f.seq LIMIT 1) AS first
-        WHERE NOT t.terminated AND events.id = first.id AND events.is_processed{}
+        WHERE NOT t.terminated AND events.id = first.id{}
     )"""
 # The events the same write stores are not seen by the statement's other parts: one of them
 # earlier than the earliest stored one is the subscription's (and is unprocessed).

@@ -161,7 +161,12 @@ class PersistenceProvider(Provider):
         subscription gets) when that one is processed: an event published before the
         subscription existed, delivered to nobody, then reaches the recovery sweep even when
         the process dies before queueing it. Only that one, so the write costs the same
-        however many events of its key are stored. A refused write reopens nothing."""
+        however many events of its key are stored. A refused write reopens nothing. The
+        reopen must not lose to a :meth:`mark_event_processed` of that event running at the
+        same time (a delivery that found no subscription yet, which looks again after its
+        mark): either the event ends unprocessed, or the mark waits until this write's
+        subscription is visible. Do not skip the reopen because the event looks unprocessed
+        in a snapshot taken before such a mark committed."""
 
     @abstractmethod
     async def get_workflow(self, workflow_id: str) -> WorkflowInstance:
