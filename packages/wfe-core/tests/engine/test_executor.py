@@ -143,3 +143,67 @@ def test_random_definitions_finish_with_every_step_accounted_for(tree: list[Node
     assert Counter(instance.data.get("log", [])) == +expected
     assert all(not p.active for p in instance.pointers)
     assert {p.status for p in instance.pointers} <= {PointerStatus.COMPLETE}
+
+
+class _WriteAfterAWait(EngineHarness):
+    """A harness whose writes wait a moment before they are made (the host renews a lapsing
+    lease before a write), recording at each what the data holds and which steps are
+    stored complete."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[tuple[list[str], list[str]]] = []
+
+    async def persist(self, instance: Any, **kwargs: Any) -> None:
+        await anyio.sleep(0.002)
+        done = sorted(instance.data["done"])
+        complete = sorted(
+            p.step_name
+            for p in instance.pointers
+            if p.status == PointerStatus.COMPLETE and (p.step_name or "").startswith("s_")
+        )
+        self.written.append((done, complete))
+        await super().persist(instance, **kwargs)
+
+
+def _counted(name: str, pause: float) -> Any:
+    async def run(ctx: StepContext) -> None:
+        if pause:
+            await anyio.sleep(pause)
+        ctx.workflow.data["done"].append(name)  # in place, as the step returns
+
+    run.__name__ = name
+    return run
+
+
+@pytest.mark.parametrize("pause", [0.001 * i for i in range(10)])
+async def test_a_write_stores_a_steps_change_to_the_data_only_with_its_result(
+    pause: float,
+) -> None:
+    # A branch's body changes the data in place and returns while the other branch's write
+    # waits: that write must store the result with the change (or neither), else a crash
+    # after it runs the step again and its change is applied twice.
+    definition = (
+        WorkflowBuilder(dict)
+        .start_with(_counted("s_start", 0))
+        .parallel(
+            lambda p: p.branch(
+                lambda b: (
+                    b.start_with(_counted("s_l1", 0))
+                    .delay(lambda data: timedelta(seconds=0.002))
+                    .then(_counted("s_l2", 0))
+                    .delay(lambda data: timedelta(seconds=0.002))
+                    .then(_counted("s_l3", 0))
+                )
+            ).branch(lambda b: b.start_with(_counted("s_r", pause)))
+        )
+        .then(_counted("s_end", 0))
+        .build("data-with-results", 1)
+    )
+    engine = _WriteAfterAWait()
+    instance = await engine.run(definition, {"done": []})
+    assert sorted(instance.data["done"]) == sorted(
+        ["s_start", "s_l1", "s_l2", "s_l3", "s_r", "s_end"]
+    )
+    for done, complete in engine.written:
+        assert done == complete

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
+import attrs
 
 from wfe_core.engine import _pointers as px
 from wfe_core.engine import _transitions as tx
@@ -41,6 +42,7 @@ from wfe_core.models._status import PointerStatus, WorkflowStatus
 from wfe_core.primitives import _containers as containers
 from wfe_core.primitives import _events as events
 from wfe_core.primitives import _timers as timers
+from wfe_core.serialization import to_primitive
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -56,6 +58,9 @@ if TYPE_CHECKING:
     from wfe_core.models._event import Event, EventSubscription
     from wfe_core.models._instance import ExecutionError, ExecutionPointer, WorkflowInstance
     from wfe_core.models._lifecycle import LifecycleEvent
+
+    #: A body's result waiting to be applied: its pointer, its step and what came of it.
+    _Returned = tuple[ExecutionPointer, StepDefinition, ExecutionResult | tx.StepFailure | None]
 
 logger = logging.getLogger("wfe_core.engine")
 
@@ -117,6 +122,11 @@ class Pass:
         # No yield when it is free (most of the time): a sequence takes it once per step.
         self.lock = anyio.Lock(fast_acquire=True)
         self.running: dict[str, anyio.CancelScope] = {}
+        #: Steps whose bodies run in tasks of their own now (see ``_flush``).
+        self.in_bodies = 0
+        #: Results of bodies that returned, by pointer id, until their tasks apply them, or
+        #: a write made meanwhile does (see ``_apply_returned``).
+        self.returned: dict[str, _Returned] = {}
         self.timer: anyio.CancelScope | None = None
         #: Set when a step finished: the flusher stores results and starts what is runnable.
         self.kick = anyio.Event()
@@ -460,6 +470,8 @@ class Pass:
     # -- writes ------------------------------------------------------------------------------
     async def _flush(self, *, last: bool = False) -> None:
         """Store what changed since the last write; ``last``: the pass ends after it."""
+        if self.returned:
+            self._apply_returned()
         if not self.dirty:
             return
         subscriptions, self.subscriptions = self.subscriptions, []
@@ -478,8 +490,14 @@ class Pass:
         # A running step's body may change its own pointer (ctx.pointer) before it returns:
         # such a pointer may differ from what is stored, so it is listed too.
         changed.update(self.running)
+        instance = stored = self.instance
+        if self.in_bodies:
+            # Bodies running in other tasks may change the data while the write waits
+            # before it is encoded (a lease renewed first): it stores the data as of now,
+            # the data of the results it holds.
+            stored = attrs.evolve(instance, data=to_primitive(instance.data))
         await self.env.persist(
-            self.instance,
+            stored,
             subscriptions=subscriptions,
             errors=errors,
             closed_subscriptions=closed,
@@ -487,6 +505,7 @@ class Pass:
             outbox=outbox,
             last=last,
         )
+        instance.revision = stored.revision
         self.dirty = False
         self.announce = self.env.wants_lifecycle_events()
         for event in events:
@@ -511,36 +530,30 @@ class Pass:
     ) -> None:
         while True:
             step = self.definition.step(pointer.step_id)
-            outcome = await run_step(
-                self.env,
-                self.middleware,
-                self.instance,
-                self.definition,
-                pointer,
-                step,
-                scope,
-                self.log_extra,
-            )
+            self.in_bodies += 1
+            try:
+                outcome = await run_step(
+                    self.env,
+                    self.middleware,
+                    self.instance,
+                    self.definition,
+                    pointer,
+                    step,
+                    scope,
+                    self.log_extra,
+                )
+            finally:
+                self.in_bodies -= 1
+            # The body's changes to the data are in the instance now: a write made before
+            # this task gets the lock applies its result too (see _apply_returned).
+            self.returned[pointer.id] = (pointer, step, outcome)
             following: tuple[ExecutionPointer, anyio.CancelScope] | None
             async with self._guard():
-                self.running.pop(pointer.id, None)
-                # The body may have changed its pointer (ctx.pointer), whatever came of it.
-                self.changed.add(pointer.id)
-                if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
+                if self.returned.pop(pointer.id, None) is None:
+                    # A write made while this task waited for the lock applied it.
                     following = await self._after_run(tg)
                 else:
-                    self._apply(pointer, step, outcome)
-                    self.dirty = True
-                    successor = self._sole_successor(pointer)
-                    if successor is None:
-                        following = await self._after_run(tg)
-                    else:
-                        # The lean path: store the result (with the successor started), then
-                        # run the successor in this task, without the flusher and a new task.
-                        now = self.clock.now()
-                        following = (successor, self._mark_started(successor, now))
-                        self._keep_due(now)
-                        await self._flush()
+                    following = await self._applied(tg, pointer, step, outcome)
             if following is None:
                 return
             pointer, scope = following
@@ -549,6 +562,46 @@ class Pass:
                 # every other task of the host waiting until the pass ends.
                 await anyio.lowlevel.checkpoint()
                 self.yielded = time.monotonic()
+
+    async def _applied(
+        self,
+        tg: TaskGroup,
+        pointer: ExecutionPointer,
+        step: StepDefinition,
+        outcome: ExecutionResult | tx.StepFailure | None,
+    ) -> tuple[ExecutionPointer, anyio.CancelScope] | None:
+        """Apply the result of ``pointer``'s run (call with the lock held) and store it; the
+        step to run next in this task, if any (see :meth:`_after_run`)."""
+        self.running.pop(pointer.id, None)
+        # The body may have changed its pointer (ctx.pointer), whatever came of it.
+        self.changed.add(pointer.id)
+        if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
+            return await self._after_run(tg)
+        self._apply(pointer, step, outcome)
+        self.dirty = True
+        successor = self._sole_successor(pointer)
+        if successor is None:
+            return await self._after_run(tg)
+        # The lean path: store the result (with the successor started), then run the
+        # successor in this task, without the flusher and a new task.
+        now = self.clock.now()
+        following = (successor, self._mark_started(successor, now))
+        self._keep_due(now)
+        await self._flush()
+        return following
+
+    def _apply_returned(self) -> None:
+        """Apply the results of the bodies that returned while their tasks wait for the lock
+        (a write is about to be made): their changes to the data are in the instance
+        already, so the write must store the results with them, or a step whose change was
+        stored without its result would run again after a crash and change it twice."""
+        returned, self.returned = self.returned, {}
+        for pointer, step, outcome in returned.values():
+            self.running.pop(pointer.id, None)
+            self.changed.add(pointer.id)
+            self.dirty = True
+            if outcome is not None and pointer.active and pointer.status == PointerStatus.RUNNING:
+                self._apply(pointer, step, outcome)
 
     async def _after_run(self, tg: TaskGroup) -> tuple[ExecutionPointer, anyio.CancelScope] | None:
         """A step's run ended (call with the lock held): the flusher stores its result and
