@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
+from wfe_core.engine import _failures as fx
 from wfe_core.engine import _pointers as px
 from wfe_core.engine import _transitions as tx
 from wfe_core.engine._active import ActivePointers
@@ -41,6 +42,7 @@ from wfe_core.models._status import PointerStatus, WorkflowStatus
 from wfe_core.primitives import _containers as containers
 from wfe_core.primitives import _events as events
 from wfe_core.primitives import _timers as timers
+from wfe_core.providers._persistence import PointerWrite
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
     from wfe_core.models._event import Event, EventSubscription
     from wfe_core.models._instance import ExecutionError, ExecutionPointer, WorkflowInstance
     from wfe_core.models._lifecycle import LifecycleEvent
+    from wfe_core.providers._persistence import LivePart
 
 logger = logging.getLogger("wfe_core.engine")
 
@@ -106,6 +109,7 @@ class Pass:
         clock: Clock,
         max_parallel_steps: int,
         step_middleware: Sequence[StepMiddleware],
+        live: LivePart | None = None,
     ) -> None:
         self.env = environment
         self.clock = clock
@@ -152,12 +156,29 @@ class Pass:
             for step in definition.steps
             if step.cancel_condition is not None
         ]
+        #: The steps whose bodies read finished pointers (``StepBody.reads_history``).
+        self.history_steps = frozenset(
+            step.id for step in definition.steps if getattr(step.body, "reads_history", False)
+        )
+        # A live part (see PersistenceProvider.get_live_part): ``instance.pointers`` holds
+        # only some of the stored pointers, so writes name pointers by position. ``stored``:
+        # how many are stored (``None``: the instance is whole, and writes are as ever).
+        self.stored: int | None = None
+        #: The stored position of each pointer held (live part only).
+        self.positions: dict[str, int] = {}
+        #: The pointers held, by id, and those not stored yet, in order (live part only).
+        self.held: dict[str, ExecutionPointer] = {}
+        self.unstored: list[ExecutionPointer] = []
+        if live is not None and not live.whole:
+            self.stored = live.stored_pointers
+            self.positions = dict(live.positions)
+            self.held = {p.id: p for p in instance.pointers}
 
     # -- the pass ----------------------------------------------------------------------------
     async def run(self) -> None:
         if self.instance.status != WorkflowStatus.RUNNABLE:
             return
-        if not self.instance.pointers:
+        if not self.instance.pointers and not self.stored:
             self._take(tx.begin(self.instance, self.definition, self.clock.now()))
             self.dirty = True
         if self.cancellable:
@@ -177,7 +198,7 @@ class Pass:
             ):
                 break
         async with self.lock:
-            self._settle()
+            await self._settle()
             due = (
                 px.next_execution_among(active.listed(), self.clock.now(), active.busy())
                 if self.instance.status == WorkflowStatus.RUNNABLE
@@ -222,6 +243,10 @@ class Pass:
             self.events.extend(transition.events)
         if transition.outbox:
             self.outbox.extend(transition.outbox)
+        if self.stored is not None and transition.created:
+            self.unstored.extend(transition.created)
+            for pointer in transition.created:
+                self.held[pointer.id] = pointer
         running = self.running
         if running:
             for pointer_id in transition.ended:
@@ -293,7 +318,7 @@ class Pass:
         self.dirty = True
         return True
 
-    def _settle(self) -> None:
+    async def _settle(self) -> None:
         """Complete the workflow when no pointer is active any more."""
         if self.instance.status != WorkflowStatus.RUNNABLE:
             return
@@ -304,6 +329,7 @@ class Pass:
         for pointer in self.active.live.values():
             if pointer.active:
                 return
+        await self._whole()  # settling looks at the finished pointers
         transition = tx.settle(
             self.instance,
             self.definition,
@@ -340,7 +366,7 @@ class Pass:
         task (after releasing the lock) instead of in a new one."""
         if self.inline_primitives:
             await self._run_primitives()
-        self._settle()
+        await self._settle()
         started: list[tuple[ExecutionPointer, anyio.CancelScope]] = []
         if self._may_continue():
             now = self.clock.now()
@@ -378,7 +404,7 @@ class Pass:
         any other may want to see every step run as any other."""
         active = self.active
         for _ in range(_MAX_PRIMITIVE_RUNS):
-            self._settle()
+            await self._settle()
             if not self._may_continue():
                 return
             if active.ended:
@@ -410,6 +436,8 @@ class Pass:
                 return
             scope = self._mark_started(pointer, now)
             step = self.definition.step(pointer.step_id)
+            if pointer.step_id in self.history_steps:
+                await self._whole()
             outcome = await run_step(
                 self.env,
                 self.middleware,
@@ -424,6 +452,8 @@ class Pass:
             self.dirty = True
             if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
                 continue
+            if _needs_history(pointer, outcome):
+                await self._whole()
             self._apply(pointer, step, outcome)
 
     def _arm_timer(self, tg: TaskGroup) -> None:
@@ -477,18 +507,64 @@ class Pass:
         # A running step's body may change its own pointer (ctx.pointer) before it returns:
         # such a pointer may differ from what is stored, so it is listed too.
         changed.update(self.running)
-        await self.env.persist(
-            self.instance,
-            subscriptions=subscriptions,
-            errors=errors,
-            closed_subscriptions=closed,
-            changed_pointers=changed,
-            outbox=outbox,
-        )
+        if self.stored is not None and self.instance.status.is_finished:
+            # The write that finishes the workflow stores it whole (its waiters and workflow
+            # middleware get the instance as stored).
+            await self._whole()
+        stored = self.stored
+        if stored is None:
+            await self.env.persist(
+                self.instance,
+                subscriptions=subscriptions,
+                errors=errors,
+                closed_subscriptions=closed,
+                changed_pointers=changed,
+                outbox=outbox,
+            )
+        else:
+            positions = self.positions
+            held = self.held
+            added, self.unstored = self.unstored, []
+            write = PointerWrite(
+                stored,
+                [(positions[i], held[i]) for i in changed if i in positions],
+                added,
+            )
+            try:
+                await self.env.persist(
+                    self.instance,
+                    subscriptions=subscriptions,
+                    errors=errors,
+                    closed_subscriptions=closed,
+                    changed_pointers=changed,
+                    outbox=outbox,
+                    pointer_write=write,
+                )
+            except BaseException:
+                self.unstored = added + self.unstored
+                raise
+            for index, pointer in enumerate(added, stored):
+                positions[pointer.id] = index
+            self.stored = stored + len(added)
         self.dirty = False
         self.announce = self.env.wants_lifecycle_events()
         for event in events:
             await self.env.publish(event)
+
+    async def _whole(self) -> None:
+        """Make the instance whole (read the stored pointers a live part left out): for the
+        rare paths that look at finished pointers. Call with the lock held (or alone)."""
+        stored = self.stored
+        if stored is None:
+            return
+        held = self.held
+        pointers = await self.env.stored_pointers(self.instance.id, stored)
+        self.instance.pointers = [*(held.get(p.id, p) for p in pointers), *self.unstored]
+        self.stored = None
+        self.positions = {}
+        self.held = {}
+        # Not stored yet: named in ``changed`` (created since the last write), as ever.
+        self.unstored = []
 
     async def _flusher(self, tg: TaskGroup) -> None:
         """Store results and start what they made runnable. Results that arrive while a store
@@ -509,6 +585,9 @@ class Pass:
     ) -> None:
         while True:
             step = self.definition.step(pointer.step_id)
+            if self.stored is not None and pointer.step_id in self.history_steps:
+                async with self.lock:
+                    await self._whole()
             outcome = await run_step(
                 self.env,
                 self.middleware,
@@ -527,6 +606,8 @@ class Pass:
                 if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
                     following = await self._after_run(tg)
                 else:
+                    if _needs_history(pointer, outcome):
+                        await self._whole()
                     self._apply(pointer, step, outcome)
                     self.dirty = True
                     successor = self._sole_successor(pointer)
@@ -585,3 +666,13 @@ class Pass:
             # by a wait stores its result and the wait's subscription in one write.
             return None
         return successor
+
+
+def _needs_history(pointer: ExecutionPointer, outcome: ExecutionResult | tx.StepFailure) -> bool:
+    """Whether applying ``outcome`` may look at finished pointers: a failure (a saga's
+    compensation, settling it), a compensation that finished (what it undid), a saga run
+    again after compensating."""
+    if isinstance(outcome, tx.StepFailure):
+        return True
+    extensions = pointer.extensions
+    return fx.COMPENSATES in extensions or fx.COMPENSATED in extensions

@@ -25,6 +25,7 @@ from wfe_core.engine import WorkflowExecutor
 from wfe_core.errors import SubscriptionNotFoundError
 from wfe_core.memory._persistence import MemoryPersistence
 from wfe_core.models import WorkflowInstance
+from wfe_core.providers._persistence import stored_pointers
 from wfe_core.testing.clock import ManualClock
 
 if TYPE_CHECKING:
@@ -32,10 +33,12 @@ if TYPE_CHECKING:
 
     from wfe_core._step import StepBody
     from wfe_core.clock import Clock
+    from wfe_core.providers import PointerWrite
     from wfe_core.models import (
         Event,
         EventSubscription,
         ExecutionError,
+        ExecutionPointer,
         LifecycleEvent,
         StepDefinition,
         WorkflowDefinition,
@@ -73,6 +76,7 @@ class EngineHarness:
         closed_subscriptions: Sequence[str],
         changed_pointers: Collection[str],
         outbox: Sequence[Event] = (),
+        pointer_write: PointerWrite | None = None,
     ) -> None:
         self.subscriptions.extend(subscriptions)
         await self.persistence.persist_workflow(
@@ -81,11 +85,15 @@ class EngineHarness:
             errors=errors,
             events=outbox,
             changed_pointers=changed_pointers,
+            pointer_write=pointer_write,
         )
         # As the host does: a cancelled wait's subscription matches nothing any more.
         for subscription_id in closed_subscriptions:
             with contextlib.suppress(SubscriptionNotFoundError):
                 await self.persistence.terminate_subscription(subscription_id)
+
+    async def stored_pointers(self, workflow_id: str, count: int) -> list[ExecutionPointer]:
+        return await stored_pointers(self.persistence, workflow_id, count)
 
     async def publish(self, event: LifecycleEvent) -> None:
         self.events.append(event)
@@ -111,11 +119,13 @@ class EngineHarness:
     async def run(
         self, definition: WorkflowDefinition, data: Any = None, *, max_passes: int = 500
     ) -> WorkflowInstance:
-        """Run to the end (or until nothing can wake it) and return the stored instance."""
+        """Run to the end (or until nothing can wake it) and return the stored instance.
+        Each pass reads the instance's live part, as a host's does."""
         workflow_id = (await self.start(definition, data)).id
         for _ in range(max_passes):
-            instance = await self.persistence.get_workflow(workflow_id)
-            await self.executor.run_pass(instance, definition)
+            live = await self.persistence.get_live_part(workflow_id)
+            instance = live.instance
+            await self.executor.run_pass(instance, definition, live=live)
             if instance.status.is_finished or instance.next_execution is None:
                 return await self.persistence.get_workflow(workflow_id)
             wait = max(instance.next_execution - self.clock.now(), timedelta(0))

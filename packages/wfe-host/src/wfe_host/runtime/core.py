@@ -46,8 +46,10 @@ if TYPE_CHECKING:
     )
     from wfe_core.providers import (
         LifecyclePublisher,
+        LivePart,
         LockProvider,
         PersistenceProvider,
+        PointerWrite,
         QueueProvider,
         SearchIndex,
     )
@@ -150,6 +152,13 @@ class HostCore:
         """The stored instance, its data restored to the definition's data type."""
         return self.restore(await self.persistence.get_workflow(workflow_id))
 
+    async def load_live(self, workflow_id: str) -> LivePart:
+        """What a pass reads of the stored instance (its live part: see
+        ``PersistenceProvider.get_live_part``), its data restored."""
+        live = await self.persistence.get_live_part(workflow_id)
+        self.restore(live.instance)
+        return live
+
     def restore(self, instance: WorkflowInstance) -> WorkflowInstance:
         """``instance`` with its data restored to its definition's data type (in place)."""
         definition = self.definitions.find(instance.definition_id, instance.version)
@@ -178,18 +187,32 @@ class HostCore:
         events: Sequence[Event] = (),
         changed_pointers: Collection[str] | None = None,
         fence: int | None = None,
+        pointer_write: PointerWrite | None = None,
     ) -> None:
         """Persist ``instance`` (revision-checked, and fenced by ``fence``, the token of the
         lease the write is made under) with ``events`` in the same write (an outbox:
-        notifications that must not be lost), and do what follows from it."""
-        await self.persistence.persist_workflow(
-            instance,
-            subscriptions=subscriptions,
-            errors=errors,
-            events=events,
-            changed_pointers=changed_pointers,
-            fence=fence,
-        )
+        notifications that must not be lost), and do what follows from it.
+        ``pointer_write``: the instance is a live part (see ``LivePart``)."""
+        if pointer_write is None:
+            # Not passed at all: a store whose live part is always whole may not know it.
+            await self.persistence.persist_workflow(
+                instance,
+                subscriptions=subscriptions,
+                errors=errors,
+                events=events,
+                changed_pointers=changed_pointers,
+                fence=fence,
+            )
+        else:
+            await self.persistence.persist_workflow(
+                instance,
+                subscriptions=subscriptions,
+                errors=errors,
+                events=events,
+                changed_pointers=changed_pointers,
+                fence=fence,
+                pointer_write=pointer_write,
+            )
         for event in events:
             await self.enqueue_event(event.id)
         for subscription_id in closed_subscriptions:

@@ -29,6 +29,7 @@ from wfe_core.models import (
     new_id,
 )
 from wfe_core.providers import Lease
+from wfe_core.spi import stored_pointers
 from wfe_core.serialization import to_primitive
 from wfe_host.runtime.control import lifecycle_event
 from wfe_host.runtime.data import restore_error
@@ -42,9 +43,11 @@ if TYPE_CHECKING:
     from wfe_core import HostContext, StepBody
     from wfe_core.models import (
         Event,
+        ExecutionPointer,
         LifecycleEvent,
         StepDefinition,
     )
+    from wfe_core.providers import LivePart, PointerWrite
     from wfe_host.runtime.core import HostCore
 
 logger = logging.getLogger("wfe_host.passes")
@@ -204,6 +207,7 @@ class _PassEnvironment:
         closed_subscriptions: Sequence[str],
         changed_pointers: Collection[str],
         outbox: Sequence[Event] = (),
+        pointer_write: PointerWrite | None = None,
     ) -> None:
         finishing = instance.status.is_finished and not self.finished
         if self.creation is not None:
@@ -239,6 +243,7 @@ class _PassEnvironment:
             events=events,
             changed_pointers=changed_pointers,
             fence=fence,
+            pointer_write=pointer_write,
         )
         if carried is not None:
             self.carried = None
@@ -294,6 +299,9 @@ class _PassEnvironment:
         # The caller of start_workflow gets the id before the first step's body runs, as
         # when it created the instance itself (a body that blocks the loop would hold it).
         await anyio.lowlevel.checkpoint()
+
+    async def stored_pointers(self, workflow_id: str, count: int) -> list[ExecutionPointer]:
+        return await stored_pointers(self.core.persistence, workflow_id, count)
 
     async def publish(self, event: LifecycleEvent) -> None:
         await self.core.publish_lifecycle(event)
@@ -629,23 +637,26 @@ class PassRunner:
         the ``carried`` changes to store); returns its environment (what it stored), ``None``
         when none ran."""
         core = self.core
+        live: LivePart | None = None
         if instance is None:
+            # Its live part: a pass costs the same at round 10,000 of a loop as at round 10.
             try:
-                instance = await core.load(workflow_id)
+                live = await core.load_live(workflow_id)
             except WorkflowNotFoundError:
                 return None
+            instance = live.instance
         if instance.status.is_finished:
             return None
         due = instance.next_execution
         if due is None:
-            return await self._observed_pass(instance, handle, carried, creation)
+            return await self._observed_pass(instance, handle, carried, creation, live)
         # How long an instance stays due while it is handled as usual (queued, then run):
         # the scheduler leaves what is due for less than that to whoever queued it (a
         # shared store's recovery look).
         timers = core.timers
         timers.pass_started(workflow_id, due, core.clock.now())
         try:
-            return await self._observed_pass(instance, handle, carried, creation)
+            return await self._observed_pass(instance, handle, carried, creation, live)
         finally:
             timers.pass_ended(workflow_id, core.clock.now())
 
@@ -655,13 +666,14 @@ class PassRunner:
         handle: PassHandle,
         carried: Carried | None,
         creation: Creation | None,
+        live: LivePart | None,
     ) -> _PassEnvironment:
         """Run a pass over ``instance``, in a telemetry span when telemetry is on."""
         telemetry = self.core.telemetry
         if telemetry is None:
-            return await self._pass(instance, handle, carried, creation)
+            return await self._pass(instance, handle, carried, creation, live)
         with telemetry.workflow_pass(instance):
-            return await self._pass(instance, handle, carried, creation)
+            return await self._pass(instance, handle, carried, creation, live)
 
     async def _pass(
         self,
@@ -669,12 +681,17 @@ class PassRunner:
         handle: PassHandle,
         carried: Carried | None,
         creation: Creation | None,
+        live: LivePart | None,
     ) -> _PassEnvironment:
-        """Run a pass over ``instance``, loaded under ``handle``'s lease."""
+        """Run a pass over ``instance``, loaded under ``handle``'s lease (as ``live``, when it
+        was read as a live part)."""
         core = self.core
         environment = _PassEnvironment(core, self.context, instance, handle, carried, creation)
         definition = core.definitions.find(instance.definition_id, instance.version)
         if definition is None:
+            if live is not None and not live.whole:
+                # Its write below is the host's, of the whole instance (nothing ran since).
+                instance = await core.load(instance.id)
             await self._report_undefined(environment, instance)
         else:
             executor = WorkflowExecutor(
@@ -693,9 +710,12 @@ class PassRunner:
                     definition,
                     f"its stored data does not fit {definition.data_type.__qualname__}: {unfit}",
                     error_type=f"{type(unfit).__module__}.{type(unfit).__qualname__}",
+                    live=live,
                 )
             else:
-                await executor.run_pass(instance, definition, should_stop=lambda: handle.stop)
+                await executor.run_pass(
+                    instance, definition, should_stop=lambda: handle.stop, live=live
+                )
         if environment.carried is not None or environment.creation is not None:
             # The pass wrote nothing (it had nothing to run, or no definition): the carried
             # changes, or the new instance, still must be stored.
