@@ -74,7 +74,6 @@ from wfe_core.memory._persistence import VERIFY_CHANGES_ENV
 from wfe_core.memory._search import DATA_FILTER_PREFIX, check_filters, data_field_matches
 from wfe_core.models._definition import MAX_DEFINITION_VERSION
 from wfe_core.models._instance import utcnow
-from wfe_core.providers._persistence import stored_pointers
 from wfe_core.plugins._manager import (
     BUILTIN_PLUGINS,
     ENTRY_POINT_GROUP,
@@ -88,6 +87,7 @@ from wfe_core.plugins._manager import (
     env_flag,
     make_plugin_manager,
 )
+from wfe_core.providers._persistence import stored_pointers
 
 __all__ = [
     "BUILTIN_PLUGINS",

@@ -64,7 +64,9 @@ def _rounds(data: Any) -> int:
 async def test_a_recur_of_many_rounds_then_a_step() -> None:
     definition = (
         WorkflowBuilder()
-        .recur(timedelta(minutes=1), lambda data: _rounds(data) >= 12, lambda b: b.then(_log("round")))
+        .recur(
+            timedelta(minutes=1), lambda data: _rounds(data) >= 12, lambda b: b.then(_log("round"))
+        )
         .then(_log("after"))
         .build("recur")
     )
@@ -80,19 +82,22 @@ async def test_a_saga_compensating_after_passes_over_live_parts() -> None:
         WorkflowBuilder()
         .then(_log("before"))
         .saga(
-            lambda b: b.then(_log("a"))
-            .compensate_with(_log("undo a"))
-            .delay(timedelta(minutes=5))
-            .then(_log("b"))
-            .compensate_with(_log("undo b"))
-            .delay(timedelta(minutes=5))
-            .then(_fail)
+            lambda b: (
+                b.then(_log("a"))
+                .compensate_with(_log("undo a"))
+                .delay(timedelta(minutes=5))
+                .then(_log("b"))
+                .compensate_with(_log("undo b"))
+                .delay(timedelta(minutes=5))
+                .then(_fail)
+            )
         )
         .then(_log("after"))
         .build("saga")
     )
     text = await _same_either_way(definition)
-    assert "undo a" in text and "undo b" in text
+    assert "undo a" in text
+    assert "undo b" in text
 
 
 @pytest.mark.anyio
@@ -166,4 +171,3 @@ class _Flaky:
         if self.failures < 2:
             self.failures += 1
             raise RuntimeError(f"flaky {self.failures}")
-

@@ -155,9 +155,7 @@ def _pointer_primitives(
     return loaded
 
 
-def _pointers_at(
-    conn: Connection, workflow_id: str, positions: list[int]
-) -> list[dict[str, Any]]:
+def _pointers_at(conn: Connection, workflow_id: str, positions: list[int]) -> list[dict[str, Any]]:
     """The JSON data of the workflow's pointers at ``positions`` (in order), children
     included. (The positions of a live part are few: a statement per chunk of them.)"""
     raw = driver(conn)
@@ -166,7 +164,7 @@ def _pointers_at(
         chunk = positions[start : start + _CHUNK]
         marks = ",".join("?" * len(chunk))
         for position, document in raw.execute(
-            f"SELECT position, document FROM wfe_pointers WHERE workflow_id = ?"  # noqa: S608
+            f"SELECT position, document FROM wfe_pointers WHERE workflow_id = ?"
             f" AND position IN ({marks})",
             (workflow_id, *chunk),
         ):
@@ -174,7 +172,7 @@ def _pointers_at(
             pointer["children"] = []
             loaded[position] = pointer
         for position, child in raw.execute(
-            f"SELECT position, child_id FROM wfe_pointer_children WHERE workflow_id = ?"  # noqa: S608
+            f"SELECT position, child_id FROM wfe_pointer_children WHERE workflow_id = ?"
             f" AND position IN ({marks}) ORDER BY position, idx",
             (workflow_id, *chunk),
         ):
@@ -230,9 +228,7 @@ _UPDATE_FENCED_DOCUMENT_SQL = (
 _WORKFLOW_DOCUMENT_SQL = "SELECT document FROM wfe_workflows WHERE id = ?"
 _WORKFLOW_REVISION_SQL = "SELECT revision, document FROM wfe_workflows WHERE id = ?"
 # The pointer count from the primary key's last entry (count(*) would read them all).
-_POINTER_END_SQL = (
-    "SELECT coalesce(max(position) + 1, 0) FROM wfe_pointers WHERE workflow_id = ?"
-)
+_POINTER_END_SQL = "SELECT coalesce(max(position) + 1, 0) FROM wfe_pointers WHERE workflow_id = ?"
 _POINTERS_SQL = (
     "SELECT document FROM wfe_pointers WHERE workflow_id = ? AND position >= ?"
     " ORDER BY position LIMIT ?"

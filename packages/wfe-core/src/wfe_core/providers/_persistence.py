@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import attrs
 
+from wfe_core.models import ExecutionPointer, WorkflowInstance
 from wfe_core.providers._base import Provider
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Sequence
+    from collections.abc import Collection, Iterable
     from datetime import datetime
 
     from wfe_core.models import (
         Event,
         EventSubscription,
         ExecutionError,
-        ExecutionPointer,
         Page,
-        WorkflowInstance,
         WorkflowStatus,
     )
 

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
     from wfe_core._step import StepBody
     from wfe_core.clock import Clock
-    from wfe_core.providers import PointerWrite
     from wfe_core.models import (
         Event,
         EventSubscription,
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
         StepDefinition,
         WorkflowDefinition,
     )
+    from wfe_core.providers import PointerWrite
 
 __all__ = ["EngineHarness"]
 

@@ -29,8 +29,8 @@ from wfe_core.models import (
     new_id,
 )
 from wfe_core.providers import Lease
-from wfe_core.spi import stored_pointers
 from wfe_core.serialization import to_primitive
+from wfe_core.spi import stored_pointers
 from wfe_host.runtime.control import lifecycle_event
 from wfe_host.runtime.data import restore_error
 from wfe_host.runtime.holders import BusyNotices

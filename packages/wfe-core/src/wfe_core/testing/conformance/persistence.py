@@ -1649,6 +1649,66 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
             self.write(pair, changed_pointers=changed)
 
         @rule(
+            workflow_id=workflow_ids,
+            touched=st.lists(st.integers(min_value=0, max_value=7), max_size=2),
+            end=st.booleans(),
+            container=st.none() | st.integers(min_value=0, max_value=7),
+            added=st.integers(min_value=0, max_value=2),
+        )
+        def live_step(
+            self,
+            workflow_id: str,
+            touched: list[int],
+            end: bool,
+            container: int | None,
+            added: int,
+        ) -> None:
+            """A pass's write over the provider's live part (``pointer_write``, unless the
+            part is whole), the same changes made to the whole instance in the model: the
+            live part holds the model's pointers at their positions, and both store alike."""
+            live = call(persistence.get_live_part, workflow_id)
+            whole = call(self.model.get_workflow, workflow_id)
+            part = live.instance
+            assert attrs.evolve(part, pointers=[]) == attrs.evolve(whole, pointers=[])
+
+            def position(index: int) -> int:
+                return index if live.whole else live.positions[part.pointers[index].id]
+
+            for index in range(len(part.pointers)):
+                assert whole.pointers[position(index)] == part.pointers[index]
+            assert {p.id for p in whole.pointers if p.active} <= {p.id for p in part.pointers}
+            count = len(part.pointers)
+            changed: dict[int, ExecutionPointer] = {}
+            for index in touched if count else ():
+                index %= count
+                for pointer in (part.pointers[index], whole.pointers[position(index)]):
+                    pointer.attempt += 1
+                    pointer.extensions[f"live-{self.ticks}"] = index
+                    if end:
+                        pointer.active = False
+                        pointer.status = PointerStatus.COMPLETE
+                changed[position(index)] = part.pointers[index]
+            new = [ExecutionPointer(step_id=90 + i, start_time=self.at(0)) for i in range(added)]
+            for copy in (part, whole):
+                copy.pointers.extend(attrs.evolve(p, children=[]) for p in new)
+            if container is not None and count and new:
+                index = container % count
+                for pointer in (part.pointers[index], whole.pointers[position(index)]):
+                    pointer.children.extend(p.id for p in new)
+                changed[position(index)] = part.pointers[index]
+            names = {p.id for p in changed.values()} | {p.id for p in new}
+            if live.whole:
+                call(persistence.persist_workflow, part, changed_pointers=names)
+            else:
+                write = PointerWrite(
+                    live.stored_pointers, sorted(changed.items()), part.pointers[count:]
+                )
+                call(persistence.persist_workflow, part, pointer_write=write)
+            call(self.model.persist_workflow, whole)
+            assert part.revision == whole.revision
+            self.get(workflow_id)
+
+        @rule(
             pair=copies,
             drop_last=st.booleans(),
             children=st.lists(st.sampled_from("pq"), max_size=3),

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
     from datetime import datetime
 
+    from wfe_core.providers import PointerWrite
+
 __all__ = ["ReferencePersistence"]
 
 T = TypeVar("T")
@@ -108,6 +110,7 @@ class ReferencePersistence(PersistenceProvider):
         events: Iterable[Event] = (),
         changed_pointers: Collection[str] | None = None,
         fence: int | None = None,
+        pointer_write: PointerWrite | None = None,
     ) -> None:
         # Rule: unknown ids raise WorkflowNotFoundError.
         if instance.id not in self.instances:
@@ -137,7 +140,18 @@ class ReferencePersistence(PersistenceProvider):
         # Rule: skipping pointers not in ``changed_pointers`` is an optimisation a provider
         # may make, never a requirement: the model always stores the whole instance.
         new_revision = stored_revision + 1
-        instance_text = _text(attrs.evolve(instance, revision=new_revision))
+        stored = attrs.evolve(instance, revision=new_revision)
+        if pointer_write is not None:
+            # Rule (a live part's write): the head, the named pointers at their positions
+            # and the added ones after the stored ones; every other pointer as stored.
+            pointers = _read(self.instances[instance.id], WorkflowInstance).pointers
+            if pointer_write.stored_pointers != len(pointers):
+                raise ValueError("pointer_write.stored_pointers is not the stored count")
+            for position, pointer in pointer_write.changed:
+                pointers[position] = pointer
+            pointers.extend(pointer_write.added)
+            stored.pointers = pointers
+        instance_text = _text(stored)
         new_subscriptions = list(subscriptions)
         subscription_texts = [(sub.id, _text(sub)) for sub in new_subscriptions]
         error_texts = [_text(error) for error in errors]
