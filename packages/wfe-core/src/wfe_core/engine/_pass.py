@@ -436,7 +436,7 @@ class Pass:
                 return
             scope = self._mark_started(pointer, now)
             step = self.definition.step(pointer.step_id)
-            if pointer.step_id in self.history_steps:
+            if self.stored is not None and pointer.step_id in self.history_steps:
                 await self._whole()
             outcome = await run_step(
                 self.env,
@@ -452,7 +452,7 @@ class Pass:
             self.dirty = True
             if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
                 continue
-            if _needs_history(pointer, outcome):
+            if self.stored is not None and _needs_history(pointer, outcome):
                 await self._whole()
             self._apply(pointer, step, outcome)
 
@@ -530,19 +530,15 @@ class Pass:
                 [(positions[i], held[i]) for i in changed if i in positions],
                 added,
             )
-            try:
-                await self.env.persist(
-                    self.instance,
-                    subscriptions=subscriptions,
-                    errors=errors,
-                    closed_subscriptions=closed,
-                    changed_pointers=changed,
-                    outbox=outbox,
-                    pointer_write=write,
-                )
-            except BaseException:
-                self.unstored = added + self.unstored
-                raise
+            await self.env.persist(
+                self.instance,
+                subscriptions=subscriptions,
+                errors=errors,
+                closed_subscriptions=closed,
+                changed_pointers=changed,
+                outbox=outbox,
+                pointer_write=write,
+            )
             for index, pointer in enumerate(added, stored):
                 positions[pointer.id] = index
             self.stored = stored + len(added)
@@ -606,7 +602,7 @@ class Pass:
                 if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
                     following = await self._after_run(tg)
                 else:
-                    if _needs_history(pointer, outcome):
+                    if self.stored is not None and _needs_history(pointer, outcome):
                         await self._whole()
                     self._apply(pointer, step, outcome)
                     self.dirty = True
