@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -171,14 +172,14 @@ def _pointers_at(conn: Connection, workflow_id: str, positions: list[int]) -> li
             pointer = json.loads(document)
             pointer["children"] = []
             loaded[position] = pointer
-        for position, child in raw.execute(
-            f"SELECT position, child_id FROM wfe_pointer_children WHERE workflow_id = ?"
-            f" AND position IN ({marks}) ORDER BY position, idx",
-            (workflow_id, *chunk),
-        ):
-            loaded[position]["children"].append(child)
     if len(loaded) != len(positions):
         raise ProviderError(f"workflow {workflow_id}: pointer rows missing")
+    for position in positions:
+        # One statement per pointer (they are few): its ids taken without a Python step per
+        # id (a loop's container holds one per round).
+        rows = raw.execute(_CHILDREN_OF_SQL, (workflow_id, position)).fetchall()
+        if rows:
+            loaded[position]["children"] = list(map(_first, rows))
     return [loaded[position] for position in positions]
 
 
@@ -240,6 +241,11 @@ _CHILDREN_SQL = (
 _POINTER_COUNT_SQL = "SELECT count(*) FROM wfe_pointers WHERE workflow_id = ?"
 _DELETE_POINTERS_SQL = "DELETE FROM wfe_pointers WHERE workflow_id = ?"
 _DELETE_CHILDREN_SQL = "DELETE FROM wfe_pointer_children WHERE workflow_id = ?"
+_CHILDREN_OF_SQL = (
+    "SELECT child_id FROM wfe_pointer_children WHERE workflow_id = ? AND position = ?"
+    " ORDER BY idx"
+)
+_first = operator.itemgetter(0)
 _DELETE_CHILDREN_OF_SQL = "DELETE FROM wfe_pointer_children WHERE workflow_id = ? AND position = ?"
 _UPSERT_POINTER_SQL = (
     "INSERT OR REPLACE INTO wfe_pointers (workflow_id, position, document) VALUES (?, ?, ?)"
