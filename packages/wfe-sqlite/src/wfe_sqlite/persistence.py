@@ -242,8 +242,7 @@ _POINTER_COUNT_SQL = "SELECT count(*) FROM wfe_pointers WHERE workflow_id = ?"
 _DELETE_POINTERS_SQL = "DELETE FROM wfe_pointers WHERE workflow_id = ?"
 _DELETE_CHILDREN_SQL = "DELETE FROM wfe_pointer_children WHERE workflow_id = ?"
 _CHILDREN_OF_SQL = (
-    "SELECT child_id FROM wfe_pointer_children WHERE workflow_id = ? AND position = ?"
-    " ORDER BY idx"
+    "SELECT child_id FROM wfe_pointer_children WHERE workflow_id = ? AND position = ? ORDER BY idx"
 )
 _first = operator.itemgetter(0)
 _DELETE_CHILDREN_OF_SQL = "DELETE FROM wfe_pointer_children WHERE workflow_id = ? AND position = ?"
