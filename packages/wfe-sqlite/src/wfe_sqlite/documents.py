@@ -182,6 +182,20 @@ def _new_head(instance: WorkflowInstance, state: tuple[Any, ...]) -> _Head:
     return _Head(state, (first, second, third, last), str(head["status"]))
 
 
+def _head_of(
+    instance: WorkflowInstance, previous: _Kept | None, revision: int
+) -> tuple[_Head, bool, str]:
+    """The head of ``instance`` (``previous``'s when its fields are the same), whether it
+    is, and the head document as ``revision``."""
+    state = _head_state(instance)
+    head = previous.head if previous is not None else None
+    # The head's fields are immutable values: the same objects encode the same.
+    same_head = head is not None and all(map(operator.is_, state, head.state))
+    if head is None or not same_head:
+        head = _new_head(instance, state)
+    return head, same_head, _document(head, data_text(instance.data), revision)
+
+
 def _document(head: _Head, data: str, revision: int) -> str:
     """The head document of ``head`` with ``data`` (its text) and ``revision``."""
     first, second, third, last = head.pieces
@@ -260,13 +274,7 @@ class InstanceDocuments:
         indices: list[int] | None = None
         if previous is not None and previous.revision == instance.revision:
             indices = self._changed_indices(pointers, previous, changed)
-        state = _head_state(instance)
-        head = previous.head if previous is not None else None
-        # The head's fields are immutable values: the same objects encode the same.
-        same_head = head is not None and all(map(operator.is_, state, head.state))
-        if head is None or not same_head:
-            head = _new_head(instance, state)
-        document = _document(head, data_text(instance.data), revision)
+        head, same_head, document = _head_of(instance, previous, revision)
         runnable = instance.status == _RUNNABLE
         if previous is None or indices is None:
             return self._full(instance, revision, document, head, runnable)
@@ -336,12 +344,7 @@ class InstanceDocuments:
         previous = self._entries.get(instance.id)
         if previous is not None and previous.revision != instance.revision:
             previous = None
-        state = _head_state(instance)
-        head = previous.head if previous is not None else None
-        same_head = head is not None and all(map(operator.is_, state, head.state))
-        if head is None or not same_head:
-            head = _new_head(instance, state)
-        document = _document(head, data_text(instance.data), revision)
+        head, same_head, document = _head_of(instance, previous, revision)
         stored = write.stored_pointers
         if previous is not None and len(previous.counts) != stored:
             raise ValueError(

@@ -383,20 +383,14 @@ class MemoryPersistence(PersistenceProvider):
             grown: list[tuple[list[str], list[str]]] = []
             states = previous.pointer_states
             for index in self._changed_indices(pointers, previous, changed):
-                pointer = pointers[index]
-                shared = None if changed is None else _grown_snapshot(pointer, states[index])
-                if shared is None:
-                    replaced.append((index, snapshot_pointer(pointer)))
-                else:
-                    state, tail = shared
-                    kept = state[_CHILDREN]
-                    if self.verify_changes and pointer.children[: len(kept)] != kept:
-                        raise AssertionError(
-                            f"workflow pointer {pointer.id}: children were changed, not only "
-                            "appended to"
-                        )
-                    replaced.append((index, state))
-                    grown.append((kept, tail))
+                self._keep_again(
+                    index,
+                    pointers[index],
+                    states[index],
+                    replaced,
+                    grown,
+                    share=changed is not None,
+                )
             known = previous.positions
             stored = len(previous.pointer_states)
         added: list[tuple[Any, ...]] = []
@@ -409,6 +403,32 @@ class MemoryPersistence(PersistenceProvider):
         if reset:
             return _PointerWrite(reset, replaced, added, positions)
         return _PointerWrite(reset, replaced, added, positions, grown)
+
+    def _keep_again(
+        self,
+        index: int,
+        pointer: ExecutionPointer,
+        stored: tuple[Any, ...],
+        replaced: list[tuple[int, tuple[Any, ...]]],
+        grown: list[tuple[list[str], list[str]]],
+        *,
+        share: bool,
+    ) -> None:
+        """Add the snapshot of changed ``pointer`` (stored at ``index``) to ``replaced``,
+        sharing its stored ``children`` list (the ids to append go to ``grown``) when
+        ``share`` and the list is long enough (see ``_grown_snapshot``)."""
+        shared = _grown_snapshot(pointer, stored) if share else None
+        if shared is None:
+            replaced.append((index, snapshot_pointer(pointer)))
+            return
+        state, tail = shared
+        kept = state[_CHILDREN]
+        if self.verify_changes and pointer.children[: len(kept)] != kept:
+            raise AssertionError(
+                f"workflow pointer {pointer.id}: children were changed, not only appended to"
+            )
+        replaced.append((index, state))
+        grown.append((kept, tail))
 
     def _live_pointer_write(self, write: PointerWrite, previous: _InstanceRow) -> _PointerWrite:
         """The snapshots of a write of a live part: the pointers it names, by position."""
@@ -424,20 +444,7 @@ class MemoryPersistence(PersistenceProvider):
         for index, pointer in write.changed:
             if not 0 <= index < stored or states[index][_ID] != pointer.id:
                 raise ValueError(f"pointer {pointer.id} is not stored at position {index}")
-            shared = _grown_snapshot(pointer, states[index])
-            if shared is None:
-                replaced.append((index, snapshot_pointer(pointer)))
-            else:
-                state, tail = shared
-                if self.verify_changes and pointer.children[: len(state[_CHILDREN])] != list(
-                    state[_CHILDREN]
-                ):
-                    raise AssertionError(
-                        f"workflow pointer {pointer.id}: children were changed, not only "
-                        "appended to"
-                    )
-                replaced.append((index, state))
-                grown.append((state[_CHILDREN], tail))
+            self._keep_again(index, pointer, states[index], replaced, grown, share=True)
         added = list(map(snapshot_pointer, write.added))
         positions: dict[str, int] = {}
         for index, pointer in enumerate(write.added, stored):
