@@ -35,6 +35,11 @@ class StepBody(ABC):
     #: step, so one set on the container would only see its own condition fail. Definition
     #: validation refuses an error behaviour on such a step (a saga excepted).
     refuses_error_behavior: ClassVar[str | None] = None
+    #: Set by a step that reads finished pointers of its workflow (``ctx.workflow.pointers``
+    #: other than the active ones, the finished children of ``ctx.pointer``): a pass reads
+    #: only the active pointers of the instance, and reads the rest before running such a
+    #: step.
+    reads_history: ClassVar[bool] = False
 
     @abstractmethod
     async def run(self, ctx: StepContext) -> ExecutionResult:
@@ -53,7 +58,9 @@ class StepContext:
     workflow is terminated or the step is abandoned).
 
     ``workflow.pointers`` other than ``pointer`` are for reading: the engine writes only the
-    pointers it changed, so a step's change to another step's pointer may not be saved.
+    pointers it changed, so a step's change to another step's pointer may not be saved. They
+    hold the active pointers (and those the pass made); the finished ones too only for a
+    step whose body sets :attr:`StepBody.reads_history`.
     """
 
     workflow: WorkflowInstance

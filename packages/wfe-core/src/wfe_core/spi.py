@@ -37,7 +37,9 @@ line, here:
   ``ValueError`` for an unknown key) and ``data_field_matches`` (the memory index's
   ``data.<path>`` match);
 * persistence providers: ``VERIFY_CHANGES_ENV`` (``WFE_VERIFY_POINTER_CHANGES``: check the
-  write contract on every write);
+  write contract on every write); ``stored_pointers(persistence, workflow_id, count)`` (the
+  stored pointers, read a page at a time: what a pass over a live part reads when it needs
+  the finished ones);
 * duration settings: ``seconds_problem(value, ...)`` (what is wrong with a value, or
   ``None``), ``seconds_validator(...)`` (an attrs validator), ``MAX_SETTING_SECONDS``;
 * files and processes named by users: ``read_regular_file`` (refuses devices, FIFOs,
@@ -85,6 +87,7 @@ from wfe_core.plugins._manager import (
     env_flag,
     make_plugin_manager,
 )
+from wfe_core.providers._persistence import stored_pointers
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -117,5 +120,6 @@ __all__ = [
     "redact_password",
     "seconds_problem",
     "seconds_validator",
+    "stored_pointers",
     "utcnow",
 ]

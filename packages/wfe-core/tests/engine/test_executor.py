@@ -147,8 +147,8 @@ def test_random_definitions_finish_with_every_step_accounted_for(tree: list[Node
 
 class _WriteAfterAWait(EngineHarness):
     """A harness whose writes wait a moment before they are made (the host renews a lapsing
-    lease before a write), recording at each what the data holds and which steps are
-    stored complete."""
+    lease before a write), recording after each what the stored data holds and which steps
+    are stored complete."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -156,14 +156,15 @@ class _WriteAfterAWait(EngineHarness):
 
     async def persist(self, instance: Any, **kwargs: Any) -> None:
         await anyio.sleep(0.002)
-        done = sorted(instance.data["done"])
+        await super().persist(instance, **kwargs)
+        stored = await self.persistence.get_workflow(instance.id)
+        done = sorted(stored.data["done"])
         complete = sorted(
             p.step_name
-            for p in instance.pointers
+            for p in stored.pointers
             if p.status == PointerStatus.COMPLETE and (p.step_name or "").startswith("s_")
         )
         self.written.append((done, complete))
-        await super().persist(instance, **kwargs)
 
 
 def _counted(name: str, pause: float) -> Any:

@@ -17,6 +17,7 @@ from wfe_host import WorkflowClient, WorkflowHost
 if TYPE_CHECKING:
     from wfe_core import StepContext, WorkflowInstance
     from wfe_core.models import LifecycleEvent
+    from wfe_core.providers import LivePart
 
 pytestmark = pytest.mark.anyio
 
@@ -173,7 +174,7 @@ async def test_a_finished_workflow_is_returned_at_once() -> None:
 
 
 class CountingPersistence(MemoryPersistence):
-    """Counts the reads of each workflow."""
+    """Counts the reads of each workflow (whole or its live part)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -182,6 +183,10 @@ class CountingPersistence(MemoryPersistence):
     async def get_workflow(self, workflow_id: str) -> WorkflowInstance:
         self.reads[workflow_id] = self.reads.get(workflow_id, 0) + 1
         return await super().get_workflow(workflow_id)
+
+    async def get_live_part(self, workflow_id: str) -> LivePart:
+        self.reads[workflow_id] = self.reads.get(workflow_id, 0) + 1
+        return await super().get_live_part(workflow_id)
 
 
 class CountingSharedPersistence(CountingPersistence, SharedPersistence):

@@ -27,6 +27,8 @@ from wfe_core.serialization import converter, to_primitive
 if TYPE_CHECKING:
     from collections.abc import Collection
 
+    from wfe_core.providers import PointerWrite
+
 __all__ = ["InstanceRows", "Write", "dumps", "head_document"]
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -64,6 +66,8 @@ class _Kept:
     revision: int
     positions: dict[str, int]
     counts: list[int]
+    #: The positions of the active pointers (what a live part reads).
+    active: set[int] = attrs.Factory(set)
 
 
 @attrs.define(eq=False)
@@ -83,7 +87,8 @@ class Write:
     child_ids: list[str]
     # What to keep once stored.
     kept: _Kept | None
-    updates: list[tuple[int, str, int]]
+    #: ``(position, pointer id, child count, active)`` of each pointer written.
+    updates: list[tuple[int, str, int, bool]]
     runnable: bool
 
 
@@ -118,7 +123,7 @@ class InstanceRows:
         child_positions: list[int] = []
         child_indices: list[int] = []
         child_ids: list[str] = []
-        updates: list[tuple[int, str, int]] = []
+        updates: list[tuple[int, str, int, bool]] = []
         if kept is None or indices is None:
             for index, pointer in enumerate(pointers):
                 text, children = _encode_pointer(pointer)
@@ -128,7 +133,7 @@ class InstanceRows:
                     child_positions.append(index)
                     child_indices.append(i)
                     child_ids.append(child)
-                updates.append((index, pointer.id, len(children)))
+                updates.append((index, pointer.id, len(children), pointer.active))
             return Write(
                 revision,
                 document,
@@ -155,7 +160,7 @@ class InstanceRows:
                 child_positions.append(index)
                 child_indices.append(i)
                 child_ids.append(children[i])
-            updates.append((index, pointer.id, len(children)))
+            updates.append((index, pointer.id, len(children), pointer.active))
         return Write(
             revision,
             document,
@@ -169,6 +174,60 @@ class InstanceRows:
             kept,
             updates,
             runnable,
+        )
+
+    def kept_live(self, workflow_id: str) -> tuple[int, list[int]] | None:
+        """The revision kept for ``workflow_id`` and the positions of its active pointers
+        then, in order (``None``: nothing is kept)."""
+        kept = self._entries.get(workflow_id)
+        return None if kept is None else (kept.revision, sorted(kept.active))
+
+    def encode_live(self, instance: WorkflowInstance, revision: int, write: PointerWrite) -> Write:
+        """The rows of a live part of ``instance`` written as ``revision``: the pointers
+        ``write`` names by position. The child ids appended since what is kept (for
+        ``instance.revision``); without it, every child id of the named pointers (stored
+        again as they are: they only grow), and nothing is kept after."""
+        kept = self._entries.get(instance.id)
+        if kept is not None and kept.revision != instance.revision:
+            kept = None
+        stored = write.stored_pointers
+        if kept is not None and len(kept.counts) != stored:
+            raise ValueError(
+                f"pointer_write.stored_pointers is {stored}, but {len(kept.counts)} "
+                "pointers are stored"
+            )
+        positions: list[int] = []
+        texts: list[str] = []
+        child_positions: list[int] = []
+        child_indices: list[int] = []
+        child_ids: list[str] = []
+        updates: list[tuple[int, str, int, bool]] = []
+        for index, pointer in (*write.changed, *enumerate(write.added, stored)):
+            text, children = _encode_pointer(pointer)
+            positions.append(index)
+            texts.append(text)
+            known = 0
+            if kept is not None and index < stored and kept.positions.get(pointer.id) == index:
+                known = min(kept.counts[index], len(children))
+            for i in range(known, len(children)):
+                child_positions.append(index)
+                child_indices.append(i)
+                child_ids.append(children[i])
+            updates.append((index, pointer.id, len(children), pointer.active))
+        return Write(
+            revision,
+            head_document(instance, revision),
+            False,
+            stored + len(write.added),
+            positions,
+            texts,
+            child_positions,
+            child_indices,
+            child_ids,
+            kept,
+            updates,
+            # Without what was kept, the other pointers' positions are not known: keep none.
+            kept is not None and instance.status == _RUNNABLE,
         )
 
     @staticmethod
@@ -213,13 +272,17 @@ class InstanceRows:
         if kept is None:
             kept = _Kept(write.revision, {}, [])
         kept.revision = write.revision
-        counts, positions = kept.counts, kept.positions
-        for index, pointer_id, count in write.updates:
+        counts, positions, active = kept.counts, kept.positions, kept.active
+        for index, pointer_id, count, is_active in write.updates:
             if index < len(counts):
                 counts[index] = count
             else:
                 counts.append(count)
                 positions.setdefault(pointer_id, index)
+            if is_active:
+                active.add(index)
+            else:
+                active.discard(index)
         self._entries[workflow_id] = kept
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

@@ -298,6 +298,22 @@ LOAD_WORKFLOWS = """
     FROM pointers p WHERE p.workflow_id = ANY(%(ids)s)
     ORDER BY 1, 2 NULLS FIRST"""
 
+#: The head (with its revision and pointer count) and the pointers at ``positions`` (with
+#: their child ids) of one instance, in one snapshot: a live part (one row with NULLs when
+#: none is found, none when the instance is unknown).
+LOAD_LIVE = """
+    SELECT w.revision, w.pointer_count, w.document, p.position, p.document,
+           ARRAY(SELECT c.child_id FROM pointer_children c
+                 WHERE c.workflow_id = p.workflow_id AND c.position = p.position
+                 ORDER BY c.idx)
+    FROM workflows w
+    LEFT JOIN LATERAL (
+        SELECT * FROM pointers p
+        WHERE p.workflow_id = w.id AND p.position = ANY(%(positions)s::integer[])
+    ) p ON true
+    WHERE w.id = %(id)s
+    ORDER BY p.position"""
+
 #: A page of pointers with the instance's pointer count (one row with NULLs when the page is
 #: empty, none when the instance is unknown).
 POINTER_PAGE = """

@@ -25,7 +25,7 @@ from wfe_core.models import (
     WorkflowInstance,
     WorkflowStatus,
 )
-from wfe_core.providers import Lease, PersistenceProvider, this_process
+from wfe_core.providers import Lease, LivePart, PersistenceProvider, this_process
 from wfe_core.providers import capabilities as cap
 from wfe_core.serialization import from_primitive, to_primitive
 from wfe_postgres import _arrays as arrays
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
     from datetime import datetime
 
-    from wfe_core.providers import LeaseRequest, LockProvider
+    from wfe_core.providers import LeaseRequest, LockProvider, PointerWrite
     from wfe_postgres._database import Connection
     from wfe_postgres.options import PostgresOptions
 
@@ -300,6 +300,7 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
         changed_pointers: Collection[str] | None = None,
         fence: int | None = None,
         release: Lease | None = None,
+        pointer_write: PointerWrite | None = None,
     ) -> None:
         """Write ``instance`` when its revision is the stored one and ``fence`` (the lease
         token the writer holds, if any) is not older than the highest accepted for it, with
@@ -318,7 +319,10 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
         if release is not None:
             fence = release.token
         try:
-            write = rows.encode(instance, expected + 1, changed_pointers)
+            if pointer_write is None:
+                write = rows.encode(instance, expected + 1, changed_pointers)
+            else:
+                write = rows.encode_live(instance, expected + 1, pointer_write)
             # Serialized here, before anything is written: a value that fails stores nothing.
             subscription_columns = _subscription_columns(subscriptions)
             error_columns = _error_columns(errors)
@@ -439,6 +443,45 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
         if instance is None:
             raise WorkflowNotFoundError(workflow_id)
         return instance
+
+    async def get_live_part(self, workflow_id: str) -> LivePart:
+        """The head and the active pointers, when this process wrote the stored revision
+        (it keeps which pointers are active); else the whole instance."""
+        kept = self.rows.kept_live(workflow_id)
+        if kept is None:
+            return LivePart.of_whole(await self.get_workflow(workflow_id))
+        revision, positions = kept
+
+        async def run(conn: Connection) -> list[tuple[Any, ...]]:
+            cursor = await conn.execute(q.LOAD_LIVE, {"id": workflow_id, "positions": positions})
+            return await cursor.fetchall()
+
+        found = await self.database.run(run, "get_live_part", transaction=False)
+        if not found:
+            raise WorkflowNotFoundError(workflow_id)
+        stored_revision, count, head_text, _, _, _ = found[0]
+        if stored_revision != revision:
+            return LivePart.of_whole(await self.get_workflow(workflow_id))
+        try:
+            head = json.loads(head_text)
+            head["pointers"] = [
+                _pointer(document, children)
+                for _, _, _, position, document, children in found
+                if position is not None
+            ]
+            instance = from_primitive(head, WorkflowInstance)
+        except Exception as exc:
+            raise ProviderError(
+                f"a stored WorkflowInstance cannot be read ({workflow_id}):"
+                f" {type(exc).__name__}: {exc}"
+            ) from exc
+        if len(instance.pointers) != len(positions):
+            raise ProviderError(f"workflow {workflow_id}: pointer rows missing")
+        return LivePart(
+            instance,
+            count,
+            {p.id: i for p, i in zip(instance.pointers, positions, strict=True)},
+        )
 
     async def get_workflows(self, workflow_ids: Iterable[str]) -> Sequence[WorkflowInstance]:
         """The stored instances among ``workflow_ids``, in the order asked, each once."""

@@ -44,6 +44,8 @@ from wfe_sqlite._rows import data_text, pointer_row
 if TYPE_CHECKING:
     from collections.abc import Collection
 
+    from wfe_core.providers import PointerWrite
+
 
 __all__ = [
     "DEFAULT_MAX_ENTRIES",
@@ -124,12 +126,15 @@ class Written:
     child_rows: list[tuple[int, int, str]]
     #: Positions whose child rows are deleted before ``child_rows`` are inserted.
     reset_children: list[int]
-    #: Each pointer's position by id, and its stored child count, once written (shared with
-    #: what was kept, and updated by ``InstanceDocuments.remember``: see ``updates``).
+    #: Each pointer's position by id, its stored child count, and the positions of the
+    #: active pointers, once written (shared with what was kept, and updated by
+    #: ``InstanceDocuments.remember``: see ``updates``).
     positions: dict[str, int]
     counts: list[int]
-    #: ``(position, pointer id, child count)`` to set in ``positions``/``counts`` on success.
-    updates: list[tuple[int, str, int]]
+    active: set[int]
+    #: ``(position, pointer id, child count, active)`` to set in ``positions``/``counts``/
+    #: ``active`` on success.
+    updates: list[tuple[int, str, int, bool]]
     #: With ``verify``: each pointer's text and child ids, as stored.
     texts: list[str] | None
     children: list[list[str]] | None
@@ -149,6 +154,8 @@ class _Kept:
     head: _Head
     positions: dict[str, int]
     counts: list[int]
+    #: The positions of the active pointers (what a live part reads).
+    active: set[int]
     texts: list[str] | None
     children: list[list[str]] | None
 
@@ -173,6 +180,20 @@ def _new_head(instance: WorkflowInstance, state: tuple[Any, ...]) -> _Head:
     pieces.append(text[end:])
     first, second, third, last = pieces
     return _Head(state, (first, second, third, last), str(head["status"]))
+
+
+def _head_of(
+    instance: WorkflowInstance, previous: _Kept | None, revision: int
+) -> tuple[_Head, bool, str]:
+    """The head of ``instance`` (``previous``'s when its fields are the same), whether it
+    is, and the head document as ``revision``."""
+    state = _head_state(instance)
+    head = previous.head if previous is not None else None
+    # The head's fields are immutable values: the same objects encode the same.
+    same_head = head is not None and all(map(operator.is_, state, head.state))
+    if head is None or not same_head:
+        head = _new_head(instance, state)
+    return head, same_head, _document(head, data_text(instance.data), revision)
 
 
 def _document(head: _Head, data: str, revision: int) -> str:
@@ -253,13 +274,7 @@ class InstanceDocuments:
         indices: list[int] | None = None
         if previous is not None and previous.revision == instance.revision:
             indices = self._changed_indices(pointers, previous, changed)
-        state = _head_state(instance)
-        head = previous.head if previous is not None else None
-        # The head's fields are immutable values: the same objects encode the same.
-        same_head = head is not None and all(map(operator.is_, state, head.state))
-        if head is None or not same_head:
-            head = _new_head(instance, state)
-        document = _document(head, data_text(instance.data), revision)
+        head, same_head, document = _head_of(instance, previous, revision)
         runnable = instance.status == _RUNNABLE
         if previous is None or indices is None:
             return self._full(instance, revision, document, head, runnable)
@@ -268,7 +283,7 @@ class InstanceDocuments:
         pointer_rows: list[tuple[int, str]] = []
         child_rows: list[tuple[int, int, str]] = []
         reset: list[int] = []
-        updates: list[tuple[int, str, int]] = []
+        updates: list[tuple[int, str, int, bool]] = []
         texts = previous.texts[:] if previous.texts is not None else None
         kids = previous.children[:] if previous.children is not None else None
         if self.verify:
@@ -282,7 +297,7 @@ class InstanceDocuments:
                 reset.append(index)
                 known = 0
             child_rows.extend((index, i, children[i]) for i in range(known, len(children)))
-            updates.append((index, pointer.id, len(children)))
+            updates.append((index, pointer.id, len(children), pointer.active))
             if texts is not None and kids is not None:
                 if index < stored:
                     texts[index] = text
@@ -303,6 +318,103 @@ class InstanceDocuments:
             reset_children=reset,
             positions=previous.positions,
             counts=counts,
+            active=previous.active,
+            updates=updates,
+            texts=texts,
+            children=kids,
+            runnable=runnable,
+        )
+
+    def kept_live(self, workflow_id: str) -> tuple[int, list[int]] | None:
+        """The revision kept for ``workflow_id`` and the positions of its active pointers
+        then, in order (``None``: nothing is kept, so which are active is not known)."""
+        entry = self._entries.get(workflow_id)
+        if entry is None:
+            return None
+        return entry.revision, sorted(entry.active)
+
+    def encode_live(
+        self, instance: WorkflowInstance, revision: int, write: PointerWrite
+    ) -> Written:
+        """The write of a live part of ``instance`` as ``revision``: its head and the
+        pointers ``write`` names by position (``instance.pointers`` holds only some). With
+        what is kept for ``instance.revision``, only the child ids appended are stored;
+        without, the named pointers' child ids are all stored again (and nothing is kept
+        after the write: the positions of the others are not known)."""
+        previous = self._entries.get(instance.id)
+        if previous is not None and previous.revision != instance.revision:
+            previous = None
+        head, same_head, document = _head_of(instance, previous, revision)
+        stored = write.stored_pointers
+        if previous is not None and len(previous.counts) != stored:
+            raise ValueError(
+                f"pointer_write.stored_pointers is {stored}, but {len(previous.counts)} "
+                "pointers are stored"
+            )
+        pointer_rows: list[tuple[int, str]] = []
+        child_rows: list[tuple[int, int, str]] = []
+        reset: list[int] = []
+        updates: list[tuple[int, str, int, bool]] = []
+        named = [*write.changed, *enumerate(write.added, stored)]
+        for index, pointer in named:
+            text, children = pointer_row(pointer)
+            pointer_rows.append((index, text))
+            if index >= stored:
+                known = 0
+            elif previous is not None and previous.positions.get(pointer.id) == index:
+                known = previous.counts[index]
+            else:
+                reset.append(index)
+                known = 0
+            if len(children) < known:
+                reset.append(index)
+                known = 0
+            child_rows.extend((index, i, children[i]) for i in range(known, len(children)))
+            updates.append((index, pointer.id, len(children), pointer.active))
+        runnable = instance.status == _RUNNABLE
+        if previous is None:
+            # Not kept after the write (see ``remember``): an empty record of it will do.
+            return Written(
+                revision=revision,
+                document=document,
+                status=head.status,
+                head=head,
+                full=False,
+                pointer_rows=pointer_rows,
+                child_rows=child_rows,
+                reset_children=reset,
+                positions={},
+                counts=[],
+                active=set(),
+                updates=[],
+                texts=None,
+                children=None,
+                runnable=False,
+            )
+        texts = kids = None
+        if previous.texts is not None and previous.children is not None:
+            # ``verify``: kept as stored, to check later writes against.
+            texts, kids = previous.texts[:], previous.children[:]
+            for index, pointer in named:
+                text, children = pointer_row(pointer)
+                if index < stored:
+                    texts[index], kids[index] = text, list(children)
+                else:
+                    texts.append(text)
+                    kids.append(list(children))
+        return Written(
+            revision=revision,
+            document=document,
+            status=head.status,
+            head=head,
+            same_head=same_head,
+            full=False,
+            pointer_rows=pointer_rows,
+            child_rows=child_rows,
+            reset_children=reset,
+            positions=previous.positions,
+            counts=previous.counts,
+            active=previous.active,
             updates=updates,
             texts=texts,
             children=kids,
@@ -331,8 +443,11 @@ class InstanceDocuments:
                 texts.append(text)
                 kids.append(list(children))
         positions: dict[str, int] = {}
+        active: set[int] = set()
         for index, pointer in enumerate(instance.pointers):
             positions.setdefault(pointer.id, index)
+            if pointer.active:
+                active.add(index)
         return Written(
             revision=revision,
             document=document,
@@ -344,6 +459,7 @@ class InstanceDocuments:
             reset_children=[],
             positions=positions,
             counts=counts,
+            active=active,
             updates=[],
             texts=texts if self.verify else None,
             children=kids if self.verify else None,
@@ -418,17 +534,28 @@ class InstanceDocuments:
         self.forget(workflow_id)
         counts = written.counts
         positions = written.positions
-        for index, pointer_id, count in written.updates:
+        active = written.active
+        for index, pointer_id, count, is_active in written.updates:
             if index < len(counts):
                 counts[index] = count
             else:
                 counts.append(count)
                 positions.setdefault(pointer_id, index)
+            if is_active:
+                active.add(index)
+            else:
+                active.discard(index)
         size = len(counts)
         if not written.runnable or size > self.max_pointers:
             return
         self._entries[workflow_id] = _Kept(
-            written.revision, written.head, positions, counts, written.texts, written.children
+            written.revision,
+            written.head,
+            positions,
+            counts,
+            active,
+            written.texts,
+            written.children,
         )
         self._pointers += size
         while len(self._entries) > self.max_entries or self._pointers > self.max_pointers:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,7 +28,7 @@ from wfe_core.models import (
     WorkflowInstance,
     WorkflowStatus,
 )
-from wfe_core.providers import Lease, PersistenceProvider, this_process
+from wfe_core.providers import Lease, LivePart, PersistenceProvider, this_process
 from wfe_core.providers import capabilities as cap
 from wfe_core.serialization import from_primitive, to_primitive
 from wfe_core.spi import VERIFY_CHANGES_ENV
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection
 
-    from wfe_core.providers import LeaseRequest, LockProvider
+    from wfe_core.providers import LeaseRequest, LockProvider, PointerWrite
     from wfe_sqlite.options import SqliteOptions
 
 __all__ = ["SqlitePersistence"]
@@ -156,6 +157,33 @@ def _pointer_primitives(
     return loaded
 
 
+def _pointers_at(conn: Connection, workflow_id: str, positions: list[int]) -> list[dict[str, Any]]:
+    """The JSON data of the workflow's pointers at ``positions`` (in order), children
+    included. (The positions of a live part are few: a statement per chunk of them.)"""
+    raw = driver(conn)
+    loaded: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(positions), _CHUNK):
+        chunk = positions[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for position, document in raw.execute(
+            f"SELECT position, document FROM wfe_pointers WHERE workflow_id = ?"
+            f" AND position IN ({marks})",
+            (workflow_id, *chunk),
+        ):
+            pointer = json.loads(document)
+            pointer["children"] = []
+            loaded[position] = pointer
+    if len(loaded) != len(positions):
+        raise ProviderError(f"workflow {workflow_id}: pointer rows missing")
+    for position in positions:
+        # One statement per pointer (they are few): its ids taken without a Python step per
+        # id (a loop's container holds one per round).
+        rows = raw.execute(_CHILDREN_OF_SQL, (workflow_id, position)).fetchall()
+        if rows:
+            loaded[position]["children"] = list(map(_first, rows))
+    return [loaded[position] for position in positions]
+
+
 def _load_event(document: str, is_processed: int) -> Event:
     # The column is the truth: marking an event (un)processed updates only the column.
     return _decode(document, Event, {"is_processed": bool(is_processed)})
@@ -200,6 +228,9 @@ _UPDATE_FENCED_DOCUMENT_SQL = (
     " WHERE id = ? AND revision = ? AND (fence IS NULL OR fence <= ?)"
 )
 _WORKFLOW_DOCUMENT_SQL = "SELECT document FROM wfe_workflows WHERE id = ?"
+_WORKFLOW_REVISION_SQL = "SELECT revision, document FROM wfe_workflows WHERE id = ?"
+# The pointer count from the primary key's last entry (count(*) would read them all).
+_POINTER_END_SQL = "SELECT coalesce(max(position) + 1, 0) FROM wfe_pointers WHERE workflow_id = ?"
 _POINTERS_SQL = (
     "SELECT document FROM wfe_pointers WHERE workflow_id = ? AND position >= ?"
     " ORDER BY position LIMIT ?"
@@ -211,6 +242,10 @@ _CHILDREN_SQL = (
 _POINTER_COUNT_SQL = "SELECT count(*) FROM wfe_pointers WHERE workflow_id = ?"
 _DELETE_POINTERS_SQL = "DELETE FROM wfe_pointers WHERE workflow_id = ?"
 _DELETE_CHILDREN_SQL = "DELETE FROM wfe_pointer_children WHERE workflow_id = ?"
+_CHILDREN_OF_SQL = (
+    "SELECT child_id FROM wfe_pointer_children WHERE workflow_id = ? AND position = ? ORDER BY idx"
+)
+_first = operator.itemgetter(0)
 _DELETE_CHILDREN_OF_SQL = "DELETE FROM wfe_pointer_children WHERE workflow_id = ? AND position = ?"
 _UPSERT_POINTER_SQL = (
     "INSERT OR REPLACE INTO wfe_pointers (workflow_id, position, document) VALUES (?, ?, ?)"
@@ -469,6 +504,7 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         changed_pointers: Collection[str] | None = None,
         fence: int | None = None,
         release: Lease | None = None,
+        pointer_write: PointerWrite | None = None,
     ) -> None:
         """Write ``instance`` when its revision is the stored one (and, with ``fence``, no
         higher fence was accepted for it: the same ``UPDATE`` checks both), with its
@@ -479,7 +515,8 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
 
         With ``changed_pointers``, only the rows of those pointers and new ones are written
         (and the child ids added since), when this provider wrote the instance's revision;
-        else every pointer row of the instance is written again.
+        else every pointer row of the instance is written again. With ``pointer_write`` (a
+        live part's), the rows it names by position.
 
         Raises :class:`~wfe_core.errors.StaleLeaseError` (older fence),
         :class:`~wfe_core.errors.ConcurrencyError` (stale revision) or
@@ -491,7 +528,10 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         if release is not None:
             fence = release.token
         try:
-            written = documents.encode(instance, expected + 1, changed_pointers)
+            if pointer_write is None:
+                written = documents.encode(instance, expected + 1, changed_pointers)
+            else:
+                written = documents.encode_live(instance, expected + 1, pointer_write)
             params: tuple[Any, ...]
             if written.same_head:
                 if fence is None:
@@ -580,6 +620,41 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
             return _load_instance(conn, workflow_id, row[0])
 
         return await self.store.read(run, "get_workflow")
+
+    async def get_live_part(self, workflow_id: str) -> LivePart:
+        """The head and the active pointers' rows, when this provider wrote the stored
+        revision (it keeps which pointers are active: see :mod:`wfe_sqlite.documents`);
+        else the whole instance."""
+        kept = self.documents.kept_live(workflow_id)
+        params = (workflow_id,)
+
+        def run(conn: Connection) -> LivePart:
+            raw = driver(conn)
+            row = raw.execute(_WORKFLOW_REVISION_SQL, params).fetchone()
+            if row is None:
+                raise WorkflowNotFoundError(workflow_id)
+            revision, document = row
+            if kept is None or kept[0] != revision:
+                return LivePart.of_whole(_load_instance(conn, workflow_id, document))
+            positions = kept[1]
+            try:
+                primitive = json.loads(document)
+                loaded = _pointers_at(conn, workflow_id, positions)
+                primitive["pointers"] = loaded
+                instance = from_primitive(primitive, WorkflowInstance)
+                stored = raw.execute(_POINTER_END_SQL, params).fetchone()[0]
+            except Exception as exc:
+                raise ProviderError(
+                    f"a stored WorkflowInstance cannot be read ({workflow_id}): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            return LivePart(
+                instance,
+                stored,
+                {p.id: i for p, i in zip(instance.pointers, positions, strict=True)},
+            )
+
+        return await self.store.read(run, "get_live_part")
 
     async def get_workflows(self, workflow_ids: Iterable[str]) -> Sequence[WorkflowInstance]:
         """The stored instances among ``workflow_ids``, in the order asked, each once."""

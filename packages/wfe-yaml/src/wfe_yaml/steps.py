@@ -192,6 +192,9 @@ class Guard(StepBody):
     """A step with hooks: runs its phases in order and fails, after ``ensure``, with the
     first error of any phase."""
 
+    #: It reads its finished phases' pointers (see ``_phase_error``).
+    reads_history = True
+
     def __init__(
         self,
         name: str,
@@ -259,6 +262,9 @@ def _phase_error(ctx: StepContext, phase_step: int, phase: str) -> str | None:
 
 class GuardFactory(_FactoryBase):
     """Builds :class:`Guard` bodies."""
+
+    #: What :attr:`Guard.reads_history` says, readable without building one.
+    reads_history: ClassVar[bool] = True
 
     def __init__(
         self,

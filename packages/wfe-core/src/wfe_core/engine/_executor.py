@@ -33,8 +33,9 @@ if TYPE_CHECKING:
     from wfe_core.engine.middleware import StepMiddleware
     from wfe_core.models._definition import StepDefinition, WorkflowDefinition
     from wfe_core.models._event import Event, EventSubscription
-    from wfe_core.models._instance import ExecutionError, WorkflowInstance
+    from wfe_core.models._instance import ExecutionError, ExecutionPointer, WorkflowInstance
     from wfe_core.models._lifecycle import LifecycleEvent
+    from wfe_core.providers._persistence import LivePart, PointerWrite
 
 __all__ = ["SUBSCRIPTION_ID", "PassEnvironment", "WorkflowExecutor"]
 
@@ -57,6 +58,7 @@ class PassEnvironment(Protocol):
         changed_pointers: Collection[str],
         outbox: Sequence[Event] = (),
         last: bool = False,
+        pointer_write: PointerWrite | None = None,
     ) -> None:
         """Store ``instance`` (revision-checked) with new subscriptions and errors, then close
         ``closed_subscriptions``; ``changed_pointers`` are the pointers changed since the last
@@ -65,8 +67,14 @@ class PassEnvironment(Protocol):
         :data:`~wfe_core.primitives.TERMINATE_CHILD_EVENT` for the child of a cancelled
         sub-workflow step. ``last``: the pass makes no write after this one (it ends once
         this is stored: the workflow finished, sleeps, waits, or the pass was stopped), so a
-        host may give the pass's lease back in the same write. Raises ConcurrencyError for a
-        stale writer."""
+        host may give the pass's lease back in the same write. ``pointer_write``: given for
+        an instance the pass got as a :class:`~wfe_core.providers.LivePart` (passed on to
+        ``persist_workflow``). Raises ConcurrencyError for a stale writer."""
+        ...
+
+    async def stored_pointers(self, workflow_id: str, count: int) -> Sequence[ExecutionPointer]:
+        """Every stored pointer of ``workflow_id`` (``count`` of them), in order: what a pass
+        over a :class:`~wfe_core.providers.LivePart` reads when it needs the finished ones."""
         ...
 
     async def publish(self, event: LifecycleEvent) -> None:
@@ -108,6 +116,7 @@ class WorkflowExecutor:
         instance: WorkflowInstance,
         definition: WorkflowDefinition,
         should_stop: Callable[[], bool],
+        live: LivePart | None,
     ) -> Pass:
         return Pass(
             self.environment,
@@ -117,6 +126,7 @@ class WorkflowExecutor:
             clock=self.clock,
             max_parallel_steps=self.max_parallel_steps,
             step_middleware=self.step_middleware,
+            live=live,
         )
 
     async def run_pass(
@@ -125,13 +135,15 @@ class WorkflowExecutor:
         definition: WorkflowDefinition,
         *,
         should_stop: Callable[[], bool] = lambda: False,
+        live: LivePart | None = None,
     ) -> None:
         """Run everything runnable in ``instance`` until nothing is, or ``should_stop()``
         (then running steps finish and nothing new starts). ``instance`` is updated in place
-        and persisted; its ``next_execution`` says when it next has work."""
+        and persisted; its ``next_execution`` says when it next has work. ``live``: the
+        live part ``instance`` was read as (``live.instance``), when it was read so."""
         # Every record logged during the pass (its steps' too) names the workflow.
         with log_context.bound(workflow_id=instance.id, definition_id=instance.definition_id):
-            await self._pass(instance, definition, should_stop).run()
+            await self._pass(instance, definition, should_stop, live).run()
 
     async def fail_workflow(
         self,
@@ -140,9 +152,11 @@ class WorkflowExecutor:
         message: str,
         *,
         error_type: str | None = None,
+        live: LivePart | None = None,
     ) -> None:
         """Fail ``instance`` without running a step, recording ``message`` as its error (for
         a workflow no pass can run, such as one whose stored data does not fit its data
-        type). Persisted and announced like a pass's last write."""
+        type). Persisted and announced like a pass's last write. ``live`` as for
+        :meth:`run_pass`."""
         with log_context.bound(workflow_id=instance.id, definition_id=instance.definition_id):
-            await self._pass(instance, definition, lambda: True).fail(message, error_type)
+            await self._pass(instance, definition, lambda: True, live).fail(message, error_type)

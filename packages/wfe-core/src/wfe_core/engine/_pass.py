@@ -33,6 +33,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
+from wfe_core.engine import _failures as fx
 from wfe_core.engine import _pointers as px
 from wfe_core.engine import _transitions as tx
 from wfe_core.engine._active import ActivePointers
@@ -42,6 +43,7 @@ from wfe_core.models._status import PointerStatus, WorkflowStatus
 from wfe_core.primitives import _containers as containers
 from wfe_core.primitives import _events as events
 from wfe_core.primitives import _timers as timers
+from wfe_core.providers._persistence import PointerWrite
 from wfe_core.serialization import to_primitive
 
 if TYPE_CHECKING:
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     from wfe_core.models._event import Event, EventSubscription
     from wfe_core.models._instance import ExecutionError, ExecutionPointer, WorkflowInstance
     from wfe_core.models._lifecycle import LifecycleEvent
+    from wfe_core.providers._persistence import LivePart
 
     #: A body's result waiting to be applied: its pointer, its step and what came of it.
     _Returned = tuple[ExecutionPointer, StepDefinition, ExecutionResult | tx.StepFailure | None]
@@ -111,6 +114,7 @@ class Pass:
         clock: Clock,
         max_parallel_steps: int,
         step_middleware: Sequence[StepMiddleware],
+        live: LivePart | None = None,
     ) -> None:
         self.env = environment
         self.clock = clock
@@ -162,12 +166,29 @@ class Pass:
             for step in definition.steps
             if step.cancel_condition is not None
         ]
+        #: The steps whose bodies read finished pointers (``StepBody.reads_history``).
+        self.history_steps = frozenset(
+            step.id for step in definition.steps if getattr(step.body, "reads_history", False)
+        )
+        # A live part (see PersistenceProvider.get_live_part): ``instance.pointers`` holds
+        # only some of the stored pointers, so writes name pointers by position. ``stored``:
+        # how many are stored (``None``: the instance is whole, and writes are as ever).
+        self.stored: int | None = None
+        #: The stored position of each pointer held (live part only).
+        self.positions: dict[str, int] = {}
+        #: The pointers held, by id, and those not stored yet, in order (live part only).
+        self.held: dict[str, ExecutionPointer] = {}
+        self.unstored: list[ExecutionPointer] = []
+        if live is not None and not live.whole:
+            self.stored = live.stored_pointers
+            self.positions = dict(live.positions)
+            self.held = {p.id: p for p in instance.pointers}
 
     # -- the pass ----------------------------------------------------------------------------
     async def run(self) -> None:
         if self.instance.status != WorkflowStatus.RUNNABLE:
             return
-        if not self.instance.pointers:
+        if not self.instance.pointers and not self.stored:
             self._take(tx.begin(self.instance, self.definition, self.clock.now()))
             self.dirty = True
         if self.cancellable:
@@ -187,7 +208,7 @@ class Pass:
             ):
                 break
         async with self.lock:
-            self._settle()
+            await self._settle()
             due = (
                 px.next_execution_among(active.listed(), self.clock.now(), active.busy())
                 if self.instance.status == WorkflowStatus.RUNNABLE
@@ -232,6 +253,10 @@ class Pass:
             self.events.extend(transition.events)
         if transition.outbox:
             self.outbox.extend(transition.outbox)
+        if self.stored is not None and transition.created:
+            self.unstored.extend(transition.created)
+            for pointer in transition.created:
+                self.held[pointer.id] = pointer
         running = self.running
         if running:
             for pointer_id in transition.ended:
@@ -303,7 +328,7 @@ class Pass:
         self.dirty = True
         return True
 
-    def _settle(self) -> None:
+    async def _settle(self) -> None:
         """Complete the workflow when no pointer is active any more."""
         if self.instance.status != WorkflowStatus.RUNNABLE:
             return
@@ -314,6 +339,7 @@ class Pass:
         for pointer in self.active.live.values():
             if pointer.active:
                 return
+        await self._whole()  # settling looks at the finished pointers
         transition = tx.settle(
             self.instance,
             self.definition,
@@ -350,7 +376,7 @@ class Pass:
         task (after releasing the lock) instead of in a new one."""
         if self.inline_primitives:
             await self._run_primitives()
-        self._settle()
+        await self._settle()
         started: list[tuple[ExecutionPointer, anyio.CancelScope]] = []
         if self._may_continue():
             now = self.clock.now()
@@ -388,7 +414,7 @@ class Pass:
         any other may want to see every step run as any other."""
         active = self.active
         for _ in range(_MAX_PRIMITIVE_RUNS):
-            self._settle()
+            await self._settle()
             if not self._may_continue():
                 return
             if active.ended:
@@ -420,6 +446,8 @@ class Pass:
                 return
             scope = self._mark_started(pointer, now)
             step = self.definition.step(pointer.step_id)
+            if self.stored is not None and pointer.step_id in self.history_steps:
+                await self._whole()
             outcome = await run_step(
                 self.env,
                 self.middleware,
@@ -434,6 +462,8 @@ class Pass:
             self.dirty = True
             if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
                 continue
+            if self.stored is not None and _needs_history(pointer, outcome):
+                await self._whole()
             self._apply(pointer, step, outcome)
 
     def _arm_timer(self, tg: TaskGroup) -> None:
@@ -471,7 +501,7 @@ class Pass:
     async def _flush(self, *, last: bool = False) -> None:
         """Store what changed since the last write; ``last``: the pass ends after it."""
         if self.returned:
-            self._apply_returned()
+            await self._apply_returned()
         if not self.dirty:
             return
         subscriptions, self.subscriptions = self.subscriptions, []
@@ -490,26 +520,71 @@ class Pass:
         # A running step's body may change its own pointer (ctx.pointer) before it returns:
         # such a pointer may differ from what is stored, so it is listed too.
         changed.update(self.running)
-        instance = stored = self.instance
+        if self.stored is not None and self.instance.status.is_finished:
+            # The write that finishes the workflow stores it whole (its waiters and workflow
+            # middleware get the instance as stored).
+            await self._whole()
+            if self.returned:
+                await self._apply_returned()  # returned while the history was read
+        instance = view = self.instance
         if self.in_bodies:
             # Bodies running in other tasks may change the data while the write waits
             # before it is encoded (a lease renewed first): it stores the data as of now,
             # the data of the results it holds.
-            stored = attrs.evolve(instance, data=to_primitive(instance.data))
-        await self.env.persist(
-            stored,
-            subscriptions=subscriptions,
-            errors=errors,
-            closed_subscriptions=closed,
-            changed_pointers=changed,
-            outbox=outbox,
-            last=last,
-        )
-        instance.revision = stored.revision
+            view = attrs.evolve(instance, data=to_primitive(instance.data))
+        stored = self.stored
+        if stored is None:
+            await self.env.persist(
+                view,
+                subscriptions=subscriptions,
+                errors=errors,
+                closed_subscriptions=closed,
+                changed_pointers=changed,
+                outbox=outbox,
+                last=last,
+            )
+        else:
+            positions = self.positions
+            held = self.held
+            added, self.unstored = self.unstored, []
+            write = PointerWrite(
+                stored,
+                [(positions[i], held[i]) for i in changed if i in positions],
+                added,
+            )
+            await self.env.persist(
+                view,
+                subscriptions=subscriptions,
+                errors=errors,
+                closed_subscriptions=closed,
+                changed_pointers=changed,
+                outbox=outbox,
+                pointer_write=write,
+                last=last,
+            )
+            for index, pointer in enumerate(added, stored):
+                positions[pointer.id] = index
+            self.stored = stored + len(added)
+        instance.revision = view.revision
         self.dirty = False
         self.announce = self.env.wants_lifecycle_events()
         for event in events:
             await self.env.publish(event)
+
+    async def _whole(self) -> None:
+        """Make the instance whole (read the stored pointers a live part left out): for the
+        rare paths that look at finished pointers. Call with the lock held (or alone)."""
+        stored = self.stored
+        if stored is None:
+            return
+        held = self.held
+        pointers = await self.env.stored_pointers(self.instance.id, stored)
+        self.instance.pointers = [*(held.get(p.id, p) for p in pointers), *self.unstored]
+        self.stored = None
+        self.positions = {}
+        self.held = {}
+        # Not stored yet: named in ``changed`` (created since the last write), as ever.
+        self.unstored = []
 
     async def _flusher(self, tg: TaskGroup) -> None:
         """Store results and start what they made runnable. Results that arrive while a store
@@ -530,6 +605,9 @@ class Pass:
     ) -> None:
         while True:
             step = self.definition.step(pointer.step_id)
+            if self.stored is not None and pointer.step_id in self.history_steps:
+                async with self.lock:
+                    await self._whole()
             self.in_bodies += 1
             try:
                 outcome = await run_step(
@@ -577,6 +655,8 @@ class Pass:
         self.changed.add(pointer.id)
         if outcome is None or not pointer.active or pointer.status != PointerStatus.RUNNING:
             return await self._after_run(tg)
+        if self.stored is not None and _needs_history(pointer, outcome):
+            await self._whole()
         self._apply(pointer, step, outcome)
         self.dirty = True
         successor = self._sole_successor(pointer)
@@ -590,17 +670,19 @@ class Pass:
         await self._flush()
         return following
 
-    def _apply_returned(self) -> None:
+    async def _apply_returned(self) -> None:
         """Apply the results of the bodies that returned while their tasks wait for the lock
         (a write is about to be made): their changes to the data are in the instance
         already, so the write must store the results with them, or a step whose change was
         stored without its result would run again after a crash and change it twice."""
-        returned, self.returned = self.returned, {}
-        for pointer, step, outcome in returned.values():
+        while self.returned:
+            pointer, step, outcome = self.returned.pop(next(iter(self.returned)))
             self.running.pop(pointer.id, None)
             self.changed.add(pointer.id)
             self.dirty = True
             if outcome is not None and pointer.active and pointer.status == PointerStatus.RUNNING:
+                if self.stored is not None and _needs_history(pointer, outcome):
+                    await self._whole()  # bodies returning meanwhile are applied too
                 self._apply(pointer, step, outcome)
 
     async def _after_run(self, tg: TaskGroup) -> tuple[ExecutionPointer, anyio.CancelScope] | None:
@@ -640,3 +722,13 @@ class Pass:
             # by a wait stores its result and the wait's subscription in one write.
             return None
         return successor
+
+
+def _needs_history(pointer: ExecutionPointer, outcome: ExecutionResult | tx.StepFailure) -> bool:
+    """Whether applying ``outcome`` may look at finished pointers: a failure (a saga's
+    compensation, settling it), a compensation that finished (what it undid), a saga run
+    again after compensating."""
+    if isinstance(outcome, tx.StepFailure):
+        return True
+    extensions = pointer.extensions
+    return fx.COMPENSATES in extensions or fx.COMPENSATED in extensions

@@ -67,7 +67,12 @@ from wfe_core.models import (
     WorkflowStatus,
 )
 from wfe_core.providers import capabilities as cap
-from wfe_core.providers._persistence import PersistenceProvider, refuse_leased_writes
+from wfe_core.providers._persistence import (
+    LivePart,
+    PersistenceProvider,
+    PointerWrite,
+    refuse_leased_writes,
+)
 from wfe_core.serialization import from_primitive, to_primitive
 
 if TYPE_CHECKING:
@@ -181,8 +186,11 @@ def _pointer_via_json(pointer: ExecutionPointer) -> tuple[Any, ...]:
     return pointer_state(via_json(pointer, ExecutionPointer))
 
 
-#: Where ``children`` sits in a pointer's snapshot (``values.pointer_state`` order).
+#: Where ``children`` and ``active`` sit in a pointer's snapshot (``values.pointer_state``
+#: order).
 _CHILDREN = [field.name for field in attrs.fields(ExecutionPointer)].index("children")
+_ACTIVE = [field.name for field in attrs.fields(ExecutionPointer)].index("active")
+_ID = [field.name for field in attrs.fields(ExecutionPointer)].index("id")
 #: Below this many children a changed pointer's list is simply copied again.
 _SHARE_CHILDREN_FROM = 8
 
@@ -245,14 +253,31 @@ class _InstanceRow:
     seq: int
     #: The highest fencing token a write carried (``None``: no write carried one yet).
     fence: int | None = None
+    #: The positions of the active pointers (what :meth:`live_part` reads).
+    active: set[int] = attrs.Factory(set)
 
     def instance(self) -> WorkflowInstance:
         """A fresh instance, sharing nothing with the row."""
-        document = fresh(self.head.document)
-        document["revision"] = self.revision
-        instance = from_primitive(document, WorkflowInstance)
+        instance = self._head_instance()
         instance.pointers.extend(map(copy_pointer, self.pointer_states))
         return instance
+
+    def live_part(self) -> LivePart:
+        """A fresh instance with the active pointers only, and their positions."""
+        instance = self._head_instance()
+        states = self.pointer_states
+        positions = sorted(self.active)
+        instance.pointers.extend(copy_pointer(states[i]) for i in positions)
+        return LivePart(
+            instance,
+            len(states),
+            {p.id: i for p, i in zip(instance.pointers, positions, strict=True)},
+        )
+
+    def _head_instance(self) -> WorkflowInstance:
+        document = fresh(self.head.document)
+        document["revision"] = self.revision
+        return from_primitive(document, WorkflowInstance)
 
     def apply(self, head: _Head | None, pointers: _PointerWrite, revision: int) -> None:
         """Take a write built in full beforehand: nothing here can fail, so a reader never
@@ -262,11 +287,20 @@ class _InstanceRow:
         if pointers.reset:
             self.pointer_states = []
             self.positions = {}
+            self.active = set()
         states = self.pointer_states
+        active = self.active
         for index, state in pointers.replaced:
             states[index] = state
+            if state[_ACTIVE]:
+                active.add(index)
+            else:
+                active.discard(index)
         for kept, tail in pointers.grown:
             kept.extend(tail)
+        for index, state in enumerate(pointers.added, len(states)):
+            if state[_ACTIVE]:
+                active.add(index)
         states.extend(pointers.added)
         self.positions.update(pointers.positions)
         self.revision = revision
@@ -356,20 +390,14 @@ class MemoryPersistence(PersistenceProvider):
             grown: list[tuple[list[str], list[str]]] = []
             states = previous.pointer_states
             for index in self._changed_indices(pointers, previous, changed):
-                pointer = pointers[index]
-                shared = None if changed is None else _grown_snapshot(pointer, states[index])
-                if shared is None:
-                    replaced.append((index, snapshot_pointer(pointer)))
-                else:
-                    state, tail = shared
-                    kept = state[_CHILDREN]
-                    if self.verify_changes and pointer.children[: len(kept)] != kept:
-                        raise AssertionError(
-                            f"workflow pointer {pointer.id}: children were changed, not only "
-                            "appended to"
-                        )
-                    replaced.append((index, state))
-                    grown.append((kept, tail))
+                self._keep_again(
+                    index,
+                    pointers[index],
+                    states[index],
+                    replaced,
+                    grown,
+                    share=changed is not None,
+                )
             known = previous.positions
             stored = len(previous.pointer_states)
         added: list[tuple[Any, ...]] = []
@@ -382,6 +410,54 @@ class MemoryPersistence(PersistenceProvider):
         if reset:
             return _PointerWrite(reset, replaced, added, positions)
         return _PointerWrite(reset, replaced, added, positions, grown)
+
+    def _keep_again(
+        self,
+        index: int,
+        pointer: ExecutionPointer,
+        stored: tuple[Any, ...],
+        replaced: list[tuple[int, tuple[Any, ...]]],
+        grown: list[tuple[list[str], list[str]]],
+        *,
+        share: bool,
+    ) -> None:
+        """Add the snapshot of changed ``pointer`` (stored at ``index``) to ``replaced``,
+        sharing its stored ``children`` list (the ids to append go to ``grown``) when
+        ``share`` and the list is long enough (see ``_grown_snapshot``)."""
+        shared = _grown_snapshot(pointer, stored) if share else None
+        if shared is None:
+            replaced.append((index, snapshot_pointer(pointer)))
+            return
+        state, tail = shared
+        kept = state[_CHILDREN]
+        if self.verify_changes and pointer.children[: len(kept)] != kept:
+            raise AssertionError(
+                f"workflow pointer {pointer.id}: children were changed, not only appended to"
+            )
+        replaced.append((index, state))
+        grown.append((kept, tail))
+
+    def _live_pointer_write(self, write: PointerWrite, previous: _InstanceRow) -> _PointerWrite:
+        """The snapshots of a write of a live part: the pointers it names, by position."""
+        states = previous.pointer_states
+        stored = len(states)
+        if write.stored_pointers != stored:
+            raise ValueError(
+                f"pointer_write.stored_pointers is {write.stored_pointers}, but {stored} "
+                "pointers are stored"
+            )
+        replaced: list[tuple[int, tuple[Any, ...]]] = []
+        grown: list[tuple[list[str], list[str]]] = []
+        for index, pointer in write.changed:
+            if not 0 <= index < stored or states[index][_ID] != pointer.id:
+                raise ValueError(f"pointer {pointer.id} is not stored at position {index}")
+            self._keep_again(index, pointer, states[index], replaced, grown, share=True)
+        added = list(map(snapshot_pointer, write.added))
+        positions: dict[str, int] = {}
+        for index, pointer in enumerate(write.added, stored):
+            if pointer.id not in previous.positions:
+                positions.setdefault(pointer.id, index)
+        return _PointerWrite(False, replaced, added, positions, grown)
 
     def _whole_pointer_write(
         self,
@@ -497,6 +573,7 @@ class MemoryPersistence(PersistenceProvider):
         changed_pointers: Collection[str] | None = None,
         fence: int | None = None,
         release: Lease | None = None,
+        pointer_write: PointerWrite | None = None,
     ) -> None:
         """Write ``instance`` when its revision is the stored one and ``fence`` (when given)
         is not below the highest one accepted for it (else ``StaleLeaseError``), with its
@@ -527,7 +604,10 @@ class MemoryPersistence(PersistenceProvider):
             head = _changed_head(instance, current.head)
         else:
             head = _head(instance, _head_state(instance), fast=False)
-        pointer_write = self._pointer_write(instance.pointers, current, changed_pointers)
+        if pointer_write is None:
+            rows = self._pointer_write(instance.pointers, current, changed_pointers)
+        else:
+            rows = self._live_pointer_write(pointer_write, current)
         sub_rows = []
         for subscription in subscriptions:
             existing = self._subscriptions.get(subscription.id)
@@ -541,7 +621,7 @@ class MemoryPersistence(PersistenceProvider):
             event_rows[event.id] = self._event_row_of(event)
 
         new_revision = current.revision + 1
-        current.apply(head, pointer_write, new_revision)
+        current.apply(head, rows, new_revision)
         if fence is not None and (current.fence is None or fence > current.fence):
             current.fence = fence
         if head is not None:
@@ -563,6 +643,17 @@ class MemoryPersistence(PersistenceProvider):
         if row is None:
             raise WorkflowNotFoundError(workflow_id)
         return row.instance()
+
+    async def get_live_part(self, workflow_id: str) -> LivePart:
+        """The head and the active pointers (kept by position: a read costs the same however
+        many pointers finished), or the whole instance with ``fast=False``."""
+        await checkpoint()
+        row = self._instances.get(workflow_id)
+        if row is None:
+            raise WorkflowNotFoundError(workflow_id)
+        if not self.fast:
+            return LivePart.of_whole(row.instance())
+        return row.live_part()
 
     async def get_workflows(self, workflow_ids: Iterable[str]) -> Sequence[WorkflowInstance]:
         """The stored instances among ``workflow_ids``, in the order asked, each once."""

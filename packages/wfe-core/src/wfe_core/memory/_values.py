@@ -165,6 +165,9 @@ _RULES = [_rule_for(hint) for hint in _HINTS.values()]
 _CONTAINERS = tuple(
     index for index, rule in enumerate(_RULES) if rule is plain_copy or rule is _str_list
 )
+#: Those of them that hold a list of ``str`` only (``children``, ``scope``): copied as lists,
+#: without a call per item (a loop's container holds an id per round).
+_STR_LISTS = frozenset(index for index, rule in enumerate(_RULES) if rule is _str_list)
 
 #: What a snapshot does for one combination of the fields' types: the positions of the
 #: datetimes to see in UTC, and of the dicts and lists to copy with their rule.
@@ -238,6 +241,8 @@ def copy_pointer(state: tuple[Any, ...]) -> ExecutionPointer:
     values = list(state)
     for index in _CONTAINERS:
         value = values[index]
-        if type(value) is dict or type(value) is list:
+        if type(value) is list and index in _STR_LISTS:
+            values[index] = value[:]
+        elif type(value) is dict or type(value) is list:
             values[index] = fresh(value)
     return ExecutionPointer(*values)

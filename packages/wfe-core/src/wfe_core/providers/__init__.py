@@ -11,7 +11,7 @@ from wfe_core.providers._base import Provider
 from wfe_core.providers._lifecycle import LifecyclePublisher
 from wfe_core.providers._liveness import holder_is_gone, this_process
 from wfe_core.providers._lock import Lease, LeaseHolder, LeaseRequest, LockProvider
-from wfe_core.providers._persistence import PersistenceProvider
+from wfe_core.providers._persistence import LivePart, PersistenceProvider, PointerWrite
 from wfe_core.providers._queue import QueueMessage, QueueName, QueueProvider
 from wfe_core.providers._schema import SchemaOwner, SchemaStatus
 from wfe_core.providers._search import SearchIndex
@@ -24,8 +24,10 @@ __all__ = [
     "LeaseHolder",
     "LeaseRequest",
     "LifecyclePublisher",
+    "LivePart",
     "LockProvider",
     "PersistenceProvider",
+    "PointerWrite",
     "Provider",
     "QueueMessage",
     "QueueName",

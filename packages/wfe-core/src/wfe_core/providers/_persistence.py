@@ -3,24 +3,67 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import attrs
+
+from wfe_core.models import ExecutionPointer, WorkflowInstance
 from wfe_core.providers._base import Provider
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Sequence
+    from collections.abc import Collection, Iterable
     from datetime import datetime
 
     from wfe_core.models import (
         Event,
         EventSubscription,
         ExecutionError,
-        ExecutionPointer,
         Page,
-        WorkflowInstance,
         WorkflowStatus,
     )
     from wfe_core.providers._lock import Lease, LeaseRequest, LockProvider
+
+
+@attrs.define(eq=False)
+class LivePart:
+    """What a pass reads of an instance (:meth:`PersistenceProvider.get_live_part`).
+
+    ``instance`` has the whole head (``data`` included) and, in ``pointers``, some of the
+    stored pointers in their stored order: every active one at least, each whole
+    (``children`` included). ``whole``: they are every stored pointer (the default read).
+    Otherwise ``positions`` gives the stored position of each pointer in
+    ``instance.pointers`` and ``stored_pointers`` how many pointers are stored, and a write
+    of it passes a :class:`PointerWrite`.
+    """
+
+    instance: WorkflowInstance
+    stored_pointers: int
+    positions: dict[str, int] = attrs.field(factory=dict)
+    whole: bool = False
+
+    @classmethod
+    def of_whole(cls, instance: WorkflowInstance) -> LivePart:
+        """The live part that is the whole ``instance``."""
+        return cls(instance, len(instance.pointers), whole=True)
+
+
+@attrs.define(eq=False)
+class PointerWrite:
+    """The pointers a write of a :class:`LivePart` stores (``persist_workflow(...,
+    pointer_write=)``), named by position, so that the store need not look at
+    ``instance.pointers`` (which holds only some of them).
+
+    ``changed``: stored pointers that may have changed, with their stored positions (each
+    whole; a pointer's ``children`` only grew by appending since it was stored).
+    ``added``: new pointers, stored at positions ``stored_pointers``, ``stored_pointers + 1``
+    ... in order. ``stored_pointers`` is how many pointers the writer knows stored: the
+    store's count (the revision check makes sure it is).
+    """
+
+    stored_pointers: int
+    changed: Sequence[tuple[int, ExecutionPointer]] = ()
+    added: Sequence[ExecutionPointer] = ()
 
 
 class PersistenceProvider(Provider):
@@ -50,6 +93,10 @@ class PersistenceProvider(Provider):
       instance as the caller holds it; with ``changed_pointers`` it may skip every pointer not
       named there, and of a named pointer's ``children`` the ids it stored before. A provider
       built on that stores, per step, what the step changed, not the whole history.
+    * The live part (see :meth:`get_live_part`): a pass reads the head and the active
+      pointers only, and writes them back with a :class:`PointerWrite`, so a pass costs the
+      same at round 10,000 of a loop as at round 10. The default reads the whole instance
+      (and a store returning it never gets a ``pointer_write``).
     * External work (providers declaring the ``external-work`` capability): open
       subscriptions can be listed by event name and claimed by external workers, atomically
       (:meth:`get_open_subscriptions`, :meth:`claim_subscription`,
@@ -100,6 +147,7 @@ class PersistenceProvider(Provider):
         changed_pointers: Collection[str] | None = None,
         fence: int | None = None,
         release: Lease | None = None,
+        pointer_write: PointerWrite | None = None,
     ) -> None:
         """Write ``instance`` (checking its revision, and its ``fence``) with new
         subscriptions, errors and events, all or nothing.
@@ -145,6 +193,14 @@ class PersistenceProvider(Provider):
         * A provider that cannot rely on what it stored (it did not write the stored revision
           itself, or lost track) writes the whole instance: skipping is an optimisation a
           provider may make, never a requirement.
+        * ``pointer_write`` given (only ever for an instance read by a :meth:`get_live_part`
+          that was not ``whole``, so a provider whose read always is never gets one):
+          ``instance.pointers`` holds only some of the pointers and must not be stored as
+          they are. The write stores the head, the pointers of ``pointer_write.changed`` at
+          their positions (of their ``children``, the ids past the ones stored) and appends
+          ``pointer_write.added``; every other stored pointer stays as it is, and
+          ``changed_pointers`` is to be ignored. A ``stored_pointers`` that is not the stored
+          count is the caller's error (``ValueError``, nothing stored).
 
         ``events`` are stored as :meth:`create_event` stores them, in the same transaction as
         the instance: a transactional outbox. The engine uses it for notifications that must
@@ -171,6 +227,23 @@ class PersistenceProvider(Provider):
     @abstractmethod
     async def get_workflow(self, workflow_id: str) -> WorkflowInstance:
         """The stored instance."""
+
+    async def get_live_part(self, workflow_id: str) -> LivePart:
+        """What a pass needs of the stored instance: its head and, at least, its active
+        pointers, each whole, with their stored positions and the stored pointer count
+        (:class:`LivePart`); ``WorkflowNotFoundError`` for an unknown id.
+
+        A pass looks at no finished pointer but in rare cases (a failure, a compensation,
+        the workflow's end, a step whose body reads history), and then reads them with
+        :meth:`get_pointers`; so a store that reads only the active pointers makes a pass
+        cost the same however many rounds a loop ran before. That store must take
+        :meth:`persist_workflow`'s ``pointer_write``. It may return more than the active
+        pointers, or the whole instance (``whole=True``: then the pass writes as ever),
+        whenever reading less would cost more (say it does not know which pointers are
+        active without reading them all).
+
+        This default reads the whole instance (``LivePart.of_whole``)."""
+        return LivePart.of_whole(await self.get_workflow(workflow_id))
 
     async def get_pointers(
         self, workflow_id: str, *, skip: int = 0, take: int = 100
@@ -320,6 +393,27 @@ def refuse_leased_writes(provider: PersistenceProvider) -> Exception:
         f"the persistence provider {type(provider).__module__}.{type(provider).__qualname__} "
         "cannot take or release leases in its writes (capability 'leased-writes')"
     )
+
+
+#: Pointers :func:`stored_pointers` reads per page.
+_PAGE = 1000
+
+
+async def stored_pointers(
+    persistence: PersistenceProvider, workflow_id: str, count: int
+) -> list[ExecutionPointer]:
+    """The first ``count`` stored pointers of ``workflow_id``, in order, read a page at a
+    time (:meth:`PersistenceProvider.get_pointers`): what a pass over a :class:`LivePart`
+    reads when it needs the finished pointers too."""
+    pointers: list[ExecutionPointer] = []
+    while len(pointers) < count:
+        page = await persistence.get_pointers(
+            workflow_id, skip=len(pointers), take=min(_PAGE, count - len(pointers))
+        )
+        if not page.items:
+            break
+        pointers.extend(page.items)
+    return pointers
 
 
 def _unsupported(provider: PersistenceProvider, method: str) -> Exception:

@@ -25,6 +25,7 @@ from wfe_core.engine import WorkflowExecutor
 from wfe_core.errors import SubscriptionNotFoundError
 from wfe_core.memory._persistence import MemoryPersistence
 from wfe_core.models import WorkflowInstance
+from wfe_core.providers._persistence import stored_pointers
 from wfe_core.testing.clock import ManualClock
 
 if TYPE_CHECKING:
@@ -36,10 +37,12 @@ if TYPE_CHECKING:
         Event,
         EventSubscription,
         ExecutionError,
+        ExecutionPointer,
         LifecycleEvent,
         StepDefinition,
         WorkflowDefinition,
     )
+    from wfe_core.providers import PointerWrite
 
 __all__ = ["EngineHarness"]
 
@@ -74,6 +77,7 @@ class EngineHarness:
         changed_pointers: Collection[str],
         outbox: Sequence[Event] = (),
         last: bool = False,
+        pointer_write: PointerWrite | None = None,
     ) -> None:
         self.subscriptions.extend(subscriptions)
         await self.persistence.persist_workflow(
@@ -82,11 +86,15 @@ class EngineHarness:
             errors=errors,
             events=outbox,
             changed_pointers=changed_pointers,
+            pointer_write=pointer_write,
         )
         # As the host does: a cancelled wait's subscription matches nothing any more.
         for subscription_id in closed_subscriptions:
             with contextlib.suppress(SubscriptionNotFoundError):
                 await self.persistence.terminate_subscription(subscription_id)
+
+    async def stored_pointers(self, workflow_id: str, count: int) -> list[ExecutionPointer]:
+        return await stored_pointers(self.persistence, workflow_id, count)
 
     async def publish(self, event: LifecycleEvent) -> None:
         self.events.append(event)
@@ -112,11 +120,13 @@ class EngineHarness:
     async def run(
         self, definition: WorkflowDefinition, data: Any = None, *, max_passes: int = 500
     ) -> WorkflowInstance:
-        """Run to the end (or until nothing can wake it) and return the stored instance."""
+        """Run to the end (or until nothing can wake it) and return the stored instance.
+        Each pass reads the instance's live part, as a host's does."""
         workflow_id = (await self.start(definition, data)).id
         for _ in range(max_passes):
-            instance = await self.persistence.get_workflow(workflow_id)
-            await self.executor.run_pass(instance, definition)
+            live = await self.persistence.get_live_part(workflow_id)
+            instance = live.instance
+            await self.executor.run_pass(instance, definition, live=live)
             if instance.status.is_finished or instance.next_execution is None:
                 return await self.persistence.get_workflow(workflow_id)
             wait = max(instance.next_execution - self.clock.now(), timedelta(0))

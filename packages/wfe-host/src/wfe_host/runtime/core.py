@@ -47,8 +47,10 @@ if TYPE_CHECKING:
     from wfe_core.providers import (
         Lease,
         LifecyclePublisher,
+        LivePart,
         LockProvider,
         PersistenceProvider,
+        PointerWrite,
         QueueProvider,
         SearchIndex,
     )
@@ -151,6 +153,13 @@ class HostCore:
         """The stored instance, its data restored to the definition's data type."""
         return self.restore(await self.persistence.get_workflow(workflow_id))
 
+    async def load_live(self, workflow_id: str) -> LivePart:
+        """What a pass reads of the stored instance (its live part: see
+        ``PersistenceProvider.get_live_part``), its data restored."""
+        live = await self.persistence.get_live_part(workflow_id)
+        self.restore(live.instance)
+        return live
+
     def restore(self, instance: WorkflowInstance) -> WorkflowInstance:
         """``instance`` with its data restored to its definition's data type (in place)."""
         definition = self.definitions.find(instance.definition_id, instance.version)
@@ -180,14 +189,20 @@ class HostCore:
         changed_pointers: Collection[str] | None = None,
         fence: int | None = None,
         release: Lease | None = None,
+        pointer_write: PointerWrite | None = None,
     ) -> None:
         """Persist ``instance`` (revision-checked, and fenced by ``fence``, the token of the
         lease the write is made under) with ``events`` in the same write (an outbox:
         notifications that must not be lost), and do what follows from it. ``release``:
-        the lease to give back in the same write (``policy.leased_writes`` only)."""
-        # ``release`` only when given: a store written before leased writes (or a wrapper of
-        # one) takes no such argument, and never gets one.
-        leased = {} if release is None else {"release": release}
+        the lease to give back in the same write (``policy.leased_writes`` only).
+        ``pointer_write``: the instance is a live part (see ``LivePart``)."""
+        # Each only when given: a store written before leased writes or live parts (or a
+        # wrapper of one) takes no such argument, and never gets one.
+        extra: dict[str, Any] = {}
+        if release is not None:
+            extra["release"] = release
+        if pointer_write is not None:
+            extra["pointer_write"] = pointer_write
         await self.persistence.persist_workflow(
             instance,
             subscriptions=subscriptions,
@@ -195,7 +210,7 @@ class HostCore:
             events=events,
             changed_pointers=changed_pointers,
             fence=fence,
-            **leased,
+            **extra,
         )
         for event in events:
             await self.enqueue_event(event.id)

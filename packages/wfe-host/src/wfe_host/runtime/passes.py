@@ -31,6 +31,7 @@ from wfe_core.models import (
 )
 from wfe_core.providers import Lease, LeaseRequest
 from wfe_core.serialization import to_primitive
+from wfe_core.spi import stored_pointers
 from wfe_host.runtime.control import lifecycle_event
 from wfe_host.runtime.data import restore_error
 from wfe_host.runtime.holders import BusyNotices
@@ -43,9 +44,11 @@ if TYPE_CHECKING:
     from wfe_core import HostContext, StepBody
     from wfe_core.models import (
         Event,
+        ExecutionPointer,
         LifecycleEvent,
         StepDefinition,
     )
+    from wfe_core.providers import LivePart, PointerWrite
     from wfe_host.runtime.core import HostCore
 
 logger = logging.getLogger("wfe_host.passes")
@@ -210,6 +213,7 @@ class _PassEnvironment:
         changed_pointers: Collection[str],
         outbox: Sequence[Event] = (),
         last: bool = False,
+        pointer_write: PointerWrite | None = None,
     ) -> None:
         finishing = instance.status.is_finished and not self.finished
         if self.creation is not None:
@@ -245,6 +249,7 @@ class _PassEnvironment:
             closed_subscriptions=closed_subscriptions,
             events=events,
             changed_pointers=changed_pointers,
+            pointer_write=pointer_write,
         )
         # The pass's last write gives its lease back when the store keeps the lock's leases
         # (one transaction fewer per pass). Not one closing subscriptions: those are closed
@@ -340,6 +345,9 @@ class _PassEnvironment:
         # The caller of start_workflow gets the id before the first step's body runs, as
         # when it created the instance itself (a body that blocks the loop would hold it).
         await anyio.lowlevel.checkpoint()
+
+    async def stored_pointers(self, workflow_id: str, count: int) -> list[ExecutionPointer]:
+        return await stored_pointers(self.core.persistence, workflow_id, count)
 
     async def publish(self, event: LifecycleEvent) -> None:
         await self.core.publish_lifecycle(event)
@@ -718,23 +726,26 @@ class PassRunner:
         the ``carried`` changes to store); returns its environment (what it stored), ``None``
         when none ran."""
         core = self.core
+        live: LivePart | None = None
         if instance is None:
+            # Its live part: a pass costs the same at round 10,000 of a loop as at round 10.
             try:
-                instance = await core.load(workflow_id)
+                live = await core.load_live(workflow_id)
             except WorkflowNotFoundError:
                 return None
+            instance = live.instance
         if instance.status.is_finished:
             return None
         due = instance.next_execution
         if due is None:
-            return await self._observed_pass(instance, handle, carried, creation)
+            return await self._observed_pass(instance, handle, carried, creation, live)
         # How long an instance stays due while it is handled as usual (queued, then run):
         # the scheduler leaves what is due for less than that to whoever queued it (a
         # shared store's recovery look).
         timers = core.timers
         timers.pass_started(workflow_id, due, core.clock.now())
         try:
-            return await self._observed_pass(instance, handle, carried, creation)
+            return await self._observed_pass(instance, handle, carried, creation, live)
         finally:
             timers.pass_ended(workflow_id, core.clock.now())
 
@@ -744,13 +755,14 @@ class PassRunner:
         handle: PassHandle,
         carried: Carried | None,
         creation: Creation | None,
+        live: LivePart | None,
     ) -> _PassEnvironment:
         """Run a pass over ``instance``, in a telemetry span when telemetry is on."""
         telemetry = self.core.telemetry
         if telemetry is None:
-            return await self._pass(instance, handle, carried, creation)
+            return await self._pass(instance, handle, carried, creation, live)
         with telemetry.workflow_pass(instance):
-            return await self._pass(instance, handle, carried, creation)
+            return await self._pass(instance, handle, carried, creation, live)
 
     async def _pass(
         self,
@@ -758,12 +770,17 @@ class PassRunner:
         handle: PassHandle,
         carried: Carried | None,
         creation: Creation | None,
+        live: LivePart | None,
     ) -> _PassEnvironment:
-        """Run a pass over ``instance``, loaded under ``handle``'s lease."""
+        """Run a pass over ``instance``, loaded under ``handle``'s lease (as ``live``, when it
+        was read as a live part)."""
         core = self.core
         environment = _PassEnvironment(core, self.context, instance, handle, carried, creation)
         definition = core.definitions.find(instance.definition_id, instance.version)
         if definition is None:
+            if live is not None and not live.whole:
+                # Its write below is the host's, of the whole instance (nothing ran since).
+                instance = await core.load(instance.id)
             await self._report_undefined(environment, instance)
         else:
             executor = WorkflowExecutor(
@@ -782,9 +799,12 @@ class PassRunner:
                     definition,
                     f"its stored data does not fit {definition.data_type.__qualname__}: {unfit}",
                     error_type=f"{type(unfit).__module__}.{type(unfit).__qualname__}",
+                    live=live,
                 )
             else:
-                await executor.run_pass(instance, definition, should_stop=lambda: handle.stop)
+                await executor.run_pass(
+                    instance, definition, should_stop=lambda: handle.stop, live=live
+                )
         if environment.carried is not None or environment.creation is not None:
             # The pass wrote nothing (it had nothing to run, or no definition): the carried
             # changes, or the new instance, still must be stored.

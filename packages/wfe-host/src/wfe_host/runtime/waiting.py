@@ -153,9 +153,13 @@ async def wait_until_finished(
                     if waiter.event.is_set():
                         waiters.discard(workflow_id, waiter)
                         waiter = waiters.add(workflow_id)
-                    instance = await core.load(workflow_id)
-                    if instance.status.is_finished:
-                        return instance
+                    # Its live part tells whether it finished (a loop's waiter looks after
+                    # every pass: reading the whole instance would cost more every round).
+                    live = await core.persistence.get_live_part(workflow_id)
+                    if live.instance.status.is_finished:
+                        if live.whole:
+                            return core.restore(live.instance)
+                        return await core.load(workflow_id)
                 while True:
                     with anyio.move_on_after(recheck_after(core)):
                         await waiter.event.wait()

@@ -42,7 +42,7 @@ from wfe_core.models import (
     WorkflowStatus,
     new_id,
 )
-from wfe_core.providers import LeaseRequest
+from wfe_core.providers import LeaseRequest, PointerWrite
 from wfe_core.providers import capabilities as cap
 from wfe_core.testing.conformance import strategies
 from wfe_core.testing.conformance._support import (
@@ -417,6 +417,92 @@ class PersistenceSuite:
         stored = await persistence.get_workflow(instance.id)
         assert stored == as_stored(copy)
         assert stored.pointers[1].extensions == {"theirs": 1}
+
+    @pytest.mark.anyio
+    async def test_live_part_holds_the_head_and_the_active_pointers(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        """``get_live_part``: the whole head, and some of the stored pointers in their
+        stored order, every active one among them, each whole, with its stored position and
+        the stored pointer count (or the whole instance, ``whole``)."""
+        pointers = [
+            ExecutionPointer(step_id=i, active=i % 3 == 0, children=[new_id()] * (i % 4))
+            for i in range(12)
+        ]
+        instance = make_instance(pointers=pointers)
+        await persistence.create_workflow(instance)
+        loaded = await persistence.get_workflow(instance.id)
+        loaded.pointers[3].active = False
+        loaded.pointers[4].active = True
+        loaded.pointers.append(ExecutionPointer(step_id=12, children=[new_id()]))
+        changed = [loaded.pointers[3].id, loaded.pointers[4].id]
+        await persistence.persist_workflow(loaded, changed_pointers=changed)
+        whole = await persistence.get_workflow(instance.id)
+        live = await persistence.get_live_part(instance.id)
+        assert attrs.evolve(live.instance, pointers=[]) == attrs.evolve(whole, pointers=[])
+        assert live.stored_pointers == len(whole.pointers) == 13
+        if live.whole:
+            assert live.instance.pointers == whole.pointers
+        else:
+            assert {p.id for p in live.instance.pointers} == set(live.positions)
+            for pointer in live.instance.pointers:
+                assert whole.pointers[live.positions[pointer.id]] == pointer
+            positions = [live.positions[p.id] for p in live.instance.pointers]
+            assert positions == sorted(positions)
+        listed = {p.id for p in live.instance.pointers}
+        assert {p.id for p in whole.pointers if p.active} <= listed
+        with pytest.raises(WorkflowNotFoundError):
+            await persistence.get_live_part(new_id())
+
+    @pytest.mark.anyio
+    async def test_write_contract_a_loop_written_from_live_parts(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        """A loop as passes over live parts write it: each round reads the live part, ends
+        the last branch, starts a new one under the container and writes by position
+        (``pointer_write``; as ever when the part is whole). The stored instance is after
+        every round what the same changes to the whole instance make it."""
+        loop = ExecutionPointer(step_id=0, status=PointerStatus.RUNNING)
+        instance = make_instance(pointers=[loop], data={"i": 0})
+        await persistence.create_workflow(instance)
+        model = await persistence.get_workflow(instance.id)
+        for round_no in range(1, 26):
+            live = await persistence.get_live_part(instance.id)
+            part = live.instance
+            changed: list[ExecutionPointer] = []
+            for pointers in (part.pointers, model.pointers):
+                container = pointers[0]
+                if len(pointers) > 1 and pointers[-1].active:
+                    previous = pointers[-1]
+                    previous.status = PointerStatus.COMPLETE
+                    previous.active = False
+                    previous.end_time = model.create_time + timedelta(seconds=round_no)
+                    if pointers is part.pointers:
+                        changed.append(previous)
+                branch = ExecutionPointer(
+                    step_id=1, id=f"b{round_no}", scope=[container.id], context_item=round_no
+                )
+                pointers.append(branch)
+                container.children.append(branch.id)
+                container.persistence_data = {"rounds": round_no}
+            part.data["i"] = model.data["i"] = round_no
+            container = part.pointers[0]
+            ids = {container.id, *(p.id for p in changed), f"b{round_no}"}
+            if live.whole:
+                await persistence.persist_workflow(part, changed_pointers=ids)
+            else:
+                write = PointerWrite(
+                    live.stored_pointers,
+                    [(live.positions[p.id], p) for p in (container, *changed)],
+                    [part.pointers[-1]],
+                )
+                await persistence.persist_workflow(part, changed_pointers=ids, pointer_write=write)
+            model.revision = part.revision
+            assert await persistence.get_workflow(instance.id) == as_stored(model)
+        stored = await persistence.get_workflow(instance.id)
+        assert stored.pointers[0].children == [f"b{i}" for i in range(1, 26)]
+        live = await persistence.get_live_part(instance.id)
+        assert [p.id for p in live.instance.pointers if p.active] == [loop.id, "b25"]
 
     @pytest.mark.anyio
     async def test_pointers_read_page_by_page(self, persistence: PersistenceProvider) -> None:
@@ -1732,6 +1818,66 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
             if name_added:
                 changed.update(new_ids)
             self.write(pair, changed_pointers=changed)
+
+        @rule(
+            workflow_id=workflow_ids,
+            touched=st.lists(st.integers(min_value=0, max_value=7), max_size=2),
+            end=st.booleans(),
+            container=st.none() | st.integers(min_value=0, max_value=7),
+            added=st.integers(min_value=0, max_value=2),
+        )
+        def live_step(
+            self,
+            workflow_id: str,
+            touched: list[int],
+            end: bool,
+            container: int | None,
+            added: int,
+        ) -> None:
+            """A pass's write over the provider's live part (``pointer_write``, unless the
+            part is whole), the same changes made to the whole instance in the model: the
+            live part holds the model's pointers at their positions, and both store alike."""
+            live = call(persistence.get_live_part, workflow_id)
+            whole = call(self.model.get_workflow, workflow_id)
+            part = live.instance
+            assert attrs.evolve(part, pointers=[]) == attrs.evolve(whole, pointers=[])
+
+            def position(index: int) -> int:
+                return index if live.whole else live.positions[part.pointers[index].id]
+
+            for index in range(len(part.pointers)):
+                assert whole.pointers[position(index)] == part.pointers[index]
+            assert {p.id for p in whole.pointers if p.active} <= {p.id for p in part.pointers}
+            count = len(part.pointers)
+            changed: dict[int, ExecutionPointer] = {}
+            for index in touched if count else ():
+                index %= count
+                for pointer in (part.pointers[index], whole.pointers[position(index)]):
+                    pointer.attempt += 1
+                    pointer.extensions[f"live-{self.ticks}"] = index
+                    if end:
+                        pointer.active = False
+                        pointer.status = PointerStatus.COMPLETE
+                changed[position(index)] = part.pointers[index]
+            new = [ExecutionPointer(step_id=90 + i, start_time=self.at(0)) for i in range(added)]
+            for copy in (part, whole):
+                copy.pointers.extend(attrs.evolve(p, children=[]) for p in new)
+            if container is not None and count and new:
+                index = container % count
+                for pointer in (part.pointers[index], whole.pointers[position(index)]):
+                    pointer.children.extend(p.id for p in new)
+                changed[position(index)] = part.pointers[index]
+            names = {p.id for p in changed.values()} | {p.id for p in new}
+            if live.whole:
+                call(persistence.persist_workflow, part, changed_pointers=names)
+            else:
+                write = PointerWrite(
+                    live.stored_pointers, sorted(changed.items()), part.pointers[count:]
+                )
+                call(persistence.persist_workflow, part, pointer_write=write)
+            call(self.model.persist_workflow, whole)
+            assert part.revision == whole.revision
+            self.get(workflow_id)
 
         @rule(
             pair=copies,

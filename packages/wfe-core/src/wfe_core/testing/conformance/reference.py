@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
     from datetime import datetime
 
+    from wfe_core.providers import PointerWrite
     from wfe_core.providers._lock import Lease, LeaseRequest
 
 __all__ = ["ReferencePersistence"]
@@ -117,6 +118,7 @@ class ReferencePersistence(PersistenceProvider):
         changed_pointers: Collection[str] | None = None,
         fence: int | None = None,
         release: Lease | None = None,
+        pointer_write: PointerWrite | None = None,
     ) -> None:
         # Rule: a store without ``leased-writes`` takes no ``release``.
         if release is not None:
@@ -149,7 +151,18 @@ class ReferencePersistence(PersistenceProvider):
         # Rule: skipping pointers not in ``changed_pointers`` is an optimisation a provider
         # may make, never a requirement: the model always stores the whole instance.
         new_revision = stored_revision + 1
-        instance_text = _text(attrs.evolve(instance, revision=new_revision))
+        stored = attrs.evolve(instance, revision=new_revision)
+        if pointer_write is not None:
+            # Rule (a live part's write): the head, the named pointers at their positions
+            # and the added ones after the stored ones; every other pointer as stored.
+            pointers = _read(self.instances[instance.id], WorkflowInstance).pointers
+            if pointer_write.stored_pointers != len(pointers):
+                raise ValueError("pointer_write.stored_pointers is not the stored count")
+            for position, pointer in pointer_write.changed:
+                pointers[position] = pointer
+            pointers.extend(pointer_write.added)
+            stored.pointers = pointers
+        instance_text = _text(stored)
         new_subscriptions = list(subscriptions)
         subscription_texts = [(sub.id, _text(sub)) for sub in new_subscriptions]
         error_texts = [_text(error) for error in errors]
