@@ -154,12 +154,30 @@ def persist(
     return f"WITH {', '.join(parts)} {result}"
 
 
+#: The pointer and child rows of merged writes: those of the row ``ord`` of ``t`` go with
+#: the instance ``w`` wrote for it (a refused write stores none of its rows).
+_MERGED_ROWS = """p AS (
+        INSERT INTO pointers (workflow_id, position, document)
+        SELECT w.id, r.position, r.document
+        FROM w JOIN unnest(%(p_ords)s::bigint[], %(positions)s::integer[], %(texts)s::text[])
+            AS r(ord, position, document) ON r.ord = w.ord
+        ON CONFLICT (workflow_id, position) DO UPDATE SET document = EXCLUDED.document
+    ),
+    c AS (
+        INSERT INTO pointer_children (workflow_id, position, idx, child_id)
+        SELECT w.id, r.position, r.idx, r.child_id
+        FROM w JOIN unnest(%(c_ords)s::bigint[], %(child_positions)s::integer[],
+                           %(child_indices)s::integer[], %(child_ids)s::text[])
+            AS r(ord, position, idx, child_id) ON r.ord = w.ord
+        ON CONFLICT (workflow_id, position, idx) DO UPDATE SET child_id = EXCLUDED.child_id
+    )"""
+
 #: The plain writes of many instances (heads, pointer and child rows only) as one statement:
 #: what ``persist(True, False, False, False)`` does for each, row ``ord`` of the head arrays
 #: with the pointer and child rows of the same ``ord``. One result row per write, in order,
 #: as that statement's (the sub-selects read the statement's snapshot: the stored revision
 #: and fence before it). The ids are distinct (see ``_batch.Merge.key``).
-PERSIST_MANY = """
+PERSIST_MANY = f"""
     WITH t AS (
         SELECT * FROM unnest(%(ids)s::text[], %(statuses)s::text[], %(references)s::text[],
             %(next_executions)s::timestamptz[], %(complete_times)s::timestamptz[],
@@ -178,21 +196,7 @@ PERSIST_MANY = """
             AND (f.fence IS NULL OR t.fence IS NULL OR f.fence <= t.fence)
         RETURNING f.id, t.ord
     ),
-    p AS (
-        INSERT INTO pointers (workflow_id, position, document)
-        SELECT w.id, r.position, r.document
-        FROM w JOIN unnest(%(p_ords)s::bigint[], %(positions)s::integer[], %(texts)s::text[])
-            AS r(ord, position, document) ON r.ord = w.ord
-        ON CONFLICT (workflow_id, position) DO UPDATE SET document = EXCLUDED.document
-    ),
-    c AS (
-        INSERT INTO pointer_children (workflow_id, position, idx, child_id)
-        SELECT w.id, r.position, r.idx, r.child_id
-        FROM w JOIN unnest(%(c_ords)s::bigint[], %(child_positions)s::integer[],
-                           %(child_indices)s::integer[], %(child_ids)s::text[])
-            AS r(ord, position, idx, child_id) ON r.ord = w.ord
-        ON CONFLICT (workflow_id, position, idx) DO UPDATE SET child_id = EXCLUDED.child_id
-    )
+    {_MERGED_ROWS}
     SELECT w.ord IS NOT NULL, s.revision, s.fence
     FROM t LEFT JOIN w ON w.ord = t.ord LEFT JOIN workflows s ON s.id = t.id
     ORDER BY t.ord"""
@@ -249,7 +253,7 @@ CREATE_LEASED_WORKFLOW = f"""
 DROP_LEASE = "DELETE FROM wfe_locks WHERE key = %(id)s AND token = %(token)s"
 #: The creates of many instances as one statement: what ``CREATE_WORKFLOW`` does for each
 #: (the ids are distinct), one result row per create, in order.
-CREATE_MANY = """
+CREATE_MANY = f"""
     WITH t AS (
         SELECT * FROM unnest(%(ids)s::text[], %(definition_ids)s::text[],
             %(versions)s::integer[], %(create_times)s::timestamptz[], %(statuses)s::text[],
@@ -269,21 +273,7 @@ CREATE_MANY = """
         RETURNING id
     ),
     w AS (SELECT n.id, t.ord FROM n JOIN t ON t.id = n.id),
-    p AS (
-        INSERT INTO pointers (workflow_id, position, document)
-        SELECT w.id, r.position, r.document
-        FROM w JOIN unnest(%(p_ords)s::bigint[], %(positions)s::integer[], %(texts)s::text[])
-            AS r(ord, position, document) ON r.ord = w.ord
-        ON CONFLICT (workflow_id, position) DO UPDATE SET document = EXCLUDED.document
-    ),
-    c AS (
-        INSERT INTO pointer_children (workflow_id, position, idx, child_id)
-        SELECT w.id, r.position, r.idx, r.child_id
-        FROM w JOIN unnest(%(c_ords)s::bigint[], %(child_positions)s::integer[],
-                           %(child_indices)s::integer[], %(child_ids)s::text[])
-            AS r(ord, position, idx, child_id) ON r.ord = w.ord
-        ON CONFLICT (workflow_id, position, idx) DO UPDATE SET child_id = EXCLUDED.child_id
-    )
+    {_MERGED_ROWS}
     SELECT (w.ord IS NOT NULL)::integer FROM t LEFT JOIN w ON w.ord = t.ord ORDER BY t.ord"""
 
 #: Heads and pointers (with their child ids) of the instances ``ids``, in one snapshot:
