@@ -50,8 +50,10 @@ async def _waiting(host: WorkflowHost) -> str:
     ):
         assert anyio.current_time() < deadline, "the workflow never waited for its event"
         await anyio.sleep(0.01)
-    # Its pass has stored the wait; it may not have let go of the lease yet.
-    while await host.lock.holder(workflow_id) is not None:
+    # Its pass has stored the wait; it may not have let go of the lease yet, nor ended (its
+    # last write gives the lease back before the pass ends, and a delivery leaves a workflow
+    # whose pass still runs here to the usual path).
+    while await host.lock.holder(workflow_id) is not None or host.running_workflows:
         assert anyio.current_time() < deadline, "the pass never let go of the workflow"
         await anyio.sleep(0.01)
     return workflow_id
