@@ -355,9 +355,11 @@ class InstanceDocuments:
         child_rows: list[tuple[int, int, str]] = []
         reset: list[int] = []
         updates: list[tuple[int, str, int, bool]] = []
-        named = [*write.changed, *enumerate(write.added, stored)]
-        for index, pointer in named:
+        # Each named pointer encoded once: (position, text, child ids).
+        encoded: list[tuple[int, str, list[str]]] = []
+        for index, pointer in (*write.changed, *enumerate(write.added, stored)):
             text, children = pointer_row(pointer)
+            encoded.append((index, text, children))
             pointer_rows.append((index, text))
             if index >= stored:
                 known = 0
@@ -395,8 +397,7 @@ class InstanceDocuments:
         if previous.texts is not None and previous.children is not None:
             # ``verify``: kept as stored, to check later writes against.
             texts, kids = previous.texts[:], previous.children[:]
-            for index, pointer in named:
-                text, children = pointer_row(pointer)
+            for index, text, children in encoded:
                 if index < stored:
                     texts[index], kids[index] = text, list(children)
                 else:
