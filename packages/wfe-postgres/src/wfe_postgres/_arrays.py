@@ -46,6 +46,9 @@ def _element(value: object) -> str:
         return "f"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, float):
+        # repr is the shortest text read back as the same double ("30.0", "0.1").
+        return repr(value)
     if isinstance(value, datetime):
         # ISO 8601 with its offset; a naive time is read in the session's zone (UTC), as
         # psycopg's adaptation of it is.
@@ -56,5 +59,5 @@ def _element(value: object) -> str:
 
 
 def array(values: Iterable[object]) -> str:
-    """The literal of texts, integers, booleans, datetimes and ``None`` (``NULL``)."""
+    """The literal of texts, integers, floats, booleans, datetimes and ``None`` (``NULL``)."""
     return "{" + ",".join(map(_element, values)) + "}"

@@ -264,12 +264,13 @@ def _merged(batch: list[_Item]) -> list[tuple[Any, Any, list[int]]]:
     place of the first), with the positions in the batch of the statements each stands for.
     A statement whose key is already in the merged one goes after it, alone."""
     sent: list[tuple[Any, Any, list[int]]] = []
-    #: Per kind: its place in ``sent``, the positions merged, their keys.
-    groups: dict[tuple[int, Any], tuple[int, list[int], set[Any]]] = {}
+    #: Per kind (its Merge: the statements of a write with and without pointer rows differ,
+    #: their merged statement is one): its place in ``sent``, the positions merged, their keys.
+    groups: dict[int, tuple[int, list[int], set[Any]]] = {}
     for index, item in enumerate(batch):
         merge = item.merge
         if merge is not None:
-            kind = (id(merge), item.statement)
+            kind = id(merge)
             key = merge.key(item.params)
             group = groups.get(kind)
             if group is None:

@@ -2,9 +2,12 @@
 :class:`wfe_postgres._batch.Merge`).
 
 A burst of workflows makes, at once, one plain write per running step (the head, the
-changed pointer rows, the new child ids) and one create per new workflow. The group commit
-sends each kind as one statement over arrays (``_sql.PERSIST_MANY``, ``_sql.CREATE_MANY``),
-with each write's rows tagged by its place (``ord``). The parameters of each write are those
+changed pointer rows, the new child ids) and one create per new workflow; with leased
+writes, the create takes the workflow's lease and a pass's last write gives it back. The
+group commit sends each kind as one statement over arrays (``_sql.PERSIST_MANY``,
+``_sql.PERSIST_RELEASED_MANY``, ``_sql.CREATE_MANY``, ``_sql.CREATE_LEASED_MANY``), with
+each write's rows tagged by its place (``ord``); each write's outcome (a stale revision or
+fence, a lease no longer current, a key held) is its row's alone. The parameters of each write are those
 of its own statement, plus how many pointer and child rows its arrays hold
 (``pointer_rows``, ``child_rows``), so the arrays' literals are joined without being parsed.
 """
@@ -16,7 +19,7 @@ from typing import Any
 from wfe_postgres import _arrays as arrays
 from wfe_postgres import _sql as q
 
-__all__ = ["CREATES", "PLAIN_WRITES"]
+__all__ = ["CREATES", "LEASED_CREATES", "PLAIN_WRITES", "RELEASING_WRITES"]
 
 Rows = list[tuple[Any, ...]]
 
@@ -35,6 +38,13 @@ _NEW = (
     ("version", "versions"),
     ("create_time", "create_times"),
 )
+#: The revision a write expects and the fence it holds.
+_CHECKED = (("expected", "expected"), ("fence", "fences"))
+#: The lease a create takes.
+_TAKEN = (("lease_owner", "lease_owners"), ("ttl", "ttls"), ("host", "hosts"), ("pid", "pids"))
+#: The lease a write gives back (its token is the write's fence), and the notification
+#: waking the key's waiters once it is freed.
+_GIVEN_BACK = (("lease_owner", "lease_owners"), ("channel", "channels"), ("topic", "topics"))
 
 
 def _joined(literals: list[str]) -> str:
@@ -65,10 +75,9 @@ class _Writes:
     """A :class:`~wfe_postgres._batch.Merge` of the writes of one statement kind, keyed by
     instance id."""
 
-    def __init__(self, statement: str, columns: tuple[tuple[str, str], ...], fenced: bool) -> None:
+    def __init__(self, statement: str, columns: tuple[tuple[str, str], ...]) -> None:
         self.statement = statement
         self.columns = columns
-        self.fenced = fenced
 
     def key(self, params: dict[str, Any]) -> Any:
         return params["id"]
@@ -79,9 +88,6 @@ class _Writes:
             "documents": arrays.texts([w["document"] for w in params]),
             **_rows_of(params),
         }
-        if self.fenced:
-            values["expected"] = arrays.array([w["expected"] for w in params])
-            values["fences"] = arrays.array([w["fence"] for w in params])
         return self.statement, values
 
     def split(self, rows: Rows, count: int) -> list[Rows]:
@@ -91,6 +97,10 @@ class _Writes:
 
 #: Plain writes of running instances (``persist_workflow`` with ``changed_pointers`` and
 #: no subscriptions, errors or events).
-PLAIN_WRITES = _Writes(q.PERSIST_MANY, _HEAD, fenced=True)
+PLAIN_WRITES = _Writes(q.PERSIST_MANY, (*_HEAD, *_CHECKED))
+#: The same with ``release`` (a pass's last write under leased writes).
+RELEASING_WRITES = _Writes(q.PERSIST_RELEASED_MANY, (*_HEAD, *_CHECKED, *_GIVEN_BACK))
 #: ``create_workflow``.
-CREATES = _Writes(q.CREATE_MANY, (*_HEAD, *_NEW), fenced=False)
+CREATES = _Writes(q.CREATE_MANY, (*_HEAD, *_NEW))
+#: ``create_workflow`` with ``lease``.
+LEASED_CREATES = _Writes(q.CREATE_LEASED_MANY, (*_HEAD, *_NEW, *_TAKEN))

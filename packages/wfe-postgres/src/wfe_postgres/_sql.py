@@ -201,6 +201,51 @@ PERSIST_MANY = f"""
     FROM t LEFT JOIN w ON w.ord = t.ord LEFT JOIN workflows s ON s.id = t.id
     ORDER BY t.ord"""
 
+#: The writes giving their leases back (``persist(True, False, False, False, release=True)``
+#: for each) as one statement: a write is made only while its own lease is the key's
+#: current one (locked for the statement, as the single write locks it), and frees it once
+#: its head is written, waking the key's waiters. One result row per write, in order, as
+#: that statement's: whether it wrote, the stored revision and fence before it, whether its
+#: lease was current. The ids are distinct (see ``_batch.Merge.key``).
+PERSIST_RELEASED_MANY = f"""
+    WITH t AS (
+        SELECT * FROM unnest(%(ids)s::text[], %(statuses)s::text[], %(references)s::text[],
+            %(next_executions)s::timestamptz[], %(complete_times)s::timestamptz[],
+            %(revisions)s::bigint[], %(pointer_counts)s::integer[], %(documents)s::text[],
+            %(expected)s::bigint[], %(fences)s::bigint[], %(lease_owners)s::text[],
+            %(channels)s::text[], %(topics)s::text[])
+            WITH ORDINALITY AS t(id, status, reference, next_execution, complete_time,
+                revision, pointer_count, document, expected, fence, lease_owner, channel,
+                topic, ord)
+    ),
+    held AS (
+        SELECT l.key FROM wfe_locks l JOIN t ON l.key = t.id
+        WHERE l.owner = t.lease_owner AND l.token = t.fence AND l.expires_at > now()
+        ORDER BY t.ord
+        FOR UPDATE OF l
+    ),
+    w AS (
+        UPDATE workflows AS f SET status = t.status, reference = t.reference,
+            next_execution = t.next_execution, complete_time = t.complete_time,
+            revision = t.revision, pointer_count = t.pointer_count, document = t.document,
+            fence = GREATEST(f.fence, t.fence)
+        FROM t JOIN held ON held.key = t.id
+        WHERE f.id = t.id AND f.revision = t.expected
+            AND (f.fence IS NULL OR t.fence IS NULL OR f.fence <= t.fence)
+        RETURNING f.id, t.ord
+    ),
+    freed AS (
+        DELETE FROM wfe_locks AS l USING w JOIN t ON t.ord = w.ord
+        WHERE l.key = w.id AND l.token = t.fence
+        RETURNING l.key
+    ),
+    {_MERGED_ROWS}
+    SELECT w.ord IS NOT NULL, s.revision, s.fence, h.key IS NOT NULL,
+           (SELECT pg_notify(t.channel, t.topic) FROM freed WHERE freed.key = t.id)
+    FROM t LEFT JOIN w ON w.ord = t.ord LEFT JOIN held h ON h.key = t.id
+        LEFT JOIN workflows s ON s.id = t.id
+    ORDER BY t.ord"""
+
 #: A whole-instance write: drop the child rows and the pointers past the new count.
 REPLACE_POINTERS = """
     WITH gone AS (DELETE FROM pointers WHERE workflow_id = %(id)s AND position >= %(pointer_count)s)
@@ -275,6 +320,51 @@ CREATE_MANY = f"""
     w AS (SELECT n.id, t.ord FROM n JOIN t ON t.id = n.id),
     {_MERGED_ROWS}
     SELECT (w.ord IS NOT NULL)::integer FROM t LEFT JOIN w ON w.ord = t.ord ORDER BY t.ord"""
+
+#: The leased creates of many instances as one statement: what ``CREATE_LEASED_WORKFLOW``
+#: does for each (the ids are distinct), one result row per create, in order, as that
+#: statement's: whether it was created, its lease's token and expiry, whether the id was
+#: stored before.
+CREATE_LEASED_MANY = f"""
+    WITH t AS (
+        SELECT * FROM unnest(%(ids)s::text[], %(definition_ids)s::text[],
+            %(versions)s::integer[], %(create_times)s::timestamptz[], %(statuses)s::text[],
+            %(references)s::text[], %(next_executions)s::timestamptz[],
+            %(complete_times)s::timestamptz[], %(revisions)s::bigint[],
+            %(pointer_counts)s::integer[], %(documents)s::text[], %(lease_owners)s::text[],
+            %(ttls)s::float8[], %(hosts)s::text[], %(pids)s::integer[])
+            WITH ORDINALITY AS t(id, definition_id, version, create_time, status, reference,
+                next_execution, complete_time, revision, pointer_count, document,
+                lease_owner, ttl, host, pid, ord)
+    ),
+    taken AS (
+        INSERT INTO wfe_locks AS l (key, owner, token, expires_at, holder_host, holder_pid)
+        SELECT t.id, t.lease_owner, nextval('wfe_lock_tokens'::regclass),
+            now() + make_interval(secs => t.ttl), t.host, t.pid
+        FROM t WHERE NOT EXISTS (SELECT FROM workflows WHERE id = t.id)
+        ORDER BY t.ord
+        ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, token = excluded.token,
+            expires_at = excluded.expires_at, holder_host = excluded.holder_host,
+            holder_pid = excluded.holder_pid
+        WHERE l.expires_at <= now()
+        RETURNING key, token, expires_at
+    ),
+    n AS (
+        INSERT INTO workflows (id, definition_id, version, create_time, status, reference,
+            next_execution, complete_time, revision, pointer_count, document, fence)
+        SELECT t.id, t.definition_id, t.version, t.create_time, t.status, t.reference,
+            t.next_execution, t.complete_time, t.revision, t.pointer_count, t.document,
+            taken.token
+        FROM t JOIN taken ON taken.key = t.id ORDER BY t.ord
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id
+    ),
+    w AS (SELECT n.id, t.ord FROM n JOIN t ON t.id = n.id),
+    {_MERGED_ROWS}
+    SELECT (w.ord IS NOT NULL)::integer, k.token, k.expires_at,
+           EXISTS (SELECT FROM workflows s WHERE s.id = t.id)
+    FROM t LEFT JOIN w ON w.ord = t.ord LEFT JOIN taken k ON k.key = t.id
+    ORDER BY t.ord"""
 
 #: Heads and pointers (with their child ids) of the instances ``ids``, in one snapshot:
 #: each head, then its pointers in order.

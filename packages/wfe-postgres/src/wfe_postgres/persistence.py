@@ -33,7 +33,7 @@ from wfe_postgres import _sql as q
 from wfe_postgres._batch import batcher_of
 from wfe_postgres._documents import InstanceRows, Write, dumps
 from wfe_postgres._listener import channel_for
-from wfe_postgres._merged_writes import CREATES, PLAIN_WRITES
+from wfe_postgres._merged_writes import CREATES, LEASED_CREATES, PLAIN_WRITES, RELEASING_WRITES
 from wfe_postgres.base import PostgresProviderMixin
 from wfe_postgres.lock import lock_topic, not_current
 from wfe_postgres.migrations import SchemaVersions, check_schema
@@ -277,7 +277,7 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
         host, pid = this_process()
         params.update(lease_owner=lease.owner, ttl=float(lease.ttl), host=host, pid=pid)
         ((created, token, expires_at, existed),) = await batcher.run(
-            q.CREATE_LEASED_WORKFLOW, params, "create_workflow"
+            q.CREATE_LEASED_WORKFLOW, params, "create_workflow", merge=LEASED_CREATES
         )
         if not created:
             if token is not None:
@@ -396,14 +396,16 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
                     reopen,
                     release is not None,
                 )
-                # A write giving a lease back is a statement of its own kind (not merged).
-                plain = not (has_subscriptions or has_errors or has_events or release is not None)
+                # Merged with the other writes of its kind (the head and pointer rows only;
+                # giving a lease back or not) made at the same time.
+                plain = not (has_subscriptions or has_errors or has_events)
+                merge = RELEASING_WRITES if release is not None else PLAIN_WRITES
                 found = await batcher_of(self.database).run(
                     statement,
                     {**params, **_pointer_params(write)},
                     "persist_workflow",
                     errors=duplicate,
-                    merge=PLAIN_WRITES if plain else None,
+                    merge=merge if plain else None,
                 )
                 check(found[0] if found else None)
             else:
