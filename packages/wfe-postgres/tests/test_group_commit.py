@@ -9,12 +9,20 @@ import anyio
 import anyio.lowlevel
 import psycopg
 import pytest
+from psycopg import sql
 
-from wfe_core.errors import ConcurrencyError, StaleLeaseError
+from wfe_core.errors import (
+    ConcurrencyError,
+    LockNotHeldError,
+    StaleLeaseError,
+    WorkflowNotFoundError,
+)
 from wfe_core.models import Event, ExecutionPointer, PointerStatus, WorkflowStatus
+from wfe_core.providers import Lease, LeaseRequest
 from wfe_core.testing.conformance.persistence import make_instance
 from wfe_postgres import PostgresLock, PostgresPersistence
 from wfe_postgres._batch import batcher_of
+from wfe_postgres.lock import lock_topic
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -215,3 +223,169 @@ async def test_writes_of_many_instances_merged_store_each_its_own_rows(
         assert stored.data == {"written": instance.id}
         assert stored.pointers == instance.pointers
     assert (await persistence.get_workflow(twice.id)).revision == 2
+
+
+def _with_rows(instance: WorkflowInstance, index: int) -> WorkflowInstance:
+    """``instance`` with its own number of pointer rows and child ids (``index % 3``
+    children), so a row given to another's write shows."""
+    parent = ExecutionPointer(step_id=0, status=PointerStatus.RUNNING)
+    children = [ExecutionPointer(step_id=1, scope=[parent.id]) for _ in range(index % 3)]
+    parent.children = [child.id for child in children]
+    instance.pointers = [parent, *children]
+    instance.data = {"index": index}
+    return instance
+
+
+def _fence(db_url: str, workflow_id: str) -> int | None:
+    with psycopg.connect(db_url.split("?")[0]) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(_schema(db_url))))
+        row = conn.execute("SELECT fence FROM workflows WHERE id = %s", (workflow_id,)).fetchone()
+        assert row is not None
+        fence: int | None = row[0]
+        return fence
+
+
+def _schema(db_url: str) -> str:
+    return db_url.rsplit("schema=", 1)[1]
+
+
+async def test_leased_creates_merged_each_take_their_own_lease_or_none(
+    persistence: PostgresPersistence, db_url: str
+) -> None:
+    async with PostgresLock(db_url) as lock:
+        assert persistence.shares_leases_with(lock)
+        batcher = batcher_of(persistence.database)
+        merged = batcher.merged
+        stored = make_instance()
+        await persistence.create_workflow(stored)
+        again = make_instance()
+        again.id = stored.id
+        held = make_instance()
+        other = await lock.acquire(held.id, owner="other", ttl=30)
+        assert other is not None
+        instances = [_with_rows(make_instance(), index) for index in range(CONCURRENT)]
+        leases: dict[str, Lease | None] = {}
+        refused: list[BaseException] = []
+
+        async def create(instance: WorkflowInstance) -> None:
+            try:
+                leases[instance.id] = await persistence.create_workflow(
+                    instance, lease=LeaseRequest(f"pass-{instance.id}", 30)
+                )
+            except ConcurrencyError as exc:
+                refused.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            # The refused ones among the others (the first two creates go out alone).
+            for instance in [*instances[:20], again, held, *instances[20:]]:
+                tg.start_soon(create, instance)
+
+        # Sent merged, and each create got its own outcome.
+        assert batcher.merged > merged
+        assert len(refused) == 1  # the stored id: no lease taken, the instance unchanged
+        assert (await persistence.get_workflow(stored.id)).data == stored.data
+        assert await lock.acquire(stored.id, owner="next", ttl=30) is not None
+        # The key held by another: nothing stored, the other's lease untouched.
+        assert leases.pop(held.id) is None
+        with pytest.raises(WorkflowNotFoundError):
+            await persistence.get_workflow(held.id)
+        holder = await lock.holder(held.id)
+        assert holder is not None
+        assert holder.owner == "other"
+        await lock.release(other)
+        tokens = set()
+        for instance in instances:
+            lease = leases[instance.id]
+            assert lease is not None
+            assert (lease.key, lease.owner) == (instance.id, f"pass-{instance.id}")
+            tokens.add(lease.token)
+            holder = await lock.holder(instance.id)
+            assert holder is not None
+            assert holder.owner == lease.owner
+            assert _fence(db_url, instance.id) == lease.token
+            stored_instance = await persistence.get_workflow(instance.id)
+            assert stored_instance.revision == instance.revision == 1
+            assert stored_instance.pointers == instance.pointers
+            assert stored_instance.data == instance.data
+        assert len(tokens) == CONCURRENT
+        assert min(tokens) > other.token
+
+
+async def test_releasing_writes_merged_each_get_their_own_outcome(
+    persistence: PostgresPersistence, db_url: str
+) -> None:
+    async with PostgresLock(db_url) as lock:
+        batcher = batcher_of(persistence.database)
+        instances = [_with_rows(make_instance(), index) for index in range(CONCURRENT)]
+        leases: dict[str, Lease] = {}
+        for instance in instances:
+            lease = await persistence.create_workflow(instance, lease=LeaseRequest("pass", 30))
+            assert lease is not None
+            leases[instance.id] = lease
+        # A lease lost (released, and the key taken by another), a stale revision, a fence
+        # older than one the instance accepted since: each refused alone, storing nothing.
+        lost, stale, fenced = instances[0], instances[1], instances[2]
+        await lock.release(leases[lost.id])
+        thief = await lock.acquire(lost.id, owner="thief", ttl=30)
+        assert thief is not None
+        stale.revision = 7
+        await persistence.persist_workflow(
+            fenced, changed_pointers=[], fence=leases[fenced.id].token + 1_000
+        )
+        before = {i.id: await persistence.get_workflow(i.id) for i in (lost, stale, fenced)}
+        outcomes: dict[str, BaseException | None] = {}
+
+        async def last_write(instance: WorkflowInstance) -> None:
+            parent = instance.pointers[0]
+            new = ExecutionPointer(step_id=2, scope=[parent.id])
+            parent.children.append(new.id)
+            parent.status = PointerStatus.COMPLETE
+            instance.pointers.append(new)
+            instance.status = WorkflowStatus.COMPLETE
+            instance.data = {"written": instance.id}
+            try:
+                await persistence.persist_workflow(
+                    instance, changed_pointers={parent.id}, release=leases[instance.id]
+                )
+            except (ConcurrencyError, LockNotHeldError) as exc:
+                outcomes[instance.id] = exc
+            else:
+                outcomes[instance.id] = None
+
+        with psycopg.connect(db_url.split("?")[0], autocommit=True) as listener:
+            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(persistence.channel)))
+            merged = batcher.merged
+            async with anyio.create_task_group() as tg:
+                # The refused ones among the others (the first two writes go out alone).
+                for instance in [*instances[3:20], lost, stale, fenced, *instances[20:]]:
+                    tg.start_soon(last_write, instance)
+            assert batcher.merged > merged
+            woken = {
+                n.payload
+                for n in listener.notifies(timeout=5, stop_after=CONCURRENT - 3)
+                if n.channel == persistence.channel
+            }
+
+        assert isinstance(outcomes.pop(lost.id), LockNotHeldError)
+        assert isinstance(outcomes.pop(fenced.id), StaleLeaseError)
+        stale_error = outcomes.pop(stale.id)
+        assert type(stale_error) is ConcurrencyError
+        for refused in (lost, stale, fenced):
+            assert await persistence.get_workflow(refused.id) == before[refused.id]
+        # The lost lease is still the thief's, the refused writers' leases still theirs.
+        holder = await lock.holder(lost.id)
+        assert holder is not None
+        assert holder.owner == "thief"
+        await lock.renew(leases[stale.id], ttl=30)
+        await lock.renew(leases[fenced.id], ttl=30)
+        # The others: written with their own rows, their keys freed and their waiters woken.
+        assert set(outcomes.values()) == {None}
+        written = instances[3:]
+        assert woken == {lock_topic(instance.id) for instance in written}
+        for instance in written:
+            stored = await persistence.get_workflow(instance.id)
+            assert stored.revision == instance.revision == 2
+            assert stored.status == WorkflowStatus.COMPLETE
+            assert stored.data == {"written": instance.id}
+            assert stored.pointers == instance.pointers
+            assert await lock.holder(instance.id) is None
