@@ -7,8 +7,8 @@ writes, the create takes the workflow's lease and a pass's last write gives it b
 group commit sends each kind as one statement over arrays (``_sql.PERSIST_MANY``,
 ``_sql.PERSIST_RELEASED_MANY``, ``_sql.CREATE_MANY``, ``_sql.CREATE_LEASED_MANY``), with
 each write's rows tagged by its place (``ord``); each write's outcome (a stale revision or
-fence, a lease no longer current, a key held) is its row's alone. The parameters of each write are those
-of its own statement, plus how many pointer and child rows its arrays hold
+fence, a lease no longer current, a key held) is its row's alone. The parameters of each
+write are those of its own statement, plus how many pointer and child rows its arrays hold
 (``pointer_rows``, ``child_rows``), so the arrays' literals are joined without being parsed.
 """
 
