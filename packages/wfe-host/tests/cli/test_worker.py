@@ -8,6 +8,7 @@ tests run real ``wfe worker`` processes.
 from __future__ import annotations
 
 import faulthandler
+import gc
 import importlib
 import importlib.util
 import json
@@ -137,6 +138,19 @@ def test_worker_runs_stored_work_and_stops_on_sigterm(cli, shared, flows) -> Non
     record = _show(cli, workflow_id)
     assert record["status"] == "complete"
     assert record["data"] == {"name": "ann", "greeting": "hello ann", "go": {"n": 1}}
+
+
+@pytest.mark.usefixtures("hang_guard")
+def test_worker_leaves_its_start_up_objects_out_of_garbage_collections(cli, shared, flows) -> None:
+    gc.unfreeze()
+    h.start(shared.persistence, _definitions(flows), "stopper")
+    try:
+        result = cli("worker", "-m", flows.__name__)
+        assert result.exit_code == 0, result.output
+        # Frozen once started: the full collections of a busy worker skip them.
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # this test process is not a worker
 
 
 @pytest.mark.usefixtures("hang_guard")
