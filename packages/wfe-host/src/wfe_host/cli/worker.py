@@ -193,10 +193,10 @@ def freeze_start_up_objects() -> None:
 
     A full collection traverses every tracked object; a worker's start-up makes tens of
     thousands that never become garbage, so without this the full collections of a busy
-    worker cost about 0.4 ms per 3-step workflow on PostgreSQL (``python -m bench.gc_cost``,
-    docs/benchmarks.md). Garbage made so far is collected first, so none is kept for good.
-    A process-wide setting: the worker owns its process, an application embedding a host
-    decides for its own.
+    worker cost 0.1-0.4 ms per 3-step workflow on PostgreSQL, about a tenth with it
+    (``python -m bench.gc_cost``, docs/benchmarks.md). Garbage made so far is collected
+    first, so none is kept for good. A process-wide setting: the worker owns its process, an
+    application embedding a host decides for its own.
     """
     gc.collect()
     gc.freeze()
