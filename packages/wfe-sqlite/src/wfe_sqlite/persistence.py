@@ -673,9 +673,7 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
                 stored,
                 {p.id: i for p, i in zip(instance.pointers, positions, strict=True)},
                 children_start={
-                    p.id: start
-                    for p, start in zip(instance.pointers, starts, strict=True)
-                    if start
+                    p.id: start for p, start in zip(instance.pointers, starts, strict=True) if start
                 },
             )
 

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
     from wfe_core.models import ExecutionPointer
-
     from wfe_core.providers import Provider
 
 T = TypeVar("T")
