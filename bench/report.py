@@ -225,9 +225,9 @@ def _long_targets(med: Any) -> list[Target]:
     found: list[Target] = []
     short, long = LONG_STEPS_CHECKED
     for shape in LONG_SHAPES:
-        # A recur runs to RECUR_MAX_STEPS rounds at most: its growth is judged there.
-        longest = min(long, RECUR_MAX_STEPS) if shape == "recur" else long
         for backend in LONG_BACKENDS:
+            # A recur runs to RECUR_MAX_STEPS rounds at most: its growth is judged there.
+            longest = min(long, RECUR_MAX_STEPS[backend]) if shape == "recur" else long
             a = med("7", long_system("WFE", shape, short), backend, "cpu_us_per_step")
             b = med("7", long_system("WFE", shape, longest), backend, "cpu_us_per_step")
             name = f"7 {backend} {shape}: CPU/step N={longest:,} vs N={short:,}"

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from wfe_core import ExecutionResult, StepBody, StepContext, WorkflowBuilder
 from wfe_core.memory import MemoryPersistence
 from wfe_core.models import ErrorBehavior, WorkflowDefinition
+from wfe_core.primitives import Recur
 from wfe_core.serialization import to_primitive
 from wfe_core.testing import ManualClock
 from wfe_core.testing.definitions import Node, build_tree, definition_trees
@@ -145,6 +146,33 @@ async def test_a_step_reading_history_sees_the_finished_pointers() -> None:
     )
     text = await _same_either_way(definition)
     assert '"seen": 4' in text
+
+
+class _ChildCountingRecur(Recur):
+    """A recur whose body is not the engine's own, reading its pointer's ``children``."""
+
+    async def run(self, ctx: StepContext) -> ExecutionResult:
+        ctx.data.setdefault("children", []).append(len(ctx.pointer.children))
+        return await super().run(ctx)
+
+
+@pytest.mark.anyio
+async def test_a_step_body_sees_all_its_children_over_live_parts() -> None:
+    """A live part may hold only a container's last child ids (the memory store keeps the
+    last one): a body that is not the engine's own still sees them all in ``ctx.pointer``."""
+    definition = (
+        WorkflowBuilder()
+        .recur(
+            timedelta(minutes=1), lambda data: _rounds(data) >= 6, lambda b: b.then(_log("round"))
+        )
+        .build("counting")
+    )
+    (recur,) = [step for step in definition.steps if step.body is Recur]
+    recur.body = _ChildCountingRecur
+    text = await _same_either_way(definition)
+    counts = json.loads(text)["data"]["children"]
+    assert counts == sorted(counts)
+    assert counts[-1] >= 6
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))

@@ -176,17 +176,22 @@ class InstanceRows:
             runnable,
         )
 
-    def kept_live(self, workflow_id: str) -> tuple[int, list[int]] | None:
-        """The revision kept for ``workflow_id`` and the positions of its active pointers
-        then, in order (``None``: nothing is kept)."""
+    def kept_live(self, workflow_id: str) -> tuple[int, list[int], list[int]] | None:
+        """The revision kept for ``workflow_id``, the positions of its active pointers then,
+        in order, and the child count stored for each (``None``: nothing is kept)."""
         kept = self._entries.get(workflow_id)
-        return None if kept is None else (kept.revision, sorted(kept.active))
+        if kept is None:
+            return None
+        positions = sorted(kept.active)
+        counts = kept.counts
+        return kept.revision, positions, [counts[i] for i in positions]
 
     def encode_live(self, instance: WorkflowInstance, revision: int, write: PointerWrite) -> Write:
         """The rows of a live part of ``instance`` written as ``revision``: the pointers
         ``write`` names by position. The child ids appended since what is kept (for
-        ``instance.revision``); without it, every child id of the named pointers (stored
-        again as they are: they only grow), and nothing is kept after."""
+        ``instance.revision``); without it, every child id the named pointers hold (from
+        ``write.children_start`` on; stored again as they are: they only grow), and nothing
+        is kept after."""
         kept = self._entries.get(instance.id)
         if kept is not None and kept.revision != instance.revision:
             kept = None
@@ -202,18 +207,28 @@ class InstanceRows:
         child_indices: list[int] = []
         child_ids: list[str] = []
         updates: list[tuple[int, str, int, bool]] = []
+        starts = write.children_start
         for index, pointer in (*write.changed, *enumerate(write.added, stored)):
             text, children = _encode_pointer(pointer)
             positions.append(index)
             texts.append(text)
-            known = 0
+            # ``children`` holds the ids from ``start`` on (a live part's last ids).
+            start = starts.get(pointer.id, 0) if starts and index < stored else 0
+            end = start + len(children)
+            known = start
             if kept is not None and index < stored and kept.positions.get(pointer.id) == index:
-                known = min(kept.counts[index], len(children))
-            for i in range(known, len(children)):
+                count = kept.counts[index]
+                if start and not start <= count <= end:
+                    raise ValueError(
+                        f"pointer {pointer.id}: children from {start} on do not hold the "
+                        f"{count} stored ids"
+                    )
+                known = min(max(count, start), end)
+            for i in range(known, end):
                 child_positions.append(index)
                 child_indices.append(i)
-                child_ids.append(children[i])
-            updates.append((index, pointer.id, len(children), pointer.active))
+                child_ids.append(children[i - start])
+            updates.append((index, pointer.id, end, pointer.active))
         return Write(
             revision,
             head_document(instance, revision),

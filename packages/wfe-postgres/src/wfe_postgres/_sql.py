@@ -385,11 +385,13 @@ LOAD_LIVE = """
     SELECT w.revision, w.pointer_count, w.document, p.position, p.document,
            ARRAY(SELECT c.child_id FROM pointer_children c
                  WHERE c.workflow_id = p.workflow_id AND c.position = p.position
+                   AND c.idx >= p.child_start
                  ORDER BY c.idx)
     FROM workflows w
     LEFT JOIN LATERAL (
-        SELECT * FROM pointers p
-        WHERE p.workflow_id = w.id AND p.position = ANY(%(positions)s::integer[])
+        SELECT p.*, s.child_start
+        FROM unnest(%(positions)s::integer[], %(starts)s::integer[]) AS s(position, child_start)
+        JOIN pointers p ON p.workflow_id = w.id AND p.position = s.position
     ) p ON true
     WHERE w.id = %(id)s
     ORDER BY p.position"""

@@ -153,6 +153,9 @@ _SUBSCRIPTION_KEYS = (
 )
 _ERROR_KEYS = ("e_workflow", "e_time", "e_document")
 _EVENT_KEYS = ("v_id", "v_name", "v_key", "v_time", "v_processed", "v_document")
+#: How many of an active pointer's last child ids a live part reads
+#: (``LivePart.children_start``).
+_LIVE_CHILDREN = 8
 
 
 def _literals(keys: Sequence[str], columns: list[list[Any]]) -> dict[str, str]:
@@ -447,15 +450,19 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
         return instance
 
     async def get_live_part(self, workflow_id: str) -> LivePart:
-        """The head and the active pointers, when this process wrote the stored revision
-        (it keeps which pointers are active); else the whole instance."""
+        """The head and the active pointers (of their child ids, the last few:
+        ``LivePart.children_start``), when this process wrote the stored revision (it keeps
+        which pointers are active and their child counts); else the whole instance."""
         kept = self.rows.kept_live(workflow_id)
         if kept is None:
             return LivePart.of_whole(await self.get_workflow(workflow_id))
-        revision, positions = kept
+        revision, positions, counts = kept
+        # A loop's container gets a child id per round; a pass looks at the last only.
+        starts = [max(count - _LIVE_CHILDREN, 0) for count in counts]
+        params = {"id": workflow_id, "positions": positions, "starts": starts}
 
         async def run(conn: Connection) -> list[tuple[Any, ...]]:
-            cursor = await conn.execute(q.LOAD_LIVE, {"id": workflow_id, "positions": positions})
+            cursor = await conn.execute(q.LOAD_LIVE, params)
             return await cursor.fetchall()
 
         found = await self.database.run(run, "get_live_part", transaction=False)
@@ -483,6 +490,9 @@ class PostgresPersistence(PostgresProviderMixin, PersistenceProvider):
             instance,
             count,
             {p.id: i for p, i in zip(instance.pointers, positions, strict=True)},
+            children_start={
+                p.id: start for p, start in zip(instance.pointers, starts, strict=True) if start
+            },
         )
 
     async def get_workflows(self, workflow_ids: Iterable[str]) -> Sequence[WorkflowInstance]:

@@ -144,6 +144,10 @@ class Written:
     #: this provider): then the row's columns made from them (status, reference, due and
     #: completion times) already hold their values, and an update need not set them again.
     same_head: bool = False
+    #: ``(position, index)``: child rows of the pointer at ``position`` deleted from
+    #: ``index`` on before ``child_rows`` are inserted (a live part's pointer that held only
+    #: its ids from ``index`` on, written without a kept count: see ``encode_live``).
+    trim_children: list[tuple[int, int]] = attrs.Factory(list)
 
 
 @attrs.define(eq=False)
@@ -325,13 +329,16 @@ class InstanceDocuments:
             runnable=runnable,
         )
 
-    def kept_live(self, workflow_id: str) -> tuple[int, list[int]] | None:
-        """The revision kept for ``workflow_id`` and the positions of its active pointers
-        then, in order (``None``: nothing is kept, so which are active is not known)."""
+    def kept_live(self, workflow_id: str) -> tuple[int, list[int], list[int]] | None:
+        """The revision kept for ``workflow_id``, the positions of its active pointers then,
+        in order, and the child count stored for each (``None``: nothing is kept, so which
+        are active is not known)."""
         entry = self._entries.get(workflow_id)
         if entry is None:
             return None
-        return entry.revision, sorted(entry.active)
+        positions = sorted(entry.active)
+        counts = entry.counts
+        return entry.revision, positions, [counts[i] for i in positions]
 
     def encode_live(
         self, instance: WorkflowInstance, revision: int, write: PointerWrite
@@ -339,8 +346,9 @@ class InstanceDocuments:
         """The write of a live part of ``instance`` as ``revision``: its head and the
         pointers ``write`` names by position (``instance.pointers`` holds only some). With
         what is kept for ``instance.revision``, only the child ids appended are stored;
-        without, the named pointers' child ids are all stored again (and nothing is kept
-        after the write: the positions of the others are not known)."""
+        without, the named pointers' child ids are all stored again, from
+        ``write.children_start`` on (and nothing is kept after the write: the positions of
+        the others are not known)."""
         previous = self._entries.get(instance.id)
         if previous is not None and previous.revision != instance.revision:
             previous = None
@@ -355,24 +363,37 @@ class InstanceDocuments:
         child_rows: list[tuple[int, int, str]] = []
         reset: list[int] = []
         updates: list[tuple[int, str, int, bool]] = []
-        # Each named pointer encoded once: (position, text, child ids).
-        encoded: list[tuple[int, str, list[str]]] = []
+        trim: list[tuple[int, int]] = []
+        starts = write.children_start
+        # Each named pointer encoded once: (position, text, child ids, first id's index).
+        encoded: list[tuple[int, str, list[str], int]] = []
         for index, pointer in (*write.changed, *enumerate(write.added, stored)):
             text, children = pointer_row(pointer)
-            encoded.append((index, text, children))
+            # ``children`` holds the ids from ``start`` on (a live part's last ids).
+            start = starts.get(pointer.id, 0) if starts and index < stored else 0
+            encoded.append((index, text, children, start))
             pointer_rows.append((index, text))
+            end = start + len(children)
             if index >= stored:
                 known = 0
             elif previous is not None and previous.positions.get(pointer.id) == index:
                 known = previous.counts[index]
+                if start and not start <= known <= end:
+                    raise ValueError(
+                        f"pointer {pointer.id}: children from {start} on do not hold the "
+                        f"{known} stored ids"
+                    )
+            elif start:
+                trim.append((index, start))
+                known = start
             else:
                 reset.append(index)
                 known = 0
-            if len(children) < known:
+            if end < known:
                 reset.append(index)
                 known = 0
-            child_rows.extend((index, i, children[i]) for i in range(known, len(children)))
-            updates.append((index, pointer.id, len(children), pointer.active))
+            child_rows.extend((index, i, children[i - start]) for i in range(known, end))
+            updates.append((index, pointer.id, end, pointer.active))
         runnable = instance.status == _RUNNABLE
         if previous is None:
             # Not kept after the write (see ``remember``): an empty record of it will do.
@@ -385,6 +406,7 @@ class InstanceDocuments:
                 pointer_rows=pointer_rows,
                 child_rows=child_rows,
                 reset_children=reset,
+                trim_children=trim,
                 positions={},
                 counts=[],
                 active=set(),
@@ -397,9 +419,9 @@ class InstanceDocuments:
         if previous.texts is not None and previous.children is not None:
             # ``verify``: kept as stored, to check later writes against.
             texts, kids = previous.texts[:], previous.children[:]
-            for index, text, children in encoded:
+            for index, text, children, start in encoded:
                 if index < stored:
-                    texts[index], kids[index] = text, list(children)
+                    texts[index], kids[index] = text, [*kids[index][:start], *children]
                 else:
                     texts.append(text)
                     kids.append(list(children))
@@ -413,6 +435,7 @@ class InstanceDocuments:
             pointer_rows=pointer_rows,
             child_rows=child_rows,
             reset_children=reset,
+            trim_children=trim,
             positions=previous.positions,
             counts=previous.counts,
             active=previous.active,

@@ -157,9 +157,12 @@ def _pointer_primitives(
     return loaded
 
 
-def _pointers_at(conn: Connection, workflow_id: str, positions: list[int]) -> list[dict[str, Any]]:
+def _pointers_at(
+    conn: Connection, workflow_id: str, positions: list[int], starts: list[int]
+) -> list[dict[str, Any]]:
     """The JSON data of the workflow's pointers at ``positions`` (in order), children
-    included. (The positions of a live part are few: a statement per chunk of them.)"""
+    included from the index in ``starts`` on (one per position). (The positions of a live
+    part are few: a statement per chunk of them.)"""
     raw = driver(conn)
     loaded: dict[int, dict[str, Any]] = {}
     for start in range(0, len(positions), _CHUNK):
@@ -175,13 +178,19 @@ def _pointers_at(conn: Connection, workflow_id: str, positions: list[int]) -> li
             loaded[position] = pointer
     if len(loaded) != len(positions):
         raise ProviderError(f"workflow {workflow_id}: pointer rows missing")
-    for position in positions:
-        # One statement per pointer (they are few): its ids taken without a Python step per
-        # id (a loop's container holds one per round).
-        rows = raw.execute(_CHILDREN_OF_SQL, (workflow_id, position)).fetchall()
+    for position, start in zip(positions, starts, strict=True):
+        # One statement per pointer (they are few), from the primary key's entry of its
+        # first id wanted: a loop's container holds one id per round.
+        rows = raw.execute(_CHILDREN_FROM_SQL, (workflow_id, position, start)).fetchall()
         if rows:
             loaded[position]["children"] = list(map(_first, rows))
     return [loaded[position] for position in positions]
+
+
+def _children_starts(counts: list[int]) -> list[int]:
+    """The index of the first child id a live part reads of each pointer that has
+    ``counts`` ids stored: its last ``_LIVE_CHILDREN`` only."""
+    return [max(count - _LIVE_CHILDREN, 0) for count in counts]
 
 
 def _load_event(document: str, is_processed: int) -> Event:
@@ -242,9 +251,16 @@ _CHILDREN_SQL = (
 _POINTER_COUNT_SQL = "SELECT count(*) FROM wfe_pointers WHERE workflow_id = ?"
 _DELETE_POINTERS_SQL = "DELETE FROM wfe_pointers WHERE workflow_id = ?"
 _DELETE_CHILDREN_SQL = "DELETE FROM wfe_pointer_children WHERE workflow_id = ?"
-_CHILDREN_OF_SQL = (
-    "SELECT child_id FROM wfe_pointer_children WHERE workflow_id = ? AND position = ? ORDER BY idx"
+_CHILDREN_FROM_SQL = (
+    "SELECT child_id FROM wfe_pointer_children WHERE workflow_id = ? AND position = ?"
+    " AND idx >= ? ORDER BY idx"
 )
+_DELETE_CHILDREN_FROM_SQL = (
+    "DELETE FROM wfe_pointer_children WHERE workflow_id = ? AND position = ? AND idx >= ?"
+)
+#: How many of an active pointer's last child ids a live part reads (``children_start``):
+#: a loop's container gets one per round, and a pass looks at the last one only.
+_LIVE_CHILDREN = 8
 _first = operator.itemgetter(0)
 _DELETE_CHILDREN_OF_SQL = "DELETE FROM wfe_pointer_children WHERE workflow_id = ? AND position = ?"
 _UPSERT_POINTER_SQL = (
@@ -376,6 +392,8 @@ def _write_pointers(conn: Connection, workflow_id: str, written: Written) -> Non
         raw.execute(_DELETE_CHILDREN_SQL, (workflow_id,))
     for position in written.reset_children:
         raw.execute(_DELETE_CHILDREN_OF_SQL, (workflow_id, position))
+    for position, index in written.trim_children:
+        raw.execute(_DELETE_CHILDREN_FROM_SQL, (workflow_id, position, index))
     if written.pointer_rows:
         raw.executemany(
             _UPSERT_POINTER_SQL,
@@ -622,8 +640,9 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
         return await self.store.read(run, "get_workflow")
 
     async def get_live_part(self, workflow_id: str) -> LivePart:
-        """The head and the active pointers' rows, when this provider wrote the stored
-        revision (it keeps which pointers are active: see :mod:`wfe_sqlite.documents`);
+        """The head and the active pointers' rows (of their child ids, the last few:
+        ``LivePart.children_start``), when this provider wrote the stored revision (it keeps
+        which pointers are active and their child counts: see :mod:`wfe_sqlite.documents`);
         else the whole instance."""
         kept = self.documents.kept_live(workflow_id)
         params = (workflow_id,)
@@ -636,10 +655,11 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
             revision, document = row
             if kept is None or kept[0] != revision:
                 return LivePart.of_whole(_load_instance(conn, workflow_id, document))
-            positions = kept[1]
+            _, positions, counts = kept
+            starts = _children_starts(counts)
             try:
                 primitive = json.loads(document)
-                loaded = _pointers_at(conn, workflow_id, positions)
+                loaded = _pointers_at(conn, workflow_id, positions, starts)
                 primitive["pointers"] = loaded
                 instance = from_primitive(primitive, WorkflowInstance)
                 stored = raw.execute(_POINTER_END_SQL, params).fetchone()[0]
@@ -652,6 +672,9 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
                 instance,
                 stored,
                 {p.id: i for p, i in zip(instance.pointers, positions, strict=True)},
+                children_start={
+                    p.id: start for p, start in zip(instance.pointers, starts, strict=True) if start
+                },
             )
 
         return await self.store.read(run, "get_live_part")

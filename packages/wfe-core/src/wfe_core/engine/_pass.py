@@ -89,6 +89,10 @@ _PRIMITIVES = frozenset(
         timers.Recur,
     }
 )
+#: The engine's own step bodies that read no child ids of their pointer: a pass runs them
+#: on a live pointer whose ``children`` hold only the last ids (``LivePart.children_start``);
+#: any other body gets them all (the pass reads the rest first).
+_OWN_BODIES = _PRIMITIVES | {timers.Delay, timers.Fork, timers.Schedule}
 #: At most this many primitive runs in a row before a write (a bound, not a limit users meet).
 _MAX_PRIMITIVE_RUNS = 256
 
@@ -179,10 +183,14 @@ class Pass:
         #: The pointers held, by id, and those not stored yet, in order (live part only).
         self.held: dict[str, ExecutionPointer] = {}
         self.unstored: list[ExecutionPointer] = []
+        #: The held pointers whose ``children`` hold only their last ids, with how many
+        #: were left out (``LivePart.children_start``; live part only).
+        self.children_start: dict[str, int] = {}
         if live is not None and not live.whole:
             self.stored = live.stored_pointers
             self.positions = dict(live.positions)
             self.held = {p.id: p for p in instance.pointers}
+            self.children_start = dict(live.children_start)
 
     # -- the pass ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -551,6 +559,7 @@ class Pass:
                 stored,
                 [(positions[i], held[i]) for i in changed if i in positions],
                 added,
+                self.children_start,
             )
             await self.env.persist(
                 view,
@@ -579,6 +588,14 @@ class Pass:
             return
         held = self.held
         pointers = await self.env.stored_pointers(self.instance.id, stored)
+        for pointer in pointers:
+            start = self.children_start.get(pointer.id)
+            if start is not None:
+                # The held one keeps its last ids (and those appended since): the stored
+                # ones left out go before them.
+                mine = held[pointer.id]
+                mine.children[:0] = pointer.children[:start]
+        self.children_start = {}
         self.instance.pointers = [*(held.get(p.id, p) for p in pointers), *self.unstored]
         self.stored = None
         self.positions = {}
@@ -605,7 +622,11 @@ class Pass:
     ) -> None:
         while True:
             step = self.definition.step(pointer.step_id)
-            if self.stored is not None and pointer.step_id in self.history_steps:
+            if self.stored is not None and (
+                pointer.step_id in self.history_steps
+                or (pointer.id in self.children_start and step.body not in _OWN_BODIES)
+            ):
+                # A body that is not the engine's own may read all of ctx.pointer.children.
                 async with self.lock:
                     await self._whole()
             self.in_bodies += 1

@@ -193,10 +193,13 @@ _ACTIVE = [field.name for field in attrs.fields(ExecutionPointer)].index("active
 _ID = [field.name for field in attrs.fields(ExecutionPointer)].index("id")
 #: Below this many children a changed pointer's list is simply copied again.
 _SHARE_CHILDREN_FROM = 8
+#: How many of an active pointer's last child ids a live part holds (the least the
+#: contract allows: the engine's paths that need more are exercised by every test).
+_LIVE_CHILDREN = 1
 
 
 def _grown_snapshot(
-    pointer: ExecutionPointer, stored: tuple[Any, ...]
+    pointer: ExecutionPointer, stored: tuple[Any, ...], start: int = 0
 ) -> tuple[tuple[Any, ...], list[str]] | None:
     """The snapshot of a changed pointer that keeps its stored ``children`` list (and the new
     ids to append to it when the write is applied), or ``None`` to snapshot it in full.
@@ -204,17 +207,28 @@ def _grown_snapshot(
     The engine only appends to ``children`` (the persistence contract), so a container that
     started its 10,000th branch costs the same to keep as one that started its first: the
     stored ids are not copied again. Only for writes that name their changed pointers (the
-    executor's); the oracle (``verify_changes``) checks the stored ids are a prefix."""
+    executor's); the oracle (``verify_changes``) checks the stored ids are a prefix.
+    ``start``: ``pointer.children`` holds the ids from that stored position on only (a live
+    part's, see ``PointerWrite.children_start``); then it is never snapshot in full."""
     kept = stored[_CHILDREN]
     children = pointer.children
-    if type(kept) is not list or type(children) is not list or len(kept) < _SHARE_CHILDREN_FROM:
+    if type(kept) is not list or type(children) is not list:
         return None
     known = len(kept)
-    if len(children) < known:
-        return None
-    tail = children[known:]
-    if not all(type(item) is str for item in tail):
-        return None
+    if start:
+        if known < start or len(children) < known - start:
+            raise ValueError(
+                f"pointer {pointer.id}: children from {start} on do not hold the stored ones"
+            )
+        tail = children[known - start :]
+        if not all(type(item) is str for item in tail):
+            raise ValueError(f"pointer {pointer.id}: a child id is not a string")
+    else:
+        if known < _SHARE_CHILDREN_FROM or len(children) < known:
+            return None
+        tail = children[known:]
+        if not all(type(item) is str for item in tail):
+            return None
     pointer.children = []
     try:
         state = snapshot_pointer(pointer)
@@ -263,15 +277,25 @@ class _InstanceRow:
         return instance
 
     def live_part(self) -> LivePart:
-        """A fresh instance with the active pointers only, and their positions."""
+        """A fresh instance with the active pointers only, and their positions; of a
+        pointer's ``children``, the last id only (see ``LivePart.children_start``)."""
         instance = self._head_instance()
         states = self.pointer_states
         positions = sorted(self.active)
-        instance.pointers.extend(copy_pointer(states[i]) for i in positions)
+        starts: dict[str, int] = {}
+        for index in positions:
+            state = states[index]
+            kids = state[_CHILDREN]
+            if type(kids) is list and len(kids) > _LIVE_CHILDREN:
+                start = len(kids) - _LIVE_CHILDREN
+                starts[state[_ID]] = start
+                state = (*state[:_CHILDREN], kids[start:], *state[_CHILDREN + 1 :])
+            instance.pointers.append(copy_pointer(state))
         return LivePart(
             instance,
             len(states),
             {p.id: i for p, i in zip(instance.pointers, positions, strict=True)},
+            children_start=starts,
         )
 
     def _head_instance(self) -> WorkflowInstance:
@@ -420,17 +444,19 @@ class MemoryPersistence(PersistenceProvider):
         grown: list[tuple[list[str], list[str]]],
         *,
         share: bool,
+        start: int = 0,
     ) -> None:
         """Add the snapshot of changed ``pointer`` (stored at ``index``) to ``replaced``,
         sharing its stored ``children`` list (the ids to append go to ``grown``) when
-        ``share`` and the list is long enough (see ``_grown_snapshot``)."""
-        shared = _grown_snapshot(pointer, stored) if share else None
+        ``share`` and the list is long enough, or holds only the ids from ``start`` on (see
+        ``_grown_snapshot``)."""
+        shared = _grown_snapshot(pointer, stored, start) if share else None
         if shared is None:
             replaced.append((index, snapshot_pointer(pointer)))
             return
         state, tail = shared
         kept = state[_CHILDREN]
-        if self.verify_changes and pointer.children[: len(kept)] != kept:
+        if self.verify_changes and pointer.children[: len(kept) - start] != kept[start:]:
             raise AssertionError(
                 f"workflow pointer {pointer.id}: children were changed, not only appended to"
             )
@@ -448,10 +474,14 @@ class MemoryPersistence(PersistenceProvider):
             )
         replaced: list[tuple[int, tuple[Any, ...]]] = []
         grown: list[tuple[list[str], list[str]]] = []
+        starts = write.children_start
         for index, pointer in write.changed:
             if not 0 <= index < stored or states[index][_ID] != pointer.id:
                 raise ValueError(f"pointer {pointer.id} is not stored at position {index}")
-            self._keep_again(index, pointer, states[index], replaced, grown, share=True)
+            start = starts.get(pointer.id, 0) if starts else 0
+            self._keep_again(
+                index, pointer, states[index], replaced, grown, share=True, start=start
+            )
         added = list(map(snapshot_pointer, write.added))
         positions: dict[str, int] = {}
         for index, pointer in enumerate(write.added, stored):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -30,17 +30,27 @@ class LivePart:
     """What a pass reads of an instance (:meth:`PersistenceProvider.get_live_part`).
 
     ``instance`` has the whole head (``data`` included) and, in ``pointers``, some of the
-    stored pointers in their stored order: every active one at least, each whole
-    (``children`` included). ``whole``: they are every stored pointer (the default read).
-    Otherwise ``positions`` gives the stored position of each pointer in
+    stored pointers in their stored order: every active one at least, each whole but,
+    maybe, its ``children``. ``whole``: they are every stored pointer, each whole (the
+    default read). Otherwise ``positions`` gives the stored position of each pointer in
     ``instance.pointers`` and ``stored_pointers`` how many pointers are stored, and a write
     of it passes a :class:`PointerWrite`.
+
+    ``children_start`` (never with ``whole``): the pointers whose ``children`` hold only
+    their last stored ids, by id, each with how many ids were left out before them (the
+    position, in the stored list, of ``children[0]``); the stored child count is that plus
+    ``len(children)``. A partial list always holds the last stored id (the engine looks at
+    a container's last child, and appends). A loop's container gets a child per round, so
+    a store that reads them all makes round 10,000 read 10,000 ids; one that leaves them
+    out reads the same at round 10,000 as at round 10. Pointers not named hold all their
+    ids.
     """
 
     instance: WorkflowInstance
     stored_pointers: int
     positions: dict[str, int] = attrs.field(factory=dict)
     whole: bool = False
+    children_start: dict[str, int] = attrs.field(factory=dict)
 
     @classmethod
     def of_whole(cls, instance: WorkflowInstance) -> LivePart:
@@ -55,15 +65,25 @@ class PointerWrite:
     ``instance.pointers`` (which holds only some of them).
 
     ``changed``: stored pointers that may have changed, with their stored positions (each
-    whole; a pointer's ``children`` only grew by appending since it was stored).
-    ``added``: new pointers, stored at positions ``stored_pointers``, ``stored_pointers + 1``
-    ... in order. ``stored_pointers`` is how many pointers the writer knows stored: the
-    store's count (the revision check makes sure it is).
+    whole but, maybe, its ``children``; a pointer's ``children`` only grew by appending
+    since it was stored). ``added``: new pointers, stored at positions ``stored_pointers``,
+    ``stored_pointers + 1`` ... in order, each whole. ``stored_pointers`` is how many
+    pointers the writer knows stored: the store's count (the revision check makes sure it
+    is).
+
+    ``children_start``: the pointers of ``changed`` whose ``children`` hold only their last
+    ids (as the live part gave them: :attr:`LivePart.children_start`, the ids appended
+    since after them), by id, each with how many stored ids were left out before
+    ``children[0]``. The stored ids from that position on are a prefix of ``children``:
+    the store appends the ones past its stored count, and never reads or writes the ones
+    left out (a ``children`` shorter than the stored ids past the start is the caller's
+    error: ``ValueError``, nothing stored).
     """
 
     stored_pointers: int
     changed: Sequence[tuple[int, ExecutionPointer]] = ()
     added: Sequence[ExecutionPointer] = ()
+    children_start: Mapping[str, int] = attrs.field(factory=dict)
 
 
 class PersistenceProvider(Provider):
@@ -200,7 +220,9 @@ class PersistenceProvider(Provider):
           their positions (of their ``children``, the ids past the ones stored) and appends
           ``pointer_write.added``; every other stored pointer stays as it is, and
           ``changed_pointers`` is to be ignored. A ``stored_pointers`` that is not the stored
-          count is the caller's error (``ValueError``, nothing stored).
+          count is the caller's error (``ValueError``, nothing stored). A pointer named in
+          ``pointer_write.children_start`` holds only its last child ids: the ids left out
+          stay as stored, and the ones past the stored count are appended.
 
         ``events`` are stored as :meth:`create_event` stores them, in the same transaction as
         the instance: a transactional outbox. The engine uses it for notifications that must
@@ -230,14 +252,21 @@ class PersistenceProvider(Provider):
 
     async def get_live_part(self, workflow_id: str) -> LivePart:
         """What a pass needs of the stored instance: its head and, at least, its active
-        pointers, each whole, with their stored positions and the stored pointer count
-        (:class:`LivePart`); ``WorkflowNotFoundError`` for an unknown id.
+        pointers, each whole (but, maybe, the first ids of its ``children``: see
+        :attr:`LivePart.children_start`), with their stored positions and the stored
+        pointer count (:class:`LivePart`); ``WorkflowNotFoundError`` for an unknown id.
 
         A pass looks at no finished pointer but in rare cases (a failure, a compensation,
         the workflow's end, a step whose body reads history), and then reads them with
         :meth:`get_pointers`; so a store that reads only the active pointers makes a pass
         cost the same however many rounds a loop ran before. That store must take
-        :meth:`persist_workflow`'s ``pointer_write``. It may return more than the active
+        :meth:`persist_workflow`'s ``pointer_write``. Who reads a live pointer's
+        ``children``: the engine looks at a container's last child id and appends new ones;
+        the engine's own containers read none; any other step body (``ctx.pointer``) gets
+        them all (the pass reads the whole instance before running it, as for
+        ``StepBody.reads_history``). So a store may leave out a container's first ids
+        (``children_start``), keeping at least the last; then its write must take
+        ``pointer_write.children_start``. It may return more than the active
         pointers, or the whole instance (``whole=True``: then the pass writes as ever),
         whenever reading less would cost more (say it does not know which pointers are
         active without reading them all).

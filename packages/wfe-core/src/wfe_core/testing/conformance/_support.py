@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.from_thread
+import attrs
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -16,6 +17,7 @@ from wfe_core.serialization import from_primitive, to_primitive
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
+    from wfe_core.models import ExecutionPointer
     from wfe_core.providers import Provider
 
 T = TypeVar("T")
@@ -47,6 +49,14 @@ def as_stored(value: T) -> T:
     (workflow data, outcomes, ...) come back unstructured and datetimes aware."""
     primitive: Any = json.loads(json.dumps(to_primitive(value)))
     return from_primitive(primitive, type(value))
+
+
+def as_held(pointer: ExecutionPointer, children_start: int) -> ExecutionPointer:
+    """``pointer`` as a live part holds it when it left out its first ``children_start``
+    child ids (``LivePart.children_start``)."""
+    if not children_start:
+        return pointer
+    return attrs.evolve(pointer, children=pointer.children[children_start:])
 
 
 def call(func: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:

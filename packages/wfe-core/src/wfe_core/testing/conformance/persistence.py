@@ -47,6 +47,7 @@ from wfe_core.providers import capabilities as cap
 from wfe_core.testing.conformance import strategies
 from wfe_core.testing.conformance._support import (
     MACHINE_SETTINGS,
+    as_held,
     as_stored,
     call,
     now_ms,
@@ -423,10 +424,13 @@ class PersistenceSuite:
         self, persistence: PersistenceProvider
     ) -> None:
         """``get_live_part``: the whole head, and some of the stored pointers in their
-        stored order, every active one among them, each whole, with its stored position and
-        the stored pointer count (or the whole instance, ``whole``)."""
+        stored order, every active one among them, each whole (of its ``children``, maybe
+        the last ids only: ``children_start``), with its stored position and the stored
+        pointer count (or the whole instance, ``whole``)."""
         pointers = [
-            ExecutionPointer(step_id=i, active=i % 3 == 0, children=[new_id()] * (i % 4))
+            ExecutionPointer(
+                step_id=i, active=i % 3 == 0, children=[new_id() for _ in range(i % 4)]
+            )
             for i in range(12)
         ]
         instance = make_instance(pointers=pointers)
@@ -443,16 +447,86 @@ class PersistenceSuite:
         assert live.stored_pointers == len(whole.pointers) == 13
         if live.whole:
             assert live.instance.pointers == whole.pointers
+            assert live.children_start == {}
         else:
             assert {p.id for p in live.instance.pointers} == set(live.positions)
             for pointer in live.instance.pointers:
-                assert whole.pointers[live.positions[pointer.id]] == pointer
+                stored = whole.pointers[live.positions[pointer.id]]
+                assert as_held(stored, live.children_start.get(pointer.id, 0)) == pointer
             positions = [live.positions[p.id] for p in live.instance.pointers]
             assert positions == sorted(positions)
+            assert set(live.children_start) <= set(live.positions)
         listed = {p.id for p in live.instance.pointers}
         assert {p.id for p in whole.pointers if p.active} <= listed
         with pytest.raises(WorkflowNotFoundError):
             await persistence.get_live_part(new_id())
+
+    @pytest.mark.anyio
+    async def test_live_part_of_a_container_with_many_children(
+        self, persistence: PersistenceProvider
+    ) -> None:
+        """A loop's container, active for the whole workflow, gets a child per round: its
+        live part may hold only its last child ids (``children_start``: how many were left
+        out), never fewer than the last one. A write of it names the start
+        (``PointerWrite.children_start``) and appends ids; the stored list stays whole, in
+        order, round after round. A list that lost stored ids past the start is refused."""
+        branches = [ExecutionPointer(step_id=1, id=f"k{i}", active=False) for i in range(60)]
+        loop = ExecutionPointer(step_id=0, children=[b.id for b in branches])
+        instance = make_instance(pointers=[loop, *branches])
+        await persistence.create_workflow(instance)
+        # An executor write first, so a provider keeping track of its rows has some.
+        loaded = await persistence.get_workflow(instance.id)
+        loaded.pointers[0].attempt = 1
+        await persistence.persist_workflow(loaded, changed_pointers=[loop.id])
+        expected = [b.id for b in branches]
+        for round_no in range(3):
+            live = await persistence.get_live_part(instance.id)
+            container = live.instance.pointers[0]
+            assert container.id == loop.id
+            start = 0 if live.whole else live.children_start.get(loop.id, 0)
+            assert expected[start:] == container.children
+            assert container.children[-1] == expected[-1]
+            new = [ExecutionPointer(step_id=1, id=f"r{round_no}-{i}") for i in range(2)]
+            container.children.extend(p.id for p in new)
+            container.attempt += 1
+            live.instance.pointers.extend(new)
+            expected.extend(p.id for p in new)
+            if live.whole:
+                await persistence.persist_workflow(
+                    live.instance, changed_pointers=[loop.id, *(p.id for p in new)]
+                )
+            else:
+                write = PointerWrite(
+                    live.stored_pointers,
+                    [(live.positions[loop.id], container)],
+                    new,
+                    dict(live.children_start),
+                )
+                await persistence.persist_workflow(live.instance, pointer_write=write)
+            stored = await persistence.get_workflow(instance.id)
+            assert stored.pointers[0].children == expected
+            assert stored.pointers[0].attempt == round_no + 2
+            assert [p.id for p in stored.pointers[61:]] == expected[60:]
+        live = await persistence.get_live_part(instance.id)
+        start = 0 if live.whole else live.children_start.get(loop.id, 0)
+        if start:
+            # Lost the stored ids past the start: the caller's error, nothing stored.
+            container = live.instance.pointers[0]
+            container.children = []
+            container.attempt = 99
+            write = PointerWrite(
+                live.stored_pointers,
+                [(live.positions[loop.id], container)],
+                (),
+                {loop.id: start},
+            )
+            revision = live.instance.revision
+            with pytest.raises(ValueError, match="children"):
+                await persistence.persist_workflow(live.instance, pointer_write=write)
+            stored = await persistence.get_workflow(instance.id)
+            assert stored.revision == revision
+            assert stored.pointers[0].children == expected
+            assert stored.pointers[0].attempt == 4
 
     @pytest.mark.anyio
     async def test_write_contract_a_loop_written_from_live_parts(
@@ -495,6 +569,7 @@ class PersistenceSuite:
                     live.stored_pointers,
                     [(live.positions[p.id], p) for p in (container, *changed)],
                     [part.pointers[-1]],
+                    live.children_start,
                 )
                 await persistence.persist_workflow(part, changed_pointers=ids, pointer_write=write)
             model.revision = part.revision
@@ -1845,8 +1920,10 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
             def position(index: int) -> int:
                 return index if live.whole else live.positions[part.pointers[index].id]
 
+            starts = live.children_start
             for index in range(len(part.pointers)):
-                assert whole.pointers[position(index)] == part.pointers[index]
+                start = starts.get(part.pointers[index].id, 0)
+                assert as_held(whole.pointers[position(index)], start) == part.pointers[index]
             assert {p.id for p in whole.pointers if p.active} <= {p.id for p in part.pointers}
             count = len(part.pointers)
             changed: dict[int, ExecutionPointer] = {}
@@ -1872,7 +1949,7 @@ def persistence_state_machine(persistence: PersistenceProvider) -> type[RuleBase
                 call(persistence.persist_workflow, part, changed_pointers=names)
             else:
                 write = PointerWrite(
-                    live.stored_pointers, sorted(changed.items()), part.pointers[count:]
+                    live.stored_pointers, sorted(changed.items()), part.pointers[count:], starts
                 )
                 call(persistence.persist_workflow, part, pointer_write=write)
             call(self.model.persist_workflow, whole)
