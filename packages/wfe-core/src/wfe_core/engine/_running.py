@@ -52,8 +52,10 @@ async def run_step(
     # Set directly, not through a context manager: this runs around every step run (see
     # ``CURRENT_STEP``).
     token = log_context.CURRENT_STEP.set(step)
+    # The scope swallows its own cancellation (then the step was abandoned: ``None``).
+    entered: contextlib.AbstractContextManager[object, bool] = _NOT_ENTERED if inline else scope
     try:
-        with _NOT_ENTERED if inline else scope:
+        with entered:
             try:
                 body = environment.create_body(step)
                 ctx = StepContext(
@@ -98,9 +100,13 @@ async def run_step(
         log_context.CURRENT_STEP.reset(token)
 
 
-class _NotEntered(contextlib.AbstractContextManager[None]):
-    def __exit__(self, *exc_info: object) -> None:
-        return None
+class _NotEntered(contextlib.AbstractContextManager[None, bool]):
+    """Stands for a scope not entered: swallows nothing."""
+
+    swallows = False
+
+    def __exit__(self, *exc_info: object) -> bool:
+        return self.swallows
 
 
 _NOT_ENTERED = _NotEntered()
