@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -21,6 +22,9 @@ from wfe_core.errors import ProviderError, WorkflowNotFoundError
 from wfe_core.models import WorkflowInstance
 from wfe_sqlite import SqliteOptions, SqlitePersistence
 from wfe_sqlite.engine import driver
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CHILD = Path(__file__).with_name("_child.py")
 _TOKENS = "SELECT value FROM wfe_lock_tokens WHERE id = 1"
@@ -92,6 +96,71 @@ async def test_a_write_running_in_the_thread_commits_though_its_caller_is_cancel
         instance = WorkflowInstance("flow", 1)
         await persistence.create_workflow(instance)
         assert (await persistence.get_workflow(instance.id)).revision == 1
+
+
+@pytest.mark.anyio
+async def test_the_others_of_a_group_get_their_results_when_its_leader_is_cancelled(
+    tmp_path: Path,
+) -> None:
+    """A group of two commits while its leader's caller is cancelled: the other caller gets
+    its own result (not the leader's cancellation), and both writes are stored."""
+    path = tmp_path / "wfe.db"
+    options = SqliteOptions(max_batch_size=2)
+    async with SqlitePersistence(f"sqlite:///{path}", options) as persistence:
+        store = persistence.store
+        first_running, release_first = threading.Event(), threading.Event()
+        group_running, release_group = threading.Event(), threading.Event()
+
+        def first(conn: object) -> str:
+            first_running.set()
+            release_first.wait(10)
+            return "first"
+
+        def leader(conn: object) -> str:
+            group_running.set()
+            release_group.wait(10)
+            driver(conn).execute(_BUMP)  # type: ignore[arg-type]
+            return "leader"
+
+        def other(conn: object) -> str:
+            driver(conn).execute(_BUMP)  # type: ignore[arg-type]
+            return "other"
+
+        results: dict[str, object] = {}
+
+        async def write(name: str, fn: Callable[[object], str]) -> None:
+            try:
+                results[name] = await store.write(fn)
+            except BaseException as exc:
+                results[name] = type(exc).__name__
+                raise
+
+        leader_scope = anyio.CancelScope()
+
+        async def lead() -> None:
+            with leader_scope:
+                await write("leader", leader)
+
+        async with anyio.create_task_group() as tg:
+            # The writer is busy with ``first`` while the group of two lines up behind it.
+            tg.start_soon(write, "first", first)
+            with anyio.fail_after(10):
+                await anyio.to_thread.run_sync(first_running.wait, 10)
+            tg.start_soon(lead)
+            await anyio.sleep(0.01)
+            tg.start_soon(write, "other", other)
+            await anyio.sleep(0.01)
+            release_first.set()
+            with anyio.fail_after(10):
+                await anyio.to_thread.run_sync(group_running.wait, 10)
+            leader_scope.cancel()
+            await anyio.sleep(0.05)
+            release_group.set()
+        assert results["other"] == "other"
+        assert results["first"] == "first"
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            tokens = int(conn.execute(_TOKENS).fetchone()[0])
+        assert tokens >= 200  # both writes of the group are stored
 
 
 @pytest.mark.anyio

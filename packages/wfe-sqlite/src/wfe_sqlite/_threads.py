@@ -35,15 +35,23 @@ A = TypeVar("A")
 
 
 class _Job(Generic[A]):
-    __slots__ = ("answer", "arg", "error", "fn")
+    __slots__ = ("answer", "answered", "arg", "error", "fn", "future")
 
-    def __init__(self, fn: Callable[[A], None], arg: A, answer: Callable[[], object]) -> None:
+    def __init__(self, fn: Callable[[A], None], arg: A) -> None:
         self.fn = fn
         self.arg = arg
         #: Wakes the waiting caller (called in the thread once ``fn`` returned).
-        self.answer = answer
+        self.answer: Callable[[], object] = _no_answer
         #: What ``fn`` raised (it should record its own failures in ``arg`` instead).
         self.error: BaseException | None = None
+        #: On asyncio: the future the caller waits for now (see ``_answered``).
+        self.future: asyncio.Future[None] | None = None
+        #: The answer reached the event loop (``fn`` returned).
+        self.answered = False
+
+
+def _no_answer() -> None:
+    return None
 
 
 class StoreThreads:
@@ -66,12 +74,15 @@ class StoreThreads:
         # anyio event); on another backend, an event set through its loop's call-soon.
         self._call_soon: Callable[[Callable[[], object]], object] | None = None
 
-    async def run(self, fn: Callable[[A], None], arg: A) -> None:
+    async def run(self, fn: Callable[[A], None], arg: A, *, to_the_end: bool = False) -> None:
         """Run ``fn(arg)`` in one of the threads and wait until it has returned.
 
         ``fn`` records its results and failures in ``arg``; an exception it lets through is
         raised here. Once handed over, the job runs to the end even when this call is
-        cancelled (callers that others wait for shield it).
+        cancelled. ``to_the_end``: a cancellation that comes while the job runs is raised
+        only once it has returned (for a caller others wait for: the leader of a group
+        commit). That costs a shielded wait only when it happens, where a shield around
+        every call would cost about as much as the hand-over itself.
         """
         if self._stopped:
             raise ProviderError(f"{self.where} is closed")
@@ -86,18 +97,35 @@ class StoreThreads:
         self._pending += 1
         if self._pending > len(self._threads) < self.size:
             self._start_thread()
+        job = _Job(fn, arg)
         try:
             if loop is not None:
-                future: asyncio.Future[None] = loop.create_future()
-                job = _Job(fn, arg, partial(loop.call_soon_threadsafe, _resolve, future))
+                job.future = loop.create_future()
+                job.answer = partial(loop.call_soon_threadsafe, _answered, job)
                 self._queue.put(job)
-                await future
+                try:
+                    await job.future
+                except BaseException:
+                    if not to_the_end or job.answered:
+                        raise
+                    # Cancelled (the future with it): wait on a new one, shielded.
+                    job.future = loop.create_future()
+                    with anyio.CancelScope(shield=True):
+                        await job.future
+                    raise
             else:
                 assert self._call_soon is not None
                 done = anyio.Event()
-                job = _Job(fn, arg, partial(self._call_soon, done.set))
+                job.answer = partial(self._call_soon, done.set)
                 self._queue.put(job)
-                await done.wait()
+                try:
+                    await done.wait()
+                except BaseException:
+                    if not to_the_end:
+                        raise
+                    with anyio.CancelScope(shield=True):
+                        await done.wait()
+                    raise
         finally:
             self._pending -= 1
         if job.error is not None:
@@ -143,9 +171,12 @@ class StoreThreads:
         return list(self._threads)
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    # Cancelled meanwhile (a caller that did not shield its wait): nobody wants the answer.
-    if not future.done():
+def _answered(job: _Job[Any]) -> None:
+    # On the event loop (so ``job.future`` is the one its caller waits for now).
+    job.answered = True
+    future = job.future
+    # Cancelled meanwhile (a caller that does not wait to the end): nobody wants the answer.
+    if future is not None and not future.done():
         future.set_result(None)
 
 

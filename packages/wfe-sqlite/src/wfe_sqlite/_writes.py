@@ -142,9 +142,9 @@ class GroupCommit:
                     await self._lead(group)
             raise
         if not index:
-            # Shielded: the others of the group wait for it even when this caller is cancelled.
-            with anyio.CancelScope(shield=True):
-                await self._lead(group)
+            # To the end: the others of the group wait for it even when this caller is
+            # cancelled (see _lead).
+            await self._lead(group)
         error = group.errors.get(index)
         if error is not None:
             # Not "from None": wrap_error chains the driver's exception as the cause.
@@ -157,8 +157,13 @@ class GroupCommit:
         self._leading = True
         taken = self._groups.popleft()
         assert taken is group
+        cancelled: BaseException | None = None
         try:
-            await self.thread.run(self._run_batch, group)
+            # A cancellation of this caller is raised once the group ran (``to_the_end``),
+            # after the lead is handed on: the group's results stand.
+            await self.thread.run(self._run_batch, group, to_the_end=True)
+        except anyio.get_cancelled_exc_class() as exc:
+            cancelled = exc
         except BaseException as exc:
             # The store is closed, or the thread failed in a way _run_batch does not catch.
             for index in range(len(group.fns)):
@@ -174,6 +179,8 @@ class GroupCommit:
                 lead.set()
             else:
                 self._leading = False
+        if cancelled is not None:
+            raise cancelled
 
     def _run_batch(self, group: _Group) -> None:
         with self._connections.writer_lock:

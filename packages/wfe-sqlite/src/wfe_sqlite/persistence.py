@@ -574,14 +574,20 @@ class SqlitePersistence(SqliteProviderMixin, PersistenceProvider):
                     statement = _UPDATE_FENCED_WORKFLOW_SQL
                     params = (*columns, fence, workflow_id, expected, fence)
             # Serialized here, before anything is written: a value that fails stores nothing.
-            sub_rows = [_subscription_row(s) for s in subscriptions]
-            reopened = [
-                (row["event_name"], row["event_key"], row["subscribe_as_of"])
-                for row in sub_rows
-                if not row["terminated"]
-            ]
-            error_rows = [_error_row(e) for e in errors]
-            event_rows = [_event_row(e) for e in events]
+            # (Each list made only when there is something to put in it: a comprehension is a
+            # call of its own, and a loop's round has none of these.)
+            sub_rows = [_subscription_row(s) for s in subscriptions] if subscriptions else []
+            reopened = (
+                [
+                    (row["event_name"], row["event_key"], row["subscribe_as_of"])
+                    for row in sub_rows
+                    if not row["terminated"]
+                ]
+                if sub_rows
+                else []
+            )
+            error_rows = [_error_row(e) for e in errors] if errors else []
+            event_rows = [_event_row(e) for e in events] if events else []
 
             def run(conn: Connection) -> None:
                 if driver(conn).execute(statement, params).rowcount == 0:

@@ -136,6 +136,8 @@ class Pass:
         #: a write made meanwhile does (see ``_apply_returned``).
         self.returned: dict[str, _Returned] = {}
         self.timer: anyio.CancelScope | None = None
+        #: The running backend's cancel scope class (see ``_new_scope``).
+        self.scope_type: type[anyio.CancelScope] | None = None
         #: Set when a step finished: the flusher stores results and starts what is runnable.
         self.kick = anyio.Event()
         self.flusher_alive = False
@@ -363,9 +365,20 @@ class Pass:
         event = tx.mark_started(self.instance, pointer, now, announce=self.announce)
         if event is not None:
             self.events.append(event)
-        scope = anyio.CancelScope()
+        scope = self._new_scope()
         self.running[pointer.id] = scope
         return scope
+
+    def _new_scope(self) -> anyio.CancelScope:
+        """A cancel scope of the running backend. ``anyio.CancelScope()`` looks the backend
+        up for every scope (about half of a scope's cost, and a pass makes one per step
+        run); its class, known from the pass's first scope, makes the next ones directly."""
+        scope_type = self.scope_type
+        if scope_type is None:
+            scope = anyio.CancelScope()
+            self.scope_type = type(scope)
+            return scope
+        return scope_type()
 
     def _keep_due(self, now: datetime) -> None:
         """Make the instance due by ``now``. A due time already past stays as it is: the
@@ -465,6 +478,7 @@ class Pass:
                 step,
                 scope,
                 self.log_extra,
+                inline=True,
             )
             self.running.pop(pointer.id, None)
             self.dirty = True
@@ -493,7 +507,7 @@ class Pass:
         busy = self.active.busy()
         times = [t for p in timed if (t := px.ready_time(p, busy, now)) is not None and t > now]
         if times:
-            self.timer = anyio.CancelScope()
+            self.timer = self._new_scope()
             tg.start_soon(self._wake_at, tg, self.timer, min(times))
 
     async def _wake_at(self, tg: TaskGroup, scope: anyio.CancelScope, due: datetime) -> None:

@@ -3,6 +3,7 @@ cancellation), turning what it did into an outcome for the transitions."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -37,15 +38,24 @@ async def run_step(
     step: StepDefinition,
     scope: anyio.CancelScope,
     log_extra: Mapping[str, Any],
+    *,
+    inline: bool = False,
 ) -> ExecutionResult | StepFailure | None:
     """Run ``step`` for ``pointer`` inside ``scope``: its result (with its outputs already in
     the workflow data), the error it raised, or ``None`` when it was cancelled (abandoned by
-    the workflow)."""
+    the workflow).
+
+    ``inline``: a container step run in place, under the pass's lock, through inline-safe
+    middleware only (see ``_pass._run_primitives``): nothing can end its pointer while it
+    runs, so ``scope`` (its ``ctx.cancellation``) is not entered (entering and leaving a
+    scope cost more than running such a step's body)."""
     # Set directly, not through a context manager: this runs around every step run (see
     # ``CURRENT_STEP``).
     token = log_context.CURRENT_STEP.set(step)
+    # The scope swallows its own cancellation (then the step was abandoned: ``None``).
+    entered: contextlib.AbstractContextManager[object, bool] = _NOT_ENTERED if inline else scope
     try:
-        with scope:
+        with entered:
             try:
                 body = environment.create_body(step)
                 ctx = StepContext(
@@ -88,6 +98,18 @@ async def run_step(
         return None
     finally:
         log_context.CURRENT_STEP.reset(token)
+
+
+class _NotEntered(contextlib.AbstractContextManager[None, bool]):
+    """Stands for a scope not entered: swallows nothing."""
+
+    swallows = False
+
+    def __exit__(self, *exc_info: object) -> bool:
+        return self.swallows
+
+
+_NOT_ENTERED = _NotEntered()
 
 
 def apply_outputs(
