@@ -12,7 +12,7 @@ from wfe_host_tests_polling import until
 from wfe_core import WorkflowBuilder, WorkflowStatus
 from wfe_core.memory import MemoryLifecycle, MemoryLock, MemoryPersistence, MemoryQueue
 from wfe_core.providers import capabilities
-from wfe_host import WorkflowClient, WorkflowHost
+from wfe_host import HostOptions, WorkflowClient, WorkflowHost
 
 if TYPE_CHECKING:
     from wfe_core import StepContext, WorkflowInstance
@@ -230,3 +230,33 @@ async def test_waiting_for_a_workflow_this_host_runs_reads_it_only_when_needed(
             await host.publish_event("go", "k")
         assert done[0].status == WorkflowStatus.COMPLETE
         assert done[0].data.count == 1
+
+
+def once() -> Any:
+    return WorkflowBuilder(Counter).start_with(bump).build("once")
+
+
+async def test_work_stored_elsewhere_is_found_after_this_hosts_next_pass() -> None:
+    """On a store private to this process the scheduler sleeps until something wakes it:
+    each pass of this host that ends makes it look at the stored due times again (within
+    its least interval between two looks), so work another client stored (and queued in a
+    queue no worker of this host reads) does not wait for the recovery look."""
+    persistence, lock = MemoryPersistence(), MemoryLock()
+    recovery = HostOptions(recovery_seconds=600.0)
+    async with (
+        WorkflowClient(persistence, lock, MemoryQueue()) as client,
+        WorkflowHost(persistence, lock, MemoryQueue(), options=recovery) as worker,
+    ):
+        client.register(once())
+        worker.register(once())
+        # The worker's scheduler has looked at the (empty) store by now, and sleeps.
+        await anyio.sleep(0.2)
+        left = await client.start_workflow("once")
+        # Passes of the worker's own, one after the other: each ending asks for a look,
+        # whether or not one is already put off to keep the interval.
+        for _ in range(3):
+            own = await worker.start_workflow("once")
+            await worker.wait_for_workflow(own, timeout=10)
+        instance = await worker.wait_for_workflow(left, timeout=10)
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert instance.data.count == 1

@@ -161,8 +161,7 @@ async def wait_until_finished(
                             return core.restore(live.instance)
                         return await core.load(workflow_id)
                 while True:
-                    with anyio.move_on_after(recheck_after(core)):
-                        await waiter.event.wait()
+                    await _woken(waiter, recheck_after(core), workflow_id in running)
                     if waiter.event.is_set() or workflow_id not in running:
                         break
                 if waiter.stored is not None:
@@ -173,6 +172,18 @@ async def wait_until_finished(
         ) from None
     finally:
         waiters.discard(workflow_id, waiter)
+
+
+async def _woken(waiter: Waiter, recheck: float, running_here: bool) -> None:
+    """Wait for ``waiter`` to be woken, or ``recheck`` seconds at most. No deadline while
+    this host runs the workflow's pass (it wakes the waiter when it stores the finished
+    instance or ends: no other process can finish it meanwhile) or when notifications are
+    trusted for ever: a cancel scope with a timer less per wait."""
+    if running_here or recheck == math.inf:
+        await waiter.event.wait()
+        return
+    with anyio.move_on_after(recheck):
+        await waiter.event.wait()
 
 
 async def watch_finished(
