@@ -9,7 +9,7 @@ import attrs
 import pytest
 from wfe_host_tests_polling import until
 
-from wfe_core import WorkflowBuilder, WorkflowStatus
+from wfe_core import ExecutionResult, WorkflowBuilder, WorkflowStatus
 from wfe_core.memory import MemoryLifecycle, MemoryLock, MemoryPersistence, MemoryQueue
 from wfe_core.providers import capabilities
 from wfe_host import HostOptions, WorkflowClient, WorkflowHost
@@ -260,3 +260,44 @@ async def test_work_stored_elsewhere_is_found_after_this_hosts_next_pass() -> No
         instance = await worker.wait_for_workflow(left, timeout=10)
     assert instance.status == WorkflowStatus.COMPLETE
     assert instance.data.count == 1
+
+
+def odd_values(ctx: StepContext) -> ExecutionResult:
+    # Values JSON gives back otherwise: a tuple, an int key.
+    ctx.data["pair"] = (1, 2)
+    ctx.data[7] = {"nested": ("x",)}
+    return ExecutionResult.outcome((3, 4))
+
+
+async def test_waiters_woken_by_the_finishing_host_get_the_instance_as_stored() -> None:
+    """On a store shared with other processes the host that finishes a workflow hands its
+    waiters the instance as stored instead of having them read it back: what they get is
+    what a read gives, each waiter a copy of its own."""
+    persistence = CountingSharedPersistence()
+    opened = anyio.Event()
+
+    async def gate(ctx: StepContext) -> None:
+        await opened.wait()
+
+    definition = WorkflowBuilder(dict).start_with(gate).then(odd_values).build("odd")
+    async with WorkflowHost(persistence) as host:
+        host.register(definition)
+        workflow_id = await host.start_workflow("odd", {"items": [1]})
+        done: list[WorkflowInstance] = []
+
+        async def wait() -> None:
+            done.append(await host.wait_for_workflow(workflow_id, timeout=10))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            tg.start_soon(wait)
+            await until(lambda: workflow_id in host.awaited_workflows())
+            opened.set()
+        assert persistence.reads.get(workflow_id, 0) == 0
+        read = await host.get_workflow(workflow_id)
+    first, second = done
+    assert first == second == read
+    assert first.data == {"items": [1], "pair": [1, 2], "7": {"nested": ["x"]}}
+    assert first.pointers[1].outcome == [3, 4]
+    first.data["items"].append(2)
+    assert second.data["items"] == [1]
