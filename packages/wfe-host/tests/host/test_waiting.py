@@ -9,10 +9,10 @@ import attrs
 import pytest
 from wfe_host_tests_polling import until
 
-from wfe_core import WorkflowBuilder, WorkflowStatus
+from wfe_core import ExecutionResult, WorkflowBuilder, WorkflowStatus
 from wfe_core.memory import MemoryLifecycle, MemoryLock, MemoryPersistence, MemoryQueue
 from wfe_core.providers import capabilities
-from wfe_host import WorkflowClient, WorkflowHost
+from wfe_host import HostOptions, WorkflowClient, WorkflowHost
 
 if TYPE_CHECKING:
     from wfe_core import StepContext, WorkflowInstance
@@ -230,3 +230,74 @@ async def test_waiting_for_a_workflow_this_host_runs_reads_it_only_when_needed(
             await host.publish_event("go", "k")
         assert done[0].status == WorkflowStatus.COMPLETE
         assert done[0].data.count == 1
+
+
+def once() -> Any:
+    return WorkflowBuilder(Counter).start_with(bump).build("once")
+
+
+async def test_work_stored_elsewhere_is_found_after_this_hosts_next_pass() -> None:
+    """On a store private to this process the scheduler sleeps until something wakes it:
+    each pass of this host that ends makes it look at the stored due times again (within
+    its least interval between two looks), so work another client stored (and queued in a
+    queue no worker of this host reads) does not wait for the recovery look."""
+    persistence, lock = MemoryPersistence(), MemoryLock()
+    recovery = HostOptions(recovery_seconds=600.0)
+    async with (
+        WorkflowClient(persistence, lock, MemoryQueue()) as client,
+        WorkflowHost(persistence, lock, MemoryQueue(), options=recovery) as worker,
+    ):
+        client.register(once())
+        worker.register(once())
+        # The worker's scheduler has looked at the (empty) store by now, and sleeps.
+        await anyio.sleep(0.2)
+        left = await client.start_workflow("once")
+        # Passes of the worker's own, one after the other: each ending asks for a look,
+        # whether or not one is already put off to keep the interval.
+        for _ in range(3):
+            own = await worker.start_workflow("once")
+            await worker.wait_for_workflow(own, timeout=10)
+        instance = await worker.wait_for_workflow(left, timeout=10)
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert instance.data.count == 1
+
+
+def odd_values(ctx: StepContext) -> ExecutionResult:
+    # Values JSON gives back otherwise: a tuple, an int key.
+    ctx.data["pair"] = (1, 2)
+    ctx.data[7] = {"nested": ("x",)}
+    return ExecutionResult.outcome((3, 4))
+
+
+async def test_waiters_woken_by_the_finishing_host_get_the_instance_as_stored() -> None:
+    """On a store shared with other processes the host that finishes a workflow hands its
+    waiters the instance as stored instead of having them read it back: what they get is
+    what a read gives, each waiter a copy of its own."""
+    persistence = CountingSharedPersistence()
+    opened = anyio.Event()
+
+    async def gate(ctx: StepContext) -> None:
+        await opened.wait()
+
+    definition = WorkflowBuilder(dict).start_with(gate).then(odd_values).build("odd")
+    async with WorkflowHost(persistence) as host:
+        host.register(definition)
+        workflow_id = await host.start_workflow("odd", {"items": [1]})
+        done: list[WorkflowInstance] = []
+
+        async def wait() -> None:
+            done.append(await host.wait_for_workflow(workflow_id, timeout=10))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            tg.start_soon(wait)
+            await until(lambda: workflow_id in host.awaited_workflows())
+            opened.set()
+        assert persistence.reads.get(workflow_id, 0) == 0
+        read = await host.get_workflow(workflow_id)
+    first, second = done
+    assert first == second == read
+    assert first.data == {"items": [1], "pair": [1, 2], "7": {"nested": ["x"]}}
+    assert first.pointers[1].outcome == [3, 4]
+    first.data["items"].append(2)
+    assert second.data["items"] == [1]

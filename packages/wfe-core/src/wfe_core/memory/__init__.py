@@ -9,8 +9,10 @@ from wfe_core.memory._lock import MemoryLock
 from wfe_core.memory._persistence import MemoryPersistence
 from wfe_core.memory._queue import MemoryQueue
 from wfe_core.memory._search import MemorySearch
+from wfe_core.memory._snapshot import InstanceSnapshot
 
 __all__ = [
+    "InstanceSnapshot",
     "LifecycleSubscription",
     "MemoryLifecycle",
     "MemoryLock",

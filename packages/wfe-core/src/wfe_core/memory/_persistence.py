@@ -46,11 +46,10 @@ from wfe_core.errors import (
     WorkflowNotFoundError,
 )
 from wfe_core.memory._values import (
-    NOT_PLAIN,
     copy_pointer,
     dumps,
     fresh,
-    plain_copy,
+    head_document,
     plain_equal,
     pointer_state,
     snapshot_pointer,
@@ -143,7 +142,7 @@ def _changed_head(instance: WorkflowInstance, previous: _Head) -> _Head | None:
 
 def _head(instance: WorkflowInstance, state: tuple[Any, ...], *, fast: bool = True) -> _Head:
     return _Head(
-        document=_new_head(instance) if fast else _head_via_json(instance),
+        document=head_document(instance) if fast else _head_via_json(instance),
         state=state,
         status=WorkflowStatus(instance.status),
         definition_id=instance.definition_id,
@@ -152,25 +151,6 @@ def _head(instance: WorkflowInstance, state: tuple[Any, ...], *, fast: bool = Tr
         create_time=utc(instance.create_time),
         complete_time=_utc_or_none(instance.complete_time),
     )
-
-
-def _new_head(instance: WorkflowInstance) -> dict[str, Any]:
-    pointers = instance.pointers
-    # Without copying the instance: nothing awaits in between.
-    instance.pointers = []
-    try:
-        head = to_primitive(instance)
-    finally:
-        instance.pointers = pointers
-    del head["pointers"]
-    # The row keeps the revision (a write changes only it when the head is the same).
-    del head["revision"]
-    # The converter built the head afresh of plain values, but for the data it may pass on.
-    data = plain_copy(head["data"])
-    if data is NOT_PLAIN:
-        return json.loads(dumps(head))  # type: ignore[no-any-return]
-    head["data"] = data
-    return head  # type: ignore[no-any-return]
 
 
 def _head_via_json(instance: WorkflowInstance) -> dict[str, Any]:

@@ -21,13 +21,14 @@ from typing import Any, TypeVar
 
 import attrs
 
-from wfe_core.models import ExecutionPointer
+from wfe_core.models import ExecutionPointer, WorkflowInstance
 from wfe_core.serialization import from_primitive, to_primitive
 
 __all__ = [
     "NOT_PLAIN",
     "copy_pointer",
     "dumps",
+    "head_document",
     "plain_copy",
     "plain_equal",
     "pointer_state",
@@ -107,6 +108,27 @@ def fresh(value: Any) -> Any:
 def via_json(value: Any, cls: type[T]) -> T:
     """``value`` as it reads back from JSON text (raises when JSON cannot hold it)."""
     return from_primitive(json.loads(dumps(to_primitive(value))), cls)
+
+
+def head_document(instance: WorkflowInstance) -> dict[str, Any]:
+    """The instance without its pointers and revision, as plain JSON data of its own (as it
+    reads back from the instance's JSON text)."""
+    pointers = instance.pointers
+    # Without copying the instance: nothing awaits in between.
+    instance.pointers = []
+    try:
+        head = to_primitive(instance)
+    finally:
+        instance.pointers = pointers
+    del head["pointers"]
+    # The row keeps the revision (a write changes only it when the head is the same).
+    del head["revision"]
+    # The converter built the head afresh of plain values, but for the data it may pass on.
+    data = plain_copy(head["data"])
+    if data is NOT_PLAIN:
+        return json.loads(dumps(head))  # type: ignore[no-any-return]
+    head["data"] = data
+    return head  # type: ignore[no-any-return]
 
 
 def utc(value: datetime) -> datetime:

@@ -13,15 +13,14 @@ built on them. Not a public API: it changes with the runtime.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 from wfe_core.errors import SubscriptionNotFoundError, WfeError
+from wfe_core.memory import InstanceSnapshot
 from wfe_core.models import Event, WorkflowStatus
 from wfe_core.primitives import CHILD_FINISHED_EVENT
 from wfe_core.providers import QueueName
-from wfe_core.serialization import to_primitive
 from wfe_host.runtime.data import restore
 from wfe_host.runtime.definitions import DefinitionRegistry
 from wfe_host.runtime.policy import HostPolicy
@@ -260,12 +259,13 @@ class HostCore:
         """After ``instance`` was stored finished (a parent was told in that same write):
         wake waiters and run the workflow middleware."""
         if self.waiters.waited_for(instance.id):
-            stored: str | None = None
+            stored: InstanceSnapshot | None = None
             if self.policy.shared_store:
                 # What was just stored, so the waiters need not read it back from a database
-                # (an in-process store reads faster than this copy is made).
+                # (an in-process store reads faster than this copy is made): a snapshot as
+                # its JSON text would read back, each waiter getting a copy of its own.
                 with contextlib.suppress(TypeError, ValueError):  # not JSON: they read it
-                    stored = json.dumps(to_primitive(instance))
+                    stored = InstanceSnapshot(instance)
             self.waiters.finished(instance.id, stored)
         for middleware in self.workflow_middleware:
             try:

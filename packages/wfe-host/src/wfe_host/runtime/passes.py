@@ -691,7 +691,7 @@ class PassRunner:
             if handle.stored:
                 # The instance's due time changed: the scheduler may have been waiting for
                 # this pass before it looks at the next due time.
-                core.timers.wake()
+                core.timers.pass_stored()
             for callback in handle.after:
                 await callback()
             if handle.rerun:

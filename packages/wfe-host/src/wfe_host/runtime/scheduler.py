@@ -59,6 +59,9 @@ class DueTimers:
         #: time) and is dropped when it comes up, instead of queueing a pass with nothing to
         #: do.
         self._latest: dict[str, datetime] = {}
+        #: The scheduler sleeps until a look at persistence's due times that it put off to
+        #: keep the least interval between two looks (see :meth:`pass_stored`).
+        self.look_pending = False
 
     def note(self, workflow_id: str, due: datetime) -> None:
         """This host stored ``workflow_id`` due at ``due``: queue it then."""
@@ -74,6 +77,16 @@ class DueTimers:
     def wake(self) -> None:
         """Make the scheduler look at the due times again."""
         self._wake.set()
+
+    def pass_stored(self) -> None:
+        """A pass of this host stored its instance and ended: the scheduler is to look at
+        persistence's due times again (it may have been waiting for this pass before it
+        looks at the next due time), within its least interval between two looks. When a
+        look is already due at the end of that interval (see :attr:`look_pending`), that
+        look comes after this pass's writes: no wake-up needed (with one workflow after
+        another, nearly every pass ends in one)."""
+        if not self.look_pending:
+            self._wake.set()
 
     def arm(self) -> anyio.Event:
         """A new wake-up event for the scheduler to wait on (set by the next note or wake)."""
@@ -222,8 +235,10 @@ class Scheduler:
         interval = SHARED_GRACE.total_seconds() if self.core.policy.shared_store else _LOOK_INTERVAL
         if clock - self._looked_at < interval:
             waits.append(self._looked_at + interval - clock)
+            timers.look_pending = True
             return max(min(waits), 0.0)
         self._looked_at = clock
+        timers.look_pending = False
         due = await core.persistence.next_execution_time()
         # On a shared store, what fell due only just now is someone else's to queue (see
         # SHARED_GRACE); on a private one everything due is this host's.

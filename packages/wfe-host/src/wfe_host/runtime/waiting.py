@@ -4,7 +4,6 @@ lifecycle publisher that wakes it for workflows other processes finish."""
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import weakref
@@ -14,13 +13,13 @@ import anyio
 
 from wfe_core.errors import LifecycleGapError, WorkflowTimeoutError
 from wfe_core.models import LifecycleEventType, WorkflowInstance
-from wfe_core.serialization import from_primitive
 
 if TYPE_CHECKING:
     from collections.abc import Container
 
     from anyio.abc import TaskStatus
 
+    from wfe_core.memory import InstanceSnapshot
     from wfe_core.providers import LifecyclePublisher
     from wfe_host.runtime.core import HostCore
 
@@ -46,11 +45,11 @@ class Waiter:
 
     def __init__(self) -> None:
         self.event = anyio.Event()
-        #: The finished instance as stored (JSON text), when the host of this process that
-        #: finished it woke the waiter: it need not read it back.
-        self.stored: str | None = None
+        #: The finished instance as stored, when the host of this process that finished it
+        #: woke the waiter: it need not read it back.
+        self.stored: InstanceSnapshot | None = None
 
-    def wake(self, stored: str | None = None) -> None:
+    def wake(self, stored: InstanceSnapshot | None = None) -> None:
         self.stored = stored
         self.event.set()
 
@@ -87,7 +86,7 @@ class Waiters:
         """The workflows someone waits for."""
         return frozenset(self._by_workflow)
 
-    def finished(self, workflow_id: str, stored: str | None = None) -> None:
+    def finished(self, workflow_id: str, stored: InstanceSnapshot | None = None) -> None:
         """``workflow_id`` finished: wake its waiters (with what was stored, when known)."""
         for waiter in self._by_workflow.get(workflow_id, ()):
             waiter.wake(stored)
@@ -161,18 +160,29 @@ async def wait_until_finished(
                             return core.restore(live.instance)
                         return await core.load(workflow_id)
                 while True:
-                    with anyio.move_on_after(recheck_after(core)):
-                        await waiter.event.wait()
+                    await _woken(waiter, recheck_after(core), workflow_id in running)
                     if waiter.event.is_set() or workflow_id not in running:
                         break
                 if waiter.stored is not None:
-                    return core.restore(from_primitive(json.loads(waiter.stored), WorkflowInstance))
+                    return core.restore(waiter.stored.instance())
     except TimeoutError:
         raise WorkflowTimeoutError(
             f"workflow {workflow_id} did not finish within {timeout} s"
         ) from None
     finally:
         waiters.discard(workflow_id, waiter)
+
+
+async def _woken(waiter: Waiter, recheck: float, running_here: bool) -> None:
+    """Wait for ``waiter`` to be woken, or ``recheck`` seconds at most. No deadline while
+    this host runs the workflow's pass (it wakes the waiter when it stores the finished
+    instance or ends: no other process can finish it meanwhile) or when notifications are
+    trusted for ever: a cancel scope with a timer less per wait."""
+    if running_here or recheck == math.inf:
+        await waiter.event.wait()
+        return
+    with anyio.move_on_after(recheck):
+        await waiter.event.wait()
 
 
 async def watch_finished(
