@@ -30,7 +30,7 @@ LONG_BACKENDS = ("memory", "sqlite", "postgres")
 #: instance's live part, holding the recur's last child ids only (docs/benchmarks.md,
 #: "Partial child lists"), so a round costs the same CPU at 10,000 as at 100 everywhere;
 #: but a round is a real sleep and two commits, and PostgreSQL's (fsync on) make 10,000
-#: rounds take 7 minutes of wall time on the 2-CPU VM: it stays at 1,000.
+#: rounds take 4-7 minutes of wall time on the 2-CPU VM: it stays at 1,000.
 RECUR_MAX_STEPS = {"memory": 10_000, "sqlite": 10_000, "postgres": 1_000}
 
 
