@@ -103,10 +103,8 @@ async def run_step(
 class _NotEntered(contextlib.AbstractContextManager[None, bool]):
     """Stands for a scope not entered: swallows nothing."""
 
-    swallows = False
-
     def __exit__(self, *exc_info: object) -> bool:
-        return self.swallows
+        return False
 
 
 _NOT_ENTERED = _NotEntered()
