@@ -1,4 +1,4 @@
-"""Profile one scenario's WFE run: ``python -m bench.profile 2 [--backend sqlite] [--py-spy]``.
+"""Profile one scenario's WFE run: ``python -m bench.profile 2 [--backend postgres] [--py-spy]``.
 
 pyinstrument (default) samples the event-loop thread and writes a call tree and a flat list
 of the functions with the most own time (``--flat``); ``--py-spy`` instead records every
@@ -9,12 +9,14 @@ thread (the SQLite provider works in worker threads) with py-spy, as a speedscop
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from bench import backends
 from bench.scenarios import Sizes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +51,7 @@ def spec_for(scenario: str, backend: str, workdir: Path, sizes: Sizes) -> dict[s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("scenario", choices=sorted(_KIND))
-    parser.add_argument("--backend", default="sqlite")
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--py-spy", action="store_true", help="py-spy over every thread")
     parser.add_argument("--stored", type=int, default=100_000, help="scenario 6's store size")
     args = parser.parse_args(argv)
@@ -57,9 +59,17 @@ def main(argv: list[str] | None = None) -> int:
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"profile-{args.scenario}-{args.backend}{'-pyspy' if args.py_spy else ''}.txt"
-    with tempfile.TemporaryDirectory(prefix="wfe-profile-") as tmp:
+    if args.backend == "postgres" and args.scenario == "6":
+        parser.error("scenario 6 is profiled on sqlite only (its seeded store is a file)")
+    with tempfile.TemporaryDirectory(prefix="wfe-profile-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         spec = spec_for(args.scenario, args.backend, workdir, Sizes())
+        if spec["backend"] == "postgres":
+            # The bench's own server (fsync on), a fresh database for the run.
+            pg = stack.enter_context(backends.postgres(workdir))
+            if isinstance(pg, str):
+                parser.exit(1, f"python -m bench.profile: {pg}\n")
+            spec["target"] = pg.database_url("bench_profile")
         if args.scenario == "6":
             from bench.worker import run
 
