@@ -103,8 +103,10 @@ async def run_step(
 class _NotEntered(contextlib.AbstractContextManager[None, bool]):
     """Stands for a scope not entered: swallows nothing."""
 
+    swallows = False
+
     def __exit__(self, *exc_info: object) -> bool:
-        return False
+        return self.swallows
 
 
 _NOT_ENTERED = _NotEntered()
