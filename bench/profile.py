@@ -1,4 +1,5 @@
-"""Profile one scenario's WFE run: ``python -m bench.profile 2 [--backend postgres] [--py-spy]``.
+"""Profile one scenario's WFE run: ``python -m bench.profile 2 [--backend postgres] [--py-spy]``
+(scenario 7: ``python -m bench.profile 7 --shape while_do --steps 10000``).
 
 pyinstrument (default) samples the event-loop thread and writes a call tree and a flat list
 of the functions with the most own time (``--flat``); ``--py-spy`` instead records every
@@ -17,16 +18,41 @@ from pathlib import Path
 from typing import Any
 
 from bench import backends
-from bench.scenarios import Sizes
+from bench.scenarios import LONG_SHAPES, Sizes
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
-_KIND = {"1": "sequential", "2": "burst", "3": "memory", "4": "event", "6": "scale"}
+_KIND = {
+    "1": "sequential",
+    "2": "burst",
+    "3": "memory",
+    "4": "event",
+    "6": "scale",
+    "7": "long",
+}
 
 
-def spec_for(scenario: str, backend: str, workdir: Path, sizes: Sizes) -> dict[str, Any]:
+def spec_for(
+    scenario: str,
+    backend: str,
+    workdir: Path,
+    sizes: Sizes,
+    *,
+    shape: str = "while_do",
+    steps: int = 10_000,
+) -> dict[str, Any]:
     kind = _KIND[scenario]
+    if kind == "long":
+        return {
+            "system": "wfe",
+            "scenario": kind,
+            "backend": backend,
+            "target": str(workdir / "profile.db"),
+            "shape": shape,
+            "steps": steps,
+            "warmup": 2,
+        }
     count = {
         "sequential": sizes.sequential,
         "burst": sizes.burst,
@@ -51,9 +77,11 @@ def spec_for(scenario: str, backend: str, workdir: Path, sizes: Sizes) -> dict[s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("scenario", choices=sorted(_KIND))
-    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--backend", choices=("memory", "sqlite", "postgres"), default="sqlite")
     parser.add_argument("--py-spy", action="store_true", help="py-spy over every thread")
     parser.add_argument("--stored", type=int, default=100_000, help="scenario 6's store size")
+    parser.add_argument("--shape", choices=LONG_SHAPES, default="while_do", help="scenario 7's")
+    parser.add_argument("--steps", type=int, default=10_000, help="scenario 7's length")
     args = parser.parse_args(argv)
     import tempfile
 
@@ -63,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("scenario 6 is profiled on sqlite only (its seeded store is a file)")
     with tempfile.TemporaryDirectory(prefix="wfe-profile-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
-        spec = spec_for(args.scenario, args.backend, workdir, Sizes())
+        spec = spec_for(
+            args.scenario, args.backend, workdir, Sizes(), shape=args.shape, steps=args.steps
+        )
         if spec["backend"] == "postgres":
             # The bench's own server (fsync on), a fresh database for the run.
             pg = stack.enter_context(backends.postgres(workdir))
