@@ -210,6 +210,30 @@ async def test_closing_waits_for_the_write_under_way_and_ends_the_threads(tmp_pa
         assert conn.execute(_TOKENS).fetchone()[0] == 100
 
 
+def _open_fds() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
+async def test_a_store_opened_and_closed_again_and_again_leaves_no_file_open(
+    tmp_path: Path,
+) -> None:
+    """A long-lived program that opens and closes stores (a test suite, a CLI embedded in a
+    service) does not run out of file descriptors: closing frees the connections and the
+    threads' wake-up of the event loop."""
+    url = f"sqlite:///{tmp_path / 'wfe.db'}"
+    async with SqlitePersistence(url) as persistence:  # migrated once, outside the count
+        await persistence.create_workflow(WorkflowInstance("flow", 1))
+    before = _open_fds()
+    for _ in range(5):
+        async with SqlitePersistence(url) as persistence:
+            instance = WorkflowInstance("flow", 1)
+            await persistence.create_workflow(instance)
+            assert (await persistence.get_workflow(instance.id)).id == instance.id
+    assert _open_fds() == before
+
+
 @pytest.mark.anyio
 async def test_a_process_killed_right_after_writes_returned_lost_none_of_them(
     tmp_path: Path,

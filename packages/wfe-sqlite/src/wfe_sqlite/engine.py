@@ -133,9 +133,12 @@ async def _open(store: Store) -> None:
 async def _close(store: Store) -> None:
     # On the event loop, so no job is handed to a thread after it: the threads end once the
     # jobs handed to them are done.
-    threads = store.commits.thread.stop() + store.reads.threads.stop()
+    pools = (store.commits.thread, store.reads.threads)
+    threads = [thread for pool in pools for thread in pool.stop()]
     with anyio.CancelScope(shield=True):
         await anyio.to_thread.run_sync(join_threads, threads)
+        for pool in pools:
+            pool.close()
         await anyio.to_thread.run_sync(store.close_blocking)
 
 
