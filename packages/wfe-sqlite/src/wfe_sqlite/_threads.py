@@ -47,8 +47,10 @@ class _Job(Generic[A]):
     def __init__(self, fn: Callable[[A], None], arg: A) -> None:
         self.fn = fn
         self.arg = arg
-        #: Wakes the waiting caller (called in the thread once ``fn`` returned).
-        self.answer: Callable[[], object] = _no_answer
+        #: Wakes the waiting caller (called in the thread with the job once ``fn``
+        #: returned). Never a callable holding the job: that cycle would keep each job, and
+        #: all its ``arg`` holds, until the garbage collector runs.
+        self.answer: Callable[[_Job[A]], object] = _no_answer
         #: What ``fn`` raised (it should record its own failures in ``arg`` instead).
         self.error: BaseException | None = None
         #: On asyncio: the future the caller waits for now (see ``_answered``).
@@ -57,7 +59,7 @@ class _Job(Generic[A]):
         self.answered = False
 
 
-def _no_answer() -> None:
+def _no_answer(job: _Job[Any]) -> None:
     return None
 
 
@@ -118,11 +120,7 @@ class StoreThreads:
                 answers = self._answers
                 if self._answers_loop is not loop:
                     answers = self._answers_for(loop)
-                job.answer = (
-                    partial(loop.call_soon_threadsafe, _answered, job)
-                    if answers is None
-                    else partial(answers.answer, job)
-                )
+                job.answer = partial(_answer_soon, loop) if answers is None else answers.answer
                 self._queue.put(job)
                 try:
                     await job.future
@@ -137,7 +135,7 @@ class StoreThreads:
             else:
                 assert self._call_soon is not None
                 done = anyio.Event()
-                job.answer = partial(self._call_soon, done.set)
+                job.answer = partial(_set_soon, self._call_soon, done)
                 self._queue.put(job)
                 try:
                     await done.wait()
@@ -183,7 +181,7 @@ class StoreThreads:
             except BaseException as exc:
                 job.error = exc
             try:
-                job.answer()
+                job.answer(job)
             except RuntimeError:
                 # The event loop is closed: nobody is waiting for the answer any more.
                 logger.debug(
@@ -256,6 +254,18 @@ class _Answers:
         if not self.loop.is_closed():
             self.loop.remove_reader(self.fd)
         os.close(self.fd)
+
+
+def _answer_soon(loop: asyncio.AbstractEventLoop, job: _Job[Any]) -> None:
+    # In the job's thread, on an asyncio loop without an eventfd wake-up.
+    loop.call_soon_threadsafe(_answered, job)
+
+
+def _set_soon(
+    call_soon: Callable[[Callable[[], object]], object], done: anyio.Event, job: _Job[Any]
+) -> None:
+    # In the job's thread, on a backend other than asyncio.
+    call_soon(done.set)
 
 
 def _answered(job: _Job[Any]) -> None:
