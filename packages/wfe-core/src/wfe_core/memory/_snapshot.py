@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
-from wfe_core.memory._values import copy_pointer, fresh, head_document, snapshot_pointer
+from wfe_core.memory._values import (
+    NOT_PLAIN,
+    copy_pointer,
+    fresh,
+    head_document,
+    plain_copy,
+    snapshot_pointer,
+)
 from wfe_core.models import WorkflowInstance
 from wfe_core.serialization import from_primitive
 
@@ -40,3 +48,14 @@ class InstanceSnapshot:
         instance = from_primitive(fresh(self._head), WorkflowInstance)
         instance.pointers.extend(map(copy_pointer, self._pointers))
         return instance
+
+
+def json_copy(value: Any) -> Any:
+    """``value`` (primitives, as ``to_primitive`` gives them) as reading back its JSON text
+    would give it: a copy made without the text when it is plain JSON data already (dicts
+    with ``str`` keys, lists, scalars), else through the text. Raises ``TypeError`` or
+    ``ValueError`` for a value JSON cannot hold, as encoding it would."""
+    copied = plain_copy(value)
+    if copied is NOT_PLAIN:
+        return json.loads(json.dumps(value))
+    return copied

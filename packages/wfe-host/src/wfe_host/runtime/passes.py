@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -21,6 +20,7 @@ from wfe_core.errors import (
     WfeError,
     WorkflowNotFoundError,
 )
+from wfe_core.memory import json_copy
 from wfe_core.models import (
     EventSubscription,
     ExecutionError,
@@ -493,7 +493,7 @@ class PassRunner:
         try:
             # The pass changes the instance, and the caller's data is the caller's: a copy of
             # the data as a read would give it (a new instance has nothing else mutable).
-            data = json.loads(json.dumps(to_primitive(instance.data)))
+            data = json_copy(to_primitive(instance.data))
         except BaseException:
             self.withdraw(handle)
             raise
@@ -512,7 +512,7 @@ class PassRunner:
             return None
         try:
             # The pass changes the instance; the caller's data is the caller's.
-            data = json.loads(json.dumps(to_primitive(instance.data)))
+            data = json_copy(to_primitive(instance.data))
         except (TypeError, ValueError):
             return None  # the usual path says what the store makes of it
         if not self._take_slot():
