@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import logging
+import operator
+import os
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -27,7 +29,6 @@ from wfe_core.models import (
     LifecycleEventType,
     WorkflowInstance,
     WorkflowStatus,
-    new_id,
 )
 from wfe_core.providers import Lease, LeaseRequest
 from wfe_core.serialization import to_primitive
@@ -359,6 +360,25 @@ class _PassEnvironment:
         return self.core.create_body(step)
 
 
+#: Every field of an instance, in the order of its class, in one C-level call.
+_instance_state = operator.attrgetter(*(field.name for field in attrs.fields(WorkflowInstance)))
+_INSTANCE_FIELDS = [field.name for field in attrs.fields(WorkflowInstance)]
+# Given by position below: each field is its __init__'s argument of the same name.
+assert all(field.init and field.alias == field.name for field in attrs.fields(WorkflowInstance))
+_POINTERS_AT = _INSTANCE_FIELDS.index("pointers")
+_DATA_AT = _INSTANCE_FIELDS.index("data")
+
+
+def _working_copy(instance: WorkflowInstance, data: Any) -> WorkflowInstance:
+    """``instance`` with ``data`` and a pointer list of its own (empty): what
+    ``attrs.evolve(instance, pointers=[], data=data)`` gives, without its look at the
+    class's fields on every call (a new instance's first pass starts from it)."""
+    values = list(_instance_state(instance))
+    values[_POINTERS_AT] = []
+    values[_DATA_AT] = data
+    return WorkflowInstance(*values)
+
+
 class PassRunner:
     """Runs passes for a host and serializes outside changes with them.
 
@@ -419,7 +439,8 @@ class PassRunner:
 
     def owner(self) -> str:
         """A lease owner name unique to one acquisition (leases are not re-entrant)."""
-        return f"{self.core.worker_id}/{new_id()[:8]}"
+        # Eight random hex digits (as the first eight of new_id(), without the rest).
+        return f"{self.core.worker_id}/{os.urandom(4).hex()}"
 
     async def process(self, workflow_id: str) -> float | None:
         """Queue handler of ``QueueName.WORKFLOW``: one pass over ``workflow_id``."""
@@ -497,7 +518,7 @@ class PassRunner:
         except BaseException:
             self.withdraw(handle)
             raise
-        working = core.restore(attrs.evolve(instance, pointers=[], data=data))
+        working = core.restore(_working_copy(instance, data))
         tg.start_soon(self._start, handle, working, lease)
         return True
 
@@ -517,7 +538,7 @@ class PassRunner:
             return None  # the usual path says what the store makes of it
         if not self._take_slot():
             return None
-        working = core.restore(attrs.evolve(instance, pointers=[], data=data))
+        working = core.restore(_working_copy(instance, data))
         handle = PassHandle(instance.id, slot=True)
         # Registered now, so what arrives for the instance meanwhile waits for this pass.
         self.running[instance.id] = handle
