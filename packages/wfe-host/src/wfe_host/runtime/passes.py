@@ -312,7 +312,7 @@ class _PassEnvironment:
             if owner is None:
                 await core.persistence.create_workflow(created)
             else:
-                asked = anyio.current_time()
+                asked = self.loop_time()
                 request = LeaseRequest(owner, core.options.lease_seconds)
                 lease = await core.persistence.create_workflow(created, lease=request)
                 if lease is None:
@@ -407,11 +407,14 @@ class PassRunner:
         self.notices = BusyNotices(core.lock)
         #: Set once no pass runs, while :meth:`idle` waits for it.
         self._idle: anyio.Event | None = None
+        #: anyio's clock, read directly in the event loop the workers run in (see open).
+        self.clock: Callable[[], float] = anyio.current_time
 
     def open(self) -> None:
         """Called as the host's workers start (in the event loop they run in)."""
         self.slots = anyio.Semaphore(self.core.options.concurrency)
         self.stopping = False
+        self.clock = loop_clock()
 
     def stop_all(self) -> int:
         """The host is stopping: let the running passes finish the steps they run and start
@@ -663,7 +666,7 @@ class PassRunner:
         core = self.core
         workflow_id = handle.workflow_id
         handle.lease = lease
-        handle.leased_at = anyio.current_time()
+        handle.leased_at = self.clock()
         if self.stopping:  # it waited for a slot while the host began to stop
             handle.stop = handle.rerun = True
         try:
