@@ -358,6 +358,8 @@ class WorkflowClient:
 
     @staticmethod
     def _started(instance: WorkflowInstance, definition: WorkflowDefinition) -> None:
+        if not logger.isEnabledFor(logging.INFO):
+            return  # without building the record's extra fields (every start)
         logger.info(
             "started workflow %s v%s",
             definition.id,

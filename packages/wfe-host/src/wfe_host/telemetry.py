@@ -42,7 +42,7 @@ from wfe_core.errors import ConcurrencyError, LockNotHeldError, StaleLeaseError
 from wfe_core.models import TraceContext, WorkflowStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from opentelemetry.context import Context
     from opentelemetry.metrics import CallbackOptions, Observation
@@ -90,6 +90,16 @@ _FINISHED: Final = {
     WorkflowStatus.FAILED: "failed",
     WorkflowStatus.TERMINATED: "terminated",
 }
+
+
+@functools.cache
+def _global_textmap() -> Callable[[], TextMapPropagator]:
+    """The API's reader of the global text-map propagator. Its module is imported on first
+    use (importing it loads the propagators ``OTEL_PROPAGATORS`` names), once: a ``from``
+    import of a package's submodule costs a start a few microseconds every time."""
+    from opentelemetry import propagate
+
+    return propagate.get_global_textmap
 
 
 def available() -> bool:
@@ -215,9 +225,7 @@ class Telemetry(WorkflowMiddleware):
     def _textmap(self) -> TextMapPropagator:
         if self._propagator is not None:
             return self._propagator
-        from opentelemetry import propagate
-
-        return propagate.get_global_textmap()
+        return _global_textmap()()
 
     def current_context(self) -> TraceContext | None:
         """The current span's context as the propagator writes it, to store with an instance

@@ -73,7 +73,10 @@ async def run_step(
                     logger.debug(
                         "running step %s", step.display_name, extra=_extra(log_extra, step, pointer)
                     )
-                if middleware:
+                if len(middleware) == 1:
+                    # The usual case (the host's telemetry alone): one coroutine less a step.
+                    result = await middleware[0](ctx, lambda: body.run(ctx))
+                elif middleware:
                     result = await run_step_middleware(middleware, ctx, lambda: body.run(ctx))
                 else:
                     result = await body.run(ctx)

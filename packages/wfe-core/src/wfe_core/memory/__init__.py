@@ -9,7 +9,7 @@ from wfe_core.memory._lock import MemoryLock
 from wfe_core.memory._persistence import MemoryPersistence
 from wfe_core.memory._queue import MemoryQueue
 from wfe_core.memory._search import MemorySearch
-from wfe_core.memory._snapshot import InstanceSnapshot
+from wfe_core.memory._snapshot import InstanceSnapshot, json_copy
 
 __all__ = [
     "InstanceSnapshot",
@@ -19,4 +19,5 @@ __all__ = [
     "MemoryPersistence",
     "MemoryQueue",
     "MemorySearch",
+    "json_copy",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,17 @@ if TYPE_CHECKING:
 
 def is_structured_type(data_type: type) -> bool:
     """Whether ``data_type`` is an attrs class or dataclass (restored from stored dicts)."""
-    return attrs.has(data_type) or dataclasses.is_dataclass(data_type)
+    known = _STRUCTURED.get(data_type)
+    if known is None:
+        known = attrs.has(data_type) or dataclasses.is_dataclass(data_type)
+        with contextlib.suppress(TypeError):  # not hashable: asked again next time
+            _STRUCTURED[data_type] = known
+    return known
+
+
+#: The answers of :func:`is_structured_type` by type (asked on every pass and restore, of
+#: the few data types the definitions declare).
+_STRUCTURED: dict[type, bool] = {}
 
 
 def restore(data: Any, definition: WorkflowDefinition | None) -> Any:

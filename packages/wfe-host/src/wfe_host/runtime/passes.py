@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import operator
+import os
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -21,13 +22,13 @@ from wfe_core.errors import (
     WfeError,
     WorkflowNotFoundError,
 )
+from wfe_core.memory import json_copy
 from wfe_core.models import (
     EventSubscription,
     ExecutionError,
     LifecycleEventType,
     WorkflowInstance,
     WorkflowStatus,
-    new_id,
 )
 from wfe_core.providers import Lease, LeaseRequest
 from wfe_core.serialization import to_primitive
@@ -311,7 +312,7 @@ class _PassEnvironment:
             if owner is None:
                 await core.persistence.create_workflow(created)
             else:
-                asked = anyio.current_time()
+                asked = self.loop_time()
                 request = LeaseRequest(owner, core.options.lease_seconds)
                 lease = await core.persistence.create_workflow(created, lease=request)
                 if lease is None:
@@ -359,6 +360,25 @@ class _PassEnvironment:
         return self.core.create_body(step)
 
 
+#: Every field of an instance, in the order of its class, in one C-level call.
+_instance_state = operator.attrgetter(*(field.name for field in attrs.fields(WorkflowInstance)))
+_INSTANCE_FIELDS = [field.name for field in attrs.fields(WorkflowInstance)]
+# Given by position below: each field is its __init__'s argument of the same name.
+assert all(field.init and field.alias == field.name for field in attrs.fields(WorkflowInstance))
+_POINTERS_AT = _INSTANCE_FIELDS.index("pointers")
+_DATA_AT = _INSTANCE_FIELDS.index("data")
+
+
+def _working_copy(instance: WorkflowInstance, data: Any) -> WorkflowInstance:
+    """``instance`` with ``data`` and a pointer list of its own (empty): what
+    ``attrs.evolve(instance, pointers=[], data=data)`` gives, without its look at the
+    class's fields on every call (a new instance's first pass starts from it)."""
+    values = list(_instance_state(instance))
+    values[_POINTERS_AT] = []
+    values[_DATA_AT] = data
+    return WorkflowInstance(*values)
+
+
 class PassRunner:
     """Runs passes for a host and serializes outside changes with them.
 
@@ -387,11 +407,14 @@ class PassRunner:
         self.notices = BusyNotices(core.lock)
         #: Set once no pass runs, while :meth:`idle` waits for it.
         self._idle: anyio.Event | None = None
+        #: anyio's clock, read directly in the event loop the workers run in (see open).
+        self.clock: Callable[[], float] = anyio.current_time
 
     def open(self) -> None:
         """Called as the host's workers start (in the event loop they run in)."""
         self.slots = anyio.Semaphore(self.core.options.concurrency)
         self.stopping = False
+        self.clock = loop_clock()
 
     def stop_all(self) -> int:
         """The host is stopping: let the running passes finish the steps they run and start
@@ -419,7 +442,8 @@ class PassRunner:
 
     def owner(self) -> str:
         """A lease owner name unique to one acquisition (leases are not re-entrant)."""
-        return f"{self.core.worker_id}/{new_id()[:8]}"
+        # Eight random hex digits (as the first eight of new_id(), without the rest).
+        return f"{self.core.worker_id}/{os.urandom(4).hex()}"
 
     async def process(self, workflow_id: str) -> float | None:
         """Queue handler of ``QueueName.WORKFLOW``: one pass over ``workflow_id``."""
@@ -493,11 +517,11 @@ class PassRunner:
         try:
             # The pass changes the instance, and the caller's data is the caller's: a copy of
             # the data as a read would give it (a new instance has nothing else mutable).
-            data = json.loads(json.dumps(to_primitive(instance.data)))
+            data = json_copy(to_primitive(instance.data))
         except BaseException:
             self.withdraw(handle)
             raise
-        working = core.restore(attrs.evolve(instance, pointers=[], data=data))
+        working = core.restore(_working_copy(instance, data))
         tg.start_soon(self._start, handle, working, lease)
         return True
 
@@ -512,12 +536,12 @@ class PassRunner:
             return None
         try:
             # The pass changes the instance; the caller's data is the caller's.
-            data = json.loads(json.dumps(to_primitive(instance.data)))
+            data = json_copy(to_primitive(instance.data))
         except (TypeError, ValueError):
             return None  # the usual path says what the store makes of it
         if not self._take_slot():
             return None
-        working = core.restore(attrs.evolve(instance, pointers=[], data=data))
+        working = core.restore(_working_copy(instance, data))
         handle = PassHandle(instance.id, slot=True)
         # Registered now, so what arrives for the instance meanwhile waits for this pass.
         self.running[instance.id] = handle
@@ -642,7 +666,7 @@ class PassRunner:
         core = self.core
         workflow_id = handle.workflow_id
         handle.lease = lease
-        handle.leased_at = anyio.current_time()
+        handle.leased_at = self.clock()
         if self.stopping:  # it waited for a slot while the host began to stop
             handle.stop = handle.rerun = True
         try:

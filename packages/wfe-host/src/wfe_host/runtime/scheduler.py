@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 if TYPE_CHECKING:
-    from collections.abc import Container
+    from collections.abc import Callable, Container
     from datetime import datetime
 
     from wfe_host.runtime.core import HostCore
@@ -62,6 +62,14 @@ class DueTimers:
         #: The scheduler sleeps until a look at persistence's due times that it put off to
         #: keep the least interval between two looks (see :meth:`pass_stored`).
         self.look_pending = False
+        #: anyio's clock (read as passes start and end): read directly once the host runs
+        #: in an event loop (see :meth:`use_clock`).
+        self._clock: Callable[[], float] = anyio.current_time
+
+    def use_clock(self, clock: Callable[[], float]) -> None:
+        """Read anyio's clock through ``clock`` (``leases.loop_clock()`` of the event loop
+        the host runs in) from now on."""
+        self._clock = clock
 
     def note(self, workflow_id: str, due: datetime) -> None:
         """This host stored ``workflow_id`` due at ``due``: queue it then."""
@@ -123,14 +131,14 @@ class DueTimers:
         # How long an instance was due when its pass started or ended (its wait in the
         # queue, and then the pass's own time).
         if seconds > self.lateness():
-            self._late, self._late_at = seconds, anyio.current_time()
+            self._late, self._late_at = seconds, self._clock()
 
     def lateness(self, now: datetime | None = None) -> float:
         """How long instances stay due here lately while queued and run: the largest such
         time seen as passes started and ended, less the time since (a queue that drained
         is forgotten as fast as time passes), or, given ``now``, how long the passes under
         way have been due, when that is longer."""
-        seen = max(self._late - (anyio.current_time() - self._late_at), 0.0)
+        seen = max(self._late - (self._clock() - self._late_at), 0.0)
         if now is None or not self._running:
             return seen
         oldest = min(self._running.values())

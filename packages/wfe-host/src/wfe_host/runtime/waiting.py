@@ -145,8 +145,11 @@ async def wait_until_finished(
     waiters = core.waiters
     # Registered before the first read: a finish after that read wakes it.
     waiter = waiters.add(workflow_id)
+    # A scope with a deadline, not ``fail_after`` (a generator context manager around one):
+    # nothing else cancels it, so its cancellation is the timeout.
+    deadline = math.inf if timeout is None else anyio.current_time() + timeout
     try:
-        with anyio.fail_after(timeout):
+        with anyio.CancelScope(deadline=deadline):
             while True:
                 if waiter.event.is_set() or workflow_id not in running:
                     if waiter.event.is_set():
@@ -166,11 +169,10 @@ async def wait_until_finished(
                 if waiter.stored is not None:
                     return core.restore(waiter.stored.instance())
     except TimeoutError:
-        raise WorkflowTimeoutError(
-            f"workflow {workflow_id} did not finish within {timeout} s"
-        ) from None
+        pass  # any timeout inside (a provider's too) is reported as the wait's, as ever
     finally:
         waiters.discard(workflow_id, waiter)
+    raise WorkflowTimeoutError(f"workflow {workflow_id} did not finish within {timeout} s")
 
 
 async def _woken(waiter: Waiter, recheck: float, running_here: bool) -> None:

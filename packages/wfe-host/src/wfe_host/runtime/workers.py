@@ -108,6 +108,7 @@ def start_workers(
     core.task_group = tg
     core.runs_workers = True
     passes.open()
+    core.timers.use_clock(passes.clock)
     workers = Workers(passes)
     visibility = max(core.options.lease_seconds * 10, 300.0)
     tg.start_soon(
