@@ -16,6 +16,7 @@ for any other value; the tests compare the two on generated pointers).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +26,10 @@ from wfe_core.models import ExecutionPointer, PointerStatus
 from wfe_core.serialization import converter, to_primitive
 from wfe_sqlite._dumps import dumps
 
-__all__ = ["compact", "converter_row", "data_text", "fast_row", "is_plain", "pointer_row"]
+#: A string's JSON text, as ``dumps`` writes it (unicode kept as it is).
+_string = json.encoder.encode_basestring
+
+__all__ = ["compact", "converter_row", "data_text", "fast_text", "is_plain", "pointer_row"]
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
@@ -108,90 +112,152 @@ def converter_row(pointer: ExecutionPointer) -> tuple[str, list[str]]:
 _PENDING = PointerStatus.PENDING
 
 
-def fast_row(pointer: ExecutionPointer) -> dict[str, Any] | None:
-    """The row's data read from the fields, or ``None`` when a field holds a value whose
-    encoding is not known here. In the fields' order (the converter's), defaults left out
-    as :func:`compact` does; ``step_id``, ``id``, ``active``, ``event_published`` and
-    ``attempt`` are passed as they are, as the converter's hook does."""
-    row: dict[str, Any] = {"step_id": pointer.step_id, "id": pointer.id}
-    value: Any = pointer.step_name
+def _as_is(value: Any) -> str:
+    """The JSON text of a field the converter's hook passes as it is (``step_id``, ``id``,
+    ``active``, ``event_published``, ``attempt``): what ``dumps`` writes for it."""
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is str:
+        return _string(value)
+    if kind is bool:
+        return "true" if value else "false"
+    return dumps(value)
+
+
+def fast_text(pointer: ExecutionPointer) -> str | None:
+    """The row's text made from the fields, or ``None`` when a field holds a value whose
+    encoding is not known here: ``dumps(compact(primitive))`` of the converter's data, each
+    field's text joined as the encoder joins them (in the fields' order, the defaults left
+    out), without building the row's dict for the encoder first. ``step_id``, ``id``,
+    ``active``, ``event_published`` and ``attempt`` are passed as they are, as the
+    converter's hook does.
+
+    Each field is looked at in a line of its own (no loop over tuples of names and values
+    made for each call): this runs for every pointer row written, two or three a step."""
+    value: Any = pointer.step_id
+    parts = ['{"step_id":', int.__repr__(value) if type(value) is int else _as_is(value)]
+    value = pointer.id
+    parts.append(',"id":')
+    parts.append(_string(value) if type(value) is str else _as_is(value))
+    value = pointer.step_name
     if value is not None:
         if type(value) is not str:
             return None
-        row["step_name"] = value
+        parts.append(',"step_name":')
+        parts.append(_string(value))
     value = pointer.status
     if type(value) is not PointerStatus:
         return None
     if value is not _PENDING:
-        row["status"] = value._value_
+        parts.append(',"status":')
+        parts.append(_string(value._value_))
     value = pointer.active
     if value is not True:
-        row["active"] = value
-    for name, value in (
-        ("start_time", pointer.start_time),
-        ("end_time", pointer.end_time),
-        ("sleep_until", pointer.sleep_until),
-    ):
-        if value is not None:
-            if type(value) is not datetime:
-                return None
-            row[name] = value.isoformat()
+        parts.append(',"active":')
+        parts.append(_as_is(value))
+    # A datetime's ISO text holds nothing JSON escapes: quoted as it is.
+    value = pointer.start_time
+    if value is not None:
+        if type(value) is not datetime:
+            return None
+        parts.append(',"start_time":"')
+        parts.append(value.isoformat())
+        parts.append('"')
+    value = pointer.end_time
+    if value is not None:
+        if type(value) is not datetime:
+            return None
+        parts.append(',"end_time":"')
+        parts.append(value.isoformat())
+        parts.append('"')
+    value = pointer.sleep_until
+    if value is not None:
+        if type(value) is not datetime:
+            return None
+        parts.append(',"sleep_until":"')
+        parts.append(value.isoformat())
+        parts.append('"')
     value = pointer.persistence_data
     if value is not None:
         if not is_plain(value):
             return None
-        row["persistence_data"] = value
-    for name, value in (("event_name", pointer.event_name), ("event_key", pointer.event_key)):
-        if value is not None:
-            if type(value) is not str:
-                return None
-            row[name] = value
+        parts.append(',"persistence_data":')
+        parts.append(dumps(value))
+    value = pointer.event_name
+    if value is not None:
+        if type(value) is not str:
+            return None
+        parts.append(',"event_name":')
+        parts.append(_string(value))
+    value = pointer.event_key
+    if value is not None:
+        if type(value) is not str:
+            return None
+        parts.append(',"event_key":')
+        parts.append(_string(value))
     value = pointer.event_effective_date
     if value is not None:
         if type(value) is not datetime:
             return None
-        row["event_effective_date"] = value.isoformat()
+        parts.append(',"event_effective_date":"')
+        parts.append(value.isoformat())
+        parts.append('"')
     value = pointer.event_published
     if value is not False:
-        row["event_published"] = value
-    for name, value in (("event_data", pointer.event_data), ("outcome", pointer.outcome)):
-        if value is not None:
-            if not is_plain(value):
-                return None
-            row[name] = value
+        parts.append(',"event_published":')
+        parts.append(_as_is(value))
+    value = pointer.event_data
+    if value is not None:
+        if not is_plain(value):
+            return None
+        parts.append(',"event_data":')
+        parts.append(dumps(value))
+    value = pointer.outcome
+    if value is not None:
+        if not is_plain(value):
+            return None
+        parts.append(',"outcome":')
+        parts.append(dumps(value))
     value = pointer.attempt
     if type(value) is not int or value != 0:
-        row["attempt"] = value
+        parts.append(',"attempt":')
+        parts.append(int.__repr__(value) if type(value) is int else _as_is(value))
     value = pointer.predecessor_id
     if value is not None:
         if type(value) is not str:
             return None
-        row["predecessor_id"] = value
+        parts.append(',"predecessor_id":')
+        parts.append(_string(value))
     value = pointer.context_item
     if value is not None:
         if not is_plain(value):
             return None
-        row["context_item"] = value
+        parts.append(',"context_item":')
+        parts.append(dumps(value))
     value = pointer.scope
     if type(value) is not list:
         return None
     if value:
-        # As it is: the converter's hook for a list of ``str`` copies it as it is, and the
-        # text is made before the pointer can change.
-        row["scope"] = value
+        # As it is: the converter's hook for a list of ``str`` copies it as it is.
+        parts.append(',"scope":')
+        parts.append(dumps(value))
     value = pointer.error
     if value is not None:
         if type(value) is not str:
             return None
-        row["error"] = value
+        parts.append(',"error":')
+        parts.append(_string(value))
     value = pointer.extensions
     if type(value) is not dict:
         return None
     if value:
         if not is_plain(value):
             return None
-        row["extensions"] = value
-    return row
+        parts.append(',"extensions":')
+        parts.append(dumps(value))
+    parts.append("}")
+    return "".join(parts)
 
 
 def pointer_row(pointer: ExecutionPointer) -> tuple[str, list[str]]:
@@ -202,7 +268,7 @@ def pointer_row(pointer: ExecutionPointer) -> tuple[str, list[str]]:
     copying it would make each round dearer than the one before): read them before the
     pointer changes."""
     children = pointer.children
-    row = fast_row(pointer) if type(children) is list else None
-    if row is None:
+    text = fast_text(pointer) if type(children) is list else None
+    if text is None:
         return converter_row(pointer)
-    return dumps(row), children
+    return text, children

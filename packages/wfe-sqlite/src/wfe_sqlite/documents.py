@@ -297,11 +297,15 @@ class InstanceDocuments:
             text, children = pointer_row(pointer)
             pointer_rows.append((index, text))
             known = counts[index] if index < stored else 0
-            if len(children) < known:
+            count = len(children)
+            if count < known:
                 reset.append(index)
                 known = 0
-            child_rows.extend((index, i, children[i]) for i in range(known, len(children)))
-            updates.append((index, pointer.id, len(children), pointer.active))
+            if count > known:
+                # Only then: most pointers a write stores got no child (a generator each
+                # would cost more than the rest of this).
+                child_rows.extend((index, i, children[i]) for i in range(known, count))
+            updates.append((index, pointer.id, count, pointer.active))
             if texts is not None and kids is not None:
                 if index < stored:
                     texts[index] = text
@@ -392,7 +396,8 @@ class InstanceDocuments:
             if end < known:
                 reset.append(index)
                 known = 0
-            child_rows.extend((index, i, children[i - start]) for i in range(known, end))
+            if end > known:
+                child_rows.extend((index, i, children[i - start]) for i in range(known, end))
             updates.append((index, pointer.id, end, pointer.active))
         runnable = instance.status == _RUNNABLE
         if previous is None:

@@ -52,8 +52,10 @@ class ActivePointers:
             primitive = self.primitive_steps
             for pointer in transition.created:
                 live[pointer.id] = pointer
-                if pointer.scope:
-                    inside.update(pointer.scope)
+                # A loop, not ``Counter.update``: its checks of the argument's type cost
+                # more than counting the one or two containers a pointer runs in.
+                for container in pointer.scope:
+                    inside[container] += 1
                 if pointer.step_id in primitive:
                     self.containers[pointer.id] = pointer
         if transition.ended:
