@@ -219,3 +219,78 @@ async def test_a_new_wait_on_a_key_with_a_long_history_gets_one_event_delivered(
         assert instance.status == WorkflowStatus.COMPLETE
         assert instance.pointers[0].event_data == 0
         assert persistence.reads == 1
+
+
+class _CountsWholeReads:
+    """Counts the reads of a whole instance or of its finished pointers (a store's own
+    reads, not the live part's)."""
+
+    whole_reads = 0
+
+    async def get_workflow(self, workflow_id: str) -> Any:
+        self.whole_reads += 1
+        return await super().get_workflow(workflow_id)  # type: ignore[misc]
+
+    async def get_pointers(self, workflow_id: str, **page: Any) -> Any:
+        self.whole_reads += 1
+        return await super().get_pointers(workflow_id, **page)  # type: ignore[misc]
+
+
+class _CountingMemory(_CountsWholeReads, MemoryPersistence):
+    pass
+
+
+class _CountingSqlite(_CountsWholeReads, SqlitePersistence):
+    pass
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_an_event_after_a_long_history_is_delivered_from_the_live_part(
+    backend: str, tmp_path: Path
+) -> None:
+    """A workflow that ran many steps before it waits gets its event without the store
+    reading its finished steps: a delivery costs the same after 10,000 steps as after 10
+    (a loop of waits stays linear). The event reaches the step after the wait, and the
+    stored history is whole afterwards."""
+    steps = 60
+    persistence: _CountsWholeReads
+    if backend == "memory":
+        persistence = _CountingMemory()
+    else:
+        persistence = _CountingSqlite(f"sqlite:///{tmp_path / 'wfe.db'}")
+    release = anyio.Event()
+    resumed = anyio.Event()
+
+    async def after_wait(ctx: StepContext) -> None:
+        resumed.set()
+        await release.wait()
+
+    def got(ctx: StepContext) -> None:
+        ctx.data.count = 100
+
+    flow = (
+        WorkflowBuilder(Counter)
+        .for_each(lambda data: range(steps), lambda body: body.start_with(bump), parallel=False)
+        .wait_for("go", key="k")
+        .then(after_wait)
+        .then(got)
+        .build("long-wait")
+    )
+    async with WorkflowHost(persistence) as host:  # type: ignore[arg-type]
+        host.register(flow)
+        workflow_id = await host.start_workflow("long-wait")
+        await until_waiting_for_event(host, workflow_id)
+        before = persistence.whole_reads
+        await host.publish_event("go", "k", data={"n": 1})
+        with anyio.fail_after(10):
+            await resumed.wait()
+        assert persistence.whole_reads == before, "the delivery read finished pointers"
+        release.set()
+        instance = await host.wait_for_workflow(workflow_id, timeout=10)
+    assert instance.status == WorkflowStatus.COMPLETE
+    assert instance.data.count == 100
+    waited = [p for p in instance.pointers if p.event_name == "go"]
+    assert len(waited) == 1
+    assert waited[0].event_published
+    assert waited[0].event_data == {"n": 1}
+    assert sum(1 for p in instance.pointers if p.step_name == "bump") == steps

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from wfe_core import StepContext
     from wfe_core.models import Event, EventSubscription, ExecutionError, WorkflowInstance
-    from wfe_core.providers import Lease
+    from wfe_core.providers import Lease, PointerWrite
 
 pytestmark = pytest.mark.anyio
 
@@ -41,6 +41,7 @@ class FenceLog(MemoryPersistence):
         events: Iterable[Event] = (),
         changed_pointers: Collection[str] | None = None,
         fence: int | None = None,
+        pointer_write: PointerWrite | None = None,
     ) -> None:
         self.fences.append(fence)
         await super().persist_workflow(
@@ -50,6 +51,7 @@ class FenceLog(MemoryPersistence):
             events=events,
             changed_pointers=changed_pointers,
             fence=fence,
+            pointer_write=pointer_write,
         )
 
 

@@ -15,8 +15,8 @@ from wfe_core.errors import (
     SubscriptionNotFoundError,
     WorkflowNotFoundError,
 )
-from wfe_core.models import PointerStatus, WorkflowInstance, WorkflowStatus
-from wfe_core.providers import Lease, QueueName
+from wfe_core.models import PointerStatus, WorkflowStatus
+from wfe_core.providers import Lease, LivePart, PointerWrite, QueueName
 from wfe_core.providers import capabilities as cap
 from wfe_core.spi import SUBSCRIPTION_ID
 from wfe_host.runtime.passes import Carried, Outcome
@@ -24,7 +24,7 @@ from wfe_host.runtime.passes import Carried, Outcome
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from wfe_core.models import Event, EventSubscription
+    from wfe_core.models import Event, EventSubscription, ExecutionPointer
     from wfe_host.runtime.core import HostCore
     from wfe_host.runtime.passes import PassRunner
 
@@ -42,6 +42,12 @@ _MARK_DELAY = 0.002
 EVENT_CONCURRENCY = 8
 
 
+def _positioned(live: LivePart, pointer: ExecutionPointer) -> list[tuple[int, ExecutionPointer]]:
+    """``pointer`` with its stored position when ``live`` is a live part (a write of one
+    names its pointers by position); nothing for a whole instance."""
+    return [] if live.whole else [(live.positions[pointer.id], pointer)]
+
+
 @attrs.define(eq=False)
 class _Prepared:
     """A workflow's lease and instance, taken for delivering an event to ``subscription_id``
@@ -49,8 +55,8 @@ class _Prepared:
 
     subscription_id: str
     lease: Lease
-    #: None: the workflow does not exist.
-    instance: WorkflowInstance | None
+    #: The workflow's live part (see ``LivePart``); None: the workflow does not exist.
+    live: LivePart | None
     #: Handed to the delivery (which releases or hands over the lease from then on).
     taken: bool = False
     #: The stored events the subscription matches (or why they could not be read), read
@@ -213,9 +219,9 @@ class EventDelivery:
                 tg.cancel_scope.cancel()
                 return None
             try:
-                instance: WorkflowInstance | None = await core.load(workflow_id)
+                live: LivePart | None = await core.load_live(workflow_id)
             except WorkflowNotFoundError:
-                instance = None
+                live = None
             except Exception:
                 tg.cancel_scope.cancel()
                 with anyio.CancelScope(shield=True):
@@ -225,7 +231,7 @@ class EventDelivery:
                 with anyio.CancelScope(shield=True):
                     await passes.release(lease)
                 raise
-            prepared = _Prepared(subscription.id, lease, instance)
+            prepared = _Prepared(subscription.id, lease, live)
         prepared.matching = matching[0] if matching else None
         return prepared
 
@@ -287,7 +293,7 @@ class EventDelivery:
         """True: done with this subscription; None: deferred until this host's pass over the
         workflow ends; False: another worker holds the workflow, try again later."""
         core, passes = self.core, self.passes
-        loaded: WorkflowInstance | None = None
+        loaded: LivePart | None = None
         use = (
             prepared is not None
             and not prepared.taken
@@ -296,7 +302,7 @@ class EventDelivery:
         if prepared is not None and use:
             prepared.taken = True
             lease: Lease | None = prepared.lease
-            loaded = prepared.instance
+            loaded = prepared.live
             matching: Sequence[str] | BaseException | None = prepared.matching
         else:
             handle = passes.running.get(subscription.workflow_id)
@@ -321,12 +327,15 @@ class EventDelivery:
             if isinstance(matching, BaseException):
                 raise matching
             try:
+                # Its live part: a delivery reads and writes the same however many steps the
+                # workflow ran before the wait (the waiting pointer is active, so held).
                 if not use:
-                    instance = await core.load(subscription.workflow_id)
+                    live = await core.load_live(subscription.workflow_id)
                 elif loaded is None:
                     raise KeyError(subscription.workflow_id)  # not found when prepared
                 else:
-                    instance = loaded
+                    live = loaded
+                instance = live.instance
                 pointer = instance.pointer(subscription.pointer_id)
             except (WorkflowNotFoundError, KeyError):
                 await self._close(subscription.id)
@@ -361,8 +370,9 @@ class EventDelivery:
                     instance.next_execution = core.clock.now()
                 # The subscription is closed by the same write (stored again, terminated).
                 closed = attrs.evolve(subscription, terminated=True)
-                carried = Carried([closed], [pointer.id]) if resume else None
-                if carried is not None and passes.hand_over(instance, lease, carried):
+                changed = _positioned(live, pointer)
+                carried = Carried([closed], [pointer.id], changed) if resume else None
+                if carried is not None and passes.hand_over(live, lease, carried):
                     # The resumed pass takes the lease and stores the delivery with its first
                     # write (one write less before the step after the wait runs). The event
                     # may be marked processed only once that write is done.
@@ -375,6 +385,13 @@ class EventDelivery:
                         subscriptions=[closed],
                         changed_pointers=[pointer.id],
                         fence=lease.token,
+                        pointer_write=(
+                            None
+                            if live.whole
+                            else PointerWrite(
+                                live.stored_pointers, changed, children_start=live.children_start
+                            )
+                        ),
                     )
             logger.info(
                 "event %s/%s delivered",

@@ -26,11 +26,12 @@ from wfe_core.memory import json_copy
 from wfe_core.models import (
     EventSubscription,
     ExecutionError,
+    ExecutionPointer,
     LifecycleEventType,
     WorkflowInstance,
     WorkflowStatus,
 )
-from wfe_core.providers import Lease, LeaseRequest
+from wfe_core.providers import Lease, LeaseRequest, PointerWrite
 from wfe_core.serialization import to_primitive
 from wfe_core.spi import stored_pointers
 from wfe_host.runtime.control import lifecycle_event
@@ -45,11 +46,10 @@ if TYPE_CHECKING:
     from wfe_core import HostContext, StepBody
     from wfe_core.models import (
         Event,
-        ExecutionPointer,
         LifecycleEvent,
         StepDefinition,
     )
-    from wfe_core.providers import LivePart, PointerWrite
+    from wfe_core.providers import LivePart
     from wfe_host.runtime.core import HostCore
 
 logger = logging.getLogger("wfe_host.passes")
@@ -118,8 +118,17 @@ class Carried:
     subscriptions: list[EventSubscription]
     #: Pointers changed.
     pointers: list[str]
+    #: The same with their stored positions, when they were changed in a live part (see
+    #: ``LivePart``): a write of it names its pointers by position.
+    positioned: list[tuple[int, ExecutionPointer]] = attrs.field(factory=list)
     #: Whether the pass stored them (known once it did, or ended without doing so).
     stored: Outcome = attrs.field(factory=Outcome)
+
+    def named_in(self, write: PointerWrite) -> PointerWrite:
+        """``write`` naming the carried pointers too (each once)."""
+        named = {position for position, _ in write.changed}
+        extra = [each for each in self.positioned if each[0] not in named]
+        return attrs.evolve(write, changed=[*write.changed, *extra]) if extra else write
 
 
 #: Instances remembered as reported (bounded memory).
@@ -235,6 +244,8 @@ class _PassEnvironment:
         if carried is not None:
             subscriptions = [*subscriptions, *carried.subscriptions]
             changed_pointers = {*changed_pointers, *carried.pointers}
+            if pointer_write is not None:
+                pointer_write = carried.named_in(pointer_write)
         core = self.core
         # The lease's age first (no call into the lock while it is young: every write).
         fence = fresh_token(self.handle, core.options.lease_seconds, self.loop_time())
@@ -627,15 +638,15 @@ class PassRunner:
         if self._idle is not None and not self.running:
             self._idle.set()
 
-    def hand_over(
-        self, instance: WorkflowInstance, lease: Lease, carried: Carried | None = None
-    ) -> bool:
-        """Run a pass over ``instance``, loaded under ``lease``, in the background; the pass
-        takes the lease over (and releases it) and stores ``carried`` (changes not stored
-        yet) with its first write. Saves releasing the lease, queueing the instance, taking
-        the lease again, reading the instance again, and a write. False when this host runs
-        no workers, already runs a pass over it, or has no free slot: the caller keeps the
+    def hand_over(self, live: LivePart, lease: Lease, carried: Carried | None = None) -> bool:
+        """Run a pass over ``live`` (an instance's live part, or the whole instance: see
+        ``LivePart.of_whole``), loaded under ``lease``, in the background; the pass takes
+        the lease over (and releases it) and stores ``carried`` (changes not stored yet)
+        with its first write. Saves releasing the lease, queueing the instance, taking the
+        lease again, reading the instance again, and a write. False when this host runs no
+        workers, already runs a pass over it, or has no free slot: the caller keeps the
         lease."""
+        instance = live.instance
         tg = self.core.worker_group()
         if (
             tg is None
@@ -648,7 +659,7 @@ class PassRunner:
         handle = PassHandle(instance.id, slot=True)
         # Registered now, so what arrives for the instance meanwhile waits for this pass.
         self.running[instance.id] = handle
-        tg.start_soon(self._own, handle, lease, instance, carried)
+        tg.start_soon(partial(self._own, handle, lease, instance, carried, live=live))
         return True
 
     async def _own(
@@ -659,6 +670,7 @@ class PassRunner:
         carried: Carried | None = None,
         *,
         creation: Creation | None = None,
+        live: LivePart | None = None,
     ) -> None:
         """Run a pass holding ``lease`` (registered in ``running``; ``None``: the write
         creating ``creation`` takes it), then release it unless the pass's last write gave
@@ -670,7 +682,7 @@ class PassRunner:
         if self.stopping:  # it waited for a slot while the host began to stop
             handle.stop = handle.rerun = True
         try:
-            await self._leased_pass(handle, instance, carried, creation)
+            await self._leased_pass(handle, instance, carried, creation, live)
         except BaseException as exc:
             if contains(exc, _NotCreated):
                 pass  # nothing stored; the caller of start_workflow gets the error
@@ -728,9 +740,12 @@ class PassRunner:
         instance: WorkflowInstance | None,
         carried: Carried | None,
         creation: Creation | None,
+        live: LivePart | None = None,
     ) -> None:
         with handle.scope:
-            environment = await self._run(handle.workflow_id, handle, instance, carried, creation)
+            environment = await self._run(
+                handle.workflow_id, handle, instance, carried, creation, live
+            )
             if environment is not None and environment.stored:
                 due = environment.stored_due
                 if due is not None and due <= self.core.clock.now():
@@ -745,12 +760,12 @@ class PassRunner:
         instance: WorkflowInstance | None = None,
         carried: Carried | None = None,
         creation: Creation | None = None,
+        live: LivePart | None = None,
     ) -> _PassEnvironment | None:
-        """Run a pass (over ``instance`` when the caller just loaded it under the lease, with
-        the ``carried`` changes to store); returns its environment (what it stored), ``None``
-        when none ran."""
+        """Run a pass (over ``instance`` when the caller just loaded it under the lease, as
+        ``live`` when it read its live part, with the ``carried`` changes to store); returns
+        its environment (what it stored), ``None`` when none ran."""
         core = self.core
-        live: LivePart | None = None
         if instance is None:
             # Its live part: a pass costs the same at round 10,000 of a loop as at round 10.
             try:
@@ -801,11 +816,17 @@ class PassRunner:
         core = self.core
         environment = _PassEnvironment(core, self.context, instance, handle, carried, creation)
         definition = core.definitions.find(instance.definition_id, instance.version)
+        partial_live = live is not None and not live.whole
         if definition is None:
-            if live is not None and not live.whole:
-                # Its write below is the host's, of the whole instance (nothing ran since).
-                instance = await core.load(instance.id)
-            await self._report_undefined(environment, instance)
+            if partial_live and carried is not None:
+                # Changes made to the live part (an event's delivery) are stored below as
+                # they are; the next pass, over the stored instance, reports it.
+                handle.rerun = True
+            else:
+                if partial_live:
+                    # Its write below is the host's, of the whole instance (nothing ran).
+                    instance = await core.load(instance.id)
+                await self._report_undefined(environment, instance)
         else:
             executor = WorkflowExecutor(
                 environment,
@@ -831,7 +852,7 @@ class PassRunner:
                 )
         if environment.carried is not None or environment.creation is not None:
             # The pass wrote nothing (it had nothing to run, or no definition): the carried
-            # changes, or the new instance, still must be stored.
+            # changes, or the new instance, still must be stored (a live part's by position).
             await environment.persist(
                 instance,
                 subscriptions=(),
@@ -839,6 +860,11 @@ class PassRunner:
                 closed_subscriptions=(),
                 changed_pointers=(),
                 last=True,
+                pointer_write=(
+                    PointerWrite(live.stored_pointers, children_start=live.children_start)
+                    if live is not None and partial_live
+                    else None
+                ),
             )
         return environment
 
