@@ -177,6 +177,10 @@ class Telemetry(WorkflowMiddleware):
         #: (the monotonic clock) that look stands.
         self._tracing = False
         self._tracing_until = 0.0
+        self._meter_provider_given = meter_provider is not None
+        #: The same for the global meter provider (see ``metering``).
+        self._metering = False
+        self._metering_until = 0.0
         self._propagator = propagator
         self._queue_depth_interval = queue_depth_interval
         meter = metrics.get_meter(INSTRUMENTATION_NAME, meter_provider=meter_provider)
@@ -220,6 +224,22 @@ class Telemetry(WorkflowMiddleware):
             # Once set, the global provider cannot be replaced: no need to look again.
             self._tracing_until = float("inf") if self._tracing else now + TRACING_RECHECK
         return self._tracing
+
+    def metering(self) -> bool:
+        """Whether samples are recorded: a meter provider was given, or the global one is
+        not the API's own (an SDK configured). Until then a step's duration sample would go
+        to the API's no-op histogram, so none is made; an SDK set up later is seen within
+        :data:`TRACING_RECHECK` seconds, as for :meth:`tracing`."""
+        if self._meter_provider_given:
+            return True
+        now = time.monotonic()
+        if now >= self._metering_until:
+            from opentelemetry import metrics
+
+            module = type(metrics.get_meter_provider()).__module__
+            self._metering = not module.startswith("opentelemetry.metrics")
+            self._metering_until = float("inf") if self._metering else now + TRACING_RECHECK
+        return self._metering
 
     # -- trace context -------------------------------------------------------------------------
     def _textmap(self) -> TextMapPropagator:
@@ -328,6 +348,8 @@ class Telemetry(WorkflowMiddleware):
     async def __call__(self, ctx: StepContext, call_next: CallNext) -> ExecutionResult:
         """The step middleware: a ``RunStep:<step>`` span and a duration sample."""
         if not self.tracing():
+            if not self.metering():
+                return await call_next()  # nothing would be recorded
             # The duration sample only (inline, not another coroutine: one per step less
             # for the garbage collector).
             started = time.perf_counter()
